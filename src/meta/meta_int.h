@@ -17,6 +17,6 @@ struct mc_meta {
     void *impl;
 };
 
-/* Backend constructors: return 0 and fill *ops/*impl, or a negative errno. */
+/* Backend constructors: return 0 and fill *ops and *impl, or a negative errno. */
 int mc__meta_http_open(const char *url, const mc__meta_ops_t **ops, void **impl);
 #endif
