@@ -61,7 +61,8 @@ static size_t mh_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *p = realloc(b->data, cap);
         if (!p) return 0;
         b->data = p;
@@ -101,8 +102,8 @@ static void mh_handle_put(mh_t *h, CURL *c)
  * NULL, the response body in *out (caller frees out->data). Returns -EIO (logged,
  * naming URL and key) on transport failure, -ENOMEM, -EINVAL for a NULL key.
  * Thread: any; the handle used is private to this call. */
-static int mh_request(mh_t *h, const char *method, const char *key, const char *body,
-                      long *status, mh_buf_t *out)
+static int mh_request(mh_t *h, const char *method, const char *key, const char *body, long *status,
+                      mh_buf_t *out)
 {
     if (!key) return -EINVAL;
     int rc = -ENOMEM;
@@ -249,7 +250,8 @@ static void mh_close(void *impl)
 {
     mh_t *h = impl;
     if (!h) return;
-    for (int i = 0; i < h->npool; i++) curl_easy_cleanup(h->pool[i]);
+    for (int i = 0; i < h->npool; i++)
+        curl_easy_cleanup(h->pool[i]);
     pthread_mutex_destroy(&h->lock);
     free(h->url);
     free(h);

@@ -1,0 +1,474 @@
+/* metasrv.c: the HTTP metadata server core. A key -> bytes store kept in memory
+ * (an mc_map_t under one mutex) behind upstream's HTTP protocol (spec §4):
+ *
+ *   GET    /metadata?key=K   200 stored bytes (application/json) | 404 "metadata not found"
+ *   PUT    /metadata?key=K   200 "metadata updated" | 200 "metadata unchanged" (identical
+ *                            rpc_meta) | 400 "Duplicate rpc_meta key not allowed"
+ *   DELETE /metadata?key=K   200 "metadata deleted" | 404 "metadata not found"
+ *   GET    /health           200 "OK"
+ *
+ * K is stripped of surrounding whitespace; a missing or blank key is 400, another
+ * method 405, another path 404, a body over MC_METASRV_MAX_BODY 413. Every refused
+ * request is logged in one line naming the peer and the reason; nothing a client
+ * sends stops the server.
+ *
+ * Threading: libmicrohttpd with its internal polling threads, a pool of
+ * MS_THREADS epoll loops sharing our listening socket. A pool rather than
+ * thread-per-connection because every transfer engine keeps a keep-alive
+ * connection open for its lifetime: idle connections then cost a file
+ * descriptor, not a thread, while a few loops are plenty for requests that each
+ * take a hash lookup under a mutex held for a memcpy. Four matches upstream's
+ * embedded server. */
+#include "metasrv.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "base_log.h"
+#include "base_map.h"
+#include "net_sock.h"
+
+#define MC_METASRV_MAX_BODY (16u << 20) /* largest accepted PUT body */
+/* A chunked body over the limit is read and dropped so that the client gets its
+ * 413; past this many dropped bytes the connection is simply closed. */
+#define MS_MAX_DISCARD (64u << 20)
+#define MS_THREADS 4
+#define MS_IDLE_TIMEOUT_S 60
+
+struct mc_metasrv {
+    struct MHD_Daemon *mhd;
+    uint16_t port;
+    pthread_mutex_t lock; /* guards map */
+    mc_map_t *map;        /* key -> ms_val_t* */
+};
+
+typedef struct {
+    size_t len;
+    char data[];
+} ms_val_t;
+
+enum { MS_GET = 1, MS_PUT, MS_DEL, MS_HEALTH, MS_NOPS };
+
+/* Per-request state, kept in MHD's con_cls between calls. Requests without a
+ * body point at a shared, never-written ms_marks[op] (no allocation); those with
+ * one (every PUT) get their own. */
+typedef struct {
+    int op;    /* MS_GET.. */
+    char *key; /* stripped key (allocated requests only) */
+    char *body;
+    size_t len, cap;
+    size_t dropped; /* bytes discarded after the body went over the limit */
+    int too_big;
+} ms_req_t;
+
+static ms_req_t ms_marks[MS_NOPS] = {
+    [MS_GET] = {.op = MS_GET},
+    [MS_PUT] = {.op = MS_PUT},
+    [MS_DEL] = {.op = MS_DEL},
+    [MS_HEALTH] = {.op = MS_HEALTH},
+};
+
+/* Per-connection state (MHD's socket_context): requests seen, so that a
+ * connection closed before any valid request (garbage, truncated headers) is
+ * logged. Touched only by the connection's own MHD thread. */
+typedef struct {
+    unsigned long requests;
+} ms_conn_t;
+
+static const char *const ms_tag = "metasrv";
+
+/* Writes the peer address of conn as "ip:port" into buf (never fails). */
+static void ms_peer(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char host[64], serv[16];
+    snprintf(buf, len, "?");
+    if (!ci || !ci->client_addr) return;
+    socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in);
+    if (getnameinfo(ci->client_addr, sl, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(buf, len, "%s:%s", host, serv);
+}
+
+/* Queues a response with body `text` (a string literal, not copied) and status.
+ * allow: value of the Allow header (405 only) or NULL. */
+static enum MHD_Result ms_reply_text(struct MHD_Connection *conn, unsigned status, const char *text,
+                                     const char *allow)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Logs a refused request in one line and answers it with status and text. */
+static enum MHD_Result ms_refuse(struct MHD_Connection *conn, const char *method, const char *url,
+                                 unsigned status, const char *text, const char *allow)
+{
+    char peer[96];
+    ms_peer(conn, peer, sizeof peer);
+    MC_LOGW(ms_tag, "%s: %s %s -> %u %s", peer, method, url, status, text);
+    return ms_reply_text(conn, status, text, allow);
+}
+
+/* Finds the key argument, strips surrounding whitespace and returns a malloc'd
+ * copy in *out. Returns 0, -EINVAL when absent, blank or holding a NUL byte,
+ * -ENOMEM. */
+static int ms_key(struct MHD_Connection *conn, char **out)
+{
+    const char *v = NULL;
+    size_t vl = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "key", 3, &v, &vl) != MHD_YES ||
+        !v)
+        return -EINVAL;
+    if (memchr(v, '\0', vl)) return -EINVAL;
+    while (vl && isspace((unsigned char)*v))
+        v++, vl--;
+    while (vl && isspace((unsigned char)v[vl - 1]))
+        vl--;
+    if (!vl) return -EINVAL;
+    char *k = malloc(vl + 1);
+    if (!k) return -ENOMEM;
+    memcpy(k, v, vl);
+    k[vl] = '\0';
+    *out = k;
+    return 0;
+}
+
+/* GET /metadata: copies the value into the response under the lock (the one
+ * user-space copy), so a concurrent PUT may free the stored value right after. */
+static enum MHD_Result ms_get(mc_metasrv_t *s, struct MHD_Connection *conn, const char *key)
+{
+    struct MHD_Response *r = NULL;
+    pthread_mutex_lock(&s->lock);
+    ms_val_t *v = mc_map_get(s->map, key);
+    if (v) r = MHD_create_response_from_buffer(v->len, v->data, MHD_RESPMEM_MUST_COPY);
+    pthread_mutex_unlock(&s->lock);
+    if (!v) {
+        MC_LOGD(ms_tag, "GET '%s': not found", key);
+        return ms_reply_text(conn, MHD_HTTP_NOT_FOUND, "metadata not found", NULL);
+    }
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result ms_del(mc_metasrv_t *s, struct MHD_Connection *conn, const char *key)
+{
+    pthread_mutex_lock(&s->lock);
+    ms_val_t *v = mc_map_del(s->map, key);
+    pthread_mutex_unlock(&s->lock);
+    if (!v) {
+        MC_LOGD(ms_tag, "DELETE '%s': not found", key);
+        return ms_reply_text(conn, MHD_HTTP_NOT_FOUND, "metadata not found", NULL);
+    }
+    free(v);
+    return ms_reply_text(conn, MHD_HTTP_OK, "metadata deleted", NULL);
+}
+
+/* PUT /metadata once the whole body is in req. Applies the duplicate rpc_meta
+ * rule: a key containing "rpc_meta" that exists keeps its value; the same body
+ * again is 200 "metadata unchanged", a different one 400. Other keys are
+ * replaced. */
+static enum MHD_Result ms_put(mc_metasrv_t *s, struct MHD_Connection *conn, const char *url,
+                              ms_req_t *req)
+{
+    ms_val_t *nv = malloc(sizeof *nv + req->len);
+    if (!nv) return MHD_NO;
+    nv->len = req->len;
+    if (req->len) memcpy(nv->data, req->body, req->len);
+    int rpc = strstr(req->key, "rpc_meta") != NULL;
+    int dup = 0, same = 0, rc = 0;
+    void *old = NULL;
+    pthread_mutex_lock(&s->lock);
+    ms_val_t *cur = rpc ? mc_map_get(s->map, req->key) : NULL;
+    if (cur) {
+        dup = 1;
+        same = cur->len == nv->len && !memcmp(cur->data, nv->data, nv->len);
+    } else {
+        rc = mc_map_put(s->map, req->key, nv, &old);
+        if (rc == 0) nv = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(old);
+    free(nv);
+    if (rc) return MHD_NO;
+    if (dup && same) return ms_reply_text(conn, MHD_HTTP_OK, "metadata unchanged", NULL);
+    if (dup) {
+        char peer[96];
+        ms_peer(conn, peer, sizeof peer);
+        MC_LOGW(ms_tag, "%s: PUT %s key '%s' -> 400 Duplicate rpc_meta key not allowed", peer, url,
+                req->key);
+        return ms_reply_text(conn, MHD_HTTP_BAD_REQUEST, "Duplicate rpc_meta key not allowed",
+                             NULL);
+    }
+    return ms_reply_text(conn, MHD_HTTP_OK, "metadata updated", NULL);
+}
+
+/* Appends upload data to req, or counts it as dropped once over the limit.
+ * Returns 0, or -1 to close the connection (too much dropped, out of memory). */
+static int ms_body_append(ms_req_t *req, const char *data, size_t n)
+{
+    if (!req->too_big && req->len + n > MC_METASRV_MAX_BODY) {
+        req->too_big = 1;
+        free(req->body);
+        req->body = NULL;
+        req->len = req->cap = 0;
+    }
+    if (req->too_big) {
+        req->dropped += n;
+        return req->dropped > MS_MAX_DISCARD ? -1 : 0;
+    }
+    if (req->len + n > req->cap) {
+        size_t cap = req->cap ? req->cap : 4096;
+        while (cap < req->len + n)
+            cap *= 2;
+        if (cap > MC_METASRV_MAX_BODY) cap = MC_METASRV_MAX_BODY;
+        char *p = realloc(req->body, cap);
+        if (!p) return -1;
+        req->body = p;
+        req->cap = cap;
+    }
+    memcpy(req->body + req->len, data, n);
+    req->len += n;
+    return 0;
+}
+
+/* First call of a request (headers only): routes it and validates what can be
+ * validated, answering errors at once (MHD then closes the connection without
+ * reading any body). Otherwise sets *con_cls for the later calls. */
+static enum MHD_Result ms_begin(struct MHD_Connection *conn, const char *url, const char *method,
+                                void **con_cls)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) ((ms_conn_t *)ci->socket_context)->requests++;
+
+    int op;
+    if (!strcmp(url, "/health")) {
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+            return ms_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                             "GET");
+        op = MS_HEALTH;
+    } else if (!strcmp(url, "/metadata")) {
+        if (!strcmp(method, MHD_HTTP_METHOD_GET)) {
+            op = MS_GET;
+        } else if (!strcmp(method, MHD_HTTP_METHOD_PUT)) {
+            op = MS_PUT;
+        } else if (!strcmp(method, MHD_HTTP_METHOD_DELETE)) {
+            op = MS_DEL;
+        } else {
+            return ms_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                             "GET, PUT, DELETE");
+        }
+    } else {
+        return ms_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);
+    }
+
+    char *key = NULL;
+    if (op != MS_HEALTH) {
+        int rc = ms_key(conn, &key);
+        if (rc == -ENOMEM) return MHD_NO;
+        if (rc) return ms_refuse(conn, method, url, MHD_HTTP_BAD_REQUEST, "Missing key", NULL);
+    }
+    /* MHD hands us a body only when one was announced by either header. */
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+    if (clen > MC_METASRV_MAX_BODY) {
+        free(key);
+        return ms_refuse(conn, method, url, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
+                         NULL);
+    }
+    if (op != MS_PUT && !clen && !te) {
+        free(key);
+        *con_cls = &ms_marks[op];
+        return MHD_YES;
+    }
+    ms_req_t *req = calloc(1, sizeof *req);
+    if (!req) {
+        free(key);
+        return MHD_NO;
+    }
+    req->op = op;
+    req->key = key;
+    if (op == MS_PUT && clen) { /* size the buffer once for the announced body */
+        req->body = malloc(clen);
+        if (req->body) req->cap = clen;
+    }
+    *con_cls = req;
+    return MHD_YES;
+}
+
+/* Access handler, called by MHD on its threads: once after the headers, then
+ * per body chunk, then once more with *upload_size == 0, when the answer is
+ * given (answering earlier would make MHD close the keep-alive connection). */
+static enum MHD_Result ms_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls)
+{
+    mc_metasrv_t *s = cls;
+    ms_req_t *req = *con_cls;
+    if (!req) return ms_begin(conn, url, method, con_cls);
+    int shared = req >= ms_marks && req < ms_marks + MS_NOPS;
+    if (*upload_size) {
+        if (!shared && ms_body_append(req, upload, *upload_size)) {
+            char peer[96];
+            ms_peer(conn, peer, sizeof peer);
+            MC_LOGW(ms_tag, "%s: %s %s: body far over %u bytes, closing connection", peer, method,
+                    url, MC_METASRV_MAX_BODY);
+            return MHD_NO;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->too_big)
+        return ms_refuse(conn, method, url, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
+                         NULL);
+    if (req->op == MS_HEALTH) return ms_reply_text(conn, MHD_HTTP_OK, "OK", NULL);
+    if (req->op == MS_PUT) return ms_put(s, conn, url, req);
+    char *key = req->key;
+    if (shared) { /* validated in ms_begin; look it up again */
+        int rc = ms_key(conn, &key);
+        if (rc) return MHD_NO;
+    }
+    enum MHD_Result ret = req->op == MS_GET ? ms_get(s, conn, key) : ms_del(s, conn, key);
+    if (shared) free(key);
+    return ret;
+}
+
+/* Frees a request's state when MHD is done with it (also on errors). */
+static void ms_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ms_req_t *req = *con_cls;
+    *con_cls = NULL;
+    if (!req || (req >= ms_marks && req < ms_marks + MS_NOPS)) return;
+    free(req->key);
+    free(req->body);
+    free(req);
+}
+
+/* Connection start/close: counts requests per connection and logs connections
+ * that closed before MHD handed us any request (malformed or incomplete HTTP,
+ * which MHD drops or answers itself). */
+static void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(ms_conn_t)); /* NULL only disables the log */
+        return;
+    }
+    ms_conn_t *c = *socket_context;
+    if (!c) return;
+    if (c->requests == 0) {
+        char peer[96];
+        ms_peer(conn, peer, sizeof peer);
+        MC_LOGW(ms_tag,
+                "%s: connection closed without a valid HTTP request "
+                "(malformed, incomplete or empty)",
+                peer);
+    }
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Routes libmicrohttpd's own diagnostics (malformed requests, socket errors)
+ * into our one-line log. */
+static void ms_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    MC_LOGW(ms_tag, "mhd: %s", line);
+}
+
+static void ms_free_val(void *v)
+{
+    free(v);
+}
+
+/* Starts the server: binds host:port itself (so that port 0 and the bound port
+ * are ours to report) and hands the socket to MHD, which closes it on stop.
+ * Returns 0, a negative errno from bind/listen, -ENOMEM, or -EIO when MHD
+ * refuses to start. Thread: the caller's; serving happens on MHD's threads. */
+int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
+{
+    int fd = -1, rc = -ENOMEM;
+    mc_metasrv_t *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    s->map = mc_map_new();
+    if (!s->map) goto fail;
+    rc = mc_sock_listen(host, port, 512, &fd, &s->port);
+    if (rc) {
+        MC_LOGE(ms_tag, "cannot listen on %s:%u: %s", host && *host ? host : "0.0.0.0", port,
+                strerror(-rc));
+        goto fail;
+    }
+    /* The pool threads share this socket; accept must not block one of them. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    s->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        ms_handle, s, MHD_OPTION_EXTERNAL_LOGGER, ms_mhd_log, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)MS_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)MS_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, ms_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, ms_conn_notify, s, MHD_OPTION_END);
+    /* From here MHD owns the socket (it closes it on stop); whether it does on a
+     * failed start is not documented, so a failed start may leak it rather than
+     * risk closing a descriptor number that another thread has reused. */
+    fd = -1;
+    if (!s->mhd) {
+        MC_LOGE(ms_tag, "libmicrohttpd failed to start on port %u", s->port);
+        rc = -EIO;
+        goto fail;
+    }
+    MC_LOGI(ms_tag, "serving on %s:%u", host && *host ? host : "0.0.0.0", s->port);
+    *out = s;
+    return 0;
+fail:
+    if (fd >= 0) close(fd);
+    mc_map_free(s->map, ms_free_val);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return rc;
+}
+
+uint16_t mc_metasrv_port(const mc_metasrv_t *s)
+{
+    return s->port;
+}
+
+/* Stops MHD (joins its threads, closes connections and the listening socket),
+ * then frees the store. */
+void mc_metasrv_stop(mc_metasrv_t *s)
+{
+    if (!s) return;
+    MHD_stop_daemon(s->mhd);
+    mc_map_free(s->map, ms_free_val);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
