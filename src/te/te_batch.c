@@ -1,0 +1,383 @@
+/* te_batch.c: batches and the worker pool. Submitting splits each request into
+ * up to `lanes` pieces (of at least piece_min bytes) and queues them; workers
+ * move pieces through the transport the peer needs (local memcpy, shm, tcp)
+ * and count tasks down. Batch ids are slot | generation << 32, so a stale or
+ * forged id is refused instead of touching freed memory. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base_log.h"
+#include "te_int.h"
+
+#define TAG "te-batch"
+
+typedef struct {
+    atomic_int status;
+    atomic_uint pieces_left;
+    atomic_int err;  /* 0, MC_TE_FAILED or MC_TE_TIMEOUT */
+    atomic_int code; /* first MC_TE_ERR_* of its pieces */
+    atomic_ullong done_bytes;
+} task_t;
+
+typedef struct chunk {
+    struct chunk *next;
+    mc__te_piece_t pieces[];
+} chunk_t;
+
+struct mc__te_batch {
+    size_t cap, n;
+    atomic_uint pending; /* tasks not yet finished */
+    atomic_uint failed, timed_out;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    chunk_t *chunks;
+    task_t tasks[];
+};
+
+static mc__te_batch_t *lookup_locked(mc_te_t *te, uint64_t id)
+{
+    size_t slot = (size_t)(id & 0xffffffffu);
+    uint32_t gen = (uint32_t)(id >> 32);
+    if (slot >= te->nbatch_slots || te->batch_gen[slot] != gen) return NULL;
+    return te->batches[slot];
+}
+
+static mc__te_batch_t *lookup(mc_te_t *te, uint64_t id)
+{
+    pthread_mutex_lock(&te->batch_lock);
+    mc__te_batch_t *b = lookup_locked(te, id);
+    pthread_mutex_unlock(&te->batch_lock);
+    return b;
+}
+
+int mc_te_batch_alloc(mc_te_t *te, size_t capacity, uint64_t *batch_id)
+{
+    *batch_id = MC_TE_INVALID_BATCH;
+    if (!te || !te->initialized || capacity == 0 || capacity > (1u << 20))
+        return MC_TE_ERR_INVALID_ARGUMENT;
+    mc__te_batch_t *b = calloc(1, sizeof *b + capacity * sizeof(task_t));
+    if (!b) return MC_TE_ERR_MEMORY;
+    b->cap = capacity;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    pthread_mutex_lock(&te->batch_lock);
+    size_t slot = 0;
+    while (slot < te->nbatch_slots && te->batches[slot]) slot++;
+    if (slot == te->nbatch_slots) {
+        size_t n = te->nbatch_slots ? te->nbatch_slots * 2 : 64;
+        mc__te_batch_t **nb = realloc(te->batches, n * sizeof *nb);
+        if (nb) te->batches = nb;
+        uint32_t *ng = nb ? realloc(te->batch_gen, n * sizeof *ng) : NULL;
+        if (!ng) {
+            pthread_mutex_unlock(&te->batch_lock);
+            free(b);
+            return MC_TE_ERR_MEMORY;
+        }
+        te->batch_gen = ng;
+        for (size_t i = te->nbatch_slots; i < n; i++) te->batches[i] = NULL, ng[i] = 1;
+        te->nbatch_slots = n;
+    }
+    te->batches[slot] = b;
+    *batch_id = (uint64_t)slot | (uint64_t)te->batch_gen[slot] << 32;
+    pthread_mutex_unlock(&te->batch_lock);
+    return 0;
+}
+
+static void batch_destroy(mc__te_batch_t *b)
+{
+    for (chunk_t *c = b->chunks, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}
+
+int mc_te_batch_free(mc_te_t *te, uint64_t batch_id)
+{
+    pthread_mutex_lock(&te->batch_lock);
+    mc__te_batch_t *b = lookup_locked(te, batch_id);
+    if (!b) {
+        pthread_mutex_unlock(&te->batch_lock);
+        return MC_TE_ERR_INVALID_ARGUMENT;
+    }
+    if (atomic_load(&b->pending)) {
+        pthread_mutex_unlock(&te->batch_lock);
+        return MC_TE_ERR_BATCH_BUSY;
+    }
+    size_t slot = (size_t)(batch_id & 0xffffffffu);
+    te->batches[slot] = NULL;
+    if (++te->batch_gen[slot] == 0) te->batch_gen[slot] = 1;
+    pthread_mutex_unlock(&te->batch_lock);
+    batch_destroy(b);
+    return 0;
+}
+
+void mc__te_batches_free(mc_te_t *te)
+{
+    for (size_t i = 0; i < te->nbatch_slots; i++)
+        if (te->batches[i]) batch_destroy(te->batches[i]);
+    free(te->batches);
+    free(te->batch_gen);
+    te->batches = NULL;
+    te->batch_gen = NULL;
+    te->nbatch_slots = 0;
+}
+
+static void task_finish(mc__te_batch_t *b, task_t *t)
+{
+    int err = atomic_load(&t->err);
+    if (err == MC_TE_FAILED) atomic_fetch_add(&b->failed, 1);
+    if (err == MC_TE_TIMEOUT) atomic_fetch_add(&b->timed_out, 1);
+    atomic_store(&t->status, err ? err : MC_TE_COMPLETED);
+    if (atomic_fetch_sub(&b->pending, 1) == 1) {
+        pthread_mutex_lock(&b->lock);
+        pthread_cond_broadcast(&b->cond);
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n)
+{
+    mc__te_batch_t *b = lookup(te, batch_id);
+    if (!b || (!reqs && n)) return MC_TE_ERR_INVALID_ARGUMENT;
+    if (n == 0) return 0;
+    size_t npieces = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mc_te_request_t *r = &reqs[i];
+        if ((r->opcode != MC_TE_READ && r->opcode != MC_TE_WRITE) ||
+            (r->length && !r->source) || r->target_id < 0 ||
+            (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
+            return MC_TE_ERR_INVALID_ARGUMENT;
+        uint64_t k = (r->length + te->piece_min - 1) / te->piece_min;
+        npieces += k > (uint64_t)te->lanes ? (size_t)te->lanes : (size_t)k;
+    }
+    pthread_mutex_lock(&b->lock);
+    if (b->n + n > b->cap) {
+        pthread_mutex_unlock(&b->lock);
+        return MC_TE_ERR_TOO_MANY_REQUESTS;
+    }
+    size_t first = b->n;
+    b->n += n;
+    chunk_t *c = npieces ? malloc(sizeof *c + npieces * sizeof(mc__te_piece_t)) : NULL;
+    if (npieces && !c) {
+        b->n -= n;
+        pthread_mutex_unlock(&b->lock);
+        return MC_TE_ERR_MEMORY;
+    }
+    if (c) c->next = b->chunks, b->chunks = c;
+    atomic_fetch_add(&b->pending, (unsigned)n);
+    pthread_mutex_unlock(&b->lock);
+
+    mc__te_piece_t *head = NULL, **tail = &head;
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mc_te_request_t *r = &reqs[i];
+        task_t *t = &b->tasks[first + i];
+        atomic_store(&t->err, 0);
+        atomic_store(&t->code, 0);
+        atomic_store(&t->done_bytes, 0);
+        uint64_t k = (r->length + te->piece_min - 1) / te->piece_min;
+        if (k > (uint64_t)te->lanes) k = (uint64_t)te->lanes;
+        if (k == 0) { /* zero-length: done without I/O */
+            atomic_store(&t->pieces_left, 0);
+            task_finish(b, t);
+            continue;
+        }
+        atomic_store(&t->pieces_left, (unsigned)k);
+        atomic_store(&t->status, MC_TE_PENDING);
+        uint64_t step = (r->length + k - 1) / k, off = 0;
+        for (uint64_t j = 0; j < k; j++) {
+            mc__te_piece_t *p = &c->pieces[used++];
+            uint64_t len = r->length - off < step ? r->length - off : step;
+            *p = (mc__te_piece_t){NULL,      b,         (uint32_t)(first + i), r->opcode,
+                                  r->target_id, (char *)r->source + off, r->target_offset + off,
+                                  len};
+            off += len;
+            *tail = p;
+            tail = &p->next;
+        }
+    }
+    if (head) {
+        pthread_mutex_lock(&te->work_lock);
+        if (te->work_tail) te->work_tail->next = head;
+        else te->work_head = head;
+        te->work_tail = (mc__te_piece_t *)((char *)tail - offsetof(mc__te_piece_t, next));
+        pthread_cond_broadcast(&te->work_cond);
+        pthread_mutex_unlock(&te->work_lock);
+    }
+    return 0;
+}
+
+/* Moves one piece; returns 0 or MC_TE_ERR_*, *timed_out on a timeout. */
+static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
+{
+    if (pc->target == MC_TE_LOCAL_SEGMENT) {
+        pthread_rwlock_rdlock(&te->bufs_lock);
+        int ok = mc__te_local_contains_locked(te, pc->remote, pc->len);
+        if (ok) {
+            void *remote = (void *)(uintptr_t)pc->remote;
+            if (pc->opcode == MC_TE_WRITE) memmove(remote, pc->local, pc->len);
+            else memmove(pc->local, remote, pc->len);
+        }
+        pthread_rwlock_unlock(&te->bufs_lock);
+        return ok ? 0 : MC_TE_ERR_ADDRESS_NOT_REGISTERED;
+    }
+    mc__te_peer_t *p = mc__te_peer_get(te, pc->target);
+    int rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
+    for (int attempt = 0; rc == 0; attempt++) {
+        pthread_mutex_lock(&p->lock);
+        int shm = p->shm_state == 1;
+        pthread_mutex_unlock(&p->lock);
+        const mc__te_transport_t *tr = shm ? &mc__te_shm : &mc__te_tcp;
+        rc = tr->xfer(te, p, pc->opcode, pc->local, pc->remote, pc->len, timed_out);
+        if (rc == MC_TE_ERR_NOT_IMPLEMENTED && shm) { /* shm refused: tcp from now on */
+            rc = 0;
+            continue;
+        }
+        /* a same-host peer that went away may have restarted: look once more */
+        if (rc && shm && attempt == 0 && mc__te_peer_refresh(te, p) == 0) {
+            rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
+            continue;
+        }
+        break;
+    }
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    mc_te_t *te = arg;
+    for (;;) {
+        pthread_mutex_lock(&te->work_lock);
+        while (!te->work_head && !atomic_load(&te->stopping))
+            pthread_cond_wait(&te->work_cond, &te->work_lock);
+        mc__te_piece_t *pc = te->work_head;
+        if (!pc) { /* stopping and drained */
+            pthread_mutex_unlock(&te->work_lock);
+            return NULL;
+        }
+        te->work_head = pc->next;
+        if (!te->work_head) te->work_tail = NULL;
+        pthread_mutex_unlock(&te->work_lock);
+
+        int timed_out = 0;
+        int rc = atomic_load(&te->stopping) ? MC_TE_ERR_CONTEXT : run_piece(te, pc, &timed_out);
+        mc__te_batch_t *b = pc->batch;
+        task_t *t = &b->tasks[pc->task];
+        if (rc) {
+            int expect = 0;
+            atomic_compare_exchange_strong(&t->err, &expect,
+                                           timed_out ? MC_TE_TIMEOUT : MC_TE_FAILED);
+            expect = 0;
+            atomic_compare_exchange_strong(&t->code, &expect, rc);
+        } else {
+            atomic_fetch_add(&t->done_bytes, pc->len);
+        }
+        if (atomic_fetch_sub(&t->pieces_left, 1) == 1) task_finish(b, t);
+    }
+}
+
+int mc__te_workers_start(mc_te_t *te)
+{
+    te->workers = calloc((size_t)te->nworkers, sizeof *te->workers);
+    if (!te->workers) return MC_TE_ERR_MEMORY;
+    for (int i = 0; i < te->nworkers; i++)
+        if (pthread_create(&te->workers[i], NULL, worker_main, te) != 0) {
+            te->nworkers = i;
+            return MC_TE_ERR_CONTEXT;
+        }
+    return 0;
+}
+
+void mc__te_workers_stop(mc_te_t *te)
+{
+    pthread_mutex_lock(&te->work_lock);
+    atomic_store(&te->stopping, 1);
+    pthread_cond_broadcast(&te->work_cond);
+    pthread_mutex_unlock(&te->work_lock);
+    for (int i = 0; i < te->nworkers; i++) pthread_join(te->workers[i], NULL);
+    free(te->workers);
+    te->workers = NULL;
+}
+
+int mc_te_task_status(mc_te_t *te, uint64_t batch_id, size_t task, mc_te_status_t *status,
+                      uint64_t *transferred)
+{
+    pthread_mutex_lock(&te->batch_lock);
+    mc__te_batch_t *b = lookup_locked(te, batch_id);
+    int rc = MC_TE_ERR_INVALID_ARGUMENT;
+    if (b && task < b->cap) {
+        int submitted = task < b->n; /* b->n only grows; read under batch_lock is enough */
+        *status = submitted ? (mc_te_status_t)atomic_load(&b->tasks[task].status) : MC_TE_WAITING;
+        if (transferred) *transferred = submitted ? atomic_load(&b->tasks[task].done_bytes) : 0;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&te->batch_lock);
+    return rc;
+}
+
+static mc_te_status_t summarize(mc__te_batch_t *b, size_t n)
+{
+    if (n == 0) return MC_TE_WAITING;
+    if (atomic_load(&b->pending)) return MC_TE_PENDING;
+    if (atomic_load(&b->failed)) return MC_TE_FAILED;
+    if (atomic_load(&b->timed_out)) return MC_TE_TIMEOUT;
+    return MC_TE_COMPLETED;
+}
+
+int mc_te_batch_status(mc_te_t *te, uint64_t batch_id, mc_te_status_t *status)
+{
+    pthread_mutex_lock(&te->batch_lock);
+    mc__te_batch_t *b = lookup_locked(te, batch_id);
+    if (b) {
+        pthread_mutex_lock(&b->lock);
+        *status = summarize(b, b->n);
+        pthread_mutex_unlock(&b->lock);
+    }
+    pthread_mutex_unlock(&te->batch_lock);
+    return b ? 0 : MC_TE_ERR_INVALID_ARGUMENT;
+}
+
+int mc_te_batch_wait(mc_te_t *te, uint64_t batch_id, int timeout_ms, mc_te_status_t *status)
+{
+    mc__te_batch_t *b = lookup(te, batch_id);
+    if (!b) return MC_TE_ERR_INVALID_ARGUMENT;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&b->lock);
+    while (atomic_load(&b->pending)) {
+        if (timeout_ms < 0) pthread_cond_wait(&b->cond, &b->lock);
+        else if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) == ETIMEDOUT) break;
+    }
+    *status = summarize(b, b->n);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+int mc_te_transfer_sync(mc_te_t *te, const mc_te_request_t *reqs, size_t n)
+{
+    if (n == 0) return 0;
+    uint64_t id;
+    int rc = mc_te_batch_alloc(te, n, &id);
+    if (rc) return rc;
+    rc = mc_te_batch_submit(te, id, reqs, n);
+    if (rc == 0) {
+        mc_te_status_t st;
+        mc_te_batch_wait(te, id, -1, &st);
+        mc__te_batch_t *b = lookup(te, id);
+        for (size_t i = 0; st != MC_TE_COMPLETED && i < n && !rc; i++)
+            rc = atomic_load(&b->tasks[i].code);
+        if (st != MC_TE_COMPLETED && !rc) rc = MC_TE_ERR_SOCKET;
+    }
+    mc_te_batch_free(te, id);
+    return rc;
+}

@@ -1,0 +1,443 @@
+/* te_engine.c: the engine object: start-up (naming, listener, metadata
+ * records), registered memory, segment handles, notifications and teardown.
+ * Batches live in te_batch.c, peers in te_peer.c, the listener in te_server.c. */
+#include <errno.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base_env.h"
+#include "base_log.h"
+#include "net_sock.h"
+#include "te_int.h"
+
+#define TAG "te"
+
+int mc_te_create(mc_te_t **out)
+{
+    mc_te_t *te = calloc(1, sizeof *te);
+    if (!te) return MC_TE_ERR_MEMORY;
+    pthread_rwlock_init(&te->bufs_lock, NULL);
+    pthread_mutex_init(&te->peers_lock, NULL);
+    pthread_mutex_init(&te->conns_lock, NULL);
+    pthread_cond_init(&te->conns_cond, NULL);
+    pthread_mutex_init(&te->notify_lock, NULL);
+    pthread_mutex_init(&te->batch_lock, NULL);
+    pthread_mutex_init(&te->work_lock, NULL);
+    pthread_cond_init(&te->work_cond, NULL);
+    te->listen_fd = te->wake_pipe[0] = te->wake_pipe[1] = -1;
+    te->peers_by_name = mc_map_new();
+    te->cappeers = 8;
+    te->peers = calloc(te->cappeers, sizeof *te->peers);
+    te->npeers = 1; /* id 0 is the local segment */
+    if (!te->peers_by_name || !te->peers) {
+        mc_map_free(te->peers_by_name, NULL);
+        free(te->peers);
+        free(te);
+        return MC_TE_ERR_MEMORY;
+    }
+    *out = te;
+    return 0;
+}
+
+/* boot id + pid namespace: processes that agree can reach each other's memory. */
+static void read_host_id(char *buf, size_t len)
+{
+    char boot[64] = "", ns[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof boot, f)) boot[0] = '\0';
+        fclose(f);
+        boot[strcspn(boot, "\n")] = '\0';
+    }
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    ns[n > 0 ? n : 0] = '\0';
+    if (boot[0] && ns[0]) snprintf(buf, len, "%s/%s", boot, ns);
+    else buf[0] = '\0';
+}
+
+/* The address to advertise and bind: MC_TCP_BIND_ADDRESS, else the host part
+ * of the local name when it resolves to IPv4, else the first local address. */
+static void pick_ip(const char *host, char *ip, size_t len)
+{
+    const char *env = getenv("MC_TCP_BIND_ADDRESS");
+    if (env && *env) {
+        snprintf(ip, len, "%s", env);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
+    if (host[0] && getaddrinfo(host, NULL, &hints, &ai) == 0) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, (socklen_t)len);
+        freeaddrinfo(ai);
+        return;
+    }
+    mc_net_local_ip(ip, len);
+}
+
+int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
+               const char *devices)
+{
+    if (!te || te->initialized || !local_name || !*local_name || !conn ||
+        strlen(local_name) >= sizeof te->local_name)
+        return MC_TE_ERR_INVALID_ARGUMENT;
+    if (protocol && *protocol && strcasecmp(protocol, "tcp") != 0)
+        MC_LOGW(TAG, "protocol '%s' is not available on this build; using tcp (and shm for "
+                     "same-host peers)", protocol);
+    (void)devices;
+    snprintf(te->local_name, sizeof te->local_name, "%s", local_name);
+    int rc = mc_meta_open(conn, &te->meta);
+    if (rc) {
+        MC_LOGE(TAG, "cannot open metadata '%s'", conn);
+        return MC_TE_ERR_METADATA;
+    }
+    te->p2p = mc_meta_is_p2p(te->meta);
+    te->force_tcp = mc_env_bool("MC_FORCE_TCP", 0);
+    te->lanes = (int)mc_env_int("MC_TCP_LANES_PER_PEER", 4, 1, MC_TE_MAX_LANES);
+    te->nworkers = (int)mc_env_int("MC_TE_WORKERS", 8, 1, 64);
+    te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 1 << 20, 4096, 1ll << 30);
+    te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
+    te->connect_timeout_ms =
+        (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
+    read_host_id(te->host_id, sizeof te->host_id);
+
+    char host[256];
+    uint16_t name_port = 0;
+    if (mc_net_split_hostport(local_name, host, sizeof host, &name_port))
+        snprintf(host, sizeof host, "%s", local_name);
+    pick_ip(host, te->ip, sizeof te->ip);
+    uint16_t lo = (uint16_t)mc_env_int("MC_MIN_RPC_PORT", 15000, 1, 65535);
+    uint16_t hi = (uint16_t)mc_env_int("MC_MAX_RPC_PORT", 17000, 1, 65535);
+    rc = mc_sock_listen_range(te->ip, lo, hi, 500, &te->listen_fd, &te->port);
+    if (rc) {
+        MC_LOGE(TAG, "cannot listen on %s in ports %u-%u: %s", te->ip, lo, hi, strerror(-rc));
+        return MC_TE_ERR_SOCKET;
+    }
+    if (te->p2p) snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
+    else snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
+
+    if (!te->p2p) {
+        char key[512], *rec = mc__te_rpc_encode(te->ip, te->port);
+        mc_meta_key(key, sizeof key, "rpc_meta", te->seg_name);
+        rc = rec ? mc_meta_put(te->meta, key, rec) : -ENOMEM;
+        free(rec);
+        if (rc) {
+            MC_LOGE(TAG, "cannot publish %s: %s", key,
+                    rc == -EEXIST ? "another engine already uses this name" : strerror(-rc));
+            return MC_TE_ERR_METADATA;
+        }
+    }
+    te->initialized = 1;
+    if ((rc = mc__te_publish(te)) || (rc = mc__te_server_start(te)) ||
+        (rc = mc__te_workers_start(te)))
+        return rc;
+    MC_LOGI(TAG, "segment '%s' serving on %s:%u (metadata %s%s)", te->seg_name, te->ip, te->port,
+            conn, te->force_tcp ? ", MC_FORCE_TCP" : "");
+    return 0;
+}
+
+void mc_te_destroy(mc_te_t *te)
+{
+    if (!te) return;
+    if (te->initialized && !te->p2p) {
+        char key[512];
+        mc_meta_key(key, sizeof key, "ram", te->seg_name);
+        mc_meta_del(te->meta, key);
+        mc_meta_key(key, sizeof key, "rpc_meta", te->seg_name);
+        mc_meta_del(te->meta, key);
+    }
+    mc__te_server_stop(te);
+    if (te->workers) mc__te_workers_stop(te);
+    mc__te_batches_free(te);
+    mc__te_peers_free(te);
+    mc_te_notify_free(te->notifies, te->nnotify);
+    free(te->bufs);
+    mc_meta_close(te->meta);
+    pthread_rwlock_destroy(&te->bufs_lock);
+    pthread_mutex_destroy(&te->peers_lock);
+    pthread_mutex_destroy(&te->conns_lock);
+    pthread_cond_destroy(&te->conns_cond);
+    pthread_mutex_destroy(&te->notify_lock);
+    pthread_mutex_destroy(&te->batch_lock);
+    pthread_mutex_destroy(&te->work_lock);
+    pthread_cond_destroy(&te->work_cond);
+    free(te);
+}
+
+int mc_te_get_rpc_port(const mc_te_t *te)
+{
+    return te && te->initialized ? te->port : -1;
+}
+
+const char *mc_te_segment_name(const mc_te_t *te)
+{
+    return te->seg_name;
+}
+
+/* Index of the first buffer with addr > a (binary search). */
+static size_t upper_bound_locked(const mc_te_t *te, uint64_t a)
+{
+    size_t lo = 0, hi = te->nbufs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (te->bufs[mid].addr <= a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+int mc__te_local_contains_locked(const mc_te_t *te, uint64_t addr, uint64_t len)
+{
+    mc__te_desc_t view = {.nbufs = te->nbufs, .bufs = te->bufs};
+    return mc__te_desc_contains(&view, addr, len);
+}
+
+int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", te->seg_name);
+    snprintf(d->protocol, sizeof d->protocol, "tcp");
+    snprintf(d->ip, sizeof d->ip, "%s", te->ip);
+    snprintf(d->host_id, sizeof d->host_id, "%s", te->host_id);
+    d->port = te->port;
+    d->pid = getpid();
+    d->start_time = mc__te_proc_start_time(d->pid);
+    pthread_rwlock_rdlock(&te->bufs_lock);
+    if (te->nbufs) {
+        d->bufs = malloc(te->nbufs * sizeof *d->bufs);
+        if (d->bufs) {
+            memcpy(d->bufs, te->bufs, te->nbufs * sizeof *d->bufs);
+            d->nbufs = te->nbufs;
+        }
+    }
+    int ok = !te->nbufs || d->bufs;
+    pthread_rwlock_unlock(&te->bufs_lock);
+    return ok ? 0 : MC_TE_ERR_MEMORY;
+}
+
+int mc__te_publish(mc_te_t *te)
+{
+    if (te->p2p || !te->initialized) return 0;
+    mc__te_desc_t d;
+    int rc = mc__te_self_desc(te, &d);
+    if (rc) return rc;
+    char *json = mc__te_desc_encode(&d), key[512];
+    mc__te_desc_clear(&d);
+    mc_meta_key(key, sizeof key, "ram", te->seg_name);
+    rc = json ? mc_meta_put(te->meta, key, json) : -ENOMEM;
+    free(json);
+    if (rc) {
+        MC_LOGE(TAG, "cannot publish the descriptor of '%s': %s", te->seg_name, strerror(-rc));
+        return MC_TE_ERR_METADATA;
+    }
+    return 0;
+}
+
+static int add_buf_locked(mc_te_t *te, void *addr, size_t len, const char *location)
+{
+    uint64_t a = (uint64_t)(uintptr_t)addr;
+    if (!addr || len == 0 || a + len < a) return MC_TE_ERR_INVALID_ARGUMENT;
+    size_t i = upper_bound_locked(te, a);
+    if ((i > 0 && te->bufs[i - 1].addr + te->bufs[i - 1].length > a) ||
+        (i < te->nbufs && a + len > te->bufs[i].addr))
+        return MC_TE_ERR_ADDRESS_OVERLAPPED;
+    if (te->nbufs == te->capbufs) {
+        size_t cap = te->capbufs ? te->capbufs * 2 : 16;
+        mc__te_buf_t *n = realloc(te->bufs, cap * sizeof *n);
+        if (!n) return MC_TE_ERR_MEMORY;
+        te->bufs = n;
+        te->capbufs = cap;
+    }
+    memmove(&te->bufs[i + 1], &te->bufs[i], (te->nbufs - i) * sizeof *te->bufs);
+    te->bufs[i].addr = a;
+    te->bufs[i].length = len;
+    snprintf(te->bufs[i].location, sizeof te->bufs[i].location, "%s",
+             location && *location ? location : "*");
+    te->nbufs++;
+    return 0;
+}
+
+static int del_buf_locked(mc_te_t *te, void *addr)
+{
+    uint64_t a = (uint64_t)(uintptr_t)addr;
+    size_t i = upper_bound_locked(te, a);
+    if (i == 0 || te->bufs[i - 1].addr != a) return MC_TE_ERR_ADDRESS_NOT_REGISTERED;
+    memmove(&te->bufs[i - 1], &te->bufs[i], (te->nbufs - i) * sizeof *te->bufs);
+    te->nbufs--;
+    return 0;
+}
+
+int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, size_t n,
+                         const char *location)
+{
+    if (!te || !te->initialized || (n && (!addrs || !lens))) return MC_TE_ERR_INVALID_ARGUMENT;
+    int rc = 0;
+    size_t done = 0;
+    pthread_rwlock_wrlock(&te->bufs_lock);
+    for (; done < n && rc == 0; done++) rc = add_buf_locked(te, addrs[done], lens[done], location);
+    pthread_rwlock_unlock(&te->bufs_lock);
+    if (rc) MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1],
+                    mc_te_strerror(rc));
+    int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
+    return rc ? rc : prc;
+}
+
+int mc_te_register(mc_te_t *te, void *addr, size_t len, const char *location)
+{
+    return mc_te_register_batch(te, &addr, &len, 1, location);
+}
+
+int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n)
+{
+    if (!te || !te->initialized || (n && !addrs)) return MC_TE_ERR_INVALID_ARGUMENT;
+    int rc = 0;
+    size_t done = 0;
+    pthread_rwlock_wrlock(&te->bufs_lock); /* waits for server transfers into these buffers */
+    for (; done < n && rc == 0; done++) rc = del_buf_locked(te, addrs[done]);
+    pthread_rwlock_unlock(&te->bufs_lock);
+    int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
+    return rc ? rc : prc;
+}
+
+int mc_te_unregister(mc_te_t *te, void *addr)
+{
+    return mc_te_unregister_batch(te, &addr, 1);
+}
+
+int mc_te_open_segment(mc_te_t *te, const char *name, int32_t *handle)
+{
+    if (!te || !te->initialized || !handle) return MC_TE_ERR_INVALID_ARGUMENT;
+    return mc__te_peer_open(te, name, handle);
+}
+
+int mc_te_close_segment(mc_te_t *te, int32_t handle)
+{
+    if (handle == MC_TE_LOCAL_SEGMENT) return 0;
+    mc__te_peer_t *p = mc__te_peer_get(te, handle);
+    if (!p) return MC_TE_ERR_INVALID_ARGUMENT;
+    mc__te_peer_drop_conns(p);
+    pthread_mutex_lock(&p->lock);
+    p->have_desc = 0; /* re-read on next use */
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+int mc_te_first_buffer(mc_te_t *te, const char *name, uint64_t *addr, uint64_t *len)
+{
+    int32_t h;
+    int rc = mc_te_open_segment(te, name, &h);
+    if (rc) return rc;
+    rc = MC_TE_ERR_ADDRESS_NOT_REGISTERED;
+    if (h == MC_TE_LOCAL_SEGMENT) {
+        pthread_rwlock_rdlock(&te->bufs_lock);
+        if (te->nbufs) *addr = te->bufs[0].addr, *len = te->bufs[0].length, rc = 0;
+        pthread_rwlock_unlock(&te->bufs_lock);
+        return rc;
+    }
+    mc__te_peer_t *p = mc__te_peer_get(te, h);
+    pthread_mutex_lock(&p->lock);
+    if (p->have_desc && p->desc.nbufs)
+        *addr = p->desc.bufs[0].addr, *len = p->desc.bufs[0].length, rc = 0;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+const char *mc_te_segment_transport(mc_te_t *te, int32_t handle)
+{
+    if (handle == MC_TE_LOCAL_SEGMENT) return "local";
+    mc__te_peer_t *p = mc__te_peer_get(te, handle);
+    if (!p) return "none";
+    pthread_mutex_lock(&p->lock);
+    int shm = p->shm_state == 1;
+    pthread_mutex_unlock(&p->lock);
+    return shm ? "shm" : "tcp";
+}
+
+void mc__te_notify_push(mc_te_t *te, char *name, char *msg)
+{
+    pthread_mutex_lock(&te->notify_lock);
+    if (te->nnotify == te->capnotify) {
+        size_t cap = te->capnotify ? te->capnotify * 2 : 16;
+        mc_te_notify_t *n = realloc(te->notifies, cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&te->notify_lock);
+            MC_LOGE(TAG, "out of memory: notification from '%s' dropped", name);
+            free(name);
+            free(msg);
+            return;
+        }
+        te->notifies = n;
+        te->capnotify = cap;
+    }
+    te->notifies[te->nnotify++] = (mc_te_notify_t){name, msg};
+    pthread_mutex_unlock(&te->notify_lock);
+}
+
+int mc_te_notify_fetch(mc_te_t *te, mc_te_notify_t **out, size_t *n)
+{
+    pthread_mutex_lock(&te->notify_lock);
+    *out = te->notifies;
+    *n = te->nnotify;
+    te->notifies = NULL;
+    te->nnotify = te->capnotify = 0;
+    pthread_mutex_unlock(&te->notify_lock);
+    return 0;
+}
+
+void mc_te_notify_free(mc_te_notify_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].msg);
+    }
+    free(v);
+}
+
+int mc_te_notify_send(mc_te_t *te, const char *segment, const char *name, const char *msg)
+{
+    if (!te || !te->initialized || !segment || !name || !msg) return MC_TE_ERR_INVALID_ARGUMENT;
+    char ip[64];
+    uint16_t port;
+    int rc = mc__te_resolve_endpoint(te, segment, ip, sizeof ip, &port);
+    if (rc) return rc;
+    char *payload = mc__te_notify_encode(name, msg);
+    if (!payload) return MC_TE_ERR_MEMORY;
+    rc = mc__te_rpc_call(te, ip, port, MC_TE_OP_NOTIFY, payload, NULL, NULL);
+    free(payload);
+    return rc;
+}
+
+int mc_te_probe(mc_te_t *te, const char *segment)
+{
+    if (!te || !te->initialized || !segment) return MC_TE_ERR_INVALID_ARGUMENT;
+    char ip[64];
+    uint16_t port;
+    int rc = mc__te_resolve_endpoint(te, segment, ip, sizeof ip, &port);
+    return rc ? rc : mc__te_rpc_call(te, ip, port, MC_TE_OP_PROBE, NULL, NULL, NULL);
+}
+
+const char *mc_te_strerror(int err)
+{
+    switch (err) {
+    case MC_TE_OK: return "ok";
+    case MC_TE_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case MC_TE_ERR_TOO_MANY_REQUESTS: return "too many requests for the batch";
+    case MC_TE_ERR_ADDRESS_NOT_REGISTERED: return "address not registered";
+    case MC_TE_ERR_BATCH_BUSY: return "batch busy";
+    case MC_TE_ERR_DEVICE_NOT_FOUND: return "device not found";
+    case MC_TE_ERR_ADDRESS_OVERLAPPED: return "address overlaps a registered buffer";
+    case MC_TE_ERR_DNS: return "name resolution failed";
+    case MC_TE_ERR_SOCKET: return "socket error";
+    case MC_TE_ERR_MALFORMED_JSON: return "malformed JSON";
+    case MC_TE_ERR_REJECT_HANDSHAKE: return "handshake rejected";
+    case MC_TE_ERR_METADATA: return "metadata error";
+    case MC_TE_ERR_ENDPOINT: return "endpoint error";
+    case MC_TE_ERR_CONTEXT: return "engine stopping";
+    case MC_TE_ERR_MEMORY: return "out of memory";
+    case MC_TE_ERR_NOT_IMPLEMENTED: return "not implemented";
+    default: return "unknown error";
+    }
+}

@@ -1,0 +1,228 @@
+/* te_int.h: internals shared by the transfer engine's files. Not installed.
+ * Lock order: te->peers_lock > peer->lock; te->bufs_lock is a leaf
+ * (taken shared by servers during a transfer, exclusive by (un)register). */
+#ifndef MC_TE_INT_H
+#define MC_TE_INT_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base_map.h"
+#include "mooncake/meta.h"
+#include "mooncake/te.h"
+
+/* ---- wire (te_wire.c), documented in docs/protocol.md ---- */
+#define MC_TE_MAGIC 0x4554434Du /* "MCTE" little-endian */
+#define MC_TE_VERSION 1
+#define MC_TE_HDR_LEN 32
+enum {
+    MC_TE_OP_READ = 0,
+    MC_TE_OP_WRITE = 1,
+    MC_TE_OP_META = 0x10,   /* payload: requester's descriptor JSON; reply: ours */
+    MC_TE_OP_NOTIFY = 0x11, /* payload: {"name","notify_msg"} */
+    MC_TE_OP_PROBE = 0x12,  /* no payload */
+    MC_TE_OP_REPLY = 0x80,  /* or-ed into the opcode of a reply */
+};
+/* Remote status codes carried in replies. */
+enum {
+    MC_TE_ST_OK = 0,
+    MC_TE_ST_OUT_OF_RANGE = 1, /* address range not inside one registered buffer */
+    MC_TE_ST_BAD_REQUEST = 2,
+};
+
+typedef struct {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t opcode;
+    uint16_t flags;
+    uint32_t req_id;
+    int32_t status;
+    uint64_t addr;
+    uint64_t length;
+} mc__te_hdr_t;
+
+void mc__te_hdr_encode(const mc__te_hdr_t *h, uint8_t out[MC_TE_HDR_LEN]);
+/* Decodes and validates magic, version and opcode; returns 0 or -1 with *why set
+ * to a static reason string. Never reads past len. */
+int mc__te_hdr_decode(const uint8_t *buf, size_t len, mc__te_hdr_t *h, const char **why);
+/* Sends a header (+ payload when plen > 0). 0 or negative errno. */
+int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
+                      const void *payload, uint64_t plen);
+
+/* ---- segment descriptor (te_desc.c) ---- */
+typedef struct {
+    uint64_t addr;
+    uint64_t length;
+    char location[32];
+} mc__te_buf_t;
+
+typedef struct {
+    char name[256];
+    char protocol[16];
+    char ip[64];       /* where the listener is (from rpc_meta or the descriptor) */
+    uint16_t port;     /* the listener (tcp_data_port) */
+    char host_id[128]; /* boot id + pid namespace: equal means same host, shm usable */
+    int64_t pid;
+    uint64_t start_time; /* of pid, from /proc/<pid>/stat: guards against pid reuse */
+    size_t nbufs;
+    mc__te_buf_t *bufs; /* sorted by addr, non-overlapping */
+} mc__te_desc_t;
+
+/* Encodes d as compact JSON (malloc'd). NULL on allocation failure. */
+char *mc__te_desc_encode(const mc__te_desc_t *d);
+/* Parses JSON into *d (d->bufs malloc'd; free with mc__te_desc_clear).
+ * Returns 0, or MC_TE_ERR_MALFORMED_JSON with a reason written to why[256]. */
+int mc__te_desc_decode(const char *json, size_t len, mc__te_desc_t *d, char *why);
+void mc__te_desc_clear(mc__te_desc_t *d);
+/* 1 when [addr, addr+len) lies inside one buffer of d (len > 0, no overflow). */
+int mc__te_desc_contains(const mc__te_desc_t *d, uint64_t addr, uint64_t len);
+/* rpc_meta record {"ip_or_host_name","rpc_port"}. */
+char *mc__te_rpc_encode(const char *ip, uint16_t port);
+int mc__te_rpc_decode(const char *json, char *ip, size_t iplen, uint16_t *port);
+/* Notification payload {"name","notify_msg"}. */
+char *mc__te_notify_encode(const char *name, const char *msg);
+int mc__te_notify_decode(const char *json, size_t len, char **name, char **msg);
+
+/* ---- peers (te_peer.c) ---- */
+#define MC_TE_MAX_LANES 16
+typedef struct mc__te_peer {
+    int32_t id;
+    char name[256];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    mc__te_desc_t desc; /* under lock */
+    int have_desc;
+    int shm_state; /* 1 usable, 0 not (other host, forced tcp, or refused) */
+    int pidfd;     /* of the peer process while shm_state == 1, else -1 */
+    int idle[MC_TE_MAX_LANES];
+    int nidle, nopen;
+} mc__te_peer_t;
+
+/* ---- transports (transport/) ---- */
+typedef struct {
+    const char *name;
+    /* Moves one piece synchronously. Returns 0, or MC_TE_ERR_* with *timed_out
+     * set when the peer did not answer in time. */
+    int (*xfer)(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint64_t remote,
+                uint64_t len, int *timed_out);
+} mc__te_transport_t;
+extern const mc__te_transport_t mc__te_tcp;
+extern const mc__te_transport_t mc__te_shm;
+/* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
+uint64_t mc__te_proc_start_time(int64_t pid);
+/* Opens a pidfd for pid if it is still the process that started at start_time;
+ * -1 otherwise. */
+int mc__te_shm_attach(int64_t pid, uint64_t start_time);
+
+/* ---- batches and workers (te_batch.c) ---- */
+typedef struct mc__te_batch mc__te_batch_t;
+
+typedef struct mc__te_piece {
+    struct mc__te_piece *next;
+    mc__te_batch_t *batch;
+    uint32_t task;
+    int opcode;
+    int32_t target;
+    char *local;
+    uint64_t remote;
+    uint64_t len;
+} mc__te_piece_t;
+
+/* ---- the engine ---- */
+struct mc_te {
+    char local_name[256];
+    char seg_name[256];
+    char ip[64];
+    uint16_t port;
+    int p2p;
+    int force_tcp;
+    char host_id[128];
+    mc_meta_t *meta;
+    int initialized;
+
+    /* registered buffers, sorted by addr */
+    pthread_rwlock_t bufs_lock;
+    mc__te_buf_t *bufs;
+    size_t nbufs, capbufs;
+
+    /* peers by name and by id (id 0 = self) */
+    pthread_mutex_t peers_lock;
+    mc_map_t *peers_by_name;
+    mc__te_peer_t **peers;
+    size_t npeers, cappeers;
+
+    /* server: listener thread + one thread per connection */
+    int listen_fd;
+    int wake_pipe[2];
+    pthread_t listener;
+    pthread_mutex_t conns_lock;
+    pthread_cond_t conns_cond;
+    int *conn_fds;
+    size_t nconns, capconns;
+    atomic_int stopping;
+
+    /* notifications received */
+    pthread_mutex_t notify_lock;
+    mc_te_notify_t *notifies;
+    size_t nnotify, capnotify;
+
+    /* batches and the worker pool */
+    pthread_mutex_t batch_lock;
+    mc__te_batch_t **batches; /* slot table; id = slot | generation << 32 */
+    uint32_t *batch_gen;
+    size_t nbatch_slots;
+    pthread_mutex_t work_lock;
+    pthread_cond_t work_cond;
+    mc__te_piece_t *work_head, *work_tail;
+    pthread_t *workers;
+    int nworkers;
+    int lanes;
+    uint64_t piece_min;
+    int io_timeout_ms;
+    int connect_timeout_ms;
+};
+
+/* te_engine.c */
+/* Checks that [addr, addr+len) lies in one local registered buffer. Caller holds
+ * bufs_lock (shared or exclusive). */
+int mc__te_local_contains_locked(const mc_te_t *te, uint64_t addr, uint64_t len);
+/* Fills d with this engine's descriptor (under bufs_lock shared). */
+int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d);
+/* Republishes the descriptor to the metadata store (no-op in P2P mode). */
+int mc__te_publish(mc_te_t *te);
+/* Adds a received notification. */
+void mc__te_notify_push(mc_te_t *te, char *name, char *msg);
+
+/* te_server.c */
+int mc__te_server_start(mc_te_t *te);
+void mc__te_server_stop(mc_te_t *te);
+
+/* te_peer.c */
+mc__te_peer_t *mc__te_peer_get(mc_te_t *te, int32_t id);
+int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id);
+/* (Re)fetches the descriptor of p from metadata or by handshake. */
+int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p);
+/* Copies the listener address of p, fetching the descriptor when missing. */
+int mc__te_peer_endpoint(mc_te_t *te, mc__te_peer_t *p, char *ip, size_t iplen, uint16_t *port);
+/* Checks a remote range against p's descriptor, refreshing it once on a miss. */
+int mc__te_peer_check_range(mc_te_t *te, mc__te_peer_t *p, uint64_t addr, uint64_t len);
+/* Connection pool: take an idle connection or open a new one (blocks while
+ * `lanes` are busy); give it back (fd < 0 or broken=1 closes it). */
+int mc__te_conn_get(mc_te_t *te, mc__te_peer_t *p, int *fd, int *reused);
+void mc__te_conn_put(mc_te_t *te, mc__te_peer_t *p, int fd, int broken);
+void mc__te_peer_drop_conns(mc__te_peer_t *p);
+void mc__te_peers_free(mc_te_t *te);
+/* One request/response exchange on a fresh connection to a named segment:
+ * sends opcode with payload, returns the reply payload (malloc'd, may be NULL). */
+int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
+                    const char *payload, char **reply, size_t *reply_len);
+/* Resolves the listener of a segment name without a descriptor exchange. */
+int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen,
+                            uint16_t *port);
+
+/* te_batch.c */
+int mc__te_workers_start(mc_te_t *te);
+void mc__te_workers_stop(mc_te_t *te);
+void mc__te_batches_free(mc_te_t *te);
+#endif
