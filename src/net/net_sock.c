@@ -141,10 +141,16 @@ int mc_sock_recv_all(int fd, void *buf, size_t len)
 
 void mc_sock_tune(int fd)
 {
-    int one = 1, sz = 4 << 20;
+    int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    /* 4 MiB buffers measured best for multi-MiB requests on loopback;
+     * MC_TCP_SOCKBUF sets another size, 0 leaves it to kernel autotuning. */
+    const char *env = getenv("MC_TCP_SOCKBUF");
+    int sz = env && *env ? atoi(env) : 4 << 20;
+    if (sz > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    }
 }
 
 void mc_sock_set_timeout(int fd, int ms)

@@ -97,8 +97,8 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     te->p2p = mc_meta_is_p2p(te->meta);
     te->force_tcp = mc_env_bool("MC_FORCE_TCP", 0);
     te->lanes = (int)mc_env_int("MC_TCP_LANES_PER_PEER", 4, 1, MC_TE_MAX_LANES);
-    te->nworkers = (int)mc_env_int("MC_TE_WORKERS", 8, 1, 64);
-    te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 1 << 20, 4096, 1ll << 30);
+    te->nworkers = (int)mc_env_int("MC_TE_WORKERS", 4, 1, 64);
+    te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
     te->connect_timeout_ms =
         (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;

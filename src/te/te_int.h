@@ -46,9 +46,11 @@ void mc__te_hdr_encode(const mc__te_hdr_t *h, uint8_t out[MC_TE_HDR_LEN]);
 /* Decodes and validates magic, version and opcode; returns 0 or -1 with *why set
  * to a static reason string. Never reads past len. */
 int mc__te_hdr_decode(const uint8_t *buf, size_t len, mc__te_hdr_t *h, const char **why);
-/* Sends a header (+ payload when plen > 0). 0 or negative errno. */
+/* Sends a header whose length field is `length`, followed by `length` bytes of
+ * payload when payload is non-NULL (a READ request carries a length but no
+ * payload). 0 or negative errno. */
 int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
-                      const void *payload, uint64_t plen);
+                      uint64_t length, const void *payload);
 
 /* ---- segment descriptor (te_desc.c) ---- */
 typedef struct {

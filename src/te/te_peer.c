@@ -35,7 +35,7 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
     mc_sock_set_timeout(fd, te->io_timeout_ms);
     char *body = NULL;
     mc__te_hdr_t h;
-    rc = mc__te_send_frame(fd, opcode, 1, 0, 0, payload, payload ? strlen(payload) : 0);
+    rc = mc__te_send_frame(fd, opcode, 1, 0, 0, payload ? strlen(payload) : 0, payload);
     if (rc == 0) {
         uint8_t buf[MC_TE_HDR_LEN];
         const char *why = "connection closed";

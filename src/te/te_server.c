@@ -74,7 +74,7 @@ static int serve_data(conn_t *c, const mc__te_hdr_t *h)
                 c->peer, write ? "WRITE" : "READ", (unsigned long long)h->length,
                 (unsigned long long)h->addr);
         mc__te_send_frame(c->fd, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE,
-                          h->addr, NULL, 0);
+                          h->addr, 0, NULL);
         return write ? -1 : 0; /* a refused WRITE leaves its payload unread: resync by closing */
     }
     void *mem = (void *)(uintptr_t)h->addr;
@@ -83,10 +83,10 @@ static int serve_data(conn_t *c, const mc__te_hdr_t *h)
         rc = mc_sock_recv_all(c->fd, mem, h->length);
         if (rc == 0)
             rc = mc__te_send_frame(c->fd, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK,
-                                   h->addr, NULL, 0);
+                                   h->addr, 0, NULL);
     } else {
         rc = mc__te_send_frame(c->fd, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK,
-                               h->addr, mem, h->length);
+                               h->addr, h->length, mem);
     }
     pthread_rwlock_unlock(&te->bufs_lock);
     if (rc) MC_LOGW(TAG, "peer %s: connection lost during %s: %s", c->peer,
@@ -108,8 +108,8 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
             mc__te_desc_clear(&self);
         }
         rc = mc__te_send_frame(c->fd, MC_TE_OP_META | MC_TE_OP_REPLY, h->req_id,
-                               json ? MC_TE_ST_OK : MC_TE_ST_BAD_REQUEST, 0, json,
-                               json ? strlen(json) : 0);
+                               json ? MC_TE_ST_OK : MC_TE_ST_BAD_REQUEST, 0,
+                               json ? strlen(json) : 0, json);
         free(json);
     } else if (h->opcode == MC_TE_OP_NOTIFY) {
         char *name, *msg;
@@ -119,11 +119,11 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
         } else {
             mc__te_notify_push(te, name, msg);
             rc = mc__te_send_frame(c->fd, MC_TE_OP_NOTIFY | MC_TE_OP_REPLY, h->req_id,
-                                   MC_TE_ST_OK, 0, NULL, 0);
+                                   MC_TE_ST_OK, 0, 0, NULL);
         }
     } else { /* PROBE */
         rc = mc__te_send_frame(c->fd, MC_TE_OP_PROBE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0,
-                               NULL, 0);
+                               0, NULL);
     }
     free(payload);
     return rc ? -1 : 0;

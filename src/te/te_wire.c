@@ -61,12 +61,12 @@ int mc__te_hdr_decode(const uint8_t *buf, size_t len, mc__te_hdr_t *h, const cha
 }
 
 int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
-                      const void *payload, uint64_t plen)
+                      uint64_t length, const void *payload)
 {
-    mc__te_hdr_t h = {MC_TE_MAGIC, MC_TE_VERSION, opcode, 0, req_id, status, addr, plen};
+    mc__te_hdr_t h = {MC_TE_MAGIC, MC_TE_VERSION, opcode, 0, req_id, status, addr, length};
     uint8_t buf[MC_TE_HDR_LEN];
     mc__te_hdr_encode(&h, buf);
     int rc = mc_sock_send_all(fd, buf, sizeof buf);
-    if (rc == 0 && plen && payload) rc = mc_sock_send_all(fd, payload, plen);
+    if (rc == 0 && length && payload) rc = mc_sock_send_all(fd, payload, length);
     return rc;
 }

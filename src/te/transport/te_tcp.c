@@ -17,9 +17,8 @@
  * failures, or 1 when the peer refused the range. */
 static int exchange(int fd, int opcode, void *local, uint64_t remote, uint64_t len)
 {
-    int rc = mc__te_send_frame(fd, (uint8_t)opcode, 0, 0, remote,
-                               opcode == MC_TE_OP_WRITE ? local : NULL,
-                               opcode == MC_TE_OP_WRITE ? len : 0);
+    int rc = mc__te_send_frame(fd, (uint8_t)opcode, 0, 0, remote, len,
+                               opcode == MC_TE_OP_WRITE ? local : NULL);
     if (rc) return rc;
     uint8_t buf[MC_TE_HDR_LEN];
     if ((rc = mc_sock_recv_all(fd, buf, sizeof buf))) return rc;
