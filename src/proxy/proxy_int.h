@@ -1,0 +1,66 @@
+/* Internals shared by the proxy's files: the request rewriter and the small
+ * parsers of upstream answers. Everything here is pure (no I/O, no globals),
+ * so the fuzz target and the unit tests drive it directly. Thread-safe. */
+#ifndef MC_PROXY_INT_H
+#define MC_PROXY_INT_H
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+/* What the decode leg needs to know about the prefill leg. */
+typedef struct {
+    int mode;                     /* MC_PROXY_MODE_* */
+    const char *transfer_id;      /* connector mode: "xfer-<uuid>" */
+    const char *bootstrap_addr;   /* connector mode: "http://P_host:boot_port" */
+    const char *engine_id;        /* connector mode: engine id of the chosen dp rank */
+    const json_t *prefill_kv;     /* toy/demo: kv_transfer_params the prefiller returned, or NULL */
+    const char *prefill_host;     /* demo: overwrites remote_host in prefill_kv */
+} mc__proxy_rw_t;
+
+/* Parses a client body. Returns 0 and a new reference in *out when the body is a
+ * JSON object; -EINVAL with a one-line reason in err otherwise. */
+int mc__proxy_parse_body(const char *body, size_t len, json_t **out, char *err, size_t errlen);
+
+/* Serialises the prefill request for `orig` (not modified): max_tokens=1,
+ * max_completion_tokens=1 when present, stream=false, no stream_options, no
+ * min_tokens / min_completion_tokens, and the kv_transfer_params of rw->mode.
+ * *out is malloc'd (caller frees). Returns 0 or -ENOMEM. */
+int mc__proxy_rw_prefill(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen);
+/* Serialises the decode request: `orig` plus the kv_transfer_params of rw->mode
+ * (connector: remote_* from rw; toy: rw->prefill_kv verbatim; demo: prefill_kv
+ * with remote_host overwritten; toy/demo without prefill_kv: orig unchanged). */
+int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen);
+
+/* Finds "kv_transfer_params" in a prefill answer: a JSON object body, or the
+ * last SSE "data:" frame that carries one. Returns 0 with a new reference in
+ * *kv, -ENOENT when absent (or null), -EINVAL when the body is unusable. */
+int mc__proxy_extract_kv(const char *resp, size_t len, json_t **kv);
+
+/* Parses a bootstrap server's GET /query answer {dp_rank: {"engine_id": s, ...}}
+ * into ids[0..*n) (dp ranks 0..n-1, all present, n <= 1024). *ids and each id
+ * are malloc'd; free with mc__proxy_free_ids. Returns 0 or -EINVAL / -ENOMEM. */
+int mc__proxy_parse_query(const char *resp, size_t len, char ***ids, int *n);
+void mc__proxy_free_ids(char **ids, int n);
+
+/* Checks a GET /v1/models answer: 0 when `model` is NULL/"" and the answer lists
+ * at least one model, or when some data[].id has the same last path component
+ * as `model`; the first id is copied to first_id. -EINVAL / -ENOENT otherwise. */
+int mc__proxy_models_match(const char *resp, size_t len, const char *model, char *first_id,
+                           size_t idlen);
+
+/* Validates an admin "host:port" string (host: letters, digits, '.', '-', '_';
+ * or [v6]; port 1..65535; at most 255 bytes). Returns 0 with host/port filled,
+ * -EINVAL with a reason in err. */
+int mc__proxy_check_instance(const char *s, char *host, size_t hlen, uint16_t *port, char *err,
+                             size_t errlen);
+
+/* Compares a secret with a candidate in time that depends only on the
+ * candidate's length. Returns 1 when equal. */
+int mc__proxy_key_equal(const char *secret, const char *candidate);
+
+/* Writes a random RFC 4122 version 4 UUID (36 chars + NUL) into out[37]. */
+void mc__proxy_uuid(char out[37]);
+
+/* Last path component of a model name ("org/name/" -> "name"). */
+const char *mc__proxy_model_base(const char *model, size_t *len);
+#endif
