@@ -3,7 +3,8 @@
  * SIGINT/SIGTERM; the initiator drives READ or WRITE batches at it from
  * --threads threads for --duration seconds and prints GB/s, ops/s and batch
  * latency percentiles, next to single-thread memcpy GB/s measured on the same
- * buffers in the same run. --verify also checks data both ways byte for byte. */
+ * buffers in the same run, and one TCP loopback stream's GB/s (the kernel's
+ * limit for a single lane). --verify also checks data both ways byte for byte. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -13,10 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base_time.h"
 #include "mooncake/te.h"
+#include "net_sock.h"
 
 typedef struct {
     const char *mode, *metadata, *segment, *local_name, *protocol, *device, *operation;
@@ -244,6 +247,52 @@ static double measure_memcpy(char *buf, uint64_t size, uint64_t block)
     return (double)moved / (double)(mc_now_ns() - t0);
 }
 
+typedef struct {
+    int fd;
+    char *buf;
+    uint64_t size, total, block;
+} sink_t;
+
+static void *sink_main(void *arg)
+{
+    sink_t *k = arg;
+    for (uint64_t got = 0, off = 0; got < k->total; got += k->block) {
+        if (mc_sock_recv_all(k->fd, k->buf + off, k->block)) break;
+        off = off + 2 * k->block > k->size ? 0 : off + k->block;
+    }
+    return NULL;
+}
+
+/* One TCP stream over loopback, block-sized sends from the first half of the
+ * buffer into the second, 1 GiB in all: the kernel's limit for one lane. */
+static double measure_loopback(char *buf, uint64_t size, uint64_t block)
+{
+    int lfd, cfd = -1, sfd = -1;
+    uint16_t port;
+    double gbps = 0;
+    uint64_t half = size / 2, total = (1ull << 30) / block * block;
+    if (block > half || mc_sock_listen("127.0.0.1", 0, 1, &lfd, &port)) return 0;
+    if (mc_sock_connect("127.0.0.1", port, 1000, &cfd) == 0 &&
+        (sfd = accept(lfd, NULL, NULL)) >= 0) {
+        mc_sock_tune(cfd);
+        mc_sock_tune(sfd);
+        sink_t k = {sfd, buf + half, half, total, block};
+        pthread_t t;
+        uint64_t t0 = mc_now_ns(), off = 0;
+        pthread_create(&t, NULL, sink_main, &k);
+        for (uint64_t sent = 0; sent < total; sent += block) {
+            if (mc_sock_send_all(cfd, buf + off, block)) break;
+            off = off + 2 * block > half ? 0 : off + block;
+        }
+        pthread_join(t, NULL);
+        gbps = (double)total / (double)(mc_now_ns() - t0);
+    }
+    if (cfd >= 0) close(cfd);
+    if (sfd >= 0) close(sfd);
+    close(lfd);
+    return gbps;
+}
+
 static int verify(mc_te_t *te, int32_t seg, char *local, uint64_t remote, uint64_t span)
 {
     char *back = local + span;
@@ -293,6 +342,7 @@ static int run_initiator(const opts_t *o)
         goto out;
     }
     double memcpy_gbps = measure_memcpy(local, o->buffer, o->block);
+    double loopback_gbps = measure_loopback(local, o->buffer, o->block);
     if (o->verify && verify(te, seg, local, raddr, span < o->buffer / 2 ? span : o->buffer / 2))
         goto out;
     uint64_t t0 = mc_now_ns();
@@ -324,17 +374,20 @@ static int run_initiator(const opts_t *o)
         printf("{\"mode\":\"initiator\",\"protocol\":\"%s\",\"operation\":\"%s\",\"threads\":%d,"
                "\"batch_size\":%d,\"block_size\":%" PRIu64 ",\"duration_s\":%.3f,\"ops\":%" PRIu64
                ",\"errors\":%" PRIu64 ",\"gbps\":%.3f,\"ops_per_s\":%.1f,\"p50_us\":%.1f,"
-               "\"p99_us\":%.1f,\"memcpy_gbps\":%.3f,\"ratio_to_memcpy\":%.3f,\"verified\":%s}\n",
+               "\"p99_us\":%.1f,\"memcpy_gbps\":%.3f,\"ratio_to_memcpy\":%.3f,"
+               "\"tcp_loopback_gbps\":%.3f,\"ratio_to_loopback\":%.3f,\"verified\":%s}\n",
                transport, o->operation, o->threads, o->batch, o->block, secs, ops, errors, gbps,
-               (double)ops / secs, p50, p99, memcpy_gbps, gbps / memcpy_gbps,
-               o->verify ? "true" : "false");
+               (double)ops / secs, p50, p99, memcpy_gbps, gbps / memcpy_gbps, loopback_gbps,
+               loopback_gbps > 0 ? gbps / loopback_gbps : 0, o->verify ? "true" : "false");
     } else {
         printf("transport %s, %s, %d threads, batch %d x %" PRIu64 " B, %.1f s\n", transport,
                o->operation, o->threads, o->batch, o->block, secs);
         printf("  %.3f GB/s, %.0f ops/s, batch latency p50 %.1f us, p99 %.1f us\n", gbps,
                (double)ops / secs, p50, p99);
-        printf("  single-thread memcpy %.3f GB/s: ratio %.2f%s\n", memcpy_gbps,
-               gbps / memcpy_gbps, o->verify ? "; data verified both ways" : "");
+        printf("  single-thread memcpy %.3f GB/s: ratio %.2f; one tcp loopback stream %.3f GB/s: "
+               "ratio %.2f%s\n", memcpy_gbps, gbps / memcpy_gbps, loopback_gbps,
+               loopback_gbps > 0 ? gbps / loopback_gbps : 0,
+               o->verify ? "; data verified both ways" : "");
     }
     rc = errors ? 1 : 0;
     if (errors) fprintf(stderr, "transfer_engine_bench: %" PRIu64 " batches failed\n", errors);
