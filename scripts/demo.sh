@@ -3,10 +3,13 @@
 # an initiator on loopback. KV-block-sized buffers move both ways over each
 # transport (tcp, and shm for this same-host peer), are verified byte for byte,
 # and the figures print next to the single-thread memcpy limit of the same run.
-# Usage: scripts/demo.sh BIN_DIR [SECONDS_PER_RUN]
+# `make bench` runs the same with 4 MiB blocks for 10 s a cell.
+# Usage: scripts/demo.sh BIN_DIR [SECONDS_PER_RUN] [BLOCK_SIZES]
+# With BENCH_JSON=FILE set, every run's JSON line is also appended to FILE.
 set -euo pipefail
-BIN=${1:?usage: demo.sh BIN_DIR [SECONDS]}
+BIN=${1:?usage: demo.sh BIN_DIR [SECONDS] [BLOCK_SIZES]}
 SECS=${2:-3}
+BLOCKS=${3:-262144 4194304}
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -36,11 +39,12 @@ echo
 printf '%-6s %-6s %-10s %8s %9s %8s %12s %7s %14s %7s\n' transport op block GB/s ops/s p50_us memcpy_GB/s ratio loopback_GB/s ratio
 for proto in tcp shm; do
   for op in write read; do
-    for block in 262144 4194304; do
+    for block in $BLOCKS; do
       out=$("$BIN/transfer_engine_bench" --mode initiator --metadata_server "$META" \
               --local_server_name 127.0.0.1:17778 --segment_id 127.0.0.1:17777 \
               --protocol "$proto" --operation "$op" --block_size "$block" --batch_size 8 \
               --threads 2 --duration "$SECS" --buffer_size $((512 << 20)) --verify --json 2>>"$LOG")
+      [ -z "${BENCH_JSON:-}" ] || echo "$out" >> "$BENCH_JSON"
       python3 - "$out" <<'PY'
 import json, sys
 d = json.loads(sys.argv[1])
