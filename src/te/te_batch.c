@@ -140,6 +140,20 @@ static void task_finish(mc__te_batch_t *b, task_t *t)
     }
 }
 
+/* Pieces a request is split into: ceil(length / piece_min), at most lanes.
+ * Computed without length + piece_min - 1, which wraps for lengths near
+ * UINT64_MAX (such a request used to "complete" as zero-length). A request
+ * whose remote or local range wraps runs as one piece, so that the range check
+ * refuses it whole instead of serving pieces that wrapped to low addresses. */
+static uint64_t pieces_for(const mc_te_t *te, const mc_te_request_t *r)
+{
+    uint64_t len = r->length, k = len / te->piece_min + (len % te->piece_min != 0);
+    if (r->target_offset + len < r->target_offset ||
+        (uintptr_t)r->source + len < (uintptr_t)r->source)
+        k = k ? 1 : 0;
+    return k > (uint64_t)te->lanes ? (uint64_t)te->lanes : k;
+}
+
 int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n)
 {
     mc__te_batch_t *b = lookup(te, batch_id);
@@ -152,8 +166,7 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
             (r->length && !r->source) || r->target_id < 0 ||
             (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
             return MC_TE_ERR_INVALID_ARGUMENT;
-        uint64_t k = (r->length + te->piece_min - 1) / te->piece_min;
-        npieces += k > (uint64_t)te->lanes ? (size_t)te->lanes : (size_t)k;
+        npieces += (size_t)pieces_for(te, r);
     }
     pthread_mutex_lock(&b->lock);
     if (b->n + n > b->cap) {
@@ -180,8 +193,7 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
         atomic_store(&t->err, 0);
         atomic_store(&t->code, 0);
         atomic_store(&t->done_bytes, 0);
-        uint64_t k = (r->length + te->piece_min - 1) / te->piece_min;
-        if (k > (uint64_t)te->lanes) k = (uint64_t)te->lanes;
+        uint64_t k = pieces_for(te, r);
         if (k == 0) { /* zero-length: done without I/O */
             atomic_store(&t->pieces_left, 0);
             task_finish(b, t);
@@ -189,7 +201,7 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
         }
         atomic_store(&t->pieces_left, (unsigned)k);
         atomic_store(&t->status, MC_TE_PENDING);
-        uint64_t step = (r->length + k - 1) / k, off = 0;
+        uint64_t step = r->length / k + (r->length % k != 0), off = 0;
         for (uint64_t j = 0; j < k; j++) {
             mc__te_piece_t *p = &c->pieces[used++];
             uint64_t len = r->length - off < step ? r->length - off : step;

@@ -139,9 +139,11 @@ static void *conn_main(void *arg)
         if (poll(&pfd, 1, -1) < 0 && errno != EINTR) break;
         if (atomic_load(&te->stopping)) break;
         uint8_t buf[MC_TE_HDR_LEN];
+        ssize_t peek = recv(c->fd, buf, 1, MSG_PEEK);
+        if (peek < 0 && errno == EINTR) continue;
+        if (peek <= 0) break; /* closed or reset between frames: not an error */
         int rc = mc_sock_recv_all(c->fd, buf, sizeof buf);
-        if (rc == -ECONNRESET) break; /* orderly close between frames */
-        if (rc) {
+        if (rc) { /* part of a header, then close, reset or timeout */
             MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer, strerror(-rc));
             break;
         }
