@@ -240,23 +240,33 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
     }
     mc__te_peer_t *p = mc__te_peer_get(te, pc->target);
     int rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
-    for (int attempt = 0; rc == 0; attempt++) {
+    int use_tcp = 0;
+    for (int attempt = 0; rc == 0 && attempt < 3; attempt++) {
         pthread_mutex_lock(&p->lock);
-        int shm = p->shm_state == 1;
+        int shm = !use_tcp && p->shm_state == 1;
         pthread_mutex_unlock(&p->lock);
-        const mc__te_transport_t *tr = shm ? &mc__te_shm : &mc__te_tcp;
-        rc = tr->xfer(te, p, pc->opcode, pc->local, pc->remote, pc->len, timed_out);
-        if (rc == MC_TE_ERR_NOT_IMPLEMENTED && shm) { /* shm refused: tcp from now on */
+        rc = (shm ? &mc__te_shm : &mc__te_tcp)->xfer(te, p, pc->opcode, pc->local, pc->remote,
+                                                     pc->len, timed_out);
+        if (!shm || rc == 0) break;
+        if (rc == MC_TE_ERR_NOT_IMPLEMENTED) { /* shm cannot decide: the owner's server will */
+            use_tcp = 1;
             rc = 0;
             continue;
         }
-        /* a same-host peer that went away may have restarted: look once more */
-        if (rc && shm && attempt == 0 && mc__te_peer_refresh(te, p) == 0) {
+        /* registrations changed, or the process went away (it may have
+         * restarted): read the descriptor again and re-check the range */
+        if (attempt == 0 && mc__te_peer_refresh(te, p) == 0) {
             rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
+            continue;
+        }
+        if (rc == MC__TE_STALE) { /* the published descriptor lags: ask the owner's server */
+            use_tcp = 1;
+            rc = 0;
             continue;
         }
         break;
     }
+    if (rc == MC__TE_STALE) rc = MC_TE_ERR_ADDRESS_NOT_REGISTERED;
     return rc;
 }
 

@@ -24,11 +24,12 @@ char *mc__te_desc_encode(const mc__te_desc_t *d)
                                               (json_int_t)d->bufs[i].length));
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:o}", "name", d->name,
-                          "protocol", d->protocol[0] ? d->protocol : "tcp", "tcp_data_port",
-                          (int)d->port, "timestamp", ts, "ip_or_host_name", d->ip, "mc_host_id",
-                          d->host_id, "mc_pid", (json_int_t)d->pid, "mc_start_time",
-                          (json_int_t)d->start_time, "buffers", bufs);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "name",
+                          d->name, "protocol", d->protocol[0] ? d->protocol : "tcp",
+                          "tcp_data_port", (int)d->port, "timestamp", ts, "ip_or_host_name", d->ip,
+                          "mc_host_id", d->host_id, "mc_pid", (json_int_t)d->pid,
+                          "mc_start_time", (json_int_t)d->start_time, "mc_gen_addr",
+                          (json_int_t)d->gen_addr, "mc_gen", (json_int_t)d->gen, "buffers", bufs);
     if (!o) return NULL;
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -91,13 +92,16 @@ int mc__te_desc_decode(const char *text, size_t len, mc__te_desc_t *d, char *why
         }
         d->pid = json_integer_value(pid);
     }
-    json_t *st = json_object_get(o, "mc_start_time");
-    if (st) {
-        if (!json_is_integer(st) || json_integer_value(st) < 0) {
-            snprintf(why, 256, "field 'mc_start_time' must be a non-negative integer");
+    static const char *const u64_fields[] = {"mc_start_time", "mc_gen_addr", "mc_gen"};
+    uint64_t *const u64_dst[] = {&d->start_time, &d->gen_addr, &d->gen};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(o, u64_fields[i]);
+        if (!v) continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            snprintf(why, 256, "field '%s' must be a non-negative integer", u64_fields[i]);
             goto fail;
         }
-        d->start_time = (uint64_t)json_integer_value(st);
+        *u64_dst[i] = (uint64_t)json_integer_value(v);
     }
     json_t *bufs = json_object_get(o, "buffers");
     if (bufs && !json_is_array(bufs)) {

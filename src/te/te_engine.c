@@ -30,6 +30,7 @@ int mc_te_create(mc_te_t **out)
     pthread_mutex_init(&te->work_lock, NULL);
     pthread_cond_init(&te->work_cond, NULL);
     te->listen_fd = te->wake_pipe[0] = te->wake_pipe[1] = -1;
+    te->reg_gen = 1;
     te->peers_by_name = mc_map_new();
     te->cappeers = 8;
     te->peers = calloc(te->cappeers, sizeof *te->peers);
@@ -205,7 +206,9 @@ int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d)
     d->port = te->port;
     d->pid = getpid();
     d->start_time = mc__te_proc_start_time(d->pid);
+    d->gen_addr = (uint64_t)(uintptr_t)&te->reg_gen;
     pthread_rwlock_rdlock(&te->bufs_lock);
+    d->gen = __atomic_load_n(&te->reg_gen, __ATOMIC_ACQUIRE);
     if (te->nbufs) {
         d->bufs = malloc(te->nbufs * sizeof *d->bufs);
         if (d->bufs) {
@@ -278,6 +281,7 @@ int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, si
     size_t done = 0;
     pthread_rwlock_wrlock(&te->bufs_lock);
     for (; done < n && rc == 0; done++) rc = add_buf_locked(te, addrs[done], lens[done], location);
+    __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&te->bufs_lock);
     if (rc) MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1],
                     mc_te_strerror(rc));
@@ -296,6 +300,8 @@ int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n)
     int rc = 0;
     size_t done = 0;
     pthread_rwlock_wrlock(&te->bufs_lock); /* waits for server transfers into these buffers */
+    /* same-host peers see the new generation before their next copy */
+    __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
     for (; done < n && rc == 0; done++) rc = del_buf_locked(te, addrs[done]);
     pthread_rwlock_unlock(&te->bufs_lock);
     int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;

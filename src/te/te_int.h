@@ -67,6 +67,8 @@ typedef struct {
     char host_id[128]; /* boot id + pid namespace: equal means same host, shm usable */
     int64_t pid;
     uint64_t start_time; /* of pid, from /proc/<pid>/stat: guards against pid reuse */
+    uint64_t gen_addr;   /* address of the owner's registration generation (shm) */
+    uint64_t gen;        /* the generation this descriptor describes */
     size_t nbufs;
     mc__te_buf_t *bufs; /* sorted by addr, non-overlapping */
 } mc__te_desc_t;
@@ -99,6 +101,7 @@ typedef struct mc__te_peer {
     int pidfd;     /* of the peer process while shm_state == 1, else -1 */
     int idle[MC_TE_MAX_LANES];
     int nidle, nopen;
+    uint64_t last_warn_ms; /* connect failures are logged at most once a second */
 } mc__te_peer_t;
 
 /* ---- transports (transport/) ---- */
@@ -109,6 +112,9 @@ typedef struct {
     int (*xfer)(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint64_t remote,
                 uint64_t len, int *timed_out);
 } mc__te_transport_t;
+/* Internal xfer result: the target's registrations changed since its
+ * descriptor was read; refresh and check the range again. */
+#define MC__TE_STALE (-10000)
 extern const mc__te_transport_t mc__te_tcp;
 extern const mc__te_transport_t mc__te_shm;
 /* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
@@ -143,8 +149,10 @@ struct mc_te {
     mc_meta_t *meta;
     int initialized;
 
-    /* registered buffers, sorted by addr */
+    /* registered buffers, sorted by addr; reg_gen grows with every change and
+     * same-host peers read it (process_vm_readv) before each copy */
     pthread_rwlock_t bufs_lock;
+    uint64_t reg_gen;
     mc__te_buf_t *bufs;
     size_t nbufs, capbufs;
 

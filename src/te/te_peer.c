@@ -10,6 +10,7 @@
 
 #include "base_env.h"
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -255,8 +256,14 @@ int mc__te_conn_get(mc_te_t *te, mc__te_peer_t *p, int *fd, int *reused)
     if (rc == 0) {
         rc = mc_sock_connect(ip, port, te->connect_timeout_ms, fd);
         if (rc) {
-            MC_LOGW(TAG, "segment '%s': cannot connect to %s:%u: %s", p->name, ip, port,
-                    strerror(-rc));
+            uint64_t now = mc_now_ms();
+            pthread_mutex_lock(&p->lock);
+            int warn = now - p->last_warn_ms >= 1000;
+            if (warn) p->last_warn_ms = now;
+            pthread_mutex_unlock(&p->lock);
+            if (warn)
+                MC_LOGW(TAG, "segment '%s': cannot connect to %s:%u: %s", p->name, ip, port,
+                        strerror(-rc));
             rc = MC_TE_ERR_SOCKET;
         }
     }

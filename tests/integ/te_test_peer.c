@@ -9,7 +9,9 @@
  *   HASHAT <addr_hex> <len>   the same for a range inside any buffer REG returned
  *   FILLAT <seed> <addr_hex> <len>   FILL for such a range -> OK
  *   REG <size>                mmap and register another buffer -> OK <addr_hex>
- *   UNREG <addr_hex>          unregister and unmap a REG buffer -> OK
+ *   UNREG <addr_hex> [keep]   unregister a REG buffer and unmap it (with "keep": leave
+ *                             it mapped and readable by HASHAT, as memory an
+ *                             application reuses after unregistering) -> OK
  *   NOTIFIES                  mc_te_notify_fetch -> <n> name1=msg1 name2=msg2 ...
  *   QUIT                      -> OK, then exits 0
  * Errors answer "ERR <reason>". EOF on stdin exits 0 after a clean teardown, so
@@ -116,8 +118,10 @@ static int serve(mc_te_t *te, char *line)
                 slot++;
         int rc = slot < MAX_BUFS && bufs[slot].addr ? mc_te_unregister(te, bufs[slot].addr) : -1;
         if (rc == 0) {
-            munmap(bufs[slot].addr, bufs[slot].len);
-            bufs[slot].addr = NULL;
+            if (!a2 || strcmp(a2, "keep")) {
+                munmap(bufs[slot].addr, bufs[slot].len);
+                bufs[slot].addr = NULL;
+            }
             puts("OK");
         } else {
             printf("ERR unregister: %s\n", rc < 0 && slot < MAX_BUFS && bufs[slot].addr

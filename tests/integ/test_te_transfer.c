@@ -776,6 +776,21 @@ static void rereg(mc_te_t *te, int32_t h)
                      MC_TE_ERR_ADDRESS_NOT_REGISTERED);
     assert_int_equal(xfer(te, MC_TE_READ, lbuf2, h, nb, 4096), MC_TE_ERR_ADDRESS_NOT_REGISTERED);
     write_and_verify(te, h, &peer_a, 1, 1, 4096);
+
+    /* unregistered but still mapped: the cached descriptor still lists it, yet
+     * no write may land there (shm reads the owner's registration generation) */
+    peer_cmd(&peer_a, r, sizeof r, "REG %llu", 1 * MIB);
+    assert_int_equal(sscanf(r, "OK %llx", &nb), 1);
+    th_pattern(lbuf, 4096, seed + 2);
+    assert_int_equal(xfer(te, MC_TE_WRITE, lbuf, h, nb, 4096), 0); /* cached now */
+    peer_cmd(&peer_a, r, sizeof r, "UNREG %llx keep", nb);
+    assert_string_equal(r, "OK");
+    peer_cmd(&peer_a, r, sizeof r, "HASHAT %llx 4096", nb);
+    uint64_t before = strtoull(r, NULL, 16);
+    th_pattern(lbuf, 4096, seed + 3);
+    assert_int_equal(xfer(te, MC_TE_WRITE, lbuf, h, nb, 4096), MC_TE_ERR_ADDRESS_NOT_REGISTERED);
+    peer_cmd(&peer_a, r, sizeof r, "HASHAT %llx 4096", nb);
+    assert_int_equal(strtoull(r, NULL, 16), before);
 }
 
 static void test_rereg(void **state)

@@ -7,7 +7,15 @@
  * refuses (EPERM: ptrace restrictions), the peer falls back to tcp for good.
  * Pid reuse: a descriptor names the pid and its start time; the engine holds a
  * pidfd of the verified process and checks before each copy that it has not
- * exited, so a stale descriptor can never make us write into another process. */
+ * exited, so a stale descriptor can never make us write into another process.
+ * Unregistration: the owner bumps a registration generation (its address and
+ * value are in the descriptor) before it changes its buffer table; we read it
+ * with process_vm_readv before every copy and report MC__TE_STALE on a change,
+ * so the engine re-reads the descriptor (or lets the owner's server decide,
+ * over tcp) instead of copying into memory that is no longer registered. The
+ * window left is one copy that passed this check just before the owner's
+ * unregister began; over tcp there is none (the owner's server holds the table
+ * shared while bytes move). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -59,12 +67,17 @@ static int shm_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint
 {
     pthread_mutex_lock(&p->lock);
     pid_t pid = (pid_t)p->desc.pid;
+    uint64_t gen_addr = p->desc.gen_addr, gen = p->desc.gen, live = 0;
     struct pollfd alive = {.fd = p->pidfd, .events = POLLIN};
     pthread_mutex_unlock(&p->lock);
     if (alive.fd < 0 || poll(&alive, 1, 0) != 0) { /* readable pidfd: the process exited */
         MC_LOGW(TAG, "segment '%s': process %d is gone", p->name, (int)pid);
         return MC_TE_ERR_SOCKET;
     }
+    struct iovec gl = {&live, sizeof live}, gr = {(void *)(uintptr_t)gen_addr, sizeof live};
+    if (!gen_addr || process_vm_readv(pid, &gl, 1, &gr, 1, 0) != (ssize_t)sizeof live)
+        return MC_TE_ERR_NOT_IMPLEMENTED; /* cannot tell: let the owner's server check (tcp) */
+    if (live != gen) return MC__TE_STALE;
     uint64_t done = 0;
     while (done < len) {
         struct iovec l = {(char *)local + done, len - done};
