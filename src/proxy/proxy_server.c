@@ -627,6 +627,7 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
             r->stream_ready = 1;
         }
         if (l->resp.len - l->resp.off >= STREAM_HWM) {
+            MC_LOGD(TAG, "req %s: decode paused (%zu buffered)", r->reqid, l->resp.len - l->resp.off);
             l->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
@@ -1288,6 +1289,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (l->paused && l->active && l->resp.len - l->resp.off < STREAM_HWM / 2) {
             l->paused = 0;
             r->px->kick = 1;
+            MC_LOGD(TAG, "req %s: decode resumed", r->reqid);
             curl_easy_pause(l->easy, CURLPAUSE_CONT);
         }
         return (ssize_t)n;
@@ -1296,6 +1298,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (l->rc == CURLE_OK && !l->cancelled) return MHD_CONTENT_READER_END_OF_STREAM;
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    MC_LOGD(TAG, "req %s: client stream suspended (nothing buffered)", r->reqid);
     r->suspended = 1;
     MHD_suspend_connection(r->conn);
     return 0;

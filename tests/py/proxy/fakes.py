@@ -46,6 +46,8 @@ class FakeOpenAI:
         self.kv_params = None
         self.status = 200
         self.body_override = None
+        self.pad = 0  # extra bytes of padding in every SSE chunk
+        self.socks = set()
         self.requests = []
         self.aborted = 0  # streams the client (the proxy) hung up on
         self.active = 0
@@ -60,6 +62,16 @@ class FakeOpenAI:
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+    def kill(self):
+        """Dies like a crashed server: no listener, every open connection reset."""
+        self.close()
+        with self.lock:
+            for s in list(self.socks):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def completions(self):
         with self.lock:
@@ -79,10 +91,9 @@ class FakeOpenAI:
             ans["kv_transfer_params"] = self.kv_params
         return json.dumps(ans).encode()
 
-    @staticmethod
-    def chunk(i, name):
-        return ("data: " + json.dumps({"id": "s", "i": i, "by": name, "choices": [{"text": "t%d" % i}]})
-                + "\n\n").encode()
+    def chunk(self, i, name):
+        return ("data: " + json.dumps({"id": "s", "i": i, "by": name, "choices": [{"text": "t%d" % i}],
+                                       "pad": "x" * self.pad}) + "\n\n").encode()
 
     def expected_stream(self):
         return b"".join(self.chunk(i, self.name) for i in range(self.chunks)) + b"data: [DONE]\n\n"
@@ -95,6 +106,19 @@ class FakeOpenAI:
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                super().setup()
+                with fake.lock:
+                    fake.socks.add(self.connection)
+
+            def finish(self):
+                with fake.lock:
+                    fake.socks.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
 
             def _send(self, status, body, ctype="application/json"):
                 self.send_response(status)
@@ -112,7 +136,7 @@ class FakeOpenAI:
             def do_GET(self):
                 self._record(b"")
                 if self.path == "/health":
-                    self._send(fake.health_status, b"")
+                    self._send(fake.health_status, b"{}")
                 elif self.path == "/v1/models":
                     self._send(200, json.dumps({"object": "list", "data": [{"id": fake.model, "object": "model"}]}).encode())
                 else:
@@ -137,7 +161,12 @@ class FakeOpenAI:
                     self._send(fake.status, b'{"error":"fake failure"}')
                     return
                 if not (r.json and r.json.get("stream")):
-                    self._send(200, fake.answer_json(r))
+                    try:
+                        self._send(200, fake.answer_json(r))
+                    except (BrokenPipeError, ConnectionResetError):
+                        with fake.lock:
+                            fake.aborted += 1
+                        self.close_connection = True
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
