@@ -41,6 +41,12 @@ test: asan
 	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py; rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
+# pytest suites only (e.g. tests/py/proxy), against the sanitizer build.
+.PHONY: test-py
+test-py: asan
+	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py; rc=$$?; \
+	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
 demo: build
 	bash scripts/demo.sh $(REL)/bin
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fakes import FakeBootstrap, FakeOpenAI  # noqa: E402
+from proxy_fakes import FakeBootstrap, FakeOpenAI  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 

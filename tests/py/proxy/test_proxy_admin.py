@@ -72,7 +72,7 @@ def test_admin_bad_input(fakes, proxy):
     st, b = px.json("POST", "/instances/add", "{not json", KEY)
     assert st == 400 and "invalid JSON" in b["error"]["message"]
     # An instance that does not answer its check is not added.
-    from fakes import free_port
+    from proxy_fakes import free_port
     st, b = px.json("POST", "/instances/add", {"type": "prefill", "instance": "127.0.0.1:%d" % free_port()}, KEY)
     assert st == 400 and "check" in b["error"]["message"]
     assert px.status()["prefill_node_count"] == 1

@@ -53,7 +53,7 @@ def test_connector_mode_legs(fakes, bootstrap, proxy):
 
 
 def test_connector_mode_waits_for_bootstrap(fakes, bootstrap, proxy):
-    from fakes import free_port
+    from proxy_fakes import free_port
     p, d = fakes("P"), fakes("D")
     bport = free_port()
     px = proxy(["--prefill", p.url, str(bport), "--decode", d.url])

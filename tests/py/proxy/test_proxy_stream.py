@@ -142,7 +142,7 @@ def test_upstream_killed_mid_stream(fakes, bootstrap, proxy):
 
 
 def test_decode_down_gives_502_naming_the_leg(fakes, bootstrap, proxy):
-    from fakes import free_port
+    from proxy_fakes import free_port
     p = fakes("P")
     boot = bootstrap()
     dead = "http://127.0.0.1:%d" % free_port()
