@@ -172,6 +172,27 @@ static int buf_append(buf_t *b, const void *data, size_t n)
     return 0;
 }
 
+/* Appends printf output; returns 0 or -ENOMEM. */
+static int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(buf_t *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -EINVAL;
+    if ((size_t)n < sizeof tmp) return buf_append(b, tmp, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big) return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = buf_append(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
 static void buf_free(buf_t *b)
 {
     free(b->p);
@@ -649,7 +670,7 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
 static void inst_mark_failed(mc_proxy_t *px, inst_t *in, const char *why)
 {
     in->failures++;
-    snprintf(in->last_error, sizeof in->last_error, "%s", why);
+    snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
     if (in->state == ST_HEALTHY) {
         MC_LOGW(TAG, "%s instance %s out of rotation: %s", group_name[in->group], in->name, why);
         in->state = ST_UNHEALTHY;
@@ -713,7 +734,7 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
     char why[300];
     why[0] = 0;
     if (l->rc != CURLE_OK)
-        snprintf(why, sizeof why, "%s: %s", l->step == STEP_QUERY ? "bootstrap /query" : "check",
+        snprintf(why, sizeof why, "%s: %.250s", l->step == STEP_QUERY ? "bootstrap /query" : "check",
                  l->err[0] ? l->err : curl_easy_strerror(l->rc));
     else if (l->status != 200)
         snprintf(why, sizeof why, "%s answered HTTP %ld",
@@ -776,7 +797,7 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
         admin_reply(px, in, 1);
         return;
     }
-    snprintf(in->last_error, sizeof in->last_error, "%s", why);
+    snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
     in->next_check_ms = now + (uint64_t)(iv < 500 ? iv : 500);
     if (in->state == ST_HEALTHY) {
         MC_LOGW(TAG, "%s instance %s failed its health check: %s", group_name[in->group],
@@ -1174,15 +1195,9 @@ static char *status_json(mc_proxy_t *px)
 
 static char *metrics_text(mc_proxy_t *px)
 {
-    size_t cap = 8192 + (size_t)(px->ngrp[0] + px->ngrp[1]) * 600;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    size_t o = 0;
-#define P(...)                                                                                     \
-    do {                                                                                           \
-        int n_ = snprintf(s + o, cap - o, __VA_ARGS__);                                            \
-        if (n_ > 0) o += (size_t)n_ < cap - o ? (size_t)n_ : cap - o - 1;                          \
-    } while (0)
+    buf_t b = {0};
+    int oom = 0;
+#define P(...) oom |= buf_printf(&b, __VA_ARGS__)
     P("# HELP mooncake_proxy_requests_total Completion requests received.\n"
       "# TYPE mooncake_proxy_requests_total counter\n"
       "mooncake_proxy_requests_total{endpoint=\"completions\"} %llu\n"
@@ -1235,7 +1250,11 @@ static char *metrics_text(mc_proxy_t *px)
             P("mooncake_proxy_instance_requests_total{type=\"%s\",instance=\"%s\"} %llu\n",
               group_name[g], px->grp[g][i]->name, (unsigned long long)px->grp[g][i]->total);
 #undef P
-    return s;
+    if (oom || buf_append(&b, "", 1) != 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.p;
 }
 
 static enum MHD_Result serve_get(mc_proxy_t *px, struct MHD_Connection *c, const char *url)
