@@ -37,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define TAG "proxy"
 #define STREAM_HWM (256u << 10)     /* pause the upstream above this many buffered bytes */
@@ -124,7 +126,9 @@ struct req {
 struct mc_proxy {
     mc_proxy_config_t cfg;
     struct MHD_Daemon *mhd;
-    int epfd;
+    int epfd;          /* MHD's epoll fd */
+    int ep;            /* ours: MHD's epoll fd + curl's sockets */
+    uint64_t curl_due_ns; /* curl's timer, UINT64_MAX when unset */
     uint16_t port;
     CURLM *multi;
     volatile sig_atomic_t stop;
@@ -1559,20 +1563,74 @@ static void drain_curl(mc_proxy_t *px)
     }
 }
 
+/* curl tells us which sockets to watch; they share one epoll set with MHD's own
+ * epoll fd, so a loop iteration costs one epoll_wait and touches only what is ready. */
+static int curl_sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+    mc_proxy_t *px = userp;
+    (void)e;
+    struct epoll_event ev = {.events = 0, .data.fd = fd};
+    if (what == CURL_POLL_REMOVE) {
+        if (sockp) epoll_ctl(px->ep, EPOLL_CTL_DEL, fd, NULL);
+        curl_multi_assign(px->multi, fd, NULL);
+        return 0;
+    }
+    if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+    if (epoll_ctl(px->ep, sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0 && errno == ENOENT)
+        epoll_ctl(px->ep, EPOLL_CTL_ADD, fd, &ev);
+    if (!sockp) curl_multi_assign(px->multi, fd, (void *)1);
+    return 0;
+}
+
+static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    mc_proxy_t *px = userp;
+    (void)m;
+    px->curl_due_ns = timeout_ms < 0 ? UINT64_MAX : mc_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    return 0;
+}
+
+/* One loop iteration: wait at most max_ms, then serve MHD and curl. */
+static void loop_once(mc_proxy_t *px, int max_ms)
+{
+    struct epoll_event evs[64];
+    MHD_UNSIGNED_LONG_LONG mt;
+    int to = px->kick ? 0 : max_ms;
+    int mhd_now = 0;
+    px->kick = 0;
+    if (MHD_get_timeout(px->mhd, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)to) to = (int)mt;
+    uint64_t now = mc_now_ns();
+    if (px->curl_due_ns != UINT64_MAX) {
+        uint64_t left = px->curl_due_ns > now ? (px->curl_due_ns - now + 999999) / 1000000 : 0;
+        if (left < (uint64_t)to) to = (int)left;
+    }
+    int n = epoll_wait(px->ep, evs, 64, to);
+    int running;
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        if (fd == px->epfd) {
+            mhd_now = 1;
+            continue;
+        }
+        int fl = 0;
+        if (evs[i].events & (EPOLLIN | EPOLLHUP)) fl |= CURL_CSELECT_IN;
+        if (evs[i].events & EPOLLOUT) fl |= CURL_CSELECT_OUT;
+        if (evs[i].events & EPOLLERR) fl |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(px->multi, fd, fl, &running);
+    }
+    if (mhd_now || to == 0 || n == 0) MHD_run(px->mhd);
+    if (px->curl_due_ns != UINT64_MAX && mc_now_ns() >= px->curl_due_ns) {
+        px->curl_due_ns = UINT64_MAX;
+        curl_multi_socket_action(px->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    drain_curl(px);
+}
+
 int mc_proxy_run(mc_proxy_t *px)
 {
     while (!px->stop) {
-        MHD_UNSIGNED_LONG_LONG mt;
-        int to = px->kick ? 0 : 50;
-        px->kick = 0;
-        if (MHD_get_timeout(px->mhd, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)to)
-            to = (int)mt;
-        struct curl_waitfd w = {.fd = px->epfd, .events = CURL_WAIT_POLLIN};
-        curl_multi_poll(px->multi, &w, 1, to, NULL);
-        MHD_run(px->mhd);
-        int running;
-        curl_multi_perform(px->multi, &running);
-        drain_curl(px);
+        loop_once(px, 50);
         tick(px);
     }
     /* Shutdown: cancel every leg, wake every suspended client so MHD closes it. */
@@ -1586,11 +1644,7 @@ int mc_proxy_run(mc_proxy_t *px)
         nx = r->next;
         req_unref(r);
     }
-    for (int i = 0; i < 20 && px->reqs; i++) {
-        struct curl_waitfd w = {.fd = px->epfd, .events = CURL_WAIT_POLLIN};
-        curl_multi_poll(px->multi, &w, 1, 5, NULL);
-        MHD_run(px->mhd);
-    }
+    for (int i = 0; i < 20 && px->reqs; i++) loop_once(px, 5);
     return 0;
 }
 
@@ -1614,6 +1668,8 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     if (!px) return -ENOMEM;
     px->cfg = *cfg;
     px->epfd = -1;
+    px->ep = -1;
+    px->curl_due_ns = UINT64_MAX;
     const char *k = getenv("ADMIN_API_KEY");
     if (k && *k) px->admin_key = strdup(k);
     k = getenv("OPENAI_API_KEY");
@@ -1622,6 +1678,15 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     px->multi = curl_multi_init();
     if (!px->multi) goto fail;
     curl_multi_setopt(px->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    px->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (px->ep < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    curl_multi_setopt(px->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
+    curl_multi_setopt(px->multi, CURLMOPT_SOCKETDATA, px);
+    curl_multi_setopt(px->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+    curl_multi_setopt(px->multi, CURLMOPT_TIMERDATA, px);
 
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < cfg->n_inst[g]; i++)
@@ -1659,6 +1724,11 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
         goto fail;
     }
     px->epfd = di->epoll_fd;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = px->epfd};
+    if (epoll_ctl(px->ep, EPOLL_CTL_ADD, px->epfd, &ev) != 0) {
+        rc = -errno;
+        goto fail;
+    }
     di = MHD_get_daemon_info(px->mhd, MHD_DAEMON_INFO_BIND_PORT);
     px->port = di ? di->port : cfg->port;
     *out = px;
@@ -1687,6 +1757,7 @@ void mc_proxy_free(mc_proxy_t *px)
     free(px->grp[0]);
     free(px->grp[1]);
     if (px->multi) curl_multi_cleanup(px->multi);
+    if (px->ep >= 0) close(px->ep);
     curl_global_cleanup();
     free(px->admin_key);
     free(px->openai_key);

@@ -1,0 +1,438 @@
+/* bench_proxy: what mooncake_proxy costs, measured against the same client
+ * talking to a backend directly.
+ *
+ * It starts two instantly-answering OpenAI-like backends in this process
+ * (libmicrohttpd, one polling thread each; the prefill one also answers the
+ * bootstrap /query), spawns the mooncake_proxy binary in front of them, and
+ * runs keep-alive libcurl clients:
+ *   latency: one client, sequential requests, p50/p99 of the whole answer;
+ *   rate:    C clients in parallel for D seconds, requests per second;
+ * once straight to the decode backend ("direct") and once through the proxy,
+ * for a small non-streamed JSON answer and for a 1000-chunk SSE stream.
+ * Through the proxy every request makes two upstream requests (prefill and
+ * decode), so the direct figure is the physical reference of the same run.
+ * Output: one JSON object on stdout.
+ *
+ * usage: bench_proxy [--proxy PATH] [--mode connector|toy] [--clients C]
+ *                    [--seconds D] [--requests N] [--chunks K] */
+#include "base_time.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int g_chunks = 1000;
+static const char ANSWER[] =
+    "{\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"model\":\"bench-model\","
+    "\"choices\":[{\"index\":0,\"text\":\"Paris is the capital of France.\",\"finish_reason\":"
+    "\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":8,\"total_tokens\":15}}";
+static const char EVENT[] = "data: {\"id\":\"cmpl-bench\",\"choices\":[{\"index\":0,\"text\":\"tok\"}]}"
+                            "\n\n";
+static const char DONE[] = "data: [DONE]\n\n";
+
+/* ------------------------------------------------------------ backend */
+
+typedef struct {
+    int n;
+} sse_t;
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    sse_t *s = cls;
+    (void)pos;
+    if (s->n > g_chunks) return MHD_CONTENT_READER_END_OF_STREAM;
+    const char *src = s->n < g_chunks ? EVENT : DONE;
+    size_t len = s->n < g_chunks ? sizeof EVENT - 1 : sizeof DONE - 1;
+    if (len > max) return 0;
+    memcpy(buf, src, len);
+    s->n++;
+    return (ssize_t)len; /* one SSE event per HTTP chunk */
+}
+
+typedef struct {
+    char *p;
+    size_t len;
+} body_t;
+
+static enum MHD_Result backend(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *data,
+                               size_t *size, void **con_cls)
+{
+    (void)cls, (void)version;
+    body_t *b = *con_cls;
+    if (strcmp(method, "POST") == 0) {
+        if (!b) {
+            b = calloc(1, sizeof *b);
+            *con_cls = b;
+            return b ? MHD_YES : MHD_NO;
+        }
+        if (*size) {
+            char *np = realloc(b->p, b->len + *size + 1);
+            if (!np) return MHD_NO;
+            memcpy(np + b->len, data, *size);
+            b->p = np;
+            b->len += *size;
+            b->p[b->len] = 0;
+            *size = 0;
+            return MHD_YES;
+        }
+    }
+    struct MHD_Response *r;
+    const char *ct = "application/json";
+    if (strcmp(url, "/query") == 0) {
+        static const char q[] = "{\"0\":{\"engine_id\":\"bench-engine\",\"worker_addr\":{}}}";
+        r = MHD_create_response_from_buffer(sizeof q - 1, (void *)q, MHD_RESPMEM_PERSISTENT);
+    } else if (strcmp(url, "/v1/models") == 0) {
+        static const char m[] = "{\"object\":\"list\",\"data\":[{\"id\":\"bench-model\"}]}";
+        r = MHD_create_response_from_buffer(sizeof m - 1, (void *)m, MHD_RESPMEM_PERSISTENT);
+    } else if (strcmp(url, "/health") == 0) {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else if (b && b->p && strstr(b->p, "\"stream\":true")) {
+        sse_t *s = calloc(1, sizeof *s);
+        if (!s) return MHD_NO;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_reader, s, free);
+        ct = "text/event-stream";
+    } else {
+        r = MHD_create_response_from_buffer(sizeof ANSWER - 1, (void *)ANSWER,
+                                            MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ct);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void backend_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    body_t *b = *con_cls;
+    if (b) {
+        free(b->p);
+        free(b);
+    }
+    *con_cls = NULL;
+}
+
+static struct MHD_Daemon *backend_start(uint16_t *port)
+{
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, backend, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, backend_done, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1000, MHD_OPTION_END);
+    if (!d) return NULL;
+    *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return d;
+}
+
+/* ------------------------------------------------------------- client */
+
+typedef struct {
+    size_t bytes;
+} sink_t;
+
+static size_t sink(char *p, size_t s, size_t n, void *ud)
+{
+    (void)p;
+    ((sink_t *)ud)->bytes += s * n;
+    return s * n;
+}
+
+typedef struct {
+    CURL *e;
+    sink_t sk;
+    struct curl_slist *h;
+} client_t;
+
+static int client_init(client_t *c, const char *url, const char *body)
+{
+    memset(c, 0, sizeof *c);
+    c->e = curl_easy_init();
+    if (!c->e) return -1;
+    c->h = curl_slist_append(NULL, "Content-Type: application/json");
+    c->h = curl_slist_append(c->h, "Expect:");
+    curl_easy_setopt(c->e, CURLOPT_URL, url);
+    curl_easy_setopt(c->e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c->e, CURLOPT_HTTPHEADER, c->h);
+    curl_easy_setopt(c->e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c->e, CURLOPT_WRITEDATA, &c->sk);
+    curl_easy_setopt(c->e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c->e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->e, CURLOPT_TIMEOUT, 30L);
+    return 0;
+}
+
+static void client_free(client_t *c)
+{
+    curl_easy_cleanup(c->e);
+    curl_slist_free_all(c->h);
+}
+
+/* One request; returns its duration in ns, or 0 on failure. */
+static uint64_t client_do(client_t *c, size_t want_min)
+{
+    c->sk.bytes = 0;
+    uint64_t t0 = mc_now_ns();
+    CURLcode rc = curl_easy_perform(c->e);
+    uint64_t dt = mc_now_ns() - t0;
+    long st = 0;
+    curl_easy_getinfo(c->e, CURLINFO_RESPONSE_CODE, &st);
+    if (rc != CURLE_OK || st != 200 || c->sk.bytes < want_min) return 0;
+    return dt ? dt : 1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    double p50_us, p99_us, rps;
+    long errors;
+} result_t;
+
+static int latency(const char *url, const char *body, size_t want, int n, result_t *out)
+{
+    client_t c;
+    if (client_init(&c, url, body)) return -1;
+    uint64_t *t = calloc((size_t)n, sizeof *t);
+    if (!t) return -1;
+    for (int i = 0; i < n / 5 + 10; i++) client_do(&c, want); /* warm-up */
+    long err = 0;
+    for (int i = 0; i < n; i++) {
+        t[i] = client_do(&c, want);
+        if (!t[i]) {
+            err++;
+            t[i] = UINT64_MAX;
+        }
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_u64);
+    out->p50_us = (double)t[n / 2] / 1e3;
+    out->p99_us = (double)t[(n * 99) / 100] / 1e3;
+    out->errors += err;
+    free(t);
+    client_free(&c);
+    return 0;
+}
+
+typedef struct {
+    const char *url, *body;
+    size_t want;
+    atomic_int *go;
+    uint64_t end_ns;
+    long done, errors;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    client_t c;
+    if (client_init(&c, w->url, w->body)) return NULL;
+    client_do(&c, w->want);
+    while (!atomic_load(w->go)) usleep(100);
+    while (mc_now_ns() < w->end_ns) {
+        if (client_do(&c, w->want)) w->done++;
+        else w->errors++;
+    }
+    client_free(&c);
+    return NULL;
+}
+
+static int rate(const char *url, const char *body, size_t want, int clients, double secs,
+                result_t *out)
+{
+    pthread_t th[64];
+    worker_t w[64];
+    atomic_int go = 0;
+    if (clients > 64) clients = 64;
+    uint64_t start = 0;
+    for (int i = 0; i < clients; i++) {
+        w[i] = (worker_t){.url = url, .body = body, .want = want, .go = &go};
+        w[i].end_ns = UINT64_MAX;
+    }
+    for (int i = 0; i < clients; i++) pthread_create(&th[i], NULL, worker, &w[i]);
+    usleep(200000);
+    start = mc_now_ns();
+    for (int i = 0; i < clients; i++) w[i].end_ns = start + (uint64_t)(secs * 1e9);
+    atomic_store(&go, 1);
+    long done = 0, err = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(th[i], NULL);
+        done += w[i].done;
+        err += w[i].errors;
+    }
+    double el = (double)(mc_now_ns() - start) / 1e9;
+    out->rps = (double)done / el;
+    out->errors += err;
+    return 0;
+}
+
+/* --------------------------------------------------------- proxy process */
+
+static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_t dp,
+                         uint16_t *port)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    char ps[16], ds[16], purl[64], durl[64];
+    snprintf(ps, sizeof ps, "%u", pp);
+    snprintf(ds, sizeof ds, "%u", dp);
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%u", pp);
+    snprintf(durl, sizeof durl, "http://127.0.0.1:%u", dp);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("MC_LOG_LEVEL", "warn", 1);
+        if (strcmp(mode, "toy") == 0)
+            execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port", ps,
+                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, (char *)NULL);
+        else
+            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[256] = "";
+    if (!f || !fgets(line, sizeof line, f)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    fclose(f);
+    const char *c = strrchr(line, ':');
+    *port = c ? (uint16_t)atoi(c + 1) : 0;
+    return pid;
+}
+
+static void json_result(const char *name, const result_t *r, int last)
+{
+    printf("      \"%s\": {\"rps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"errors\": %ld}%s\n",
+           name, r->rps, r->p50_us, r->p99_us, r->errors, last ? "" : ",");
+}
+
+int main(int argc, char **argv)
+{
+    char bin[PATH_MAX] = "";
+    const char *mode = "connector";
+    int clients = 4, requests = 2000;
+    double secs = 3.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "%s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--proxy")) snprintf(bin, sizeof bin, "%s", v);
+        else if (!strcmp(a, "--mode")) mode = v;
+        else if (!strcmp(a, "--clients")) clients = atoi(v);
+        else if (!strcmp(a, "--seconds")) secs = atof(v);
+        else if (!strcmp(a, "--requests")) requests = atoi(v);
+        else if (!strcmp(a, "--chunks")) g_chunks = atoi(v);
+        else {
+            fprintf(stderr, "unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1) {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    if (!bin[0]) { /* default: mooncake_proxy next to this binary */
+        ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 32);
+        if (n <= 0) return 1;
+        bin[n] = 0;
+        char *sl = strrchr(bin, '/');
+        snprintf(sl + 1, sizeof bin - (size_t)(sl + 1 - bin), "mooncake_proxy");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    uint16_t pport = 0, dport = 0, xport = 0;
+    struct MHD_Daemon *pd = backend_start(&pport), *dd = backend_start(&dport);
+    if (!pd || !dd) {
+        fprintf(stderr, "cannot start backends\n");
+        return 1;
+    }
+    pid_t pid = spawn_proxy(bin, mode, pport, dport, &xport);
+    if (pid <= 0 || !xport) {
+        fprintf(stderr, "cannot start %s\n", bin);
+        return 1;
+    }
+    char direct[128], via[128], health[128];
+    snprintf(direct, sizeof direct, "http://127.0.0.1:%u/v1/completions", dport);
+    snprintf(via, sizeof via, "http://127.0.0.1:%u/v1/completions", xport);
+    snprintf(health, sizeof health, "http://127.0.0.1:%u/status", xport);
+    /* wait until the proxy has checked both backends */
+    for (int i = 0; i < 500; i++) {
+        client_t c;
+        client_init(&c, health, NULL);
+        curl_easy_setopt(c.e, CURLOPT_HTTPGET, 1L);
+        char buf[8192];
+        FILE *m = fmemopen(buf, sizeof buf, "w");
+        curl_easy_setopt(c.e, CURLOPT_WRITEFUNCTION, NULL);
+        curl_easy_setopt(c.e, CURLOPT_WRITEDATA, m);
+        CURLcode rc = curl_easy_perform(c.e);
+        fclose(m);
+        client_free(&c);
+        buf[sizeof buf - 1] = 0;
+        if (rc == CURLE_OK && strstr(buf, "\"ready\":true")) break;
+        usleep(20000);
+    }
+
+    static const char plain[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of France "
+                                "is\",\"max_tokens\":16,\"temperature\":0.7}";
+    static const char stream[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of France "
+                                 "is\",\"max_tokens\":1000,\"stream\":true}";
+    size_t want_plain = sizeof ANSWER - 1;
+    size_t want_stream = (size_t)g_chunks * (sizeof EVENT - 1) + sizeof DONE - 1;
+    result_t r[4];
+    memset(r, 0, sizeof r);
+    int sreq = requests / 4 > 10 ? requests / 4 : 10;
+    latency(direct, plain, want_plain, requests, &r[0]);
+    latency(via, plain, want_plain, requests, &r[1]);
+    rate(direct, plain, want_plain, clients, secs, &r[0]);
+    rate(via, plain, want_plain, clients, secs, &r[1]);
+    latency(direct, stream, want_stream, sreq, &r[2]);
+    latency(via, stream, want_stream, sreq, &r[3]);
+    rate(direct, stream, want_stream, clients, secs, &r[2]);
+    rate(via, stream, want_stream, clients, secs, &r[3]);
+
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    MHD_stop_daemon(pd);
+    MHD_stop_daemon(dd);
+
+    printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n"
+           "  \"clients\": %d,\n  \"rate_seconds\": %.1f,\n  \"latency_requests\": %d,\n"
+           "  \"stream_chunks\": %d,\n",
+           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, secs, requests, g_chunks);
+    const char *names[2] = {"non_streaming", "streaming"};
+    for (int k = 0; k < 2; k++) {
+        result_t *d = &r[2 * k], *v = &r[2 * k + 1];
+        printf("  \"%s\": {\n    \"results\": {\n", names[k]);
+        json_result("direct", d, 0);
+        json_result("proxy", v, 1);
+        printf("    },\n    \"rate_ratio\": %.3f,\n    \"added_p50_us\": %.1f\n  }%s\n",
+               d->rps > 0 ? v->rps / d->rps : 0.0, v->p50_us - d->p50_us, ",");
+    }
+    printf("  \"targets\": {\"rate_ratio_min\": 0.5, \"added_p50_us_max\": 300},\n"
+           "  \"proxy_exit\": %d\n}\n",
+           WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    curl_global_cleanup();
+    return 0;
+}
