@@ -45,6 +45,7 @@
 #define STREAM_HWM (256u << 10)     /* pause the upstream above this many buffered bytes */
 #define PREFILL_MAX (8u << 20)      /* largest prefill answer we keep (toy/demo modes) */
 #define PROBE_MAX (1u << 20)        /* largest /v1/models or /query answer */
+#define WHOLE_MAX (1u << 20)        /* non-SSE decode answers up to this size are sent whole */
 #define MAX_INST_PER_GROUP 1024
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
@@ -89,6 +90,7 @@ struct leg {
     leg_t *prev, *next; /* active list */
     CURL *easy;
     int kind, step, active, started, paused, body_seen, cancelled;
+    int whole; /* decode: a small non-SSE answer, relayed in one piece when complete */
     req_t *req;
     inst_t *inst;
     struct curl_slist *hdrs;
@@ -649,8 +651,14 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
             r->up_status = st;
             snprintf(r->up_ctype, sizeof r->up_ctype, "%s", ct ? ct : "application/json");
             r->up_clen = cl;
-            r->stream_ready = 1;
+            /* A JSON answer of known, modest size goes out in one piece once complete
+             * (one send instead of headers + body); anything else streams as it comes. */
+            if (cl >= 0 && cl <= (curl_off_t)WHOLE_MAX && strncmp(r->up_ctype, "text/event-stream", 17))
+                l->whole = 1;
+            else
+                r->stream_ready = 1;
         }
+        if (l->whole) return buf_append(&l->resp, ptr, len) == 0 ? len : 0;
         if (l->resp.len - l->resp.off >= STREAM_HWM) {
             MC_LOGD(TAG, "req %s: decode paused (%zu buffered)", r->reqid, l->resp.len - l->resp.off);
             l->paused = 1;
@@ -894,6 +902,8 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
             return;
         }
         MC_LOGW(TAG, "req %s: decode leg to %s failed mid-stream: %s", r->reqid, iname, l->err);
+    } else if (l->whole) {
+        r->stream_ready = 1;
     } else if (!r->stream_ready && !r->resp_status) { /* empty body */
         r->up_status = l->status ? l->status : 200;
         r->up_clen = 0;
@@ -1334,6 +1344,20 @@ static void stream_free(void *cls)
 
 static enum MHD_Result queue_stream(req_t *r)
 {
+    leg_t *l = r->d;
+    if (l && l->whole && !l->active) {
+        int st = r->up_status >= 100 && r->up_status <= 599 ? (int)r->up_status : 200;
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            l->resp.len - l->resp.off, l->resp.p ? l->resp.p + l->resp.off : (void *)"",
+            MHD_RESPMEM_MUST_COPY);
+        if (!resp) return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", r->up_ctype[0] ? r->up_ctype : "application/json");
+        MHD_add_response_header(resp, "X-Request-Id", r->reqid);
+        r->final_status = st;
+        enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)st, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     uint64_t size = r->up_clen >= 0 ? (uint64_t)r->up_clen : MHD_SIZE_UNKNOWN;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(size, 32 * 1024, stream_reader, r, stream_free);
@@ -1707,11 +1731,11 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     px->mhd = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, ahc, px, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        flags, cfg->port, NULL, NULL, ahc, px, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, px,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, px, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, px,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!px->mhd) {
         MC_LOGE(TAG, "cannot listen on %s:%u", cfg->host, cfg->port);

@@ -36,6 +36,15 @@ def test_long_stream_exact_bytes(fakes, bootstrap, proxy):
     assert dr.json["stream"] is True and dr.json["stream_options"] == {"include_usage": True}
 
 
+def test_large_json_answer_exact_bytes(fakes, bootstrap, proxy):
+    """Non-streamed answers: small ones go out whole, large ones (> 1 MiB) stream through."""
+    p, d, px = connector(fakes, bootstrap, proxy)
+    for size in (10, 70000, 3 << 20):
+        d.body_override = b'{"pad":"' + b"y" * size + b'"}'
+        st, hdrs, data = px.request("POST", "/v1/completions", {"prompt": "x"})
+        assert st == 200 and data == d.body_override and hdrs["content-type"] == "application/json"
+
+
 def test_stream_is_relayed_as_it_arrives(fakes, bootstrap, proxy):
     p, d, px = connector(fakes, bootstrap, proxy)
     d.chunks, d.chunk_delay = 20, 0.05
