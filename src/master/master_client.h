@@ -1,0 +1,68 @@
+/* master_client.h: the client side of the master RPC, as typed calls. One
+ * connection per client object, shared by many threads: requests are
+ * pipelined (each carries a request id; a reader thread routes replies), so
+ * concurrent callers never wait for each other's round trips.
+ * Thread rule: all calls are thread-safe; mc_master_client_close is last.
+ * Errors: 0 or a negative MC_ERR_* (transport failure MC_ERR_RPC_FAIL, no
+ * answer within MC_RPC_TIMEOUT_MS (default 30000) MC_ERR_RPC_TIMEOUT, a master
+ * of another protocol version MC_ERR_INVALID_VERSION); the master's own error
+ * codes are passed through unchanged. Broken connections are re-established
+ * on the next call. */
+#ifndef MC_MASTER_CLIENT_H
+#define MC_MASTER_CLIENT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master_service.h"
+
+typedef struct mc_master_client mc_master_client_t;
+
+/* Connects to "host:port" and checks the master's version. */
+int mc_master_client_connect(const char *addr, mc_master_client_t **out);
+void mc_master_client_close(mc_master_client_t *c);
+
+int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg,
+                                   mc_uuid_t client);
+int mc_master_client_remount_segments(mc_master_client_t *c, const mc_segment_t *segs, size_t n,
+                                      mc_uuid_t client);
+int mc_master_client_unmount_segment(mc_master_client_t *c, mc_uuid_t segment, mc_uuid_t client);
+int mc_master_client_ping(mc_master_client_t *c, mc_uuid_t client, int *status);
+
+/* Replica arrays returned through out-params are malloc'd; free with free(). */
+int mc_master_client_put_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                               uint64_t size, const mc_replicate_config_t *cfg, mc_replica_t **out,
+                               size_t *n);
+int mc_master_client_put_end(mc_master_client_t *c, mc_uuid_t client, const char *key);
+int mc_master_client_put_revoke(mc_master_client_t *c, mc_uuid_t client, const char *key);
+int mc_master_client_upsert_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                                  uint64_t size, const mc_replicate_config_t *cfg,
+                                  mc_replica_t **out, size_t *n);
+int mc_master_client_get_replicas(mc_master_client_t *c, const char *key, mc_replica_t **out,
+                                  size_t *n, uint64_t *lease_ttl_ms);
+/* 1 exists, 0 not, negative error. */
+int mc_master_client_exist(mc_master_client_t *c, const char *key);
+int mc_master_client_remove(mc_master_client_t *c, const char *key, int force);
+/* Count removed (>= 0) or negative error. */
+int64_t mc_master_client_remove_all(mc_master_client_t *c, int force);
+int64_t mc_master_client_remove_by_regex(mc_master_client_t *c, const char *regex, int force);
+
+/* Batch forms: one round trip for n keys; per-key results in rcs[i] (0 or
+ * negative), replicas in reps[i]/nreps[i] (malloc'd each). The call's own
+ * return is 0 unless the round trip itself failed. */
+int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
+                                     const char *const *keys, const uint64_t *sizes, size_t n,
+                                     const mc_replicate_config_t *cfg, int *rcs,
+                                     mc_replica_t **reps, size_t *nreps);
+int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client,
+                                   const char *const *keys, size_t n, int *rcs);
+int mc_master_client_batch_put_revoke(mc_master_client_t *c, mc_uuid_t client,
+                                      const char *const *keys, size_t n, int *rcs);
+int mc_master_client_batch_get_replicas(mc_master_client_t *c, const char *const *keys, size_t n,
+                                        int *rcs, mc_replica_t **reps, size_t *nreps,
+                                        uint64_t *lease_ttl_ms);
+/* rcs[i]: 1 exists, 0 not, negative error. */
+int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys, size_t n,
+                                 int *rcs);
+int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys, size_t n,
+                                  int force, int *rcs);
+#endif

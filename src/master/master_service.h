@@ -1,0 +1,157 @@
+/* master_service.h: the master's state machine, free of I/O: segments and
+ * their allocators, the sharded object index, two-phase puts, read leases,
+ * removal, eviction and client liveness. The RPC layer (master_rpc.c) and the
+ * admin HTTP (master_admin.c) call it; unit tests drive it directly with a fake
+ * clock (every call takes `now_ms`).
+ * Thread rule: every function may be called from many threads at once
+ * (index shards and the segment table have their own locks).
+ * Errors: 0 or a negative MC_ERR_* from mooncake/err.h. */
+#ifndef MC_MASTER_SERVICE_H
+#define MC_MASTER_SERVICE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mooncake/err.h"
+
+#define MC_MASTER_VERSION "2.0.0" /* checked by clients at connect (INVALID_VERSION) */
+#define MC_NAME_MAX 256
+
+typedef struct {
+    uint64_t hi, lo;
+} mc_uuid_t;
+
+typedef struct {
+    mc_uuid_t id;                  /* chosen by the client */
+    char name[MC_NAME_MAX];        /* the client's local_hostname, e.g. "10.0.0.5:12345" */
+    uint64_t base, size;           /* address range in the owner process */
+    char te_endpoint[MC_NAME_MAX]; /* TE segment name readers open */
+    char protocol[16];             /* "tcp" */
+    char host_id[128];
+} mc_segment_t;
+
+enum { MC_SOFT_PIN_PRESERVE = 0, MC_SOFT_PIN_ENABLE = 1, MC_SOFT_PIN_DISABLE = 2 };
+
+typedef struct {
+    uint32_t replica_num;    /* >= 1 */
+    uint8_t soft_pin_action; /* MC_SOFT_PIN_* */
+    int has_soft_pin_ttl;
+    uint64_t soft_pin_ttl_ms;
+    int with_hard_pin;
+    size_t npreferred;
+    const char *const *preferred_segments; /* segment names, tried first, in order */
+    int prefer_alloc_in_same_node;
+    const char *host_id; /* writer's host, for prefer_alloc_in_same_node; may be NULL */
+} mc_replicate_config_t;
+
+enum { MC_REPLICA_PROCESSING = 2, MC_REPLICA_COMPLETE = 3 };
+
+typedef struct {
+    uint64_t id;
+    uint64_t addr, size;
+    char endpoint[MC_NAME_MAX]; /* TE segment name holding it */
+    int status;                 /* MC_REPLICA_* */
+} mc_replica_t;
+
+enum { MC_CLIENT_OK = 1, MC_CLIENT_NEED_REMOUNT = 2 };
+
+typedef enum { MC_ALLOC_RANDOM = 0, MC_ALLOC_FREE_RATIO_FIRST = 1 } mc_alloc_strategy_t;
+
+typedef struct {
+    uint64_t default_kv_lease_ttl_ms;      /* 10000 */
+    uint64_t default_kv_soft_pin_ttl_ms;   /* 1800000 */
+    uint64_t max_kv_soft_pin_ttl_ms;       /* 86400000 */
+    int allow_evict_soft_pinned_objects;   /* 1 */
+    double eviction_ratio;                 /* 0.05 */
+    double eviction_high_watermark_ratio;  /* 0.90 */
+    uint64_t client_ttl_ms;                /* 10000 */
+    uint64_t put_start_discard_timeout_ms; /* 30000 */
+    uint64_t put_start_release_timeout_ms; /* 600000 */
+    mc_alloc_strategy_t allocation_strategy;
+} mc_master_config_t;
+
+/* Fills cfg with upstream's defaults. */
+void mc_master_config_default(mc_master_config_t *cfg);
+
+typedef struct mc_master mc_master_t;
+
+int mc_master_new(const mc_master_config_t *cfg, mc_master_t **out);
+void mc_master_free(mc_master_t *m);
+
+/* ---- segments and clients ---- */
+/* Adds a segment owned by client (same id again: 0). */
+int mc_master_mount_segment(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client,
+                            uint64_t now_ms);
+/* Re-adds all of a client's segments and marks it alive (after NEED_REMOUNT). */
+int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n,
+                               mc_uuid_t client, uint64_t now_ms);
+/* Drops a segment: replicas on it go, objects left without one disappear. Unknown id: 0. */
+int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t client);
+/* Heartbeat: extends the client's deadline; *status is MC_CLIENT_OK when it is
+ * in the alive set (filled only by remount), else MC_CLIENT_NEED_REMOUNT. */
+int mc_master_ping(mc_master_t *m, mc_uuid_t client, uint64_t now_ms, int *status);
+
+/* ---- objects ---- */
+/* Allocates replicas (PROCESSING) for a new key of `size` bytes. Returns
+ * MC_ERR_OBJECT_ALREADY_EXISTS for an existing key (unless it is a zombie put
+ * older than the discard timeout, which is preempted), MC_ERR_NO_AVAILABLE_HANDLE
+ * when nothing could be allocated even after eviction. *out is malloc'd. */
+int mc_master_put_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
+                        const mc_replicate_config_t *cfg, uint64_t now_ms, mc_replica_t **out,
+                        size_t *n);
+/* Marks the writer's replicas COMPLETE (ILLEGAL_CLIENT for another client,
+ * INVALID_WRITE when no put is in progress; a repeated end after success: 0). */
+int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t now_ms);
+/* Drops the writer's PROCESSING replicas; the object goes if none is left. */
+int mc_master_put_revoke(mc_master_t *m, mc_uuid_t client, const char *key);
+/* Insert or update: a new key is a put; same size reuses the buffers; another
+ * size drops the old replicas and allocates new ones. OBJECT_REPLICA_BUSY while
+ * another write or a read lease holds the object. */
+int mc_master_upsert_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
+                           const mc_replicate_config_t *cfg, uint64_t now_ms, mc_replica_t **out,
+                           size_t *n);
+/* COMPLETE replicas of key and the lease granted (now + default lease TTL).
+ * OBJECT_NOT_FOUND, or REPLICA_IS_NOT_READY while only in-progress replicas exist. */
+int mc_master_get_replicas(mc_master_t *m, const char *key, uint64_t now_ms, mc_replica_t **out,
+                           size_t *n, uint64_t *lease_ttl_ms);
+/* 1 when a readable replica exists (and grants a lease), 0 when not. */
+int mc_master_exist(mc_master_t *m, const char *key, uint64_t now_ms);
+/* Removal rules of upstream: OBJECT_NOT_FOUND, OBJECT_HAS_LEASE (unless force),
+ * REPLICA_IS_NOT_READY (even with force). */
+int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms);
+/* Removes every removable object (lease expired or force, all replicas
+ * complete); returns the count (>= 0). */
+int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms);
+/* The same for keys matching a POSIX extended regex; INVALID_PARAMS for a bad one. */
+int64_t mc_master_remove_by_regex(mc_master_t *m, const char *regex, int force, uint64_t now_ms);
+/* Keys matching regex with their complete replicas (leases granted). Calls fn
+ * for each; *out arrays are owned by the callee for the duration of fn only. */
+int mc_master_get_replicas_by_regex(mc_master_t *m, const char *regex, uint64_t now_ms,
+                                    void (*fn)(const char *key, const mc_replica_t *r, size_t n,
+                                               void *arg),
+                                    void *arg);
+
+/* ---- background work, called every ~10 ms by the daemon ---- */
+/* Evicts past the high watermark (oldest lease first, soft-pinned last,
+ * hard-pinned never), expires clients whose TTL passed (unmounting their
+ * segments), discards zombie puts and releases their parked space. */
+void mc_master_tick(mc_master_t *m, uint64_t now_ms);
+
+/* ---- introspection for /metrics and the admin endpoints ---- */
+typedef struct {
+    uint64_t allocated_bytes, capacity_bytes;
+    uint64_t key_count, soft_pin_key_count, active_clients, segment_count;
+    uint64_t evicted_key_count, evicted_size_bytes;
+    uint64_t put_start_discard_cnt, put_start_release_cnt;
+} mc_master_stats_t;
+void mc_master_get_stats(mc_master_t *m, mc_master_stats_t *st);
+
+typedef struct {
+    mc_segment_t seg;
+    mc_uuid_t client;
+    uint64_t used_bytes;
+} mc_master_segment_info_t;
+/* Calls fn for every key, then for every segment (either fn may be NULL). */
+void mc_master_each_key(mc_master_t *m, void (*fn)(const char *key, void *arg), void *arg);
+void mc_master_each_segment(mc_master_t *m,
+                            void (*fn)(const mc_master_segment_info_t *s, void *arg), void *arg);
+#endif
