@@ -166,6 +166,7 @@ struct mc_te {
     int listen_fd;
     int wake_pipe[2];
     pthread_t listener;
+    int listener_running;
     pthread_mutex_t conns_lock;
     pthread_cond_t conns_cond;
     int *conn_fds;

@@ -215,16 +215,18 @@ int mc__te_server_start(mc_te_t *te)
 {
     if (pipe2(te->wake_pipe, O_CLOEXEC) != 0) return MC_TE_ERR_SOCKET;
     if (pthread_create(&te->listener, NULL, listener_main, te) != 0) return MC_TE_ERR_SOCKET;
+    te->listener_running = 1;
     return 0;
 }
 
 void mc__te_server_stop(mc_te_t *te)
 {
     atomic_store(&te->stopping, 1);
-    if (te->wake_pipe[1] >= 0) {
+    if (te->listener_running) {
         ssize_t w = write(te->wake_pipe[1], "x", 1);
         (void)w;
         pthread_join(te->listener, NULL);
+        te->listener_running = 0;
     }
     pthread_mutex_lock(&te->conns_lock);
     for (size_t i = 0; i < te->nconns; i++) shutdown(te->conn_fds[i], SHUT_RDWR);
