@@ -36,8 +36,9 @@ static const char ANSWER[] =
     "{\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"model\":\"bench-model\","
     "\"choices\":[{\"index\":0,\"text\":\"Paris is the capital of France.\",\"finish_reason\":"
     "\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":8,\"total_tokens\":15}}";
-static const char EVENT[] = "data: {\"id\":\"cmpl-bench\",\"choices\":[{\"index\":0,\"text\":\"tok\"}]}"
-                            "\n\n";
+static const char EVENT[] =
+    "data: {\"id\":\"cmpl-bench\",\"choices\":[{\"index\":0,\"text\":\"tok\"}]}"
+    "\n\n";
 static const char DONE[] = "data: [DONE]\n\n";
 
 /* ------------------------------------------------------------ backend */
@@ -127,10 +128,10 @@ static void backend_done(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static struct MHD_Daemon *backend_start(uint16_t *port)
 {
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, backend, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, backend_done, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1000, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, backend,
+                         NULL, MHD_OPTION_NOTIFY_COMPLETED, backend_done, NULL,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (!d) return NULL;
     *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
     return d;
@@ -209,7 +210,8 @@ static int latency(const char *url, const char *body, size_t want, int n, result
     if (client_init(&c, url, body)) return -1;
     uint64_t *t = calloc((size_t)n, sizeof *t);
     if (!t) return -1;
-    for (int i = 0; i < n / 5 + 10; i++) client_do(&c, want); /* warm-up */
+    for (int i = 0; i < n / 5 + 10; i++)
+        client_do(&c, want); /* warm-up */
     long err = 0;
     for (int i = 0; i < n; i++) {
         t[i] = client_do(&c, want);
@@ -241,10 +243,13 @@ static void *worker(void *arg)
     client_t c;
     if (client_init(&c, w->url, w->body)) return NULL;
     client_do(&c, w->want);
-    while (!atomic_load(w->go)) usleep(100);
+    while (!atomic_load(w->go))
+        usleep(100);
     while (mc_now_ns() < w->end_ns) {
-        if (client_do(&c, w->want)) w->done++;
-        else w->errors++;
+        if (client_do(&c, w->want))
+            w->done++;
+        else
+            w->errors++;
     }
     client_free(&c);
     return NULL;
@@ -262,10 +267,12 @@ static int rate(const char *url, const char *body, size_t want, int clients, dou
         w[i] = (worker_t){.url = url, .body = body, .want = want, .go = &go};
         w[i].end_ns = UINT64_MAX;
     }
-    for (int i = 0; i < clients; i++) pthread_create(&th[i], NULL, worker, &w[i]);
+    for (int i = 0; i < clients; i++)
+        pthread_create(&th[i], NULL, worker, &w[i]);
     usleep(200000);
     start = mc_now_ns();
-    for (int i = 0; i < clients; i++) w[i].end_ns = start + (uint64_t)(secs * 1e9);
+    for (int i = 0; i < clients; i++)
+        w[i].end_ns = start + (uint64_t)(secs * 1e9);
     atomic_store(&go, 1);
     long done = 0, err = 0;
     for (int i = 0; i < clients; i++) {
@@ -337,12 +344,18 @@ int main(int argc, char **argv)
             return 2;
         }
         i++;
-        if (!strcmp(a, "--proxy")) snprintf(bin, sizeof bin, "%s", v);
-        else if (!strcmp(a, "--mode")) mode = v;
-        else if (!strcmp(a, "--clients")) clients = atoi(v);
-        else if (!strcmp(a, "--seconds")) secs = atof(v);
-        else if (!strcmp(a, "--requests")) requests = atoi(v);
-        else if (!strcmp(a, "--chunks")) g_chunks = atoi(v);
+        if (!strcmp(a, "--proxy"))
+            snprintf(bin, sizeof bin, "%s", v);
+        else if (!strcmp(a, "--mode"))
+            mode = v;
+        else if (!strcmp(a, "--clients"))
+            clients = atoi(v);
+        else if (!strcmp(a, "--seconds"))
+            secs = atof(v);
+        else if (!strcmp(a, "--requests"))
+            requests = atoi(v);
+        else if (!strcmp(a, "--chunks"))
+            g_chunks = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;

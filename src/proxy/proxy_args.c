@@ -77,7 +77,8 @@ static int norm_url(const char *in, char *out, size_t len)
     int n = p ? snprintf(out, len, "%s", in) : snprintf(out, len, "http://%s", in);
     if (n < 0 || (size_t)n >= len) return -EINVAL;
     size_t l = strlen(out);
-    while (l > 0 && out[l - 1] == '/') out[--l] = 0;
+    while (l > 0 && out[l - 1] == '/')
+        out[--l] = 0;
     const char *auth = strstr(out, "://") + 3;
     if (*auth == 0 || *auth == '/' || *auth == ':') return -EINVAL;
     if (strncmp(out, "http://", 7) != 0 && strncmp(out, "https://", 8) != 0) return -EINVAL;

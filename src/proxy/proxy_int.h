@@ -9,12 +9,12 @@
 
 /* What the decode leg needs to know about the prefill leg. */
 typedef struct {
-    int mode;                     /* MC_PROXY_MODE_* */
-    const char *transfer_id;      /* connector mode: "xfer-<uuid>" */
-    const char *bootstrap_addr;   /* connector mode: "http://P_host:boot_port" */
-    const char *engine_id;        /* connector mode: engine id of the chosen dp rank */
-    const json_t *prefill_kv;     /* toy/demo: kv_transfer_params the prefiller returned, or NULL */
-    const char *prefill_host;     /* demo: overwrites remote_host in prefill_kv */
+    int mode;                   /* MC_PROXY_MODE_* */
+    const char *transfer_id;    /* connector mode: "xfer-<uuid>" */
+    const char *bootstrap_addr; /* connector mode: "http://P_host:boot_port" */
+    const char *engine_id;      /* connector mode: engine id of the chosen dp rank */
+    const json_t *prefill_kv;   /* toy/demo: kv_transfer_params the prefiller returned, or NULL */
+    const char *prefill_host;   /* demo: overwrites remote_host in prefill_kv */
 } mc__proxy_rw_t;
 
 /* Parses a client body. Returns 0 and a new reference in *out when the body is a

@@ -100,9 +100,8 @@ int mc__proxy_rw_prefill(const json_t *orig, const mc__proxy_rw_t *rw, char **ou
         kv = json_pack("{s:b, s:b, s:s}", "do_remote_decode", 1, "do_remote_prefill", 0,
                        "transfer_id", rw->transfer_id ? rw->transfer_id : "");
     } else {
-        kv = json_pack("{s:b, s:b, s:n, s:n, s:n, s:n}", "do_remote_decode", 1,
-                       "do_remote_prefill", 0, "remote_engine_id", "remote_block_ids",
-                       "remote_host", "remote_port");
+        kv = json_pack("{s:b, s:b, s:n, s:n, s:n, s:n}", "do_remote_decode", 1, "do_remote_prefill",
+                       0, "remote_engine_id", "remote_block_ids", "remote_host", "remote_port");
     }
     if (!kv) goto fail;
     if (json_object_set_new(c, "kv_transfer_params", kv) != 0) goto fail;
@@ -180,7 +179,8 @@ int mc__proxy_extract_kv(const char *resp, size_t len, json_t **kv)
         if (ll >= 5 && memcmp(p, "data:", 5) == 0) {
             const char *d = p + 5;
             size_t dl = ll - 5;
-            while (dl && *d == ' ') d++, dl--;
+            while (dl && *d == ' ')
+                d++, dl--;
             seen_data = 1;
             json_t *f = json_loadb(d, dl, 0, NULL);
             json_t *k = f ? kv_of(f) : NULL;
@@ -199,7 +199,8 @@ int mc__proxy_extract_kv(const char *resp, size_t len, json_t **kv)
 void mc__proxy_free_ids(char **ids, int n)
 {
     if (!ids) return;
-    for (int i = 0; i < n; i++) free(ids[i]);
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
     free(ids);
 }
 
@@ -249,9 +250,11 @@ fail:
 const char *mc__proxy_model_base(const char *model, size_t *len)
 {
     size_t l = strlen(model);
-    while (l > 0 && model[l - 1] == '/') l--;
+    while (l > 0 && model[l - 1] == '/')
+        l--;
     size_t s = l;
-    while (s > 0 && model[s - 1] != '/') s--;
+    while (s > 0 && model[s - 1] != '/')
+        s--;
     *len = l - s;
     return model + s;
 }
@@ -388,8 +391,10 @@ void mc__proxy_uuid(char out[37])
     uint64_t a = mix64(atomic_fetch_add(&uuid_state, 0x9e3779b97f4a7c15ull));
     uint64_t b = mix64(atomic_fetch_add(&uuid_state, 0x9e3779b97f4a7c15ull));
     unsigned char u[16];
-    for (int i = 0; i < 8; i++) u[i] = (unsigned char)(a >> (8 * i));
-    for (int i = 0; i < 8; i++) u[8 + i] = (unsigned char)(b >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        u[i] = (unsigned char)(a >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        u[8 + i] = (unsigned char)(b >> (8 * i));
     u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
     static const char hx[] = "0123456789abcdef";

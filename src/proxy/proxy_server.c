@@ -42,10 +42,10 @@
 #include <unistd.h>
 
 #define TAG "proxy"
-#define STREAM_HWM (256u << 10)     /* pause the upstream above this many buffered bytes */
-#define PREFILL_MAX (8u << 20)      /* largest prefill answer we keep (toy/demo modes) */
-#define PROBE_MAX (1u << 20)        /* largest /v1/models or /query answer */
-#define WHOLE_MAX (1u << 20)        /* non-SSE decode answers up to this size are sent whole */
+#define STREAM_HWM (256u << 10) /* pause the upstream above this many buffered bytes */
+#define PREFILL_MAX (8u << 20)  /* largest prefill answer we keep (toy/demo modes) */
+#define PROBE_MAX (1u << 20)    /* largest /v1/models or /query answer */
+#define WHOLE_MAX (1u << 20)    /* non-SSE decode answers up to this size are sent whole */
 #define MAX_INST_PER_GROUP 1024
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
@@ -128,8 +128,8 @@ struct req {
 struct mc_proxy {
     mc_proxy_config_t cfg;
     struct MHD_Daemon *mhd;
-    int epfd;          /* MHD's epoll fd */
-    int ep;            /* ours: MHD's epoll fd + curl's sockets */
+    int epfd;             /* MHD's epoll fd */
+    int ep;               /* ours: MHD's epoll fd + curl's sockets */
     uint64_t curl_due_ns; /* curl's timer, UINT64_MAX when unset */
     uint16_t port;
     CURLM *multi;
@@ -166,7 +166,8 @@ static int buf_append(buf_t *b, const void *data, size_t n)
         }
         if (b->len + n > b->cap) {
             size_t nc = b->cap ? b->cap : 4096;
-            while (nc < b->len + n) nc *= 2;
+            while (nc < b->len + n)
+                nc *= 2;
             char *np = realloc(b->p, nc);
             if (!np) return -ENOMEM;
             b->p = np;
@@ -423,8 +424,10 @@ static void req_unref(req_t *r)
 {
     if (--r->refs > 0) return;
     mc_proxy_t *px = r->px;
-    if (r->prev) r->prev->next = r->next;
-    else px->reqs = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        px->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
     leg_free(r->p);
     leg_free(r->d);
@@ -458,8 +461,8 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud);
 
 /* Starts an upstream transfer: GET when body is NULL, else POST of body (ownership
  * of body passes to the leg). Returns the leg, or NULL (body freed) on failure. */
-static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *url,
-                        char *body, size_t body_len, struct curl_slist *hdrs, long timeout_ms)
+static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *url, char *body,
+                        size_t body_len, struct curl_slist *hdrs, long timeout_ms)
 {
     leg_t *l = calloc(1, sizeof *l);
     if (!l) goto fail;
@@ -529,14 +532,18 @@ static void leg_detach(mc_proxy_t *px, leg_t *l)
     curl_easy_cleanup(l->easy);
     l->easy = NULL;
     l->active = 0;
-    if (l->prev) l->prev->next = l->next;
-    else px->legs = l->next;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        px->legs = l->next;
     if (l->next) l->next->prev = l->prev;
     l->prev = l->next = NULL;
     inst_t *in = l->inst;
     if (in) {
-        if (l->kind == LEG_PROBE) in->probe = NULL;
-        else in->inflight--;
+        if (l->kind == LEG_PROBE)
+            in->probe = NULL;
+        else
+            in->inflight--;
     }
 }
 
@@ -627,8 +634,10 @@ static int start_completion_leg(mc_proxy_t *px, req_t *r, int kind, inst_t *in, 
     }
     leg_t *l = leg_start(px, kind, r, in, url, body, len, h, 0);
     if (!l) return -ENOMEM;
-    if (kind == LEG_PREFILL) r->p = l;
-    else r->d = l;
+    if (kind == LEG_PREFILL)
+        r->p = l;
+    else
+        r->d = l;
     return 0;
 }
 
@@ -653,14 +662,16 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
             r->up_clen = cl;
             /* A JSON answer of known, modest size goes out in one piece once complete
              * (one send instead of headers + body); anything else streams as it comes. */
-            if (cl >= 0 && cl <= (curl_off_t)WHOLE_MAX && strncmp(r->up_ctype, "text/event-stream", 17))
+            if (cl >= 0 && cl <= (curl_off_t)WHOLE_MAX &&
+                strncmp(r->up_ctype, "text/event-stream", 17))
                 l->whole = 1;
             else
                 r->stream_ready = 1;
         }
         if (l->whole) return buf_append(&l->resp, ptr, len) == 0 ? len : 0;
         if (l->resp.len - l->resp.off >= STREAM_HWM) {
-            MC_LOGD(TAG, "req %s: decode paused (%zu buffered)", r->reqid, l->resp.len - l->resp.off);
+            MC_LOGD(TAG, "req %s: decode paused (%zu buffered)", r->reqid,
+                    l->resp.len - l->resp.off);
             l->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
@@ -746,7 +757,8 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
     char why[300];
     why[0] = 0;
     if (l->rc != CURLE_OK)
-        snprintf(why, sizeof why, "%s: %.250s", l->step == STEP_QUERY ? "bootstrap /query" : "check",
+        snprintf(why, sizeof why, "%s: %.250s",
+                 l->step == STEP_QUERY ? "bootstrap /query" : "check",
                  l->err[0] ? l->err : curl_easy_strerror(l->rc));
     else if (l->status != 200)
         snprintf(why, sizeof why, "%s answered HTTP %ld",
@@ -760,8 +772,8 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
     if (ok && l->step == STEP_MODELS) {
         char id[256];
         const char *want = px->cfg.model[0] ? px->cfg.model : px->model_id;
-        int mr = mc__proxy_models_match(l->resp.p ? l->resp.p : "", l->resp.len, want, id,
-                                        sizeof id);
+        int mr =
+            mc__proxy_models_match(l->resp.p ? l->resp.p : "", l->resp.len, want, id, sizeof id);
         if (mr != 0) {
             ok = 0;
             snprintf(why, sizeof why, "/v1/models does not list model '%s'",
@@ -812,8 +824,8 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
     snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
     in->next_check_ms = now + (uint64_t)(iv < 500 ? iv : 500);
     if (in->state == ST_HEALTHY) {
-        MC_LOGW(TAG, "%s instance %s failed its health check: %s", group_name[in->group],
-                in->name, why);
+        MC_LOGW(TAG, "%s instance %s failed its health check: %s", group_name[in->group], in->name,
+                why);
         in->state = ST_UNHEALTHY;
     }
     if (in->admin_waiter || (!in->admitted && !in->from_cli)) {
@@ -832,9 +844,9 @@ static int start_decode(mc_proxy_t *px, req_t *r, const mc__proxy_rw_t *rw)
 {
     inst_t *d = pick(px, MC_PROXY_DECODE);
     if (!d) {
-        req_answer(r, 503,
-                   error_json(503, "service_unavailable", "decode", NULL,
-                              "no healthy decode instance"));
+        req_answer(
+            r, 503,
+            error_json(503, "service_unavailable", "decode", NULL, "no healthy decode instance"));
         return -EAGAIN;
     }
     char *body = NULL;
@@ -922,8 +934,7 @@ static void leg_finished(mc_proxy_t *px, leg_t *l)
         if (l->kind == LEG_DECODE && !l->body_seen && l->req) {
             char *ct = NULL;
             curl_easy_getinfo(l->easy, CURLINFO_CONTENT_TYPE, &ct);
-            snprintf(l->req->up_ctype, sizeof l->req->up_ctype, "%s",
-                     ct ? ct : "application/json");
+            snprintf(l->req->up_ctype, sizeof l->req->up_ctype, "%s", ct ? ct : "application/json");
         }
     }
     leg_detach(px, l);
@@ -934,8 +945,10 @@ static void leg_finished(mc_proxy_t *px, leg_t *l)
         probe_finished(px, l);
         return;
     }
-    if (l->kind == LEG_PREFILL) prefill_finished(px, l);
-    else decode_finished(px, l);
+    if (l->kind == LEG_PREFILL)
+        prefill_finished(px, l);
+    else
+        decode_finished(px, l);
     if (in) inst_maybe_free(px, in);
     req_unref(r);
 }
@@ -966,16 +979,16 @@ static void dispatch_completion(mc_proxy_t *px, req_t *r)
         return;
     }
     if (!pick_noadvance(px, MC_PROXY_DECODE)) {
-        req_answer(r, 503,
-                   error_json(503, "service_unavailable", "decode", NULL,
-                              "no healthy decode instance"));
+        req_answer(
+            r, 503,
+            error_json(503, "service_unavailable", "decode", NULL, "no healthy decode instance"));
         return;
     }
     inst_t *p = pick(px, MC_PROXY_PREFILL);
     if (!p) {
-        req_answer(r, 503,
-                   error_json(503, "service_unavailable", "prefill", NULL,
-                              "no healthy prefill instance"));
+        req_answer(
+            r, 503,
+            error_json(503, "service_unavailable", "prefill", NULL, "no healthy prefill instance"));
         return;
     }
     snprintf(r->prefill_host, sizeof r->prefill_host, "%s", p->host);
@@ -984,8 +997,10 @@ static void dispatch_completion(mc_proxy_t *px, req_t *r)
     int rid_ok = rid && *rid && strlen(rid) <= 128;
     for (const char *c = rid; rid_ok && *c; c++)
         if (*c < 0x21 || *c > 0x7e) rid_ok = 0;
-    if (rid_ok) snprintf(r->reqid, sizeof r->reqid, "%s", rid);
-    else mc__proxy_uuid(r->reqid);
+    if (rid_ok)
+        snprintf(r->reqid, sizeof r->reqid, "%s", rid);
+    else
+        mc__proxy_uuid(r->reqid);
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (auth && *auth && strlen(auth) < 500) {
         r->auth = strdup(auth);
@@ -1040,8 +1055,7 @@ static int admin_auth(mc_proxy_t *px, req_t *r, const char *action)
     const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-API-Key");
     if (!key || !*key) {
         MC_LOGW(TAG, "admin: %s from %s refused: no X-API-Key", action, peer);
-        req_answer(r, 401,
-                   error_json(401, "unauthorized", NULL, NULL, "missing X-API-Key header"));
+        req_answer(r, 401, error_json(401, "unauthorized", NULL, NULL, "missing X-API-Key header"));
         return -1;
     }
     if (!mc__proxy_key_equal(px->admin_key, key)) {
@@ -1091,8 +1105,8 @@ static void dispatch_admin(mc_proxy_t *px, req_t *r)
     if (!add) {
         if (!old) {
             req_answer(r, 404,
-                       error_json(404, "not_found", NULL, inst, "%s is not in %s_instances",
-                                  inst, group_name[g]));
+                       error_json(404, "not_found", NULL, inst, "%s is not in %s_instances", inst,
+                                  group_name[g]));
             return;
         }
         MC_LOGI(TAG, "admin: removing %s instance %s (%u in flight)", group_name[g], inst,
@@ -1165,7 +1179,8 @@ static json_t *inst_json(const inst_t *in)
     if (in->boot_port) {
         json_object_set_new(o, "bootstrap_port", json_integer(in->boot_port));
         json_t *a = json_array();
-        for (int i = 0; i < in->n_dp; i++) json_array_append_new(a, json_string(in->engine_ids[i]));
+        for (int i = 0; i < in->n_dp; i++)
+            json_array_append_new(a, json_string(in->engine_ids[i]));
         json_object_set_new(o, "engine_ids", a);
     }
     if (in->last_error[0]) json_object_set_new(o, "last_error", json_string(in->last_error));
@@ -1176,11 +1191,12 @@ static char *status_json(mc_proxy_t *px)
 {
     json_t *o = json_object();
     json_object_set_new(o, "mode", json_string(mode_name[px->cfg.mode]));
-    json_object_set_new(o, "scheduling", json_string(px->cfg.sched ? "least_loaded"
-                                                                    : "round_robin"));
+    json_object_set_new(o, "scheduling",
+                        json_string(px->cfg.sched ? "least_loaded" : "round_robin"));
     json_object_set_new(o, "model", json_string(px->cfg.model[0] ? px->cfg.model : px->model_id));
-    json_object_set_new(o, "ready", json_boolean(connector_ready(px) && pick_noadvance(px, 0) &&
-                                                 pick_noadvance(px, 1)));
+    json_object_set_new(
+        o, "ready",
+        json_boolean(connector_ready(px) && pick_noadvance(px, 0) && pick_noadvance(px, 1)));
     for (int g = 0; g < 2; g++) {
         char k[40];
         json_t *names = json_array(), *det = json_array();
@@ -1281,8 +1297,8 @@ static enum MHD_Result serve_get(mc_proxy_t *px, struct MHD_Connection *c, const
         s = strdup(ready ? "{\"status\":\"ok\",\"ready\":true}"
                          : "{\"status\":\"ok\",\"ready\":false}");
     } else if (strcmp(url, "/healthcheck") == 0) {
-        json_t *o = json_pack("{s:s, s:i, s:i}", "status", "ok", "prefill_instances",
-                              px->ngrp[0], "decode_instances", px->ngrp[1]);
+        json_t *o = json_pack("{s:s, s:i, s:i}", "status", "ok", "prefill_instances", px->ngrp[0],
+                              "decode_instances", px->ngrp[1]);
         s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
     } else if (strcmp(url, "/status") == 0) {
@@ -1351,7 +1367,8 @@ static enum MHD_Result queue_stream(req_t *r)
             l->resp.len - l->resp.off, l->resp.p ? l->resp.p + l->resp.off : (void *)"",
             MHD_RESPMEM_MUST_COPY);
         if (!resp) return MHD_NO;
-        MHD_add_response_header(resp, "Content-Type", r->up_ctype[0] ? r->up_ctype : "application/json");
+        MHD_add_response_header(resp, "Content-Type",
+                                r->up_ctype[0] ? r->up_ctype : "application/json");
         MHD_add_response_header(resp, "X-Request-Id", r->reqid);
         r->final_status = st;
         enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)st, resp);
@@ -1364,7 +1381,8 @@ static enum MHD_Result queue_stream(req_t *r)
     if (!resp) return MHD_NO;
     req_ref(r);
     r->has_stream_resp = 1;
-    MHD_add_response_header(resp, "Content-Type", r->up_ctype[0] ? r->up_ctype : "application/json");
+    MHD_add_response_header(resp, "Content-Type",
+                            r->up_ctype[0] ? r->up_ctype : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", r->reqid);
     if (strncmp(r->up_ctype, "text/event-stream", 17) == 0)
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
@@ -1381,10 +1399,14 @@ static int route_of(const char *url, int *is_post)
         const char *path;
         int post, route;
     } t[] = {
-        {"/v1/completions", 1, R_COMPLETIONS}, {"/v1/chat/completions", 1, R_CHAT},
-        {"/instances/add", 1, R_ADD},          {"/instances/remove", 1, R_REMOVE},
-        {"/health", 0, -1},                    {"/healthcheck", 0, -1},
-        {"/status", 0, -1},                    {"/metrics", 0, -1},
+        {"/v1/completions", 1, R_COMPLETIONS},
+        {"/v1/chat/completions", 1, R_CHAT},
+        {"/instances/add", 1, R_ADD},
+        {"/instances/remove", 1, R_REMOVE},
+        {"/health", 0, -1},
+        {"/healthcheck", 0, -1},
+        {"/status", 0, -1},
+        {"/metrics", 0, -1},
         {"/v1/models", 0, -1},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -1397,9 +1419,9 @@ static int route_of(const char *url, int *is_post)
     return -1;
 }
 
-static enum MHD_Result ahc(void *cls, struct MHD_Connection *c, const char *url,
-                           const char *method, const char *version, const char *upload,
-                           size_t *upload_size, void **con_cls)
+static enum MHD_Result ahc(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                           const char *version, const char *upload, size_t *upload_size,
+                           void **con_cls)
 {
     mc_proxy_t *px = cls;
     req_t *r = *con_cls;
@@ -1511,7 +1533,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     (void)cls;
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
     MC_LOGW("mhd", "%s", msg);
 }
 
@@ -1668,7 +1691,8 @@ int mc_proxy_run(mc_proxy_t *px)
         nx = r->next;
         req_unref(r);
     }
-    for (int i = 0; i < 20 && px->reqs; i++) loop_once(px, 5);
+    for (int i = 0; i < 20 && px->reqs; i++)
+        loop_once(px, 5);
     return 0;
 }
 
@@ -1685,8 +1709,7 @@ uint16_t mc_proxy_port(const mc_proxy_t *px)
 int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
 {
     int rc = -ENOMEM;
-    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-                             .ai_socktype = SOCK_STREAM},
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM},
                     *ai = NULL;
     mc_proxy_t *px = calloc(1, sizeof *px);
     if (!px) return -ENOMEM;
@@ -1732,10 +1755,9 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     px->mhd = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, ahc, px, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, px,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, px, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, px,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)300, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!px->mhd) {
         MC_LOGE(TAG, "cannot listen on %s:%u", cfg->host, cfg->port);

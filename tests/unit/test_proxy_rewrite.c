@@ -171,8 +171,12 @@ static void test_parse_query(void **st)
     assert_string_equal(ids[0], "a");
     assert_string_equal(ids[1], "b");
     mc__proxy_free_ids(ids, n);
-    const char *bad[] = {"{}", "[]", "{\"0\":{}}", "{\"1\":{\"engine_id\":\"a\"}}",
-                         "{\"x\":{\"engine_id\":\"a\"}}", "{\"0\":{\"engine_id\":\"\"}}",
+    const char *bad[] = {"{}",
+                         "[]",
+                         "{\"0\":{}}",
+                         "{\"1\":{\"engine_id\":\"a\"}}",
+                         "{\"x\":{\"engine_id\":\"a\"}}",
+                         "{\"0\":{\"engine_id\":\"\"}}",
                          "{\"-1\":{\"engine_id\":\"a\"}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(mc__proxy_parse_query(bad[i], strlen(bad[i]), &ids, &n), -EINVAL);
@@ -196,15 +200,17 @@ static void test_check_instance(void **st)
     (void)st;
     char h[256], err[128];
     uint16_t p;
-    assert_int_equal(mc__proxy_check_instance("10.0.0.1:8100", h, sizeof h, &p, err, sizeof err), 0);
+    assert_int_equal(mc__proxy_check_instance("10.0.0.1:8100", h, sizeof h, &p, err, sizeof err),
+                     0);
     assert_string_equal(h, "10.0.0.1");
     assert_int_equal(p, 8100);
     assert_int_equal(mc__proxy_check_instance("[::1]:65535", h, sizeof h, &p, err, sizeof err), 0);
     assert_string_equal(h, "::1");
     assert_int_equal(p, 65535);
     assert_int_equal(mc__proxy_check_instance("my-host_1.local:1", h, sizeof h, &p, err, 128), 0);
-    const char *bad[] = {"", "host", ":80", "h:", "h:0", "h:65536", "h:99999", "h:1x",
-                         "a b:80", "h/p:80", "[zz]:80", "[]:80", "h:+80", "h:-1", "h:000080"};
+    const char *bad[] = {"",        "host",    ":80",   "h:",     "h:0",
+                         "h:65536", "h:99999", "h:1x",  "a b:80", "h/p:80",
+                         "[zz]:80", "[]:80",   "h:+80", "h:-1",   "h:000080"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(mc__proxy_check_instance(bad[i], h, sizeof h, &p, err, sizeof err),
                          -EINVAL);
@@ -239,7 +245,8 @@ static int parse(mc_proxy_config_t *c, char *err, ...)
     int argc = 1;
     va_list ap;
     va_start(ap, err);
-    for (char *a; (a = va_arg(ap, char *));) argv[argc++] = a;
+    for (char *a; (a = va_arg(ap, char *));)
+        argv[argc++] = a;
     va_end(ap);
     return mc_proxy_parse_args(argc, argv, c, err, 256);
 }
@@ -249,9 +256,9 @@ static void test_args(void **st)
     (void)st;
     static mc_proxy_config_t c;
     char err[256];
-    assert_int_equal(parse(&c, err, "--prefill", "http://a:1/", "9000", "--prefill", "b:2",
-                           "none", "--prefill", "http://c:3", "--decode", "http://d:4", "--port",
-                           "9", NULL),
+    assert_int_equal(parse(&c, err, "--prefill", "http://a:1/", "9000", "--prefill", "b:2", "none",
+                           "--prefill", "http://c:3", "--decode", "http://d:4", "--port", "9",
+                           NULL),
                      0);
     assert_int_equal(c.mode, MC_PROXY_MODE_CONNECTOR);
     assert_int_equal(c.n_inst[0], 3);
@@ -291,12 +298,18 @@ static void test_args(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prefill_connector), cmocka_unit_test(test_prefill_toy_max_completion),
-        cmocka_unit_test(test_decode_modes),      cmocka_unit_test(test_numbers_round_trip),
-        cmocka_unit_test(test_parse_body),        cmocka_unit_test(test_extract_kv),
-        cmocka_unit_test(test_parse_query),       cmocka_unit_test(test_models_match),
-        cmocka_unit_test(test_check_instance),    cmocka_unit_test(test_key_equal),
-        cmocka_unit_test(test_uuid),              cmocka_unit_test(test_args),
+        cmocka_unit_test(test_prefill_connector),
+        cmocka_unit_test(test_prefill_toy_max_completion),
+        cmocka_unit_test(test_decode_modes),
+        cmocka_unit_test(test_numbers_round_trip),
+        cmocka_unit_test(test_parse_body),
+        cmocka_unit_test(test_extract_kv),
+        cmocka_unit_test(test_parse_query),
+        cmocka_unit_test(test_models_match),
+        cmocka_unit_test(test_check_instance),
+        cmocka_unit_test(test_key_equal),
+        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
