@@ -199,3 +199,22 @@ def test_connect_timeout_flag(fakes, bootstrap, proxy):
     st, body = px.json("POST", "/instances/add", {"type": "decode", "instance": "10.255.255.1:9"},
                        {"X-API-Key": "nokey"})
     assert st == 503  # admin disabled without ADMIN_API_KEY
+
+
+def test_sigterm_with_requests_in_flight(fakes, bootstrap, proxy):
+    """SIGTERM while one client streams and one waits: clean exit (code 0, no leak report)."""
+    p, d, px = connector(fakes, bootstrap, proxy)
+    d.chunks, d.chunk_delay = 500, 0.01
+    c = px.conn()
+    c.request("POST", "/v1/completions", body='{"prompt":"x","stream":true}',
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.readline().startswith(b"data: ")
+    p.delay = 5.0  # a second request whose prefill (and decode) legs are still pending
+    s = socket.create_connection(("127.0.0.1", px.port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 2\r\n\r\n{}")
+    assert wait_for(lambda: p.active >= 1, 3)
+    assert px.stop() == 0
+    c.close()
+    s.close()
