@@ -1,6 +1,7 @@
 """Admin API, dynamic membership under load, health checks, scheduling, and the
 proxy's own endpoints and error answers."""
 
+import http.client
 import json
 import socket
 import threading
@@ -223,3 +224,40 @@ def test_endpoints_and_bad_input(fakes, proxy, tmp_path):
         s.close()
     assert px.request("POST", "/v1/completions", {"prompt": "x"})[0] == 200
     assert px.p.poll() is None
+
+
+def test_random_client_input_never_crashes(fakes, proxy):
+    """Seeded random requests (methods, paths, headers, JSON shapes, raw bytes) for a few
+    seconds: every answer is a well-formed HTTP response or a closed connection, and the
+    proxy keeps serving."""
+    import random
+    ps, ds, px = demo(fakes, proxy, extra=["--max-body-bytes", "65536"])
+    rnd = random.Random(1234)
+    values = [None, True, 0, -1, 2 ** 63, 1e308, "x", "", [], {}, [1, {"a": None}], {"k": [1.5]}]
+    keys = ["model", "prompt", "messages", "max_tokens", "max_completion_tokens", "stream",
+            "stream_options", "min_tokens", "kv_transfer_params", "n", "\u00e9\u4e2d", ""]
+    paths = ["/v1/completions", "/v1/chat/completions", "/instances/add", "/instances/remove",
+             "/status", "/metrics", "/health", "/v1/models", "/x", "/v1/completions?a=b", "//", "/%00"]
+    deadline = time.monotonic() + 4
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        kind = rnd.random()
+        if kind < 0.6:
+            body = json.dumps({rnd.choice(keys): rnd.choice(values) for _ in range(rnd.randint(0, 6))})
+        elif kind < 0.8:
+            body = bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 300)))
+        else:
+            body = "[" * rnd.randint(1, 5000)
+        hdrs = {"X-API-Key": rnd.choice(["s3cret", "bad", ""]),
+                "X-Request-Id": rnd.choice(["ok-1", "x" * 300, "a b", "\u00e9"]),
+                "Authorization": rnd.choice(["Bearer t", "x" * 600])}
+        try:
+            st, _, _ = px.request(rnd.choice(["POST", "GET", "PUT", "DELETE"]), rnd.choice(paths),
+                                  body, hdrs, timeout=5)
+            assert 200 <= st < 600
+        except (OSError, http.client.HTTPException, UnicodeEncodeError):
+            pass
+    assert n > 50
+    assert px.p.poll() is None
+    assert px.request("POST", "/v1/completions", {"prompt": "x"})[0] == 200
