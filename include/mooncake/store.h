@@ -1,0 +1,175 @@
+/* mooncake/store.h: the store client (libmooncake_store), linked into serving
+ * processes. A store contributes a segment of its DRAM to the pool, keeps a
+ * local staging buffer, talks to the master over its private RPC and moves
+ * bytes with the transfer engine (mooncake/te.h): memcpy for replicas in its
+ * own segment, shm for same-host peers, tcp otherwise.
+ *
+ * Objects are immutable KV blocks: put of an existing key succeeds without
+ * overwriting (the upsert forms overwrite); reads are protected by the read
+ * lease the master grants, and fail with MC_ERR_LEASE_EXPIRED when the lease
+ * ran out during the transfer. Design and flows: docs/store.md.
+ *
+ * Thread rule: mc_store_create, mc_store_setup, mc_store_close and
+ * mc_store_destroy must not run concurrently with any other call on the same
+ * store; every other function may be called from many threads at once.
+ * One heartbeat thread per set-up store runs in the background.
+ * Errors: 0 or a negative MC_ERR_* from mooncake/err.h (upstream's numbers);
+ * functions documented to return counts or sizes return them as >= 0. */
+#ifndef MOONCAKE_STORE_H
+#define MOONCAKE_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mooncake/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Default range of the automatic port of a local_hostname given without one
+ * (environment MC_STORE_CLIENT_MIN_PORT / MC_STORE_CLIENT_MAX_PORT). */
+#define MC_STORE_CLIENT_MIN_PORT 12300
+#define MC_STORE_CLIENT_MAX_PORT 14300
+/* Attempts at setup when the chosen name collides (MC_STORE_CLIENT_SETUP_RETRIES). */
+#define MC_STORE_CLIENT_SETUP_RETRIES 20
+
+typedef struct mc_store mc_store_t;
+
+/* Soft-pin actions (values of upstream's SoftPinAction). */
+enum {
+    MC_STORE_SOFT_PIN_PRESERVE = 0,
+    MC_STORE_SOFT_PIN_ENABLE = 1,
+    MC_STORE_SOFT_PIN_DISABLE = 2
+};
+
+/* Upstream's ReplicateConfig. A NULL config pointer means the defaults
+ * (mc_store_config_init). */
+typedef struct {
+    size_t replica_num;              /* >= 1 (default 1) */
+    int with_soft_pin;               /* 1: soft pin with the master's default TTL */
+    int soft_pin_action;             /* MC_STORE_SOFT_PIN_*; ENABLE also when with_soft_pin */
+    uint64_t soft_pin_ttl_ms;        /* 0: master default (only with ENABLE) */
+    int with_hard_pin;               /* never evicted */
+    const char *const *preferred_segments; /* segment names tried first, in order */
+    size_t preferred_segments_count;
+    int prefer_alloc_in_same_node;
+} mc_store_config_t;
+
+/* Fills cfg with the defaults (one replica, no pins, no preference). */
+void mc_store_config_init(mc_store_config_t *cfg);
+
+/* One piece of a scatter/gather list. */
+typedef struct {
+    void *ptr;
+    size_t len;
+} mc_store_iov_t;
+
+/* Allocates an unconfigured store. */
+int mc_store_create(mc_store_t **out);
+/* Closes (if needed) and frees. NULL is a no-op. Last call on a store. */
+void mc_store_destroy(mc_store_t *s);
+
+/* Connects the store (spec §2.1):
+ *  - local_hostname: "host" or "host:port". Without a port a free port in
+ *    [MC_STORE_CLIENT_MIN_PORT, MAX_PORT] is held and "host:port" becomes the
+ *    name (retried up to MC_STORE_CLIENT_SETUP_RETRIES times on a collision).
+ *  - metadata_server: the TE metadata string ("http://h:p/metadata", "P2PHANDSHAKE").
+ *  - global_segment_size: bytes contributed to the pool (0: pure client); memfd
+ *    memory, registered with the TE and mounted on the master.
+ *  - local_buffer_size: staging buffer (0: put/get of unregistered memory fail).
+ *  - protocol ("tcp"; NULL/"" = tcp), device_names (may be NULL).
+ *  - master_server_addr: "host:port" of mooncake_master.
+ * Errors: INVALID_PARAMS for bad arguments or a store already set up,
+ * INTERNAL_ERROR when the TE could not start (every port tried), the master's
+ * connect/mount errors otherwise. On failure the store may be set up again. */
+int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
+                   uint64_t global_segment_size, uint64_t local_buffer_size,
+                   const char *protocol, const char *device_names,
+                   const char *master_server_addr);
+/* Unmounts the segment, stops the heartbeat, disconnects, frees the memory.
+ * A store never set up: 0. */
+int mc_store_close(mc_store_t *s);
+
+/* The final "host:port" name into buf (NUL-terminated; INVALID_PARAMS when it
+ * does not fit or the store is not set up). */
+int mc_store_get_hostname(mc_store_t *s, char *buf, size_t cap);
+/* 0 healthy, 1 not set up or closed, 2 master unreachable (last heartbeat failed). */
+int mc_store_health_check(mc_store_t *s);
+
+/* ---- puts: 0 or error; an existing key is success without overwrite ---- */
+/* Copies value from unregistered memory; len must fit the local buffer
+ * (INVALID_PARAMS otherwise, and always with local_buffer_size 0). */
+int mc_store_put(mc_store_t *s, const char *key, const void *value, size_t len,
+                 const mc_store_config_t *cfg);
+/* The parts concatenated form one object (same local-buffer rule). */
+int mc_store_put_parts(mc_store_t *s, const char *key, const mc_store_iov_t *parts, size_t n,
+                       const mc_store_config_t *cfg);
+/* Zero copy: the TE reads the caller's buffer directly (register it with
+ * mc_store_register_buffer for transports that need it). len 0: 0, nothing stored. */
+int mc_store_put_from(mc_store_t *s, const char *key, const void *buf, size_t len,
+                      const mc_store_config_t *cfg);
+/* n objects, one master round trip each way, all transfers in one TE batch.
+ * rcs[i] is each key's result; the return is the first error or 0. */
+int mc_store_batch_put_from(mc_store_t *s, const char *const *keys, void *const *bufs,
+                            const size_t *lens, size_t n, const mc_store_config_t *cfg,
+                            int *rcs);
+/* As batch_put_from with the local-buffer rule (upstream put_batch). */
+int mc_store_batch_put(mc_store_t *s, const char *const *keys, const void *const *values,
+                       const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs);
+/* Object i is the concatenation of parts[i][0..nparts[i]) (vLLM's multi-buffer form). */
+int mc_store_batch_put_from_multi_buffers(mc_store_t *s, const char *const *keys,
+                                          const mc_store_iov_t *const *parts,
+                                          const size_t *nparts, size_t n,
+                                          const mc_store_config_t *cfg, int *rcs);
+
+/* ---- upserts: as the puts, but an existing key is overwritten ---- */
+int mc_store_upsert(mc_store_t *s, const char *key, const void *value, size_t len,
+                    const mc_store_config_t *cfg);
+int mc_store_upsert_parts(mc_store_t *s, const char *key, const mc_store_iov_t *parts, size_t n,
+                          const mc_store_config_t *cfg);
+int mc_store_upsert_from(mc_store_t *s, const char *key, const void *buf, size_t len,
+                         const mc_store_config_t *cfg);
+int mc_store_batch_upsert_from(mc_store_t *s, const char *const *keys, void *const *bufs,
+                               const size_t *lens, size_t n, const mc_store_config_t *cfg,
+                               int *rcs);
+
+/* ---- gets: bytes read (>= 0) or negative error ---- */
+/* Reads the object into buf (the TE writes it directly; registered or not).
+ * OBJECT_NOT_FOUND on a miss, BUFFER_OVERFLOW when cap is smaller than the
+ * object, LEASE_EXPIRED when the lease ran out meanwhile. */
+int64_t mc_store_get_into(mc_store_t *s, const char *key, void *buf, size_t cap);
+/* Allocating form: *out is malloc'd (free with free()), *len its size. Same
+ * errors; the object must fit the local buffer (INVALID_PARAMS otherwise). */
+int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len);
+/* n objects, one master round trip, one TE batch; res[i] bytes or negative. */
+int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const *bufs,
+                            const size_t *caps, size_t n, int64_t *res);
+/* Object i is scattered over parts[i][0..nparts[i]) in order. */
+int mc_store_batch_get_into_multi_buffers(mc_store_t *s, const char *const *keys,
+                                          const mc_store_iov_t *const *parts,
+                                          const size_t *nparts, size_t n, int64_t *res);
+
+/* ---- queries and removal ---- */
+/* 1 exists, 0 not, negative error (grants a read lease, as upstream). */
+int mc_store_is_exist(mc_store_t *s, const char *key);
+/* res[i] as is_exist; one round trip. Return 0 unless the round trip failed. */
+int mc_store_batch_is_exist(mc_store_t *s, const char *const *keys, size_t n, int *res);
+/* Size in bytes (>= 0) or negative (OBJECT_NOT_FOUND on a miss). Grants a lease. */
+int64_t mc_store_get_size(mc_store_t *s, const char *key);
+/* OBJECT_NOT_FOUND, OBJECT_HAS_LEASE (unless force), REPLICA_IS_NOT_READY. */
+int mc_store_remove(mc_store_t *s, const char *key, int force);
+/* rcs[i] as remove; one round trip. */
+int mc_store_batch_remove(mc_store_t *s, const char *const *keys, size_t n, int force, int *rcs);
+/* Count removed (>= 0) or negative. */
+int64_t mc_store_remove_all(mc_store_t *s, int force);
+/* Keys matching a POSIX extended regex; count or negative (INVALID_PARAMS for a bad regex). */
+int64_t mc_store_remove_by_regex(mc_store_t *s, const char *regex, int force);
+
+/* ---- registered memory (TE registration of caller memory) ---- */
+int mc_store_register_buffer(mc_store_t *s, void *buf, size_t len);
+int mc_store_unregister_buffer(mc_store_t *s, void *buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* store_int.h: the store object shared by store_client.c (life cycle,
+ * heartbeat, master pass-through) and store_ops.c (data paths).
+ * Thread rule: fields set by setup are read-only until close; master_down is
+ * atomic; the heartbeat fields are guarded by hb_lock. */
+#ifndef MC_STORE_INT_H
+#define MC_STORE_INT_H
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master_client.h"
+#include "mooncake/meta.h"
+#include "mooncake/store.h"
+#include "mooncake/te.h"
+
+struct mc_store {
+    int ready;                     /* set up and not closed */
+    char hostname[MC_NAME_MAX];    /* "host:port", the store's identity */
+    char te_name[MC_NAME_MAX];     /* TE segment name (= hostname unless P2P) */
+    char master_addr[MC_NAME_MAX];
+    char host_id[128];
+    mc_uuid_t client_id;
+    int port_fd; /* holds the automatic port, -1 when none */
+
+    mc_te_t *te;
+    mc_master_client_t *mc;
+    mc_meta_t *meta;     /* our own handle on the metadata store, for re-publishing */
+    char *rpc_meta_val;  /* our rpc_meta record as published at setup */
+    char probe[64];      /* registered and unregistered to re-publish the descriptor */
+
+    void *seg; /* memfd-backed segment contributed to the pool */
+    uint64_t seg_size;
+    int seg_fd;
+    int seg_mounted;
+    mc_segment_t segdesc;
+
+    void *lbuf; /* staging buffer, registered */
+    uint64_t lbuf_size;
+
+    pthread_t hb_thread;
+    int hb_running;
+    int hb_stop;
+    int hb_interval_ms;
+    pthread_mutex_t hb_lock;
+    pthread_cond_t hb_cond;
+    int master_down; /* last ping failed */
+};
+#endif

@@ -1,0 +1,691 @@
+/* store_ops.c: the data paths of the store. Every put and get, single or
+ * batched, runs through one of two cores working on an array of operations
+ * (key + scatter/gather list):
+ *   put:  PutStart (one master round trip for the whole batch) -> one TE
+ *         WRITE per replica and piece, all in one TE batch (memcpy for
+ *         replicas in our own segment) -> PutEnd for keys whose transfers all
+ *         succeeded, PutRevoke for the others (one round trip each).
+ *   get:  GetReplicaList (one round trip; the lease starts at the request) ->
+ *         one replica per key, our own segment first -> TE READ of all keys in
+ *         one batch -> LEASE_EXPIRED for every key when the lease ran out.
+ * Requests for small operations live on the stack; batches allocate their
+ * arrays once per call. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base_log.h"
+#include "base_time.h"
+#include "store_int.h"
+
+#define TAG "store"
+#define ST_STACK_OPS 4
+#define ST_STACK_REQS 32
+
+typedef struct {
+    const char *key;
+    const mc_store_iov_t *iov; /* pieces, in object order */
+    size_t niov;
+    uint64_t total; /* put: object size; get: capacity, then object size */
+    int rc;         /* per-key result so far */
+    int started;    /* put: PutStart/UpsertStart succeeded, End or Revoke owed */
+    int pick;       /* get: replica chosen */
+    mc_replica_t *reps;
+    size_t nreps;
+} st_op_t;
+
+static void st_ops_free_replicas(st_op_t *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(ops[i].reps);
+        ops[i].reps = NULL;
+        ops[i].nreps = 0;
+    }
+}
+
+static int st_cfg(const mc_store_t *s, const mc_store_config_t *c, mc_replicate_config_t *o)
+{
+    mc_store_config_t d;
+    if (!c) {
+        mc_store_config_init(&d);
+        c = &d;
+    }
+    if (c->replica_num == 0 || c->replica_num > UINT32_MAX ||
+        (c->preferred_segments_count && !c->preferred_segments) ||
+        c->soft_pin_action < MC_STORE_SOFT_PIN_PRESERVE ||
+        c->soft_pin_action > MC_STORE_SOFT_PIN_DISABLE)
+        return MC_ERR_INVALID_PARAMS;
+    memset(o, 0, sizeof *o);
+    o->replica_num = (uint32_t)c->replica_num;
+    o->soft_pin_action = (uint8_t)c->soft_pin_action;
+    if (c->with_soft_pin) o->soft_pin_action = MC_SOFT_PIN_ENABLE;
+    if (c->soft_pin_ttl_ms && o->soft_pin_action == MC_SOFT_PIN_ENABLE) {
+        o->has_soft_pin_ttl = 1;
+        o->soft_pin_ttl_ms = c->soft_pin_ttl_ms;
+    }
+    o->with_hard_pin = c->with_hard_pin != 0;
+    o->npreferred = c->preferred_segments_count;
+    o->preferred_segments = c->preferred_segments;
+    o->prefer_alloc_in_same_node = c->prefer_alloc_in_same_node != 0;
+    o->host_id = s->host_id[0] ? s->host_id : NULL;
+    return 0;
+}
+
+/* 1 when the replica lives in our own segment (then [addr, addr+size) must lie
+ * inside it: -1 otherwise, a replica we must not touch). */
+static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
+{
+    if (!s->seg || strcmp(r->endpoint, s->te_name) != 0) return 0;
+    uint64_t base = (uint64_t)(uintptr_t)s->seg;
+    if (r->addr < base || r->size > s->seg_size || r->addr - base > s->seg_size - r->size)
+        return -1;
+    return 1;
+}
+
+/* Copies between the op's pieces and local memory at `mem` (object bytes
+ * [0, op->total)). */
+static void st_local_copy(const st_op_t *op, char *mem, int opcode)
+{
+    uint64_t off = 0;
+    for (size_t j = 0; j < op->niov && off < op->total; j++) {
+        uint64_t len = op->iov[j].len;
+        if (len > op->total - off) len = op->total - off;
+        if (opcode == MC_TE_WRITE) memcpy(mem + off, op->iov[j].ptr, len);
+        else memcpy(op->iov[j].ptr, mem + off, len);
+        off += len;
+    }
+}
+
+/* Moves the bytes of every op with rc == 0 (and started, for writes): writes
+ * go to all its replicas, reads come from reps[pick]. Failed ops get
+ * TRANSFER_FAIL (or INVALID_REPLICA). */
+static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
+{
+    size_t cap = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].rc || (opcode == MC_TE_WRITE && !ops[i].started)) continue;
+        cap += ops[i].niov * (opcode == MC_TE_WRITE ? ops[i].nreps : 1);
+    }
+    mc_te_request_t sreq[ST_STACK_REQS];
+    size_t sowner[ST_STACK_REQS];
+    mc_te_request_t *reqs = sreq;
+    size_t *owner = sowner;
+    if (cap > ST_STACK_REQS) {
+        reqs = malloc(cap * sizeof *reqs);
+        owner = malloc(cap * sizeof *owner);
+        if (!reqs || !owner) {
+            free(reqs);
+            free(owner);
+            for (size_t i = 0; i < n; i++)
+                if (!ops[i].rc) ops[i].rc = MC_ERR_INTERNAL;
+            return;
+        }
+    }
+    size_t nreq = 0;
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (op->rc || (opcode == MC_TE_WRITE && !op->started)) continue;
+        size_t first = opcode == MC_TE_WRITE ? 0 : (size_t)op->pick;
+        size_t last = opcode == MC_TE_WRITE ? op->nreps : first + 1;
+        size_t mark = nreq;
+        for (size_t r = first; r < last && !op->rc; r++) {
+            const mc_replica_t *rep = &op->reps[r];
+            if (rep->size < op->total) {
+                op->rc = MC_ERR_INVALID_REPLICA;
+                break;
+            }
+            int local = st_replica_local(s, rep);
+            if (local < 0) {
+                MC_LOGE(TAG, "key '%s': replica outside our segment", op->key);
+                op->rc = MC_ERR_INVALID_REPLICA;
+                break;
+            }
+            if (local) {
+                st_local_copy(op, (char *)(uintptr_t)rep->addr, opcode);
+                continue;
+            }
+            int32_t h;
+            int trc = mc_te_open_segment(s->te, rep->endpoint, &h);
+            if (trc) {
+                MC_LOGW(TAG, "key '%s': cannot open segment '%s': %s", op->key, rep->endpoint,
+                        mc_te_strerror(trc));
+                op->rc = MC_ERR_TRANSFER_FAIL;
+                break;
+            }
+            uint64_t off = 0;
+            for (size_t j = 0; j < op->niov && off < op->total; j++) {
+                uint64_t len = op->iov[j].len;
+                if (len > op->total - off) len = op->total - off;
+                if (len == 0) continue;
+                reqs[nreq] = (mc_te_request_t){.opcode = opcode,
+                                               .source = op->iov[j].ptr,
+                                               .target_id = h,
+                                               .target_offset = rep->addr + off,
+                                               .length = len};
+                owner[nreq++] = i;
+                bytes += len;
+                off += len;
+            }
+        }
+        if (op->rc) nreq = mark; /* drop what this op queued */
+    }
+    if (nreq == 0) goto done;
+    uint64_t batch;
+    int trc = mc_te_batch_alloc(s->te, nreq, &batch);
+    if (trc == 0) {
+        trc = mc_te_batch_submit(s->te, batch, reqs, nreq);
+        if (trc == 0) {
+            mc_te_status_t st;
+            int timeout = (int)(60000 + bytes / 1000000);
+            mc_te_batch_wait(s->te, batch, timeout, &st);
+            for (size_t k = 0; k < nreq; k++) {
+                mc_te_status_t ts = MC_TE_FAILED;
+                if (mc_te_task_status(s->te, batch, k, &ts, NULL) != 0 || ts != MC_TE_COMPLETED)
+                    if (!ops[owner[k]].rc) ops[owner[k]].rc = MC_ERR_TRANSFER_FAIL;
+            }
+        }
+        if (mc_te_batch_free(s->te, batch) != 0)
+            MC_LOGW(TAG, "TE batch still busy after its deadline; left to the engine");
+    }
+    if (trc) {
+        MC_LOGW(TAG, "TE batch of %zu requests failed: %s", nreq, mc_te_strerror(trc));
+        for (size_t k = 0; k < nreq; k++)
+            if (!ops[owner[k]].rc) ops[owner[k]].rc = MC_ERR_TRANSFER_FAIL;
+    }
+done:
+    if (reqs != sreq) {
+        free(reqs);
+        free(owner);
+    }
+}
+
+/* Returns the first per-key error, or 0. */
+static int st_first_error(const st_op_t *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].rc) return ops[i].rc;
+    return 0;
+}
+
+/* The put core (see the top of the file). Per-key results in ops[i].rc. */
+static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_config_t *cfg,
+                       int upsert)
+{
+    mc_replicate_config_t rcfg;
+    int rc = st_cfg(s, cfg, &rcfg);
+    if (rc) {
+        for (size_t i = 0; i < n; i++) ops[i].rc = rc;
+        return rc;
+    }
+    const char *skeys[ST_STACK_OPS];
+    uint64_t ssizes[ST_STACK_OPS];
+    int srcs[ST_STACK_OPS];
+    const char **keys = skeys;
+    uint64_t *sizes = ssizes;
+    int *rcs = srcs;
+    mc_replica_t **reps = NULL;
+    size_t *nreps = NULL;
+    if (n > ST_STACK_OPS) {
+        keys = malloc(n * sizeof *keys);
+        sizes = malloc(n * sizeof *sizes);
+        rcs = malloc(n * sizeof *rcs);
+        if (!keys || !sizes || !rcs) {
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+    }
+
+    /* 1. start */
+    if (upsert || n == 1) {
+        for (size_t i = 0; i < n; i++) {
+            st_op_t *op = &ops[i];
+            if (op->rc) continue;
+            op->rc = upsert ? mc_master_client_upsert_start(s->mc, s->client_id, op->key,
+                                                            op->total, &rcfg, &op->reps,
+                                                            &op->nreps)
+                            : mc_master_client_put_start(s->mc, s->client_id, op->key, op->total,
+                                                         &rcfg, &op->reps, &op->nreps);
+        }
+    } else {
+        size_t m = 0;
+        reps = calloc(n, sizeof *reps);
+        nreps = calloc(n, sizeof *nreps);
+        if (!reps || !nreps) {
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) keys[m] = ops[i].key, sizes[m++] = ops[i].total;
+        rc = m ? mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m, &rcfg, rcs,
+                                                  reps, nreps)
+               : 0;
+        if (rc) goto out;
+        m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ops[i].rc) continue;
+            ops[i].rc = rcs[m];
+            ops[i].reps = reps[m];
+            ops[i].nreps = nreps[m++];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (op->rc == MC_ERR_OBJECT_ALREADY_EXISTS && !upsert) {
+            op->rc = 0; /* upstream: an existing key is success, no overwrite */
+        } else if (op->rc == 0) {
+            op->started = 1;
+            if (op->nreps == 0) op->rc = MC_ERR_NO_AVAILABLE_HANDLE;
+        }
+    }
+
+    /* 2. transfer */
+    st_transfer(s, ops, n, MC_TE_WRITE);
+
+    /* 3. end the good ones, revoke the others */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].started == 1 && ((ops[i].rc == 0) == (pass == 0))) keys[m++] = ops[i].key;
+        if (m == 0) continue;
+        int crc;
+        if (m == 1) {
+            crc = pass == 0 ? mc_master_client_put_end(s->mc, s->client_id, keys[0])
+                            : mc_master_client_put_revoke(s->mc, s->client_id, keys[0]);
+            rcs[0] = crc;
+        } else {
+            crc = pass == 0
+                      ? mc_master_client_batch_put_end(s->mc, s->client_id, keys, m, rcs)
+                      : mc_master_client_batch_put_revoke(s->mc, s->client_id, keys, m, rcs);
+            if (crc)
+                for (size_t k = 0; k < m; k++) rcs[k] = crc;
+        }
+        m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ops[i].started != 1 || ((ops[i].rc == 0) != (pass == 0))) continue;
+            if (pass == 0 && rcs[m]) ops[i].rc = rcs[m];
+            else if (pass == 1 && rcs[m])
+                MC_LOGW(TAG, "revoking put of '%s': error %d", ops[i].key, rcs[m]);
+            m++;
+        }
+        if (pass == 0) /* ends that failed must not be revoked again */
+            for (size_t i = 0; i < n; i++)
+                if (ops[i].started == 1 && ops[i].rc) ops[i].started = 2;
+    }
+    rc = 0;
+out:
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) ops[i].rc = rc;
+    st_ops_free_replicas(ops, n);
+    free(reps);
+    free(nreps);
+    if (keys != skeys) free(keys);
+    if (sizes != ssizes) free(sizes);
+    if (rcs != srcs) free(rcs);
+    return rc ? rc : st_first_error(ops, n);
+}
+
+/* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total. */
+static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n)
+{
+    int rc = 0;
+    uint64_t ttl = 0;
+    uint64_t t0 = mc_now_ms();
+    int srcs[ST_STACK_OPS];
+    const char *skeys[ST_STACK_OPS];
+    int *rcs = srcs;
+    const char **keys = skeys;
+    mc_replica_t **reps = NULL;
+    size_t *nreps = NULL;
+    if (n == 1) {
+        if (!ops[0].rc)
+            ops[0].rc = mc_master_client_get_replicas(s->mc, ops[0].key, &ops[0].reps,
+                                                      &ops[0].nreps, &ttl);
+    } else {
+        if (n > ST_STACK_OPS) {
+            rcs = malloc(n * sizeof *rcs);
+            keys = malloc(n * sizeof *keys);
+        }
+        reps = calloc(n, sizeof *reps);
+        nreps = calloc(n, sizeof *nreps);
+        if (!rcs || !keys || !reps || !nreps) {
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) keys[m++] = ops[i].key;
+        rc = m ? mc_master_client_batch_get_replicas(s->mc, keys, m, rcs, reps, nreps, &ttl) : 0;
+        if (rc) goto out;
+        m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ops[i].rc) continue;
+            ops[i].rc = rcs[m];
+            ops[i].reps = reps[m];
+            ops[i].nreps = nreps[m++];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (op->rc) continue;
+        int pick = -1;
+        for (size_t r = 0; r < op->nreps; r++) {
+            if (op->reps[r].status != MC_REPLICA_COMPLETE) continue;
+            if (pick < 0) pick = (int)r;
+            if (st_replica_local(s, &op->reps[r]) == 1) {
+                pick = (int)r;
+                break;
+            }
+        }
+        if (pick < 0) {
+            op->rc = op->nreps ? MC_ERR_REPLICA_IS_NOT_READY : MC_ERR_OBJECT_NOT_FOUND;
+            continue;
+        }
+        op->pick = pick;
+        if (op->reps[pick].size > op->total) {
+            op->rc = MC_ERR_BUFFER_OVERFLOW;
+            continue;
+        }
+        op->total = op->reps[pick].size;
+    }
+    st_transfer(s, ops, n, MC_TE_READ);
+    if (mc_now_ms() > t0 + ttl) {
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) ops[i].rc = MC_ERR_LEASE_EXPIRED;
+    }
+out:
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) ops[i].rc = rc;
+    st_ops_free_replicas(ops, n);
+    free(reps);
+    free(nreps);
+    if (rcs != srcs) free(rcs);
+    if (keys != skeys) free(keys);
+    return rc;
+}
+
+static uint64_t st_iov_total(const mc_store_iov_t *iov, size_t n, int *bad)
+{
+    uint64_t t = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!iov[i].ptr && iov[i].len) *bad = 1;
+        t += iov[i].len;
+    }
+    return t;
+}
+
+/* Validates one op; staged: the object must fit the local buffer. */
+static int st_op_init(mc_store_t *s, st_op_t *op, const char *key, const mc_store_iov_t *iov,
+                      size_t niov, int staged)
+{
+    memset(op, 0, sizeof *op);
+    op->key = key;
+    op->iov = iov;
+    op->niov = niov;
+    int bad = !key || !*key || (niov && !iov);
+    op->total = bad ? 0 : st_iov_total(iov, niov, &bad);
+    if (bad) return op->rc = MC_ERR_INVALID_PARAMS;
+    if (staged && op->total > s->lbuf_size) {
+        MC_LOGW(TAG, "key '%s': %llu bytes do not fit the local buffer of %llu bytes", key,
+                (unsigned long long)op->total, (unsigned long long)s->lbuf_size);
+        return op->rc = MC_ERR_INVALID_PARAMS;
+    }
+    return 0;
+}
+
+/* One key, pieces given. */
+static int st_put_one(mc_store_t *s, const char *key, const mc_store_iov_t *iov, size_t niov,
+                      const mc_store_config_t *cfg, int staged, int upsert)
+{
+    if (!s || !s->ready) return MC_ERR_INVALID_PARAMS;
+    st_op_t op;
+    int rc = st_op_init(s, &op, key, iov, niov, staged);
+    if (rc) return rc;
+    if (op.total == 0) return staged ? MC_ERR_INVALID_PARAMS : 0; /* put_from of 0 bytes */
+    st_put_core(s, &op, 1, cfg, upsert);
+    return op.rc;
+}
+
+int mc_store_put(mc_store_t *s, const char *key, const void *value, size_t len,
+                 const mc_store_config_t *cfg)
+{
+    mc_store_iov_t iov = {(void *)(uintptr_t)value, len};
+    return st_put_one(s, key, &iov, 1, cfg, 1, 0);
+}
+
+int mc_store_put_parts(mc_store_t *s, const char *key, const mc_store_iov_t *parts, size_t n,
+                       const mc_store_config_t *cfg)
+{
+    return st_put_one(s, key, parts, n, cfg, 1, 0);
+}
+
+int mc_store_put_from(mc_store_t *s, const char *key, const void *buf, size_t len,
+                      const mc_store_config_t *cfg)
+{
+    mc_store_iov_t iov = {(void *)(uintptr_t)buf, len};
+    return st_put_one(s, key, &iov, 1, cfg, 0, 0);
+}
+
+int mc_store_upsert(mc_store_t *s, const char *key, const void *value, size_t len,
+                    const mc_store_config_t *cfg)
+{
+    mc_store_iov_t iov = {(void *)(uintptr_t)value, len};
+    return st_put_one(s, key, &iov, 1, cfg, 1, 1);
+}
+
+int mc_store_upsert_parts(mc_store_t *s, const char *key, const mc_store_iov_t *parts, size_t n,
+                          const mc_store_config_t *cfg)
+{
+    return st_put_one(s, key, parts, n, cfg, 1, 1);
+}
+
+int mc_store_upsert_from(mc_store_t *s, const char *key, const void *buf, size_t len,
+                         const mc_store_config_t *cfg)
+{
+    mc_store_iov_t iov = {(void *)(uintptr_t)buf, len};
+    return st_put_one(s, key, &iov, 1, cfg, 0, 1);
+}
+
+/* Batch put: ops built from either single buffers (bufs/lens) or piece lists. */
+static int st_put_batch(mc_store_t *s, const char *const *keys, void *const *bufs,
+                        const size_t *lens, const mc_store_iov_t *const *parts,
+                        const size_t *nparts, size_t n, const mc_store_config_t *cfg, int *rcs,
+                        int staged, int upsert)
+{
+    if (!s || !s->ready || (n && (!keys || !rcs || (parts ? !nparts : (!bufs || !lens)))))
+        return MC_ERR_INVALID_PARAMS;
+    if (n == 0) return 0;
+    st_op_t sops[ST_STACK_OPS];
+    mc_store_iov_t siov[ST_STACK_OPS];
+    st_op_t *ops = n > ST_STACK_OPS ? malloc(n * sizeof *ops) : sops;
+    mc_store_iov_t *iov = (!parts && n > ST_STACK_OPS) ? malloc(n * sizeof *iov) : siov;
+    if (!ops || !iov) {
+        if (ops != sops) free(ops);
+        if (iov != siov) free(iov);
+        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INTERNAL;
+        return MC_ERR_INTERNAL;
+    }
+    uint64_t staged_total = 0;
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parts) {
+            st_op_init(s, &ops[i], keys[i], parts[i], nparts[i], staged);
+        } else {
+            iov[i] = (mc_store_iov_t){bufs[i], lens[i]};
+            st_op_init(s, &ops[i], keys[i], &iov[i], 1, staged);
+        }
+        if (!ops[i].rc && ops[i].total == 0) {
+            if (staged) ops[i].rc = MC_ERR_INVALID_PARAMS;
+            else ops[i].started = -1; /* nothing to store: success */
+        }
+        if (!ops[i].rc && staged) {
+            staged_total += ops[i].total;
+            if (staged_total > s->lbuf_size) ops[i].rc = MC_ERR_INVALID_PARAMS;
+        }
+    }
+    /* Zero-length zero-copy puts are left out of the core: compact the array,
+     * idx[k] remembering where work item k came from. */
+    size_t sidx[ST_STACK_OPS];
+    size_t *idx = n > ST_STACK_OPS ? malloc(n * sizeof *idx) : sidx;
+    if (!idx) {
+        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INTERNAL;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].started == -1) {
+            rcs[i] = 0;
+            continue;
+        }
+        if (live != i) ops[live] = ops[i];
+        idx[live++] = i;
+    }
+    if (live) st_put_core(s, ops, live, cfg, upsert);
+    for (size_t k = 0; k < live; k++) rcs[idx[k]] = ops[k].rc;
+    if (idx != sidx) free(idx);
+out:
+    if (ops != sops) free(ops);
+    if (iov != siov) free(iov);
+    for (size_t i = 0; i < n; i++)
+        if (rcs[i]) return rcs[i];
+    return 0;
+}
+
+int mc_store_batch_put_from(mc_store_t *s, const char *const *keys, void *const *bufs,
+                            const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs)
+{
+    return st_put_batch(s, keys, bufs, lens, NULL, NULL, n, cfg, rcs, 0, 0);
+}
+
+int mc_store_batch_put(mc_store_t *s, const char *const *keys, const void *const *values,
+                       const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs)
+{
+    return st_put_batch(s, keys, (void *const *)(uintptr_t)values, lens, NULL, NULL, n, cfg, rcs,
+                        1, 0);
+}
+
+int mc_store_batch_put_from_multi_buffers(mc_store_t *s, const char *const *keys,
+                                          const mc_store_iov_t *const *parts,
+                                          const size_t *nparts, size_t n,
+                                          const mc_store_config_t *cfg, int *rcs)
+{
+    return st_put_batch(s, keys, NULL, NULL, parts, nparts, n, cfg, rcs, 0, 0);
+}
+
+int mc_store_batch_upsert_from(mc_store_t *s, const char *const *keys, void *const *bufs,
+                               const size_t *lens, size_t n, const mc_store_config_t *cfg,
+                               int *rcs)
+{
+    return st_put_batch(s, keys, bufs, lens, NULL, NULL, n, cfg, rcs, 0, 1);
+}
+
+/* ---- gets ---- */
+
+int64_t mc_store_get_into(mc_store_t *s, const char *key, void *buf, size_t cap)
+{
+    if (!s || !s->ready || !key || !*key || (!buf && cap)) return MC_ERR_INVALID_PARAMS;
+    mc_store_iov_t iov = {buf, cap};
+    st_op_t op;
+    st_op_init(s, &op, key, &iov, 1, 0);
+    st_get_core(s, &op, 1);
+    return op.rc ? op.rc : (int64_t)op.total;
+}
+
+int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len)
+{
+    if (!s || !s->ready || !key || !*key || !out || !len) return MC_ERR_INVALID_PARAMS;
+    *out = NULL;
+    *len = 0;
+    /* The size first would cost a second round trip; instead read into a
+     * buffer of the size the replica list reports, via the core with a
+     * capacity of the local buffer. */
+    mc_replica_t *r = NULL;
+    size_t nr = 0;
+    uint64_t ttl = 0, t0 = mc_now_ms();
+    int rc = mc_master_client_get_replicas(s->mc, key, &r, &nr, &ttl);
+    if (rc) return rc;
+    if (nr == 0) {
+        free(r);
+        return MC_ERR_OBJECT_NOT_FOUND;
+    }
+    uint64_t size = r[0].size;
+    if (size > s->lbuf_size) {
+        free(r);
+        return MC_ERR_INVALID_PARAMS;
+    }
+    void *buf = malloc(size ? size : 1);
+    if (!buf) {
+        free(r);
+        return MC_ERR_INTERNAL;
+    }
+    mc_store_iov_t iov = {buf, size};
+    st_op_t op;
+    st_op_init(s, &op, key, &iov, 1, 0);
+    op.reps = r;
+    op.nreps = nr;
+    op.pick = -1;
+    for (size_t i = 0; i < nr; i++) {
+        if (r[i].status != MC_REPLICA_COMPLETE || r[i].size != size) continue;
+        if (op.pick < 0) op.pick = (int)i;
+        if (st_replica_local(s, &r[i]) == 1) {
+            op.pick = (int)i;
+            break;
+        }
+    }
+    if (op.pick < 0) op.rc = MC_ERR_REPLICA_IS_NOT_READY;
+    st_transfer(s, &op, 1, MC_TE_READ);
+    if (!op.rc && mc_now_ms() > t0 + ttl) op.rc = MC_ERR_LEASE_EXPIRED;
+    free(r);
+    if (op.rc) {
+        free(buf);
+        return op.rc;
+    }
+    *out = buf;
+    *len = size;
+    return 0;
+}
+
+static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *bufs,
+                        const size_t *caps, const mc_store_iov_t *const *parts,
+                        const size_t *nparts, size_t n, int64_t *res)
+{
+    if (!s || !s->ready || (n && (!keys || !res || (parts ? !nparts : (!bufs || !caps)))))
+        return MC_ERR_INVALID_PARAMS;
+    if (n == 0) return 0;
+    st_op_t sops[ST_STACK_OPS];
+    mc_store_iov_t siov[ST_STACK_OPS];
+    st_op_t *ops = n > ST_STACK_OPS ? malloc(n * sizeof *ops) : sops;
+    mc_store_iov_t *iov = (!parts && n > ST_STACK_OPS) ? malloc(n * sizeof *iov) : siov;
+    if (!ops || !iov) {
+        if (ops != sops) free(ops);
+        if (iov != siov) free(iov);
+        for (size_t i = 0; i < n; i++) res[i] = MC_ERR_INTERNAL;
+        return MC_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (parts) {
+            st_op_init(s, &ops[i], keys[i], parts[i], nparts[i], 0);
+        } else {
+            iov[i] = (mc_store_iov_t){bufs[i], caps[i]};
+            st_op_init(s, &ops[i], keys[i], &iov[i], 1, 0);
+        }
+    }
+    int rc = st_get_core(s, ops, n);
+    for (size_t i = 0; i < n; i++) res[i] = ops[i].rc ? ops[i].rc : (int64_t)ops[i].total;
+    if (ops != sops) free(ops);
+    if (iov != siov) free(iov);
+    return rc;
+}
+
+int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const *bufs,
+                            const size_t *caps, size_t n, int64_t *res)
+{
+    return st_get_batch(s, keys, bufs, caps, NULL, NULL, n, res);
+}
+
+int mc_store_batch_get_into_multi_buffers(mc_store_t *s, const char *const *keys,
+                                          const mc_store_iov_t *const *parts,
+                                          const size_t *nparts, size_t n, int64_t *res)
+{
+    return st_get_batch(s, keys, NULL, NULL, parts, nparts, n, res);
+}
