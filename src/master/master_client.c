@@ -1,0 +1,752 @@
+/* master_client.c: the typed, blocking client of the master RPC. One TCP
+ * connection per client object carries pipelined requests from many threads:
+ * a caller registers a waiter under `mu` (getting a request id), writes its
+ * whole frame under `wmu`, and sleeps on its own condition variable until
+ * the reader thread, which parses reply frames incrementally, hands it the
+ * reply with the same id, or until its deadline passes (RPC_TIMEOUT; a late
+ * reply is then dropped). When the connection fails, the reader fails every
+ * waiter with RPC_FAIL and marks the connection broken; the next call closes
+ * it, joins the reader and connects again (with the version handshake).
+ * Lock order: mu before wmu. */
+#include "master_client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base_env.h"
+#include "base_log.h"
+#include "base_time.h"
+#include "master_proto.h"
+#include "net_sock.h"
+
+#define TAG "master_client"
+
+typedef struct waiter {
+    struct waiter *next;
+    uint32_t id;
+    uint8_t method;
+    int done;
+    int rc; /* transport result: 0 or MC_ERR_RPC_FAIL */
+    mc_mp_hdr_t hdr;
+    uint8_t *payload; /* malloc'd reply payload */
+    pthread_cond_t cv;
+} waiter_t;
+
+struct mc_master_client {
+    char host[256];
+    uint16_t port;
+    int connect_timeout_ms, timeout_ms; /* <= 0: none */
+    pthread_mutex_t mu;                 /* state below, waiters */
+    pthread_mutex_t wmu;                /* writes on fd; fd changes under mu + wmu */
+    pthread_condattr_t cattr;
+    int fd;      /* -1: not connected */
+    uint64_t gen; /* connection generation */
+    int broken;  /* the reader saw the connection fail */
+    int reader_live;
+    int closing;
+    pthread_t reader;
+    uint32_t next_id;
+    waiter_t *pending;
+};
+
+/* ---------------------------------------------------------------- reader */
+
+/* Fails every pending waiter. Caller holds mu. */
+static void fail_all_locked(mc_master_client_t *c)
+{
+    for (waiter_t *w = c->pending; w; w = w->next) {
+        w->done = 1;
+        w->rc = MC_ERR_RPC_FAIL;
+        pthread_cond_signal(&w->cv);
+    }
+    c->pending = NULL;
+}
+
+/* Hands one reply to its waiter (payload copied first, outside the lock). */
+static void deliver(mc_master_client_t *c, const mc_mp_hdr_t *h, const uint8_t *payload)
+{
+    uint8_t *copy = NULL;
+    if (h->length) {
+        copy = malloc(h->length);
+        if (!copy) return; /* the waiter times out */
+        memcpy(copy, payload, h->length);
+    }
+    pthread_mutex_lock(&c->mu);
+    for (waiter_t **pp = &c->pending; *pp; pp = &(*pp)->next) {
+        waiter_t *w = *pp;
+        if (w->id != h->req_id) continue;
+        *pp = w->next;
+        w->hdr = *h;
+        w->payload = copy;
+        w->done = 1;
+        pthread_cond_signal(&w->cv);
+        copy = NULL;
+        break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(copy); /* nobody waits for it any more */
+}
+
+static void *reader_main(void *arg)
+{
+    mc_master_client_t *c = arg;
+    pthread_mutex_lock(&c->mu);
+    int fd = c->fd;
+    pthread_mutex_unlock(&c->mu);
+    char peer[272];
+    snprintf(peer, sizeof peer, "%s:%u", c->host, c->port);
+    size_t cap = 65536, len = 0;
+    uint8_t *buf = malloc(cap);
+    const char *why = "out of memory";
+    if (!buf) goto fail;
+    for (;;) {
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            why = n == 0 ? "closed by the master" : "receive failed";
+            goto fail;
+        }
+        len += (size_t)n;
+        size_t off = 0;
+        while (len - off >= MC_MP_HDR_LEN) {
+            mc_mp_hdr_t h;
+            if (mc_mp_hdr_decode(buf + off, len - off, &h, &why)) goto bad;
+            if (!(h.method & MC_MP_REPLY)) {
+                why = "a request frame from the master";
+                goto bad;
+            }
+            size_t need = MC_MP_HDR_LEN + (size_t)h.length;
+            if (len - off < need) {
+                if (cap < need) {
+                    memmove(buf, buf + off, len - off);
+                    len -= off;
+                    off = 0;
+                    uint8_t *nb = realloc(buf, need);
+                    if (!nb) goto fail;
+                    buf = nb;
+                    cap = need;
+                }
+                break;
+            }
+            deliver(c, &h, buf + off + MC_MP_HDR_LEN);
+            off += need;
+        }
+        memmove(buf, buf + off, len - off);
+        len -= off;
+        if (cap > 65536 && len <= 65536) { /* give back a large frame's buffer */
+            uint8_t *nb = realloc(buf, 65536);
+            if (nb) {
+                buf = nb;
+                cap = 65536;
+            }
+        }
+    }
+bad:
+    MC_LOGE(TAG, "master %s: bad reply frame: %s; closing the connection", peer, why);
+    why = NULL;
+fail:
+    pthread_mutex_lock(&c->mu);
+    if (why && !c->closing)
+        MC_LOGW(TAG, "master %s: connection lost (%s)", peer, why);
+    c->broken = 1;
+    fail_all_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    free(buf);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- connect */
+
+static void set_timeo(int fd, int opt, int ms)
+{
+    struct timeval tv = {0, 0};
+    if (ms > 0) {
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+    }
+    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+/* Sends SERVICE_READY on a fresh blocking fd and checks the master's version.
+ * Returns 0, MC_ERR_INVALID_VERSION, or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT. */
+static int handshake(mc_master_client_t *c, int fd)
+{
+    mc_mp_buf_t b = {0};
+    mc_mp_arena_t a = {0};
+    uint8_t *payload = NULL;
+    const char *why = NULL;
+    int rc = MC_ERR_RPC_FAIL;
+    mc_mp_service_ready_req_t q = {.version = MC_MASTER_VERSION};
+    if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
+    set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
+    int e = mc_sock_send_all(fd, b.p, b.len);
+    if (e) {
+        rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+        goto out;
+    }
+    uint8_t hb[MC_MP_HDR_LEN];
+    mc_mp_hdr_t h;
+    e = mc_sock_recv_all(fd, hb, sizeof hb);
+    if (e) {
+        rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+        why = "no answer to SERVICE_READY";
+        goto out;
+    }
+    if (mc_mp_hdr_decode(hb, sizeof hb, &h, &why)) goto out;
+    if (h.method != (MC_MP_SERVICE_READY | MC_MP_REPLY) || h.status != 0) {
+        why = "unexpected reply to SERVICE_READY";
+        goto out;
+    }
+    if (h.length > MC_MP_STR_MAX + 4 || !(payload = malloc(h.length + 1))) {
+        why = "oversized SERVICE_READY reply";
+        goto out;
+    }
+    e = mc_sock_recv_all(fd, payload, h.length);
+    if (e) {
+        rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+        goto out;
+    }
+    mc_mp_service_ready_rep_t rep;
+    if (mc_mp_decode_service_ready_rep(payload, h.length, &a, &rep, &why)) goto out;
+    if (strcmp(rep.version, MC_MASTER_VERSION) != 0) {
+        MC_LOGE(TAG, "master %s:%u speaks version %s, this client %s", c->host, c->port,
+                rep.version, MC_MASTER_VERSION);
+        rc = MC_ERR_INVALID_VERSION;
+        goto out;
+    }
+    set_timeo(fd, SO_RCVTIMEO, 0);
+    rc = 0;
+out:
+    if (rc && why) MC_LOGW(TAG, "master %s:%u: handshake failed: %s", c->host, c->port, why);
+    free(payload);
+    mc_mp_arena_free(&a);
+    mc_mp_buf_free(&b);
+    return rc;
+}
+
+/* Makes sure a live connection exists: closes a broken one (joining its
+ * reader) and connects again. Caller holds mu. */
+static int ensure_connected_locked(mc_master_client_t *c)
+{
+    if (c->fd >= 0 && !c->broken) return 0;
+    if (c->fd >= 0) {
+        pthread_mutex_lock(&c->wmu);
+        shutdown(c->fd, SHUT_RDWR);
+        close(c->fd);
+        c->fd = -1;
+        c->gen++;
+        pthread_mutex_unlock(&c->wmu);
+    }
+    if (c->reader_live) { /* broken is set: the reader is past its last lock */
+        pthread_join(c->reader, NULL);
+        c->reader_live = 0;
+    }
+    c->broken = 0;
+    int fd = -1;
+    int e = mc_sock_connect(c->host, c->port,
+                            c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
+    if (e) {
+        MC_LOGW(TAG, "connect to master %s:%u failed: %s", c->host, c->port, strerror(-e));
+        return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+    }
+    mc_sock_tune(fd);
+    set_timeo(fd, SO_SNDTIMEO, c->timeout_ms);
+    int rc = handshake(c, fd);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    pthread_mutex_lock(&c->wmu);
+    c->fd = fd;
+    c->gen++;
+    pthread_mutex_unlock(&c->wmu);
+    if (pthread_create(&c->reader, NULL, reader_main, c)) {
+        c->broken = 1;
+        return MC_ERR_INTERNAL;
+    }
+    c->reader_live = 1;
+    return 0;
+}
+
+int mc_master_client_connect(const char *addr, mc_master_client_t **out)
+{
+    *out = NULL;
+    mc_master_client_t *c = calloc(1, sizeof *c);
+    if (!c) return MC_ERR_INTERNAL;
+    if (mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port) {
+        MC_LOGE(TAG, "bad master address '%s' (want host:port)", addr);
+        free(c);
+        return MC_ERR_INVALID_PARAMS;
+    }
+    c->connect_timeout_ms = (int)mc_env_int("MC_RPC_CONNECT_TIMEOUT_MS", 30000, -1, 86400000);
+    c->timeout_ms = (int)mc_env_int("MC_RPC_TIMEOUT_MS", 30000, -1, 86400000);
+    c->fd = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
+    pthread_condattr_init(&c->cattr);
+    pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
+    pthread_mutex_lock(&c->mu);
+    int rc = ensure_connected_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    if (rc) {
+        mc_master_client_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void mc_master_client_close(mc_master_client_t *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->closing = 1;
+    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&c->mu);
+    if (c->reader_live) pthread_join(c->reader, NULL);
+    if (c->fd >= 0) close(c->fd);
+    pthread_condattr_destroy(&c->cattr);
+    pthread_mutex_destroy(&c->wmu);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- calls */
+
+/* Removes w from the pending list if it is still there. Caller holds mu. */
+static void unlink_locked(mc_master_client_t *c, waiter_t *w)
+{
+    for (waiter_t **pp = &c->pending; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+}
+
+/* One round trip: f is a whole request frame (its req_id is filled in here).
+ * On 0 the reply's status is returned and, when it is 0, *payload (malloc'd,
+ * may be NULL when empty) and *len hold the reply payload. Otherwise
+ * MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT, or the connect errors. */
+static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
+{
+    *payload = NULL;
+    *len = 0;
+    waiter_t w = {0};
+    w.method = f->p[5];
+    pthread_cond_init(&w.cv, &c->cattr);
+    pthread_mutex_lock(&c->mu);
+    int rc = c->closing ? MC_ERR_RPC_FAIL : ensure_connected_locked(c);
+    if (rc) {
+        pthread_mutex_unlock(&c->mu);
+        goto out;
+    }
+    w.id = ++c->next_id;
+    w.next = c->pending;
+    c->pending = &w;
+    uint64_t gen = c->gen;
+    pthread_mutex_unlock(&c->mu);
+
+    mc_wr_t wr = mc_wr_init(f->p + 8, 4);
+    mc_wr_u32(&wr, w.id);
+    pthread_mutex_lock(&c->wmu);
+    int e = gen == c->gen ? mc_sock_send_all(c->fd, f->p, f->len) : -EPIPE;
+    if (e && gen == c->gen) shutdown(c->fd, SHUT_RDWR); /* the stream is cut mid-frame */
+    pthread_mutex_unlock(&c->wmu);
+    if (e) {
+        MC_LOGW(TAG, "master %s:%u: send failed: %s", c->host, c->port, strerror(-e));
+        pthread_mutex_lock(&c->mu);
+        unlink_locked(c, &w);
+        pthread_mutex_unlock(&c->mu);
+        rc = MC_ERR_RPC_FAIL;
+        goto out;
+    }
+
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    if (c->timeout_ms > 0) {
+        dl.tv_sec += c->timeout_ms / 1000;
+        dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!w.done) {
+        if (c->timeout_ms <= 0) {
+            pthread_cond_wait(&w.cv, &c->mu);
+        } else if (pthread_cond_timedwait(&w.cv, &c->mu, &dl) == ETIMEDOUT && !w.done) {
+            unlink_locked(c, &w);
+            rc = MC_ERR_RPC_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc) {
+        MC_LOGW(TAG, "master %s:%u: %s timed out after %d ms", c->host, c->port,
+                mc_mp_method_name(w.method), c->timeout_ms);
+        goto out;
+    }
+    if (w.rc) {
+        rc = w.rc;
+        goto out;
+    }
+    if (w.hdr.method != (w.method | MC_MP_REPLY)) {
+        MC_LOGE(TAG, "master %s:%u: reply of another method to request %u", c->host, c->port,
+                w.id);
+        rc = MC_ERR_RPC_FAIL;
+        goto out;
+    }
+    rc = w.hdr.status;
+    if (rc == 0) {
+        *payload = w.payload;
+        *len = w.hdr.length;
+        w.payload = NULL;
+    }
+out:
+    free(w.payload);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+static int enc_err(int e)
+{
+    return e == -ENOMEM ? MC_ERR_INTERNAL : MC_ERR_INVALID_PARAMS;
+}
+
+/* Encodes request q of method l, runs it and decodes the reply into *repp
+ * (arena a). Sets rc to 0 or an error. */
+#define CALL(l, qp, repp, a, rc)                                                                   \
+    do {                                                                                           \
+        mc_mp_buf_t b_ = {0};                                                                      \
+        uint8_t *pl_ = NULL;                                                                       \
+        uint32_t n_ = 0;                                                                           \
+        int e_ = mc_mp_encode_##l##_req(&b_, 0, qp);                                               \
+        rc = e_ ? enc_err(e_) : rpc(c, &b_, &pl_, &n_);                                            \
+        mc_mp_buf_free(&b_);                                                                       \
+        const char *why_ = NULL;                                                                   \
+        if (rc == 0 && mc_mp_decode_##l##_rep(pl_, n_, a, repp, &why_)) {                          \
+            MC_LOGE(TAG, "master %s:%u: bad %s reply: %s", c->host, c->port, #l, why_);            \
+            rc = MC_ERR_RPC_FAIL;                                                                  \
+        }                                                                                          \
+        free(pl_);                                                                                 \
+    } while (0)
+
+/* A malloc'd copy of n replicas (NULL when n is 0). */
+static int copy_reps(const mc_replica_t *r, size_t n, mc_replica_t **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    if (!n) return 0;
+    mc_replica_t *v = malloc(n * sizeof *v);
+    if (!v) return MC_ERR_INTERNAL;
+    memcpy(v, r, n * sizeof *v);
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg,
+                                   mc_uuid_t client)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_mount_segment_req_t q = {.seg = *seg, .client = client};
+    mc_mp_mount_segment_rep_t rep;
+    int rc;
+    CALL(mount_segment, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_remount_segments(mc_master_client_t *c, const mc_segment_t *segs, size_t n,
+                                      mc_uuid_t client)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_remount_segments_req_t q = {.segs = segs, .n_segs = n, .client = client};
+    mc_mp_remount_segments_rep_t rep;
+    int rc;
+    CALL(remount_segments, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_unmount_segment(mc_master_client_t *c, mc_uuid_t segment, mc_uuid_t client)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_unmount_segment_req_t q = {.segment = segment, .client = client};
+    mc_mp_unmount_segment_rep_t rep;
+    int rc;
+    CALL(unmount_segment, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_ping(mc_master_client_t *c, mc_uuid_t client, int *status)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_ping_req_t q = {.client = client};
+    mc_mp_ping_rep_t rep;
+    int rc;
+    CALL(ping, &q, &rep, &a, rc);
+    if (rc == 0 && status) *status = rep.client_status;
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_put_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                               uint64_t size, const mc_replicate_config_t *cfg, mc_replica_t **out,
+                               size_t *n)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_put_start_req_t q = {.client = client, .key = key, .size = size, .cfg = *cfg};
+    mc_mp_put_start_rep_t rep;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    CALL(put_start, &q, &rep, &a, rc);
+    if (rc == 0) rc = copy_reps(rep.reps, rep.n_reps, out, n);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_put_end(mc_master_client_t *c, mc_uuid_t client, const char *key)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_put_end_req_t q = {.client = client, .key = key};
+    mc_mp_put_end_rep_t rep;
+    int rc;
+    CALL(put_end, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_put_revoke(mc_master_client_t *c, mc_uuid_t client, const char *key)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_put_revoke_req_t q = {.client = client, .key = key};
+    mc_mp_put_revoke_rep_t rep;
+    int rc;
+    CALL(put_revoke, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_upsert_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                                  uint64_t size, const mc_replicate_config_t *cfg,
+                                  mc_replica_t **out, size_t *n)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_upsert_start_req_t q = {.client = client, .key = key, .size = size, .cfg = *cfg};
+    mc_mp_upsert_start_rep_t rep;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    CALL(upsert_start, &q, &rep, &a, rc);
+    if (rc == 0) rc = copy_reps(rep.reps, rep.n_reps, out, n);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_get_replicas(mc_master_client_t *c, const char *key, mc_replica_t **out,
+                                  size_t *n, uint64_t *lease_ttl_ms)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_get_replicas_req_t q = {.key = key};
+    mc_mp_get_replicas_rep_t rep;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    CALL(get_replicas, &q, &rep, &a, rc);
+    if (rc == 0) {
+        if (lease_ttl_ms) *lease_ttl_ms = rep.lease_ttl_ms;
+        rc = copy_reps(rep.reps, rep.n_reps, out, n);
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_exist(mc_master_client_t *c, const char *key)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_exist_req_t q = {.key = key};
+    mc_mp_exist_rep_t rep;
+    int rc;
+    CALL(exist, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc ? rc : rep.exists ? 1 : 0;
+}
+
+int mc_master_client_remove(mc_master_client_t *c, const char *key, int force)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_remove_req_t q = {.key = key, .force = force ? 1 : 0};
+    mc_mp_remove_rep_t rep;
+    int rc;
+    CALL(remove, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int64_t mc_master_client_remove_all(mc_master_client_t *c, int force)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_remove_all_req_t q = {.force = force ? 1 : 0};
+    mc_mp_remove_all_rep_t rep;
+    int rc;
+    CALL(remove_all, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc ? rc : rep.count;
+}
+
+int64_t mc_master_client_remove_by_regex(mc_master_client_t *c, const char *regex, int force)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_remove_by_regex_req_t q = {.regex = regex, .force = force ? 1 : 0};
+    mc_mp_remove_by_regex_rep_t rep;
+    int rc;
+    CALL(remove_by_regex, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc ? rc : rep.count;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* Copies per-key results into rcs/reps/nreps; a count mismatch is RPC_FAIL. */
+static int take_results(mc_master_client_t *c, const mc_mp_result_t *v, size_t nv, size_t n,
+                        int *rcs, mc_replica_t **reps, size_t *nreps)
+{
+    if (nv != n) {
+        MC_LOGE(TAG, "master %s:%u: %zu results for %zu keys", c->host, c->port, nv, n);
+        return MC_ERR_RPC_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = v[i].rc;
+        if (copy_reps(v[i].reps, v[i].n, &reps[i], &nreps[i])) {
+            for (size_t j = 0; j < i; j++) {
+                free(reps[j]);
+                reps[j] = NULL;
+                nreps[j] = 0;
+            }
+            return MC_ERR_INTERNAL;
+        }
+    }
+    return 0;
+}
+
+static int take_rcs(mc_master_client_t *c, const int32_t *v, size_t nv, size_t n, int *rcs)
+{
+    if (nv != n) {
+        MC_LOGE(TAG, "master %s:%u: %zu results for %zu keys", c->host, c->port, nv, n);
+        return MC_ERR_RPC_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) rcs[i] = v[i];
+    return 0;
+}
+
+static void clear_reps(size_t n, mc_replica_t **reps, size_t *nreps)
+{
+    for (size_t i = 0; i < n; i++) {
+        reps[i] = NULL;
+        nreps[i] = 0;
+    }
+}
+
+int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
+                                     const char *const *keys, const uint64_t *sizes, size_t n,
+                                     const mc_replicate_config_t *cfg, int *rcs,
+                                     mc_replica_t **reps, size_t *nreps)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_put_start_req_t q = {
+        .client = client, .keys = keys, .n_keys = n, .sizes = sizes, .n_sizes = n, .cfg = *cfg};
+    mc_mp_batch_put_start_rep_t rep;
+    int rc;
+    clear_reps(n, reps, nreps);
+    if (n == 0) return 0;
+    CALL(batch_put_start, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_results(c, rep.results, rep.n_results, n, rcs, reps, nreps);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client,
+                                   const char *const *keys, size_t n, int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_put_end_req_t q = {.client = client, .keys = keys, .n_keys = n};
+    mc_mp_batch_put_end_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_put_end, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_put_revoke(mc_master_client_t *c, mc_uuid_t client,
+                                      const char *const *keys, size_t n, int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_put_revoke_req_t q = {.client = client, .keys = keys, .n_keys = n};
+    mc_mp_batch_put_revoke_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_put_revoke, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_get_replicas(mc_master_client_t *c, const char *const *keys, size_t n,
+                                        int *rcs, mc_replica_t **reps, size_t *nreps,
+                                        uint64_t *lease_ttl_ms)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_get_replicas_req_t q = {.keys = keys, .n_keys = n};
+    mc_mp_batch_get_replicas_rep_t rep;
+    int rc;
+    clear_reps(n, reps, nreps);
+    if (n == 0) return 0;
+    CALL(batch_get_replicas, &q, &rep, &a, rc);
+    if (rc == 0) {
+        if (lease_ttl_ms) *lease_ttl_ms = rep.lease_ttl_ms;
+        rc = take_results(c, rep.results, rep.n_results, n, rcs, reps, nreps);
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys, size_t n,
+                                 int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_exist_req_t q = {.keys = keys, .n_keys = n};
+    mc_mp_batch_exist_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_exist, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys, size_t n,
+                                  int force, int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_remove_req_t q = {.keys = keys, .n_keys = n, .force = force ? 1 : 0};
+    mc_mp_batch_remove_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_remove, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
