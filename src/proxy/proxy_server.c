@@ -794,7 +794,7 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
             in->engine_ids = ids;
             in->n_dp = n;
         }
-    } else if (ok && l->step == STEP_HEALTH && connector_p && in->n_dp == 0) {
+    } else if (ok && l->step == STEP_HEALTH && connector_p) { /* engine ids change on restart */
         next = STEP_QUERY;
     }
 

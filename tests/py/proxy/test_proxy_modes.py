@@ -173,3 +173,15 @@ def test_demo_mode_without_kv_params_sends_original(fakes, proxy):
     assert pr.path == dr.path == "/v1/chat/completions"
     assert dr.json == {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     assert pr.headers["x-request-id"] == dr.headers["x-request-id"]
+
+
+def test_connector_mode_refreshes_engine_ids(fakes, bootstrap, proxy):
+    """A restarted prefiller registers a new engine id; the health checks pick it up."""
+    p, d = fakes("P"), fakes("D")
+    boot = bootstrap(["E-old"])
+    px = proxy(["--prefill", p.url, str(boot.port), "--decode", d.url])
+    px.wait_ready()
+    boot.engine_ids = ["E-new"]
+    px.wait_ready(pred=lambda s: s["prefill"][0]["engine_ids"] == ["E-new"])
+    assert px.request("POST", "/v1/completions", {"prompt": "x"})[0] == 200
+    assert d.completions()[-1].json["kv_transfer_params"]["remote_engine_id"] == "E-new"
