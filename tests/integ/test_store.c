@@ -1,0 +1,625 @@
+/* test_store: libmooncake_store against the real mooncake_master on loopback.
+ * The master (with its embedded HTTP metadata server, a 500 ms lease and a 2 s
+ * client TTL) runs as a child; stores A and B live in this process (each with
+ * its own segment and an automatic port, so distinct names), store processes
+ * (store_test_peer) are spawned where a test needs one to die or to use tcp.
+ * Checks: bytes put by one store and read by another are identical (1 B ...
+ * 16 MiB, across in-process shm, memcpy and tcp between processes), the
+ * zero-copy and batch forms, exist/size/remove and leases, remove_all and
+ * remove_by_regex, no space, a killed store's objects disappearing, and a
+ * master restart after which the stores remount and serve by themselves.
+ * Waiting is always on a condition (pipe lines, a polled predicate with a
+ * deadline), never a fixed sleep. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "mooncake/store.h"
+#include "te_harness.h"
+
+#define SEG_SIZE (128ull << 20)
+#define LBUF_SIZE (32ull << 20)
+#define LEASE_MS 500
+#define CLIENT_TTL_S 2
+
+static th_proc_t g_master;
+static uint16_t g_rpc_port, g_meta_port;
+static char g_master_addr[64], g_meta_url[128];
+static mc_store_t *g_a, *g_b;
+static char g_a_name[256], g_b_name[256];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A pause inside a bounded polling loop (the loop's deadline bounds it). */
+static void poll_pause(void)
+{
+    poll(NULL, 0, 20);
+}
+
+static uint64_t rand_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) s = now_ms();
+    return s;
+}
+
+/* The port after "127.0.0.1:" (or any "host:") following `at`, 0 if none. */
+static uint16_t port_after(const char *at)
+{
+    const char *c = strchr(at, ':');
+    while (c) {
+        char *end;
+        unsigned long p = strtoul(c + 1, &end, 10);
+        if (end != c + 1 && p > 0 && p < 65536) return (uint16_t)p;
+        c = strchr(c + 1, ':');
+    }
+    return 0;
+}
+
+/* Starts mooncake_master; rpc/meta 0 = kernel-chosen ports. Reads its stdout
+ * until it has said where the RPC and the metadata server listen. */
+static int master_start(uint16_t rpc, uint16_t meta)
+{
+    char path[1024], rpcs[16], metas[16], ttl[16];
+    if (th_bin_path(path, sizeof path, "mooncake_master")) return -ENOENT;
+    snprintf(rpcs, sizeof rpcs, "%u", rpc);
+    snprintf(metas, sizeof metas, "%u", meta);
+    snprintf(ttl, sizeof ttl, "%d", CLIENT_TTL_S);
+    char *argv[] = {path,
+                    "--rpc_port", rpcs,
+                    "--metrics_port", "0",
+                    "--enable_http_metadata_server=true",
+                    "--http_metadata_server_port", metas,
+                    "--http_metadata_server_host", "127.0.0.1",
+                    "--rpc_address", "127.0.0.1",
+                    "--default_kv_lease_ttl", "500",
+                    "--client_ttl", ttl,
+                    NULL};
+    int rc = th_spawn(&g_master, path, argv);
+    if (rc) return rc;
+    g_rpc_port = g_meta_port = 0;
+    uint64_t deadline = now_ms() + 15000;
+    while (!(g_rpc_port && g_meta_port)) {
+        char line[1024];
+        uint64_t now = now_ms();
+        if (now >= deadline) return -ETIMEDOUT;
+        rc = th_read_line(&g_master, line, sizeof line, (int)(deadline - now));
+        if (rc) return rc;
+        fprintf(stderr, "master: %s\n", line);
+        /* "... rpc ... HOST:PORT", "... metadata ... HOST:PORT" (any order, one
+         * or several lines). */
+        const char *m = strstr(line, "metadata");
+        const char *r = strstr(line, "rpc");
+        if (!r) r = strstr(line, "RPC");
+        if (m && port_after(m)) g_meta_port = port_after(m);
+        if (r && port_after(r) && (!m || r < m)) g_rpc_port = port_after(r);
+    }
+    snprintf(g_master_addr, sizeof g_master_addr, "127.0.0.1:%u", g_rpc_port);
+    snprintf(g_meta_url, sizeof g_meta_url, "http://127.0.0.1:%u/metadata", g_meta_port);
+    return 0;
+}
+
+static int store_new(mc_store_t **s, uint64_t seg, char *name, size_t cap)
+{
+    int rc = mc_store_create(s);
+    if (rc) return rc;
+    rc = mc_store_setup(*s, "127.0.0.1", g_meta_url, seg, LBUF_SIZE, "tcp", NULL, g_master_addr);
+    if (rc) {
+        mc_store_destroy(*s);
+        *s = NULL;
+        return rc;
+    }
+    return name ? mc_store_get_hostname(*s, name, cap) : 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    int rc = master_start(0, 0);
+    if (rc) {
+        fprintf(stderr, "cannot start mooncake_master: %s\n", strerror(-rc));
+        th_reap_all();
+        return -1;
+    }
+    if (store_new(&g_a, SEG_SIZE, g_a_name, sizeof g_a_name) ||
+        store_new(&g_b, SEG_SIZE, g_b_name, sizeof g_b_name)) {
+        fprintf(stderr, "store setup failed\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    mc_store_destroy(g_a);
+    mc_store_destroy(g_b);
+    g_a = g_b = NULL;
+    th_finish(&g_master, 5000);
+    th_reap_all();
+    return 0;
+}
+
+static void cfg_prefer(mc_store_config_t *cfg, const char **name)
+{
+    mc_store_config_init(cfg);
+    cfg->preferred_segments = name;
+    cfg->preferred_segments_count = 1;
+}
+
+/* Polls pred(arg) until it is true or timeout_ms passes; returns it. */
+static int wait_for(int (*pred)(void *), void *arg, int timeout_ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (pred(arg)) return 1;
+        if (now_ms() >= deadline) return 0;
+        poll_pause();
+    }
+}
+
+/* ---- tests ---- */
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_not_equal(g_a_name, g_b_name);
+    assert_int_equal(strncmp(g_a_name, "127.0.0.1:", 10), 0);
+    unsigned port = (unsigned)atoi(g_a_name + 10);
+    assert_true(port >= MC_STORE_CLIENT_MIN_PORT && port <= MC_STORE_CLIENT_MAX_PORT);
+    assert_int_equal(mc_store_health_check(g_a), 0);
+    mc_store_t *fresh;
+    assert_int_equal(mc_store_create(&fresh), 0);
+    assert_int_equal(mc_store_health_check(fresh), 1);
+    assert_int_equal(mc_store_close(fresh), 0);
+    mc_store_destroy(fresh);
+}
+
+/* Put by one store into the other's segment, read back by the other. */
+static void put_get_between(mc_store_t *w, mc_store_t *r, const char *target, size_t size,
+                            const char *key)
+{
+    char *val = malloc(size), *got = malloc(size);
+    assert_non_null(val);
+    assert_non_null(got);
+    th_pattern(val, size, rand_seed());
+    mc_store_config_t cfg;
+    const char *pref = target;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put(w, key, val, size, &cfg), 0);
+    memset(got, 0xA5, size);
+    assert_int_equal(mc_store_get_into(r, key, got, size), (int64_t)size);
+    assert_memory_equal(got, val, size);
+    /* The allocating form, from the writer too (memcpy from the other's... or own segment). */
+    void *out = NULL;
+    size_t len = 0;
+    assert_int_equal(mc_store_get(w, key, &out, &len), 0);
+    assert_int_equal(len, size);
+    assert_memory_equal(out, val, size);
+    free(out);
+    free(val);
+    free(got);
+}
+
+static void test_put_get_sizes(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 7, 4096, 65537, 1u << 20, 3u << 20, 16u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "sizes/ab/%zu", sizes[i]);
+        put_get_between(g_a, g_b, g_b_name, sizes[i], key); /* A writes B's segment */
+        snprintf(key, sizeof key, "sizes/ba/%zu", sizes[i]);
+        put_get_between(g_b, g_b, g_a_name, sizes[i], key); /* B writes A's, reads remote */
+        snprintf(key, sizeof key, "sizes/aa/%zu", sizes[i]);
+        put_get_between(g_a, g_b, g_a_name, sizes[i], key); /* A writes its own (memcpy) */
+    }
+    /* A miss, a buffer too small. */
+    char small[4];
+    assert_int_equal(mc_store_get_into(g_a, "sizes/none", small, sizeof small),
+                     MC_ERR_OBJECT_NOT_FOUND);
+    assert_int_equal(mc_store_get_into(g_a, "sizes/ab/4096", small, sizeof small),
+                     MC_ERR_BUFFER_OVERFLOW);
+    void *out = (void *)1;
+    size_t len = 1;
+    assert_int_equal(mc_store_get(g_a, "sizes/none", &out, &len), MC_ERR_OBJECT_NOT_FOUND);
+    assert_null(out);
+}
+
+/* Over tcp between processes: the peer (MC_FORCE_TCP) writes into A's segment
+ * and reads what A wrote into its own. */
+static void test_tcp_peer(void **state)
+{
+    (void)state;
+    char path[1024], segs[32], line[512];
+    assert_int_equal(th_bin_path(path, sizeof path, "store_test_peer"), 0);
+    snprintf(segs, sizeof segs, "%llu", (unsigned long long)SEG_SIZE);
+    char *argv[] = {path, g_master_addr, g_meta_url, segs, "tcp", NULL};
+    th_proc_t p;
+    assert_int_equal(th_spawn(&p, path, argv), 0);
+    assert_int_equal(th_read_line(&p, line, sizeof line, 15000), 0);
+    assert_int_equal(strncmp(line, "READY ", 6), 0);
+    char pname[256];
+    snprintf(pname, sizeof pname, "%s", line + 6);
+
+    static const size_t sizes[] = {1, 65536, 1u << 20, 16u << 20};
+    for (size_t i = 0; i < 4; i++) {
+        uint64_t seed = rand_seed() >> 1;
+        char key[64];
+        snprintf(key, sizeof key, "tcp/pa/%zu", sizes[i]);
+        assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "PUT %s %zu %" PRIu64 " %s", key,
+                                sizes[i], seed, g_a_name),
+                         0);
+        assert_string_equal(line, "RC 0");
+        char *want = malloc(sizes[i]), *got = malloc(sizes[i]);
+        th_pattern(want, sizes[i], seed);
+        assert_int_equal(mc_store_get_into(g_b, key, got, sizes[i]), (int64_t)sizes[i]);
+        assert_memory_equal(got, want, sizes[i]);
+        /* A writes into the peer's segment (shm from here); the peer reads
+         * A's segment over tcp. */
+        snprintf(key, sizeof key, "tcp/ap/%zu", sizes[i]);
+        const char *pref = pname;
+        mc_store_config_t cfg;
+        cfg_prefer(&cfg, &pref);
+        assert_int_equal(mc_store_put(g_a, key, want, sizes[i], &cfg), 0);
+        assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key,
+                                sizes[i], seed),
+                         0);
+        char expect[64];
+        snprintf(expect, sizeof expect, "RC %zu", sizes[i]);
+        assert_string_equal(line, expect);
+        snprintf(key, sizeof key, "tcp/aa/%zu", sizes[i]);
+        pref = g_a_name;
+        assert_int_equal(mc_store_put(g_a, key, want, sizes[i], &cfg), 0);
+        assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key,
+                                sizes[i], seed),
+                         0);
+        assert_string_equal(line, expect);
+        free(want);
+        free(got);
+    }
+    assert_int_equal(th_cmd(&p, line, sizeof line, 10000, "QUIT"), 0);
+    assert_int_equal(th_finish(&p, 10000), 0);
+}
+
+static void test_zero_copy(void **state)
+{
+    (void)state;
+    size_t size = 16u << 20;
+    char *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(src != MAP_FAILED && dst != MAP_FAILED);
+    assert_int_equal(mc_store_register_buffer(g_a, src, size), 0);
+    assert_int_equal(mc_store_register_buffer(g_b, dst, size), 0);
+    th_pattern(src, size, rand_seed());
+    mc_store_config_t cfg;
+    const char *pref = g_b_name;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put_from(g_a, "zc/big", src, size, &cfg), 0);
+    assert_int_equal(mc_store_get_into(g_b, "zc/big", dst, size), (int64_t)size);
+    assert_memory_equal(dst, src, size);
+    /* Size 0 stores nothing and succeeds. */
+    assert_int_equal(mc_store_put_from(g_a, "zc/empty", src, 0, &cfg), 0);
+    assert_int_equal(mc_store_is_exist(g_a, "zc/empty"), 0);
+
+    /* Batches: 16 objects of 64 KiB + i from the registered buffers. */
+    enum { N = 16 };
+    char keys_s[N][32];
+    const char *keys[N];
+    void *bufs[N], *outs[N];
+    size_t lens[N];
+    int rcs[N];
+    int64_t res[N];
+    size_t off = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(keys_s[i], sizeof keys_s[i], "zc/batch/%d", i);
+        keys[i] = keys_s[i];
+        lens[i] = (64u << 10) + (size_t)i;
+        bufs[i] = src + off;
+        outs[i] = dst + off;
+        off += lens[i];
+    }
+    th_pattern(src, off, rand_seed());
+    memset(dst, 0, off);
+    cfg.preferred_segments_count = 0;
+    assert_int_equal(mc_store_batch_put_from(g_a, keys, bufs, lens, N, &cfg, rcs), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(rcs[i], 0);
+    assert_int_equal(mc_store_batch_get_into(g_b, keys, outs, lens, N, res), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(res[i], (int64_t)lens[i]);
+    assert_memory_equal(dst, src, off);
+    /* Existing keys: success, no overwrite. */
+    th_pattern(src, lens[0], rand_seed());
+    assert_int_equal(mc_store_batch_put_from(g_a, keys, bufs, lens, 1, &cfg, rcs), 0);
+    assert_int_equal(rcs[0], 0);
+    assert_int_equal(mc_store_get_into(g_b, keys[0], dst + size - lens[0], lens[0]),
+                     (int64_t)lens[0]);
+    assert_memory_equal(dst + size - lens[0], dst, lens[0]);
+
+    /* batch_put (staged) and batch_is_exist with a miss in the middle. */
+    const char *k2[3] = {"zc/staged/0", "zc/staged/1", "zc/staged/2"};
+    const void *v2[3] = {src, src + 100, src + 200};
+    size_t l2[3] = {100, 100, 100};
+    assert_int_equal(mc_store_batch_put(g_b, k2, v2, l2, 3, NULL, rcs), 0);
+    const char *k3[3] = {"zc/staged/0", "zc/none", "zc/staged/2"};
+    int ex[3];
+    assert_int_equal(mc_store_batch_is_exist(g_a, k3, 3, ex), 0);
+    assert_int_equal(ex[0], 1);
+    assert_int_equal(ex[1], 0);
+    assert_int_equal(ex[2], 1);
+    void *o3[3] = {dst, dst + 100, dst + 200};
+    assert_int_equal(mc_store_batch_get_into(g_a, k3, o3, l2, 3, res), 0);
+    assert_int_equal(res[0], 100);
+    assert_int_equal(res[1], MC_ERR_OBJECT_NOT_FOUND);
+    assert_int_equal(res[2], 100);
+    assert_memory_equal(dst, src, 100);
+    assert_memory_equal(dst + 200, src + 200, 100);
+
+    /* Multi-buffer scatter/gather: object i = 3 pieces. */
+    mc_store_iov_t pin[2][3], pout[2][3];
+    const mc_store_iov_t *pp[2] = {pin[0], pin[1]}, *po[2] = {pout[0], pout[1]};
+    size_t np[2] = {3, 3};
+    const char *mk[2] = {"zc/multi/0", "zc/multi/1"};
+    th_pattern(src, 1u << 20, rand_seed());
+    memset(dst, 0, 1u << 20);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) {
+            size_t o = (size_t)(i * 3 + j) * 70000;
+            pin[i][j] = (mc_store_iov_t){src + o, 1000 + (size_t)j * 33333};
+            pout[i][j] = (mc_store_iov_t){dst + o, 1000 + (size_t)j * 33333};
+        }
+    assert_int_equal(mc_store_batch_put_from_multi_buffers(g_a, mk, pp, np, 2, &cfg, rcs), 0);
+    assert_int_equal(mc_store_batch_get_into_multi_buffers(g_b, mk, po, np, 2, res), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(res[i], 3000 + 33333 * 3);
+        for (int j = 0; j < 3; j++) assert_memory_equal(pout[i][j].ptr, pin[i][j].ptr, pin[i][j].len);
+    }
+    /* put_parts: one object from the pieces, read back whole. */
+    assert_int_equal(mc_store_put_parts(g_a, "zc/parts", pin[0], 3, NULL), 0);
+    char *whole = malloc(3000 + 33333 * 3);
+    assert_int_equal(mc_store_get_into(g_b, "zc/parts", whole, 3000 + 33333 * 3),
+                     3000 + 33333 * 3);
+    size_t w = 0;
+    for (int j = 0; j < 3; j++) {
+        assert_memory_equal(whole + w, pin[0][j].ptr, pin[0][j].len);
+        w += pin[0][j].len;
+    }
+    free(whole);
+
+    assert_int_equal(mc_store_unregister_buffer(g_a, src), 0);
+    assert_int_equal(mc_store_unregister_buffer(g_b, dst), 0);
+    assert_int_equal(mc_store_unregister_buffer(g_b, dst), MC_ERR_INVALID_PARAMS);
+    munmap(src, size);
+    munmap(dst, size);
+}
+
+static int removable(void *key)
+{
+    return mc_store_remove(g_b, key, 0) == 0;
+}
+
+static void test_exist_size_remove_lease(void **state)
+{
+    (void)state;
+    char val[1000];
+    th_pattern(val, sizeof val, 7);
+    /* Right after a put, remove succeeds (no lease yet). */
+    assert_int_equal(mc_store_put(g_a, "lease/0", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_remove(g_b, "lease/0", 0), 0);
+    assert_int_equal(mc_store_is_exist(g_a, "lease/0"), 0);
+    assert_int_equal(mc_store_remove(g_b, "lease/0", 0), MC_ERR_OBJECT_NOT_FOUND);
+
+    assert_int_equal(mc_store_put(g_a, "lease/1", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_get_size(g_b, "lease/1"), (int64_t)sizeof val);
+    assert_int_equal(mc_store_is_exist(g_b, "lease/1"), 1);
+    /* A read lease: remove refused until it expires. */
+    char got[1000];
+    assert_int_equal(mc_store_get_into(g_b, "lease/1", got, sizeof got), (int64_t)sizeof val);
+    uint64_t t0 = now_ms();
+    int rc = mc_store_remove(g_b, "lease/1", 0);
+    if (now_ms() - t0 < LEASE_MS) assert_int_equal(rc, MC_ERR_OBJECT_HAS_LEASE);
+    assert_true(wait_for(removable, "lease/1", 5000));
+    assert_true(now_ms() - t0 >= LEASE_MS - 50);
+    assert_int_equal(mc_store_is_exist(g_a, "lease/1"), 0);
+    assert_int_equal(mc_store_get_size(g_a, "lease/1"), MC_ERR_OBJECT_NOT_FOUND);
+    assert_int_equal(mc_store_get_into(g_a, "lease/1", got, sizeof got), MC_ERR_OBJECT_NOT_FOUND);
+
+    /* force removes despite a lease. */
+    assert_int_equal(mc_store_put(g_a, "lease/2", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_is_exist(g_a, "lease/2"), 1);
+    assert_int_equal(mc_store_remove(g_a, "lease/2", 1), 0);
+
+    /* put of an existing key: 0, not overwritten; upsert overwrites. */
+    char other[1000];
+    th_pattern(other, sizeof other, 8);
+    assert_int_equal(mc_store_put(g_a, "lease/3", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_put(g_b, "lease/3", other, sizeof other, NULL), 0);
+    assert_int_equal(mc_store_get_into(g_a, "lease/3", got, sizeof got), (int64_t)sizeof val);
+    assert_memory_equal(got, val, sizeof val);
+    assert_true(wait_for(removable, "lease/3", 5000)); /* let the lease pass for upsert */
+    assert_int_equal(mc_store_put(g_a, "lease/3", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_upsert(g_b, "lease/3", other, sizeof other, NULL), 0);
+    assert_int_equal(mc_store_get_into(g_a, "lease/3", got, sizeof got), (int64_t)sizeof other);
+    assert_memory_equal(got, other, sizeof other);
+
+    /* Bad arguments. */
+    assert_int_equal(mc_store_put(g_a, "", val, 1, NULL), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_store_put(g_a, "lease/zero", val, 0, NULL), MC_ERR_INVALID_PARAMS);
+    mc_store_config_t cfg;
+    mc_store_config_init(&cfg);
+    cfg.replica_num = 0;
+    assert_int_equal(mc_store_put(g_a, "lease/r0", val, 1, &cfg), MC_ERR_INVALID_PARAMS);
+}
+
+static void test_replicas(void **state)
+{
+    (void)state;
+    char val[5000], got[5000];
+    th_pattern(val, sizeof val, 11);
+    mc_store_config_t cfg;
+    mc_store_config_init(&cfg);
+    cfg.replica_num = 2;
+    assert_int_equal(mc_store_put(g_a, "rep/2", val, sizeof val, &cfg), 0);
+    assert_int_equal(mc_store_get_into(g_a, "rep/2", got, sizeof got), (int64_t)sizeof val);
+    assert_memory_equal(got, val, sizeof val);
+    assert_int_equal(mc_store_get_into(g_b, "rep/2", got, sizeof got), (int64_t)sizeof val);
+    assert_memory_equal(got, val, sizeof val);
+}
+
+static void test_remove_all_regex(void **state)
+{
+    (void)state;
+    char val[100];
+    th_pattern(val, sizeof val, 3);
+    const char *keys[] = {"rx/a1", "rx/a2", "ry/b"};
+    for (int i = 0; i < 3; i++) assert_int_equal(mc_store_put(g_a, keys[i], val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_remove_by_regex(g_b, "^rx/", 0), 2);
+    assert_int_equal(mc_store_is_exist(g_b, "rx/a1"), 0);
+    assert_int_equal(mc_store_is_exist(g_b, "ry/b"), 1);
+    assert_true(mc_store_remove_by_regex(g_b, "(", 0) < 0);
+    /* remove_all with force takes everything, leases or not. */
+    int64_t n = mc_store_remove_all(g_a, 1);
+    assert_true(n >= 1);
+    assert_int_equal(mc_store_is_exist(g_b, "ry/b"), 0);
+    assert_int_equal(mc_store_is_exist(g_b, "sizes/ab/1"), 0);
+    assert_int_equal(mc_store_remove_all(g_a, 0), 0);
+}
+
+static void test_no_space(void **state)
+{
+    (void)state;
+    size_t size = SEG_SIZE + 4096;
+    char *big = malloc(size);
+    assert_non_null(big);
+    memset(big, 1, size);
+    int rc = mc_store_put_from(g_a, "big/1", big, size, NULL);
+    /* Larger than any segment: NO_AVAILABLE_HANDLE (upstream), or INVALID_PARAMS
+     * where the master rejects sizes above its largest segment up front. */
+    assert_true(rc == MC_ERR_NO_AVAILABLE_HANDLE || rc == MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_store_is_exist(g_a, "big/1"), 0);
+    /* Staged put over the local buffer: INVALID_PARAMS. */
+    assert_int_equal(mc_store_put(g_a, "big/2", big, LBUF_SIZE + 1, NULL), MC_ERR_INVALID_PARAMS);
+    free(big);
+}
+
+static int key_gone(void *key)
+{
+    return mc_store_is_exist(g_a, key) == 0;
+}
+
+static void test_killed_store(void **state)
+{
+    (void)state;
+    char path[1024], segs[32], line[512];
+    assert_int_equal(th_bin_path(path, sizeof path, "store_test_peer"), 0);
+    snprintf(segs, sizeof segs, "%llu", (unsigned long long)SEG_SIZE);
+    char *argv[] = {path, g_master_addr, g_meta_url, segs, NULL};
+    th_proc_t p;
+    assert_int_equal(th_spawn(&p, path, argv), 0);
+    assert_int_equal(th_read_line(&p, line, sizeof line, 15000), 0);
+    assert_int_equal(strncmp(line, "READY ", 6), 0);
+    char pname[256];
+    snprintf(pname, sizeof pname, "%s", line + 6);
+    assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "PUT kill/p 100000 5 %s", pname), 0);
+    assert_string_equal(line, "RC 0");
+    char val[100];
+    th_pattern(val, sizeof val, 9);
+    assert_int_equal(mc_store_put(g_a, "kill/a", val, sizeof val, NULL), 0);
+    char *got = malloc(100000), *want = malloc(100000);
+    th_pattern(want, 100000, 5);
+    assert_int_equal(mc_store_get_into(g_b, "kill/p", got, 100000), 100000);
+    assert_memory_equal(got, want, 100000);
+
+    uint64_t t0 = now_ms();
+    assert_int_equal(th_signal(&p, SIGKILL), 0);
+    assert_true(wait_for(key_gone, "kill/p", (CLIENT_TTL_S + 3) * 1000));
+    fprintf(stderr, "objects of the killed store gone after %llu ms\n",
+            (unsigned long long)(now_ms() - t0));
+    assert_int_equal(mc_store_get_into(g_b, "kill/p", got, 100000), MC_ERR_OBJECT_NOT_FOUND);
+    /* Others' objects intact, the master still serving. */
+    assert_int_equal(mc_store_get_into(g_b, "kill/a", got, 100000), (int64_t)sizeof val);
+    assert_memory_equal(got, val, sizeof val);
+    free(got);
+    free(want);
+}
+
+static int put_works(void *arg)
+{
+    (void)arg;
+    char val[256];
+    th_pattern(val, sizeof val, 13);
+    return mc_store_put(g_a, "restart/probe", val, sizeof val, NULL) == 0 &&
+           mc_store_health_check(g_a) == 0 && mc_store_health_check(g_b) == 0;
+}
+
+static void test_master_restart(void **state)
+{
+    (void)state;
+    uint16_t rpc = g_rpc_port, meta = g_meta_port;
+    assert_int_equal(th_signal(&g_master, SIGKILL), 0);
+    /* The ports may need a moment to be free again: retry the start. */
+    int rc = -1;
+    for (int i = 0; i < 50 && rc; i++) {
+        rc = master_start(rpc, meta);
+        if (rc) {
+            th_finish(&g_master, 2000);
+            poll_pause();
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(g_rpc_port, rpc);
+    /* The stores notice (NEED_REMOUNT) and remount by themselves. */
+    assert_true(wait_for(put_works, NULL, 15000));
+    put_get_between(g_a, g_b, g_b_name, 1u << 20, "restart/ab");
+    put_get_between(g_b, g_a, g_a_name, 4096, "restart/ba");
+    /* A store started after the restart finds A's segment (re-published). */
+    mc_store_t *c;
+    assert_int_equal(store_new(&c, 0, NULL, 0), 0);
+    char *got = malloc(1u << 20);
+    assert_int_equal(mc_store_get_into(c, "restart/ab", got, 1u << 20), 1 << 20);
+    const char *pref = g_a_name;
+    mc_store_config_t cfg;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put(g_b, "restart/a2", got, 1u << 20, &cfg), 0);
+    char *got2 = malloc(1u << 20);
+    assert_int_equal(mc_store_get_into(c, "restart/a2", got2, 1u << 20), 1 << 20);
+    assert_memory_equal(got, got2, 1u << 20);
+    free(got);
+    free(got2);
+    assert_int_equal(mc_store_close(c), 0);
+    mc_store_destroy(c);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_put_get_sizes),
+        cmocka_unit_test(test_tcp_peer),
+        cmocka_unit_test(test_zero_copy),
+        cmocka_unit_test(test_exist_size_remove_lease),
+        cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_remove_all_regex),
+        cmocka_unit_test(test_no_space),
+        cmocka_unit_test(test_killed_store),
+        cmocka_unit_test(test_master_restart),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
