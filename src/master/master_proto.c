@@ -547,6 +547,12 @@ static int frame_end(mc_mp_buf_t *b, size_t off, uint8_t method, uint32_t req_id
     return 0;
 }
 
+int mc_mp_encode_status_rep(mc_mp_buf_t *b, uint8_t method, uint32_t req_id, int32_t status)
+{
+    size_t off = frame_begin(b);
+    return frame_end(b, off, (uint8_t)(method | MC_MP_REPLY), req_id, status);
+}
+
 /* Finishes a decode: the first failure, else trailing bytes, else 0. */
 static int dec_finish(dec_t *d, const char **why)
 {

@@ -138,6 +138,9 @@ typedef struct {
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;
 #undef MC__MP_ENUM
 
+/* Appends a reply frame of `method` with a negative status and no payload. */
+int mc_mp_encode_status_rep(mc_mp_buf_t *b, uint8_t method, uint32_t req_id, int32_t status);
+
 /* Upper-case name of a method ("PUT_START"), or NULL when unknown. */
 const char *mc_mp_method_name(unsigned method);
 

@@ -1,0 +1,543 @@
+/* master_rpc.c: the master's RPC server. One libuv loop on its own thread
+ * accepts connections; each connection reads into its own buffer (alloc_cb
+ * hands out the free tail), parses every complete frame in what arrived,
+ * decodes the request, calls the core (master_service.h) with a monotonic
+ * now_ms and appends the reply to an output buffer that is written with one
+ * uv_write per read, so pipelined requests are answered in order and in
+ * batches. A bad frame or request closes only its connection, with one log
+ * line naming the peer and the reason. When a client stops reading its
+ * replies the connection stops reading requests until its write queue drains.
+ * Stop is a uv_async: it closes every handle and the loop thread ends. */
+#include "master_rpc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "base_log.h"
+#include "base_time.h"
+#include "master_proto.h"
+#include "net_sock.h"
+
+#define TAG "master_rpc"
+#define CONN_BUF_MIN 65536
+#define WQ_HIGH (64u << 20) /* queued reply bytes that pause reading */
+#define WQ_LOW (16u << 20)  /* ... and resume it */
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    mc_master_rpc_t *srv;
+    struct conn *prev, *next;
+    char peer[64];
+    uint8_t *buf;
+    size_t len, cap;
+    mc_mp_arena_t arena;
+    mc_mp_buf_t out;
+    int closing, paused;
+} conn_t;
+
+typedef struct {
+    uv_write_t req;
+    uint8_t *data;
+} wreq_t;
+
+struct mc_master_rpc {
+    mc_master_t *m;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_async_t stop;
+    uv_thread_t thread;
+    uint16_t port;
+    conn_t *conns;
+};
+
+/* ---------------------------------------------------------------- conns */
+
+static void conn_free_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    free(c->buf);
+    mc_mp_arena_free(&c->arena);
+    mc_mp_buf_free(&c->out);
+    free(c);
+}
+
+/* Closes c once (unlinks it; memory goes in the close callback). */
+static void conn_close(conn_t *c)
+{
+    if (c->closing) return;
+    c->closing = 1;
+    if (c->prev) c->prev->next = c->next;
+    else c->srv->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+}
+
+static void bad_frame(conn_t *c, const char *what, const char *why)
+{
+    MC_LOGW(TAG, "peer %s: %s: %s; closing the connection", c->peer, what, why);
+    conn_close(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    conn_t *c = h->data;
+    if (c->cap - c->len < 4096 && c->cap < CONN_BUF_MIN) {
+        /* first read, or a frame's size is not known yet */
+        uint8_t *nb = realloc(c->buf, CONN_BUF_MIN);
+        if (nb) {
+            c->buf = nb;
+            c->cap = CONN_BUF_MIN;
+        }
+    }
+    if (c->cap == c->len) { /* full: parse_frames grows it for a big frame */
+        out->base = NULL;
+        out->len = 0;
+        return;
+    }
+    out->base = (char *)c->buf + c->len;
+    out->len = c->cap - c->len;
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    conn_t *c = req->handle->data;
+    free(w->data);
+    free(w);
+    if (status < 0 || c->closing) {
+        if (status < 0 && status != UV_ECANCELED)
+            MC_LOGD(TAG, "peer %s: write failed: %s", c->peer, uv_strerror(status));
+        return;
+    }
+    if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WQ_LOW) {
+        c->paused = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+/* Decodes request payload p/len of type l into q; on failure closes c. */
+#define DECODE(l, q)                                                                               \
+    do {                                                                                           \
+        const char *why_;                                                                          \
+        if (mc_mp_decode_##l##_req(p, len, &c->arena, &q, &why_)) {                                \
+            bad_frame(c, "bad " #l " request", why_);                                              \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* Runs `call` (using i) for each key of batch request q and encodes the
+ * per-key results as the reply of method l. */
+#define BATCH_RCS(l, q, call)                                                                      \
+    do {                                                                                           \
+        int32_t *rcs_ = malloc((q.n_keys ? q.n_keys : 1) * sizeof *rcs_);                          \
+        if (!rcs_) {                                                                               \
+            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);                        \
+            break;                                                                                 \
+        }                                                                                          \
+        for (size_t i = 0; i < q.n_keys; i++) rcs_[i] = call;                                      \
+        e = mc_mp_encode_##l##_rep(o, id, 0, &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys}); \
+        free(rcs_);                                                                                \
+    } while (0)
+
+static void free_results(mc_mp_result_t *v, size_t n)
+{
+    for (size_t i = 0; i < n && v; i++) free(v[i].reps);
+    free(v);
+}
+
+/* Serves one request frame, appending its reply to c->out. Returns 0, or -1
+ * when the connection was closed. */
+static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t len)
+{
+    mc_master_t *m = c->srv->m;
+    mc_mp_buf_t *o = &c->out;
+    uint32_t id = h->req_id;
+    uint64_t now = mc_now_ms();
+    int rc = 0, e = 0;
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    mc_mp_arena_reset(&c->arena);
+    switch (h->method) {
+    case MC_MP_SERVICE_READY: {
+        mc_mp_service_ready_req_t q;
+        DECODE(service_ready, q);
+        if (strcmp(q.version, MC_MASTER_VERSION) != 0)
+            MC_LOGW(TAG, "peer %s: client version %s, master %s", c->peer, q.version,
+                    MC_MASTER_VERSION);
+        mc_mp_service_ready_rep_t rep = {.version = MC_MASTER_VERSION};
+        e = mc_mp_encode_service_ready_rep(o, id, 0, &rep);
+        break;
+    }
+    case MC_MP_MOUNT_SEGMENT: {
+        mc_mp_mount_segment_req_t q;
+        DECODE(mount_segment, q);
+        rc = mc_master_mount_segment(m, &q.seg, q.client, now);
+        e = mc_mp_encode_mount_segment_rep(o, id, rc, &(mc_mp_mount_segment_rep_t){0});
+        break;
+    }
+    case MC_MP_REMOUNT_SEGMENTS: {
+        mc_mp_remount_segments_req_t q;
+        DECODE(remount_segments, q);
+        rc = mc_master_remount_segments(m, q.segs, q.n_segs, q.client, now);
+        e = mc_mp_encode_remount_segments_rep(o, id, rc, &(mc_mp_remount_segments_rep_t){0});
+        break;
+    }
+    case MC_MP_UNMOUNT_SEGMENT: {
+        mc_mp_unmount_segment_req_t q;
+        DECODE(unmount_segment, q);
+        rc = mc_master_unmount_segment(m, q.segment, q.client);
+        e = mc_mp_encode_unmount_segment_rep(o, id, rc, &(mc_mp_unmount_segment_rep_t){0});
+        break;
+    }
+    case MC_MP_PING: {
+        mc_mp_ping_req_t q;
+        DECODE(ping, q);
+        int st = 0;
+        rc = mc_master_ping(m, q.client, now, &st);
+        e = mc_mp_encode_ping_rep(o, id, rc, &(mc_mp_ping_rep_t){.client_status = st});
+        break;
+    }
+    case MC_MP_PUT_START: {
+        mc_mp_put_start_req_t q;
+        DECODE(put_start, q);
+        rc = mc_master_put_start(m, q.client, q.key, q.size, &q.cfg, now, &r, &n);
+        e = mc_mp_encode_put_start_rep(o, id, rc,
+                                       &(mc_mp_put_start_rep_t){.reps = r, .n_reps = rc ? 0 : n});
+        break;
+    }
+    case MC_MP_PUT_END: {
+        mc_mp_put_end_req_t q;
+        DECODE(put_end, q);
+        rc = mc_master_put_end(m, q.client, q.key, now);
+        e = mc_mp_encode_put_end_rep(o, id, rc, &(mc_mp_put_end_rep_t){0});
+        break;
+    }
+    case MC_MP_PUT_REVOKE: {
+        mc_mp_put_revoke_req_t q;
+        DECODE(put_revoke, q);
+        rc = mc_master_put_revoke(m, q.client, q.key);
+        e = mc_mp_encode_put_revoke_rep(o, id, rc, &(mc_mp_put_revoke_rep_t){0});
+        break;
+    }
+    case MC_MP_UPSERT_START: {
+        mc_mp_upsert_start_req_t q;
+        DECODE(upsert_start, q);
+        rc = mc_master_upsert_start(m, q.client, q.key, q.size, &q.cfg, now, &r, &n);
+        e = mc_mp_encode_upsert_start_rep(
+            o, id, rc, &(mc_mp_upsert_start_rep_t){.reps = r, .n_reps = rc ? 0 : n});
+        break;
+    }
+    case MC_MP_GET_REPLICAS: {
+        mc_mp_get_replicas_req_t q;
+        DECODE(get_replicas, q);
+        uint64_t ttl = 0;
+        rc = mc_master_get_replicas(m, q.key, now, &r, &n, &ttl);
+        e = mc_mp_encode_get_replicas_rep(
+            o, id, rc,
+            &(mc_mp_get_replicas_rep_t){.reps = r, .n_reps = rc ? 0 : n, .lease_ttl_ms = ttl});
+        break;
+    }
+    case MC_MP_EXIST: {
+        mc_mp_exist_req_t q;
+        DECODE(exist, q);
+        rc = mc_master_exist(m, q.key, now);
+        e = mc_mp_encode_exist_rep(o, id, rc < 0 ? rc : 0,
+                                   &(mc_mp_exist_rep_t){.exists = rc > 0 ? 1 : 0});
+        break;
+    }
+    case MC_MP_REMOVE: {
+        mc_mp_remove_req_t q;
+        DECODE(remove, q);
+        rc = mc_master_remove(m, q.key, q.force, now);
+        e = mc_mp_encode_remove_rep(o, id, rc, &(mc_mp_remove_rep_t){0});
+        break;
+    }
+    case MC_MP_REMOVE_ALL: {
+        mc_mp_remove_all_req_t q;
+        DECODE(remove_all, q);
+        int64_t cnt = mc_master_remove_all(m, q.force, now);
+        e = mc_mp_encode_remove_all_rep(o, id, cnt < 0 ? (int32_t)cnt : 0,
+                                        &(mc_mp_remove_all_rep_t){.count = cnt});
+        break;
+    }
+    case MC_MP_REMOVE_BY_REGEX: {
+        mc_mp_remove_by_regex_req_t q;
+        DECODE(remove_by_regex, q);
+        int64_t cnt = mc_master_remove_by_regex(m, q.regex, q.force, now);
+        e = mc_mp_encode_remove_by_regex_rep(o, id, cnt < 0 ? (int32_t)cnt : 0,
+                                             &(mc_mp_remove_by_regex_rep_t){.count = cnt});
+        break;
+    }
+    case MC_MP_BATCH_PUT_START: {
+        mc_mp_batch_put_start_req_t q;
+        DECODE(batch_put_start, q);
+        if (q.n_sizes != q.n_keys) {
+            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INVALID_PARAMS);
+            break;
+        }
+        mc_mp_result_t *v = calloc(q.n_keys ? q.n_keys : 1, sizeof *v);
+        if (!v) {
+            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);
+            break;
+        }
+        for (size_t i = 0; i < q.n_keys; i++) {
+            v[i].rc = mc_master_put_start(m, q.client, q.keys[i], q.sizes[i], &q.cfg, now,
+                                          &v[i].reps, &v[i].n);
+            if (v[i].rc) v[i].n = 0;
+        }
+        e = mc_mp_encode_batch_put_start_rep(
+            o, id, 0, &(mc_mp_batch_put_start_rep_t){.results = v, .n_results = q.n_keys});
+        free_results(v, q.n_keys);
+        break;
+    }
+    case MC_MP_BATCH_GET_REPLICAS: {
+        mc_mp_batch_get_replicas_req_t q;
+        DECODE(batch_get_replicas, q);
+        mc_mp_result_t *v = calloc(q.n_keys ? q.n_keys : 1, sizeof *v);
+        if (!v) {
+            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);
+            break;
+        }
+        uint64_t ttl = 0;
+        for (size_t i = 0; i < q.n_keys; i++) {
+            uint64_t t = 0;
+            v[i].rc = mc_master_get_replicas(m, q.keys[i], now, &v[i].reps, &v[i].n, &t);
+            if (v[i].rc) v[i].n = 0;
+            else ttl = t;
+        }
+        e = mc_mp_encode_batch_get_replicas_rep(
+            o, id, 0,
+            &(mc_mp_batch_get_replicas_rep_t){
+                .results = v, .n_results = q.n_keys, .lease_ttl_ms = ttl});
+        free_results(v, q.n_keys);
+        break;
+    }
+    case MC_MP_BATCH_PUT_END: {
+        mc_mp_batch_put_end_req_t q;
+        DECODE(batch_put_end, q);
+        BATCH_RCS(batch_put_end, q, mc_master_put_end(m, q.client, q.keys[i], now));
+        break;
+    }
+    case MC_MP_BATCH_PUT_REVOKE: {
+        mc_mp_batch_put_revoke_req_t q;
+        DECODE(batch_put_revoke, q);
+        BATCH_RCS(batch_put_revoke, q, mc_master_put_revoke(m, q.client, q.keys[i]));
+        break;
+    }
+    case MC_MP_BATCH_EXIST: {
+        mc_mp_batch_exist_req_t q;
+        DECODE(batch_exist, q);
+        BATCH_RCS(batch_exist, q, mc_master_exist(m, q.keys[i], now));
+        break;
+    }
+    case MC_MP_BATCH_REMOVE: {
+        mc_mp_batch_remove_req_t q;
+        DECODE(batch_remove, q);
+        BATCH_RCS(batch_remove, q, mc_master_remove(m, q.keys[i], q.force, now));
+        break;
+    }
+    default: /* mc_mp_hdr_decode accepts known methods only */
+        bad_frame(c, "request", "unknown method");
+        return -1;
+    }
+    free(r);
+    if (e) { /* reply too large or out of memory: an error reply instead */
+        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", c->peer,
+                mc_mp_method_name(h->method), e);
+        if (mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL)) {
+            bad_frame(c, "reply", "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes what dispatch appended to c->out. */
+static void flush(conn_t *c)
+{
+    if (!c->out.len || c->closing) return;
+    wreq_t *w = malloc(sizeof *w);
+    if (!w) {
+        bad_frame(c, "reply", "out of memory");
+        return;
+    }
+    w->data = c->out.p;
+    uv_buf_t b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
+    memset(&c->out, 0, sizeof c->out);
+    int e = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (e) {
+        free(w->data);
+        free(w);
+        MC_LOGW(TAG, "peer %s: write failed: %s; closing the connection", c->peer,
+                uv_strerror(e));
+        conn_close(c);
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WQ_HIGH) {
+        c->paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+/* Serves every complete frame in c->buf; keeps a partial one. */
+static void parse_frames(conn_t *c)
+{
+    size_t off = 0;
+    while (!c->closing && c->len - off >= MC_MP_HDR_LEN) {
+        mc_mp_hdr_t h;
+        const char *why;
+        if (mc_mp_hdr_decode(c->buf + off, c->len - off, &h, &why)) {
+            bad_frame(c, "bad frame", why);
+            return;
+        }
+        if (h.method & MC_MP_REPLY) {
+            bad_frame(c, "bad frame", "a reply frame sent to the master");
+            return;
+        }
+        size_t need = MC_MP_HDR_LEN + (size_t)h.length;
+        if (c->len - off < need) {
+            if (c->cap < need) { /* make room for the whole frame */
+                memmove(c->buf, c->buf + off, c->len - off);
+                c->len -= off;
+                off = 0;
+                uint8_t *nb = realloc(c->buf, need);
+                if (!nb) {
+                    bad_frame(c, "bad frame", "out of memory for its payload");
+                    return;
+                }
+                c->buf = nb;
+                c->cap = need;
+            }
+            break;
+        }
+        if (dispatch(c, &h, c->buf + off + MC_MP_HDR_LEN, h.length)) return;
+        off += need;
+    }
+    if (c->closing) return;
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+    if (c->cap > CONN_BUF_MIN && c->len <= CONN_BUF_MIN) { /* shrink after a big frame */
+        uint8_t *nb = realloc(c->buf, CONN_BUF_MIN);
+        if (nb) {
+            c->buf = nb;
+            c->cap = CONN_BUF_MIN;
+        }
+    }
+    flush(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            MC_LOGD(TAG, "peer %s: read failed: %s", c->peer, uv_strerror((int)nread));
+        else if (c->len)
+            MC_LOGW(TAG, "peer %s: closed in the middle of a frame (%zu bytes)", c->peer, c->len);
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing) return;
+    c->len += (size_t)nread;
+    parse_frames(c);
+}
+
+static void on_conn(uv_stream_t *l, int status)
+{
+    mc_master_rpc_t *srv = l->data;
+    if (status < 0) {
+        MC_LOGW(TAG, "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->srv = srv;
+    uv_tcp_init(&srv->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = srv->conns;
+    if (srv->conns) srv->conns->prev = c;
+    srv->conns = c;
+    if (uv_accept(l, (uv_stream_t *)&c->tcp)) {
+        conn_close(c);
+        return;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) mc_sock_peer_str(fd, c->peer, sizeof c->peer);
+    else snprintf(c->peer, sizeof c->peer, "?");
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void stop_cb(uv_async_t *a)
+{
+    mc_master_rpc_t *srv = a->data;
+    while (srv->conns) conn_close(srv->conns);
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    uv_close((uv_handle_t *)&srv->stop, NULL);
+}
+
+static void loop_main(void *arg)
+{
+    mc_master_rpc_t *srv = arg;
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+}
+
+int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_master_rpc_t **out)
+{
+    *out = NULL;
+    mc_master_rpc_t *srv = calloc(1, sizeof *srv);
+    if (!srv) return MC_ERR_INTERNAL;
+    srv->m = m;
+    int fd = -1, e;
+    e = mc_sock_listen(host, port, 511, &fd, &srv->port);
+    if (e) {
+        MC_LOGE(TAG, "cannot listen on %s:%u: %s", host ? host : "*", port, strerror(-e));
+        free(srv);
+        return MC_ERR_RPC_FAIL;
+    }
+    if ((e = uv_loop_init(&srv->loop))) goto fail_fd;
+    uv_tcp_init(&srv->loop, &srv->listener);
+    srv->listener.data = srv;
+    if ((e = uv_tcp_open(&srv->listener, fd)) || (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+        goto fail_loop;
+    }
+    fd = -1; /* the listener owns it */
+    uv_async_init(&srv->loop, &srv->stop, stop_cb);
+    srv->stop.data = srv;
+    if ((e = uv_thread_create(&srv->thread, loop_main, srv))) {
+        stop_cb(&srv->stop);
+        goto fail_loop;
+    }
+    *out = srv;
+    return 0;
+fail_loop:
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&srv->loop);
+fail_fd:
+    if (fd >= 0) close(fd);
+    MC_LOGE(TAG, "cannot serve on %s:%u: %s", host ? host : "*", port, uv_strerror(e));
+    free(srv);
+    return MC_ERR_RPC_FAIL;
+}
+
+uint16_t mc_master_rpc_port(const mc_master_rpc_t *r)
+{
+    return r->port;
+}
+
+void mc_master_rpc_stop(mc_master_rpc_t *r)
+{
+    if (!r) return;
+    uv_async_send(&r->stop);
+    uv_thread_join(&r->thread);
+    uv_loop_close(&r->loop);
+    free(r);
+}
