@@ -1,0 +1,198 @@
+/* mooncake_master: the master daemon, a thin main() around the core
+ * (master_service.h), its RPC server (master_rpc.h), the admin/metrics HTTP
+ * server (master_admin.h) and, with --enable_http_metadata_server, the
+ * embedded HTTP metadata server (metasrv.h). Flags as upstream's
+ * (master_flags.h; --help lists them).
+ *
+ * On start it prints one line per listener on stdout, flushed, with the real
+ * port (port 0 picks a free one), then "mooncake_master: ready":
+ *   mooncake_master: http metadata server listening on HOST:PORT
+ *   mooncake_master: rpc listening on HOST:PORT
+ *   mooncake_master: metrics listening on HOST:PORT
+ * A tick thread drives the core's background work (eviction, client expiry,
+ * zombie puts) every 10 ms. SIGINT or SIGTERM stop it gracefully, exit 0. A bad
+ * command line or config file exits 2 with the message and the usage; a
+ * failure to start exits 1. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base_log.h"
+#include "base_time.h"
+#include "master_admin.h"
+#include "master_flags.h"
+#include "master_rpc.h"
+#include "master_service.h"
+#include "metasrv.h"
+
+#define TICK_MS 10
+
+static const char *const prog = "mooncake_master";
+
+typedef struct {
+    mc_master_t *m;
+    pthread_t thr;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    int stop;            /* under lock */
+} ticker_t;
+
+/* The tick thread: mc_master_tick every TICK_MS until stop is set. */
+static void *ticker_main(void *arg)
+{
+    ticker_t *t = arg;
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop) {
+        pthread_mutex_unlock(&t->lock);
+        mc_master_tick(t->m, mc_now_ms());
+        pthread_mutex_lock(&t->lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+static int ticker_start(ticker_t *t, mc_master_t *m)
+{
+    pthread_condattr_t ca;
+    t->m = m;
+    t->stop = 0;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&t->thr, NULL, ticker_main, t);
+    if (rc) {
+        pthread_cond_destroy(&t->cond);
+        pthread_mutex_destroy(&t->lock);
+        return -rc;
+    }
+    return 0;
+}
+
+static void ticker_stop(ticker_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thr, NULL);
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+}
+
+static void announce(const char *what, const char *host, unsigned port)
+{
+    printf("%s: %s listening on %s:%u\n", prog, what, host && *host ? host : "0.0.0.0", port);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    mc_master_flags_t fl;
+    char err[1024];
+    int rc = mc_master_flags_parse(&fl, argc, argv, err, sizeof err);
+    if (rc == MC_MASTER_FLAGS_HELP) {
+        mc_master_flags_usage(stdout, prog);
+        return 0;
+    }
+    if (rc == 0) rc = mc_master_flags_resolve_interface(&fl, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        mc_master_flags_usage(stderr, prog);
+        return 2;
+    }
+    if (fl.rpc_thread_num > 1 || fl.max_threads != 16)
+        MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");
+
+    /* Block the stop signals before any thread starts (they inherit the mask),
+     * so that only sigwait below sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int code = 1;
+    mc_metasrv_t *meta = NULL;
+    mc_master_t *m = NULL;
+    mc_master_rpc_t *rpc = NULL;
+    mc_master_admin_t *admin = NULL;
+    ticker_t tick;
+    int ticking = 0;
+
+    if (fl.enable_http_metadata_server) {
+        rc = mc_metasrv_start(fl.http_metadata_server_host, (uint16_t)fl.http_metadata_server_port,
+                              &meta);
+        if (rc) {
+            fprintf(stderr, "%s: http metadata server cannot serve on %s:%d: %s\n", prog,
+                    fl.http_metadata_server_host, fl.http_metadata_server_port, strerror(-rc));
+            goto out;
+        }
+        announce("http metadata server", fl.http_metadata_server_host, mc_metasrv_port(meta));
+    }
+    rc = mc_master_new(&fl.core, &m);
+    if (rc) {
+        fprintf(stderr, "%s: cannot create the master: error %d\n", prog, rc);
+        goto out;
+    }
+    rc = ticker_start(&tick, m);
+    if (rc) {
+        fprintf(stderr, "%s: cannot start the tick thread: %s\n", prog, strerror(-rc));
+        goto out;
+    }
+    ticking = 1;
+    uint16_t rpc_port = mc_master_flags_rpc_port(&fl);
+    rc = mc_master_rpc_start(m, fl.rpc_address, rpc_port, &rpc);
+    if (rc) {
+        fprintf(stderr, "%s: rpc cannot serve on %s:%u: error %d\n", prog, fl.rpc_address, rpc_port,
+                rc);
+        goto out;
+    }
+    announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
+    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, NULL, NULL, &admin);
+    if (rc) {
+        fprintf(stderr, "%s: metrics cannot serve on %s:%d: %s\n", prog, fl.metrics_host,
+                fl.metrics_port, strerror(-rc));
+        goto out;
+    }
+    announce("metrics", fl.metrics_host, mc_master_admin_port(admin));
+    MC_LOGI("master",
+            "version " MC_MASTER_VERSION ", cluster %s, lease %llu ms, client ttl %llu ms, "
+            "eviction %.2f above %.2f, %s allocation",
+            fl.cluster_id, (unsigned long long)fl.core.default_kv_lease_ttl_ms,
+            (unsigned long long)fl.core.client_ttl_ms, fl.core.eviction_ratio,
+            fl.core.eviction_high_watermark_ratio,
+            fl.core.allocation_strategy == MC_ALLOC_FREE_RATIO_FIRST ? "free_ratio_first"
+                                                                     : "random");
+    printf("%s: ready\n", prog);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
+    }
+    MC_LOGI("master", "signal %d, stopping", sig);
+    code = 0;
+out:
+    /* Stop the servers before the core they call goes away. */
+    mc_master_admin_stop(admin);
+    if (rpc) mc_master_rpc_stop(rpc);
+    if (ticking) ticker_stop(&tick);
+    if (m) mc_master_free(m);
+    mc_metasrv_stop(meta);
+    return code;
+}

@@ -1,0 +1,41 @@
+/* master_admin.h: the master's admin/metrics HTTP server (libmicrohttpd), with
+ * upstream's endpoints (spec §1.13):
+ *
+ *   GET  /metrics              Prometheus text (text/plain; version=0.0.4)
+ *   GET  /metrics/summary      human-readable summary
+ *   GET  /health               {"status":"ok","role":"master","service_ready":true}
+ *   GET  /get_all_keys         keys, one a line
+ *   GET  /get_all_segments     segment names, one a line
+ *   GET  /query_key?key=K      200 {"success":true,"data":[...]} | 404 {"success":false,...}
+ *   GET  /query_segment?segment=NAME   text usage of one segment
+ *   GET  /get_segments_detail  JSON detail of every segment
+ *   POST /api/v1/remove_all    {"removed_count":N}
+ *
+ * Another path is 404, another method 405; each refused request is logged in
+ * one line naming the peer. It reads the master only through master_service.h.
+ * Thread rule: start and stop from one thread; requests are served on MHD's
+ * threads (the core is thread-safe). */
+#ifndef MC_MASTER_ADMIN_H
+#define MC_MASTER_ADMIN_H
+#include <stdint.h>
+#include <stdio.h>
+
+#include "master_service.h"
+
+typedef struct mc_master_admin mc_master_admin_t;
+
+/* Appends more Prometheus text to /metrics (e.g. the RPC server's per-request
+ * counters). Called on an MHD thread, possibly several at once. */
+typedef void (*mc_master_admin_metrics_fn)(FILE *out, void *arg);
+
+/* Serves m on host:port (host NULL or "" = all addresses, "::" for IPv6;
+ * port 0 = any free port, read it with mc_master_admin_port). extra may be
+ * NULL. m must outlive the server. Returns 0, a negative errno from bind or
+ * listen, -ENOMEM, or -EIO when libmicrohttpd refuses to start. */
+int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
+                          mc_master_admin_metrics_fn extra, void *extra_arg,
+                          mc_master_admin_t **out);
+uint16_t mc_master_admin_port(const mc_master_admin_t *a);
+/* Stops serving (joins MHD's threads) and frees a. NULL is a no-op. */
+void mc_master_admin_stop(mc_master_admin_t *a);
+#endif
