@@ -54,6 +54,12 @@ bench: build
 	mkdir -p build/bench
 	BENCH_JSON=build/bench/te.jsonl bash scripts/demo.sh $(REL)/bin 10 4194304
 
+# mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
+.PHONY: bench-proxy
+bench-proxy: build
+	mkdir -p build/bench
+	$(REL)/bin/bench_proxy --seconds 5 --requests 5000 | tee build/bench/proxy.json
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
