@@ -60,17 +60,17 @@ static uint64_t rand_seed(void)
     return s;
 }
 
-/* The port after "127.0.0.1:" (or any "host:") following `at`, 0 if none. */
-static uint16_t port_after(const char *at)
+/* The port of a "mooncake_master: <what> listening on HOST:PORT" line, 0 if
+ * the line is not one about `what`. */
+static uint16_t listen_port(const char *line, const char *what)
 {
-    const char *c = strchr(at, ':');
-    while (c) {
-        char *end;
-        unsigned long p = strtoul(c + 1, &end, 10);
-        if (end != c + 1 && p > 0 && p < 65536) return (uint16_t)p;
-        c = strchr(c + 1, ':');
-    }
-    return 0;
+    char pat[128];
+    snprintf(pat, sizeof pat, ": %s listening on ", what);
+    const char *at = strstr(line, pat);
+    if (!at) return 0;
+    const char *c = strrchr(at + strlen(pat), ':');
+    unsigned long p = c ? strtoul(c + 1, NULL, 10) : 0;
+    return p < 65536 ? (uint16_t)p : 0;
 }
 
 /* Starts mooncake_master; rpc/meta 0 = kernel-chosen ports. Reads its stdout
@@ -82,7 +82,9 @@ static int master_start(uint16_t rpc, uint16_t meta)
     snprintf(rpcs, sizeof rpcs, "%u", rpc);
     snprintf(metas, sizeof metas, "%u", meta);
     snprintf(ttl, sizeof ttl, "%d", CLIENT_TTL_S);
+    /* --port is what --rpc_port 0 falls back to: both 0 for a kernel-chosen port. */
     char *argv[] = {path,
+                    "--port", rpcs,
                     "--rpc_port", rpcs,
                     "--metrics_port", "0",
                     "--enable_http_metadata_server=true",
@@ -96,21 +98,19 @@ static int master_start(uint16_t rpc, uint16_t meta)
     if (rc) return rc;
     g_rpc_port = g_meta_port = 0;
     uint64_t deadline = now_ms() + 15000;
-    while (!(g_rpc_port && g_meta_port)) {
+    for (;;) { /* listener lines, then "mooncake_master: ready" */
         char line[1024];
         uint64_t now = now_ms();
         if (now >= deadline) return -ETIMEDOUT;
         rc = th_read_line(&g_master, line, sizeof line, (int)(deadline - now));
         if (rc) return rc;
         fprintf(stderr, "master: %s\n", line);
-        /* "... rpc ... HOST:PORT", "... metadata ... HOST:PORT" (any order, one
-         * or several lines). */
-        const char *m = strstr(line, "metadata");
-        const char *r = strstr(line, "rpc");
-        if (!r) r = strstr(line, "RPC");
-        if (m && port_after(m)) g_meta_port = port_after(m);
-        if (r && port_after(r) && (!m || r < m)) g_rpc_port = port_after(r);
+        uint16_t p;
+        if ((p = listen_port(line, "http metadata server"))) g_meta_port = p;
+        if ((p = listen_port(line, "rpc"))) g_rpc_port = p;
+        if (strstr(line, ": ready")) break;
     }
+    if (!g_rpc_port || !g_meta_port) return -EPROTO;
     snprintf(g_master_addr, sizeof g_master_addr, "127.0.0.1:%u", g_rpc_port);
     snprintf(g_meta_url, sizeof g_meta_url, "http://127.0.0.1:%u/metadata", g_meta_port);
     return 0;
@@ -152,7 +152,8 @@ static int group_teardown(void **state)
     mc_store_destroy(g_a);
     mc_store_destroy(g_b);
     g_a = g_b = NULL;
-    th_finish(&g_master, 5000);
+    if (th_alive(&g_master)) th_signal(&g_master, SIGTERM); /* graceful stop, exit 0 */
+    assert_int_equal(th_finish(&g_master, 5000), 0);
     th_reap_all();
     return 0;
 }
@@ -256,7 +257,7 @@ static void test_tcp_peer(void **state)
     assert_int_equal(th_spawn(&p, path, argv), 0);
     assert_int_equal(th_read_line(&p, line, sizeof line, 15000), 0);
     assert_int_equal(strncmp(line, "READY ", 6), 0);
-    char pname[256];
+    char pname[512];
     snprintf(pname, sizeof pname, "%s", line + 6);
 
     static const size_t sizes[] = {1, 65536, 1u << 20, 16u << 20};
@@ -534,7 +535,7 @@ static void test_killed_store(void **state)
     assert_int_equal(th_spawn(&p, path, argv), 0);
     assert_int_equal(th_read_line(&p, line, sizeof line, 15000), 0);
     assert_int_equal(strncmp(line, "READY ", 6), 0);
-    char pname[256];
+    char pname[512];
     snprintf(pname, sizeof pname, "%s", line + 6);
     assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "PUT kill/p 100000 5 %s", pname), 0);
     assert_string_equal(line, "RC 0");
