@@ -453,6 +453,15 @@ static int mf_json_text(const mf_def_t *d, json_t *v, char *buf, size_t cap, con
     return 0;
 }
 
+/* 1 when v (already validated for d) spells d's default: an ignored flag left
+ * at its default needs no warning. */
+static int mf_is_default(const mf_def_t *d, const char *v)
+{
+    if (d->type == MF_BOOL) return mf_bool_word(v) == mf_bool_word(d->def);
+    if (d->type == MF_DOUBLE) return strtod(v, NULL) == strtod(d->def, NULL);
+    return !strcmp(v, d->def);
+}
+
 /* Applies the JSON object in path to every flag not in explicit[]. */
 static int mf_load_config(mc_master_flags_t *f, const char *path, const unsigned char *explicit,
                           char *err, size_t errlen)
@@ -519,7 +528,8 @@ static int mf_load_config(mc_master_flags_t *f, const char *path, const unsigned
         }
         if (d->attr & MF_IGNORED) {
             f->ignored_count++;
-            MC_LOGW(mf_tag, "config file %s: key '%s' is not implemented, ignored", path, key);
+            if (!mf_is_default(d, text))
+                MC_LOGW(mf_tag, "config file %s: key '%s' is not implemented, ignored", path, key);
         }
     }
 out:
@@ -585,7 +595,8 @@ int mc_master_flags_parse(mc_master_flags_t *f, int argc, char *const argv[], ch
         explicit[d - mf_defs] = 1;
         if (d->attr & MF_IGNORED) {
             f->ignored_count++;
-            MC_LOGW(mf_tag, "flag %s is not implemented by this master, ignored", what);
+            if (!mf_is_default(d, v))
+                MC_LOGW(mf_tag, "flag %s is not implemented by this master, ignored", what);
         }
     }
 
