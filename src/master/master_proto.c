@@ -601,3 +601,27 @@ static int dec_finish(dec_t *d, const char **why)
     }
 MC_MP_METHODS(MC__MP_CODECS)
 #undef MC__MP_CODECS
+
+int mc_mp_check_payload(unsigned method, const uint8_t *p, size_t len, mc_mp_arena_t *a,
+                        const char **why)
+{
+    union {
+#define MC__MP_MEMBERS(N, id, l, rq, rp)                                                           \
+    mc_mp_##l##_req_t l##_req;                                                                     \
+    mc_mp_##l##_rep_t l##_rep;
+        MC_MP_METHODS(MC__MP_MEMBERS)
+#undef MC__MP_MEMBERS
+    } u;
+    switch (method) {
+#define MC__MP_CHECK(N, id, l, rq, rp)                                                             \
+    case id:                                                                                       \
+        return mc_mp_decode_##l##_req(p, len, a, &u.l##_req, why);                                 \
+    case id | MC_MP_REPLY:                                                                         \
+        return mc_mp_decode_##l##_rep(p, len, a, &u.l##_rep, why);
+        MC_MP_METHODS(MC__MP_CHECK)
+#undef MC__MP_CHECK
+    default:
+        *why = "unknown method";
+        return -1;
+    }
+}

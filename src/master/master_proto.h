@@ -141,6 +141,12 @@ typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;
 /* Appends a reply frame of `method` with a negative status and no payload. */
 int mc_mp_encode_status_rep(mc_mp_buf_t *b, uint8_t method, uint32_t req_id, int32_t status);
 
+/* Decodes a payload of `method` (with MC_MP_REPLY set: the reply) into a
+ * scratch message and drops it: 0 when valid, else -1 with *why. For tests,
+ * fuzzing and logs. */
+int mc_mp_check_payload(unsigned method, const uint8_t *p, size_t len, mc_mp_arena_t *a,
+                        const char **why);
+
 /* Upper-case name of a method ("PUT_START"), or NULL when unknown. */
 const char *mc_mp_method_name(unsigned method);
 
