@@ -371,6 +371,9 @@ int mc_store_close(mc_store_t *s)
     if (!s || !s->ready) return 0;
     s->ready = 0;
     int rc = 0;
+    /* The heartbeat first: a remount racing with the unmount would re-add
+     * a segment that is about to be freed. */
+    st_stop_heartbeat(s);
     if (s->seg_mounted) {
         rc = mc_master_client_unmount_segment(s->mc, s->segdesc.id, s->client_id);
         if (rc)

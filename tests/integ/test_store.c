@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -519,6 +520,87 @@ static void test_no_space(void **state)
     free(big);
 }
 
+/* ---- concurrent writers and readers under a checker ---- */
+
+/* Every key's value is a function of the key (size and bytes), so a checker
+ * needs no shared state: any successful get must return exactly those bytes. */
+static size_t mt_size(unsigned k)
+{
+    return 1 + (size_t)((k * 2654435761u) % (256u << 10));
+}
+
+typedef struct {
+    int id;
+    int fails; /* bytes that did not match, or unexpected errors */
+    int gets_ok;
+} mt_arg_t;
+
+static void *mt_main(void *p)
+{
+    mt_arg_t *a = p;
+    mc_store_t *s = (a->id & 1) ? g_b : g_a;
+    char *val = malloc(256u << 10), *got = malloc(256u << 10);
+    uint64_t r = (uint64_t)a->id * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < 300 && val && got; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        unsigned k = (unsigned)(r % 40);
+        char key[32];
+        snprintf(key, sizeof key, "mt/%u", k);
+        size_t size = mt_size(k);
+        int op = (int)((r >> 20) % 8);
+        if (op < 3) {
+            th_pattern(val, size, k);
+            int rc = mc_store_put(s, key, val, size, NULL);
+            if (rc && rc != MC_ERR_OBJECT_HAS_LEASE && rc != MC_ERR_REPLICA_IS_NOT_READY) {
+                fprintf(stderr, "mt put %s: %d\n", key, rc);
+                a->fails++;
+            }
+        } else if (op < 7) {
+            int64_t n = mc_store_get_into(s, key, got, 256u << 10);
+            if (n >= 0) {
+                th_pattern(val, size, k);
+                if ((size_t)n != size || memcmp(got, val, size) != 0) a->fails++;
+                else a->gets_ok++;
+            } else if (n != MC_ERR_OBJECT_NOT_FOUND && n != MC_ERR_REPLICA_IS_NOT_READY &&
+                       n != MC_ERR_LEASE_EXPIRED) {
+                fprintf(stderr, "mt get %s: %lld\n", key, (long long)n);
+                a->fails++;
+            }
+        } else {
+            int rc = mc_store_remove(s, key, 0);
+            if (rc && rc != MC_ERR_OBJECT_NOT_FOUND && rc != MC_ERR_OBJECT_HAS_LEASE &&
+                rc != MC_ERR_REPLICA_IS_NOT_READY) {
+                fprintf(stderr, "mt remove %s: %d\n", key, rc);
+                a->fails++;
+            }
+        }
+    }
+    free(val);
+    free(got);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    enum { T = 6 };
+    pthread_t th[T];
+    mt_arg_t args[T];
+    for (int i = 0; i < T; i++) {
+        args[i] = (mt_arg_t){.id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, mt_main, &args[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].fails, 0);
+        ok += args[i].gets_ok;
+    }
+    fprintf(stderr, "concurrent: %d verified gets\n", ok);
+    assert_true(ok > 0);
+    assert_true(mc_store_remove_all(g_a, 1) >= 0);
+}
+
 static int key_gone(void *key)
 {
     return mc_store_is_exist(g_a, key) == 0;
@@ -569,11 +651,23 @@ static int put_works(void *arg)
            mc_store_health_check(g_a) == 0 && mc_store_health_check(g_b) == 0;
 }
 
+static int master_down(void *arg)
+{
+    (void)arg;
+    return mc_store_health_check(g_a) == 2;
+}
+
 static void test_master_restart(void **state)
 {
     (void)state;
     uint16_t rpc = g_rpc_port, meta = g_meta_port;
     assert_int_equal(th_signal(&g_master, SIGKILL), 0);
+    /* The next heartbeat fails: health_check reports the master unreachable,
+     * and operations fail with an RPC error instead of hanging. */
+    assert_true(wait_for(master_down, NULL, 5000));
+    char v[8] = "x";
+    int prc = mc_store_put(g_b, "restart/down", v, 1, NULL);
+    assert_true(prc == MC_ERR_RPC_FAIL || prc == MC_ERR_RPC_TIMEOUT);
     /* The ports may need a moment to be free again: retry the start. */
     int rc = -1;
     for (int i = 0; i < 50 && rc; i++) {
@@ -619,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_replicas),
         cmocka_unit_test(test_remove_all_regex),
         cmocka_unit_test(test_no_space),
+        cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_killed_store),
         cmocka_unit_test(test_master_restart),
     };
