@@ -112,6 +112,7 @@ struct mc_master {
     _Atomic uint64_t next_replica_id;
     _Atomic int need_evict;
     _Atomic uint64_t last_zombie_scan_ms;
+    _Atomic uint64_t evict_epoch; /* bumped by every pass that evicted */
     pthread_mutex_t evict_mu; /* one eviction pass at a time */
 };
 
@@ -434,6 +435,7 @@ typedef struct {
     mseg_t *s;
     char **gone;
     size_t n, cap;
+    int oom;
 } purge_ctx_t;
 
 /* mc_map_each visitor: drops o's replicas on c->s (their space dies with the
@@ -450,12 +452,18 @@ static int purge_visit(const char *key, void *val, void *arg)
         if (c->n == c->cap) {
             size_t nc = c->cap ? c->cap * 2 : 16;
             char **ng = realloc(c->gone, nc * sizeof *ng);
-            if (!ng) return 0; /* retried below with the map walk */
+            if (!ng) {
+                c->oom = 1; /* the shard is walked again */
+                return 0;
+            }
             c->gone = ng;
             c->cap = nc;
         }
         char *k = strdup(key);
-        if (k) c->gone[c->n++] = k;
+        if (k)
+            c->gone[c->n++] = k;
+        else
+            c->oom = 1;
     }
     return 0;
 }
@@ -471,18 +479,21 @@ static void seg_purge(mc_master_t *m, mseg_t *s)
             pthread_mutex_unlock(&sh->mu);
             continue;
         }
-        purge_ctx_t c = {s, NULL, 0, 0};
-        mc_map_each(sh->map, purge_visit, &c);
-        for (size_t k = 0; k < c.n; k++) {
-            mobj_t *o = mc_map_del(sh->map, c.gone[k]);
-            if (o) {
-                obj_set_soft_pin(m, o, 0);
-                atomic_fetch_sub(&m->key_count, 1);
-                free(o);
+        for (int pass = 0; pass < 4; pass++) { /* more passes only after an OOM */
+            purge_ctx_t c = {s, NULL, 0, 0, 0};
+            mc_map_each(sh->map, purge_visit, &c);
+            for (size_t k = 0; k < c.n; k++) {
+                mobj_t *o = mc_map_del(sh->map, c.gone[k]);
+                if (o) {
+                    obj_set_soft_pin(m, o, 0);
+                    atomic_fetch_sub(&m->key_count, 1);
+                    free(o);
+                }
+                free(c.gone[k]);
             }
-            free(c.gone[k]);
+            free(c.gone);
+            if (!c.oom) break;
         }
-        free(c.gone);
         pthread_mutex_unlock(&sh->mu);
     }
     pthread_mutex_lock(&m->parked_mu);
@@ -656,7 +667,8 @@ static int fill_out(const mobj_t *o, int only_complete, mc_replica_t **out, size
     return 0;
 }
 
-static int evict_pass(mc_master_t *m, uint64_t now, int forced);
+#define EPOCH_NONE UINT64_MAX
+static int evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t seen_epoch);
 
 /* Validates a put/upsert; *soft and *ttl receive the soft pin to apply
  * (-1 = keep, for PRESERVE). */
@@ -702,6 +714,7 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     size_t want = cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS
                                                             : cfg->replica_num;
     for (int attempt = 0;; attempt++) {
+        uint64_t epoch = atomic_load(&m->evict_epoch);
         pthread_mutex_lock(&sh->mu);
         mobj_t *o = mc_map_get(sh->map, key);
         if (o) {
@@ -745,7 +758,7 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
         if (o->nrep == 0) {
             free(o);
             pthread_mutex_unlock(&sh->mu);
-            if (attempt == 0 && evict_pass(m, now, 1) > 0) continue;
+            if (attempt == 0 && evict_pass(m, now, 1, epoch) > 0) continue;
             if (m->cfg.eviction_ratio > 0) atomic_store(&m->need_evict, 1);
             return MC_ERR_NO_AVAILABLE_HANDLE;
         }
@@ -1107,9 +1120,12 @@ static size_t evict_class(mc_master_t *m, uint64_t now, int soft, size_t k, uint
 }
 
 /* One eviction pass: runs when usage is past the high watermark, or when
- * forced (a put found no space). Returns the number of objects evicted. Takes
- * no lock on entry; takes shard locks one at a time. */
-static int evict_pass(mc_master_t *m, uint64_t now, int forced)
+ * forced (a put found no space). A put passes the eviction epoch it saw before
+ * allocating: when another pass evicted since, it returns 1 at once without
+ * evicting (the put just retries), so a burst of failing puts does not evict
+ * once per put. Returns the number of objects evicted. Takes no lock on entry;
+ * takes shard locks one at a time. */
+static int evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t seen_epoch)
 {
     uint64_t cap = atomic_load(&m->capacity);
     if (cap == 0) return 0;
@@ -1124,6 +1140,10 @@ static int evict_pass(mc_master_t *m, uint64_t now, int forced)
     if (used - hwm > lower) lower = used - hwm;
 
     pthread_mutex_lock(&m->evict_mu);
+    if (seen_epoch != EPOCH_NONE && atomic_load(&m->evict_epoch) != seen_epoch) {
+        pthread_mutex_unlock(&m->evict_mu);
+        return 1;
+    }
     ev_collect_t c = {now, NULL, NULL, 0, 0, 0, 0, 0};
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         shard_t *sh = &m->shards[i];
@@ -1142,6 +1162,7 @@ static int evict_pass(mc_master_t *m, uint64_t now, int forced)
     }
     free(c.a);
     free(c.b);
+    if (evicted) atomic_fetch_add(&m->evict_epoch, 1);
     pthread_mutex_unlock(&m->evict_mu);
     return (int)evicted;
 }
@@ -1279,7 +1300,7 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms)
 {
     expire_clients(m, now_ms);
     int forced = atomic_exchange(&m->need_evict, 0);
-    evict_pass(m, now_ms, forced);
+    evict_pass(m, now_ms, forced, EPOCH_NONE);
     release_parked(m, now_ms);
     uint64_t last = atomic_load(&m->last_zombie_scan_ms);
     if (now_ms >= last + ZOMBIE_SCAN_INTERVAL_MS || now_ms < last) {

@@ -261,6 +261,45 @@ static void test_replicas_distinct_segments(void **state)
     }
 }
 
+static void test_free_ratio_first(void **state)
+{
+    (void)state;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    cfg.allocation_strategy = MC_ALLOC_FREE_RATIO_FIRST;
+    mc_master_t *m = mk(&cfg);
+    mount(m, CA, 1, "a:1", 0x100000, 4 * MiB, 0);
+    mount(m, CB, 1, "b:1", 0x100000, 4 * MiB, 0);
+    mount(m, CC, 1, "c:1", 0x100000, 4 * MiB, 0);
+    const char *pa[] = {"a:1"}, *pb[] = {"b:1"};
+    mc_replicate_config_t ca = rcfg(1), cb = rcfg(1), one = rcfg(1);
+    ca.npreferred = 1;
+    ca.preferred_segments = pa;
+    cb.npreferred = 1;
+    cb.preferred_segments = pb;
+    assert_int_equal(put_full(m, CA, "fa", 3 * MiB, &ca, 0), 0);
+    assert_int_equal(put_full(m, CA, "fb", 1 * MiB, &cb, 0), 0);
+    /* c:1 is the freest, then b:1 */
+    for (int i = 0; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "x%d", i);
+        mc_replica_t *r = NULL;
+        size_t n = 0;
+        assert_int_equal(mc_master_put_start(m, CA, key, 64 * KiB, &one, 0, &r, &n), 0);
+        assert_string_equal(r[0].endpoint, "c:1");
+        free(r);
+    }
+    mc_replicate_config_t two = rcfg(2);
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_put_start(m, CA, "y", 64 * KiB, &two, 0, &r, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(r[0].endpoint, "c:1");
+    assert_string_equal(r[1].endpoint, "b:1");
+    free(r);
+    mc_master_free(m);
+}
+
 static void test_best_effort_partial(void **state)
 {
     (void)state;
@@ -896,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_put_flow),
         cmocka_unit_test(test_replicas_distinct_segments),
+        cmocka_unit_test(test_free_ratio_first),
         cmocka_unit_test(test_best_effort_partial),
         cmocka_unit_test(test_no_segments),
         cmocka_unit_test(test_leases_and_remove),
