@@ -90,7 +90,9 @@ struct leg {
     leg_t *prev, *next; /* active list */
     CURL *easy;
     int kind, step, active, started, paused, body_seen, cancelled;
-    int whole; /* decode: a small non-SSE answer, relayed in one piece when complete */
+    int whole;   /* decode: a small non-SSE answer, relayed in one piece when complete */
+    int retried; /* completion legs are retried once elsewhere when the connect failed */
+    size_t body_len;
     req_t *req;
     inst_t *inst;
     struct curl_slist *hdrs;
@@ -472,6 +474,7 @@ static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const ch
     l->req = r;
     l->inst = in;
     l->body = body;
+    l->body_len = body_len;
     body = NULL;
     l->hdrs = hdrs;
     hdrs = NULL;
@@ -924,6 +927,38 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
     req_resume(r);
 }
 
+/* A completion leg that could not even connect (nothing reached the instance) is
+ * started once more on another eligible instance. Not for connector-mode prefill
+ * legs: the decode leg already names that prefiller. The leg is detached; on
+ * success it is replaced in its request and freed. Returns 0 when retried. */
+static int leg_retry(mc_proxy_t *px, leg_t *l)
+{
+    req_t *r = l->req;
+    if (l->rc != CURLE_COULDNT_CONNECT || l->retried || l->cancelled || !r || r->client_gone ||
+        r->resp_status || r->queued || r->stream_ready || !l->body)
+        return -EINVAL;
+    if (l->kind == LEG_PREFILL && px->cfg.mode == MC_PROXY_MODE_CONNECTOR) return -EINVAL;
+    int g = l->kind == LEG_PREFILL ? MC_PROXY_PREFILL : MC_PROXY_DECODE;
+    inst_t *alt = pick(px, g);
+    if (!alt || alt == l->inst) return -ENOENT;
+    MC_LOGW(TAG, "req %s: %s leg could not connect to %s; retrying on %s", r->reqid, group_name[g],
+            l->inst ? l->inst->name : "?", alt->name);
+    char *body = l->body;
+    size_t blen = l->body_len;
+    int kind = l->kind;
+    l->body = NULL;
+    if (r->p == l) r->p = NULL;
+    if (r->d == l) r->d = NULL;
+    leg_free(l);
+    if (g == MC_PROXY_PREFILL) snprintf(r->prefill_host, sizeof r->prefill_host, "%s", alt->host);
+    if (start_completion_leg(px, r, kind, alt, body, blen, -1) != 0) {
+        req_answer(r, 500, error_json(500, "internal_error", group_name[g], NULL, "out of memory"));
+        return 0; /* answered; the caller drops the old leg's reference */
+    }
+    (g == MC_PROXY_PREFILL ? r->p : r->d)->retried = 1;
+    return 0;
+}
+
 /* Called for every leg curl reports done (and for legs we time out). */
 static void leg_finished(mc_proxy_t *px, leg_t *l)
 {
@@ -943,6 +978,11 @@ static void leg_finished(mc_proxy_t *px, leg_t *l)
         inst_mark_failed(px, in, l->err[0] ? l->err : curl_easy_strerror(l->rc));
     if (l->kind == LEG_PROBE) {
         probe_finished(px, l);
+        return;
+    }
+    if (leg_retry(px, l) == 0) {
+        if (in) inst_maybe_free(px, in);
+        req_unref(r);
         return;
     }
     if (l->kind == LEG_PREFILL)

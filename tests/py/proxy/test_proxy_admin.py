@@ -261,3 +261,18 @@ def test_random_client_input_never_crashes(fakes, proxy):
     assert n > 50
     assert px.p.poll() is None
     assert px.request("POST", "/v1/completions", {"prompt": "x"})[0] == 200
+
+
+def test_dead_instance_is_skipped_without_failed_requests(fakes, proxy):
+    """An instance that dies between health checks: requests that could not connect to it
+    are sent to another instance of the group, so no request fails."""
+    ps, ds, px = demo(fakes, proxy, n_p=2, n_d=2, extra=["--health-interval-ms", "60000"])
+    ps[0].kill()
+    ds[1].kill()
+    for _ in range(8):
+        st, _, data = px.request("POST", "/v1/completions", {"prompt": "x"})
+        assert st == 200 and data == ds[0].answer_json(None)
+    s = px.status()
+    assert [i["healthy"] for i in s["prefill"]] == [False, True]
+    assert [i["healthy"] for i in s["decode"]] == [True, False]
+    assert "retrying on" in px.stderr()
