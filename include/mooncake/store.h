@@ -45,11 +45,11 @@ enum {
 /* Upstream's ReplicateConfig. A NULL config pointer means the defaults
  * (mc_store_config_init). */
 typedef struct {
-    size_t replica_num;              /* >= 1 (default 1) */
-    int with_soft_pin;               /* 1: soft pin with the master's default TTL */
-    int soft_pin_action;             /* MC_STORE_SOFT_PIN_*; ENABLE also when with_soft_pin */
-    uint64_t soft_pin_ttl_ms;        /* 0: master default (only with ENABLE) */
-    int with_hard_pin;               /* never evicted */
+    size_t replica_num;                    /* >= 1 (default 1) */
+    int with_soft_pin;                     /* 1: soft pin with the master's default TTL */
+    int soft_pin_action;                   /* MC_STORE_SOFT_PIN_*; ENABLE also when with_soft_pin */
+    uint64_t soft_pin_ttl_ms;              /* 0: master default (only with ENABLE) */
+    int with_hard_pin;                     /* never evicted */
     const char *const *preferred_segments; /* segment names tried first, in order */
     size_t preferred_segments_count;
     int prefer_alloc_in_same_node;
@@ -83,9 +83,8 @@ void mc_store_destroy(mc_store_t *s);
  * INTERNAL_ERROR when the TE could not start (every port tried), the master's
  * connect/mount errors otherwise. On failure the store may be set up again. */
 int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
-                   uint64_t global_segment_size, uint64_t local_buffer_size,
-                   const char *protocol, const char *device_names,
-                   const char *master_server_addr);
+                   uint64_t global_segment_size, uint64_t local_buffer_size, const char *protocol,
+                   const char *device_names, const char *master_server_addr);
 /* Unmounts the segment, stops the heartbeat, disconnects, frees the memory.
  * A store never set up: 0. */
 int mc_store_close(mc_store_t *s);
@@ -111,16 +110,14 @@ int mc_store_put_from(mc_store_t *s, const char *key, const void *buf, size_t le
 /* n objects, one master round trip each way, all transfers in one TE batch.
  * rcs[i] is each key's result; the return is the first error or 0. */
 int mc_store_batch_put_from(mc_store_t *s, const char *const *keys, void *const *bufs,
-                            const size_t *lens, size_t n, const mc_store_config_t *cfg,
-                            int *rcs);
+                            const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs);
 /* As batch_put_from with the local-buffer rule (upstream put_batch). */
 int mc_store_batch_put(mc_store_t *s, const char *const *keys, const void *const *values,
                        const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs);
 /* Object i is the concatenation of parts[i][0..nparts[i]) (vLLM's multi-buffer form). */
 int mc_store_batch_put_from_multi_buffers(mc_store_t *s, const char *const *keys,
-                                          const mc_store_iov_t *const *parts,
-                                          const size_t *nparts, size_t n,
-                                          const mc_store_config_t *cfg, int *rcs);
+                                          const mc_store_iov_t *const *parts, const size_t *nparts,
+                                          size_t n, const mc_store_config_t *cfg, int *rcs);
 
 /* ---- upserts: as the puts, but an existing key is overwritten ---- */
 int mc_store_upsert(mc_store_t *s, const char *key, const void *value, size_t len,
@@ -146,8 +143,8 @@ int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const 
                             const size_t *caps, size_t n, int64_t *res);
 /* Object i is scattered over parts[i][0..nparts[i]) in order. */
 int mc_store_batch_get_into_multi_buffers(mc_store_t *s, const char *const *keys,
-                                          const mc_store_iov_t *const *parts,
-                                          const size_t *nparts, size_t n, int64_t *res);
+                                          const mc_store_iov_t *const *parts, const size_t *nparts,
+                                          size_t n, int64_t *res);
 
 /* ---- queries and removal ---- */
 /* 1 exists, 0 not, negative error (grants a read lease, as upstream). */

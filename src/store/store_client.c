@@ -94,8 +94,8 @@ static int st_hold_port(uint16_t port)
 }
 
 /* Starts the TE under the name `name`; 0 or the TE's error (engine freed). */
-static int st_te_start(mc_store_t *s, const char *name, const char *metadata,
-                       const char *protocol, const char *devices)
+static int st_te_start(mc_store_t *s, const char *name, const char *metadata, const char *protocol,
+                       const char *devices)
 {
     int rc = mc_te_create(&s->te);
     if (rc) return rc;
@@ -116,14 +116,15 @@ static int st_start_engine(mc_store_t *s, const char *local_hostname, const char
     if (mc_net_split_hostport(local_hostname, host, sizeof host, &port) == 0 && port != 0) {
         snprintf(s->hostname, sizeof s->hostname, "%s", local_hostname);
         int rc = st_te_start(s, s->hostname, metadata, protocol, devices);
-        if (rc) MC_LOGE(TAG, "transfer engine for '%s' failed: %s", s->hostname, mc_te_strerror(rc));
+        if (rc)
+            MC_LOGE(TAG, "transfer engine for '%s' failed: %s", s->hostname, mc_te_strerror(rc));
         return rc ? MC_ERR_INTERNAL : 0;
     }
     snprintf(host, sizeof host, "%s", local_hostname);
     int64_t lo = mc_env_int("MC_STORE_CLIENT_MIN_PORT", MC_STORE_CLIENT_MIN_PORT, 1, 65535);
     int64_t hi = mc_env_int("MC_STORE_CLIENT_MAX_PORT", MC_STORE_CLIENT_MAX_PORT, lo, 65535);
-    int64_t tries = mc_env_int("MC_STORE_CLIENT_SETUP_RETRIES", MC_STORE_CLIENT_SETUP_RETRIES, 1,
-                               1000);
+    int64_t tries =
+        mc_env_int("MC_STORE_CLIENT_SETUP_RETRIES", MC_STORE_CLIENT_SETUP_RETRIES, 1, 1000);
     uint32_t r = 0;
     for (int64_t i = 0; i < tries; i++) {
         if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint32_t)mc_now_ns();
@@ -194,8 +195,10 @@ static int st_remount(mc_store_t *s)
 {
     st_republish(s);
     int rc = mc_master_client_remount_segments(s->mc, &s->segdesc, 1, s->client_id);
-    if (rc) MC_LOGW(TAG, "remount of '%s' failed: error %d", s->hostname, rc);
-    else MC_LOGI(TAG, "segment of '%s' remounted", s->hostname);
+    if (rc)
+        MC_LOGW(TAG, "remount of '%s' failed: error %d", s->hostname, rc);
+    else
+        MC_LOGI(TAG, "segment of '%s' remounted", s->hostname);
     return rc;
 }
 
@@ -274,13 +277,11 @@ static void st_teardown(mc_store_t *s)
 }
 
 int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
-                   uint64_t global_segment_size, uint64_t local_buffer_size,
-                   const char *protocol, const char *device_names,
-                   const char *master_server_addr)
+                   uint64_t global_segment_size, uint64_t local_buffer_size, const char *protocol,
+                   const char *device_names, const char *master_server_addr)
 {
     if (!s || s->ready || !local_hostname || !*local_hostname || !metadata_server ||
-        !master_server_addr || !*master_server_addr ||
-        strlen(local_hostname) >= MC_NAME_MAX - 8 ||
+        !master_server_addr || !*master_server_addr || strlen(local_hostname) >= MC_NAME_MAX - 8 ||
         strlen(master_server_addr) >= sizeof s->master_addr || local_buffer_size > (1ull << 40))
         return MC_ERR_INVALID_PARAMS;
     int rc;
@@ -307,8 +308,8 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
     }
 
     if (local_buffer_size) {
-        void *p = mmap(NULL, local_buffer_size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = mmap(NULL, local_buffer_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
         if (p == MAP_FAILED) {
             MC_LOGE(TAG, "local buffer of %llu bytes: %s", (unsigned long long)local_buffer_size,
                     strerror(errno));
@@ -338,8 +339,7 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
         d->base = (uint64_t)(uintptr_t)s->seg;
         d->size = s->seg_size;
         snprintf(d->te_endpoint, sizeof d->te_endpoint, "%s", s->te_name);
-        snprintf(d->protocol, sizeof d->protocol, "%s",
-                 protocol && *protocol ? protocol : "tcp");
+        snprintf(d->protocol, sizeof d->protocol, "%s", protocol && *protocol ? protocol : "tcp");
         snprintf(d->host_id, sizeof d->host_id, "%s", s->host_id);
         if ((rc = mc_master_client_mount_segment(s->mc, d, s->client_id))) {
             MC_LOGE(TAG, "mounting segment '%s' on master %s: error %d", s->hostname,
@@ -360,7 +360,8 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
             (unsigned long long)local_buffer_size, master_server_addr);
     return 0;
 fail:
-    if (s->seg_mounted && s->mc) mc_master_client_unmount_segment(s->mc, s->segdesc.id, s->client_id);
+    if (s->seg_mounted && s->mc)
+        mc_master_client_unmount_segment(s->mc, s->segdesc.id, s->client_id);
     st_teardown(s);
     s->hostname[0] = '\0';
     return rc;

@@ -14,9 +14,9 @@
 #include "mooncake/te.h"
 
 struct mc_store {
-    int ready;                     /* set up and not closed */
-    char hostname[MC_NAME_MAX];    /* "host:port", the store's identity */
-    char te_name[MC_NAME_MAX];     /* TE segment name (= hostname unless P2P) */
+    int ready;                  /* set up and not closed */
+    char hostname[MC_NAME_MAX]; /* "host:port", the store's identity */
+    char te_name[MC_NAME_MAX];  /* TE segment name (= hostname unless P2P) */
     char master_addr[MC_NAME_MAX];
     char host_id[128];
     mc_uuid_t client_id;
@@ -24,9 +24,9 @@ struct mc_store {
 
     mc_te_t *te;
     mc_master_client_t *mc;
-    mc_meta_t *meta;     /* our own handle on the metadata store, for re-publishing */
-    char *rpc_meta_val;  /* our rpc_meta record as published at setup */
-    char probe[64];      /* registered and unregistered to re-publish the descriptor */
+    mc_meta_t *meta;    /* our own handle on the metadata store, for re-publishing */
+    char *rpc_meta_val; /* our rpc_meta record as published at setup */
+    char probe[64];     /* registered and unregistered to re-publish the descriptor */
 
     void *seg; /* memfd-backed segment contributed to the pool */
     uint64_t seg_size;

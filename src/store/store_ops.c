@@ -89,8 +89,10 @@ static void st_local_copy(const st_op_t *op, char *mem, int opcode)
     for (size_t j = 0; j < op->niov && off < op->total; j++) {
         uint64_t len = op->iov[j].len;
         if (len > op->total - off) len = op->total - off;
-        if (opcode == MC_TE_WRITE) memcpy(mem + off, op->iov[j].ptr, len);
-        else memcpy(op->iov[j].ptr, mem + off, len);
+        if (opcode == MC_TE_WRITE)
+            memcpy(mem + off, op->iov[j].ptr, len);
+        else
+            memcpy(op->iov[j].ptr, mem + off, len);
         off += len;
     }
 }
@@ -214,7 +216,8 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
     mc_replicate_config_t rcfg;
     int rc = st_cfg(s, cfg, &rcfg);
     if (rc) {
-        for (size_t i = 0; i < n; i++) ops[i].rc = rc;
+        for (size_t i = 0; i < n; i++)
+            ops[i].rc = rc;
         return rc;
     }
     const char *skeys[ST_STACK_OPS];
@@ -240,9 +243,8 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
         for (size_t i = 0; i < n; i++) {
             st_op_t *op = &ops[i];
             if (op->rc) continue;
-            op->rc = upsert ? mc_master_client_upsert_start(s->mc, s->client_id, op->key,
-                                                            op->total, &rcfg, &op->reps,
-                                                            &op->nreps)
+            op->rc = upsert ? mc_master_client_upsert_start(s->mc, s->client_id, op->key, op->total,
+                                                            &rcfg, &op->reps, &op->nreps)
                             : mc_master_client_put_start(s->mc, s->client_id, op->key, op->total,
                                                          &rcfg, &op->reps, &op->nreps);
         }
@@ -293,16 +295,17 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
                             : mc_master_client_put_revoke(s->mc, s->client_id, keys[0]);
             rcs[0] = crc;
         } else {
-            crc = pass == 0
-                      ? mc_master_client_batch_put_end(s->mc, s->client_id, keys, m, rcs)
-                      : mc_master_client_batch_put_revoke(s->mc, s->client_id, keys, m, rcs);
+            crc = pass == 0 ? mc_master_client_batch_put_end(s->mc, s->client_id, keys, m, rcs)
+                            : mc_master_client_batch_put_revoke(s->mc, s->client_id, keys, m, rcs);
             if (crc)
-                for (size_t k = 0; k < m; k++) rcs[k] = crc;
+                for (size_t k = 0; k < m; k++)
+                    rcs[k] = crc;
         }
         m = 0;
         for (size_t i = 0; i < n; i++) {
             if (ops[i].started != 1 || ((ops[i].rc == 0) != (pass == 0))) continue;
-            if (pass == 0 && rcs[m]) ops[i].rc = rcs[m];
+            if (pass == 0 && rcs[m])
+                ops[i].rc = rcs[m];
             else if (pass == 1 && rcs[m])
                 MC_LOGW(TAG, "revoking put of '%s': error %d", ops[i].key, rcs[m]);
             m++;
@@ -339,8 +342,8 @@ static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n)
     size_t *nreps = NULL;
     if (n == 1) {
         if (!ops[0].rc)
-            ops[0].rc = mc_master_client_get_replicas(s->mc, ops[0].key, &ops[0].reps,
-                                                      &ops[0].nreps, &ttl);
+            ops[0].rc =
+                mc_master_client_get_replicas(s->mc, ops[0].key, &ops[0].reps, &ops[0].nreps, &ttl);
     } else {
         if (n > ST_STACK_OPS) {
             rcs = malloc(n * sizeof *rcs);
@@ -503,7 +506,8 @@ static int st_put_batch(mc_store_t *s, const char *const *keys, void *const *buf
     if (!ops || !iov) {
         if (ops != sops) free(ops);
         if (iov != siov) free(iov);
-        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INTERNAL;
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = MC_ERR_INTERNAL;
         return MC_ERR_INTERNAL;
     }
     uint64_t staged_total = 0;
@@ -516,8 +520,10 @@ static int st_put_batch(mc_store_t *s, const char *const *keys, void *const *buf
             st_op_init(s, &ops[i], keys[i], &iov[i], 1, staged);
         }
         if (!ops[i].rc && ops[i].total == 0) {
-            if (staged) ops[i].rc = MC_ERR_INVALID_PARAMS;
-            else ops[i].started = -1; /* nothing to store: success */
+            if (staged)
+                ops[i].rc = MC_ERR_INVALID_PARAMS;
+            else
+                ops[i].started = -1; /* nothing to store: success */
         }
         if (!ops[i].rc && staged) {
             staged_total += ops[i].total;
@@ -529,7 +535,8 @@ static int st_put_batch(mc_store_t *s, const char *const *keys, void *const *buf
     size_t sidx[ST_STACK_OPS];
     size_t *idx = n > ST_STACK_OPS ? malloc(n * sizeof *idx) : sidx;
     if (!idx) {
-        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INTERNAL;
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = MC_ERR_INTERNAL;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -541,7 +548,8 @@ static int st_put_batch(mc_store_t *s, const char *const *keys, void *const *buf
         idx[live++] = i;
     }
     if (live) st_put_core(s, ops, live, cfg, upsert);
-    for (size_t k = 0; k < live; k++) rcs[idx[k]] = ops[k].rc;
+    for (size_t k = 0; k < live; k++)
+        rcs[idx[k]] = ops[k].rc;
     if (idx != sidx) free(idx);
 out:
     if (ops != sops) free(ops);
@@ -560,21 +568,19 @@ int mc_store_batch_put_from(mc_store_t *s, const char *const *keys, void *const 
 int mc_store_batch_put(mc_store_t *s, const char *const *keys, const void *const *values,
                        const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs)
 {
-    return st_put_batch(s, keys, (void *const *)(uintptr_t)values, lens, NULL, NULL, n, cfg, rcs,
-                        1, 0);
+    return st_put_batch(s, keys, (void *const *)(uintptr_t)values, lens, NULL, NULL, n, cfg, rcs, 1,
+                        0);
 }
 
 int mc_store_batch_put_from_multi_buffers(mc_store_t *s, const char *const *keys,
-                                          const mc_store_iov_t *const *parts,
-                                          const size_t *nparts, size_t n,
-                                          const mc_store_config_t *cfg, int *rcs)
+                                          const mc_store_iov_t *const *parts, const size_t *nparts,
+                                          size_t n, const mc_store_config_t *cfg, int *rcs)
 {
     return st_put_batch(s, keys, NULL, NULL, parts, nparts, n, cfg, rcs, 0, 0);
 }
 
 int mc_store_batch_upsert_from(mc_store_t *s, const char *const *keys, void *const *bufs,
-                               const size_t *lens, size_t n, const mc_store_config_t *cfg,
-                               int *rcs)
+                               const size_t *lens, size_t n, const mc_store_config_t *cfg, int *rcs)
 {
     return st_put_batch(s, keys, bufs, lens, NULL, NULL, n, cfg, rcs, 0, 1);
 }
@@ -659,7 +665,8 @@ static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *buf
     if (!ops || !iov) {
         if (ops != sops) free(ops);
         if (iov != siov) free(iov);
-        for (size_t i = 0; i < n; i++) res[i] = MC_ERR_INTERNAL;
+        for (size_t i = 0; i < n; i++)
+            res[i] = MC_ERR_INTERNAL;
         return MC_ERR_INTERNAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -671,7 +678,8 @@ static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *buf
         }
     }
     int rc = st_get_core(s, ops, n);
-    for (size_t i = 0; i < n; i++) res[i] = ops[i].rc ? ops[i].rc : (int64_t)ops[i].total;
+    for (size_t i = 0; i < n; i++)
+        res[i] = ops[i].rc ? ops[i].rc : (int64_t)ops[i].total;
     if (ops != sops) free(ops);
     if (iov != siov) free(iov);
     return rc;
@@ -684,8 +692,8 @@ int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const 
 }
 
 int mc_store_batch_get_into_multi_buffers(mc_store_t *s, const char *const *keys,
-                                          const mc_store_iov_t *const *parts,
-                                          const size_t *nparts, size_t n, int64_t *res)
+                                          const mc_store_iov_t *const *parts, const size_t *nparts,
+                                          size_t n, int64_t *res)
 {
     return st_get_batch(s, keys, NULL, NULL, parts, nparts, n, res);
 }

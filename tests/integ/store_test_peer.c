@@ -27,8 +27,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     mc_store_t *s;
     if (mc_store_create(&s)) return 1;
-    int rc = mc_store_setup(s, "127.0.0.1", argv[2], strtoull(argv[3], NULL, 10), 32u << 20,
-                            "tcp", NULL, argv[1]);
+    int rc = mc_store_setup(s, "127.0.0.1", argv[2], strtoull(argv[3], NULL, 10), 32u << 20, "tcp",
+                            NULL, argv[1]);
     if (rc) {
         printf("FAIL %d\n", rc);
         mc_store_destroy(s);
@@ -68,9 +68,12 @@ int main(int argc, char **argv)
         } else if (strcmp(cmd, "GET") == 0) {
             int64_t got = mc_store_get_into(s, key, buf, size);
             size_t bad = 0;
-            while (got == (int64_t)size && bad < size && buf[bad] == want[bad]) bad++;
-            if (got == (int64_t)size && bad < size) printf("BAD %zu\n", bad);
-            else printf("RC %" PRId64 "\n", got);
+            while (got == (int64_t)size && bad < size && buf[bad] == want[bad])
+                bad++;
+            if (got == (int64_t)size && bad < size)
+                printf("BAD %zu\n", bad);
+            else
+                printf("RC %" PRId64 "\n", got);
         } else {
             printf("ERR unknown command\n");
         }

@@ -85,15 +85,23 @@ static int master_start(uint16_t rpc, uint16_t meta)
     snprintf(ttl, sizeof ttl, "%d", CLIENT_TTL_S);
     /* --port is what --rpc_port 0 falls back to: both 0 for a kernel-chosen port. */
     char *argv[] = {path,
-                    "--port", rpcs,
-                    "--rpc_port", rpcs,
-                    "--metrics_port", "0",
+                    "--port",
+                    rpcs,
+                    "--rpc_port",
+                    rpcs,
+                    "--metrics_port",
+                    "0",
                     "--enable_http_metadata_server=true",
-                    "--http_metadata_server_port", metas,
-                    "--http_metadata_server_host", "127.0.0.1",
-                    "--rpc_address", "127.0.0.1",
-                    "--default_kv_lease_ttl", "500",
-                    "--client_ttl", ttl,
+                    "--http_metadata_server_port",
+                    metas,
+                    "--http_metadata_server_host",
+                    "127.0.0.1",
+                    "--rpc_address",
+                    "127.0.0.1",
+                    "--default_kv_lease_ttl",
+                    "500",
+                    "--client_ttl",
+                    ttl,
                     NULL};
     int rc = th_spawn(&g_master, path, argv);
     if (rc) return rc;
@@ -281,18 +289,16 @@ static void test_tcp_peer(void **state)
         mc_store_config_t cfg;
         cfg_prefer(&cfg, &pref);
         assert_int_equal(mc_store_put(g_a, key, want, sizes[i], &cfg), 0);
-        assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key,
-                                sizes[i], seed),
-                         0);
+        assert_int_equal(
+            th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key, sizes[i], seed), 0);
         char expect[64];
         snprintf(expect, sizeof expect, "RC %zu", sizes[i]);
         assert_string_equal(line, expect);
         snprintf(key, sizeof key, "tcp/aa/%zu", sizes[i]);
         pref = g_a_name;
         assert_int_equal(mc_store_put(g_a, key, want, sizes[i], &cfg), 0);
-        assert_int_equal(th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key,
-                                sizes[i], seed),
-                         0);
+        assert_int_equal(
+            th_cmd(&p, line, sizeof line, 30000, "GET %s %zu %" PRIu64, key, sizes[i], seed), 0);
         assert_string_equal(line, expect);
         free(want);
         free(got);
@@ -342,9 +348,11 @@ static void test_zero_copy(void **state)
     memset(dst, 0, off);
     cfg.preferred_segments_count = 0;
     assert_int_equal(mc_store_batch_put_from(g_a, keys, bufs, lens, N, &cfg, rcs), 0);
-    for (int i = 0; i < N; i++) assert_int_equal(rcs[i], 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rcs[i], 0);
     assert_int_equal(mc_store_batch_get_into(g_b, keys, outs, lens, N, res), 0);
-    for (int i = 0; i < N; i++) assert_int_equal(res[i], (int64_t)lens[i]);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(res[i], (int64_t)lens[i]);
     assert_memory_equal(dst, src, off);
     /* Existing keys: success, no overwrite. */
     th_pattern(src, lens[0], rand_seed());
@@ -390,13 +398,13 @@ static void test_zero_copy(void **state)
     assert_int_equal(mc_store_batch_get_into_multi_buffers(g_b, mk, po, np, 2, res), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(res[i], 3000 + 33333 * 3);
-        for (int j = 0; j < 3; j++) assert_memory_equal(pout[i][j].ptr, pin[i][j].ptr, pin[i][j].len);
+        for (int j = 0; j < 3; j++)
+            assert_memory_equal(pout[i][j].ptr, pin[i][j].ptr, pin[i][j].len);
     }
     /* put_parts: one object from the pieces, read back whole. */
     assert_int_equal(mc_store_put_parts(g_a, "zc/parts", pin[0], 3, NULL), 0);
     char *whole = malloc(3000 + 33333 * 3);
-    assert_int_equal(mc_store_get_into(g_b, "zc/parts", whole, 3000 + 33333 * 3),
-                     3000 + 33333 * 3);
+    assert_int_equal(mc_store_get_into(g_b, "zc/parts", whole, 3000 + 33333 * 3), 3000 + 33333 * 3);
     size_t w = 0;
     for (int j = 0; j < 3; j++) {
         assert_memory_equal(whole + w, pin[0][j].ptr, pin[0][j].len);
@@ -490,7 +498,8 @@ static void test_remove_all_regex(void **state)
     char val[100];
     th_pattern(val, sizeof val, 3);
     const char *keys[] = {"rx/a1", "rx/a2", "ry/b"};
-    for (int i = 0; i < 3; i++) assert_int_equal(mc_store_put(g_a, keys[i], val, sizeof val, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mc_store_put(g_a, keys[i], val, sizeof val, NULL), 0);
     assert_int_equal(mc_store_remove_by_regex(g_b, "^rx/", 0), 2);
     assert_int_equal(mc_store_is_exist(g_b, "rx/a1"), 0);
     assert_int_equal(mc_store_is_exist(g_b, "ry/b"), 1);
@@ -559,8 +568,10 @@ static void *mt_main(void *p)
             int64_t n = mc_store_get_into(s, key, got, 256u << 10);
             if (n >= 0) {
                 th_pattern(val, size, k);
-                if ((size_t)n != size || memcmp(got, val, size) != 0) a->fails++;
-                else a->gets_ok++;
+                if ((size_t)n != size || memcmp(got, val, size) != 0)
+                    a->fails++;
+                else
+                    a->gets_ok++;
             } else if (n != MC_ERR_OBJECT_NOT_FOUND && n != MC_ERR_REPLICA_IS_NOT_READY &&
                        n != MC_ERR_LEASE_EXPIRED) {
                 fprintf(stderr, "mt get %s: %lld\n", key, (long long)n);
@@ -623,7 +634,10 @@ static void test_killed_store(void **state)
     assert_string_equal(line, "RC 0");
     char val[100];
     th_pattern(val, sizeof val, 9);
-    assert_int_equal(mc_store_put(g_a, "kill/a", val, sizeof val, NULL), 0);
+    mc_store_config_t cfg; /* in A's segment: random placement could pick the peer's */
+    const char *pref = g_a_name;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put(g_a, "kill/a", val, sizeof val, &cfg), 0);
     char *got = malloc(100000), *want = malloc(100000);
     th_pattern(want, 100000, 5);
     assert_int_equal(mc_store_get_into(g_b, "kill/p", got, 100000), 100000);
