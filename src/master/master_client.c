@@ -7,6 +7,7 @@
  * reply is then dropped). When the connection fails, the reader fails every
  * waiter with RPC_FAIL and marks the connection broken; the next call closes
  * it, joins the reader and connects again (with the version handshake).
+ * A timed-out request leaves the connection as it is.
  * Lock order: mu before wmu. */
 #include "master_client.h"
 
@@ -48,8 +49,10 @@ struct mc_master_client {
     pthread_condattr_t cattr;
     int fd;      /* -1: not connected */
     uint64_t gen; /* connection generation */
-    int broken;  /* the reader saw the connection fail */
-    int reader_live;
+    int broken;      /* the connection failed (reader or a sender saw it) */
+    int reader_done; /* the reader failed its waiters and is exiting */
+    int reader_live; /* started and not joined */
+    pthread_cond_t state_cv; /* reader_done changed */
     int closing;
     pthread_t reader;
     uint32_t next_id;
@@ -156,7 +159,9 @@ fail:
     if (why && !c->closing)
         MC_LOGW(TAG, "master %s: connection lost (%s)", peer, why);
     c->broken = 1;
+    c->reader_done = 1;
     fail_all_locked(c);
+    pthread_cond_broadcast(&c->state_cv);
     pthread_mutex_unlock(&c->mu);
     free(buf);
     return NULL;
@@ -231,24 +236,33 @@ out:
     return rc;
 }
 
-/* Makes sure a live connection exists: closes a broken one (joining its
- * reader) and connects again. Caller holds mu. */
+/* Makes sure a live connection exists: retires a broken one (waking its
+ * reader with shutdown, waiting until it has failed its waiters, joining it)
+ * and connects again. Caller holds mu (released while waiting). */
 static int ensure_connected_locked(mc_master_client_t *c)
 {
-    if (c->fd >= 0 && !c->broken) return 0;
-    if (c->fd >= 0) {
-        pthread_mutex_lock(&c->wmu);
-        shutdown(c->fd, SHUT_RDWR);
-        close(c->fd);
-        c->fd = -1;
-        c->gen++;
-        pthread_mutex_unlock(&c->wmu);
-    }
-    if (c->reader_live) { /* broken is set: the reader is past its last lock */
-        pthread_join(c->reader, NULL);
-        c->reader_live = 0;
+    for (;;) {
+        if (c->fd >= 0 && !c->broken) return 0;
+        if (c->reader_live) {
+            if (!c->reader_done) {
+                shutdown(c->fd, SHUT_RDWR);
+                pthread_cond_wait(&c->state_cv, &c->mu);
+                continue; /* another caller may have reconnected meanwhile */
+            }
+            pthread_join(c->reader, NULL);
+            c->reader_live = 0;
+        }
+        if (c->fd >= 0) {
+            pthread_mutex_lock(&c->wmu);
+            close(c->fd);
+            c->fd = -1;
+            c->gen++;
+            pthread_mutex_unlock(&c->wmu);
+        }
+        break;
     }
     c->broken = 0;
+    c->reader_done = 0;
     int fd = -1;
     int e = mc_sock_connect(c->host, c->port,
                             c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
@@ -269,6 +283,7 @@ static int ensure_connected_locked(mc_master_client_t *c)
     pthread_mutex_unlock(&c->wmu);
     if (pthread_create(&c->reader, NULL, reader_main, c)) {
         c->broken = 1;
+        c->reader_done = 1;
         return MC_ERR_INTERNAL;
     }
     c->reader_live = 1;
@@ -292,6 +307,7 @@ int mc_master_client_connect(const char *addr, mc_master_client_t **out)
     pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_init(&c->cattr);
     pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->state_cv, NULL);
     pthread_mutex_lock(&c->mu);
     int rc = ensure_connected_locked(c);
     pthread_mutex_unlock(&c->mu);
@@ -312,6 +328,7 @@ void mc_master_client_close(mc_master_client_t *c)
     pthread_mutex_unlock(&c->mu);
     if (c->reader_live) pthread_join(c->reader, NULL);
     if (c->fd >= 0) close(c->fd);
+    pthread_cond_destroy(&c->state_cv);
     pthread_condattr_destroy(&c->cattr);
     pthread_mutex_destroy(&c->wmu);
     pthread_mutex_destroy(&c->mu);
@@ -363,6 +380,7 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
         MC_LOGW(TAG, "master %s:%u: send failed: %s", c->host, c->port, strerror(-e));
         pthread_mutex_lock(&c->mu);
         unlink_locked(c, &w);
+        if (gen == c->gen) c->broken = 1; /* the next call reconnects */
         pthread_mutex_unlock(&c->mu);
         rc = MC_ERR_RPC_FAIL;
         goto out;
@@ -416,6 +434,8 @@ out:
     return rc;
 }
 
+static const uint8_t empty_[1];
+
 static int enc_err(int e)
 {
     return e == -ENOMEM ? MC_ERR_INTERNAL : MC_ERR_INVALID_PARAMS;
@@ -432,7 +452,7 @@ static int enc_err(int e)
         rc = e_ ? enc_err(e_) : rpc(c, &b_, &pl_, &n_);                                            \
         mc_mp_buf_free(&b_);                                                                       \
         const char *why_ = NULL;                                                                   \
-        if (rc == 0 && mc_mp_decode_##l##_rep(pl_, n_, a, repp, &why_)) {                          \
+        if (rc == 0 && mc_mp_decode_##l##_rep(pl_ ? pl_ : empty_, n_, a, repp, &why_)) {             \
             MC_LOGE(TAG, "master %s:%u: bad %s reply: %s", c->host, c->port, #l, why_);            \
             rc = MC_ERR_RPC_FAIL;                                                                  \
         }                                                                                          \
