@@ -198,6 +198,17 @@ static const mf_def_t mf_defs[] = {
     MF_IGNS("cxl_path", "/dev/dax0.0"),
     MF_IGNU("cxl_size", "8589934592"),
     MF_IGNS("log_dir", ""),
+    /* glog's own flags, which upstream's binary also takes (log level: MC_LOG_LEVEL) */
+    {"v", MF_INT, MF_NONE, 0, INT64_MIN, INT64_MAX, 0, 0, "0", MF_IGNORED | MF_FLAG_ONLY, NULL,
+     NULL},
+    {"minloglevel", MF_INT, MF_NONE, 0, INT64_MIN, INT64_MAX, 0, 0, "0", MF_IGNORED | MF_FLAG_ONLY,
+     NULL, NULL},
+    {"stderrthreshold", MF_INT, MF_NONE, 0, INT64_MIN, INT64_MAX, 0, 0, "2",
+     MF_IGNORED | MF_FLAG_ONLY, NULL, NULL},
+    {"logtostderr", MF_BOOL, MF_NONE, 0, 0, 0, 0, 0, "false", MF_IGNORED | MF_FLAG_ONLY, NULL,
+     NULL},
+    {"alsologtostderr", MF_BOOL, MF_NONE, 0, 0, 0, 0, 0, "false", MF_IGNORED | MF_FLAG_ONLY, NULL,
+     NULL},
 };
 #define MF_NDEFS (sizeof mf_defs / sizeof mf_defs[0])
 

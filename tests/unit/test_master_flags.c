@@ -271,6 +271,9 @@ static void test_help_and_ignored(void **state)
              "--etcd_endpoints", "a;b", "--quota_bytes=100", "--offload_cap_ratio=0.3",
              "--noenable_metric_reporting", "--log_dir=/tmp");
     assert_int_equal(f.ignored_count, 8);
+    PARSE_OK(&f, "-v=1", "--logtostderr", "--minloglevel", "0");
+    assert_int_equal(f.ignored_count, 3);
+    parse_bad("--v", "'x'", "-v", "x", (char *)NULL);
     parse_bad("--enable_ha", "not supported", "--enable_ha", (char *)NULL);
     parse_bad("--enable_ha", "not supported", "--enable_ha=true", (char *)NULL);
     parse_bad("--quota_bytes", "'-1'", "--quota_bytes=-1", (char *)NULL);
