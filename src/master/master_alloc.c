@@ -21,7 +21,7 @@
 #define NSL 8
 
 struct mc_alloc_blk {
-    uint64_t addr, size; /* size in bytes, a multiple of MC_ALLOC_ALIGN */
+    uint64_t addr, size;                /* size in bytes, a multiple of MC_ALLOC_ALIGN */
     struct mc_alloc_blk *prev, *next;   /* neighbours by address */
     struct mc_alloc_blk *fprev, *fnext; /* bin list, when free */
     int free;

@@ -113,7 +113,7 @@ struct mc_master {
     _Atomic int need_evict;
     _Atomic uint64_t last_zombie_scan_ms;
     _Atomic uint64_t evict_epoch; /* bumped by every pass that evicted */
-    pthread_mutex_t evict_mu; /* one eviction pass at a time */
+    pthread_mutex_t evict_mu;     /* one eviction pass at a time */
 };
 
 void mc_master_config_default(mc_master_config_t *cfg)
@@ -231,7 +231,8 @@ static void obj_set_soft_pin(mc_master_t *m, mobj_t *o, int on)
  * Caller holds the shard lock. */
 static void obj_erase_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o)
 {
-    for (size_t i = 0; i < o->nrep; i++) rep_release(m, &o->rep[i]);
+    for (size_t i = 0; i < o->nrep; i++)
+        rep_release(m, &o->rep[i]);
     mc_map_del(sh->map, key);
     obj_set_soft_pin(m, o, 0);
     atomic_fetch_sub(&m->key_count, 1);
@@ -293,7 +294,8 @@ void mc_master_free(mc_master_t *m)
         mc_map_free(m->shards[i].map, free);
         pthread_mutex_destroy(&m->shards[i].mu);
     }
-    for (size_t i = 0; i < m->nsegs; i++) seg_free(m->segs[i]);
+    for (size_t i = 0; i < m->nsegs; i++)
+        seg_free(m->segs[i]);
     free(m->segs);
     while (m->parked) {
         parked_t *p = m->parked;
@@ -420,8 +422,8 @@ int mc_master_mount_segment(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t c
     return rc < 0 ? rc : 0;
 }
 
-int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n,
-                               mc_uuid_t client, uint64_t now_ms)
+int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n, mc_uuid_t client,
+                               uint64_t now_ms)
 {
     for (size_t i = 0; i < n; i++) {
         int rc = seg_mount(m, &segs[i], client);
@@ -586,8 +588,7 @@ static int cmp_free_ratio(const void *a, const void *b)
  * preferred segments in order, then same-host segments when asked, then the
  * strategy (free_ratio_first: a sample sorted by free ratio), then a walk over
  * every segment from a random start. Caller holds the shard lock. */
-static void alloc_replicas(mc_master_t *m, mobj_t *o, size_t want,
-                           const mc_replicate_config_t *cfg)
+static void alloc_replicas(mc_master_t *m, mobj_t *o, size_t want, const mc_replicate_config_t *cfg)
 {
     pthread_rwlock_rdlock(&m->seg_lock);
     size_t n = m->nsegs;
@@ -611,14 +612,17 @@ static void alloc_replicas(mc_master_t *m, mobj_t *o, size_t want,
             if (!sample) sample = malloc(n * sizeof *sample);
             if (sample) {
                 size_t start = (size_t)(rand64() % n);
-                for (size_t i = 0; i < k; i++) sample[i] = m->segs[(start + i) % n];
+                for (size_t i = 0; i < k; i++)
+                    sample[i] = m->segs[(start + i) % n];
                 qsort(sample, k, sizeof *sample, cmp_free_ratio);
-                for (size_t i = 0; !got && i < k; i++) got = try_seg(m, o, sample[i]);
+                for (size_t i = 0; !got && i < k; i++)
+                    got = try_seg(m, o, sample[i]);
             }
         }
         if (!got) {
             size_t start = (size_t)(rand64() % n);
-            for (size_t i = 0; !got && i < n; i++) got = try_seg(m, o, m->segs[(start + i) % n]);
+            for (size_t i = 0; !got && i < n; i++)
+                got = try_seg(m, o, m->segs[(start + i) % n]);
         }
         if (!got) break;
     }
@@ -661,7 +665,8 @@ static int fill_out(const mobj_t *o, int only_complete, mc_replica_t **out, size
     if (!r) return MC_ERR_INTERNAL;
     k = 0;
     for (size_t i = 0; i < o->nrep; i++)
-        if (!only_complete || o->rep[i].status == MC_REPLICA_COMPLETE) rep_fill(o, &o->rep[i], &r[k++]);
+        if (!only_complete || o->rep[i].status == MC_REPLICA_COMPLETE)
+            rep_fill(o, &o->rep[i], &r[k++]);
     *out = r;
     *n = k;
     return 0;
@@ -711,8 +716,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     int rc = check_put(key, size, cfg, &m->cfg, &soft, &ttl);
     if (rc) return rc;
     shard_t *sh = shard_of(m, key);
-    size_t want = cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS
-                                                            : cfg->replica_num;
+    size_t want =
+        cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS : cfg->replica_num;
     for (int attempt = 0;; attempt++) {
         uint64_t epoch = atomic_load(&m->evict_epoch);
         pthread_mutex_lock(&sh->mu);
@@ -729,7 +734,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_REPLICA_BUSY;
             } else if (o->size == size) { /* update in place */
-                for (size_t i = 0; i < o->nrep; i++) o->rep[i].status = MC_REPLICA_PROCESSING;
+                for (size_t i = 0; i < o->nrep; i++)
+                    o->rep[i].status = MC_REPLICA_PROCESSING;
                 o->client = client;
                 o->put_start_ms = now;
                 if (soft >= 0) {
@@ -763,7 +769,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
             return MC_ERR_NO_AVAILABLE_HANDLE;
         }
         if (mc_map_put(sh->map, key, o, NULL) != 0) {
-            for (size_t i = 0; i < o->nrep; i++) rep_release(m, &o->rep[i]);
+            for (size_t i = 0; i < o->nrep; i++)
+                rep_release(m, &o->rep[i]);
             free(o);
             pthread_mutex_unlock(&sh->mu);
             return MC_ERR_INTERNAL;
@@ -802,7 +809,8 @@ int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_
     } else if (!uuid_eq(o->client, client)) {
         rc = MC_ERR_ILLEGAL_CLIENT;
     } else if (has_status(o, MC_REPLICA_PROCESSING)) {
-        for (size_t i = 0; i < o->nrep; i++) o->rep[i].status = MC_REPLICA_COMPLETE;
+        for (size_t i = 0; i < o->nrep; i++)
+            o->rep[i].status = MC_REPLICA_COMPLETE;
         o->lease_ms = now_ms;
         if (o->soft_pin && o->soft_pin_deadline_ms == 0)
             o->soft_pin_deadline_ms = now_ms + o->soft_pin_ttl_ms;
@@ -1095,7 +1103,8 @@ static size_t evict_class(mc_master_t *m, uint64_t now, int soft, size_t k, uint
     qsort(leases, nl, sizeof *leases, cmp_u64);
     uint64_t thr = leases[k - 1];
     size_t nless = 0;
-    while (nless < nl && leases[nless] < thr) nless++;
+    while (nless < nl && leases[nless] < thr)
+        nless++;
     ev_pick_t c = {now, thr, soft, k - nless, k, NULL, 0, 0};
     size_t evicted = 0;
     for (size_t i = 0; i < MC_MASTER_SHARDS && c.budget > 0; i++) {
@@ -1206,7 +1215,8 @@ static void expire_clients(mc_master_t *m, uint64_t now)
     exp_ctx_t c = {now, NULL, 0, 0};
     pthread_mutex_lock(&m->client_mu);
     mc_map_each(m->clients, exp_visit, &c);
-    for (size_t i = 0; i < c.n; i++) free(mc_map_del(m->clients, c.v[i].key));
+    for (size_t i = 0; i < c.n; i++)
+        free(mc_map_del(m->clients, c.v[i].key));
     pthread_mutex_unlock(&m->client_mu);
     for (size_t i = 0; i < c.n; i++) {
         free(c.v[i].key);

@@ -171,7 +171,8 @@ static void test_random_stress(void **state)
     }
     check_disjoint(live, n, base, base + size);
     assert_int_equal(mc_alloc_check(a), 0);
-    while (n) mc_alloc_put(a, live[--n].b);
+    while (n)
+        mc_alloc_put(a, live[--n].b);
     assert_int_equal(mc_alloc_used(a), 0);
     assert_int_equal(mc_alloc_largest_free(a), mc_alloc_capacity(a));
     assert_int_equal(mc_alloc_check(a), 0);

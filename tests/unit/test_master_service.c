@@ -180,8 +180,7 @@ static void test_put_flow(void **state)
     assert_string_equal(r[0].endpoint, "a:1");
     assert_true(r[0].addr >= 0x100000 && r[0].addr + 1000 <= 0x100000 + MiB);
     free(r);
-    assert_int_equal(mc_master_get_replicas(m, "k", 6, &r, &n, &ttl),
-                     MC_ERR_REPLICA_IS_NOT_READY);
+    assert_int_equal(mc_master_get_replicas(m, "k", 6, &r, &n, &ttl), MC_ERR_REPLICA_IS_NOT_READY);
     assert_int_equal(mc_master_exist(m, "k", 6), 0);
     assert_int_equal(mc_master_put_end(m, CB, "k", 7), MC_ERR_ILLEGAL_CLIENT);
     assert_int_equal(mc_master_put_revoke(m, CB, "k"), MC_ERR_ILLEGAL_CLIENT);
@@ -400,7 +399,8 @@ static void rx_cb(const char *key, const mc_replica_t *r, size_t n, void *arg)
     x->calls++;
     x->reps += n;
     assert_int_equal(key[0], 'a');
-    for (size_t i = 0; i < n; i++) assert_int_equal(r[i].status, MC_REPLICA_COMPLETE);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(r[i].status, MC_REPLICA_COMPLETE);
 }
 
 static void test_remove_all_and_regex(void **state)
@@ -412,7 +412,8 @@ static void test_remove_all_and_regex(void **state)
     mc_master_t *m = mk(&cfg);
     mount(m, CA, 1, "a:1", 0x100000, 16 * MiB, 0);
     const char *keys[] = {"a1", "a2", "a3", "b1", "b2"};
-    for (int i = 0; i < 5; i++) assert_int_equal(put1(m, keys[i], 1000, 0), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put1(m, keys[i], 1000, 0), 0);
     mc_replicate_config_t c = rcfg(1);
     mc_replica_t *r = NULL;
     size_t n = 0;
@@ -844,8 +845,7 @@ static void *worker(void *arg)
             rc = mc_master_get_replicas(t->m, key, now, &r, &n, &ttl);
             free(r);
             if (rc == 0) t->gets++;
-            if (rc && rc != MC_ERR_OBJECT_NOT_FOUND && rc != MC_ERR_REPLICA_IS_NOT_READY)
-                t->bad++;
+            if (rc && rc != MC_ERR_OBJECT_NOT_FOUND && rc != MC_ERR_REPLICA_IS_NOT_READY) t->bad++;
             break;
         case 4:
             rc = mc_master_remove(t->m, key, rand_r(&seed) % 2, now);
