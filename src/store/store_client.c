@@ -288,6 +288,7 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
     snprintf(s->master_addr, sizeof s->master_addr, "%s", master_server_addr);
     s->client_id = st_uuid();
     s->hb_interval_ms = (int)mc_env_int("MC_STORE_HEARTBEAT_MS", 1000, 10, 60000);
+    s->memcpy_local = mc_env_bool("MC_STORE_MEMCPY", 1);
     st_read_host_id(s->host_id, sizeof s->host_id);
 
     if ((rc = mc_master_client_connect(master_server_addr, &s->mc))) {

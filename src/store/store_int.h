@@ -43,6 +43,7 @@ struct mc_store {
     int hb_interval_ms;
     pthread_mutex_t hb_lock;
     pthread_cond_t hb_cond;
-    int master_down; /* last ping failed */
+    int master_down;  /* last ping failed */
+    int memcpy_local; /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
 };
 #endif

@@ -70,11 +70,12 @@ static int st_cfg(const mc_store_t *s, const mc_store_config_t *c, mc_replicate_
     return 0;
 }
 
-/* 1 when the replica lives in our own segment (then [addr, addr+size) must lie
- * inside it: -1 otherwise, a replica we must not touch). */
+/* 1 when the replica lives in our own segment and is to be copied with memcpy
+ * (then [addr, addr+size) must lie inside it: -1 otherwise, a replica we must
+ * not touch). With MC_STORE_MEMCPY=0 our own replicas go through the TE too. */
 static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
 {
-    if (!s->seg || strcmp(r->endpoint, s->te_name) != 0) return 0;
+    if (!s->seg || !s->memcpy_local || strcmp(r->endpoint, s->te_name) != 0) return 0;
     uint64_t base = (uint64_t)(uintptr_t)s->seg;
     if (r->addr < base || r->size > s->seg_size || r->addr - base > s->seg_size - r->size)
         return -1;

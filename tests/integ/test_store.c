@@ -492,6 +492,51 @@ static void test_replicas(void **state)
     assert_memory_equal(got, val, sizeof val);
 }
 
+/* P2PHANDSHAKE metadata (vLLM's default): TE segment names are "ip:rpc_port",
+ * resolved by asking the peer; the stores still use their hostnames as names. */
+static void test_p2p(void **state)
+{
+    (void)state;
+    mc_store_t *c, *d;
+    char cn[256], dn[256];
+    assert_int_equal(mc_store_create(&c), 0);
+    assert_int_equal(mc_store_create(&d), 0);
+    assert_int_equal(mc_store_setup(c, "127.0.0.1", "P2PHANDSHAKE", 16u << 20, 16u << 20, "tcp",
+                                    NULL, g_master_addr),
+                     0);
+    assert_int_equal(mc_store_setup(d, "127.0.0.1", "P2PHANDSHAKE", 16u << 20, 16u << 20, "tcp",
+                                    NULL, g_master_addr),
+                     0);
+    assert_int_equal(mc_store_get_hostname(c, cn, sizeof cn), 0);
+    assert_int_equal(mc_store_get_hostname(d, dn, sizeof dn), 0);
+    size_t size = 1u << 20;
+    char *val = malloc(size), *got = malloc(size);
+    th_pattern(val, size, rand_seed());
+    mc_store_config_t cfg;
+    const char *pref = dn;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put(c, "p2p/cd", val, size, &cfg), 0);
+    assert_int_equal(mc_store_get_into(c, "p2p/cd", got, size), (int64_t)size);
+    assert_memory_equal(got, val, size);
+    memset(got, 0, size);
+    assert_int_equal(mc_store_get_into(d, "p2p/cd", got, size), (int64_t)size);
+    assert_memory_equal(got, val, size);
+    pref = cn;
+    assert_int_equal(mc_store_put(d, "p2p/dc", val, size, &cfg), 0);
+    memset(got, 0, size);
+    assert_int_equal(mc_store_get_into(d, "p2p/dc", got, size), (int64_t)size);
+    assert_memory_equal(got, val, size);
+    free(val);
+    free(got);
+    assert_int_equal(mc_store_close(c), 0);
+    assert_int_equal(mc_store_close(d), 0);
+    mc_store_destroy(c);
+    mc_store_destroy(d);
+    /* Closed stores unmounted their segments: their objects are gone. */
+    assert_int_equal(mc_store_is_exist(g_a, "p2p/cd"), 0);
+    assert_int_equal(mc_store_is_exist(g_a, "p2p/dc"), 0);
+}
+
 static void test_remove_all_regex(void **state)
 {
     (void)state;
@@ -725,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_zero_copy),
         cmocka_unit_test(test_exist_size_remove_lease),
         cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_p2p),
         cmocka_unit_test(test_remove_all_regex),
         cmocka_unit_test(test_no_space),
         cmocka_unit_test(test_concurrent),
