@@ -262,7 +262,11 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
         rc = m ? mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m, &rcfg, rcs,
                                                   reps, nreps)
                : 0;
-        if (rc) goto out;
+        if (rc) {
+            for (size_t i = 0; i < m; i++)
+                free(reps[i]); /* whatever a failed call left */
+            goto out;
+        }
         m = 0;
         for (size_t i = 0; i < n; i++) {
             if (ops[i].rc) continue;
@@ -360,7 +364,11 @@ static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n)
         for (size_t i = 0; i < n; i++)
             if (!ops[i].rc) keys[m++] = ops[i].key;
         rc = m ? mc_master_client_batch_get_replicas(s->mc, keys, m, rcs, reps, nreps, &ttl) : 0;
-        if (rc) goto out;
+        if (rc) {
+            for (size_t i = 0; i < m; i++)
+                free(reps[i]); /* whatever a failed call left */
+            goto out;
+        }
         m = 0;
         for (size_t i = 0; i < n; i++) {
             if (ops[i].rc) continue;
