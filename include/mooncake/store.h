@@ -162,6 +162,18 @@ int64_t mc_store_remove_all(mc_store_t *s, int force);
 /* Keys matching a POSIX extended regex; count or negative (INVALID_PARAMS for a bad regex). */
 int64_t mc_store_remove_by_regex(mc_store_t *s, const char *regex, int force);
 
+/* Where an object's replicas are (upstream's get_replica_desc): a malloc'd
+ * array (free with free()) of *n descriptors. Grants a read lease.
+ * OBJECT_NOT_FOUND on a miss. */
+typedef struct {
+    uint64_t addr; /* address in the owner's process */
+    uint64_t size;
+    char endpoint[256]; /* TE segment name of the owner */
+    int status;         /* upstream's ReplicaStatus: 2 PROCESSING, 3 COMPLETE */
+} mc_store_replica_desc_t;
+int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_desc_t **out,
+                              size_t *n);
+
 /* ---- registered memory (TE registration of caller memory) ---- */
 int mc_store_register_buffer(mc_store_t *s, void *buf, size_t len);
 int mc_store_unregister_buffer(mc_store_t *s, void *buf);

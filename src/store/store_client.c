@@ -438,6 +438,36 @@ int64_t mc_store_get_size(mc_store_t *s, const char *key)
     return size;
 }
 
+int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_desc_t **out,
+                              size_t *n)
+{
+    if (!s || !s->ready || !st_key_ok(key) || !out || !n) return MC_ERR_INVALID_PARAMS;
+    *out = NULL;
+    *n = 0;
+    mc_replica_t *r = NULL;
+    size_t nr = 0;
+    uint64_t ttl = 0;
+    int rc = mc_master_client_get_replicas(s->mc, key, &r, &nr, &ttl);
+    if (rc) return rc;
+    mc_store_replica_desc_t *d = nr ? calloc(nr, sizeof *d) : NULL;
+    if (nr && !d) {
+        free(r);
+        return MC_ERR_INTERNAL;
+    }
+    _Static_assert(sizeof d->endpoint >= sizeof r->endpoint, "endpoint fits");
+    for (size_t i = 0; i < nr; i++) {
+        d[i].addr = r[i].addr;
+        d[i].size = r[i].size;
+        d[i].status = r[i].status;
+        memcpy(d[i].endpoint, r[i].endpoint, sizeof r[i].endpoint);
+        d[i].endpoint[sizeof d[i].endpoint - 1] = '\0';
+    }
+    free(r);
+    *out = d;
+    *n = nr;
+    return 0;
+}
+
 int mc_store_remove(mc_store_t *s, const char *key, int force)
 {
     if (!s || !s->ready || !st_key_ok(key)) return MC_ERR_INVALID_PARAMS;

@@ -490,6 +490,19 @@ static void test_replicas(void **state)
     assert_memory_equal(got, val, sizeof val);
     assert_int_equal(mc_store_get_into(g_b, "rep/2", got, sizeof got), (int64_t)sizeof val);
     assert_memory_equal(got, val, sizeof val);
+    /* Two replicas on two distinct segments, A's and B's. */
+    mc_store_replica_desc_t *d;
+    size_t n;
+    assert_int_equal(mc_store_get_replica_desc(g_a, "rep/2", &d, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_not_equal(d[0].endpoint, d[1].endpoint);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(d[i].size, sizeof val);
+        assert_int_equal(d[i].status, 3);
+        assert_true(strcmp(d[i].endpoint, g_a_name) == 0 || strcmp(d[i].endpoint, g_b_name) == 0);
+    }
+    free(d);
+    assert_int_equal(mc_store_get_replica_desc(g_a, "rep/none", &d, &n), MC_ERR_OBJECT_NOT_FOUND);
 }
 
 /* P2PHANDSHAKE metadata (vLLM's default): TE segment names are "ip:rpc_port",
