@@ -15,6 +15,8 @@ typedef struct {
     const char *engine_id;      /* connector mode: engine id of the chosen dp rank */
     const json_t *prefill_kv;   /* toy/demo: kv_transfer_params the prefiller returned, or NULL */
     const char *prefill_host;   /* demo: overwrites remote_host in prefill_kv */
+    const char *raw;            /* the client's body as received, or NULL */
+    size_t raw_len;
 } mc__proxy_rw_t;
 
 /* Parses a client body. Returns 0 and a new reference in *out when the body is a
@@ -28,7 +30,10 @@ int mc__proxy_parse_body(const char *body, size_t len, json_t **out, char *err, 
 int mc__proxy_rw_prefill(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen);
 /* Serialises the decode request: `orig` plus the kv_transfer_params of rw->mode
  * (connector: remote_* from rw; toy: rw->prefill_kv verbatim; demo: prefill_kv
- * with remote_host overwritten; toy/demo without prefill_kv: orig unchanged). */
+ * with remote_host overwritten; toy/demo without prefill_kv: orig unchanged).
+ * When rw->raw holds the text `orig` was parsed from and that has no
+ * kv_transfer_params, the client's bytes are kept as they are and the
+ * parameters are appended before the closing brace. */
 int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen);
 
 /* Finds "kv_transfer_params" in a prefill answer: a JSON object body, or the

@@ -119,6 +119,51 @@ fail:
     return rc;
 }
 
+/* raw (a JSON object's text) with ,"kv_transfer_params":<kv> inserted before its
+ * closing brace; raw unchanged when kv is NULL. -EINVAL when raw does not end in '}'. */
+static int splice(const char *raw, size_t len, int nonempty, const json_t *kv, char **out,
+                  size_t *outlen)
+{
+    static const char key[] = "\"kv_transfer_params\":";
+    size_t end = len;
+    while (end && (raw[end - 1] == ' ' || raw[end - 1] == '\t' || raw[end - 1] == '\n' ||
+                   raw[end - 1] == '\r'))
+        end--;
+    if (end == 0 || raw[end - 1] != '}') return -EINVAL;
+    char *kvs = NULL;
+    size_t kvl = 0;
+    if (kv) {
+        kvs = json_dumps(kv, JSON_COMPACT | JSON_REAL_PRECISION(tree_digits(kv, 0)));
+        if (!kvs) return -ENOMEM;
+        kvl = strlen(kvs);
+    }
+    size_t cap = len + (kv ? 1 + sizeof key - 1 + kvl : 0) + 1;
+    char *o = malloc(cap);
+    if (!o) {
+        free(kvs);
+        return -ENOMEM;
+    }
+    size_t n;
+    if (kv) {
+        n = end - 1;
+        memcpy(o, raw, n);
+        if (nonempty) o[n++] = ',';
+        memcpy(o + n, key, sizeof key - 1);
+        n += sizeof key - 1;
+        memcpy(o + n, kvs, kvl);
+        n += kvl;
+        o[n++] = '}';
+    } else {
+        memcpy(o, raw, len);
+        n = len;
+    }
+    o[n] = 0;
+    free(kvs);
+    *out = o;
+    *outlen = n;
+    return 0;
+}
+
 int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen)
 {
     int rc = -ENOMEM;
@@ -138,6 +183,11 @@ int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out
         if (rw->mode == MC_PROXY_MODE_DEMO && rw->prefill_host &&
             json_object_set_new(kv, "remote_host", json_string(rw->prefill_host)) != 0)
             goto fail;
+    }
+    if (rw->raw && !json_object_get(c, "kv_transfer_params")) {
+        rc = splice(rw->raw, rw->raw_len, json_object_size(c) > 0, kv, out, outlen);
+        if (rc != -EINVAL) goto fail; /* done, or out of memory */
+        rc = -ENOMEM;
     }
     if (kv) {
         int r = json_object_set_new(c, "kv_transfer_params", kv);

@@ -897,7 +897,11 @@ static void prefill_finished(mc_proxy_t *px, leg_t *l)
     if (connector) return; /* decode is already running */
     json_t *kv = NULL;
     mc__proxy_extract_kv(l->resp.p ? l->resp.p : "", l->resp.len, &kv);
-    mc__proxy_rw_t rw = {.mode = px->cfg.mode, .prefill_kv = kv, .prefill_host = r->prefill_host};
+    mc__proxy_rw_t rw = {.mode = px->cfg.mode,
+                         .prefill_kv = kv,
+                         .prefill_host = r->prefill_host,
+                         .raw = r->body.p,
+                         .raw_len = r->body.len};
     start_decode(px, r, &rw);
     json_decref(kv);
 }
@@ -1050,7 +1054,7 @@ static void dispatch_completion(mc_proxy_t *px, req_t *r)
         r->auth = strdup(line);
     }
 
-    mc__proxy_rw_t rw = {.mode = px->cfg.mode};
+    mc__proxy_rw_t rw = {.mode = px->cfg.mode, .raw = r->body.p, .raw_len = r->body.len};
     char xfer[48], boot[300];
     int dp = -1;
     if (px->cfg.mode == MC_PROXY_MODE_CONNECTOR) {

@@ -2,7 +2,8 @@
  * answers. Input: CLIENT_BODY [NUL PREFILL_ANSWER]. Every mode's prefill and
  * decode rewrite runs on the body; the rewritten prefill body must parse back
  * as an object with max_tokens == 1 and stream == false and without
- * stream_options / min_tokens. The answer goes through the kv_transfer_params
+ * stream_options / min_tokens, and the decode body spliced into the client's
+ * bytes must equal the re-serialised one. The answer goes through the kv_transfer_params
  * extractor, the bootstrap /query parser and the /v1/models matcher; both
  * halves go through the admin instance validator and the key comparison. */
 #include "proxy.h"
@@ -53,6 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (mc__proxy_rw_decode(body, &rw, &out, &olen) == 0) {
                 json_t *j = json_loadb(out, olen, 0, NULL);
                 if (!json_is_object(j)) abort();
+                /* Differential: splicing into the client's bytes must mean the same
+                 * JSON as re-serialising the parsed body. */
+                rw.raw = in;
+                rw.raw_len = blen;
+                char *out2 = NULL;
+                size_t olen2 = 0;
+                if (mc__proxy_rw_decode(body, &rw, &out2, &olen2) == 0) {
+                    json_t *j2 = json_loadb(out2, olen2, 0, NULL);
+                    if (!json_equal(j, j2)) abort();
+                    json_decref(j2);
+                    free(out2);
+                }
+                rw.raw = NULL;
                 json_decref(j);
                 free(out);
             }

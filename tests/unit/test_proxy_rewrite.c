@@ -105,6 +105,51 @@ static void test_decode_modes(void **st)
     json_decref(b);
 }
 
+static void test_decode_keeps_client_bytes(void **st)
+{
+    (void)st;
+    const char *raw = "{ \"prompt\" : \"p\",\n  \"temperature\": 0.70, \"n\": 1e0 }\n";
+    json_t *b = load(raw);
+    char *out;
+    size_t len;
+    mc__proxy_rw_t c = {.mode = MC_PROXY_MODE_CONNECTOR,
+                        .transfer_id = "x",
+                        .bootstrap_addr = "http://h:1",
+                        .engine_id = "e",
+                        .raw = raw,
+                        .raw_len = strlen(raw)};
+    assert_int_equal(mc__proxy_rw_decode(b, &c, &out, &len), 0);
+    assert_string_equal(out, "{ \"prompt\" : \"p\",\n  \"temperature\": 0.70, \"n\": 1e0 ,"
+                             "\"kv_transfer_params\":{\"do_remote_decode\":false,"
+                             "\"do_remote_prefill\":true,\"remote_bootstrap_addr\":\"http://h:1\","
+                             "\"remote_engine_id\":\"e\",\"transfer_id\":\"x\"}}");
+    assert_int_equal(strlen(out), len);
+    free(out);
+    /* toy without prefill params: the client's bytes, unchanged */
+    mc__proxy_rw_t t = {.mode = MC_PROXY_MODE_TOY, .raw = raw, .raw_len = strlen(raw)};
+    assert_int_equal(mc__proxy_rw_decode(b, &t, &out, &len), 0);
+    assert_string_equal(out, raw);
+    free(out);
+    json_decref(b);
+    /* empty object: no comma */
+    b = load("{}");
+    c.raw = "{}";
+    c.raw_len = 2;
+    assert_int_equal(mc__proxy_rw_decode(b, &c, &out, &len), 0);
+    assert_int_equal(strncmp(out, "{\"kv_transfer_params\":{", 23), 0);
+    free(out);
+    json_decref(b);
+    /* a client kv_transfer_params is replaced, so the body is re-serialised */
+    const char *raw2 = "{\"kv_transfer_params\":{\"junk\":1},\"a\":1}";
+    b = load(raw2);
+    c.raw = raw2;
+    c.raw_len = strlen(raw2);
+    assert_int_equal(mc__proxy_rw_decode(b, &c, &out, &len), 0);
+    assert_null(strstr(out, "junk"));
+    free(out);
+    json_decref(b);
+}
+
 static void test_numbers_round_trip(void **st)
 {
     (void)st;
@@ -301,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_prefill_connector),
         cmocka_unit_test(test_prefill_toy_max_completion),
         cmocka_unit_test(test_decode_modes),
+        cmocka_unit_test(test_decode_keeps_client_bytes),
         cmocka_unit_test(test_numbers_round_trip),
         cmocka_unit_test(test_parse_body),
         cmocka_unit_test(test_extract_kv),

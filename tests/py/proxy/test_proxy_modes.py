@@ -42,8 +42,12 @@ def test_connector_mode_legs(fakes, bootstrap, proxy):
         "remote_bootstrap_addr": "http://127.0.0.1:%d" % boot.port,
         "remote_engine_id": "engine-P0", "transfer_id": kv["transfer_id"]}
     assert without(dr.json, "kv_transfer_params") == CLIENT_BODY
+    # Byte-exact: the client's bytes, with the parameters appended before the last brace.
+    sent = json.dumps(CLIENT_BODY).encode()
+    assert dr.body == sent[:-1] + b',"kv_transfer_params":' + json.dumps(
+        dr.json["kv_transfer_params"], separators=(",", ":")).encode() + b"}"
     # Numbers keep their short form ("0.7", not 0.69999999999999996).
-    assert b'"temperature":0.7' in dr.body and b'"temperature":0.7' in pr.body
+    assert b'"temperature": 0.7' in dr.body and b'"temperature":0.7' in pr.body
     # Headers: same X-Request-Id on both legs, auth forwarded, dp rank on prefill.
     assert pr.headers["x-request-id"] == dr.headers["x-request-id"] == hdrs["x-request-id"]
     assert pr.headers["authorization"] == dr.headers["authorization"] == "Bearer client-key"
@@ -116,6 +120,7 @@ def test_toy_mode_sequential_with_kv_params(fakes, proxy):
     # Decode gets exactly what the prefiller returned, and the original fields.
     assert dr.json["kv_transfer_params"] == p.kv_params
     assert without(dr.json, "kv_transfer_params") == body
+    assert dr.body.startswith(json.dumps(body).encode()[:-1] + b',"kv_transfer_params":{')
     assert pr.headers["x-request-id"] == dr.headers["x-request-id"]
     assert pr.headers["authorization"] == dr.headers["authorization"] == "Bearer t"
 
@@ -172,6 +177,7 @@ def test_demo_mode_without_kv_params_sends_original(fakes, proxy):
     [pr], [dr] = p.completions(), d.completions()
     assert pr.path == dr.path == "/v1/chat/completions"
     assert dr.json == {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    assert dr.body == json.dumps(dr.json).encode()  # the client's bytes, untouched
     assert pr.headers["x-request-id"] == dr.headers["x-request-id"]
 
 
