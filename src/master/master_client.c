@@ -113,11 +113,11 @@ static void *reader_main(void *arg)
         ssize_t n = recv(fd, buf + len, cap - len, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            why = n == 0 ? "closed by the master" : "receive failed";
+            why = n == 0 ? "closed by the master" : strerror(errno);
             goto fail;
         }
         len += (size_t)n;
-        size_t off = 0;
+        size_t off = 0, partial = 0; /* size of a frame not complete yet */
         while (len - off >= MC_MP_HDR_LEN) {
             mc_mp_hdr_t h;
             if (mc_mp_hdr_decode(buf + off, len - off, &h, &why)) goto bad;
@@ -127,6 +127,7 @@ static void *reader_main(void *arg)
             }
             size_t need = MC_MP_HDR_LEN + (size_t)h.length;
             if (len - off < need) {
+                partial = need;
                 if (cap < need) {
                     memmove(buf, buf + off, len - off);
                     len -= off;
@@ -143,7 +144,7 @@ static void *reader_main(void *arg)
         }
         memmove(buf, buf + off, len - off);
         len -= off;
-        if (cap > 65536 && len <= 65536) { /* give back a large frame's buffer */
+        if (cap > 65536 && partial <= 65536) { /* give back a large frame's buffer */
             uint8_t *nb = realloc(buf, 65536);
             if (nb) {
                 buf = nb;
@@ -295,7 +296,7 @@ int mc_master_client_connect(const char *addr, mc_master_client_t **out)
     *out = NULL;
     mc_master_client_t *c = calloc(1, sizeof *c);
     if (!c) return MC_ERR_INTERNAL;
-    if (mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port) {
+    if (!addr || mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port) {
         MC_LOGE(TAG, "bad master address '%s' (want host:port)", addr);
         free(c);
         return MC_ERR_INVALID_PARAMS;

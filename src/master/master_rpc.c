@@ -11,6 +11,8 @@
 #include "master_rpc.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -387,7 +389,7 @@ static void flush(conn_t *c)
 /* Serves every complete frame in c->buf; keeps a partial one. */
 static void parse_frames(conn_t *c)
 {
-    size_t off = 0;
+    size_t off = 0, partial = 0; /* size of a frame not complete yet */
     while (!c->closing && c->len - off >= MC_MP_HDR_LEN) {
         mc_mp_hdr_t h;
         const char *why;
@@ -401,6 +403,7 @@ static void parse_frames(conn_t *c)
         }
         size_t need = MC_MP_HDR_LEN + (size_t)h.length;
         if (c->len - off < need) {
+            partial = need;
             if (c->cap < need) { /* make room for the whole frame */
                 memmove(c->buf, c->buf + off, c->len - off);
                 c->len -= off;
@@ -421,7 +424,7 @@ static void parse_frames(conn_t *c)
     if (c->closing) return;
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
-    if (c->cap > CONN_BUF_MIN && c->len <= CONN_BUF_MIN) { /* shrink after a big frame */
+    if (c->cap > CONN_BUF_MIN && partial <= CONN_BUF_MIN) { /* shrink after a big frame */
         uint8_t *nb = realloc(c->buf, CONN_BUF_MIN);
         if (nb) {
             c->buf = nb;
@@ -489,9 +492,18 @@ static void loop_main(void *arg)
     uv_run(&srv->loop, UV_RUN_DEFAULT);
 }
 
+/* libuv writes with write(2): a peer that resets must not kill the process
+ * with SIGPIPE. Ignores it unless the embedder installed a handler. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+}
+
 int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_master_rpc_t **out)
 {
     *out = NULL;
+    ignore_sigpipe();
     mc_master_rpc_t *srv = calloc(1, sizeof *srv);
     if (!srv) return MC_ERR_INTERNAL;
     srv->m = m;

@@ -264,6 +264,58 @@ static void test_threads(void **state)
     server_stop(&s);
 }
 
+/* ---------------------------------------------------------------- big frames */
+
+/* Batches whose frames are megabytes long: both sides grow their buffers. */
+static void test_large_batches(void **state)
+{
+    server_t s;
+    server_start(&s, 0);
+    mc_master_client_t *c;
+    assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
+    mount(c, 1, "127.0.0.1:20001");
+    enum { N = 20000 };
+    char *names = malloc((size_t)N * 48);
+    const char **keys = malloc(N * sizeof *keys);
+    uint64_t *sizes = malloc(N * sizeof *sizes);
+    int *rcs = malloc(N * sizeof *rcs);
+    mc_replica_t **reps = malloc(N * sizeof *reps);
+    size_t *nreps = malloc(N * sizeof *nreps);
+    for (int i = 0; i < N; i++) {
+        snprintf(names + (size_t)i * 48, 48, "large/batch/key/with/a/long/name/%08d", i);
+        keys[i] = names + (size_t)i * 48;
+        sizes[i] = 1024;
+    }
+    mc_replicate_config_t cfg = one_replica();
+    assert_int_equal(
+        mc_master_client_batch_put_start(c, CLIENT, keys, sizes, N, &cfg, rcs, reps, nreps), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(nreps[i], 1);
+        free(reps[i]);
+    }
+    assert_int_equal(mc_master_client_batch_put_end(c, CLIENT, keys, N, rcs), 0);
+    assert_int_equal(mc_master_client_batch_get_replicas(c, keys, N, rcs, reps, nreps, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(reps[i][0].size, 1024);
+        free(reps[i]);
+    }
+    assert_int_equal(mc_master_client_batch_exist(c, keys, N, rcs), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(rcs[i], 1);
+    /* small calls still work on the same connection after the big frames */
+    assert_int_equal(mc_master_client_exist(c, keys[N - 1]), 1);
+    assert_int_equal(mc_master_client_remove_all(c, 1), N);
+    free(names);
+    free(keys);
+    free(sizes);
+    free(rcs);
+    free(reps);
+    free(nreps);
+    mc_master_client_close(c);
+    server_stop(&s);
+}
+
 /* ---------------------------------------------------------------- bad frames */
 
 /* Sends raw bytes on a fresh connection and expects the server to close it. */
@@ -448,7 +500,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls),     cmocka_unit_test(test_bad_frames),
-        cmocka_unit_test(test_threads),   cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_threads),   cmocka_unit_test(test_large_batches),
+        cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_timeout_and_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
