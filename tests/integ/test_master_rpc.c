@@ -266,6 +266,30 @@ static void test_threads(void **state)
 
 /* ---------------------------------------------------------------- big frames */
 
+enum { PIPE_FRAMES = 72 };
+
+typedef struct {
+    int fd;
+    const mc_mp_buf_t *frame;
+    int count;
+    int rc;
+} piper_t;
+
+/* Sends `count` copies of a request frame, numbered 0.. in req_id. */
+static void *piper_main(void *arg)
+{
+    piper_t *pp = arg;
+    uint8_t *f = malloc(pp->frame->len);
+    memcpy(f, pp->frame->p, pp->frame->len);
+    for (int i = 0; i < pp->count && !pp->rc; i++) {
+        mc_wr_t w = mc_wr_init(f + 8, 4);
+        mc_wr_u32(&w, (uint32_t)i);
+        pp->rc = mc_sock_send_all(pp->fd, f, pp->frame->len);
+    }
+    free(f);
+    return NULL;
+}
+
 /* Batches whose frames are megabytes long: both sides grow their buffers. */
 static void test_large_batches(void **state)
 {
@@ -305,6 +329,41 @@ static void test_large_batches(void **state)
     for (int i = 0; i < N; i++) assert_int_equal(rcs[i], 1);
     /* small calls still work on the same connection after the big frames */
     assert_int_equal(mc_master_client_exist(c, keys[N - 1]), 1);
+
+    /* a raw client pipelines more replies than the server queues (64 MiB)
+     * before reading any: the server pauses reading it, then catches up */
+    mc_mp_buf_t req = {0};
+    mc_mp_batch_get_replicas_req_t q = {.keys = keys, .n_keys = N};
+    assert_int_equal(mc_mp_encode_batch_get_replicas_req(&req, 0, &q), 0);
+    piper_t pp = {.frame = &req, .count = PIPE_FRAMES};
+    assert_int_equal(mc_sock_connect("127.0.0.1", mc_master_rpc_port(s.rpc), 2000, &pp.fd), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, piper_main, &pp), 0);
+    size_t total = 0;
+    for (int i = 0; i < PIPE_FRAMES; i++) {
+        uint8_t hb[MC_MP_HDR_LEN];
+        mc_mp_hdr_t h;
+        const char *why;
+        assert_int_equal(mc_sock_recv_all(pp.fd, hb, sizeof hb), 0);
+        assert_int_equal(mc_mp_hdr_decode(hb, sizeof hb, &h, &why), 0);
+        assert_int_equal(h.req_id, (uint32_t)i);
+        assert_int_equal(h.status, 0);
+        uint8_t *p = malloc(h.length);
+        assert_int_equal(mc_sock_recv_all(pp.fd, p, h.length), 0);
+        mc_mp_arena_t a = {0};
+        mc_mp_batch_get_replicas_rep_t rep;
+        assert_int_equal(mc_mp_decode_batch_get_replicas_rep(p, h.length, &a, &rep, &why), 0);
+        assert_int_equal(rep.n_results, N);
+        assert_int_equal(rep.results[N - 1].rc, 0);
+        mc_mp_arena_free(&a);
+        free(p);
+        total += h.length;
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(pp.rc, 0);
+    assert_true(total > (64u << 20));
+    close(pp.fd);
+    mc_mp_buf_free(&req);
     assert_int_equal(mc_master_client_remove_all(c, 1), N);
     free(names);
     free(keys);
