@@ -47,11 +47,11 @@ struct mc_master_client {
     pthread_mutex_t mu;                 /* state below, waiters */
     pthread_mutex_t wmu;                /* writes on fd; fd changes under mu + wmu */
     pthread_condattr_t cattr;
-    int fd;      /* -1: not connected */
-    uint64_t gen; /* connection generation */
-    int broken;      /* the connection failed (reader or a sender saw it) */
-    int reader_done; /* the reader failed its waiters and is exiting */
-    int reader_live; /* started and not joined */
+    int fd;                  /* -1: not connected */
+    uint64_t gen;            /* connection generation */
+    int broken;              /* the connection failed (reader or a sender saw it) */
+    int reader_done;         /* the reader failed its waiters and is exiting */
+    int reader_live;         /* started and not joined */
     pthread_cond_t state_cv; /* reader_done changed */
     int closing;
     pthread_t reader;
@@ -157,8 +157,7 @@ bad:
     why = NULL;
 fail:
     pthread_mutex_lock(&c->mu);
-    if (why && !c->closing)
-        MC_LOGW(TAG, "master %s: connection lost (%s)", peer, why);
+    if (why && !c->closing) MC_LOGW(TAG, "master %s: connection lost (%s)", peer, why);
     c->broken = 1;
     c->reader_done = 1;
     fail_all_locked(c);
@@ -418,8 +417,7 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
         goto out;
     }
     if (w.hdr.method != (w.method | MC_MP_REPLY)) {
-        MC_LOGE(TAG, "master %s:%u: reply of another method to request %u", c->host, c->port,
-                w.id);
+        MC_LOGE(TAG, "master %s:%u: reply of another method to request %u", c->host, c->port, w.id);
         rc = MC_ERR_RPC_FAIL;
         goto out;
     }
@@ -453,7 +451,7 @@ static int enc_err(int e)
         rc = e_ ? enc_err(e_) : rpc(c, &b_, &pl_, &n_);                                            \
         mc_mp_buf_free(&b_);                                                                       \
         const char *why_ = NULL;                                                                   \
-        if (rc == 0 && mc_mp_decode_##l##_rep(pl_ ? pl_ : empty_, n_, a, repp, &why_)) {             \
+        if (rc == 0 && mc_mp_decode_##l##_rep(pl_ ? pl_ : empty_, n_, a, repp, &why_)) {           \
             MC_LOGE(TAG, "master %s:%u: bad %s reply: %s", c->host, c->port, #l, why_);            \
             rc = MC_ERR_RPC_FAIL;                                                                  \
         }                                                                                          \
@@ -474,8 +472,7 @@ static int copy_reps(const mc_replica_t *r, size_t n, mc_replica_t **out, size_t
     return 0;
 }
 
-int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg,
-                                   mc_uuid_t client)
+int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg, mc_uuid_t client)
 {
     mc_mp_arena_t a = {0};
     mc_mp_mount_segment_req_t q = {.seg = *seg, .client = client};
@@ -667,7 +664,8 @@ static int take_rcs(mc_master_client_t *c, const int32_t *v, size_t nv, size_t n
         MC_LOGE(TAG, "master %s:%u: %zu results for %zu keys", c->host, c->port, nv, n);
         return MC_ERR_RPC_FAIL;
     }
-    for (size_t i = 0; i < n; i++) rcs[i] = v[i];
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = v[i];
     return 0;
 }
 
@@ -697,8 +695,8 @@ int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
     return rc;
 }
 
-int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client,
-                                   const char *const *keys, size_t n, int *rcs)
+int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                                   size_t n, int *rcs)
 {
     mc_mp_arena_t a = {0};
     mc_mp_batch_put_end_req_t q = {.client = client, .keys = keys, .n_keys = n};
@@ -744,8 +742,7 @@ int mc_master_client_batch_get_replicas(mc_master_client_t *c, const char *const
     return rc;
 }
 
-int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys, size_t n,
-                                 int *rcs)
+int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys, size_t n, int *rcs)
 {
     mc_mp_arena_t a = {0};
     mc_mp_batch_exist_req_t q = {.keys = keys, .n_keys = n};

@@ -337,7 +337,8 @@ static void dec_seg(dec_t *d, mc_segment_t *s)
 static void enc_segs(mc_mp_buf_t *b, const mc_segment_t *s, size_t n)
 {
     put_count(b, n, MC_MP_SEGMENTS_MAX);
-    for (size_t i = 0; i < n; i++) enc_seg(b, &s[i]);
+    for (size_t i = 0; i < n; i++)
+        enc_seg(b, &s[i]);
 }
 static const mc_segment_t *dec_segs(dec_t *d, size_t *n)
 {
@@ -345,7 +346,8 @@ static const mc_segment_t *dec_segs(dec_t *d, size_t *n)
     if (!*n) return NULL;
     mc_segment_t *s = dec_alloc(d, *n * sizeof *s);
     if (!s) return *n = 0, NULL;
-    for (size_t i = 0; i < *n && !d->r.err; i++) dec_seg(d, &s[i]);
+    for (size_t i = 0; i < *n && !d->r.err; i++)
+        dec_seg(d, &s[i]);
     return s;
 }
 
@@ -357,7 +359,8 @@ static void enc_rcfg(mc_mp_buf_t *b, const mc_replicate_config_t *c)
     put_u64(b, c->soft_pin_ttl_ms);
     put_u8(b, c->with_hard_pin ? 1 : 0);
     put_count(b, c->npreferred, MC_MP_PREFERRED_MAX);
-    for (size_t i = 0; i < c->npreferred; i++) put_str(b, c->preferred_segments[i]);
+    for (size_t i = 0; i < c->npreferred; i++)
+        put_str(b, c->preferred_segments[i]);
     put_u8(b, c->prefer_alloc_in_same_node ? 1 : 0);
     put_u8(b, c->host_id ? 1 : 0);
     if (c->host_id) put_str(b, c->host_id);
@@ -377,7 +380,8 @@ static void dec_rcfg(dec_t *d, mc_replicate_config_t *c)
             c->npreferred = 0;
             return;
         }
-        for (size_t i = 0; i < c->npreferred; i++) v[i] = dec_str(d);
+        for (size_t i = 0; i < c->npreferred; i++)
+            v[i] = dec_str(d);
         c->preferred_segments = v;
     }
     c->prefer_alloc_in_same_node = mc_rd_u8(&d->r);
@@ -409,7 +413,8 @@ static void dec_rep(dec_t *d, mc_replica_t *r)
 static void enc_reps(mc_mp_buf_t *b, const mc_replica_t *r, size_t n)
 {
     put_count(b, n, MC_MP_REPLICAS_MAX);
-    for (size_t i = 0; i < n; i++) enc_rep(b, &r[i]);
+    for (size_t i = 0; i < n; i++)
+        enc_rep(b, &r[i]);
 }
 static mc_replica_t *dec_reps(dec_t *d, size_t *n)
 {
@@ -417,14 +422,16 @@ static mc_replica_t *dec_reps(dec_t *d, size_t *n)
     if (!*n) return NULL;
     mc_replica_t *r = dec_alloc(d, *n * sizeof *r);
     if (!r) return *n = 0, NULL;
-    for (size_t i = 0; i < *n && !d->r.err; i++) dec_rep(d, &r[i]);
+    for (size_t i = 0; i < *n && !d->r.err; i++)
+        dec_rep(d, &r[i]);
     return r;
 }
 
 static void enc_strs(mc_mp_buf_t *b, const char *const *s, size_t n)
 {
     put_count(b, n, MC_MP_BATCH_MAX);
-    for (size_t i = 0; i < n; i++) put_str(b, s[i]);
+    for (size_t i = 0; i < n; i++)
+        put_str(b, s[i]);
 }
 static const char *const *dec_strs(dec_t *d, size_t *n)
 {
@@ -432,14 +439,16 @@ static const char *const *dec_strs(dec_t *d, size_t *n)
     if (!*n) return NULL;
     const char **v = dec_alloc(d, *n * sizeof *v);
     if (!v) return *n = 0, NULL;
-    for (size_t i = 0; i < *n && !d->r.err; i++) v[i] = dec_str(d);
+    for (size_t i = 0; i < *n && !d->r.err; i++)
+        v[i] = dec_str(d);
     return v;
 }
 
 static void enc_u64s(mc_mp_buf_t *b, const uint64_t *v, size_t n)
 {
     put_count(b, n, MC_MP_BATCH_MAX);
-    for (size_t i = 0; i < n; i++) put_u64(b, v[i]);
+    for (size_t i = 0; i < n; i++)
+        put_u64(b, v[i]);
 }
 static const uint64_t *dec_u64s(dec_t *d, size_t *n)
 {
@@ -447,14 +456,16 @@ static const uint64_t *dec_u64s(dec_t *d, size_t *n)
     if (!*n) return NULL;
     uint64_t *v = dec_alloc(d, *n * sizeof *v);
     if (!v) return *n = 0, NULL;
-    for (size_t i = 0; i < *n; i++) v[i] = mc_rd_u64(&d->r);
+    for (size_t i = 0; i < *n; i++)
+        v[i] = mc_rd_u64(&d->r);
     return v;
 }
 
 static void enc_i32s(mc_mp_buf_t *b, const int32_t *v, size_t n)
 {
     put_count(b, n, MC_MP_BATCH_MAX);
-    for (size_t i = 0; i < n; i++) put_u32(b, (uint32_t)v[i]);
+    for (size_t i = 0; i < n; i++)
+        put_u32(b, (uint32_t)v[i]);
 }
 static const int32_t *dec_i32s(dec_t *d, size_t *n)
 {
@@ -462,7 +473,8 @@ static const int32_t *dec_i32s(dec_t *d, size_t *n)
     if (!*n) return NULL;
     int32_t *v = dec_alloc(d, *n * sizeof *v);
     if (!v) return *n = 0, NULL;
-    for (size_t i = 0; i < *n; i++) v[i] = (int32_t)mc_rd_u32(&d->r);
+    for (size_t i = 0; i < *n; i++)
+        v[i] = (int32_t)mc_rd_u32(&d->r);
     return v;
 }
 
@@ -541,7 +553,12 @@ static int frame_end(mc_mp_buf_t *b, size_t off, uint8_t method, uint32_t req_id
         b->err = 0;
         return err;
     }
-    mc_mp_hdr_t h = {MC_MP_MAGIC, MC_MP_VERSION, method, 0, req_id, status,
+    mc_mp_hdr_t h = {MC_MP_MAGIC,
+                     MC_MP_VERSION,
+                     method,
+                     0,
+                     req_id,
+                     status,
                      (uint32_t)(b->len - off - MC_MP_HDR_LEN)};
     mc_mp_hdr_encode(&h, b->p + off);
     return 0;
@@ -571,7 +588,7 @@ static int dec_finish(dec_t *d, const char **why)
     int mc_mp_encode_##l##_req(mc_mp_buf_t *b, uint32_t req_id, const mc_mp_##l##_req_t *m)        \
     {                                                                                              \
         size_t off = frame_begin(b);                                                               \
-        rq(MC__MP_ENC) (void)m;                                                                    \
+        rq(MC__MP_ENC)(void) m;                                                                    \
         return frame_end(b, off, id, req_id, 0);                                                   \
     }                                                                                              \
     int mc_mp_encode_##l##_rep(mc_mp_buf_t *b, uint32_t req_id, int32_t status,                    \
@@ -579,7 +596,7 @@ static int dec_finish(dec_t *d, const char **why)
     {                                                                                              \
         size_t off = frame_begin(b);                                                               \
         if (status == 0) {                                                                         \
-            rp(MC__MP_ENC) (void)m;                                                                \
+            rp(MC__MP_ENC)(void) m;                                                                \
         }                                                                                          \
         return frame_end(b, off, id | MC_MP_REPLY, req_id, status);                                \
     }                                                                                              \
@@ -588,7 +605,7 @@ static int dec_finish(dec_t *d, const char **why)
     {                                                                                              \
         dec_t dd = {mc_rd_init(p, len), a, NULL}, *d = &dd;                                        \
         memset(m, 0, sizeof *m);                                                                   \
-        rq(MC__MP_DEC) (void)d;                                                                    \
+        rq(MC__MP_DEC)(void) d;                                                                    \
         return dec_finish(d, why);                                                                 \
     }                                                                                              \
     int mc_mp_decode_##l##_rep(const uint8_t *p, size_t len, mc_mp_arena_t *a,                     \
@@ -596,7 +613,7 @@ static int dec_finish(dec_t *d, const char **why)
     {                                                                                              \
         dec_t dd = {mc_rd_init(p, len), a, NULL}, *d = &dd;                                        \
         memset(m, 0, sizeof *m);                                                                   \
-        rp(MC__MP_DEC) (void)d;                                                                    \
+        rp(MC__MP_DEC)(void) d;                                                                    \
         return dec_finish(d, why);                                                                 \
     }
 MC_MP_METHODS(MC__MP_CODECS)

@@ -39,7 +39,7 @@ typedef struct {
     uint8_t method; /* mc_mp_method_t, | MC_MP_REPLY in replies */
     uint16_t flags; /* 0 */
     uint32_t req_id;
-    int32_t status; /* 0 in requests; replies: 0 or a negative MC_ERR_* */
+    int32_t status;  /* 0 in requests; replies: 0 or a negative MC_ERR_* */
     uint32_t length; /* payload bytes that follow */
 } mc_mp_hdr_t;
 

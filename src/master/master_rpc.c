@@ -71,8 +71,10 @@ static void conn_close(conn_t *c)
 {
     if (c->closing) return;
     c->closing = 1;
-    if (c->prev) c->prev->next = c->next;
-    else c->srv->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
@@ -141,14 +143,17 @@ static void write_cb(uv_write_t *req, int status)
             e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);                        \
             break;                                                                                 \
         }                                                                                          \
-        for (size_t i = 0; i < q.n_keys; i++) rcs_[i] = call;                                      \
-        e = mc_mp_encode_##l##_rep(o, id, 0, &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys}); \
+        for (size_t i = 0; i < q.n_keys; i++)                                                      \
+            rcs_[i] = call;                                                                        \
+        e = mc_mp_encode_##l##_rep(o, id, 0,                                                       \
+                                   &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys});          \
         free(rcs_);                                                                                \
     } while (0)
 
 static void free_results(mc_mp_result_t *v, size_t n)
 {
-    for (size_t i = 0; i < n && v; i++) free(v[i].reps);
+    for (size_t i = 0; i < n && v; i++)
+        free(v[i].reps);
     free(v);
 }
 
@@ -309,8 +314,10 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         for (size_t i = 0; i < q.n_keys; i++) {
             uint64_t t = 0;
             v[i].rc = mc_master_get_replicas(m, q.keys[i], now, &v[i].reps, &v[i].n, &t);
-            if (v[i].rc) v[i].n = 0;
-            else ttl = t;
+            if (v[i].rc)
+                v[i].n = 0;
+            else
+                ttl = t;
         }
         e = mc_mp_encode_batch_get_replicas_rep(
             o, id, 0,
@@ -349,8 +356,8 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
     }
     free(r);
     if (e) { /* reply too large or out of memory: an error reply instead */
-        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", c->peer,
-                mc_mp_method_name(h->method), e);
+        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", c->peer, mc_mp_method_name(h->method),
+                e);
         if (mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL)) {
             bad_frame(c, "reply", "out of memory");
             return -1;
@@ -375,8 +382,7 @@ static void flush(conn_t *c)
     if (e) {
         free(w->data);
         free(w);
-        MC_LOGW(TAG, "peer %s: write failed: %s; closing the connection", c->peer,
-                uv_strerror(e));
+        MC_LOGW(TAG, "peer %s: write failed: %s; closing the connection", c->peer, uv_strerror(e));
         conn_close(c);
         return;
     }
@@ -470,8 +476,10 @@ static void on_conn(uv_stream_t *l, int status)
         return;
     }
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) mc_sock_peer_str(fd, c->peer, sizeof c->peer);
-    else snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        mc_sock_peer_str(fd, c->peer, sizeof c->peer);
+    else
+        snprintf(c->peer, sizeof c->peer, "?");
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
@@ -481,7 +489,8 @@ static void on_conn(uv_stream_t *l, int status)
 static void stop_cb(uv_async_t *a)
 {
     mc_master_rpc_t *srv = a->data;
-    while (srv->conns) conn_close(srv->conns);
+    while (srv->conns)
+        conn_close(srv->conns);
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->stop, NULL);
 }
@@ -517,7 +526,8 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     if ((e = uv_loop_init(&srv->loop))) goto fail_fd;
     uv_tcp_init(&srv->loop, &srv->listener);
     srv->listener.data = srv;
-    if ((e = uv_tcp_open(&srv->listener, fd)) || (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
+    if ((e = uv_tcp_open(&srv->listener, fd)) ||
+        (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
         uv_close((uv_handle_t *)&srv->listener, NULL);
         goto fail_loop;
     }

@@ -166,10 +166,12 @@ static void test_calls(void **state)
     assert_int_equal(rcs[N - 1], MC_ERR_OBJECT_ALREADY_EXISTS);
     assert_null(reps[N - 1]);
     assert_int_equal(mc_master_client_batch_put_end(c, CLIENT, keys, N - 1, rcs), 0);
-    for (int i = 0; i < N - 1; i++) assert_int_equal(rcs[i], 0);
+    for (int i = 0; i < N - 1; i++)
+        assert_int_equal(rcs[i], 0);
     keys[N - 1] = "missing";
     assert_int_equal(mc_master_client_batch_exist(c, keys, N, rcs), 0);
-    for (int i = 0; i < N - 1; i++) assert_int_equal(rcs[i], 1);
+    for (int i = 0; i < N - 1; i++)
+        assert_int_equal(rcs[i], 1);
     assert_int_equal(rcs[N - 1], 0);
     assert_int_equal(mc_master_client_batch_get_replicas(c, keys, N, rcs, reps, nreps, &ttl), 0);
     for (int i = 0; i < N - 1; i++) {
@@ -179,7 +181,8 @@ static void test_calls(void **state)
     }
     assert_int_equal(rcs[N - 1], MC_ERR_OBJECT_NOT_FOUND);
     assert_int_equal(mc_master_client_batch_remove(c, keys, 10, 1, rcs), 0);
-    for (int i = 0; i < 10; i++) assert_int_equal(rcs[i], 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(rcs[i], 0);
     assert_int_equal(mc_master_client_batch_put_revoke(c, CLIENT, keys, 1, rcs), 0);
     assert_true(rcs[0] < 0); /* removed: nothing to revoke */
     assert_int_equal(mc_master_client_remove_by_regex(c, "^batch/1[0-9]$", 1), 10);
@@ -326,7 +329,8 @@ static void test_large_batches(void **state)
         free(reps[i]);
     }
     assert_int_equal(mc_master_client_batch_exist(c, keys, N, rcs), 0);
-    for (int i = 0; i < N; i++) assert_int_equal(rcs[i], 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rcs[i], 1);
     /* small calls still work on the same connection after the big frames */
     assert_int_equal(mc_master_client_exist(c, keys[N - 1]), 1);
 
@@ -378,8 +382,7 @@ static void test_large_batches(void **state)
 /* ---------------------------------------------------------------- bad frames */
 
 /* Sends raw bytes on a fresh connection and expects the server to close it. */
-static void expect_closed(const char *addr_port_host, uint16_t port, const void *bytes,
-                          size_t len)
+static void expect_closed(const char *addr_port_host, uint16_t port, const void *bytes, size_t len)
 {
     int fd;
     assert_int_equal(mc_sock_connect(addr_port_host, port, 2000, &fd), 0);
@@ -387,7 +390,8 @@ static void expect_closed(const char *addr_port_host, uint16_t port, const void 
     assert_int_equal(mc_sock_send_all(fd, bytes, len), 0);
     uint8_t buf[256];
     ssize_t n;
-    do n = recv(fd, buf, sizeof buf, 0);
+    do
+        n = recv(fd, buf, sizeof buf, 0);
     while (n > 0); /* a reply may come first (valid frames before the bad one) */
     assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
     close(fd);
@@ -501,7 +505,8 @@ static void *silent_main(void *arg)
     uint8_t hb[MC_MP_HDR_LEN];
     mc_mp_hdr_t h;
     const char *why;
-    if (mc_sock_recv_all(fd, hb, sizeof hb) == 0 && mc_mp_hdr_decode(hb, sizeof hb, &h, &why) == 0) {
+    if (mc_sock_recv_all(fd, hb, sizeof hb) == 0 &&
+        mc_mp_hdr_decode(hb, sizeof hb, &h, &why) == 0) {
         uint8_t *p = malloc(h.length + 1);
         if (mc_sock_recv_all(fd, p, h.length) == 0) {
             mc_mp_buf_t b = {0};
@@ -560,8 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls),     cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_threads),   cmocka_unit_test(test_large_batches),
-        cmocka_unit_test(test_reconnect),
-        cmocka_unit_test(test_timeout_and_version),
+        cmocka_unit_test(test_reconnect), cmocka_unit_test(test_timeout_and_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,14 +34,16 @@ static char *rstr(size_t maxlen)
 {
     size_t n = rnd() % (maxlen + 1);
     char *s = mc_mp_arena_alloc(&fill_arena, n + 1);
-    for (size_t i = 0; i < n; i++) s[i] = (char)('a' + rnd() % 26);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)('a' + rnd() % 26);
     return s;
 }
 
 static void rfstr(char *dst, size_t cap)
 {
     size_t n = rnd() % cap;
-    for (size_t i = 0; i < n; i++) dst[i] = (char)('A' + rnd() % 26);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (char)('A' + rnd() % 26);
     dst[n] = 0;
 }
 
@@ -72,7 +74,8 @@ static mc_replica_t *fill_reps(size_t *n)
 {
     *n = rnd() % 4;
     mc_replica_t *v = mc_mp_arena_alloc(&fill_arena, (*n + 1) * sizeof *v);
-    for (size_t i = 0; i < *n; i++) fill_rep(&v[i]);
+    for (size_t i = 0; i < *n; i++)
+        fill_rep(&v[i]);
     return v;
 }
 
@@ -86,17 +89,19 @@ static void fill_rcfg(mc_replicate_config_t *c)
     c->with_hard_pin = (int)(rnd() % 2);
     c->npreferred = rnd() % 3;
     const char **v = mc_mp_arena_alloc(&fill_arena, (c->npreferred + 1) * sizeof *v);
-    for (size_t i = 0; i < c->npreferred; i++) v[i] = rstr(40);
+    for (size_t i = 0; i < c->npreferred; i++)
+        v[i] = rstr(40);
     c->preferred_segments = v;
     c->prefer_alloc_in_same_node = (int)(rnd() % 2);
     c->host_id = rnd() % 2 ? rstr(30) : NULL;
 }
 
-#define ARR(T, f, fillexpr)                                                                       \
+#define ARR(T, f, fillexpr)                                                                        \
     do {                                                                                           \
         size_t k_ = rnd() % 5;                                                                     \
         T *v_ = mc_mp_arena_alloc(&fill_arena, (k_ + 1) * sizeof *v_);                             \
-        for (size_t i = 0; i < k_; i++) fillexpr;                                                  \
+        for (size_t i = 0; i < k_; i++)                                                            \
+            fillexpr;                                                                              \
         m->f = v_;                                                                                 \
         m->n_##f = k_;                                                                             \
     } while (0)
@@ -156,7 +161,8 @@ static void cmp_rcfg(const mc_replicate_config_t *a, const mc_replicate_config_t
 #define CMP_ARR(f, body)                                                                           \
     do {                                                                                           \
         assert_int_equal(x->n_##f, y->n_##f);                                                      \
-        for (size_t i = 0; i < x->n_##f; i++) body;                                                \
+        for (size_t i = 0; i < x->n_##f; i++)                                                      \
+            body;                                                                                  \
     } while (0)
 
 #define CMP_U8(f) assert_int_equal(x->f, y->f);
@@ -177,7 +183,8 @@ static void cmp_rcfg(const mc_replicate_config_t *a, const mc_replicate_config_t
     CMP_ARR(f, {                                                                                   \
         assert_int_equal(x->f[i].rc, y->f[i].rc);                                                  \
         assert_int_equal(x->f[i].n, y->f[i].n);                                                    \
-        for (size_t j = 0; j < x->f[i].n; j++) cmp_rep(&x->f[i].reps[j], &y->f[i].reps[j]);        \
+        for (size_t j = 0; j < x->f[i].n; j++)                                                     \
+            cmp_rep(&x->f[i].reps[j], &y->f[i].reps[j]);                                           \
     });
 #define CMP(kind, n) CMP_##kind(n)
 
@@ -499,7 +506,8 @@ static void test_garbage(void **state)
     for (int iter = 0; iter < 20000; iter++) {
         size_t len = rnd() % 200;
         uint8_t *p = malloc(len ? len : 1);
-        for (size_t i = 0; i < len; i++) p[i] = (uint8_t)(rnd() % 7 == 0 ? 0xff : rnd() % 8);
+        for (size_t i = 0; i < len; i++)
+            p[i] = (uint8_t)(rnd() % 7 == 0 ? 0xff : rnd() % 8);
         const char *why = NULL;
         unsigned m = methods[rnd() % (sizeof methods / sizeof methods[0])];
         if (mc_mp_check_payload(m, p, len, &a, &why)) assert_non_null(why);
