@@ -145,7 +145,9 @@ struct mc_proxy {
     req_t *reqs;
     char *admin_key;
     char *openai_key;
-    char *models_json; /* last /v1/models answer of an admitted instance */
+    char *models_json;   /* last /v1/models answer of an admitted instance */
+    CURL *easy_pool[64]; /* finished easy handles, reset and reused */
+    int n_easy;
     char model_id[256];
     uint64_t next_tick_ms, next_peek_ms;
     /* metrics */
@@ -468,7 +470,12 @@ static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const ch
 {
     leg_t *l = calloc(1, sizeof *l);
     if (!l) goto fail;
-    l->easy = curl_easy_init();
+    if (px->n_easy > 0) {
+        l->easy = px->easy_pool[--px->n_easy];
+        curl_easy_reset(l->easy);
+    } else {
+        l->easy = curl_easy_init();
+    }
     if (!l->easy) goto fail;
     l->kind = kind;
     l->req = r;
@@ -532,7 +539,10 @@ static void leg_detach(mc_proxy_t *px, leg_t *l)
 {
     if (!l->active) return;
     curl_multi_remove_handle(px->multi, l->easy);
-    curl_easy_cleanup(l->easy);
+    if (px->n_easy < (int)(sizeof px->easy_pool / sizeof px->easy_pool[0]))
+        px->easy_pool[px->n_easy++] = l->easy;
+    else
+        curl_easy_cleanup(l->easy);
     l->easy = NULL;
     l->active = 0;
     if (l->prev)
@@ -1846,6 +1856,8 @@ void mc_proxy_free(mc_proxy_t *px)
     }
     free(px->grp[0]);
     free(px->grp[1]);
+    while (px->n_easy > 0)
+        curl_easy_cleanup(px->easy_pool[--px->n_easy]);
     if (px->multi) curl_multi_cleanup(px->multi);
     if (px->ep >= 0) close(px->ep);
     curl_global_cleanup();
