@@ -570,6 +570,7 @@ static void leg_cancel(mc_proxy_t *px, leg_t *l)
     inst_t *in = l->inst;
     req_t *r = l->req;
     leg_detach(px, l);
+    l->inst = NULL;
     if (l->kind == LEG_PROBE) {
         leg_free(l);
     }
@@ -1003,6 +1004,7 @@ static void leg_finished(mc_proxy_t *px, leg_t *l)
         prefill_finished(px, l);
     else
         decode_finished(px, l);
+    l->inst = NULL; /* the instance may be freed now (removed and drained) */
     if (in) inst_maybe_free(px, in);
     req_unref(r);
 }
@@ -1566,9 +1568,11 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
         req_cancel_legs(px, r);
     } else {
         int st = r->final_status;
+        double dt = (double)(mc_now_ns() - r->t0) / 1e9;
         px->m_status[st >= 100 && st < 600 ? st / 100 : 5]++;
-        px->m_dur_sum += (double)(mc_now_ns() - r->t0) / 1e9;
+        px->m_dur_sum += dt;
         px->m_dur_count++;
+        MC_LOGD(TAG, "req %s: %d in %.3f ms", r->reqid, st, dt * 1e3);
     }
     if (r->admin_inst) {
         r->admin_inst->admin_waiter = NULL;

@@ -218,3 +218,36 @@ def test_sigterm_with_requests_in_flight(fakes, bootstrap, proxy):
     assert px.stop() == 0
     c.close()
     s.close()
+
+
+def test_many_concurrent_streams_exact(fakes, bootstrap, proxy):
+    """40 clients at once, each streaming 300 chunks while others come and go: every
+    stream arrives byte for byte and nothing is left in flight."""
+    import threading
+    p, d, px = connector(fakes, bootstrap, proxy)
+    d.chunks, d.chunk_delay = 300, 0.0005
+    expected = d.expected_stream()
+    out, errs = [], []
+
+    def one(i):
+        try:
+            if i % 5 == 0:  # some clients hang up early
+                c = px.conn()
+                c.request("POST", "/v1/completions", body='{"prompt":"x","stream":true}',
+                          headers={"Content-Type": "application/json"})
+                c.getresponse().readline()
+                c.close()
+                return
+            st, _, data = px.request("POST", "/v1/completions", {"prompt": "x", "stream": True}, timeout=30)
+            out.append(st == 200 and data == expected)
+        except Exception as e:  # noqa: BLE001
+            errs.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errs, errs[:3]
+    assert len(out) == 32 and all(out)
+    assert wait_for(lambda: all(i["inflight"] == 0 for i in px.status()["decode"] + px.status()["prefill"]), 10)
