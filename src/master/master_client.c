@@ -105,6 +105,7 @@ static void *reader_main(void *arg)
     pthread_mutex_unlock(&c->mu);
     char peer[272];
     snprintf(peer, sizeof peer, "%s:%u", c->host, c->port);
+    char ebuf[128];
     size_t cap = 65536, len = 0;
     uint8_t *buf = malloc(cap);
     const char *why = "out of memory";
@@ -113,7 +114,7 @@ static void *reader_main(void *arg)
         ssize_t n = recv(fd, buf + len, cap - len, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            why = n == 0 ? "closed by the master" : strerror(errno);
+            why = n == 0 ? "closed by the master" : strerror_r(errno, ebuf, sizeof ebuf);
             goto fail;
         }
         len += (size_t)n;
@@ -267,7 +268,9 @@ static int ensure_connected_locked(mc_master_client_t *c)
     int e = mc_sock_connect(c->host, c->port,
                             c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
     if (e) {
-        MC_LOGW(TAG, "connect to master %s:%u failed: %s", c->host, c->port, strerror(-e));
+        char eb[128];
+        MC_LOGW(TAG, "connect to master %s:%u failed: %s", c->host, c->port,
+                strerror_r(-e, eb, sizeof eb));
         return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
     }
     mc_sock_tune(fd);
@@ -377,7 +380,9 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     if (e && gen == c->gen) shutdown(c->fd, SHUT_RDWR); /* the stream is cut mid-frame */
     pthread_mutex_unlock(&c->wmu);
     if (e) {
-        MC_LOGW(TAG, "master %s:%u: send failed: %s", c->host, c->port, strerror(-e));
+        char eb[128];
+        MC_LOGW(TAG, "master %s:%u: send failed: %s", c->host, c->port,
+                strerror_r(-e, eb, sizeof eb));
         pthread_mutex_lock(&c->mu);
         unlink_locked(c, &w);
         if (gen == c->gen) c->broken = 1; /* the next call reconnects */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
 #include "master_proto.h"
@@ -25,8 +26,9 @@
 
 #define TAG "master_rpc"
 #define CONN_BUF_MIN 65536
-#define WQ_HIGH (64u << 20) /* queued reply bytes that pause reading */
-#define WQ_LOW (16u << 20)  /* ... and resume it */
+/* Reply bytes queued on one connection that pause reading its requests
+ * (MC_MASTER_RPC_MAX_QUEUED, default 64 MiB); reading resumes below a quarter. */
+#define WQ_HIGH_DEFAULT (64 << 20)
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -52,6 +54,7 @@ struct mc_master_rpc {
     uv_async_t stop;
     uv_thread_t thread;
     uint16_t port;
+    size_t wq_high, wq_low;
     conn_t *conns;
 };
 
@@ -88,15 +91,15 @@ static void bad_frame(conn_t *c, const char *what, const char *why)
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
-    if (c->cap - c->len < 4096 && c->cap < CONN_BUF_MIN) {
-        /* first read, or a frame's size is not known yet */
-        uint8_t *nb = realloc(c->buf, CONN_BUF_MIN);
+    if (!c->cap) { /* first read */
+        uint8_t *nb = malloc(CONN_BUF_MIN);
         if (nb) {
             c->buf = nb;
             c->cap = CONN_BUF_MIN;
         }
     }
-    if (c->cap == c->len) { /* full: parse_frames grows it for a big frame */
+    if (c->cap == c->len) { /* out of memory (parse_frames keeps room for the frame
+                               being read): libuv reports UV_ENOBUFS and we close */
         out->base = NULL;
         out->len = 0;
         return;
@@ -105,20 +108,24 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
     out->len = c->cap - c->len;
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void write_cb(uv_write_t *req, int status)
 {
     wreq_t *w = (wreq_t *)req;
     conn_t *c = req->handle->data;
     free(w->data);
     free(w);
-    if (status < 0 || c->closing) {
-        if (status < 0 && status != UV_ECANCELED)
-            MC_LOGD(TAG, "peer %s: write failed: %s", c->peer, uv_strerror(status));
+    if (c->closing) return;
+    if (status < 0) { /* the peer is gone (reset); a paused reader would not notice */
+        MC_LOGD(TAG, "peer %s: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
         return;
     }
-    if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WQ_LOW) {
+    if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->srv->wq_low) {
         c->paused = 0;
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, NULL);
+        MC_LOGD(TAG, "peer %s: replies drained, reading again", c->peer);
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     }
 }
 
@@ -386,8 +393,10 @@ static void flush(conn_t *c)
         conn_close(c);
         return;
     }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WQ_HIGH) {
+    if (!c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->srv->wq_high) {
         c->paused = 1;
+        MC_LOGD(TAG, "peer %s: %zu reply bytes queued, pausing its requests", c->peer,
+                uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
 }
@@ -444,7 +453,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     if (nread < 0) {
-        if (nread != UV_EOF)
+        if (nread == UV_ENOBUFS)
+            MC_LOGW(TAG, "peer %s: out of memory for its frame; closing the connection", c->peer);
+        else if (nread != UV_EOF)
             MC_LOGD(TAG, "peer %s: read failed: %s", c->peer, uv_strerror((int)nread));
         else if (c->len)
             MC_LOGW(TAG, "peer %s: closed in the middle of a frame (%zu bytes)", c->peer, c->len);
@@ -516,6 +527,9 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     mc_master_rpc_t *srv = calloc(1, sizeof *srv);
     if (!srv) return MC_ERR_INTERNAL;
     srv->m = m;
+    srv->wq_high =
+        (size_t)mc_env_int("MC_MASTER_RPC_MAX_QUEUED", WQ_HIGH_DEFAULT, 4096, (int64_t)1 << 40);
+    srv->wq_low = srv->wq_high / 4;
     int fd = -1, e;
     e = mc_sock_listen(host, port, 511, &fd, &srv->port);
     if (e) {

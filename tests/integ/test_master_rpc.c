@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -269,13 +270,16 @@ static void test_threads(void **state)
 
 /* ---------------------------------------------------------------- big frames */
 
-enum { PIPE_FRAMES = 72 };
+enum { PIPE_FRAMES = 24 };
 
 typedef struct {
     int fd;
     const mc_mp_buf_t *frame;
     int count;
     int rc;
+    int done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 } piper_t;
 
 /* Sends `count` copies of a request frame, numbered 0.. in req_id. */
@@ -290,6 +294,10 @@ static void *piper_main(void *arg)
         pp->rc = mc_sock_send_all(pp->fd, f, pp->frame->len);
     }
     free(f);
+    pthread_mutex_lock(&pp->mu);
+    pp->done = 1;
+    pthread_cond_signal(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
     return NULL;
 }
 
@@ -297,7 +305,9 @@ static void *piper_main(void *arg)
 static void test_large_batches(void **state)
 {
     server_t s;
+    setenv("MC_MASTER_RPC_MAX_QUEUED", "65536", 1);
     server_start(&s, 0);
+    unsetenv("MC_MASTER_RPC_MAX_QUEUED");
     mc_master_client_t *c;
     assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
     mount(c, 1, "127.0.0.1:20001");
@@ -334,15 +344,28 @@ static void test_large_batches(void **state)
     /* small calls still work on the same connection after the big frames */
     assert_int_equal(mc_master_client_exist(c, keys[N - 1]), 1);
 
-    /* a raw client pipelines more replies than the server queues (64 MiB)
-     * before reading any: the server pauses reading it, then catches up */
+    /* a raw client pipelines requests whose replies (1 MiB each) exceed what
+     * the server queues per connection (64 KiB here): the server pauses
+     * reading it, resumes as the replies drain, and every reply arrives */
     mc_mp_buf_t req = {0};
     mc_mp_batch_get_replicas_req_t q = {.keys = keys, .n_keys = N};
     assert_int_equal(mc_mp_encode_batch_get_replicas_req(&req, 0, &q), 0);
     piper_t pp = {.frame = &req, .count = PIPE_FRAMES};
+    pthread_mutex_init(&pp.mu, NULL);
+    pthread_cond_init(&pp.cv, NULL);
     assert_int_equal(mc_sock_connect("127.0.0.1", mc_master_rpc_port(s.rpc), 2000, &pp.fd), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, piper_main, &pp), 0);
+    /* Read nothing until the sender is done or stuck (the server paused and
+     * the socket buffers are full), so that replies pile up on the server.
+     * The outcome does not depend on this wait, only the path taken does. */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 2;
+    pthread_mutex_lock(&pp.mu);
+    while (!pp.done && pthread_cond_timedwait(&pp.cv, &pp.mu, &dl) == 0) {
+    }
+    pthread_mutex_unlock(&pp.mu);
     size_t total = 0;
     for (int i = 0; i < PIPE_FRAMES; i++) {
         uint8_t hb[MC_MP_HDR_LEN];
@@ -365,7 +388,9 @@ static void test_large_batches(void **state)
     }
     pthread_join(th, NULL);
     assert_int_equal(pp.rc, 0);
-    assert_true(total > (64u << 20));
+    assert_true(total > PIPE_FRAMES * (1u << 20));
+    pthread_cond_destroy(&pp.cv);
+    pthread_mutex_destroy(&pp.mu);
     close(pp.fd);
     mc_mp_buf_free(&req);
     assert_int_equal(mc_master_client_remove_all(c, 1), N);
