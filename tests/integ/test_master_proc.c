@@ -5,8 +5,10 @@
  * endpoints and the metadata server answer, garbage on the admin and RPC ports
  * leaves it serving, SIGTERM and SIGINT exit 0, a bad command line or config
  * file exits 2 with a message naming the flag and the usage, --help exits 0,
- * and a port in use exits 1. */
+ * a port in use exits 1, and state made through the RPC (mc_master_client)
+ * shows on the admin port until the tick thread expires the silent client. */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "master_client.h"
 #include "net_sock.h"
 #include "te_harness.h"
 
@@ -282,6 +285,73 @@ static void test_config_file_and_port_in_use(void **state)
     assert_int_equal(exit_code(th_finish(&mm.p, WAIT_MS)), 0);
 }
 
+/* Polls the admin endpoint until its body equals want, for up to WAIT_MS. */
+static void wait_body(uint16_t port, const char *target, const char *want)
+{
+    char body[4096];
+    for (int waited = 0;; waited += 20) {
+        assert_int_equal(http_get(port, target, body, sizeof body), 200);
+        if (!strcmp(body, want)) return;
+        if (waited > WAIT_MS) fail_msg("%s: '%s', want '%s'", target, body, want);
+        poll(NULL, 0, 20);
+    }
+}
+
+/* State made through the RPC shows on the admin port, and the tick thread
+ * expires a client that stops heartbeating (its segment and objects go). */
+static void test_rpc_and_admin(void **state)
+{
+    master_t mm;
+    master_start(&mm, (const char *[]){"--client_ttl=1", "--default_kv_lease_ttl=100ms", NULL});
+    char addr[64], body[1 << 14];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", mm.rpc);
+    mc_master_client_t *c = NULL;
+    assert_int_equal(mc_master_client_connect(addr, &c), 0);
+    mc_uuid_t me = {11, 22};
+    mc_segment_t seg;
+    memset(&seg, 0, sizeof seg);
+    seg.id = (mc_uuid_t){33, 44};
+    snprintf(seg.name, sizeof seg.name, "127.0.0.1:17000");
+    snprintf(seg.te_endpoint, sizeof seg.te_endpoint, "127.0.0.1:17000");
+    snprintf(seg.protocol, sizeof seg.protocol, "tcp");
+    seg.base = 0x7f0000000000ull;
+    seg.size = 16ull << 20;
+    assert_int_equal(mc_master_client_mount_segment(c, &seg, me), 0);
+    mc_replicate_config_t rc = {.replica_num = 1};
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_client_put_start(c, me, "obj/1", 8192, &rc, &r, &n), 0);
+    assert_int_equal(n, 1);
+    free(r);
+    assert_int_equal(mc_master_client_put_end(c, me, "obj/1"), 0);
+
+    assert_int_equal(http_get(mm.metrics, "/get_all_segments", body, sizeof body), 200);
+    assert_string_equal(body, "127.0.0.1:17000\n");
+    assert_int_equal(http_get(mm.metrics, "/get_all_keys", body, sizeof body), 200);
+    assert_string_equal(body, "obj/1\n");
+    assert_int_equal(http_get(mm.metrics, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\nmaster_key_count 1\n"));
+    assert_non_null(strstr(body, "\nmaster_total_capacity_bytes 16777216\n"));
+    assert_non_null(strstr(body, "\nmaster_active_clients 1\n"));
+    assert_int_equal(http_get(mm.metrics, "/query_key?key=obj/1", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"transport_endpoint\":\"127.0.0.1:17000\""));
+    assert_non_null(strstr(body, "\"size\":8192"));
+
+    /* no more pings: the client dies after its TTL, its segment and object go */
+    wait_body(mm.metrics, "/get_all_segments", "");
+    wait_body(mm.metrics, "/get_all_keys", "");
+    assert_int_equal(http_get(mm.metrics, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\nmaster_active_clients 0\n"));
+    /* the client is told to re-mount */
+    int st = 0;
+    assert_int_equal(mc_master_client_ping(c, me, &st), 0);
+    assert_int_equal(st, MC_CLIENT_NEED_REMOUNT);
+    mc_master_client_close(c);
+
+    assert_int_equal(th_signal(&mm.p, SIGTERM), 0);
+    assert_int_equal(exit_code(th_finish(&mm.p, WAIT_MS)), 0);
+}
+
 static int teardown(void **state)
 {
     th_reap_all();
@@ -300,6 +370,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sigint, teardown),
         cmocka_unit_test_teardown(test_bad_command_lines, teardown),
         cmocka_unit_test_teardown(test_config_file_and_port_in_use, teardown),
+        cmocka_unit_test_teardown(test_rpc_and_admin, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
