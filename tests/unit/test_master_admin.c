@@ -20,6 +20,7 @@
 
 #include "base_time.h"
 #include "master_admin.h"
+#include "master_flags.h"
 #include "master_service.h"
 #include "net_sock.h"
 
@@ -349,6 +350,25 @@ static void test_bind_errors(void **state)
     mc_master_admin_stop(NULL);
 }
 
+/* The daemon's flag defaults are the core's defaults. */
+static void test_flag_defaults_match_core(void **state)
+{
+    mc_master_flags_t f;
+    mc_master_config_t c;
+    mc_master_flags_default(&f);
+    mc_master_config_default(&c);
+    assert_int_equal(f.core.default_kv_lease_ttl_ms, c.default_kv_lease_ttl_ms);
+    assert_int_equal(f.core.default_kv_soft_pin_ttl_ms, c.default_kv_soft_pin_ttl_ms);
+    assert_int_equal(f.core.max_kv_soft_pin_ttl_ms, c.max_kv_soft_pin_ttl_ms);
+    assert_int_equal(f.core.allow_evict_soft_pinned_objects, c.allow_evict_soft_pinned_objects);
+    assert_true(f.core.eviction_ratio == c.eviction_ratio);
+    assert_true(f.core.eviction_high_watermark_ratio == c.eviction_high_watermark_ratio);
+    assert_int_equal(f.core.client_ttl_ms, c.client_ttl_ms);
+    assert_int_equal(f.core.put_start_discard_timeout_ms, c.put_start_discard_timeout_ms);
+    assert_int_equal(f.core.put_start_release_timeout_ms, c.put_start_release_timeout_ms);
+    assert_int_equal(f.core.allocation_strategy, c.allocation_strategy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remove_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test(test_flag_defaults_match_core),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
