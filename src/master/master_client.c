@@ -528,6 +528,9 @@ int mc_master_client_put_start(mc_master_client_t *c, mc_uuid_t client, const ch
                                size_t *n)
 {
     mc_mp_arena_t a = {0};
+    *out = NULL;
+    *n = 0;
+    if (!cfg || !key) return MC_ERR_INVALID_PARAMS;
     mc_mp_put_start_req_t q = {.client = client, .key = key, .size = size, .cfg = *cfg};
     mc_mp_put_start_rep_t rep;
     int rc;
@@ -566,6 +569,9 @@ int mc_master_client_upsert_start(mc_master_client_t *c, mc_uuid_t client, const
                                   mc_replica_t **out, size_t *n)
 {
     mc_mp_arena_t a = {0};
+    *out = NULL;
+    *n = 0;
+    if (!cfg || !key) return MC_ERR_INVALID_PARAMS;
     mc_mp_upsert_start_req_t q = {.client = client, .key = key, .size = size, .cfg = *cfg};
     mc_mp_upsert_start_rep_t rep;
     int rc;
@@ -688,6 +694,8 @@ int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
                                      mc_replica_t **reps, size_t *nreps)
 {
     mc_mp_arena_t a = {0};
+    clear_reps(n, reps, nreps);
+    if (!cfg) return MC_ERR_INVALID_PARAMS;
     mc_mp_batch_put_start_req_t q = {
         .client = client, .keys = keys, .n_keys = n, .sizes = sizes, .n_sizes = n, .cfg = *cfg};
     mc_mp_batch_put_start_rep_t rep;

@@ -135,6 +135,15 @@ static void test_calls(void **state)
     assert_int_equal(mc_master_client_put_start(c, CLIENT, "k4", 100, &cfg, &r, &n),
                      MC_ERR_INVALID_PARAMS);
     cfg = one_replica();
+    /* a key over 4 KiB reaches the master, which refuses it */
+    char *long_key = malloc(5001);
+    memset(long_key, 'l', 5000);
+    long_key[5000] = 0;
+    int lrc = mc_master_client_put_start(c, CLIENT, long_key, 100, &cfg, &r, &n);
+    assert_true(lrc == MC_ERR_INVALID_KEY || lrc == MC_ERR_INVALID_PARAMS);
+    free(long_key);
+    assert_int_equal(mc_master_client_put_start(c, CLIENT, "k5", 100, NULL, &r, &n),
+                     MC_ERR_INVALID_PARAMS);
     /* a key over the codec's limit never leaves the client */
     char *huge = malloc(MC_MP_STR_MAX + 2);
     memset(huge, 'h', MC_MP_STR_MAX + 1);
