@@ -48,24 +48,6 @@ typedef struct {
 static const char *const ad_tag = "admin";
 static int ad_mark; /* con_cls of a request in progress (no per-request state) */
 
-/* Upstream's name of an error code ("OBJECT_NOT_FOUND"). */
-static const char *ad_err_name(int code)
-{
-    const char *s = "UNKNOWN_ERROR";
-    switch (code) {
-#define AD__ERR_CASE(name, value, text)                                                            \
-    case value:                                                                                    \
-        s = #name;                                                                                 \
-        break;
-        MC_ERR_LIST(AD__ERR_CASE)
-#undef AD__ERR_CASE
-    }
-    if (code == MC_ERR_INTERNAL) return "INTERNAL_ERROR";
-    if (!strncmp(s, "MC_ERR_", 7)) return s + 7;
-    if (!strncmp(s, "MC_", 3)) return s + 3;
-    return s;
-}
-
 static void ad_peer(struct MHD_Connection *conn, char *buf, size_t len)
 {
     const union MHD_ConnectionInfo *ci =
@@ -294,7 +276,7 @@ static enum MHD_Result ad_query_key(mc_master_admin_t *a, struct MHD_Connection 
         unsigned status = rc == MC_ERR_INVALID_KEY || rc == MC_ERR_INVALID_PARAMS
                               ? MHD_HTTP_BAD_REQUEST
                               : MHD_HTTP_NOT_FOUND;
-        return ad_json(conn, status, ad_error_json(rc, ad_err_name(rc)));
+        return ad_json(conn, status, ad_error_json(rc, mc_err_name(rc)));
     }
     json_t *data = json_array();
     for (size_t i = 0; data && i < n; i++) {
@@ -373,7 +355,7 @@ static enum MHD_Result ad_segments_detail(mc_master_admin_t *a, struct MHD_Conne
 static enum MHD_Result ad_remove_all(mc_master_admin_t *a, struct MHD_Connection *conn)
 {
     int64_t n = mc_master_remove_all(a->m, 0, mc_now_ms());
-    if (n < 0) return ad_json(conn, 500, ad_error_json((int)n, ad_err_name((int)n)));
+    if (n < 0) return ad_json(conn, 500, ad_error_json((int)n, mc_err_name((int)n)));
     return ad_json(conn, MHD_HTTP_OK, json_pack("{s:I}", "removed_count", (json_int_t)n));
 }
 
