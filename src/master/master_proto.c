@@ -162,6 +162,8 @@ static void put_fstr(mc_mp_buf_t *b, const char *s, size_t cap)
 
 /* ---------------------------------------------------------------- arena */
 
+#define MC__MP_ARENA_KEEP 65536 /* largest chunk a reset keeps */
+
 struct mc_mp_chunk {
     mc_mp_chunk_t *next;
     size_t cap, used;
@@ -201,6 +203,10 @@ void mc_mp_arena_reset(mc_mp_arena_t *a)
     }
     a->head->next = NULL;
     a->head->used = 0;
+    if (a->head->cap > MC__MP_ARENA_KEEP) { /* a big message's chunk is not kept */
+        free(a->head);
+        a->head = NULL;
+    }
 }
 
 void mc_mp_arena_free(mc_mp_arena_t *a)

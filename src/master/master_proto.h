@@ -64,7 +64,7 @@ typedef struct {
 } mc_mp_arena_t;
 /* n bytes, 16-aligned, zeroed; NULL when out of memory. */
 void *mc_mp_arena_alloc(mc_mp_arena_t *a, size_t n);
-/* Frees all but the newest chunk (kept for reuse). */
+/* Frees everything but the newest chunk when it is small (kept for reuse). */
 void mc_mp_arena_reset(mc_mp_arena_t *a);
 void mc_mp_arena_free(mc_mp_arena_t *a);
 
