@@ -80,6 +80,10 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
 /* Stops threads, removes the published records, frees the engine. NULL is a no-op. */
 void mc_te_destroy(mc_te_t *te);
 
+/* Publishes the engine's rpc_meta record and segment descriptor again, e.g.
+ * after a restarted metadata server lost them. No-op in P2P mode. */
+int mc_te_republish(mc_te_t *te);
+
 /* The port the engine's listener (handshake and tcp data) is bound to. */
 int mc_te_get_rpc_port(const mc_te_t *te);
 /* The segment name peers use: local_name, or "<ip>:<rpc_port>" in P2P mode. */

@@ -19,7 +19,6 @@
 #include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
-#include "mooncake/meta.h"
 #include "net_sock.h"
 #include "store_int.h"
 
@@ -176,19 +175,12 @@ static int st_alloc_segment(mc_store_t *s, uint64_t size)
     return 0;
 }
 
-/* Re-publishes the TE records (a restarted master's embedded metadata server
- * lost them): rpc_meta from the copy taken at setup, the segment descriptor by
- * registering and unregistering a probe buffer (each publishes the table). */
+/* Re-publishes the TE records: a restarted master's embedded metadata server
+ * lost them. */
 static void st_republish(mc_store_t *s)
 {
-    if (!s->meta || !s->rpc_meta_val) return;
-    char key[512];
-    if (mc_meta_key(key, sizeof key, "rpc_meta", s->te_name) == 0) {
-        int rc = mc_meta_put(s->meta, key, s->rpc_meta_val);
-        if (rc && rc != -EEXIST) MC_LOGW(TAG, "re-publishing %s: %s", key, strerror(-rc));
-    }
-    if (mc_te_register(s->te, s->probe, sizeof s->probe, "cpu:0") == 0)
-        mc_te_unregister(s->te, s->probe);
+    int rc = mc_te_republish(s->te);
+    if (rc) MC_LOGW(TAG, "re-publishing segment '%s': %s", s->te_name, mc_te_strerror(rc));
 }
 
 static int st_remount(mc_store_t *s)
@@ -258,12 +250,6 @@ static void st_teardown(mc_store_t *s)
         mc_te_destroy(s->te);
         s->te = NULL;
     }
-    if (s->meta) {
-        mc_meta_close(s->meta);
-        s->meta = NULL;
-    }
-    free(s->rpc_meta_val);
-    s->rpc_meta_val = NULL;
     if (s->seg) munmap(s->seg, s->seg_size);
     if (s->seg_fd >= 0) close(s->seg_fd);
     if (s->lbuf) munmap(s->lbuf, s->lbuf_size);
@@ -299,14 +285,6 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
     if ((rc = st_start_engine(s, local_hostname, metadata_server, protocol, device_names)))
         goto fail;
     snprintf(s->te_name, sizeof s->te_name, "%s", mc_te_segment_name(s->te));
-
-    /* A copy of our rpc_meta record, re-published after a master restart. */
-    if (mc_meta_open(metadata_server, &s->meta) == 0 && !mc_meta_is_p2p(s->meta)) {
-        char key[512];
-        if (mc_meta_key(key, sizeof key, "rpc_meta", s->te_name) != 0 ||
-            mc_meta_get(s->meta, key, &s->rpc_meta_val) != 0)
-            s->rpc_meta_val = NULL;
-    }
 
     if (local_buffer_size) {
         void *p = mmap(NULL, local_buffer_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "master_client.h"
-#include "mooncake/meta.h"
 #include "mooncake/store.h"
 #include "mooncake/te.h"
 
@@ -24,9 +23,6 @@ struct mc_store {
 
     mc_te_t *te;
     mc_master_client_t *mc;
-    mc_meta_t *meta;    /* our own handle on the metadata store, for re-publishing */
-    char *rpc_meta_val; /* our rpc_meta record as published at setup */
-    char probe[64];     /* registered and unregistered to re-publish the descriptor */
 
     void *seg; /* memfd-backed segment contributed to the pool */
     uint64_t seg_size;

@@ -79,6 +79,23 @@ static void pick_ip(const char *host, char *ip, size_t len)
     mc_net_local_ip(ip, len);
 }
 
+/* Publishes mooncake/rpc_meta/<segment> (no-op in P2P mode). An identical
+ * record already there is fine; another engine's is MC_TE_ERR_METADATA. */
+static int publish_rpc_meta(mc_te_t *te)
+{
+    if (te->p2p) return 0;
+    char key[512], *rec = mc__te_rpc_encode(te->ip, te->port);
+    mc_meta_key(key, sizeof key, "rpc_meta", te->seg_name);
+    int rc = rec ? mc_meta_put(te->meta, key, rec) : -ENOMEM;
+    free(rec);
+    if (rc) {
+        MC_LOGE(TAG, "cannot publish %s: %s", key,
+                rc == -EEXIST ? "another engine already uses this name" : strerror(-rc));
+        return MC_TE_ERR_METADATA;
+    }
+    return 0;
+}
+
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices)
 {
@@ -120,17 +137,7 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     if (te->p2p) snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
     else snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
 
-    if (!te->p2p) {
-        char key[512], *rec = mc__te_rpc_encode(te->ip, te->port);
-        mc_meta_key(key, sizeof key, "rpc_meta", te->seg_name);
-        rc = rec ? mc_meta_put(te->meta, key, rec) : -ENOMEM;
-        free(rec);
-        if (rc) {
-            MC_LOGE(TAG, "cannot publish %s: %s", key,
-                    rc == -EEXIST ? "another engine already uses this name" : strerror(-rc));
-            return MC_TE_ERR_METADATA;
-        }
-    }
+    if ((rc = publish_rpc_meta(te))) return rc;
     te->initialized = 1;
     if ((rc = mc__te_publish(te)) || (rc = mc__te_server_start(te)) ||
         (rc = mc__te_workers_start(te)))
@@ -237,6 +244,13 @@ int mc__te_publish(mc_te_t *te)
         return MC_TE_ERR_METADATA;
     }
     return 0;
+}
+
+int mc_te_republish(mc_te_t *te)
+{
+    if (!te || !te->initialized) return MC_TE_ERR_INVALID_ARGUMENT;
+    int rc = publish_rpc_meta(te);
+    return rc ? rc : mc__te_publish(te);
 }
 
 static int add_buf_locked(mc_te_t *te, void *addr, size_t len, const char *location)
