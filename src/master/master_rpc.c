@@ -540,12 +540,11 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     if ((e = uv_loop_init(&srv->loop))) goto fail_fd;
     uv_tcp_init(&srv->loop, &srv->listener);
     srv->listener.data = srv;
-    if ((e = uv_tcp_open(&srv->listener, fd)) ||
-        (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
+    if ((e = uv_tcp_open(&srv->listener, fd)) == 0) fd = -1; /* the listener owns it */
+    if (e || (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
         uv_close((uv_handle_t *)&srv->listener, NULL);
         goto fail_loop;
     }
-    fd = -1; /* the listener owns it */
     uv_async_init(&srv->loop, &srv->stop, stop_cb);
     srv->stop.data = srv;
     if ((e = uv_thread_create(&srv->thread, loop_main, srv))) {

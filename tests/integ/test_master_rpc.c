@@ -508,6 +508,10 @@ static void test_reconnect(void **state)
     server_stop(&s);
     assert_int_equal(mc_master_client_ping(c, CLIENT, &st), MC_ERR_RPC_FAIL);
     server_start(&s, port);
+    /* the port is taken now: a second server cannot start there */
+    mc_master_rpc_t *dup = NULL;
+    assert_int_equal(mc_master_rpc_start(s.m, "127.0.0.1", port, &dup), MC_ERR_RPC_FAIL);
+    assert_null(dup);
     /* a fresh master: the client must re-mount */
     assert_int_equal(mc_master_client_ping(c, CLIENT, &st), 0);
     assert_int_equal(st, MC_CLIENT_NEED_REMOUNT);
