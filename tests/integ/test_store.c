@@ -587,6 +587,46 @@ static void test_no_space(void **state)
     free(big);
 }
 
+/* ---- memory pressure: eviction makes room and puts keep succeeding ---- */
+
+static void test_eviction(void **state)
+{
+    (void)state;
+    /* 3x the pool (two 128 MiB segments) in 4 MiB objects: every put must
+     * succeed because older, unleased objects are evicted to make room. */
+    enum { N = 192 };
+    const size_t size = 4u << 20;
+    char *val = malloc(size), *got = malloc(size);
+    assert_non_null(val);
+    assert_non_null(got);
+    for (unsigned i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "ev/%u", i);
+        th_pattern(val, size, 1000 + i);
+        int rc = mc_store_put(i & 1 ? g_b : g_a, key, val, size, NULL);
+        if (rc) fail_msg("put %s under memory pressure: %d", key, rc);
+    }
+    unsigned present = 0;
+    for (unsigned i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "ev/%u", i);
+        int64_t n = mc_store_get_into(g_a, key, got, size);
+        if (n == MC_ERR_OBJECT_NOT_FOUND) continue;
+        assert_int_equal(n, (int64_t)size);
+        th_pattern(val, size, 1000 + i);
+        assert_memory_equal(got, val, size); /* what survived is exactly what was put */
+        present++;
+    }
+    assert_true(present > 0);
+    assert_true(present < N); /* it cannot all fit: something was evicted */
+    char key[32];
+    snprintf(key, sizeof key, "ev/%u", N - 1);
+    assert_int_equal(mc_store_is_exist(g_b, key), 1); /* the newest object survived */
+    assert_true(mc_store_remove_all(g_a, 1) >= (int64_t)present);
+    free(val);
+    free(got);
+}
+
 /* ---- concurrent writers and readers under a checker ---- */
 
 /* Every key's value is a function of the key (size and bytes), so a checker
@@ -786,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_p2p),
         cmocka_unit_test(test_remove_all_regex),
         cmocka_unit_test(test_no_space),
+        cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_killed_store),
         cmocka_unit_test(test_master_restart),
