@@ -5,7 +5,8 @@
  * (libmicrohttpd, one polling thread each; the prefill one also answers the
  * bootstrap /query), spawns the mooncake_proxy binary in front of them, and
  * runs keep-alive libcurl clients:
- *   latency: one client, sequential requests, p50/p99 of the whole answer;
+ *   latency: sequential requests alternating direct / through the proxy (so both
+ *            series see the same machine noise), p50/p99 of the whole answer;
  *   rate:    C clients in parallel for D seconds, requests per second;
  * once straight to the decode backend ("direct") and once through the proxy,
  * for a small non-streamed JSON answer and for a 1000-chunk SSE stream.
@@ -204,28 +205,38 @@ typedef struct {
     long errors;
 } result_t;
 
-static int latency(const char *url, const char *body, size_t want, int n, result_t *out)
+static void percentiles(uint64_t *t, int n, result_t *out)
 {
-    client_t c;
-    if (client_init(&c, url, body)) return -1;
-    uint64_t *t = calloc((size_t)n, sizeof *t);
-    if (!t) return -1;
-    for (int i = 0; i < n / 5 + 10; i++)
-        client_do(&c, want); /* warm-up */
-    long err = 0;
-    for (int i = 0; i < n; i++) {
-        t[i] = client_do(&c, want);
-        if (!t[i]) {
-            err++;
-            t[i] = UINT64_MAX;
-        }
-    }
     qsort(t, (size_t)n, sizeof *t, cmp_u64);
     out->p50_us = (double)t[n / 2] / 1e3;
     out->p99_us = (double)t[(n * 99) / 100] / 1e3;
-    out->errors += err;
-    free(t);
-    client_free(&c);
+}
+
+/* Sequential requests, alternating direct and through the proxy, so that both
+ * series see the same noise of this shared machine. */
+static int latency(const char *direct, const char *via, const char *body, size_t want, int n,
+                   result_t *d, result_t *v)
+{
+    client_t cd, cv;
+    if (client_init(&cd, direct, body) || client_init(&cv, via, body)) return -1;
+    uint64_t *td = calloc((size_t)n, sizeof *td), *tv = calloc((size_t)n, sizeof *tv);
+    if (!td || !tv) return -1;
+    for (int i = 0; i < n / 5 + 10; i++) { /* warm-up */
+        client_do(&cd, want);
+        client_do(&cv, want);
+    }
+    for (int i = 0; i < n; i++) {
+        td[i] = client_do(&cd, want);
+        tv[i] = client_do(&cv, want);
+        if (!td[i]) d->errors++, td[i] = UINT64_MAX;
+        if (!tv[i]) v->errors++, tv[i] = UINT64_MAX;
+    }
+    percentiles(td, n, d);
+    percentiles(tv, n, v);
+    free(td);
+    free(tv);
+    client_free(&cd);
+    client_free(&cv);
     return 0;
 }
 
@@ -415,12 +426,10 @@ int main(int argc, char **argv)
     result_t r[4];
     memset(r, 0, sizeof r);
     int sreq = requests / 4 > 10 ? requests / 4 : 10;
-    latency(direct, plain, want_plain, requests, &r[0]);
-    latency(via, plain, want_plain, requests, &r[1]);
+    latency(direct, via, plain, want_plain, requests, &r[0], &r[1]);
     rate(direct, plain, want_plain, clients, secs, &r[0]);
     rate(via, plain, want_plain, clients, secs, &r[1]);
-    latency(direct, stream, want_stream, sreq, &r[2]);
-    latency(via, stream, want_stream, sreq, &r[3]);
+    latency(direct, via, stream, want_stream, sreq, &r[2], &r[3]);
     rate(direct, stream, want_stream, clients, secs, &r[2]);
     rate(via, stream, want_stream, clients, secs, &r[3]);
 
