@@ -193,12 +193,26 @@ def test_first_byte_timeout(fakes, bootstrap, proxy):
     assert time.monotonic() - t0 < 1.5
 
 
-def test_connect_timeout_flag(fakes, bootstrap, proxy):
-    # 10.255.255.1 is not routable: the connect attempt hangs until our timeout.
-    p, d, px = connector(fakes, bootstrap, proxy, ["--connect-timeout-ms", "200"])
-    st, body = px.json("POST", "/instances/add", {"type": "decode", "instance": "10.255.255.1:9"},
-                       {"X-API-Key": "nokey"})
-    assert st == 503  # admin disabled without ADMIN_API_KEY
+def test_connect_timeout_flag(fakes, proxy):
+    """--connect-timeout-ms bounds upstream connects: a listener whose accept queue is full
+    (backlog 0, one connection held) never completes a handshake."""
+    p = fakes("P")
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    held = socket.create_connection(hole.getsockname())
+    try:
+        t0 = time.monotonic()
+        px = proxy(["--prefiller-host", "127.0.0.1", "--prefiller-port", str(p.port),
+                    "--decoder-host", "127.0.0.1", "--decoder-port", str(hole.getsockname()[1]),
+                    "--connect-timeout-ms", "300"])
+        s = px.wait_ready(timeout=5, pred=lambda s: "after 300 ms" in s["decode"][0].get("last_error", ""))
+        assert time.monotonic() - t0 < 3
+        st, body = px.json("POST", "/v1/completions", {"prompt": "x"})
+        assert st == 503 and body["error"]["leg"] == "decode"
+    finally:
+        held.close()
+        hole.close()
 
 
 def test_sigterm_with_requests_in_flight(fakes, bootstrap, proxy):
