@@ -1,17 +1,22 @@
 /* master_client.c: the typed, blocking client of the master RPC. One TCP
- * connection per client object carries pipelined requests from many threads:
- * a caller registers a waiter under `mu` (getting a request id), writes its
- * whole frame under `wmu`, and sleeps on its own condition variable until
- * the reader thread, which parses reply frames incrementally, hands it the
- * reply with the same id, or until its deadline passes (RPC_TIMEOUT; a late
- * reply is then dropped). When the connection fails, the reader fails every
- * waiter with RPC_FAIL and marks the connection broken; the next call closes
- * it, joins the reader and connects again (with the version handshake).
- * A timed-out request leaves the connection as it is.
+ * connection per client object carries pipelined requests from many threads.
+ * A caller registers a waiter under `mu` (getting a request id), writes its
+ * whole frame under `wmu`, and then either waits on its own condition
+ * variable or, when no other caller is reading the socket, becomes the
+ * "leader": it reads and parses reply frames itself, hands each to the
+ * waiter with the same id, and gives the role to another waiter once its own
+ * reply is in (leader/follower). A lone caller thus reads its own reply with
+ * no thread switch, and concurrent callers never wait for each other's round
+ * trips. A caller whose deadline passes returns RPC_TIMEOUT (a late reply is
+ * dropped; the connection stays). When the connection fails, the leader
+ * fails every waiter with RPC_FAIL and marks the connection broken; the next
+ * call connects again (with the version handshake). Before sending, an idle
+ * connection is checked for a hang-up, so a master restart costs no call.
  * Lock order: mu before wmu. */
 #include "master_client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 #include "net_sock.h"
 
 #define TAG "master_client"
+#define RBUF_MIN 65536
 
 typedef struct waiter {
     struct waiter *next;
@@ -44,22 +50,23 @@ struct mc_master_client {
     char host[256];
     uint16_t port;
     int connect_timeout_ms, timeout_ms; /* <= 0: none */
-    pthread_mutex_t mu;                 /* state below, waiters */
+    pthread_mutex_t mu;                 /* everything below but the read buffer */
     pthread_mutex_t wmu;                /* writes on fd; fd changes under mu + wmu */
     pthread_condattr_t cattr;
-    int fd;                  /* -1: not connected */
-    uint64_t gen;            /* connection generation */
-    int broken;              /* the connection failed (reader or a sender saw it) */
-    int reader_done;         /* the reader failed its waiters and is exiting */
-    int reader_live;         /* started and not joined */
-    pthread_cond_t state_cv; /* reader_done changed */
+    int fd;                 /* -1: not connected */
+    uint64_t gen;           /* connection generation */
+    int broken;             /* the connection failed; the next call reconnects */
+    int leader;             /* a caller is reading the socket */
+    pthread_cond_t idle_cv; /* leader became 0 */
     int closing;
-    pthread_t reader;
     uint32_t next_id;
     waiter_t *pending;
+    /* read buffer: touched only by the leader */
+    uint8_t *rbuf;
+    size_t rlen, rcap;
 };
 
-/* ---------------------------------------------------------------- reader */
+/* ---------------------------------------------------------------- reading */
 
 /* Fails every pending waiter. Caller holds mu. */
 static void fail_all_locked(mc_master_client_t *c)
@@ -97,75 +104,102 @@ static void deliver(mc_master_client_t *c, const mc_mp_hdr_t *h, const uint8_t *
     free(copy); /* nobody waits for it any more */
 }
 
-static void *reader_main(void *arg)
+/* Delivers every complete frame in the read buffer and keeps a partial one
+ * (growing the buffer to hold it). Returns 0, or -1 with *why on a bad frame. */
+static int parse_replies(mc_master_client_t *c, const char **why)
 {
-    mc_master_client_t *c = arg;
-    pthread_mutex_lock(&c->mu);
-    int fd = c->fd;
-    pthread_mutex_unlock(&c->mu);
-    char peer[272];
-    snprintf(peer, sizeof peer, "%s:%u", c->host, c->port);
+    size_t off = 0, partial = 0; /* size of a frame not complete yet */
+    int rc = 0;
+    while (c->rlen - off >= MC_MP_HDR_LEN) {
+        mc_mp_hdr_t h;
+        if (mc_mp_hdr_decode(c->rbuf + off, c->rlen - off, &h, why)) {
+            rc = -1;
+            break;
+        }
+        if (!(h.method & MC_MP_REPLY)) {
+            *why = "a request frame from the master";
+            rc = -1;
+            break;
+        }
+        size_t need = MC_MP_HDR_LEN + (size_t)h.length;
+        if (c->rlen - off < need) {
+            partial = need;
+            break;
+        }
+        deliver(c, &h, c->rbuf + off + MC_MP_HDR_LEN);
+        off += need;
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    if (rc) return rc;
+    size_t want = partial > RBUF_MIN ? partial : RBUF_MIN;
+    if (c->rcap != want && (partial > c->rcap || c->rcap > RBUF_MIN)) {
+        uint8_t *nb = realloc(c->rbuf, want); /* grow for a big frame, shrink after it */
+        if (!nb) {
+            *why = "out of memory for a reply";
+            return -1;
+        }
+        c->rbuf = nb;
+        c->rcap = want;
+    }
+    return 0;
+}
+
+/* The leader's work: reads replies from fd until w is answered or the
+ * deadline (dl, CLOCK_MONOTONIC; NULL: none) passes. On a failure of the
+ * connection marks it broken and fails every waiter (w included). Called
+ * without mu, with c->leader set by the caller. */
+static void lead(mc_master_client_t *c, int fd, waiter_t *w, const struct timespec *dl)
+{
+    const char *why = NULL;
     char ebuf[128];
-    size_t cap = 65536, len = 0;
-    uint8_t *buf = malloc(cap);
-    const char *why = "out of memory";
-    if (!buf) goto fail;
+    int bad = 0;
     for (;;) {
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n < 0 && errno == EINTR) continue;
+        pthread_mutex_lock(&c->mu);
+        int done = w->done;
+        pthread_mutex_unlock(&c->mu);
+        if (done) return;
+        int ms = -1;
+        if (dl) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t left_ns =
+                (int64_t)(dl->tv_sec - now.tv_sec) * 1000000000 + (dl->tv_nsec - now.tv_nsec);
+            if (left_ns <= 0) return;
+            int64_t left = (left_ns + 999999) / 1000000; /* round up: no busy loop */
+            ms = left > 1000000 ? 1000000 : (int)left;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) return;           /* deadline */
+        if (c->rcap - c->rlen == 0) { /* cannot happen: parse_replies keeps room */
+            why = "read buffer full";
+            goto fail;
+        }
+        ssize_t n = r < 0 ? -1 : recv(fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n <= 0) {
             why = n == 0 ? "closed by the master" : strerror_r(errno, ebuf, sizeof ebuf);
             goto fail;
         }
-        len += (size_t)n;
-        size_t off = 0, partial = 0; /* size of a frame not complete yet */
-        while (len - off >= MC_MP_HDR_LEN) {
-            mc_mp_hdr_t h;
-            if (mc_mp_hdr_decode(buf + off, len - off, &h, &why)) goto bad;
-            if (!(h.method & MC_MP_REPLY)) {
-                why = "a request frame from the master";
-                goto bad;
-            }
-            size_t need = MC_MP_HDR_LEN + (size_t)h.length;
-            if (len - off < need) {
-                partial = need;
-                if (cap < need) {
-                    memmove(buf, buf + off, len - off);
-                    len -= off;
-                    off = 0;
-                    uint8_t *nb = realloc(buf, need);
-                    if (!nb) goto fail;
-                    buf = nb;
-                    cap = need;
-                }
-                break;
-            }
-            deliver(c, &h, buf + off + MC_MP_HDR_LEN);
-            off += need;
-        }
-        memmove(buf, buf + off, len - off);
-        len -= off;
-        if (cap > 65536 && partial <= 65536) { /* give back a large frame's buffer */
-            uint8_t *nb = realloc(buf, 65536);
-            if (nb) {
-                buf = nb;
-                cap = 65536;
-            }
+        c->rlen += (size_t)n;
+        if (parse_replies(c, &why)) {
+            bad = 1;
+            goto fail;
         }
     }
-bad:
-    MC_LOGE(TAG, "master %s: bad reply frame: %s; closing the connection", peer, why);
-    why = NULL;
 fail:
     pthread_mutex_lock(&c->mu);
-    if (why && !c->closing) MC_LOGW(TAG, "master %s: connection lost (%s)", peer, why);
+    if (bad)
+        MC_LOGE(TAG, "master %s:%u: bad reply frame: %s; closing the connection", c->host, c->port,
+                why);
+    else if (!c->closing)
+        MC_LOGW(TAG, "master %s:%u: connection lost (%s)", c->host, c->port, why);
     c->broken = 1;
-    c->reader_done = 1;
+    c->rlen = 0;
     fail_all_locked(c);
-    pthread_cond_broadcast(&c->state_cv);
     pthread_mutex_unlock(&c->mu);
-    free(buf);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- connect */
@@ -237,33 +271,42 @@ out:
     return rc;
 }
 
-/* Makes sure a live connection exists: retires a broken one (waking its
- * reader with shutdown, waiting until it has failed its waiters, joining it)
- * and connects again. Caller holds mu (released while waiting). */
+/* Marks an idle connection broken when the master hung up (it stopped or
+ * restarted), so that the next request goes on a fresh connection. Caller
+ * holds mu and nobody leads. */
+static void check_idle_locked(mc_master_client_t *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) c->broken = 1;
+}
+
+/* Makes sure a live connection exists: retires a broken one (after its
+ * leader, woken by a shutdown, has failed the waiters) and connects again.
+ * Caller holds mu (released while waiting for the leader). */
 static int ensure_connected_locked(mc_master_client_t *c)
 {
     for (;;) {
+        if (c->fd >= 0 && !c->broken && !c->leader) check_idle_locked(c);
         if (c->fd >= 0 && !c->broken) return 0;
-        if (c->reader_live) {
-            if (!c->reader_done) {
-                shutdown(c->fd, SHUT_RDWR);
-                pthread_cond_wait(&c->state_cv, &c->mu);
-                continue; /* another caller may have reconnected meanwhile */
-            }
-            pthread_join(c->reader, NULL);
-            c->reader_live = 0;
-        }
-        if (c->fd >= 0) {
-            pthread_mutex_lock(&c->wmu);
-            close(c->fd);
-            c->fd = -1;
-            c->gen++;
-            pthread_mutex_unlock(&c->wmu);
-        }
-        break;
+        if (!c->leader) break;
+        shutdown(c->fd, SHUT_RDWR);
+        pthread_cond_wait(&c->idle_cv, &c->mu);
+    }
+    fail_all_locked(c); /* requests sent on the old connection get no answer */
+    if (c->fd >= 0) {
+        pthread_mutex_lock(&c->wmu);
+        close(c->fd);
+        c->fd = -1;
+        c->gen++;
+        pthread_mutex_unlock(&c->wmu);
     }
     c->broken = 0;
-    c->reader_done = 0;
+    c->rlen = 0;
+    if (!c->rbuf) {
+        c->rbuf = malloc(RBUF_MIN);
+        if (!c->rbuf) return MC_ERR_INTERNAL;
+        c->rcap = RBUF_MIN;
+    }
     int fd = -1;
     int e = mc_sock_connect(c->host, c->port,
                             c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
@@ -284,12 +327,6 @@ static int ensure_connected_locked(mc_master_client_t *c)
     c->fd = fd;
     c->gen++;
     pthread_mutex_unlock(&c->wmu);
-    if (pthread_create(&c->reader, NULL, reader_main, c)) {
-        c->broken = 1;
-        c->reader_done = 1;
-        return MC_ERR_INTERNAL;
-    }
-    c->reader_live = 1;
     return 0;
 }
 
@@ -299,7 +336,7 @@ int mc_master_client_connect(const char *addr, mc_master_client_t **out)
     mc_master_client_t *c = calloc(1, sizeof *c);
     if (!c) return MC_ERR_INTERNAL;
     if (!addr || mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port) {
-        MC_LOGE(TAG, "bad master address '%s' (want host:port)", addr);
+        MC_LOGE(TAG, "bad master address '%s' (want host:port)", addr ? addr : "(null)");
         free(c);
         return MC_ERR_INVALID_PARAMS;
     }
@@ -310,7 +347,7 @@ int mc_master_client_connect(const char *addr, mc_master_client_t **out)
     pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_init(&c->cattr);
     pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->state_cv, NULL);
+    pthread_cond_init(&c->idle_cv, NULL);
     pthread_mutex_lock(&c->mu);
     int rc = ensure_connected_locked(c);
     pthread_mutex_unlock(&c->mu);
@@ -327,11 +364,10 @@ void mc_master_client_close(mc_master_client_t *c)
     if (!c) return;
     pthread_mutex_lock(&c->mu);
     c->closing = 1;
-    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
     pthread_mutex_unlock(&c->mu);
-    if (c->reader_live) pthread_join(c->reader, NULL);
     if (c->fd >= 0) close(c->fd);
-    pthread_cond_destroy(&c->state_cv);
+    free(c->rbuf);
+    pthread_cond_destroy(&c->idle_cv);
     pthread_condattr_destroy(&c->cattr);
     pthread_mutex_destroy(&c->wmu);
     pthread_mutex_destroy(&c->mu);
@@ -350,6 +386,20 @@ static void unlink_locked(mc_master_client_t *c, waiter_t *w)
         }
 }
 
+/* When nobody leads, wakes the first waiter so that it takes the lead (a
+ * waiter sleeps only while someone leads). Caller holds mu. */
+static void wake_successor_locked(mc_master_client_t *c)
+{
+    if (!c->leader && c->pending) pthread_cond_signal(&c->pending->cv);
+}
+
+static int passed(const struct timespec *dl)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > dl->tv_sec || (now.tv_sec == dl->tv_sec && now.tv_nsec >= dl->tv_nsec);
+}
+
 /* One round trip: f is a whole request frame (its req_id is filled in here).
  * On 0 the reply's status is returned and, when it is 0, *payload (malloc'd,
  * may be NULL when empty) and *len hold the reply payload. Otherwise
@@ -361,6 +411,17 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     waiter_t w = {0};
     w.method = f->p[5];
     pthread_cond_init(&w.cv, &c->cattr);
+    struct timespec dl, *dlp = NULL;
+    if (c->timeout_ms > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += c->timeout_ms / 1000;
+        dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        dlp = &dl;
+    }
     pthread_mutex_lock(&c->mu);
     int rc = c->closing ? MC_ERR_RPC_FAIL : ensure_connected_locked(c);
     if (rc) {
@@ -371,13 +432,14 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     w.next = c->pending;
     c->pending = &w;
     uint64_t gen = c->gen;
+    int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
 
     mc_wr_t wr = mc_wr_init(f->p + 8, 4);
     mc_wr_u32(&wr, w.id);
     pthread_mutex_lock(&c->wmu);
-    int e = gen == c->gen ? mc_sock_send_all(c->fd, f->p, f->len) : -EPIPE;
-    if (e && gen == c->gen) shutdown(c->fd, SHUT_RDWR); /* the stream is cut mid-frame */
+    int e = gen == c->gen ? mc_sock_send_all(fd, f->p, f->len) : -EPIPE;
+    if (e && gen == c->gen) shutdown(fd, SHUT_RDWR); /* the stream is cut mid-frame */
     pthread_mutex_unlock(&c->wmu);
     if (e) {
         char eb[128];
@@ -386,35 +448,47 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
         pthread_mutex_lock(&c->mu);
         unlink_locked(c, &w);
         if (gen == c->gen) c->broken = 1; /* the next call reconnects */
+        wake_successor_locked(c);
         pthread_mutex_unlock(&c->mu);
         rc = MC_ERR_RPC_FAIL;
         goto out;
     }
 
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    if (c->timeout_ms > 0) {
-        dl.tv_sec += c->timeout_ms / 1000;
-        dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-    }
     pthread_mutex_lock(&c->mu);
     while (!w.done) {
-        if (c->timeout_ms <= 0) {
+        if (!c->leader && (gen != c->gen || c->broken)) {
+            unlink_locked(c, &w); /* sent on a dead connection nobody reads */
+            rc = MC_ERR_RPC_FAIL;
+            break;
+        }
+        if (!c->leader) {
+            c->leader = 1;
+            pthread_mutex_unlock(&c->mu);
+            lead(c, fd, &w, dlp);
+            pthread_mutex_lock(&c->mu);
+            c->leader = 0;
+            pthread_cond_broadcast(&c->idle_cv);
+            if (!w.done && dlp && passed(dlp)) {
+                unlink_locked(c, &w);
+                rc = MC_ERR_RPC_TIMEOUT;
+                break;
+            }
+            continue;
+        }
+        if (!dlp) {
             pthread_cond_wait(&w.cv, &c->mu);
-        } else if (pthread_cond_timedwait(&w.cv, &c->mu, &dl) == ETIMEDOUT && !w.done) {
+        } else if (pthread_cond_timedwait(&w.cv, &c->mu, dlp) == ETIMEDOUT && !w.done) {
             unlink_locked(c, &w);
             rc = MC_ERR_RPC_TIMEOUT;
             break;
         }
     }
+    wake_successor_locked(c);
     pthread_mutex_unlock(&c->mu);
     if (rc) {
-        MC_LOGW(TAG, "master %s:%u: %s timed out after %d ms", c->host, c->port,
-                mc_mp_method_name(w.method), c->timeout_ms);
+        if (rc == MC_ERR_RPC_TIMEOUT)
+            MC_LOGW(TAG, "master %s:%u: %s timed out after %d ms", c->host, c->port,
+                    mc_mp_method_name(w.method), c->timeout_ms);
         goto out;
     }
     if (w.rc) {

@@ -563,6 +563,18 @@ static void *silent_main(void *arg)
     return NULL;
 }
 
+typedef struct {
+    mc_master_client_t *c;
+    int *rc;
+} timeout_arg_t;
+
+static void *timeout_caller(void *arg)
+{
+    timeout_arg_t a = *(timeout_arg_t *)arg;
+    *a.rc = mc_master_client_exist(a.c, "k");
+    return NULL;
+}
+
 static void test_timeout_and_version(void **state)
 {
     setenv("MC_RPC_TIMEOUT_MS", "300", 1);
@@ -581,6 +593,19 @@ static void test_timeout_and_version(void **state)
     int st;
     assert_int_equal(mc_master_client_ping(c, CLIENT, &st), MC_ERR_RPC_TIMEOUT);
     assert_int_equal(mc_master_client_exist(c, "k"), MC_ERR_RPC_TIMEOUT);
+    /* several callers at once: each one times out (the reading role passes on) */
+    pthread_t tt[4];
+    int trc[4];
+    timeout_arg_t targ[4];
+    for (int i = 0; i < 4; i++) {
+        trc[i] = 0;
+        targ[i] = (timeout_arg_t){c, &trc[i]};
+        assert_int_equal(pthread_create(&tt[i], NULL, timeout_caller, &targ[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(tt[i], NULL);
+        assert_int_equal(trc[i], MC_ERR_RPC_TIMEOUT);
+    }
     mc_master_client_close(c);
     pthread_join(th, NULL);
 
