@@ -946,18 +946,33 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
  * started once more on another eligible instance. Not for connector-mode prefill
  * legs: the decode leg already names that prefiller. The leg is detached; on
  * success it is replaced in its request and freed. Returns 0 when retried. */
+static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p);
+
 static int leg_retry(mc_proxy_t *px, leg_t *l)
 {
     req_t *r = l->req;
     if (l->rc != CURLE_COULDNT_CONNECT || l->retried || l->cancelled || !r || r->client_gone ||
         r->resp_status || r->queued || r->stream_ready || !l->body)
         return -EINVAL;
-    if (l->kind == LEG_PREFILL && px->cfg.mode == MC_PROXY_MODE_CONNECTOR) return -EINVAL;
     int g = l->kind == LEG_PREFILL ? MC_PROXY_PREFILL : MC_PROXY_DECODE;
     inst_t *alt = pick(px, g);
     if (!alt || alt == l->inst) return -ENOENT;
     MC_LOGW(TAG, "req %s: %s leg could not connect to %s; retrying on %s", r->reqid, group_name[g],
             l->inst ? l->inst->name : "?", alt->name);
+    if (l->kind == LEG_PREFILL && px->cfg.mode == MC_PROXY_MODE_CONNECTOR) {
+        /* The decode leg names the dead prefiller: start both legs again. */
+        leg_t *od = r->d;
+        r->p = r->d = NULL;
+        leg_free(l);
+        if (od) {
+            leg_cancel(px, od);
+            leg_free(od);
+        }
+        start_legs(px, r, alt);
+        if (r->p) r->p->retried = 1;
+        if (r->d) r->d->retried = 1;
+        return 0;
+    }
     char *body = l->body;
     size_t blen = l->body_len;
     int kind = l->kind;
@@ -1047,8 +1062,6 @@ static void dispatch_completion(mc_proxy_t *px, req_t *r)
             error_json(503, "service_unavailable", "prefill", NULL, "no healthy prefill instance"));
         return;
     }
-    snprintf(r->prefill_host, sizeof r->prefill_host, "%s", p->host);
-
     const char *rid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
     int rid_ok = rid && *rid && strlen(rid) <= 128;
     for (const char *c = rid; rid_ok && *c; c++)
@@ -1065,7 +1078,14 @@ static void dispatch_completion(mc_proxy_t *px, req_t *r)
         snprintf(line, sizeof line, "Bearer %s", px->openai_key);
         r->auth = strdup(line);
     }
+    start_legs(px, r, p);
+}
 
+/* Starts the legs of request r with prefiller p: the prefill leg, and in connector
+ * mode the decode leg at once (toy/demo start it when the prefill answers). */
+static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p)
+{
+    snprintf(r->prefill_host, sizeof r->prefill_host, "%s", p->host);
     mc__proxy_rw_t rw = {.mode = px->cfg.mode, .raw = r->body.p, .raw_len = r->body.len};
     char xfer[48], boot[300];
     int dp = -1;

@@ -191,3 +191,25 @@ def test_connector_mode_refreshes_engine_ids(fakes, bootstrap, proxy):
     px.wait_ready(pred=lambda s: s["prefill"][0]["engine_ids"] == ["E-new"])
     assert px.request("POST", "/v1/completions", {"prompt": "x"})[0] == 200
     assert d.completions()[-1].json["kv_transfer_params"]["remote_engine_id"] == "E-new"
+
+
+def test_connector_mode_dead_prefiller_is_skipped(fakes, bootstrap, proxy):
+    """A prefiller that dies between health checks: its requests start again, both legs,
+    with another prefiller (the decode leg must name the prefiller that really prefilled)."""
+    ps = [fakes("P0"), fakes("P1")]
+    d = fakes("D")
+    d.delay = 0.3  # decode answers after the prefill leg has failed
+    boots = [bootstrap(["E0"]), bootstrap(["E1"])]
+    px = proxy(["--prefill", ps[0].url, str(boots[0].port), "--prefill", ps[1].url, str(boots[1].port),
+                "--decode", d.url, "--health-interval-ms", "60000"])
+    px.wait_ready()
+    ps[0].kill()
+    for _ in range(4):
+        st, _, data = px.request("POST", "/v1/completions", {"prompt": "x"})
+        assert st == 200 and data == d.answer_json(None)
+    assert "retrying on" in px.stderr()
+    # Every prefill that happened was on P1, and the decode requests that were answered
+    # named P1's bootstrap server and engine.
+    assert len(ps[1].completions()) >= 4
+    named = [r.json["kv_transfer_params"]["remote_engine_id"] for r in d.completions()]
+    assert named.count("E1") >= 4
