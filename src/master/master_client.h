@@ -1,6 +1,6 @@
 /* master_client.h: the client side of the master RPC, as typed calls. One
  * connection per client object, shared by many threads: requests are
- * pipelined (each carries a request id; a reader thread routes replies), so
+ * pipelined (each carries a request id; replies are routed to callers by it), so
  * concurrent callers never wait for each other's round trips.
  * Thread rule: all calls are thread-safe; mc_master_client_close is last.
  * Errors: 0 or a negative MC_ERR_* (transport failure MC_ERR_RPC_FAIL, no
