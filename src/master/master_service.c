@@ -159,7 +159,10 @@ static uint64_t rand64(void)
 
 static shard_t *shard_of(mc_master_t *m, const char *key)
 {
-    return &m->shards[XXH3_64bits(key, strlen(key)) % MC_MASTER_SHARDS];
+    /* High bits: the shard's own map indexes its slots by the low bits of the
+     * same XXH3 hash, so taking the low bits here would pile every key of a
+     * shard into 1/1024 of its slots. */
+    return &m->shards[(XXH3_64bits(key, strlen(key)) >> 40) % MC_MASTER_SHARDS];
 }
 
 static int key_check(const char *key)
