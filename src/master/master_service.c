@@ -21,7 +21,9 @@
  *   progress); put_revoke with nothing PROCESSING: MC_ERR_INVALID_WRITE.
  * - allocation walks every mounted segment (upstream stops after 100 tries), so
  *   a put fails with NO_AVAILABLE_HANDLE only when no segment has room.
- * - preempted zombie space is released at put_start_time + release timeout.
+ * - preempted zombie space is released at put_start_time + release timeout;
+ *   puts that never end are dropped by the tick's zombie scan, which runs every
+ *   tenth of the release timeout (clamped to [1 s, 60 s]), so up to that late.
  * - upsert with another size frees the old replicas before allocating the new
  *   ones; when that allocation fails the object is gone (its old bytes were
  *   about to be replaced anyway).
@@ -43,7 +45,6 @@
 
 #define MC_MASTER_SHARDS 1024
 #define MC_MASTER_KEY_MAX 4096
-#define ZOMBIE_SCAN_INTERVAL_MS 1000
 
 typedef struct mseg {
     mc_segment_t info;
@@ -1316,7 +1317,11 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms)
     evict_pass(m, now_ms, forced, EPOCH_NONE);
     release_parked(m, now_ms);
     uint64_t last = atomic_load(&m->last_zombie_scan_ms);
-    if (now_ms >= last + ZOMBIE_SCAN_INTERVAL_MS || now_ms < last) {
+    /* The zombie scan walks every object (about 40 ms per million keys), so it
+     * runs every tenth of the release timeout, within [1 s, 60 s]. */
+    uint64_t every = m->cfg.put_start_release_timeout_ms / 10;
+    every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+    if (now_ms >= last + every || now_ms < last) {
         atomic_store(&m->last_zombie_scan_ms, now_ms);
         discard_zombies(m, now_ms);
     }
