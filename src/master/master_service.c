@@ -15,8 +15,8 @@
  * parked list dropping references, and only then frees the segment.
  *
  * Decisions (where upstream is silent or C-specific):
- * - keys longer than MC_MASTER_KEY_MAX (4096) bytes: MC_ERR_INVALID_KEY;
- *   empty key, size 0, replica_num 0: MC_ERR_INVALID_PARAMS.
+ * - empty keys, keys longer than MC_MASTER_KEY_MAX (4096) bytes, size 0,
+ *   replica_num 0: MC_ERR_INVALID_PARAMS (as the issue's bad-input rule says).
  * - put_end/put_revoke on a missing key: MC_ERR_INVALID_WRITE (no write in
  *   progress); put_revoke with nothing PROCESSING: MC_ERR_INVALID_WRITE.
  * - allocation walks every mounted segment (upstream stops after 100 tries), so
@@ -169,7 +169,7 @@ static shard_t *shard_of(mc_master_t *m, const char *key)
 static int key_check(const char *key)
 {
     if (!key || !key[0]) return MC_ERR_INVALID_PARAMS;
-    if (strnlen(key, MC_MASTER_KEY_MAX + 1) > MC_MASTER_KEY_MAX) return MC_ERR_INVALID_KEY;
+    if (strnlen(key, MC_MASTER_KEY_MAX + 1) > MC_MASTER_KEY_MAX) return MC_ERR_INVALID_PARAMS;
     return 0;
 }
 

@@ -125,7 +125,7 @@ static void test_validation(void **state)
     char *longkey = malloc(4098);
     memset(longkey, 'x', 4097);
     longkey[4097] = 0;
-    assert_int_equal(mc_master_put_start(m, CA, longkey, 10, &c, 0, &r, &n), MC_ERR_INVALID_KEY);
+    assert_int_equal(mc_master_put_start(m, CA, longkey, 10, &c, 0, &r, &n), MC_ERR_INVALID_PARAMS);
     longkey[4096] = 0; /* exactly 4096 is fine */
     assert_int_equal(put_full(m, CA, longkey, 10, &c, 0), 0);
     free(longkey);
