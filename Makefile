@@ -1,16 +1,19 @@
 # mooncake-c top-level Makefile: thin wrapper over CMake + Ninja.
-#   make demo   install what is missing, build (release), run the demo
+#   make demo   install what is missing, build (release), run the store demo (KV-cache workload)
+#   make demo-te   the transfer-engine demo
 #   make test   install what is missing, build (clang, ASan+UBSan, -Werror, fuzzers), run every test
 #   make build  release build only (build/release)
 #   make asan   sanitizer build only (build/test)
-#   make bench  transfer engine benchmark (release): 4 MiB blocks, 2 threads, 10 s per cell
+#   make bench  bench-te then bench-store (release); JSON lines under build/bench
+#   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
+#   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make format clang-format every C file
 
 JOBS ?= $(shell nproc)
 REL := build/release
 TST := build/test
 
-.PHONY: all deps build asan test demo bench format clean
+.PHONY: all deps build asan test demo demo-te bench bench-te bench-store format clean
 
 all: build
 
@@ -50,9 +53,24 @@ test-py: asan
 demo: build
 	bash scripts/demo.sh $(REL)/bin
 
-bench: build
+demo-te: build
+	bash scripts/demo-te.sh $(REL)/bin
+
+bench: bench-te bench-store
+
+bench-te: build
 	mkdir -p build/bench
-	BENCH_JSON=build/bench/te.jsonl bash scripts/demo.sh $(REL)/bin 10 4194304
+	BENCH_JSON=build/bench/te.jsonl bash scripts/demo-te.sh $(REL)/bin 10 4194304
+
+# Each run spawns its own mooncake_master; figures are ratios to the memcpy of the same run.
+SB := $(REL)/bin/mooncake_store_bench --spawn --json
+bench-store: build
+	mkdir -p build/bench
+	: > build/bench/store.jsonl
+	$(SB) --clients 2 --active 1 --threads 2 --batch 8 --value_size 1M --ops put,get --duration 5 | tee -a build/bench/store.jsonl
+	$(SB) --clients 2 --active 1 --threads 2 --batch 8 --value_size 1M --ops put,get --duration 5 --force_tcp | tee -a build/bench/store.jsonl
+	$(SB) --clients 2 --active 1 --threads 2 --batch 64 --value_size 4K --ops put,exist,get --duration 5 | tee -a build/bench/store.jsonl
+	$(SB) --clients 2 --ops master_mem --objects 1000000 | tee -a build/bench/store.jsonl
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy

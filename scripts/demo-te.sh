@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The transfer-engine demo (`make demo`): an HTTP metadata server, a target and
+# The transfer-engine demo (`make demo-te`): an HTTP metadata server, a target and
 # an initiator on loopback. KV-block-sized buffers move both ways over each
 # transport (tcp, and shm for this same-host peer), are verified byte for byte,
 # and the figures print next to the single-thread memcpy limit of the same run.
-# `make bench` runs the same with 4 MiB blocks for 10 s a cell.
-# Usage: scripts/demo.sh BIN_DIR [SECONDS_PER_RUN] [BLOCK_SIZES]
+# `make bench-te` runs the same with 4 MiB blocks for 10 s a cell.
+# Usage: scripts/demo-te.sh BIN_DIR [SECONDS_PER_RUN] [BLOCK_SIZES]
 # With BENCH_JSON=FILE set, every run's JSON line is also appended to FILE.
 set -euo pipefail
-BIN=${1:?usage: demo.sh BIN_DIR [SECONDS] [BLOCK_SIZES]}
+BIN=${1:?usage: demo-te.sh BIN_DIR [SECONDS] [BLOCK_SIZES]}
 SECS=${2:-3}
 BLOCKS=${3:-262144 4194304}
 PIDS=()
