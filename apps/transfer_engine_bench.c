@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base_time.h"
+#include "bench_util.h"
 #include "mooncake/te.h"
 #include "net_sock.h"
 
@@ -233,20 +234,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Single-thread memcpy GB/s: block-sized copies from the first half of the
- * local buffer to the second, walking all of it (as the transfers do), until
- * at least 1 GiB has moved. */
-static double measure_memcpy(char *buf, uint64_t size, uint64_t block)
-{
-    uint64_t half = size / 2, moved = 0, t0 = mc_now_ns();
-    while (moved < (1ull << 30))
-        for (uint64_t off = 0; off + block <= half; off += block) {
-            memcpy(buf + half + off, buf + off, block);
-            moved += block;
-        }
-    return (double)moved / (double)(mc_now_ns() - t0);
-}
-
 typedef struct {
     int fd;
     char *buf;
@@ -341,7 +328,7 @@ static int run_initiator(const opts_t *o)
                         "\n", rlen, need);
         goto out;
     }
-    double memcpy_gbps = measure_memcpy(local, o->buffer, o->block);
+    double memcpy_gbps = mc_bench_memcpy_gbps(local, o->buffer, o->block);
     double loopback_gbps = measure_loopback(local, o->buffer, o->block);
     if (o->verify && verify(te, seg, local, raddr, span < o->buffer / 2 ? span : o->buffer / 2))
         goto out;

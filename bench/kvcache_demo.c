@@ -373,7 +373,11 @@ static int coordinator_main(const opts_t *o, const char *self)
     size_t mlen = (size_t)256 << 20;
     char *tmp = malloc(mlen);
     if (tmp) memset(tmp, 1, mlen);
-    double memcpy_gbps = tmp ? mc_bench_memcpy_gbps(tmp, mlen, o->block_size) : 0;
+    double memcpy_gbps = 0;
+    for (int k = 0; tmp && k < 3; k++) { /* best of three: shared machines */
+        double g = mc_bench_memcpy_gbps(tmp, mlen, o->block_size);
+        memcpy_gbps = g > memcpy_gbps ? g : memcpy_gbps;
+    }
     free(tmp);
     printf("workload: %d requests over %d shared prefixes (1-%d blocks) + 1-%d own blocks; "
            "%d tokens = %" PRIu64 " KiB per block\n\n",

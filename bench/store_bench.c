@@ -635,7 +635,13 @@ static int worker_main(opts_t *o)
             rc = cell_load(&w, op, a, batch, threads);
             printf("LOADED %d\n", rc);
         } else if (sscanf(line, "MEMCPY %llu", &a) == 1) {
-            printf("MEMCPY %.3f\n", mc_bench_memcpy_gbps(w.th[0].buf, w.th[0].nslots * w.size, a));
+            /* Best of three: a conservative ceiling on a shared machine. */
+            double best = 0;
+            for (int k = 0; k < 3; k++) {
+                double g = mc_bench_memcpy_gbps(w.th[0].buf, w.th[0].nslots * w.size, a);
+                best = g > best ? g : best;
+            }
+            printf("MEMCPY %.3f\n", best);
         } else if (sscanf(line, "GO %lf", &d) == 1) {
             cell_go(&w, d, stdout);
         } else if (strncmp(line, "CLEAN", 5) == 0) {
