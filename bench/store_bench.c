@@ -319,6 +319,21 @@ static uint64_t preload_count(worker_t *w)
     return n < min ? min : n;
 }
 
+/* One line on stderr about the first wrong value a thread read. */
+static void report_bad(const worker_t *w, const char *key, const unsigned char *got)
+{
+    const unsigned char *ref = (const unsigned char *)w->ref;
+    uint64_t tag = tag_of(key), head = 0;
+    size_t first = 8, nbad = 0;
+    memcpy(&head, got, 8);
+    for (size_t i = 8; i + 8 < w->size; i++)
+        if (got[i] != ref[i] && nbad++ == 0) first = i;
+    fprintf(stderr,
+            "store_bench worker %d: WRONG BYTES in '%s' (%" PRIu64 " B): head tag %s, %zu bytes "
+            "differ from byte %zu\n",
+            w->id, key, w->size, head == tag ? "ok" : "wrong", nbad, first);
+}
+
 static void *thread_main(void *arg)
 {
     wthread_t *t = arg;
@@ -422,8 +437,8 @@ static void *thread_main(void *arg)
                 const void *got = plain_out ? plain_out : bufs[j];
                 if (mc_bench_check(got, w->size, tag_of(kp[j]), w->ref))
                     t->verified++;
-                else
-                    t->bad++;
+                else if (t->bad++ == 0)
+                    report_bad(w, kp[j], got);
             }
         }
         free(plain_out);
@@ -450,11 +465,14 @@ static int preload(worker_t *w)
     char(*keys)[160] = calloc(64, 160);
     int rc = 0;
     if (!keys) return -ENOMEM;
-    for (uint64_t i = 0; i < w->preload && rc == 0; i += 64) {
-        size_t m = w->preload - i < 64 ? (size_t)(w->preload - i) : 64;
+    /* A batch never holds more keys than there are slots: each key's stamp
+     * must stay in its slot until the batch's transfers are done. */
+    uint64_t per = t->nslots < 64 ? t->nslots : 64;
+    for (uint64_t i = 0; i < w->preload && rc == 0; i += per) {
+        size_t m = w->preload - i < per ? (size_t)(w->preload - i) : (size_t)per;
         for (size_t j = 0; j < m; j++)
             key_of(keys[j], 160, "g", w->cell, w->id, 0, 0, i + j);
-        rc = put_batch(w, t, keys, m, (size_t)i, w->id, 0);
+        rc = put_batch(w, t, keys, m, 0, w->id, 0);
     }
     free(keys);
     return rc;
@@ -472,11 +490,12 @@ static int warm_peer(worker_t *w)
     const char *kp[64];
     if (!keys) return -ENOMEM;
     if (w->id >= w->o->active) total = 0;
-    for (uint64_t i = 0; i < total && rc == 0; i += 64) {
-        size_t m = total - i < 64 ? (size_t)(total - i) : 64;
+    uint64_t per = w->th[0].nslots < 64 ? w->th[0].nslots : 64; /* as in preload */
+    for (uint64_t i = 0; i < total && rc == 0; i += per) {
+        size_t m = total - i < per ? (size_t)(total - i) : (size_t)per;
         for (size_t j = 0; j < m; j++)
             key_of(keys[j], 160, "w", w->cell, w->id, 0, 0, i + j);
-        rc = put_batch(w, &w->th[0], keys, m, (size_t)i, peer, 0);
+        rc = put_batch(w, &w->th[0], keys, m, 0, peer, 0);
     }
     for (uint64_t i = 0; i < total; i += 64) {
         size_t m = total - i < 64 ? (size_t)(total - i) : 64;
