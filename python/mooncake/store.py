@@ -1,0 +1,189 @@
+"""mooncake.store: upstream's MooncakeDistributedStore API over libmooncake_store.
+
+Return conventions follow upstream: 0 or a negative error code (upstream's
+numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
+get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
+import enum
+import re
+
+from . import _core
+
+BufferHandle = _core.BufferHandle
+
+
+class SoftPinAction(enum.IntEnum):
+    PRESERVE = 0
+    ENABLE = 1
+    DISABLE = 2
+
+
+class ReplicaStatus(enum.IntEnum):
+    UNDEFINED = 0
+    INITIALIZED = 1
+    PROCESSING = 2
+    COMPLETE = 3
+    REMOVED = 4
+    FAILED = 5
+
+
+class ReplicateConfig:
+    """Placement options of a put (upstream's ReplicateConfig)."""
+
+    __slots__ = ("replica_num", "with_soft_pin", "with_hard_pin", "preferred_segment",
+                 "preferred_segments", "prefer_alloc_in_same_node", "group_ids",
+                 "_soft_pin_ttl_ms")
+
+    def __init__(self):
+        self.replica_num = 1
+        self.with_soft_pin = False
+        self.with_hard_pin = False
+        self.preferred_segment = ""
+        self.preferred_segments = []
+        self.prefer_alloc_in_same_node = False
+        self.group_ids = None
+        self._soft_pin_ttl_ms = None
+
+    @property
+    def soft_pin_ttl_ms(self):
+        return self._soft_pin_ttl_ms
+
+    @soft_pin_ttl_ms.setter
+    def soft_pin_ttl_ms(self, v):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                              or v < 0 or v >= 1 << 64):
+            raise TypeError("soft_pin_ttl_ms must be None or an int in [0, 2**64)")
+        self._soft_pin_ttl_ms = v
+
+    def __str__(self):
+        return ("ReplicateConfig: { replica_num: %d, with_soft_pin: %s, with_hard_pin: %s, "
+                "preferred_segments: %s, preferred_segment: %s, prefer_alloc_in_same_node: %s }"
+                % (self.replica_num, self.with_soft_pin, self.with_hard_pin,
+                   list(self.preferred_segments), self.preferred_segment,
+                   self.prefer_alloc_in_same_node))
+
+    __repr__ = __str__
+
+
+class Descriptor:
+    __slots__ = ("size", "buffer_address", "transport_endpoint")
+
+    def __init__(self, endpoint, addr, size):
+        self.transport_endpoint, self.buffer_address, self.size = endpoint, addr, size
+
+
+class MemoryDescriptor:
+    __slots__ = ("buffer_descriptor",)
+
+    def __init__(self, d):
+        self.buffer_descriptor = d
+
+
+class ReplicaDescriptor:
+    """Where one replica lives (memory replicas only in mooncake-c)."""
+
+    __slots__ = ("status", "_mem")
+
+    def __init__(self, endpoint, addr, size, status):
+        self.status = ReplicaStatus(status) if status in ReplicaStatus._value2member_map_ else status
+        self._mem = MemoryDescriptor(Descriptor(endpoint, addr, size))
+
+    def is_memory_replica(self):
+        return True
+
+    def is_disk_replica(self):
+        return False
+
+    def is_local_disk_replica(self):
+        return False
+
+    def get_memory_descriptor(self):
+        return self._mem
+
+    def get_disk_descriptor(self):
+        raise RuntimeError("not a disk replica")
+
+    def __repr__(self):
+        d = self._mem.buffer_descriptor
+        return "ReplicaDescriptor(memory, %s, 0x%x, %d)" % (d.transport_endpoint,
+                                                            d.buffer_address, d.size)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_byte_size(v):
+    """Upstream's C++ size parser (setup(dict)): "16MB", "16 MB", "1.5g",
+    "2147483648", "infinite". Returns None when the string is not a size."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v if v >= 0 else None
+    s = str(v).strip()
+    if s.lower() == "infinite":
+        return (1 << 64) - 1
+    m = _SIZE_RE.match(s)
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+_INVALID_PARAMS = -600
+_SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 20,
+                   "protocol": "tcp", "rdma_devices": "", "master_server_addr": "127.0.0.1:50051"}
+
+
+class MooncakeDistributedStore(_core.MooncakeDistributedStore):
+    """A store client: contributes global_segment_size bytes of DRAM to the
+    pool and reads/writes objects through the master at master_server_addr."""
+
+    def setup(self, *args, **kwargs):
+        """setup(local_hostname, metadata_server, global_segment_size,
+        local_buffer_size, protocol, rdma_devices, master_server_addr,
+        engine=None, enable_ssd_offload=False, ssd_offload_path="",
+        tenant_id="default", enable_client_http_server=False,
+        client_http_port=9300) -> int, or setup(config: dict) -> int."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            return self._setup_dict(args[0])
+        return super().setup(*args, **kwargs)
+
+    def _setup_dict(self, cfg):
+        c = {k: str(v) for k, v in cfg.items()}
+        if not c.get("local_hostname") or not c.get("metadata_server"):
+            return _INVALID_PARAMS
+        sizes = {}
+        for k in ("global_segment_size", "local_buffer_size"):
+            v = parse_byte_size(c[k]) if k in c else _SETUP_DEFAULTS[k]
+            if v is None or v >= 1 << 64:
+                return _INVALID_PARAMS
+            sizes[k] = v
+        get = lambda k: c.get(k, _SETUP_DEFAULTS.get(k, ""))  # noqa: E731
+        if get("enable_ssd_offload").lower() in ("true", "1", "yes", "on"):
+            return _INVALID_PARAMS
+        return super().setup(c["local_hostname"], c["metadata_server"],
+                             sizes["global_segment_size"], sizes["local_buffer_size"],
+                             get("protocol"), get("rdma_devices"), get("master_server_addr"))
+
+    def setup_dummy(self, mem_pool_size, local_buffer_size, server_address):
+        """Upstream connects to a standalone mooncake_client here; mooncake-c
+        has no standalone client, so this is refused."""
+        return -1012
+
+    def get_replica_desc(self, key):
+        return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]
+
+    def batch_get_replica_desc(self, keys):
+        out = {}
+        for k in keys:
+            d = self.get_replica_desc(k)
+            if d:
+                out[k] = d
+        return out
+
+    def get_into_ranges(self, *a, **k):
+        raise NotImplementedError("get_into_ranges is not supported by mooncake-c yet")
+
+
+__all__ = ["MooncakeDistributedStore", "ReplicateConfig", "SoftPinAction", "ReplicaStatus",
+           "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]
