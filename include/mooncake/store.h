@@ -74,8 +74,8 @@ void mc_store_destroy(mc_store_t *s);
  *    [MC_STORE_CLIENT_MIN_PORT, MAX_PORT] is held and "host:port" becomes the
  *    name (retried up to MC_STORE_CLIENT_SETUP_RETRIES times on a collision).
  *  - metadata_server: the TE metadata string ("http://h:p/metadata", "P2PHANDSHAKE").
- *  - global_segment_size: bytes contributed to the pool (0: pure client); memfd
- *    memory, registered with the TE and mounted on the master.
+ *  - global_segment_size: bytes contributed to the pool (0: pure client);
+ *    anonymous memory with huge pages advised, registered with the TE and mounted on the master.
  *  - local_buffer_size: staging buffer (0: put/get of unregistered memory fail).
  *  - protocol ("tcp"; NULL/"" = tcp), device_names (may be NULL).
  *  - master_server_addr: "host:port" of mooncake_master.

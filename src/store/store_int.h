@@ -24,9 +24,8 @@ struct mc_store {
     mc_te_t *te;
     mc_master_client_t *mc;
 
-    void *seg; /* memfd-backed segment contributed to the pool */
+    void *seg; /* segment contributed to the pool (anonymous, THP advised) */
     uint64_t seg_size;
-    int seg_fd;
     int seg_mounted;
     mc_segment_t segdesc;
 
