@@ -145,6 +145,32 @@ static int check_len(size_t a, size_t b, const char *an, const char *bn)
     return -1;
 }
 
+/* Whether [p, p+len) is mapped memory (mincore; ENOMEM on a hole), so that a
+ * bad pointer from Python gets an error code instead of a crash in the C
+ * core. Protection bits are not checked. */
+static int ptr_ok(uint64_t p, uint64_t len)
+{
+    if (len == 0) return 1;
+    if (p == 0 || p + len < p) return 0;
+    const uint64_t pg = 4096;
+    uint64_t a = p & ~(pg - 1), end = p + len;
+    unsigned char vec[1024];
+    while (a < end) {
+        uint64_t chunk = end - a;
+        if (chunk > sizeof vec * pg) chunk = sizeof vec * pg;
+        if (mincore((void *)(uintptr_t)a, chunk, vec) != 0) return 0;
+        a += chunk;
+    }
+    return 1;
+}
+
+static int ptrs_ok(const uint64_t *p, const uint64_t *len, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ptr_ok(p[i], len[i])) return 0;
+    return 1;
+}
+
 /* keys[i] with ptrs[i][] and sizes[i][] as scatter lists. */
 typedef struct {
     mc_store_iov_t *flat;
@@ -214,6 +240,14 @@ out:
     free(ss);
     if (rc) iov2_free(v);
     return rc;
+}
+
+static int iov2_ok(const iov2_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < v->nparts[i]; j++)
+            if (!ptr_ok((uintptr_t)v->parts[i][j].ptr, v->parts[i][j].len)) return 0;
+    return 1;
 }
 
 static PyObject *int_list(const int64_t *v, size_t n)
@@ -699,6 +733,7 @@ static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, in
     uint64_t ptr, size;
     if (arg_str(k, "key", &key) || arg_u64(p, "buffer_ptr", &ptr) || arg_u64(sz, "size", &size))
         return NULL;
+    if (!ptr_ok(ptr, size)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     cfgh_t h;
     if (cfg_from(c, &h) < 0) return NULL;
     int rc;
@@ -737,6 +772,10 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
         PyErr_NoMemory();
         goto out;
     }
+    if (!ptrs_ok(ptrs, sizes, n)) {
+        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
+        n = 0;
+    }
     if (n) {
         RD_BEGIN(self)
         if (upsert)
@@ -747,7 +786,7 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
                                     &h.c, rcs);
         RD_END(self)
     }
-    ret = int_list32(rcs, n);
+    ret = int_list32(rcs, keys.n);
 out:
     if (hok) cfg_free(&h);
     free(rcs);
@@ -781,7 +820,9 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
         PyErr_NoMemory();
         goto out;
     }
-    if (keys.n) {
+    if (!iov2_ok(&v, keys.n))
+        for (size_t i = 0; i < keys.n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
+    else if (keys.n) {
         RD_BEGIN(self)
         mc_store_batch_put_from_multi_buffers(self->s, keys.v, v.parts, v.nparts, keys.n, &h.c, rcs);
         RD_END(self)
@@ -899,6 +940,7 @@ static PyObject *store_get_into(PyObject *o, PyObject *args, PyObject *kw)
     uint64_t ptr, size;
     if (arg_str(k, "key", &key) || arg_u64(p, "buffer_ptr", &ptr) || arg_u64(sz, "size", &size))
         return NULL;
+    if (!ptr_ok(ptr, size)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     int64_t rc;
     RD_BEGIN(self)
     rc = mc_store_get_into(self->s, key, (void *)(uintptr_t)ptr, size);
@@ -927,7 +969,9 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto out;
     }
-    if (keys.n) {
+    if (!ptrs_ok(ptrs, sizes, keys.n))
+        for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
+    else if (keys.n) {
         RD_BEGIN(self)
         mc_store_batch_get_into(self->s, keys.v, (void *const *)ptrs, (const size_t *)sizes, keys.n,
                                 res);
@@ -962,7 +1006,9 @@ static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw
         PyErr_NoMemory();
         goto out;
     }
-    if (keys.n) {
+    if (!iov2_ok(&v, keys.n))
+        for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
+    else if (keys.n) {
         RD_BEGIN(self)
         mc_store_batch_get_into_multi_buffers(self->s, keys.v, v.parts, v.nparts, keys.n, res);
         RD_END(self)
@@ -1468,6 +1514,13 @@ static int te_build(pyte_t *self, PyObject *bufs, PyObject *peers, PyObject *len
         PyErr_NoMemory();
         goto out;
     }
+    if (!ptrs_ok(b, l, nb)) {
+        free(r);
+        *out = NULL;
+        *n_out = 0;
+        rc = 1; /* not a Python error: the transfer fails with -1 / 0 */
+        goto out;
+    }
     for (size_t i = 0; i < nb; i++) {
         r[i].opcode = opcode;
         r[i].source = (void *)(uintptr_t)b[i];
@@ -1533,7 +1586,7 @@ static PyObject *te_single(PyObject *o, PyObject *args, PyObject *kw, int opcode
         arg_str(t, "target_hostname", &target) || arg_u64(b, "buffer", &buf) ||
         arg_u64(p, "peer_buffer_address", &peer) || arg_u64(l, "length", &len))
         return NULL;
-    if (!te_ready(self)) return PyLong_FromLong(submit ? 0 : -1);
+    if (!te_ready(self) || !ptr_ok(buf, len)) return PyLong_FromLong(submit ? 0 : -1);
     mc_te_request_t r = {opcode, (void *)(uintptr_t)buf, 0, peer, len};
     long long rc;
     RD_BEGIN(self)
@@ -1580,7 +1633,7 @@ static PyObject *te_transfer_sync(PyObject *o, PyObject *args, PyObject *kw)
         }
     }
     long rc = -1;
-    if (te_ready(self)) {
+    if (te_ready(self) && ptr_ok(buf, len)) {
         mc_te_request_t r = {opc == MC_TE_WRITE ? MC_TE_WRITE : MC_TE_READ, (void *)(uintptr_t)buf,
                              0, peer, len};
         RD_BEGIN(self)
@@ -1606,9 +1659,10 @@ static PyObject *te_batch(PyObject *o, PyObject *args, PyObject *kw, int opcode,
         return NULL;
     mc_te_request_t *r = NULL;
     size_t n = 0;
-    if (te_build(self, b, p, l, opcode, &r, &n)) return NULL;
+    int br = te_build(self, b, p, l, opcode, &r, &n);
+    if (br < 0) return NULL;
     long long rc = async ? 0 : -1;
-    if (te_ready(self)) {
+    if (br == 0 && te_ready(self)) {
         RD_BEGIN(self)
         rc = async ? (long long)te_async_nogil(self, target, r, n) : te_sync_nogil(self, target, r, n);
         RD_END(self)

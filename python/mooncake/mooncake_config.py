@@ -1,0 +1,187 @@
+"""mooncake.mooncake_config: the `mooncake.json` configuration used by vLLM's
+and SGLang's connectors (upstream's MooncakeConfig).
+
+Resolution: MOONCAKE_CONFIG_PATH set -> that JSON file; else the MOONCAKE_*
+environment variables. Sizes accept ints and strings such as "4GB", "512 MB",
+"1.5gb", "2147483648", "0" (powers of 1024). A file with trailing commas (as
+in Mooncake's own published vLLM guide) loads, with a warning naming the line."""
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GLOBAL_SEGMENT_SIZE = 3355443200  # 3.125 GiB
+DEFAULT_LOCAL_BUFFER_SIZE = 1073741824  # 1 GiB
+_KNOWN_PROTOCOLS = ("tcp", "rdma", "efa", "nvlink", "ascend", "cxl", "barex")
+
+_SUFFIXES = (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40),
+             ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40), ("b", 1))
+
+
+def parse_size(value):
+    """Bytes from an int or a size string; ValueError for negative or junk."""
+    if isinstance(value, bool):
+        raise ValueError("invalid size: %r" % (value,))
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("size must be non-negative: %d" % value)
+        return value
+    if isinstance(value, float):
+        if value < 0:
+            raise ValueError("size must be non-negative: %r" % value)
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError("invalid size: %r" % (value,))
+    s = value.strip().lower()
+    mult = 1
+    for suf, m in _SUFFIXES:
+        if s.endswith(suf):
+            s, mult = s[: -len(suf)].strip(), m
+            break
+    try:
+        n = float(s)
+    except ValueError:
+        raise ValueError("invalid size: %r" % (value,)) from None
+    if n < 0:
+        raise ValueError("size must be non-negative: %r" % (value,))
+    return int(n * mult)
+
+
+def parse_bool(value):
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("true", "1", "yes", "on", "enable"):
+        return True
+    if s in ("false", "0", "no", "off", "disable", ""):
+        return False
+    raise ValueError("invalid boolean: %r" % (value,))
+
+
+def _strip_trailing_commas(text):
+    """Removes commas that directly precede '}' or ']' (outside strings).
+    Returns (text, [line numbers of removed commas])."""
+    out, lines, i, n, line = [], [], 0, len(text), 1
+    in_str = False
+    while i < n:
+        c = text[i]
+        if in_str:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 1
+            elif c == '"':
+                in_str = False
+            elif c == "\n":
+                line += 1
+            i += 1
+            continue
+        if c == '"':
+            in_str = True
+        elif c == "\n":
+            line += 1
+        elif c == ",":
+            m = re.match(r"\s*[}\]]", text[i + 1:])
+            if m:
+                lines.append(line)
+                i += 1
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out), lines
+
+
+def load_json_lenient(text, path="<string>"):
+    """json.loads, but a trailing comma is dropped with a warning naming its line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as first:
+        fixed, lines = _strip_trailing_commas(text)
+        if not lines:
+            raise
+        try:
+            data = json.loads(fixed)
+        except json.JSONDecodeError:
+            raise first from None
+        msg = "%s: trailing comma on line %s ignored" % (path, ", ".join(map(str, lines)))
+        logger.warning(msg)
+        warnings.warn(msg, stacklevel=3)
+        return data
+
+
+@dataclass
+class MooncakeConfig:
+    local_hostname: str
+    metadata_server: str
+    global_segment_size: int = DEFAULT_GLOBAL_SEGMENT_SIZE
+    local_buffer_size: int = DEFAULT_LOCAL_BUFFER_SIZE
+    protocol: str = "tcp"
+    device_name: str = ""
+    master_server_address: str = ""
+    enable_ssd_offload: bool = False
+    ssd_offload_path: str = ""
+    tenant_id: str = "default"
+    enable_client_http_server: bool = False
+    client_http_port: int = 9300
+
+    @staticmethod
+    def _build(get, source):
+        for req in ("local_hostname", "metadata_server", "master_server_address"):
+            if get(req) is None:
+                raise ValueError("%s: missing required field %r" % (source, req))
+        protocol = str(get("protocol") or "tcp").lower()
+        if protocol not in _KNOWN_PROTOCOLS:
+            logger.warning("%s: unknown protocol %r", source, protocol)
+        gs, lb = get("global_segment_size"), get("local_buffer_size")
+        return MooncakeConfig(
+            local_hostname=str(get("local_hostname")),
+            metadata_server=str(get("metadata_server")),
+            global_segment_size=parse_size(gs) if gs is not None else DEFAULT_GLOBAL_SEGMENT_SIZE,
+            local_buffer_size=parse_size(lb) if lb is not None else DEFAULT_LOCAL_BUFFER_SIZE,
+            protocol=protocol,
+            device_name=str(get("device_name") or ""),
+            master_server_address=str(get("master_server_address")),
+            enable_ssd_offload=parse_bool(get("enable_ssd_offload") or False),
+            ssd_offload_path=str(get("ssd_offload_path") or ""),
+            tenant_id=str(get("tenant_id") or "default"),
+            enable_client_http_server=parse_bool(get("enable_client_http_server") or False),
+            client_http_port=int(get("client_http_port") or 9300),
+        )
+
+    @staticmethod
+    def from_file(file_path):
+        with open(file_path, encoding="utf-8") as f:
+            data = load_json_lenient(f.read(), file_path)
+        if not isinstance(data, dict):
+            raise ValueError("%s: expected a JSON object" % file_path)
+        return MooncakeConfig._build(data.get, file_path)
+
+    @staticmethod
+    def load_from_env():
+        path = os.getenv("MOONCAKE_CONFIG_PATH")
+        if path:
+            return MooncakeConfig.from_file(path)
+        if not os.getenv("MOONCAKE_MASTER"):
+            raise ValueError("neither MOONCAKE_CONFIG_PATH nor MOONCAKE_MASTER is set")
+        env = {
+            "local_hostname": os.getenv("MOONCAKE_LOCAL_HOSTNAME", "localhost"),
+            "metadata_server": os.getenv("MOONCAKE_TE_META_DATA_SERVER", "P2PHANDSHAKE"),
+            "master_server_address": os.getenv("MOONCAKE_MASTER"),
+            "global_segment_size": os.getenv("MOONCAKE_GLOBAL_SEGMENT_SIZE"),
+            "local_buffer_size": os.getenv("MOONCAKE_LOCAL_BUFFER_SIZE"),
+            "protocol": os.getenv("MOONCAKE_PROTOCOL"),
+            "device_name": os.getenv("MOONCAKE_DEVICE"),
+            "enable_ssd_offload": os.getenv("MOONCAKE_OFFLOAD_ENABLED"),
+            "ssd_offload_path": os.getenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH"),
+            "tenant_id": os.getenv("MOONCAKE_TENANT_ID"),
+            "enable_client_http_server": os.getenv("MOONCAKE_ENABLE_CLIENT_HTTP_SERVER"),
+            "client_http_port": os.getenv("MOONCAKE_CLIENT_HTTP_PORT"),
+        }
+        return MooncakeConfig._build(env.get, "environment")
+
+
+__all__ = ["MooncakeConfig", "parse_size", "parse_bool", "load_json_lenient"]

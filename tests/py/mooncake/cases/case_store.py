@@ -1,0 +1,311 @@
+"""MooncakeDistributedStore, call by call, against the session's master."""
+import ctypes
+import os
+import re
+import threading
+
+from util import MB, META, RPC, buf, mk_store, uniq, until
+
+from mooncake.store import MooncakeDistributedStore, ReplicateConfig
+
+
+def case_put_get_quirks():
+    s = mk_store()
+    k = uniq()
+    assert s.put(k, b"first") == 0
+    assert s.get(k) == b"first"
+    # put of an existing key: success, old value kept
+    assert s.put(k, b"second-value") == 0
+    assert s.get(k) == b"first"
+    # misses
+    assert s.get(uniq("miss")) == b""
+    assert s.is_exist(k) == 1
+    assert s.is_exist(uniq("miss")) == 0
+    assert s.get_size(k) == 5
+    assert s.get_size(uniq("miss")) == -704
+    # upsert overwrites
+    # the gets above hold a read lease: upsert waits it out (busy meanwhile)
+    rcs = []
+    assert until(lambda: rcs.append(s.upsert(k, b"third")) or rcs[-1] == 0), rcs
+    assert set(rcs) <= {0, -706, -714}, rcs
+    assert s.get(k) == b"third"
+    # keywords accepted where upstream binds them
+    assert s.put(key=uniq(), value=b"x", config=ReplicateConfig()) == 0
+    assert s.close() == 0
+    assert s.close() == 0
+
+
+def case_remove_lease():
+    s = mk_store()
+    k = uniq()
+    assert s.put(k, b"v") == 0
+    assert s.remove(k) == 0  # right after put: no lease
+    assert s.put(k, b"v") == 0
+    assert s.is_exist(k) == 1  # grants a 500 ms lease
+    assert s.remove(k) == -706
+    assert until(lambda: s.remove(k) == 0, timeout=5)
+    assert s.remove(k) == -704
+    assert s.is_exist(k) == 0
+    # force removes through a lease
+    assert s.put(k, b"v") == 0 and s.get(k) == b"v"
+    assert s.remove(k, force=True) == 0
+    s.close()
+
+
+def case_remove_all_regex_batch_remove():
+    s = mk_store()
+    p = uniq("rx")
+    for i in range(5):
+        assert s.put("%s-%d" % (p, i), b"v%d" % i) == 0
+    assert s.remove_by_regex("^" + re.escape(p) + "-[0-2]$", force=True) == 3
+    assert s.batch_is_exist(["%s-%d" % (p, i) for i in range(5)]) == [0, 0, 0, 1, 1]
+    assert s.batch_remove(["%s-3" % p, "%s-9" % p], force=True) == [0, -704]
+    n = s.remove_all(force=True)
+    assert n >= 1
+    assert s.is_exist("%s-4" % p) == 0
+    assert s.remove_all(True) == 0
+    s.close()
+
+
+def case_batch_is_exist_and_get_batch():
+    s = mk_store()
+    ks = [uniq() for _ in range(4)]
+    assert s.put_batch(ks[:2], [b"a" * 10, b"b" * 20]) == 0
+    assert s.batch_is_exist(ks) == [1, 1, 0, 0]
+    assert s.batch_is_exist([]) == []
+    assert s.get_batch(ks[:3]) == [b"a" * 10, b"b" * 20, b""]
+    assert s.get_batch([]) == [b""]
+    s.close()
+
+
+def case_put_parts_and_buffers():
+    s = mk_store()
+    k = uniq()
+    assert s.put_parts(k, b"ab", bytearray(b"cd"), memoryview(b"efg")) == 0
+    assert s.get(k) == b"abcdefg"
+    k2 = uniq()
+    assert s.upsert_parts(k2, b"x", b"y", config=ReplicateConfig()) == 0
+    assert s.get(k2) == b"xy"
+    h = s.get_buffer(k)
+    assert h is not None and len(h) == 7 and h.size() == 7 and h.ptr() != 0
+    assert bytes(memoryview(h)) == b"abcdefg"
+    hs = s.batch_get_buffer([k, uniq("miss")])
+    assert bytes(memoryview(hs[0])) == b"abcdefg" and hs[1] is None
+    assert s.get_buffer(uniq("miss")) is None
+    s.close()
+
+
+def case_put_from_get_into():
+    s = mk_store()
+    data = os.urandom(256 * 1024)
+    src, sp = buf(len(data), data)
+    assert s.register_buffer(sp, len(data)) == 0
+    k = uniq()
+    assert s.put_from(k, sp, len(data)) == 0
+    dst, dp = buf(len(data))
+    assert s.get_into(k, dp, len(data)) == len(data)
+    assert dst.raw[: len(data)] == data
+    small, smp = buf(100)
+    assert s.get_into(k, smp, 100) < 0  # too small
+    assert s.get_into(uniq("miss"), dp, len(data)) < 0
+    assert s.get_into(key=k, buffer_ptr=dp, size=len(data)) == len(data)
+    assert s.unregister_buffer(sp) == 0
+    # upsert_from overwrites
+    other = os.urandom(1000)
+    ob, op = buf(len(other), other)
+    assert until(lambda: s.upsert_from(k, op, len(other)) == 0)  # after the lease
+    assert s.get(k) == other
+    s.close()
+
+
+def case_batch_put_from_get_into():
+    s = mk_store()
+    n, size = 8, 64 * 1024
+    datas = [os.urandom(size) for _ in range(n)]
+    bufs = [buf(size, d) for d in datas]
+    ks = [uniq() for _ in range(n)]
+    assert s.batch_put_from(ks, [p for _, p in bufs], [size] * n) == [0] * n
+    outs = [buf(size) for _ in range(n)]
+    res = s.batch_get_into(ks + [uniq("miss")], [p for _, p in outs] + [outs[0][1]],
+                           [size] * (n + 1))
+    assert res[:n] == [size] * n and res[n] < 0
+    for (b, _), d in zip(outs, datas):
+        assert b.raw == d
+    assert until(lambda: s.batch_upsert_from(ks[:1], [bufs[1][1]], [size]) == [0])
+    assert s.get(ks[0]) == datas[1]
+    s.close()
+
+
+def case_multi_buffers_vllm_sequence():
+    """vLLM MooncakeStoreConnector: register, batch_is_exist, batch_put_from_multi_buffers
+    with scatter lists, batch_get_into_multi_buffers, remove_all(force=True), close."""
+    s = mk_store(seg=32 * MB)
+    layers, blk, nkeys = 4, 4096, 6
+    kv = (ctypes.c_char * (layers * nkeys * blk))()
+    base = ctypes.addressof(kv)
+    ctypes.memmove(kv, os.urandom(len(kv)), len(kv))
+    orig = kv.raw
+    assert s.register_buffer(base, len(kv)) == 0
+    ks = [uniq("blk") for _ in range(nkeys)]
+    ptrs = [[base + (l * nkeys + i) * blk for l in range(layers)] for i in range(nkeys)]
+    sizes = [[blk] * layers for _ in range(nkeys)]
+    assert s.batch_is_exist(ks) == [0] * nkeys
+    cfg = ReplicateConfig()
+    cfg.preferred_segment = s.get_hostname()
+    assert s.batch_put_from_multi_buffers(ks, ptrs, sizes, cfg) == [0] * nkeys
+    assert s.batch_is_exist(ks) == [1] * nkeys
+    ctypes.memset(kv, 0, len(kv))
+    assert s.batch_get_into_multi_buffers(ks, ptrs, sizes) == [layers * blk] * nkeys
+    assert kv.raw == orig
+    assert s.batch_get_into_multi_buffers(ks[:1], ptrs[:1], sizes[:1], True) == [layers * blk]
+    assert s.remove_all(force=True) >= nkeys
+    assert s.batch_is_exist(ks) == [0] * nkeys
+    assert s.unregister_buffer(base) == 0
+    assert s.close() == 0
+
+
+def case_bad_input():
+    s = mk_store()
+    for call, exc, word in [
+        (lambda: s.put(1, b"x"), TypeError, "key"),
+        (lambda: s.put("k", 12), TypeError, "value"),
+        (lambda: s.put_from("k", "notint", 1), TypeError, "buffer_ptr"),
+        (lambda: s.put_from("k", 1, -1), ValueError, "size"),
+        (lambda: s.batch_put_from(["a", "b"], [1], [1, 2]), ValueError, "buffer_ptrs"),
+        (lambda: s.batch_get_into(["a"], [1, 2], [1]), ValueError, "buffer_ptrs"),
+        (lambda: s.batch_put_from_multi_buffers(["a"], [[1, 2]], [[1]]), ValueError, "all_"),
+        (lambda: s.batch_get_into_multi_buffers(["a", "b"], [[1]], [[1]]), ValueError, "all_"),
+        (lambda: s.put_batch(["a"], [b"x", b"y"]), ValueError, "values"),
+        (lambda: s.batch_is_exist("abc"), TypeError, "keys"),
+        (lambda: s.get(key="x"), TypeError, "keyword"),
+        (lambda: s.is_exist(key="x"), TypeError, "keyword"),
+        (lambda: s.put("k", b"x", config=5), TypeError, "config"),
+        (lambda: s.setup("h", "m", 1, 1, "tcp", "", "a", nope=1), TypeError, "nope"),
+        (lambda: s.setup("h", "m", 1, 1), TypeError, "setup"),
+    ]:
+        try:
+            call()
+        except exc as e:
+            assert word in str(e), (word, str(e))
+        else:
+            raise AssertionError("no %s for %s" % (exc.__name__, word))
+    cfg = ReplicateConfig()
+    for bad in (-1, 1 << 64, "x"):
+        try:
+            cfg.soft_pin_ttl_ms = bad
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("soft_pin_ttl_ms accepted %r" % (bad,))
+    # a pointer into nothing: an error code, never a crash
+    assert s.put_from(uniq(), 8, 4096) == -600
+    assert s.get_into(uniq(), 8, 4096) == -600
+    assert s.batch_put_from([uniq(), uniq()], [8, 16], [10, 10]) == [-600, -600]
+    assert s.batch_get_into_multi_buffers([uniq()], [[8]], [[10]]) == [-600]
+    s.close()
+
+
+def case_setup_variants():
+    # dict overload with size strings
+    s = MooncakeDistributedStore()
+    cfg = {"local_hostname": "127.0.0.1", "metadata_server": META, "global_segment_size": "16MB",
+           "local_buffer_size": "16 MB", "protocol": "tcp", "rdma_devices": "",
+           "master_server_addr": RPC}
+    assert s.setup(cfg) == 0
+    k = uniq()
+    assert s.put(k, b"dict") == 0 and s.get(k) == b"dict"
+    name = s.get_hostname()
+    s.close()
+    assert s.get_hostname() == ""
+    s2 = MooncakeDistributedStore()
+    assert s2.setup(dict(cfg, global_segment_size="50%")) == -600
+    assert s2.setup(dict(cfg, local_buffer_size="12 parsecs")) == -600
+    # auto port within 12300..14300
+    host, port = name.rsplit(":", 1)
+    assert host == "127.0.0.1" and 12300 <= int(port) <= 14300, name
+    # keywords after the 7 positionals; engine accepted
+    from mooncake.engine import TransferEngine
+    s3 = MooncakeDistributedStore()
+    assert s3.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC, engine=None,
+                    tenant_id="default", enable_client_http_server=False,
+                    client_http_port=9300, ssd_offload_path="") == 0
+    assert s3.health_check() == 0
+    s3.close()
+    assert s3.health_check() == 1
+    te = TransferEngine()
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
+    s4 = MooncakeDistributedStore()
+    assert s4.setup("127.0.0.1", META, 0, 16 * MB, "tcp", "", RPC, te.get_engine()) == 0
+    s4.close()
+    assert MooncakeDistributedStore().health_check() == 1
+    assert MooncakeDistributedStore().close() == 0
+
+
+def case_zero_local_buffer():
+    s = mk_store(lbuf=0)
+    k = uniq()
+    assert s.put(k, b"x" * 100) != 0
+    assert s.put_parts(k, b"a", b"b") != 0
+    # zero-copy puts still work
+    b, p = buf(100, b"y" * 100)
+    assert s.put_from(k, p, 100) == 0
+    d, dp = buf(100)
+    assert s.get_into(k, dp, 100) == 100 and d.raw == b"y" * 100
+    s.close()
+
+
+def case_two_stores_replicas():
+    a = mk_store()
+    b = mk_store()
+    assert a.get_hostname() != b.get_hostname()
+    cfg = ReplicateConfig()
+    cfg.replica_num = 2
+    k = uniq()
+    data = os.urandom(100000)
+    assert a.put(k, data, cfg) == 0
+    descs = a.get_replica_desc(k)
+    assert len(descs) == 2, descs
+    eps = {d.get_memory_descriptor().buffer_descriptor.transport_endpoint for d in descs}
+    assert eps == {a.get_hostname(), b.get_hostname()}, eps
+    assert all(d.is_memory_replica() and not d.is_disk_replica() for d in descs)
+    assert b.get(k) == data
+    m = a.batch_get_replica_desc([k, uniq("miss")])
+    assert list(m) == [k]
+    # a preferred segment places the single replica there
+    cfg1 = ReplicateConfig()
+    cfg1.preferred_segment = b.get_hostname()
+    k2 = uniq()
+    assert a.put(k2, b"pref", cfg1) == 0
+    d2 = a.get_replica_desc(k2)
+    assert [x.get_memory_descriptor().buffer_descriptor.transport_endpoint for x in d2] == \
+        [b.get_hostname()]
+    a.close()
+    b.close()
+
+
+def case_many_threads_one_store():
+    s = mk_store(seg=32 * MB, lbuf=32 * MB)
+    errors = []
+    nthreads, per = 8, 40
+
+    def work(t):
+        try:
+            for i in range(per):
+                k = "thr-%d-%d-%s" % (t, i, uniq())
+                v = (b"%d:%d:" % (t, i)) * 50
+                assert s.put(k, v) == 0
+                assert s.is_exist(k) == 1
+                assert s.get(k) == v
+                b, p = buf(len(v))
+                assert s.get_into(k, p, len(v)) == len(v) and b.raw == v
+                assert s.batch_is_exist([k, k + "-miss"]) == [1, 0]
+        except BaseException as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors[:3]
+    s.close()

@@ -1,0 +1,184 @@
+"""Helpers and fixtures for the `mooncake` Python package tests (conftest.py
+re-exports the fixtures).
+
+The package is imported from the CMake build: $MC_BIN_DIR/../python (default
+build/test/python), where python/CMakeLists.txt assembles mooncake/ with
+_core.abi3.so. In `make test` that extension is built with ASan+UBSan, which a
+stock python can only load with the ASan runtime preloaded; LD_PRELOAD cannot
+be set inside a running pytest, and must not reach the sanitizer-built daemons
+(they carry their own static runtime). So every check that imports the
+extension runs in a child python (cases/runner.py) with LD_PRELOAD and
+ASAN_OPTIONS=detect_leaks=0, while mooncake_master runs with a clean
+environment. Children's stderr is checked for sanitizer reports.
+
+The master (with its embedded HTTP metadata server) is started once per
+test on free loopback ports; readiness is its "ready" stdout line."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+RUNNER = os.path.join(HERE, "cases", "runner.py")
+SAN_RE = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
+
+
+def bin_dir():
+    return os.environ.get("MC_BIN_DIR") or os.path.join(ROOT, "build", "test", "bin")
+
+
+def py_dir():
+    return os.path.join(os.path.dirname(os.path.abspath(bin_dir())), "python")
+
+
+def core_so():
+    d = os.path.join(py_dir(), "mooncake")
+    if os.path.isdir(d):
+        for n in os.listdir(d):
+            if n.startswith("_core") and n.endswith(".so"):
+                return os.path.join(d, n)
+    return None
+
+
+def _needs_asan(so):
+    with open(so, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def _asan_runtime():
+    for cc in ("clang", "gcc"):
+        name = "libclang_rt.asan-x86_64.so" if cc == "clang" else "libasan.so"
+        try:
+            p = subprocess.run([cc, "-print-file-name=" + name], capture_output=True, text=True,
+                               timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        path = p.stdout.strip()
+        if p.returncode == 0 and os.path.isabs(path) and os.path.exists(path):
+            return path
+    return None
+
+
+def clean_env():
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.setdefault("MC_LOG_LEVEL", "warn")
+    return env
+
+
+def child_env():
+    so = core_so()
+    env = clean_env()
+    env["PYTHONPATH"] = py_dir()
+    if _needs_asan(so):
+        rt = _asan_runtime()
+        if not rt:
+            pytest.skip("extension built with ASan but no ASan runtime found")
+        env["LD_PRELOAD"] = rt
+        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+    return env
+
+
+def _readline(p, timeout):
+    out = []
+    t = threading.Thread(target=lambda: out.append(p.stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else None
+
+
+class Master:
+    """mooncake_master with --enable_http_metadata_server on free ports."""
+
+    def __init__(self, tmp, extra=()):
+        exe = os.path.join(bin_dir(), "mooncake_master")
+        if not os.path.exists(exe):
+            pytest.skip("mooncake_master not built at %s" % exe)
+        self.errpath = os.path.join(str(tmp), "master-%d.err" % time.monotonic_ns())
+        self.err = open(self.errpath, "wb")
+        self.p = subprocess.Popen(
+            [exe, "--port", "0", "--rpc_port", "0", "--metrics_port", "0",
+             "--enable_http_metadata_server=true", "--http_metadata_server_port", "0",
+             "--http_metadata_server_host", "127.0.0.1", "--rpc_address", "127.0.0.1",
+             "--default_kv_lease_ttl", "500"] + list(extra),
+            stdout=subprocess.PIPE, stderr=self.err, env=clean_env(), text=True)
+        self.rpc = self.meta = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = _readline(self.p, max(0.1, deadline - time.monotonic()))
+            if not line:
+                break
+            m = re.search(r"rpc listening on (\S+)", line)
+            if m:
+                self.rpc = m.group(1)
+            m = re.search(r"http metadata server listening on (\S+)", line)
+            if m:
+                self.meta = "http://%s/metadata" % m.group(1)
+            if line.strip().endswith("ready"):
+                break
+        if not self.rpc or not self.meta:
+            self.stop()
+            raise RuntimeError("mooncake_master did not start:\n" + self.stderr())
+        # Drain stdout so the master never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+
+    def stderr(self):
+        try:
+            with open(self.errpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.err.close()
+
+
+@pytest.fixture
+def master(tmp_path):
+    """A fresh master per test: a case that dies with its store still mounted
+    must not leave a dead segment for the next case's puts."""
+    if not core_so():
+        pytest.skip("mooncake._core not built under %s" % py_dir())
+    m = Master(tmp_path)
+    yield m
+    m.stop()
+    assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]
+
+
+def run_case(master, module, func, timeout=60, env_extra=None):
+    """Runs cases/<module>.py:<func> in a child python; fails with its output."""
+    env = child_env()
+    env["MC_TEST_RPC"] = master.rpc
+    env["MC_TEST_META"] = master.meta
+    env["MC_TEST_BIN_DIR"] = bin_dir()
+    env.update(env_extra or {})
+    try:
+        p = subprocess.run([sys.executable, RUNNER, module, func], env=env, capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("%s.%s timed out after %ss\n%s\n%s" % (module, func, timeout, e.stdout,
+                                                           e.stderr))
+    out = (p.stdout or "") + (p.stderr or "")
+    assert p.returncode == 0, "%s.%s failed (rc %d):\n%s" % (module, func, p.returncode,
+                                                             out[-8000:])
+    assert not SAN_RE.search(out), out[-8000:]
+    return p.stdout
+
+
+def case_names(module):
+    with open(os.path.join(HERE, "cases", module + ".py")) as f:
+        return re.findall(r"^def (case_\w+)\(", f.read(), re.M)
