@@ -51,6 +51,27 @@ def parse_size(value):
     return int(n * mult)
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_byte_size(v):
+    """Upstream's C++ size parser (setup(dict)): "16MB", "16 MB", "1.5g",
+    "2147483648", "infinite". Returns None when the string is not a size."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v if v >= 0 else None
+    s = str(v).strip()
+    if s.lower() == "infinite":
+        return (1 << 64) - 1
+    m = _SIZE_RE.match(s)
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
 def parse_bool(value):
     if isinstance(value, bool):
         return value
@@ -184,4 +205,4 @@ class MooncakeConfig:
         return MooncakeConfig._build(env.get, "environment")
 
 
-__all__ = ["MooncakeConfig", "parse_size", "parse_bool", "load_json_lenient"]
+__all__ = ["MooncakeConfig", "parse_size", "parse_byte_size", "parse_bool", "load_json_lenient"]

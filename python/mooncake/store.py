@@ -4,9 +4,9 @@ Return conventions follow upstream: 0 or a negative error code (upstream's
 numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
 get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
 import enum
-import re
 
 from . import _core
+from .mooncake_config import parse_byte_size
 
 BufferHandle = _core.BufferHandle
 
@@ -106,27 +106,6 @@ class ReplicaDescriptor:
         d = self._mem.buffer_descriptor
         return "ReplicaDescriptor(memory, %s, 0x%x, %d)" % (d.transport_endpoint,
                                                             d.buffer_address, d.size)
-
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-          "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$")
-
-
-def parse_byte_size(v):
-    """Upstream's C++ size parser (setup(dict)): "16MB", "16 MB", "1.5g",
-    "2147483648", "infinite". Returns None when the string is not a size."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v if v >= 0 else None
-    s = str(v).strip()
-    if s.lower() == "infinite":
-        return (1 << 64) - 1
-    m = _SIZE_RE.match(s)
-    if not m or m.group(2).lower() not in _UNITS:
-        return None
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 _INVALID_PARAMS = -600
