@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-          libxxhash-dev libcmocka-dev python3 python3-pip curl)
+          libxxhash-dev libcmocka-dev python3 python3-dev python3-pip curl)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -23,4 +23,11 @@ fi
 if ! python3 -c 'import pytest' 2>/dev/null; then
   echo "install-deps: installing pytest"
   python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
+fi
+
+# scikit-build-core: the build backend of `pip install ./python` (the mooncake wheel).
+if ! python3 -c 'import scikit_build_core' 2>/dev/null; then
+  echo "install-deps: installing scikit-build-core"
+  python3 -m pip install -q scikit-build-core 2>/dev/null || \
+    python3 -m pip install -q --break-system-packages scikit-build-core
 fi

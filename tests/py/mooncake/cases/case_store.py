@@ -309,3 +309,37 @@ def case_many_threads_one_store():
         t.join(120)
     assert not errors, errors[:3]
     s.close()
+
+
+def case_two_processes_replicas():
+    import hashlib
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = subprocess.Popen([sys.executable, os.path.join(here, "store_peer.py")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline().split()
+        assert line and line[0] == "READY", line
+        peer = line[1]
+        a = mk_store()
+        cfg = ReplicateConfig()
+        cfg.replica_num = 2
+        k = uniq()
+        data = os.urandom(300000)
+        assert a.put(k, data, cfg) == 0
+        eps = {d.get_memory_descriptor().buffer_descriptor.transport_endpoint
+               for d in a.get_replica_desc(k)}
+        assert eps == {a.get_hostname(), peer}, eps
+        p.stdin.write("get %s\nget %s\n" % (k, uniq("miss")))
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == hashlib.sha256(data).hexdigest()
+        assert p.stdout.readline().strip() == "MISS"
+        a.close()
+        p.stdin.write("quit\n")
+        p.stdin.flush()
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
