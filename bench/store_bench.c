@@ -265,6 +265,7 @@ static int thread_buffers(worker_t *w, wthread_t *t)
         t->buf = NULL;
         return -ENOMEM;
     }
+    madvise(t->buf, len, MADV_HUGEPAGE); /* as the segments: fewer page walks per copy */
     for (size_t i = 0; i < t->nslots; i++)
         memcpy(t->buf + i * w->size, w->ref, w->size);
     if (w->op != OP_PUT_PLAIN && w->op != OP_GET_PLAIN) {
