@@ -42,5 +42,9 @@ if [ -z "$META" ] || [ -z "$RPC" ]; then
   exit 1
 fi
 echo "master:          $RPC (admin http://$ADMIN, metadata $META)"
-"$BIN/kvcache_demo" --master "$RPC" --metadata "$META" "$@" 2>>"$LOG"
+if ! "$BIN/kvcache_demo" --master "$RPC" --metadata "$META" "$@" 2>>"$LOG"; then
+  echo "demo: kvcache_demo failed; the end of $LOG:" >&2
+  tail -n 20 "$LOG" >&2
+  exit 1
+fi
 echo "(logs: $LOG)"
