@@ -343,3 +343,27 @@ def case_two_processes_replicas():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def case_async_wrapper():
+    import asyncio
+    from mooncake.async_store import MooncakeDistributedStoreAsync
+    s = MooncakeDistributedStoreAsync()
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC) == 0
+    ks = [uniq() for _ in range(16)]
+
+    async def go():
+        rcs = await asyncio.gather(*[s.async_put(k, k.encode()) for k in ks])
+        assert rcs == [0] * len(ks)
+        vals = await asyncio.gather(*[s.async_get(k) for k in ks])
+        assert vals == [k.encode() for k in ks]
+        assert await s.async_is_exist(ks[0]) == 1
+
+    asyncio.run(go())
+    try:
+        s.nonexistent_attr
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("no AttributeError")
+    s.close()
