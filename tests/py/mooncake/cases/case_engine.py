@@ -15,8 +15,9 @@ N = 1 << 20
 
 
 class Target:
-    def __init__(self, meta, name="127.0.0.1"):
-        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "te_target.py"), meta, name],
+    def __init__(self, meta, name="127.0.0.1", *extra):
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "te_target.py"), meta, name,
+                                   *extra],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline().split()
         assert line and line[0] == "READY", line
@@ -187,3 +188,58 @@ def case_many_threads_engine():
     assert not errors, errors[:3]
     assert t.sha(0, len(data)) == sha(data)
     t.close()
+
+
+def case_vllm_p2p_connector_sequence():
+    """vLLM MooncakeConnector, replayed: D registers its K and V storages with
+    batch_register_memory; P does too, then writes each request's blocks
+    (contiguous runs coalesced into one descriptor, K and V separately) with
+    batch_transfer_sync_write from a thread pool; D's bytes are checked."""
+    from concurrent.futures import ThreadPoolExecutor
+    d = Target("P2PHANDSHAKE", "127.0.0.1", "split")
+    blk, half = 4096, N // 2
+    nblk = half // blk
+    p = TransferEngine()
+    assert p.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
+    k_data, v_data = os.urandom(half), os.urandom(half)
+    kb, kp = buf(half, k_data)
+    vb, vp = buf(half, v_data)
+    assert p.batch_register_memory([kp, vp], [half, half]) == 0
+    d_k, d_v = d.addr, d.addr + half
+    # (P block ids, D block ids) per request; D's ids are its own allocation
+    reqs = [(list(range(0, 8)), list(range(100, 108))),
+            ([10, 11, 12, 30, 31], [1, 2, 3, 50, 51]),
+            ([40, 41, 60], [70, 71, 90]),
+            ([65, 66, 67, 68], [20, 21, 22, 23])]
+
+    def descs(src_ids, dst_ids):
+        src, dst, lens = [], [], []
+        runs, i = [], 0
+        while i < len(src_ids):
+            j = i
+            while (j + 1 < len(src_ids) and src_ids[j + 1] == src_ids[j] + 1
+                   and dst_ids[j + 1] == dst_ids[j] + 1):
+                j += 1
+            runs.append((src_ids[i], dst_ids[i], j - i + 1))
+            i = j + 1
+        for lbase, rbase in ((kp, d_k), (vp, d_v)):
+            for s0, d0, n in runs:
+                src.append(lbase + s0 * blk)
+                dst.append(rbase + d0 * blk)
+                lens.append(n * blk)
+        return src, dst, lens
+
+    session = d.session
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        rets = list(ex.map(lambda r: p.batch_transfer_sync_write(session, *descs(*r)), reqs))
+    assert rets == [0] * len(reqs), rets
+    expect = bytearray(pattern(N, 7))
+    for src_ids, dst_ids in reqs:
+        for s0, d0 in zip(src_ids, dst_ids):
+            expect[d0 * blk:(d0 + 1) * blk] = k_data[s0 * blk:(s0 + 1) * blk]
+            expect[half + d0 * blk:half + (d0 + 1) * blk] = v_data[s0 * blk:(s0 + 1) * blk]
+    assert d.sha(0, N) == sha(bytes(expect))
+    # a destination past D's registered storage fails the whole batch
+    assert p.batch_transfer_sync_write(session, [kp], [d_v + half - 100], [blk]) != 0
+    assert nblk == 128
+    d.close()
