@@ -63,18 +63,21 @@ typedef struct {
     int status;
 } mrep_t;
 
+/* Kept small: with one replica an object is one 104-byte allocation (a
+ * 112-byte malloc chunk), part of the master's per-object memory budget. */
 typedef struct {
     mc_uuid_t client; /* last writer */
     uint64_t size;
     uint64_t put_start_ms;
     uint64_t lease_ms; /* read lease deadline */
-    int soft_pin;      /* soft pin requested */
     uint64_t soft_pin_ttl_ms;
     uint64_t soft_pin_deadline_ms; /* 0 until the first replica completes */
-    int hard_pin;
-    size_t nrep;
+    uint32_t nrep;
+    uint8_t soft_pin; /* soft pin requested */
+    uint8_t hard_pin;
     mrep_t rep[]; /* allocated with room for cap replicas */
 } mobj_t;
+_Static_assert(sizeof(mobj_t) + sizeof(mrep_t) <= 104, "one-replica object outgrew its chunk");
 
 typedef struct parked {
     mseg_t *seg;
