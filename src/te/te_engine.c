@@ -115,7 +115,10 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     te->p2p = mc_meta_is_p2p(te->meta);
     te->force_tcp = mc_env_bool("MC_FORCE_TCP", 0);
     te->lanes = (int)mc_env_int("MC_TCP_LANES_PER_PEER", 4, 1, MC_TE_MAX_LANES);
-    te->nworkers = (int)mc_env_int("MC_TE_WORKERS", 4, 1, 64);
+    /* one worker per core: more only add context switches to a copy-bound
+     * path (measured on 2 cores: 2 workers 7.9-8.0 GB/s over tcp, 4 workers 5.4-5.9) */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    te->nworkers = (int)mc_env_int("MC_TE_WORKERS", ncpu < 2 ? 2 : ncpu > 16 ? 16 : ncpu, 1, 64);
     te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
     te->connect_timeout_ms =
