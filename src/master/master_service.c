@@ -16,7 +16,8 @@
  *
  * Decisions (where upstream is silent or C-specific):
  * - empty keys, keys longer than MC_MASTER_KEY_MAX (4096) bytes, size 0,
- *   replica_num 0: MC_ERR_INVALID_PARAMS (as the issue's bad-input rule says).
+ *   replica_num 0, objects larger than the largest mounted segment:
+ *   MC_ERR_INVALID_PARAMS (as the issue's bad-input rule says).
  * - put_end/put_revoke on a missing key: MC_ERR_INVALID_WRITE (no write in
  *   progress); put_revoke with nothing PROCESSING: MC_ERR_INVALID_WRITE.
  * - allocation walks every mounted segment (upstream stops after 100 tries), so
@@ -30,6 +31,8 @@
  * - callbacks (each_key, each_segment, get_replicas_by_regex) run with an
  *   internal lock held and must not call back into the master. */
 #include "master_service.h"
+
+#include "base_log.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -712,6 +715,17 @@ static int check_put(const char *key, uint64_t size, const mc_replicate_config_t
     return 0;
 }
 
+/* Usable capacity of the largest mounted segment, 0 when none is mounted. */
+static uint64_t largest_segment(mc_master_t *m)
+{
+    uint64_t best = 0;
+    pthread_rwlock_rdlock(&m->seg_lock);
+    for (size_t i = 0; i < m->nsegs; i++)
+        if (m->segs[i]->capacity > best) best = m->segs[i]->capacity;
+    pthread_rwlock_unlock(&m->seg_lock);
+    return best;
+}
+
 static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
                         const mc_replicate_config_t *cfg, uint64_t now, mc_replica_t **out,
                         size_t *n, int upsert)
@@ -722,6 +736,13 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     uint64_t ttl;
     int rc = check_put(key, size, cfg, &m->cfg, &soft, &ttl);
     if (rc) return rc;
+    /* an object no segment could ever hold is bad input, not a reason to evict */
+    uint64_t largest = largest_segment(m);
+    if (largest && size > largest) {
+        MC_LOGW("master", "put of '%.64s': %llu bytes exceed the largest segment (%llu bytes)",
+                key, (unsigned long long)size, (unsigned long long)largest);
+        return MC_ERR_INVALID_PARAMS;
+    }
     shard_t *sh = shard_of(m, key);
     size_t want =
         cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS : cfg->replica_num;

@@ -578,9 +578,8 @@ static void test_no_space(void **state)
     assert_non_null(big);
     memset(big, 1, size);
     int rc = mc_store_put_from(g_a, "big/1", big, size, NULL);
-    /* Larger than any segment: NO_AVAILABLE_HANDLE (upstream), or INVALID_PARAMS
-     * where the master rejects sizes above its largest segment up front. */
-    assert_true(rc == MC_ERR_NO_AVAILABLE_HANDLE || rc == MC_ERR_INVALID_PARAMS);
+    /* Larger than any segment: bad input (INVALID_PARAMS), as the issue says. */
+    assert_int_equal(rc, MC_ERR_INVALID_PARAMS);
     assert_int_equal(mc_store_is_exist(g_a, "big/1"), 0);
     /* Staged put over the local buffer: INVALID_PARAMS. */
     assert_int_equal(mc_store_put(g_a, "big/2", big, LBUF_SIZE + 1, NULL), MC_ERR_INVALID_PARAMS);

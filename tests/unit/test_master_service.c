@@ -314,10 +314,10 @@ static void test_best_effort_partial(void **state)
     assert_int_equal(n, 2); /* one per segment name */
     assert_string_not_equal(r[0].endpoint, r[1].endpoint);
     free(r);
-    /* no segment can hold 2 MiB: -200 */
+    /* no segment could ever hold 2 MiB: bad input (-600), nothing evicted */
     mc_replicate_config_t one = rcfg(1);
     assert_int_equal(mc_master_put_start(m, CA, "big", 2 * MiB, &one, 0, &r, &n),
-                     MC_ERR_NO_AVAILABLE_HANDLE);
+                     MC_ERR_INVALID_PARAMS);
     /* fill b:1 so that a 2-replica put gets only a:1 */
     const char *pb[] = {"b:1"};
     mc_replicate_config_t onb = rcfg(1);
