@@ -774,9 +774,27 @@ int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
         .client = client, .keys = keys, .n_keys = n, .sizes = sizes, .n_sizes = n, .cfg = *cfg};
     mc_mp_batch_put_start_rep_t rep;
     int rc;
-    clear_reps(n, reps, nreps);
     if (n == 0) return 0;
     CALL(batch_put_start, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_results(c, rep.results, rep.n_results, n, rcs, reps, nreps);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_batch_upsert_start(mc_master_client_t *c, mc_uuid_t client,
+                                        const char *const *keys, const uint64_t *sizes, size_t n,
+                                        const mc_replicate_config_t *cfg, int *rcs,
+                                        mc_replica_t **reps, size_t *nreps)
+{
+    mc_mp_arena_t a = {0};
+    clear_reps(n, reps, nreps);
+    if (!cfg) return MC_ERR_INVALID_PARAMS;
+    mc_mp_batch_upsert_start_req_t q = {
+        .client = client, .keys = keys, .n_keys = n, .sizes = sizes, .n_sizes = n, .cfg = *cfg};
+    mc_mp_batch_upsert_start_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_upsert_start, &q, &rep, &a, rc);
     if (rc == 0) rc = take_results(c, rep.results, rep.n_results, n, rcs, reps, nreps);
     mc_mp_arena_free(&a);
     return rc;

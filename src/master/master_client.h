@@ -53,6 +53,11 @@ int mc_master_client_batch_put_start(mc_master_client_t *c, mc_uuid_t client,
                                      const char *const *keys, const uint64_t *sizes, size_t n,
                                      const mc_replicate_config_t *cfg, int *rcs,
                                      mc_replica_t **reps, size_t *nreps);
+/* Batch insert-or-update: per key as mc_master_client_upsert_start. */
+int mc_master_client_batch_upsert_start(mc_master_client_t *c, mc_uuid_t client,
+                                        const char *const *keys, const uint64_t *sizes, size_t n,
+                                        const mc_replicate_config_t *cfg, int *rcs,
+                                        mc_replica_t **reps, size_t *nreps);
 int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client,
                                    const char *const *keys, size_t n, int *rcs);
 int mc_master_client_batch_put_revoke(mc_master_client_t *c, mc_uuid_t client,

@@ -132,7 +132,9 @@ typedef struct {
     X(BATCH_GET_REPLICAS, 0x23, batch_get_replicas, MC_MP_BATCH_KEYS_REQ,                          \
       MC_MP_BATCH_GET_REPLICAS_REP)                                                                \
     X(BATCH_EXIST, 0x24, batch_exist, MC_MP_BATCH_KEYS_REQ, MC_MP_BATCH_RCS_REP)                   \
-    X(BATCH_REMOVE, 0x25, batch_remove, MC_MP_BATCH_REMOVE_REQ, MC_MP_BATCH_RCS_REP)
+    X(BATCH_REMOVE, 0x25, batch_remove, MC_MP_BATCH_REMOVE_REQ, MC_MP_BATCH_RCS_REP)             \
+    X(BATCH_UPSERT_START, 0x26, batch_upsert_start, MC_MP_BATCH_PUT_START_REQ,                     \
+      MC_MP_BATCH_RESULTS_REP)
 
 #define MC__MP_ENUM(N, id, l, rq, rp) MC_MP_##N = id,
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;

@@ -287,7 +287,9 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
                                              &(mc_mp_remove_by_regex_rep_t){.count = cnt});
         break;
     }
-    case MC_MP_BATCH_PUT_START: {
+    case MC_MP_BATCH_PUT_START:
+    case MC_MP_BATCH_UPSERT_START: { /* same request and reply shapes */
+        int upsert = h->method == MC_MP_BATCH_UPSERT_START;
         mc_mp_batch_put_start_req_t q;
         DECODE(batch_put_start, q);
         if (q.n_sizes != q.n_keys) {
@@ -300,12 +302,16 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
             break;
         }
         for (size_t i = 0; i < q.n_keys; i++) {
-            v[i].rc = mc_master_put_start(m, q.client, q.keys[i], q.sizes[i], &q.cfg, now,
-                                          &v[i].reps, &v[i].n);
+            v[i].rc = (upsert ? mc_master_upsert_start : mc_master_put_start)(
+                m, q.client, q.keys[i], q.sizes[i], &q.cfg, now, &v[i].reps, &v[i].n);
             if (v[i].rc) v[i].n = 0;
         }
-        e = mc_mp_encode_batch_put_start_rep(
-            o, id, 0, &(mc_mp_batch_put_start_rep_t){.results = v, .n_results = q.n_keys});
+        if (upsert)
+            e = mc_mp_encode_batch_upsert_start_rep(
+                o, id, 0, &(mc_mp_batch_upsert_start_rep_t){.results = v, .n_results = q.n_keys});
+        else
+            e = mc_mp_encode_batch_put_start_rep(
+                o, id, 0, &(mc_mp_batch_put_start_rep_t){.results = v, .n_results = q.n_keys});
         free_results(v, q.n_keys);
         break;
     }

@@ -240,7 +240,7 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
     }
 
     /* 1. start */
-    if (upsert || n == 1) {
+    if (n == 1) {
         for (size_t i = 0; i < n; i++) {
             st_op_t *op = &ops[i];
             if (op->rc) continue;
@@ -259,9 +259,11 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
         }
         for (size_t i = 0; i < n; i++)
             if (!ops[i].rc) keys[m] = ops[i].key, sizes[m++] = ops[i].total;
-        rc = m ? mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m, &rcfg, rcs,
-                                                  reps, nreps)
-               : 0;
+        rc = !m      ? 0
+             : upsert ? mc_master_client_batch_upsert_start(s->mc, s->client_id, keys, sizes, m,
+                                                             &rcfg, rcs, reps, nreps)
+                      : mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m,
+                                                         &rcfg, rcs, reps, nreps);
         if (rc) {
             for (size_t i = 0; i < m; i++)
                 free(reps[i]); /* whatever a failed call left */

@@ -468,6 +468,23 @@ static void test_exist_size_remove_lease(void **state)
     assert_int_equal(mc_store_get_into(g_a, "lease/3", got, sizeof got), (int64_t)sizeof other);
     assert_memory_equal(got, other, sizeof other);
 
+    /* Batch upsert (one master round trip): a new key and an existing one, new size. */
+    assert_true(wait_for(removable, "lease/3", 5000));
+    char big[3000];
+    th_pattern(big, sizeof big, 9);
+    const char *ukeys[] = {"lease/3", "lease/4"};
+    void *ubufs[] = {big, other};
+    size_t ulens[] = {sizeof big, sizeof other};
+    int urcs[2] = {-1, -1};
+    assert_int_equal(mc_store_batch_upsert_from(g_b, ukeys, ubufs, ulens, 2, NULL, urcs), 0);
+    assert_int_equal(urcs[0], 0);
+    assert_int_equal(urcs[1], 0);
+    char got3[3000];
+    assert_int_equal(mc_store_get_into(g_a, "lease/3", got3, sizeof got3), (int64_t)sizeof big);
+    assert_memory_equal(got3, big, sizeof big);
+    assert_int_equal(mc_store_get_into(g_a, "lease/4", got, sizeof got), (int64_t)sizeof other);
+    assert_memory_equal(got, other, sizeof other);
+
     /* Bad arguments. */
     assert_int_equal(mc_store_put(g_a, "", val, 1, NULL), MC_ERR_INVALID_PARAMS);
     assert_int_equal(mc_store_put(g_a, "lease/zero", val, 0, NULL), MC_ERR_INVALID_PARAMS);
