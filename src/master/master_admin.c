@@ -52,14 +52,7 @@ static void ad_peer(struct MHD_Connection *conn, char *buf, size_t len)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char host[64], serv[16];
-    snprintf(buf, len, "?");
-    if (!ci || !ci->client_addr) return;
-    socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                          : sizeof(struct sockaddr_in);
-    if (getnameinfo(ci->client_addr, sl, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-        snprintf(buf, len, "%s:%s", host, serv);
+    mc_sock_addr_str(ci ? ci->client_addr : NULL, buf, len);
 }
 
 /* Queues body (len bytes) with status. own: body is malloc'd and MHD frees it;

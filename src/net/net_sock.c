@@ -160,24 +160,24 @@ void mc_sock_set_timeout(int fd, int ms)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+void mc_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN], serv[8];
+    snprintf(buf, len, "?");
+    if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) return;
+    socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+    if (getnameinfo(sa, sl, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(buf, len, "%s:%s", host, serv);
+}
+
 void mc_sock_peer_str(int fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
-            port = ntohs(s4->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
-            port = ntohs(s6->sin6_port);
-        }
-    }
-    snprintf(buf, len, "%s:%u", ip, port);
+    int ok = getpeername(fd, (struct sockaddr *)&ss, &sl) == 0;
+    mc_sock_addr_str(ok ? (struct sockaddr *)&ss : NULL, buf, len);
 }
 
 void mc_net_local_ip(char *buf, size_t len)

@@ -24,6 +24,10 @@ void mc_sock_tune(int fd);
 void mc_sock_set_timeout(int fd, int ms);
 /* "ip:port" of the peer, for logs; never fails (writes "?" on error). */
 void mc_sock_peer_str(int fd, char *buf, size_t len);
+struct sockaddr;
+/* "ip:port" of an IPv4/IPv6 address (sa may be NULL), for logs; writes "?" when
+ * it cannot be formatted. */
+void mc_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 /* The address this host advertises: $MC_TCP_BIND_ADDRESS, else the first
  * non-loopback IPv4 address, else 127.0.0.1. */
 void mc_net_local_ip(char *buf, size_t len);

@@ -25,6 +25,7 @@
 #include "proxy_int.h"
 
 #include "base_log.h"
+#include "net_sock.h"
 #include "base_time.h"
 
 #include <arpa/inet.h>
@@ -1115,12 +1116,10 @@ static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p)
 /* Checks X-API-Key. Returns 0 when authorised, else answers r and returns -1. */
 static int admin_auth(mc_proxy_t *px, req_t *r, const char *action)
 {
-    char peer[64] = "?";
+    char peer[80];
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, peer,
-                  sizeof peer);
+    mc_sock_addr_str(ci ? ci->client_addr : NULL, peer, sizeof peer);
     if (!px->admin_key) {
         MC_LOGW(TAG, "admin: %s from %s refused: ADMIN_API_KEY is not set", action, peer);
         req_answer(r, 503,
