@@ -9,7 +9,7 @@
  * lease the master grants, and fail with MC_ERR_LEASE_EXPIRED when the lease
  * ran out during the transfer. Design and flows: docs/store.md.
  *
- * Thread rule: mc_store_create, mc_store_setup, mc_store_close and
+ * Thread rule: mc_store_create, mc_store_setup(_with_engine), mc_store_close and
  * mc_store_destroy must not run concurrently with any other call on the same
  * store; every other function may be called from many threads at once.
  * One heartbeat thread per set-up store runs in the background.
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "mooncake/err.h"
+#include "mooncake/te.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,8 +86,26 @@ void mc_store_destroy(mc_store_t *s);
 int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
                    uint64_t global_segment_size, uint64_t local_buffer_size, const char *protocol,
                    const char *device_names, const char *master_server_addr);
-/* Unmounts the segment, stops the heartbeat, disconnects, frees the memory.
- * A store never set up: 0. */
+/* As mc_store_setup, but on the caller's transfer engine te (mc_te_init done)
+ * instead of an engine of the store's own (upstream's setup(..., engine)):
+ * the segment and the staging buffer are registered on te, the store's name
+ * (mc_store_get_hostname, the mounted segment's name) is mc_te_segment_name(te),
+ * and buffers the caller registers on te (mc_te_register) are usable with the
+ * zero-copy calls. te's name, metadata and devices are fixed by mc_te_init;
+ * protocol is recorded in the mounted segment (NULL/"" = tcp).
+ * Lifetime: the caller owns te and it must outlive the store: close (or
+ * destroy) the store before mc_te_destroy. mc_store_close unregisters the
+ * store's own segment and staging buffer from te and never destroys it;
+ * buffers registered through mc_store_register_buffer stay registered on te.
+ * Thread rule: te may be used by the caller from other threads meanwhile.
+ * Errors: INVALID_PARAMS for bad arguments, an engine not initialised or a
+ * store already set up; INTERNAL_ERROR when registering on te failed (e.g. an
+ * overlapping buffer); the master's connect/mount errors otherwise. */
+int mc_store_setup_with_engine(mc_store_t *s, mc_te_t *te, uint64_t global_segment_size,
+                               uint64_t local_buffer_size, const char *protocol,
+                               const char *master_server_addr);
+/* Unmounts the segment, stops the heartbeat, disconnects, frees the memory
+ * (and destroys the engine unless it is the caller's). A store never set up: 0. */
 int mc_store_close(mc_store_t *s);
 
 /* The final "host:port" name into buf (NUL-terminated; INVALID_PARAMS when it

@@ -4,7 +4,8 @@
  *   MooncakeDistributedStore  (libmooncake_store, mooncake/store.h)
  *   TransferEngine            (libmooncake_te, mooncake/te.h)
  *
- * plus BufferHandle (an owned byte buffer with the buffer protocol). The thin
+ * plus BufferHandle (an owned byte buffer with the buffer protocol) and
+ * EngineHandle (TransferEngine.get_engine(), for setup(..., engine)). The thin
  * Python modules mooncake/store.py and mooncake/engine.py subclass these and
  * add what Python does better (setup(dict), descriptor objects, enums).
  *
@@ -460,7 +461,10 @@ static PyObject *bufh_new(void *ptr, size_t len)
 typedef struct {
     PyObject_HEAD mc_store_t *s;
     pthread_rwlock_t lk;
+    PyObject *engine; /* the TransferEngine (or its handle) setup was given; NULL: own engine */
 } pystore_t;
+
+static int engine_arg(PyObject *o, mc_te_t **te);
 
 #define RD_BEGIN(self)                                                                             \
     Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&(self)->lk);
@@ -492,6 +496,7 @@ static void store_dealloc(PyObject *o)
         Py_BEGIN_ALLOW_THREADS mc_store_destroy(s);
         Py_END_ALLOW_THREADS
     }
+    Py_CLEAR(self->engine); /* after the store: the engine outlives it */
     pthread_rwlock_destroy(&self->lk);
     PyTypeObject *tp = Py_TYPE(o);
     freefunc f = (freefunc)PyType_GetSlot(tp, Py_tp_free);
@@ -522,10 +527,27 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_NotImplementedError, "enable_ssd_offload is not supported yet");
         return NULL;
     }
+    /* engine: TransferEngine.get_engine()'s handle or the engine itself; the
+     * store then lives in that engine's segment (name, metadata and devices are
+     * the engine's; the arguments above are checked but not used) and keeps a
+     * reference to it until close, so the engine outlives the store. */
+    mc_te_t *te = NULL;
+    if (engine != Py_None) {
+        int er = engine_arg(engine, &te);
+        if (er < 0) return NULL;
+        if (er == 0) return PyLong_FromLong(MC_ERR_INVALID_PARAMS); /* not initialized */
+    }
     int rc;
     WR_BEGIN(self)
-    rc = mc_store_setup(self->s, hs, ms, g, l, ps, ds, mas);
+    rc = te ? mc_store_setup_with_engine(self->s, te, g, l, ps, mas)
+            : mc_store_setup(self->s, hs, ms, g, l, ps, ds, mas);
     RD_END(self)
+    if (rc == 0 && te) {
+        PyObject *old = self->engine;
+        Py_INCREF(engine);
+        self->engine = engine;
+        Py_XDECREF(old);
+    }
     return PyLong_FromLong(rc);
 }
 
@@ -536,6 +558,7 @@ static PyObject *store_close(PyObject *o, PyObject *unused)
     WR_BEGIN(self)
     rc = mc_store_close(self->s);
     RD_END(self)
+    Py_CLEAR(self->engine); /* the store no longer uses it */
     return PyLong_FromLong(rc);
 }
 
@@ -1409,6 +1432,81 @@ static int te_ready(pyte_t *self)
     return self->inited;
 }
 
+/* EngineHandle: what get_engine() returns (upstream hands out the C++ engine
+ * behind the Python one). It holds a reference to its TransferEngine, so the
+ * engine (and its mc_te_t) lives as long as any handle, and any store set up
+ * on it (the store holds the handle until close). */
+typedef struct {
+    PyObject_HEAD PyObject *owner; /* the pyte_t */
+} pyeng_t;
+
+static PyTypeObject *TE_Type, *EngineHandle_Type;
+
+static void eng_dealloc(PyObject *o)
+{
+    Py_CLEAR(((pyeng_t *)o)->owner);
+    PyTypeObject *tp = Py_TYPE(o);
+    freefunc f = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    f(o);
+    Py_DECREF((PyObject *)tp);
+}
+
+static PyObject *eng_ptr(PyObject *o, PyObject *unused)
+{
+    return PyLong_FromUnsignedLongLong((uintptr_t)((pyte_t *)((pyeng_t *)o)->owner)->te);
+}
+
+static PyObject *eng_engine(PyObject *o, PyObject *unused)
+{
+    PyObject *e = ((pyeng_t *)o)->owner;
+    Py_INCREF(e);
+    return e;
+}
+
+static PyMethodDef eng_methods[] = {
+    {"get_engine_ptr", eng_ptr, METH_NOARGS, "Address of the C engine (mc_te_t *)."},
+    {"transfer_engine", eng_engine, METH_NOARGS, "The TransferEngine this handle keeps alive."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot eng_slots[] = {
+    {Py_tp_dealloc, eng_dealloc},
+    {Py_tp_methods, eng_methods},
+    {Py_tp_doc, "Handle of a TransferEngine for MooncakeDistributedStore.setup(engine=...)."},
+    {0, NULL},
+};
+
+static PyType_Spec eng_spec = {"mooncake._core.EngineHandle", sizeof(pyeng_t), 0,
+                               Py_TPFLAGS_DEFAULT, eng_slots};
+
+/* get_engine() -> EngineHandle */
+static PyObject *te_get_engine(PyObject *o, PyObject *unused)
+{
+    allocfunc a = (allocfunc)PyType_GetSlot(EngineHandle_Type, Py_tp_alloc);
+    pyeng_t *h = (pyeng_t *)a(EngineHandle_Type, 0);
+    if (!h) return NULL;
+    Py_INCREF(o);
+    h->owner = o;
+    return (PyObject *)h;
+}
+
+/* The engine behind setup's `engine` argument: an EngineHandle or a
+ * TransferEngine. 1 with *te set, 0 when the engine is not initialized, -1
+ * with TypeError for anything else. */
+static int engine_arg(PyObject *o, mc_te_t **te)
+{
+    if (PyObject_TypeCheck(o, EngineHandle_Type)) o = ((pyeng_t *)o)->owner;
+    if (!PyObject_TypeCheck(o, TE_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "engine must be None, a TransferEngine or TransferEngine.get_engine()");
+        return -1;
+    }
+    pyte_t *t = (pyte_t *)o;
+    if (!t->inited) return 0;
+    *te = t->te;
+    return 1;
+}
+
 /* register_memory(buffer_addr, capacity, location="*") */
 static PyObject *te_register_memory(PyObject *o, PyObject *args, PyObject *kw)
 {
@@ -1888,6 +1986,7 @@ static PyMethodDef te_methods[] = {
     {"get_rpc_port", te_get_rpc_port, METH_NOARGS, NULL},
     {"_segment_name", te_segment_name, METH_NOARGS, NULL},
     {"get_engine_ptr", te_get_engine_ptr, METH_NOARGS, NULL},
+    {"get_engine", te_get_engine, METH_NOARGS, NULL},
     KWM("register_memory", te_register_memory),
     {"unregister_memory", te_unregister_memory, METH_VARARGS, NULL},
     KWM("batch_register_memory", te_batch_register_memory),
@@ -1951,9 +2050,14 @@ PyMODINIT_FUNC PyInit__core(void)
     BufferHandle_Type = (PyTypeObject *)PyType_FromSpec(&bufh_spec);
     PyObject *st = PyType_FromSpec(&store_spec);
     PyObject *te = PyType_FromSpec(&te_spec);
-    if (!BufferHandle_Type || !st || !te) goto fail;
+    EngineHandle_Type = (PyTypeObject *)PyType_FromSpec(&eng_spec);
+    TE_Type = (PyTypeObject *)te;
+    if (!BufferHandle_Type || !st || !te || !EngineHandle_Type) goto fail;
     Py_INCREF((PyObject *)BufferHandle_Type);
+    Py_INCREF(te); /* TE_Type keeps one */
+    Py_INCREF((PyObject *)EngineHandle_Type);
     if (PyModule_AddObject(m, "BufferHandle", (PyObject *)BufferHandle_Type) < 0 ||
+        PyModule_AddObject(m, "EngineHandle", (PyObject *)EngineHandle_Type) < 0 ||
         PyModule_AddObject(m, "MooncakeDistributedStore", st) < 0 ||
         PyModule_AddObject(m, "TransferEngine", te) < 0 ||
         PyModule_AddStringConstant(m, "VERSION", MC_PY_VERSION) < 0)

@@ -1,6 +1,7 @@
 /* store_client.c: the life of a store: setup (naming with an automatic port,
- * transfer engine, segment (huge pages advised), staging buffer, mount on the master),
- * the heartbeat thread (ping every second, remount and re-publish the TE
+ * transfer engine, segment (huge pages advised), staging buffer, mount on the master;
+ * or, with mc_store_setup_with_engine, the same on a caller-owned engine), the
+ * heartbeat thread (ping every second, remount and re-publish the TE
  * records when the master answers NEED_REMOUNT), close, and the thin calls
  * that pass straight to the master (exist, remove, ...). The data paths (put,
  * get and their batch forms) are in store_ops.c. */
@@ -240,10 +241,17 @@ static void st_teardown(mc_store_t *s)
         mc_master_client_close(s->mc);
         s->mc = NULL;
     }
-    if (s->te) {
+    if (s->te && s->te_owned) {
         mc_te_destroy(s->te);
-        s->te = NULL;
+    } else if (s->te) {
+        /* The caller's engine lives on: take our memory out of it first (waits
+         * for server-side transfers into it). */
+        if (s->seg_registered) (void)mc_te_unregister(s->te, s->seg);
+        if (s->lbuf_registered) (void)mc_te_unregister(s->te, s->lbuf);
     }
+    s->te = NULL;
+    s->te_owned = 0;
+    s->seg_registered = s->lbuf_registered = 0;
     if (s->seg) munmap(s->seg, s->seg_size);
     if (s->lbuf) munmap(s->lbuf, s->lbuf_size);
     if (s->port_fd >= 0) close(s->port_fd);
@@ -255,14 +263,14 @@ static void st_teardown(mc_store_t *s)
     s->master_down = 0;
 }
 
-int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
-                   uint64_t global_segment_size, uint64_t local_buffer_size, const char *protocol,
-                   const char *device_names, const char *master_server_addr)
+/* The common setup: with te NULL the store starts (and owns) its own engine
+ * from local_hostname/metadata_server/device_names; otherwise it borrows te
+ * (already initialised, caller-owned) and takes its segment name as its name. */
+static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
+                    const char *metadata_server, uint64_t global_segment_size,
+                    uint64_t local_buffer_size, const char *protocol, const char *device_names,
+                    const char *master_server_addr)
 {
-    if (!s || s->ready || !local_hostname || !*local_hostname || !metadata_server ||
-        !master_server_addr || !*master_server_addr || strlen(local_hostname) >= MC_NAME_MAX - 8 ||
-        strlen(master_server_addr) >= sizeof s->master_addr || local_buffer_size > (1ull << 40))
-        return MC_ERR_INVALID_PARAMS;
     int rc;
     snprintf(s->master_addr, sizeof s->master_addr, "%s", master_server_addr);
     s->client_id = st_uuid();
@@ -275,8 +283,15 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
         s->mc = NULL;
         goto fail;
     }
-    if ((rc = st_start_engine(s, local_hostname, metadata_server, protocol, device_names)))
-        goto fail;
+    if (te) {
+        s->te = te;
+        s->te_owned = 0;
+        snprintf(s->hostname, sizeof s->hostname, "%s", mc_te_segment_name(te));
+    } else {
+        if ((rc = st_start_engine(s, local_hostname, metadata_server, protocol, device_names)))
+            goto fail;
+        s->te_owned = 1;
+    }
     snprintf(s->te_name, sizeof s->te_name, "%s", mc_te_segment_name(s->te));
 
     if (local_buffer_size) {
@@ -295,6 +310,7 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
             rc = MC_ERR_INTERNAL;
             goto fail;
         }
+        s->lbuf_registered = 1;
     }
 
     if (global_segment_size) {
@@ -304,6 +320,7 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
             rc = MC_ERR_INTERNAL;
             goto fail;
         }
+        s->seg_registered = 1;
         mc_segment_t *d = &s->segdesc;
         memset(d, 0, sizeof *d);
         d->id = st_uuid();
@@ -337,6 +354,34 @@ fail:
     st_teardown(s);
     s->hostname[0] = '\0';
     return rc;
+}
+
+int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metadata_server,
+                   uint64_t global_segment_size, uint64_t local_buffer_size, const char *protocol,
+                   const char *device_names, const char *master_server_addr)
+{
+    if (!s || s->ready || !local_hostname || !*local_hostname || !metadata_server ||
+        !master_server_addr || !*master_server_addr || strlen(local_hostname) >= MC_NAME_MAX - 8 ||
+        strlen(master_server_addr) >= sizeof s->master_addr || local_buffer_size > (1ull << 40))
+        return MC_ERR_INVALID_PARAMS;
+    return st_setup(s, NULL, local_hostname, metadata_server, global_segment_size,
+                    local_buffer_size, protocol, device_names, master_server_addr);
+}
+
+int mc_store_setup_with_engine(mc_store_t *s, mc_te_t *te, uint64_t global_segment_size,
+                               uint64_t local_buffer_size, const char *protocol,
+                               const char *master_server_addr)
+{
+    if (!s || s->ready || !te || !master_server_addr || !*master_server_addr ||
+        strlen(master_server_addr) >= sizeof s->master_addr || local_buffer_size > (1ull << 40))
+        return MC_ERR_INVALID_PARAMS;
+    const char *name = mc_te_segment_name(te);
+    if (!name || !*name || strlen(name) >= sizeof s->hostname) {
+        MC_LOGE(TAG, "setup with an engine that is not initialised");
+        return MC_ERR_INVALID_PARAMS;
+    }
+    return st_setup(s, te, NULL, NULL, global_segment_size, local_buffer_size, protocol, NULL,
+                    master_server_addr);
 }
 
 int mc_store_close(mc_store_t *s)

@@ -22,6 +22,9 @@ struct mc_store {
     int port_fd; /* holds the automatic port, -1 when none */
 
     mc_te_t *te;
+    int te_owned;       /* 1: started by setup, destroyed at close; 0: the caller's */
+    int seg_registered; /* seg / lbuf registered with te (unregistered at close) */
+    int lbuf_registered;
     mc_master_client_t *mc;
 
     void *seg; /* segment contributed to the pool (anonymous, THP advised) */

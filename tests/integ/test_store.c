@@ -6,8 +6,8 @@
  * Checks: bytes put by one store and read by another are identical (1 B ...
  * 16 MiB, across in-process shm, memcpy and tcp between processes), the
  * zero-copy and batch forms, exist/size/remove and leases, remove_all and
- * remove_by_regex, no space, a killed store's objects disappearing, and a
- * master restart after which the stores remount and serve by themselves.
+ * remove_by_regex, a store on a caller-owned engine, no space, a killed store's objects
+ * disappearing, and a master restart after which the stores remount and serve by themselves.
  * Waiting is always on a condition (pipe lines, a polled predicate with a
  * deadline), never a fixed sleep. */
 #include <errno.h>
@@ -567,6 +567,113 @@ static void test_p2p(void **state)
     assert_int_equal(mc_store_is_exist(g_a, "p2p/dc"), 0);
 }
 
+/* A store set up on the test's own engine (mc_store_setup_with_engine): its
+ * name is the engine's segment name, buffers registered on the engine serve
+ * the zero-copy calls, bytes cross to and from store B exactly, and the
+ * engine outlives the store (usable after close, and again for a new store). */
+static void test_shared_engine(void **state)
+{
+    (void)state;
+    mc_te_t *te, *raw;
+    assert_int_equal(mc_te_create(&raw), 0);
+    mc_store_t *e;
+    assert_int_equal(mc_store_create(&e), 0);
+    /* An engine not initialised is refused. */
+    assert_int_equal(mc_store_setup_with_engine(e, raw, 16u << 20, 16u << 20, "tcp", g_master_addr),
+                     MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_store_setup_with_engine(e, NULL, 0, 0, "tcp", g_master_addr),
+                     MC_ERR_INVALID_PARAMS);
+    mc_te_destroy(raw);
+
+    char tname[64];
+    snprintf(tname, sizeof tname, "127.0.0.1:%u", 20000u + (unsigned)(rand_seed() % 20000u));
+    assert_int_equal(mc_te_create(&te), 0);
+    assert_int_equal(mc_te_init(te, tname, g_meta_url, "tcp", NULL), 0);
+    size_t size = 4u << 20;
+    char *ubuf = mmap(NULL, 2 * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *want = malloc(size), *got = malloc(size);
+    assert_true(ubuf != MAP_FAILED && want && got);
+    assert_int_equal(mc_te_register(te, ubuf, 2 * size, "cpu:0"), 0);
+
+    assert_int_equal(mc_store_setup_with_engine(e, te, 16u << 20, 16u << 20, "tcp", g_master_addr),
+                     0);
+    char ename[256];
+    assert_int_equal(mc_store_get_hostname(e, ename, sizeof ename), 0);
+    assert_string_equal(ename, mc_te_segment_name(te));
+    assert_int_equal(mc_store_health_check(e), 0);
+    /* Set up twice: refused. */
+    assert_int_equal(mc_store_setup_with_engine(e, te, 0, 0, "tcp", g_master_addr),
+                     MC_ERR_INVALID_PARAMS);
+
+    /* e -> B's segment from the engine-registered buffer, read back by B. */
+    th_pattern(ubuf, size, rand_seed());
+    memcpy(want, ubuf, size);
+    mc_store_config_t cfg;
+    const char *pref = g_b_name;
+    cfg_prefer(&cfg, &pref);
+    assert_int_equal(mc_store_put_from(e, "eng/e2b", ubuf, size, &cfg), 0);
+    assert_int_equal(mc_store_get_into(g_b, "eng/e2b", got, size), (int64_t)size);
+    assert_memory_equal(got, want, size);
+    /* A -> e's segment (the engine's), read by e into the engine-registered buffer. */
+    pref = ename;
+    th_pattern(want, size, rand_seed());
+    assert_int_equal(mc_store_put(g_a, "eng/a2e", want, size, &cfg), 0);
+    mc_store_replica_desc_t *rd = NULL;
+    size_t nrd = 0;
+    assert_int_equal(mc_store_get_replica_desc(g_a, "eng/a2e", &rd, &nrd), 0);
+    assert_int_equal(nrd, 1);
+    assert_string_equal(rd[0].endpoint, ename);
+    free(rd);
+    memset(ubuf + size, 0, size);
+    assert_int_equal(mc_store_get_into(e, "eng/a2e", ubuf + size, size), (int64_t)size);
+    assert_memory_equal(ubuf + size, want, size);
+    memset(got, 0, size);
+    assert_int_equal(mc_store_get_into(g_b, "eng/a2e", got, size), (int64_t)size);
+    assert_memory_equal(got, want, size);
+    /* The staging path (put/get of unregistered memory) on the shared engine. */
+    assert_int_equal(mc_store_put(e, "eng/staged", want, 1000, NULL), 0);
+    void *v = NULL;
+    size_t vlen = 0;
+    assert_int_equal(mc_store_get(g_a, "eng/staged", &v, &vlen), 0);
+    assert_int_equal(vlen, 1000);
+    assert_memory_equal(v, want, 1000);
+    free(v);
+
+    /* Close: the engine lives on and still moves bytes (read B's replica of
+     * eng/e2b by address); its segment is unmounted, so e's objects are gone. */
+    assert_int_equal(mc_store_close(e), 0);
+    assert_int_equal(mc_store_is_exist(g_a, "eng/a2e"), 0);
+    assert_int_equal(mc_store_get_replica_desc(g_a, "eng/e2b", &rd, &nrd), 0);
+    assert_int_equal(nrd, 1);
+    int32_t h = -1;
+    assert_int_equal(mc_te_open_segment(te, rd[0].endpoint, &h), 0);
+    memset(ubuf, 0, size);
+    mc_te_request_t rq = {.opcode = MC_TE_READ,
+                          .source = ubuf,
+                          .target_id = h,
+                          .target_offset = rd[0].addr,
+                          .length = size};
+    free(rd);
+    /* The read is re-checked against B's bytes below (lease not needed:
+     * nothing removes eng/e2b meanwhile). */
+    assert_int_equal(mc_te_transfer_sync(te, &rq, 1), 0);
+    memset(got, 0, size);
+    assert_int_equal(mc_store_get_into(g_b, "eng/e2b", got, size), (int64_t)size);
+    assert_memory_equal(ubuf, got, size);
+    /* A second store on the same engine: close unregistered the first one's memory. */
+    assert_int_equal(mc_store_setup_with_engine(e, te, 16u << 20, 16u << 20, NULL, g_master_addr),
+                     0);
+    assert_int_equal(mc_store_put_from(e, "eng/again", ubuf, 4096, NULL), 0);
+    assert_int_equal(mc_store_get_into(g_a, "eng/again", got, 4096), 4096);
+    assert_memory_equal(got, ubuf, 4096);
+    mc_store_destroy(e); /* closes; the engine is still the test's */
+    assert_int_equal(mc_te_unregister(te, ubuf), 0);
+    mc_te_destroy(te);
+    munmap(ubuf, 2 * size);
+    free(want);
+    free(got);
+}
+
 static void test_remove_all_regex(void **state)
 {
     (void)state;
@@ -840,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_exist_size_remove_lease),
         cmocka_unit_test(test_replicas),
         cmocka_unit_test(test_p2p),
+        cmocka_unit_test(test_shared_engine),
         cmocka_unit_test(test_remove_all_regex),
         cmocka_unit_test(test_no_space),
         cmocka_unit_test(test_eviction),

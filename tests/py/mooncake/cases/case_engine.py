@@ -138,7 +138,8 @@ def case_local_api():
     got = []
     assert until(lambda: got.extend(te.get_notifies()) or got)
     assert got == [TransferNotify("n1", "m1")], got
-    assert te.get_engine() is te
+    h = te.get_engine()
+    assert h.transfer_engine() is te and h.get_engine_ptr() == te.get_engine_ptr()
     assert TransferOpcode.Read == 0 and TransferOpcode.Write == 1
     assert TransferNotify("a", "b").msg == "b"
     for call, exc, word in [

@@ -236,7 +236,16 @@ def case_setup_variants():
     assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
     s4 = MooncakeDistributedStore()
     assert s4.setup("127.0.0.1", META, 0, 16 * MB, "tcp", "", RPC, te.get_engine()) == 0
+    assert s4.get_hostname() == te._segment_name()  # the engine's segment
     s4.close()
+    try:
+        MooncakeDistributedStore().setup("127.0.0.1", META, 0, 0, "tcp", "", RPC, engine=5)
+        raise AssertionError("engine=5 accepted")
+    except TypeError as e:
+        assert "engine" in str(e)
+    # an engine not initialized: INVALID_PARAMS
+    assert MooncakeDistributedStore().setup("127.0.0.1", META, 0, 0, "tcp", "", RPC,
+                                            TransferEngine().get_engine()) == -600
     assert MooncakeDistributedStore().health_check() == 1
     assert MooncakeDistributedStore().close() == 0
 
@@ -367,3 +376,74 @@ def case_async_wrapper():
     else:
         raise AssertionError("no AttributeError")
     s.close()
+
+
+def _shared_engine_store(te_name):
+    """A store set up on a fresh engine of which only the handle survives."""
+    from mooncake.engine import TransferEngine
+    te = TransferEngine()
+    assert te.initialize(te_name, META, "tcp", "") == 0
+    s = MooncakeDistributedStore()
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC, engine=te.get_engine()) == 0
+    return s
+
+
+def case_shared_engine():
+    """setup(..., te.get_engine()): the store lives in the engine's segment;
+    buffers registered with engine.register_memory serve put_from/get_into;
+    the engine outlives the store and works after store.close()."""
+    import gc
+    from mooncake.engine import TransferEngine
+    te = TransferEngine()
+    assert te.initialize("127.0.0.1:%d" % (20000 + os.getpid() % 20000), META, "tcp", "") == 0
+    h = te.get_engine()
+    assert h.transfer_engine() is te and h.get_engine_ptr() == te.get_engine_ptr()
+    s = MooncakeDistributedStore()
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC, h) == 0
+    del h  # the store keeps the engine alive
+    assert s.get_hostname() == te._segment_name()
+    other = mk_store()
+    n = 1 * MB
+    mem, p = buf(2 * n)
+    assert te.register_memory(p, 2 * n) == 0
+    data = os.urandom(n)
+    ctypes.memmove(p, data, n)
+    # s (engine-registered buffer) -> other's segment
+    cfg = ReplicateConfig()
+    cfg.preferred_segment = other.get_hostname()
+    k1 = uniq("eng")
+    assert s.put_from(k1, p, n, cfg) == 0
+    assert other.get(k1) == data
+    # other -> s's segment (the engine's), read into engine-registered memory
+    data2 = os.urandom(n)
+    cfg.preferred_segment = s.get_hostname()
+    k2 = uniq("eng")
+    assert other.put(k2, data2, cfg) == 0
+    assert [t[0] for t in other._replica_desc(k2)] == [s.get_hostname()]
+    assert s.get_into(k2, p + n, n) == n
+    assert ctypes.string_at(p + n, n) == data2
+    assert s.batch_get_into([k1, k2], [p, p + n], [n, n]) == [n, n]
+    assert ctypes.string_at(p, n) == data and ctypes.string_at(p + n, n) == data2
+    assert s.close() == 0
+    assert other.is_exist(k2) == 0  # s's segment unmounted with it
+    # the engine still works: a transfer to a second engine, byte exact
+    peer = TransferEngine()
+    assert peer.initialize("127.0.0.1:%d" % (40001 + os.getpid() % 20000), META, "tcp", "") == 0
+    pm, pp = buf(n)
+    assert peer.register_memory(pp, n) == 0
+    assert te.transfer_sync_write(peer._segment_name(), p, pp, n) == 0
+    assert pm.raw == data
+    assert te.unregister_memory(p) == 0
+    # the engine passed itself (keyword), and a second store on the same engine
+    s2 = MooncakeDistributedStore()
+    assert s2.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC, engine=te) == 0
+    assert s2.put(uniq("eng"), b"again") == 0
+    assert s2.close() == 0
+    # only the store holds the engine: it lives until close
+    s3 = _shared_engine_store("127.0.0.1:%d" % (20001 + os.getpid() % 19000))
+    gc.collect()
+    k3 = uniq("eng")
+    assert s3.put(k3, data[:1000]) == 0 and other.get(k3) == data[:1000]
+    assert s3.close() == 0
+    gc.collect()
+    other.close()
