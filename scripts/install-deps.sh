@@ -31,3 +31,9 @@ if ! python3 -c 'import scikit_build_core' 2>/dev/null; then
   python3 -m pip install -q scikit-build-core 2>/dev/null || \
     python3 -m pip install -q --break-system-packages scikit-build-core
 fi
+
+# numpy: the Python tests use numpy arrays as zero-copy buffers (as vLLM/LMCache do).
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  echo "install-deps: installing numpy"
+  python3 -m pip install -q numpy 2>/dev/null || python3 -m pip install -q --break-system-packages numpy
+fi
