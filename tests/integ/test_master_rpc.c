@@ -207,7 +207,7 @@ static void test_calls(void **state)
     for (int i = 0; i < 2; i++) {
         segs[i].id = (mc_uuid_t){10 + (uint64_t)i, 1};
         snprintf(segs[i].name, sizeof segs[i].name, "127.0.0.1:%d", 21000 + i);
-        snprintf(segs[i].te_endpoint, sizeof segs[i].te_endpoint, "%s", segs[i].name);
+        memcpy(segs[i].te_endpoint, segs[i].name, sizeof segs[i].te_endpoint); /* same size */
         snprintf(segs[i].protocol, sizeof segs[i].protocol, "tcp");
         segs[i].base = 0x100000000ull * (uint64_t)(i + 1);
         segs[i].size = 64ull << 20;
