@@ -20,20 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest' 2>/dev/null; then
-  echo "install-deps: installing pytest"
-  python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
-fi
-
-# scikit-build-core: the build backend of `pip install ./python` (the mooncake wheel).
-if ! python3 -c 'import scikit_build_core' 2>/dev/null; then
-  echo "install-deps: installing scikit-build-core"
-  python3 -m pip install -q scikit-build-core 2>/dev/null || \
-    python3 -m pip install -q --break-system-packages scikit-build-core
-fi
-
-# numpy: the Python tests use numpy arrays as zero-copy buffers (as vLLM/LMCache do).
-if ! python3 -c 'import numpy' 2>/dev/null; then
-  echo "install-deps: installing numpy"
-  python3 -m pip install -q numpy 2>/dev/null || python3 -m pip install -q --break-system-packages numpy
-fi
+# Python packages, as "import name:pip name": pytest runs the Python suites,
+# scikit-build-core builds `pip install ./python` (the mooncake wheel), numpy
+# arrays serve as zero-copy buffers in the Python tests (as in vLLM/LMCache).
+for entry in pytest:pytest scikit_build_core:scikit-build-core numpy:numpy; do
+  mod=${entry%%:*} pkg=${entry#*:}
+  if ! python3 -c "import $mod" 2>/dev/null; then
+    echo "install-deps: installing $pkg"
+    python3 -m pip install -q "$pkg" 2>/dev/null || python3 -m pip install -q --break-system-packages "$pkg"
+  fi
+done
