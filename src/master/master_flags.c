@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "base_flags.h"
 #include "base_log.h"
 
 enum {
@@ -233,18 +234,6 @@ static const mf_def_t *mf_find(const char *name, size_t len)
     return NULL;
 }
 
-/* gflags' boolean spellings. Returns 0/1, or -1 when s is none of them. */
-static int mf_bool_word(const char *s)
-{
-    static const char *const yes[] = {"true", "t", "yes", "y", "1"};
-    static const char *const no[] = {"false", "f", "no", "n", "0"};
-    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-        if (!strcasecmp(s, yes[i])) return 1;
-        if (!strcasecmp(s, no[i])) return 0;
-    }
-    return -1;
-}
-
 /* Unsigned decimal without sign or spaces; -EINVAL when malformed or > UINT64_MAX. */
 static int mf_u64(const char *s, uint64_t *out)
 {
@@ -315,7 +304,7 @@ static int mf_apply(mc_master_flags_t *f, const mf_def_t *d, const char *v, cons
     char *dst = d->off == MF_NONE ? NULL : (char *)f + d->off;
     switch (d->type) {
     case MF_BOOL: {
-        int b = mf_bool_word(v);
+        int b = mc_flags_bool_word(v);
         if (b < 0) goto bad_bool;
         if ((d->attr & MF_REJECT_TRUE) && b) {
             mf_err(err, errlen, "%s=%s: not supported by this master (no HA mode)", what, v);
@@ -468,7 +457,7 @@ static int mf_json_text(const mf_def_t *d, json_t *v, char *buf, size_t cap, con
  * at its default needs no warning. */
 static int mf_is_default(const mf_def_t *d, const char *v)
 {
-    if (d->type == MF_BOOL) return mf_bool_word(v) == mf_bool_word(d->def);
+    if (d->type == MF_BOOL) return mc_flags_bool_word(v) == mc_flags_bool_word(d->def);
     if (d->type == MF_DOUBLE) return strtod(v, NULL) == strtod(d->def, NULL);
     return !strcmp(v, d->def);
 }
@@ -548,6 +537,37 @@ out:
     return rc;
 }
 
+/* The command line goes through base_flags' scanner; these two adapt it to mf_defs. */
+typedef struct {
+    mc_master_flags_t *f;
+    unsigned char *explicit;
+} mf_scan_t;
+
+static int mf_scan_lookup(void *ctx, const char *name, size_t len, int *is_bool)
+{
+    (void)ctx;
+    const mf_def_t *d = mf_find(name, len);
+    if (!d) return -1;
+    *is_bool = d->type == MF_BOOL;
+    return (int)(d - mf_defs);
+}
+
+static int mf_scan_apply(void *ctx, int idx, const char *v, const char *what, char *err,
+                         size_t errlen)
+{
+    mf_scan_t *sc = ctx;
+    const mf_def_t *d = &mf_defs[idx];
+    int rc = mf_apply(sc->f, d, v, what, err, errlen);
+    if (rc) return rc;
+    sc->explicit[idx] = 1;
+    if (d->attr & MF_IGNORED) {
+        sc->f->ignored_count++;
+        if (!mf_is_default(d, v))
+            MC_LOGW(mf_tag, "flag %s is not implemented by this master, ignored", what);
+    }
+    return 0;
+}
+
 int mc_master_flags_parse(mc_master_flags_t *f, int argc, char *const argv[], char *err,
                           size_t errlen)
 {
@@ -556,63 +576,14 @@ int mc_master_flags_parse(mc_master_flags_t *f, int argc, char *const argv[], ch
     mc_master_flags_default(f);
     if (err && errlen) err[0] = '\0';
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' || !a[1]) {
-            mf_err(err, errlen, "unexpected argument '%s'", a);
-            return -EINVAL;
-        }
-        const char *name = a + (a[1] == '-' ? 2 : 1);
-        if (!*name) { /* "--" ends the flags; nothing may follow */
-            if (i + 1 < argc) {
-                mf_err(err, errlen, "unexpected argument '%s'", argv[i + 1]);
-                return -EINVAL;
-            }
-            break;
-        }
-        const char *eq = strchr(name, '=');
-        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-        if ((nl == 4 && !memcmp(name, "help", 4)) || (nl == 1 && name[0] == 'h'))
-            return MC_MASTER_FLAGS_HELP;
-        const mf_def_t *d = mf_find(name, nl);
-        const char *v = eq ? eq + 1 : NULL;
-        if (!d && !eq && nl > 2 && !memcmp(name, "no", 2)) { /* --noflag for booleans */
-            const mf_def_t *nd = mf_find(name + 2, nl - 2);
-            if (nd && nd->type == MF_BOOL) {
-                d = nd;
-                v = "false";
-            }
-        }
-        if (!d) {
-            mf_err(err, errlen, "unknown flag '%.*s'", (int)(name - a + nl), a);
-            return -EINVAL;
-        }
-        char what[160];
-        snprintf(what, sizeof what, "--%s", d->name);
-        if (!v) {
-            if (d->type == MF_BOOL) {
-                /* bare --flag is true; a following true/false word is its value */
-                v = "true";
-                if (i + 1 < argc && mf_bool_word(argv[i + 1]) >= 0) v = argv[++i];
-            } else if (i + 1 < argc) {
-                v = argv[++i];
-            } else {
-                mf_err(err, errlen, "flag %s needs a value", what);
-                return -EINVAL;
-            }
-        }
-        int rc = mf_apply(f, d, v, what, err, errlen);
-        if (rc) return rc;
-        explicit[d - mf_defs] = 1;
-        if (d->attr & MF_IGNORED) {
-            f->ignored_count++;
-            if (!mf_is_default(d, v))
-                MC_LOGW(mf_tag, "flag %s is not implemented by this master, ignored", what);
-        }
-    }
+    mf_scan_t sc = {f, explicit};
+    const mc_flags_ops_t ops = {mf_scan_lookup, mf_scan_apply, &sc};
+    int rc = mc_flags_scan(argc, argv, &ops, err, errlen);
+    if (rc == MC_FLAGS_HELP) return MC_MASTER_FLAGS_HELP;
+    if (rc) return rc;
 
     if (f->config_path[0]) {
-        int rc = mf_load_config(f, f->config_path, explicit, err, errlen);
+        rc = mf_load_config(f, f->config_path, explicit, err, errlen);
         if (rc) return rc;
     }
 
