@@ -7,15 +7,21 @@
  * runs keep-alive libcurl clients:
  *   latency: sequential requests alternating direct / through the proxy (so both
  *            series see the same machine noise), p50/p99 of the whole answer;
- *   rate:    C clients in parallel for D seconds, requests per second;
+ *   rate:    C clients in parallel for D seconds, requests per second, taken in
+ *            S slices alternating direct / through the proxy (same reason);
  * once straight to the decode backend ("direct") and once through the proxy,
  * for a small non-streamed JSON answer and for a 1000-chunk SSE stream.
  * Through the proxy every request makes two upstream requests (prefill and
  * decode), so the direct figure is the physical reference of the same run.
+ * During each rate run it also records the CPU time every party used (client
+ * threads: getrusage(RUSAGE_THREAD); backend threads: /proc/self/task/TID/stat;
+ * proxy: /proc/PID/stat; the whole machine: /proc/stat) and reports it per
+ * request, so the budget that bounds the ratio is in the same output.
  * Output: one JSON object on stdout.
  *
- * usage: bench_proxy [--proxy PATH] [--mode connector|toy] [--clients C]
- *                    [--seconds D] [--requests N] [--chunks K] */
+ * usage: bench_proxy [--proxy PATH] [--mode connector|toy|demo] [--clients C]
+ *                    [--seconds D] [--slices S] [--requests N] [--chunks K]
+ *                    [--only non_streaming|streaming] */
 #include "base_time.h"
 
 #include <curl/curl.h>
@@ -28,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +146,122 @@ static struct MHD_Daemon *backend_start(uint16_t *port)
     return d;
 }
 
+/* ---------------------------------------------------------- CPU accounting */
+
+typedef struct {
+    double user, sys; /* seconds */
+} cpu_t;
+
+/* utime and stime (fields 14 and 15) of a /proc/.../stat file, in seconds. */
+static cpu_t stat_cpu(const char *path)
+{
+    cpu_t c = {0, 0};
+    char buf[1024];
+    FILE *f = fopen(path, "r");
+    if (!f) return c;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
+        double hz = (double)sysconf(_SC_CLK_TCK);
+        c.user = (double)ut / hz;
+        c.sys = (double)st / hz;
+    }
+    return c;
+}
+
+/* Busy and total CPU seconds of the whole machine (first line of /proc/stat). */
+static void machine_cpu(double *busy, double *total)
+{
+    unsigned long long v[10] = {0};
+    *busy = *total = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (n < 8) return;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    unsigned long long idle = v[3] + v[4], all = 0;
+    for (int i = 0; i < 8; i++) /* guest time is already counted in user */
+        all += v[i];
+    *total = (double)all / hz;
+    *busy = (double)(all - idle) / hz;
+}
+
+#define MAX_TIDS 8
+static pid_t g_backend_tids[2][MAX_TIDS]; /* threads of the prefill and decode backends */
+static int g_n_backend_tids[2];
+static pid_t g_proxy_pid;
+
+/* Thread ids of this process, to find the threads a backend daemon started. */
+static int list_tids(pid_t *out, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max)
+        if (e->d_name[0] != '.') out[n++] = (pid_t)atoi(e->d_name);
+    closedir(d);
+    return n;
+}
+
+static cpu_t backend_cpu(int b)
+{
+    cpu_t t = {0, 0};
+    for (int i = 0; i < g_n_backend_tids[b]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)g_backend_tids[b][i]);
+        cpu_t c = stat_cpu(path);
+        t.user += c.user;
+        t.sys += c.sys;
+    }
+    return t;
+}
+
+static cpu_t proxy_cpu(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_proxy_pid);
+    return stat_cpu(path);
+}
+
+/* CPU seconds each party used during a rate run. */
+typedef struct {
+    cpu_t client, backend[2], proxy;
+    double machine_busy, machine_total;
+} cpu_use_t;
+
+static void cpu_snapshot(cpu_use_t *u)
+{
+    memset(u, 0, sizeof *u);
+    u->backend[0] = backend_cpu(0);
+    u->backend[1] = backend_cpu(1);
+    if (g_proxy_pid > 0) u->proxy = proxy_cpu();
+    machine_cpu(&u->machine_busy, &u->machine_total);
+}
+
+static cpu_t cpu_sub(cpu_t a, cpu_t b)
+{
+    return (cpu_t){a.user - b.user, a.sys - b.sys};
+}
+
+static cpu_t cpu_add(cpu_t a, cpu_t b)
+{
+    return (cpu_t){a.user + b.user, a.sys + b.sys};
+}
+
+static cpu_t thread_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (cpu_t){(double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6};
+}
+
 /* ------------------------------------------------------------- client */
 
 typedef struct {
@@ -203,6 +327,9 @@ static int cmp_u64(const void *a, const void *b)
 typedef struct {
     double p50_us, p99_us, rps;
     long errors;
+    long done;       /* requests of the rate run */
+    double elapsed;  /* seconds of the rate run */
+    cpu_use_t cpu;   /* CPU seconds used during the rate run, by party */
 } result_t;
 
 static void percentiles(uint64_t *t, int n, result_t *out)
@@ -243,9 +370,10 @@ static int latency(const char *direct, const char *via, const char *body, size_t
 typedef struct {
     const char *url, *body;
     size_t want;
-    atomic_int *go;
+    atomic_int *go, *ready;
     uint64_t end_ns;
     long done, errors;
+    cpu_t cpu; /* this client thread's CPU during the run */
 } worker_t;
 
 static void *worker(void *arg)
@@ -254,47 +382,76 @@ static void *worker(void *arg)
     client_t c;
     if (client_init(&c, w->url, w->body)) return NULL;
     client_do(&c, w->want);
+    atomic_fetch_add(w->ready, 1);
     while (!atomic_load(w->go))
         usleep(100);
+    cpu_t c0 = thread_cpu();
     while (mc_now_ns() < w->end_ns) {
         if (client_do(&c, w->want))
             w->done++;
         else
             w->errors++;
     }
+    w->cpu = cpu_sub(thread_cpu(), c0);
     client_free(&c);
     return NULL;
 }
 
+/* One slice of a rate run: C clients for D seconds. Adds the requests, the
+ * time and the CPU each party used to *out (rps is computed by the caller). */
 static int rate(const char *url, const char *body, size_t want, int clients, double secs,
                 result_t *out)
 {
     pthread_t th[64];
     worker_t w[64];
-    atomic_int go = 0;
+    atomic_int go = 0, ready = 0;
     if (clients > 64) clients = 64;
     uint64_t start = 0;
     for (int i = 0; i < clients; i++) {
-        w[i] = (worker_t){.url = url, .body = body, .want = want, .go = &go};
+        w[i] = (worker_t){.url = url, .body = body, .want = want, .go = &go, .ready = &ready};
         w[i].end_ns = UINT64_MAX;
     }
     for (int i = 0; i < clients; i++)
         pthread_create(&th[i], NULL, worker, &w[i]);
-    usleep(200000);
+    while (atomic_load(&ready) < clients) /* each client has connected and done one request */
+        usleep(100);
+    cpu_use_t u0, u1;
+    cpu_snapshot(&u0);
     start = mc_now_ns();
     for (int i = 0; i < clients; i++)
         w[i].end_ns = start + (uint64_t)(secs * 1e9);
     atomic_store(&go, 1);
-    long done = 0, err = 0;
+    cpu_t cl = {0, 0};
     for (int i = 0; i < clients; i++) {
         pthread_join(th[i], NULL);
-        done += w[i].done;
-        err += w[i].errors;
+        out->done += w[i].done;
+        out->errors += w[i].errors;
+        cl.user += w[i].cpu.user;
+        cl.sys += w[i].cpu.sys;
     }
-    double el = (double)(mc_now_ns() - start) / 1e9;
-    out->rps = (double)done / el;
-    out->errors += err;
+    out->elapsed += (double)(mc_now_ns() - start) / 1e9;
+    cpu_snapshot(&u1);
+    cpu_use_t *c = &out->cpu;
+    c->client = cpu_add(c->client, cl);
+    for (int b = 0; b < 2; b++)
+        c->backend[b] = cpu_add(c->backend[b], cpu_sub(u1.backend[b], u0.backend[b]));
+    c->proxy = cpu_add(c->proxy, cpu_sub(u1.proxy, u0.proxy));
+    c->machine_busy += u1.machine_busy - u0.machine_busy;
+    c->machine_total += u1.machine_total - u0.machine_total;
     return 0;
+}
+
+/* Request rate straight to the backend (*d) and through the proxy (*v), in
+ * alternating slices, so that both see the same noise of this shared machine. */
+static void rates(const char *direct, const char *via, const char *body, size_t want, int clients,
+                  double secs, int slices, result_t *d, result_t *v)
+{
+    for (int i = 0; i < slices; i++) {
+        rate(direct, body, want, clients, secs / slices, d);
+        rate(via, body, want, clients, secs / slices, v);
+    }
+    d->rps = d->elapsed > 0 ? (double)d->done / d->elapsed : 0;
+    v->rps = v->elapsed > 0 ? (double)v->done / v->elapsed : 0;
 }
 
 /* --------------------------------------------------------- proxy process */
@@ -304,11 +461,13 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
 {
     int fds[2];
     if (pipe(fds) != 0) return -1;
-    char ps[16], ds[16], purl[64], durl[64];
+    char ps[16], ds[16], purl[64], durl[64], phost[64], dhost[64];
     snprintf(ps, sizeof ps, "%u", pp);
     snprintf(ds, sizeof ds, "%u", dp);
     snprintf(purl, sizeof purl, "http://127.0.0.1:%u", pp);
     snprintf(durl, sizeof durl, "http://127.0.0.1:%u", dp);
+    snprintf(phost, sizeof phost, "127.0.0.1:%u", pp);
+    snprintf(dhost, sizeof dhost, "127.0.0.1:%u", dp);
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -318,6 +477,9 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
         if (strcmp(mode, "toy") == 0)
             execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port", ps,
                   "--decoder-host", "127.0.0.1", "--decoder-port", ds, (char *)NULL);
+        else if (strcmp(mode, "demo") == 0)
+            execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", phost, "-d", dhost,
+                  (char *)NULL);
         else
             execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, (char *)NULL);
         _exit(127);
@@ -336,17 +498,50 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
     return pid;
 }
 
+/* CPU microseconds per request of all parties (client, backends, proxy). */
+static double party_us(const result_t *r)
+{
+    const cpu_use_t *u = &r->cpu;
+    double t = u->client.user + u->client.sys + u->proxy.user + u->proxy.sys;
+    for (int b = 0; b < 2; b++)
+        t += u->backend[b].user + u->backend[b].sys;
+    return r->done > 0 ? t * 1e6 / (double)r->done : 0.0;
+}
+
+/* CPU microseconds per request of the rate run, by party ("user+sys"), and the
+ * share of the machine's CPUs in use (by anything) during it. */
+static void json_cpu(const result_t *r)
+{
+    double n = r->done > 0 ? (double)r->done : 1.0;
+    const cpu_use_t *u = &r->cpu;
+    double party = u->client.user + u->client.sys + u->proxy.user + u->proxy.sys;
+    for (int b = 0; b < 2; b++)
+        party += u->backend[b].user + u->backend[b].sys;
+    printf(", \"cpu_us_per_request\": {\"client\": %.1f, \"backend_prefill\": %.1f, "
+           "\"backend_decode\": %.1f, \"proxy\": %.1f, \"proxy_user\": %.1f, "
+           "\"proxy_sys\": %.1f, \"all_parties\": %.1f, \"machine_busy\": %.1f}, "
+           "\"machine_busy_pct\": %.0f",
+           (u->client.user + u->client.sys) * 1e6 / n,
+           (u->backend[0].user + u->backend[0].sys) * 1e6 / n,
+           (u->backend[1].user + u->backend[1].sys) * 1e6 / n,
+           (u->proxy.user + u->proxy.sys) * 1e6 / n, u->proxy.user * 1e6 / n,
+           u->proxy.sys * 1e6 / n, party * 1e6 / n, u->machine_busy * 1e6 / n,
+           u->machine_total > 0 ? 100.0 * u->machine_busy / u->machine_total : 0.0);
+}
+
 static void json_result(const char *name, const result_t *r, int last)
 {
-    printf("      \"%s\": {\"rps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"errors\": %ld}%s\n",
-           name, r->rps, r->p50_us, r->p99_us, r->errors, last ? "" : ",");
+    printf("      \"%s\": {\"rps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"errors\": %ld",
+           name, r->rps, r->p50_us, r->p99_us, r->errors);
+    json_cpu(r);
+    printf("}%s\n", last ? "" : ",");
 }
 
 int main(int argc, char **argv)
 {
     char bin[PATH_MAX] = "";
-    const char *mode = "connector";
-    int clients = 4, requests = 2000;
+    const char *mode = "connector", *only = "";
+    int clients = 4, requests = 2000, slices = 10;
     double secs = 3.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -367,12 +562,24 @@ int main(int argc, char **argv)
             requests = atoi(v);
         else if (!strcmp(a, "--chunks"))
             g_chunks = atoi(v);
+        else if (!strcmp(a, "--slices"))
+            slices = atoi(v);
+        else if (!strcmp(a, "--only"))
+            only = v;
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
         }
     }
-    if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1) {
+    if (strcmp(mode, "connector") && strcmp(mode, "toy") && strcmp(mode, "demo")) {
+        fprintf(stderr, "--mode must be connector, toy or demo\n");
+        return 2;
+    }
+    if (*only && strcmp(only, "non_streaming") && strcmp(only, "streaming")) {
+        fprintf(stderr, "--only must be non_streaming or streaming\n");
+        return 2;
+    }
+    if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1 || slices < 1) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
@@ -386,7 +593,21 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     uint16_t pport = 0, dport = 0, xport = 0;
-    struct MHD_Daemon *pd = backend_start(&pport), *dd = backend_start(&dport);
+    struct MHD_Daemon *daemons[2] = {NULL, NULL};
+    for (int b = 0; b < 2; b++) { /* note the threads each daemon starts */
+        pid_t before[MAX_TIDS * 3], after[MAX_TIDS * 3];
+        int nb = list_tids(before, MAX_TIDS * 3);
+        daemons[b] = backend_start(b == 0 ? &pport : &dport);
+        int na = list_tids(after, MAX_TIDS * 3);
+        for (int i = 0; i < na; i++) {
+            int seen = 0;
+            for (int j = 0; j < nb; j++)
+                seen |= after[i] == before[j];
+            if (!seen && g_n_backend_tids[b] < MAX_TIDS)
+                g_backend_tids[b][g_n_backend_tids[b]++] = after[i];
+        }
+    }
+    struct MHD_Daemon *pd = daemons[0], *dd = daemons[1];
     if (!pd || !dd) {
         fprintf(stderr, "cannot start backends\n");
         return 1;
@@ -396,6 +617,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot start %s\n", bin);
         return 1;
     }
+    g_proxy_pid = pid;
     char direct[128], via[128], health[128];
     snprintf(direct, sizeof direct, "http://127.0.0.1:%u/v1/completions", dport);
     snprintf(via, sizeof via, "http://127.0.0.1:%u/v1/completions", xport);
@@ -426,12 +648,15 @@ int main(int argc, char **argv)
     result_t r[4];
     memset(r, 0, sizeof r);
     int sreq = requests / 4 > 10 ? requests / 4 : 10;
-    latency(direct, via, plain, want_plain, requests, &r[0], &r[1]);
-    rate(direct, plain, want_plain, clients, secs, &r[0]);
-    rate(via, plain, want_plain, clients, secs, &r[1]);
-    latency(direct, via, stream, want_stream, sreq, &r[2], &r[3]);
-    rate(direct, stream, want_stream, clients, secs, &r[2]);
-    rate(via, stream, want_stream, clients, secs, &r[3]);
+    int do_plain = strcmp(only, "streaming") != 0, do_stream = strcmp(only, "non_streaming") != 0;
+    if (do_plain) {
+        latency(direct, via, plain, want_plain, requests, &r[0], &r[1]);
+        rates(direct, via, plain, want_plain, clients, secs, slices, &r[0], &r[1]);
+    }
+    if (do_stream) {
+        latency(direct, via, stream, want_stream, sreq, &r[2], &r[3]);
+        rates(direct, via, stream, want_stream, clients, secs, slices, &r[2], &r[3]);
+    }
 
     kill(pid, SIGTERM);
     int status = 0;
@@ -440,17 +665,23 @@ int main(int argc, char **argv)
     MHD_stop_daemon(dd);
 
     printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n"
-           "  \"clients\": %d,\n  \"rate_seconds\": %.1f,\n  \"latency_requests\": %d,\n"
-           "  \"stream_chunks\": %d,\n",
-           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, secs, requests, g_chunks);
+           "  \"clients\": %d,\n  \"rate_seconds\": %.1f,\n  \"rate_slices\": %d,\n"
+           "  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n",
+           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, secs, slices, requests, g_chunks);
     const char *names[2] = {"non_streaming", "streaming"};
     for (int k = 0; k < 2; k++) {
         result_t *d = &r[2 * k], *v = &r[2 * k + 1];
+        if (!(k == 0 ? do_plain : do_stream)) continue;
         printf("  \"%s\": {\n    \"results\": {\n", names[k]);
         json_result("direct", d, 0);
         json_result("proxy", v, 1);
-        printf("    },\n    \"rate_ratio\": %.3f,\n    \"added_p50_us\": %.1f\n  }%s\n",
-               d->rps > 0 ? v->rps / d->rps : 0.0, v->p50_us - d->p50_us, ",");
+        /* The ratio the rates would have if the machine ran only these parties and
+         * were CPU-bound: CPU per direct request over CPU per proxied request. */
+        double cd = party_us(d), cv = party_us(v);
+        printf("    },\n    \"rate_ratio\": %.3f,\n    \"cpu_budget_ratio\": %.3f,\n"
+               "    \"added_p50_us\": %.1f\n  }%s\n",
+               d->rps > 0 ? v->rps / d->rps : 0.0, cv > 0 ? cd / cv : 0.0, v->p50_us - d->p50_us,
+               ",");
     }
     printf("  \"targets\": {\"rate_ratio_min\": 0.5, \"added_p50_us_max\": 300},\n"
            "  \"proxy_exit\": %d\n}\n",
