@@ -7,6 +7,7 @@
 #   make bench  bench-te then bench-store (release); JSON lines under build/bench
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
+#   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make format clang-format every C file
 
 JOBS ?= $(shell nproc)
@@ -76,6 +77,13 @@ bench-store: build
 bench-proxy: build
 	mkdir -p build/bench
 	$(REL)/bin/bench_proxy --seconds 5 --requests 5000 | tee build/bench/proxy.json
+
+# Side by side with upstream Mooncake and Redis (bench/compare); not part of `make test`.
+# setup.sh installs what it needs (redis-server, venvs under build/bench) and is quick when done.
+.PHONY: bench-compare
+bench-compare: build
+	bash bench/compare/setup.sh
+	build/bench/venv/bin/python bench/compare/run.py $(if $(QUICK),--quick)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
