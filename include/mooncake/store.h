@@ -104,6 +104,22 @@ int mc_store_setup(mc_store_t *s, const char *local_hostname, const char *metada
 int mc_store_setup_with_engine(mc_store_t *s, mc_te_t *te, uint64_t global_segment_size,
                                uint64_t local_buffer_size, const char *protocol,
                                const char *master_server_addr);
+/* Sets s up as a dummy client of the standalone mooncake_client serving at
+ * client_server_address ("host:port", its --port; upstream's setup_dummy):
+ * asks it for its configuration (GET http://host:port/v1/client_config,
+ * docs/store.md) and becomes a pure client (no segment) of the same master,
+ * metadata server and protocol, named "host:<automatic port>" after the
+ * address's host, with a local_buffer_size staging buffer. Its puts land in
+ * the pool the standalone client (and any other store) contributes; its gets
+ * read from there, with this process's transfer engine (zero copy for
+ * put_from / get_into). mem_pool_size is upstream's shared-memory pool between
+ * the two processes; nothing is shared here, so it is only checked
+ * (<= 1 TiB). Errors: INVALID_PARAMS for bad arguments or a store already set
+ * up; RPC_FAIL when the standalone client cannot be reached or answers badly
+ * (one log line naming the address); INVALID_VERSION for another protocol
+ * version; mc_store_setup's errors otherwise. Thread rule: as mc_store_setup. */
+int mc_store_setup_dummy(mc_store_t *s, uint64_t mem_pool_size, uint64_t local_buffer_size,
+                         const char *client_server_address);
 /* Unmounts the segment, stops the heartbeat, disconnects, frees the memory
  * (and destroys the engine unless it is the caller's). A store never set up: 0. */
 int mc_store_close(mc_store_t *s);

@@ -44,4 +44,25 @@ struct mc_store {
     int master_down;  /* last ping failed */
     int memcpy_local; /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
 };
+
+/* ---- dummy clients (store_dummy.c, docs/store.md "Standalone client") ---- */
+#define MC__STORE_DUMMY_PROTO 1            /* "version" of GET /v1/client_config */
+#define MC__STORE_DUMMY_PATH "/v1/client_config"
+#define MC__STORE_DUMMY_MAX_BODY (64 * 1024) /* larger answers are refused */
+
+/* What a standalone mooncake_client tells its dummies. */
+typedef struct {
+    char name[MC_NAME_MAX]; /* the standalone client's store name (its segment) */
+    char master_server_address[MC_NAME_MAX];
+    char metadata_server[1024];
+    char protocol[32];
+    char device_names[256];
+    char tenant_id[128];
+} mc__store_dummy_cfg_t;
+
+/* Decodes the JSON body of GET /v1/client_config (len bytes, not necessarily
+ * NUL-terminated) into out. Returns 0; MC_ERR_INVALID_VERSION when "version"
+ * is not MC__STORE_DUMMY_PROTO; MC_ERR_RPC_FAIL for anything malformed (not
+ * JSON, not an object, a required string missing, empty or too long). */
+int mc__store_dummy_cfg_parse(const char *body, size_t len, mc__store_dummy_cfg_t *out);
 #endif
