@@ -167,9 +167,7 @@ static int splice(const char *raw, size_t len, int nonempty, const json_t *kv, c
 int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out, size_t *outlen)
 {
     int rc = -ENOMEM;
-    json_t *c = json_copy((json_t *)orig);
-    json_t *kv = NULL;
-    if (!c) return -ENOMEM;
+    json_t *c = NULL, *kv = NULL;
 
     if (rw->mode == MC_PROXY_MODE_CONNECTOR) {
         kv = json_pack("{s:b, s:b, s:s, s:s, s:s}", "do_remote_decode", 0, "do_remote_prefill", 1,
@@ -184,11 +182,13 @@ int mc__proxy_rw_decode(const json_t *orig, const mc__proxy_rw_t *rw, char **out
             json_object_set_new(kv, "remote_host", json_string(rw->prefill_host)) != 0)
             goto fail;
     }
-    if (rw->raw && !json_object_get(c, "kv_transfer_params")) {
-        rc = splice(rw->raw, rw->raw_len, json_object_size(c) > 0, kv, out, outlen);
+    if (rw->raw && !json_object_get(orig, "kv_transfer_params")) {
+        rc = splice(rw->raw, rw->raw_len, json_object_size(orig) > 0, kv, out, outlen);
         if (rc != -EINVAL) goto fail; /* done, or out of memory */
         rc = -ENOMEM;
     }
+    c = json_copy((json_t *)orig); /* shallow: only top-level fields change */
+    if (!c) goto fail;
     if (kv) {
         int r = json_object_set_new(c, "kv_transfer_params", kv);
         kv = NULL; /* set_new consumed it, even on failure */

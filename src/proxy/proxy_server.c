@@ -1494,6 +1494,26 @@ static int route_of(const char *url, int *is_post)
     return -1;
 }
 
+static void drain_curl(mc_proxy_t *px);
+
+/* Runs the legs a request just started, before its connection would be
+ * suspended: on loopback the upstream answer is often complete by the time
+ * curl has sent the request and looked at the socket, and then the answer is
+ * queued in the same MHD callback, which saves the suspend / resume round
+ * (two epoll_ctl, a failed recv and a loop iteration). Toy and demo modes start
+ * the decode leg when the prefill answers, hence the few rounds. */
+static void run_new_legs(mc_proxy_t *px, req_t *r)
+{
+    for (int i = 0; i < 3; i++) {
+        if (r->resp_status || r->stream_ready || r->client_gone) return;
+        if (px->curl_due_ns > mc_now_ns()) return;
+        int running;
+        px->curl_due_ns = UINT64_MAX;
+        curl_multi_socket_action(px->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        drain_curl(px);
+    }
+}
+
 static enum MHD_Result ahc(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                            const char *version, const char *upload, size_t *upload_size,
                            void **con_cls)
@@ -1553,6 +1573,7 @@ static enum MHD_Result ahc(void *cls, struct MHD_Connection *c, const char *url,
             dispatch_admin(px, r);
         else
             dispatch_completion(px, r);
+        run_new_legs(px, r);
     }
     if (r->client_gone) return MHD_NO;
     if (r->queued) return MHD_YES;
