@@ -77,6 +77,14 @@ class FakeOpenAI:
         with self.lock:
             return [r for r in self.requests if r.path.endswith("completions")]
 
+    def wait_completions(self, n, timeout=5.0):
+        """completions() once at least n were recorded. A connector-mode prefill leg
+        is fire-and-forget: the client may have its answer before it arrives here."""
+        deadline = time.monotonic() + timeout
+        while len(self.completions()) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.completions()
+
     def answer_json(self, req):
         if self.body_override is not None:
             return self.body_override

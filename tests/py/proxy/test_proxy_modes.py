@@ -28,7 +28,7 @@ def test_connector_mode_legs(fakes, bootstrap, proxy):
     assert st == 200, data
     # The client gets the decode answer byte for byte.
     assert data == d.answer_json(None)
-    [pr], [dr] = p.completions(), d.completions()
+    [pr], [dr] = p.wait_completions(1), d.completions()
     assert pr.path == "/v1/completions" and dr.path == "/v1/completions"
     # Prefill leg: max_tokens=1, not streamed, no stream_options, no min_tokens.
     kv = pr.json["kv_transfer_params"]
@@ -72,7 +72,7 @@ def test_connector_mode_waits_for_bootstrap(fakes, bootstrap, proxy):
     for _ in range(4):
         st, _ = px.json("POST", "/v1/chat/completions", {"model": "m", "messages": [], "max_completion_tokens": 9})
         assert st == 200
-    for pr, dr in zip(p.completions(), d.completions()):
+    for pr, dr in zip(p.wait_completions(4), d.completions()):
         assert pr.path == "/v1/chat/completions"
         assert pr.json["max_completion_tokens"] == 1 and pr.json["max_tokens"] == 1
         assert dr.json["max_completion_tokens"] == 9 and "max_tokens" not in dr.json
@@ -89,12 +89,12 @@ def test_openai_api_key_and_request_id(fakes, bootstrap, proxy):
     px.wait_ready()
     st, hdrs, _ = px.request("POST", "/v1/completions", {"prompt": "x"}, {"X-Request-Id": "my-req-1"})
     assert st == 200 and hdrs["x-request-id"] == "my-req-1"
-    [pr], [dr] = p.completions(), d.completions()
+    [pr], [dr] = p.wait_completions(1), d.completions()
     assert pr.headers["authorization"] == dr.headers["authorization"] == "Bearer sk-env"
     assert pr.headers["x-request-id"] == dr.headers["x-request-id"] == "my-req-1"
     # Two requests never share a transfer id.
     px.request("POST", "/v1/completions", {"prompt": "x"}, {"X-Request-Id": "my-req-1"})
-    ids = {r.json["kv_transfer_params"]["transfer_id"] for r in p.completions()}
+    ids = {r.json["kv_transfer_params"]["transfer_id"] for r in p.wait_completions(2)}
     assert len(ids) == 2
 
 

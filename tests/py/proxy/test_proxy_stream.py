@@ -31,7 +31,7 @@ def test_long_stream_exact_bytes(fakes, bootstrap, proxy):
     assert st == 200
     assert hdrs["content-type"].startswith("text/event-stream")
     assert data == d.expected_stream()
-    [pr], [dr] = p.completions(), d.completions()
+    [pr], [dr] = p.wait_completions(1), d.completions()
     assert pr.json["stream"] is False and "stream_options" not in pr.json
     assert dr.json["stream"] is True and dr.json["stream_options"] == {"include_usage": True}
 
