@@ -11,6 +11,12 @@ from .mooncake_config import parse_byte_size
 BufferHandle = _core.BufferHandle
 
 
+class MooncakeHostMemAllocator(_core.MooncakeHostMemAllocator):
+    """Host memory for store buffers: alloc(size) -> address (0 on failure),
+    free(ptr) -> 0 / -1. SGLang allocates its host KV pool with it and then
+    registers it with register_buffer (docs/python.md)."""
+
+
 class SoftPinAction(enum.IntEnum):
     PRESERVE = 0
     ENABLE = 1
@@ -144,11 +150,6 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
                              sizes["global_segment_size"], sizes["local_buffer_size"],
                              get("protocol"), get("rdma_devices"), get("master_server_addr"))
 
-    def setup_dummy(self, mem_pool_size, local_buffer_size, server_address):
-        """Upstream connects to a standalone mooncake_client here; mooncake-c
-        has no standalone client, so this is refused."""
-        return -1012
-
     def get_replica_desc(self, key):
         return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]
 
@@ -164,5 +165,5 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
         raise NotImplementedError("get_into_ranges is not supported by mooncake-c yet")
 
 
-__all__ = ["MooncakeDistributedStore", "ReplicateConfig", "SoftPinAction", "ReplicaStatus",
-           "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]
+__all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
+           "SoftPinAction", "ReplicaStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]

@@ -551,6 +551,27 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
     return PyLong_FromLong(rc);
 }
 
+/* setup_dummy(mem_pool_size, local_buffer_size, server_address) -> int:
+ * a dummy client of the standalone mooncake_client at server_address
+ * (mc_store_setup_dummy; the network round trips run without the GIL). */
+static PyObject *store_setup_dummy(PyObject *o, PyObject *args, PyObject *kw)
+{
+    pystore_t *self = (pystore_t *)o;
+    static char *kwl[] = {"mem_pool_size", "local_buffer_size", "server_address", NULL};
+    PyObject *mp, *lb, *sa;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:setup_dummy", kwl, &mp, &lb, &sa)) return NULL;
+    uint64_t pool, lbuf;
+    const char *addr;
+    if (arg_u64(mp, "mem_pool_size", &pool) || arg_u64(lb, "local_buffer_size", &lbuf) ||
+        arg_str(sa, "server_address", &addr))
+        return NULL;
+    int rc;
+    WR_BEGIN(self)
+    rc = mc_store_setup_dummy(self->s, pool, lbuf, addr);
+    RD_END(self)
+    return PyLong_FromLong(rc);
+}
+
 static PyObject *store_close(PyObject *o, PyObject *unused)
 {
     pystore_t *self = (pystore_t *)o;
@@ -1237,6 +1258,8 @@ static PyObject *store_replica_desc(PyObject *o, PyObject *args)
 
 static PyMethodDef store_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))store_setup, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"setup_dummy", (PyCFunction)(void (*)(void))store_setup_dummy, METH_VARARGS | METH_KEYWORDS,
+     NULL},
     {"close", store_close, METH_NOARGS, NULL},
     {"get_hostname", store_get_hostname, METH_NOARGS, NULL},
     {"health_check", store_health_check, METH_NOARGS, NULL},
@@ -2024,6 +2047,105 @@ static PyType_Spec te_spec = {"mooncake._core.TransferEngine", sizeof(pyte_t), 0
                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, te_slots};
 
 /* ------------------------------------------------------------------ */
+/* MooncakeHostMemAllocator                                            */
+
+/* Host memory for buffers that serving processes register with a store
+ * (SGLang allocates its host KV pool with it before setup_dummy). Each
+ * alloc is its own anonymous mapping (page-rounded, transparent huge pages
+ * advised from 2 MiB), so free returns it to the system at once. One
+ * process-wide registry (mutex) lets free refuse pointers it did not give
+ * out; every instance shares it, as upstream's allocator is a singleton. */
+typedef struct {
+    uintptr_t addr;
+    size_t len;
+} hm_block_t;
+
+static pthread_mutex_t hm_lock = PTHREAD_MUTEX_INITIALIZER;
+static hm_block_t *hm_blocks; /* under hm_lock */
+static size_t hm_n, hm_cap;
+
+typedef struct {
+    PyObject_HEAD
+} pyalloc_t;
+
+static PyObject *alloc_alloc(PyObject *o, PyObject *args, PyObject *kw)
+{
+    (void)o;
+    static char *kwl[] = {"size", NULL};
+    PyObject *so;
+    uint64_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:alloc", kwl, &so) || arg_u64(so, "size", &size))
+        return NULL;
+    if (size == 0 || size > (1ull << 46)) return PyLong_FromLong(0);
+    size_t len = (size_t)((size + 4095) & ~4095ull);
+    void *p;
+    Py_BEGIN_ALLOW_THREADS p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                    -1, 0);
+    if (p != MAP_FAILED && len >= (2u << 20)) madvise(p, len, MADV_HUGEPAGE);
+    Py_END_ALLOW_THREADS if (p == MAP_FAILED) return PyLong_FromLong(0);
+    int ok = 1;
+    pthread_mutex_lock(&hm_lock);
+    if (hm_n == hm_cap) {
+        size_t cap = hm_cap ? hm_cap * 2 : 16;
+        hm_block_t *nb = realloc(hm_blocks, cap * sizeof *nb);
+        if (nb) {
+            hm_blocks = nb;
+            hm_cap = cap;
+        } else {
+            ok = 0;
+        }
+    }
+    if (ok) hm_blocks[hm_n++] = (hm_block_t){(uintptr_t)p, len};
+    pthread_mutex_unlock(&hm_lock);
+    if (!ok) {
+        munmap(p, len);
+        return PyLong_FromLong(0);
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)p);
+}
+
+/* free(ptr) -> 0, or -1 when ptr is not an address alloc returned (or was freed). */
+static PyObject *alloc_free(PyObject *o, PyObject *args, PyObject *kw)
+{
+    (void)o;
+    static char *kwl[] = {"ptr", NULL};
+    PyObject *po;
+    uint64_t ptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:free", kwl, &po) || arg_u64(po, "ptr", &ptr))
+        return NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&hm_lock);
+    for (size_t i = 0; i < hm_n; i++)
+        if (hm_blocks[i].addr == (uintptr_t)ptr) {
+            len = hm_blocks[i].len;
+            hm_blocks[i] = hm_blocks[--hm_n];
+            break;
+        }
+    pthread_mutex_unlock(&hm_lock);
+    if (!len) return PyLong_FromLong(-1);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = munmap((void *)(uintptr_t)ptr, len);
+    Py_END_ALLOW_THREADS return PyLong_FromLong(rc ? -1 : 0);
+}
+
+static PyMethodDef alloc_methods[] = {
+    {"alloc", (PyCFunction)(void (*)(void))alloc_alloc, METH_VARARGS | METH_KEYWORDS,
+     "alloc(size) -> address of size bytes of zeroed host memory, or 0 on failure."},
+    {"free", (PyCFunction)(void (*)(void))alloc_free, METH_VARARGS | METH_KEYWORDS,
+     "free(ptr) -> 0, or -1 when ptr did not come from alloc."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot alloc_slots[] = {
+    {Py_tp_methods, alloc_methods},
+    {Py_tp_doc, "Host memory for store buffers (upstream's MooncakeHostMemAllocator)."},
+    {0, NULL},
+};
+
+static PyType_Spec alloc_spec = {"mooncake._core.MooncakeHostMemAllocator", sizeof(pyalloc_t), 0,
+                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, alloc_slots};
+
+/* ------------------------------------------------------------------ */
 /* module                                                              */
 
 static PyObject *mod_err_name(PyObject *m, PyObject *args)
@@ -2051,8 +2173,9 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *st = PyType_FromSpec(&store_spec);
     PyObject *te = PyType_FromSpec(&te_spec);
     EngineHandle_Type = (PyTypeObject *)PyType_FromSpec(&eng_spec);
+    PyObject *al = PyType_FromSpec(&alloc_spec);
     TE_Type = (PyTypeObject *)te;
-    if (!BufferHandle_Type || !st || !te || !EngineHandle_Type) goto fail;
+    if (!BufferHandle_Type || !st || !te || !EngineHandle_Type || !al) goto fail;
     Py_INCREF((PyObject *)BufferHandle_Type);
     Py_INCREF(te); /* TE_Type keeps one */
     Py_INCREF((PyObject *)EngineHandle_Type);
@@ -2060,6 +2183,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddObject(m, "EngineHandle", (PyObject *)EngineHandle_Type) < 0 ||
         PyModule_AddObject(m, "MooncakeDistributedStore", st) < 0 ||
         PyModule_AddObject(m, "TransferEngine", te) < 0 ||
+        PyModule_AddObject(m, "MooncakeHostMemAllocator", al) < 0 ||
         PyModule_AddStringConstant(m, "VERSION", MC_PY_VERSION) < 0)
         goto fail;
     return m;

@@ -15,6 +15,7 @@
 
 #include "base_log.h"
 #include "base_time.h"
+#include "base_mem.h"
 #include "store_int.h"
 
 #define TAG "store"
@@ -83,10 +84,24 @@ static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
 }
 
 /* Copies between the op's pieces and local memory at `mem` (object bytes
- * [0, op->total)). */
-static void st_local_copy(const st_op_t *op, char *mem, int opcode)
+ * [0, op->total)). The caller's pieces are checked first (mc_mem_check:
+ * readable for a put, writable for a get), so that a bad pointer is an
+ * error, as it is on the kernel-copy paths (shm, tcp), never a fault here.
+ * Returns 0 or INVALID_PARAMS (nothing copied). */
+static int st_local_copy(const st_op_t *op, char *mem, int opcode)
 {
     uint64_t off = 0;
+    for (size_t j = 0; j < op->niov && off < op->total; j++) {
+        uint64_t len = op->iov[j].len;
+        if (len > op->total - off) len = op->total - off;
+        if (mc_mem_check(op->iov[j].ptr, len, opcode != MC_TE_WRITE)) {
+            MC_LOGW(TAG, "key '%s': caller buffer %p (+%llu) is not %s", op->key, op->iov[j].ptr,
+                    (unsigned long long)len, opcode == MC_TE_WRITE ? "readable" : "writable");
+            return MC_ERR_INVALID_PARAMS;
+        }
+        off += len;
+    }
+    off = 0;
     for (size_t j = 0; j < op->niov && off < op->total; j++) {
         uint64_t len = op->iov[j].len;
         if (len > op->total - off) len = op->total - off;
@@ -96,6 +111,7 @@ static void st_local_copy(const st_op_t *op, char *mem, int opcode)
             memcpy(op->iov[j].ptr, mem + off, len);
         off += len;
     }
+    return 0;
 }
 
 /* Moves the bytes of every op with rc == 0 (and started, for writes): writes
@@ -144,7 +160,11 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
                 break;
             }
             if (local) {
-                st_local_copy(op, (char *)(uintptr_t)rep->addr, opcode);
+                int lrc = st_local_copy(op, (char *)(uintptr_t)rep->addr, opcode);
+                if (lrc) {
+                    op->rc = lrc;
+                    break;
+                }
                 continue;
             }
             int32_t h;

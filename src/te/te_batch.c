@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base_log.h"
+#include "base_mem.h"
 #include "te_int.h"
 
 #define TAG "te-batch"
@@ -230,6 +231,15 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
     if (pc->target == MC_TE_LOCAL_SEGMENT) {
         pthread_rwlock_rdlock(&te->bufs_lock);
         int ok = mc__te_local_contains_locked(te, pc->remote, pc->len);
+        /* the caller's side is unchecked memory: a bad pointer is an error
+         * here as on the kernel-copy transports, never a fault */
+        if (ok && mc_mem_check(pc->local, pc->len, pc->opcode != MC_TE_WRITE)) {
+            pthread_rwlock_unlock(&te->bufs_lock);
+            MC_LOGW(TAG, "local buffer %p (+%llu) is not %s", pc->local,
+                    (unsigned long long)pc->len,
+                    pc->opcode == MC_TE_WRITE ? "readable" : "writable");
+            return MC_TE_ERR_INVALID_ARGUMENT;
+        }
         if (ok) {
             void *remote = (void *)(uintptr_t)pc->remote;
             if (pc->opcode == MC_TE_WRITE) memmove(remote, pc->local, pc->len);

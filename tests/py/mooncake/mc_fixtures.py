@@ -109,7 +109,7 @@ class Master:
              "--http_metadata_server_host", "127.0.0.1", "--rpc_address", "127.0.0.1",
              "--default_kv_lease_ttl", "500"] + list(extra),
             stdout=subprocess.PIPE, stderr=self.err, env=clean_env(), text=True)
-        self.rpc = self.meta = None
+        self.rpc = self.meta = self.admin = None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = _readline(self.p, max(0.1, deadline - time.monotonic()))
@@ -121,6 +121,9 @@ class Master:
             m = re.search(r"http metadata server listening on (\S+)", line)
             if m:
                 self.meta = "http://%s/metadata" % m.group(1)
+            m = re.search(r"metrics listening on \S+:(\d+)", line)
+            if m:
+                self.admin = "127.0.0.1:%s" % m.group(1)
             if line.strip().endswith("ready"):
                 break
         if not self.rpc or not self.meta:
@@ -147,6 +150,64 @@ class Master:
         self.err.close()
 
 
+class StandaloneClient:
+    """mooncake_client (the standalone store client) on master's pool, serving
+    dummy clients on a free port. Readiness: its "ready" stdout line; .name is
+    its store (segment) name, .addr the "127.0.0.1:port" dummies connect to."""
+
+    def __init__(self, tmp, master, extra=()):
+        exe = os.path.join(bin_dir(), "mooncake_client")
+        if not os.path.exists(exe):
+            pytest.skip("mooncake_client not built at %s" % exe)
+        self.errpath = os.path.join(str(tmp), "client-%d.err" % time.monotonic_ns())
+        self.err = open(self.errpath, "wb")
+        self.p = subprocess.Popen(
+            [exe, "--host=127.0.0.1", "--metadata_server", master.meta,
+             "--master_server_address", master.rpc, "--port", "0",
+             "--global_segment_size", "64 MB"] + list(extra),
+            stdout=subprocess.PIPE, stderr=self.err, env=clean_env(), text=True)
+        self.name = self.addr = None
+        self.lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = _readline(self.p, max(0.1, deadline - time.monotonic()))
+            if not line:
+                break
+            self.lines.append(line)
+            m = re.search(r"store (\S+) mounted", line)
+            if m:
+                self.name = m.group(1)
+            m = re.search(r"dummy clients listening on \S+:(\d+)", line)
+            if m:
+                self.addr = "127.0.0.1:%s" % m.group(1)
+            if line.strip().endswith("ready"):
+                break
+        if not self.name or not self.addr:
+            self.stop()
+            raise RuntimeError("mooncake_client did not start:\n" + self.stderr())
+        threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+
+    def stderr(self):
+        try:
+            with open(self.errpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM and wait; returns the exit status."""
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if not self.err.closed:
+            self.err.close()
+        return self.p.returncode
+
+
 @pytest.fixture
 def master(tmp_path):
     """A fresh master per test: a case that dies with its store still mounted
@@ -165,6 +226,7 @@ def run_case(master, module, func, timeout=60, env_extra=None):
     env["MC_TEST_RPC"] = master.rpc
     env["MC_TEST_META"] = master.meta
     env["MC_TEST_BIN_DIR"] = bin_dir()
+    env["MC_TEST_ADMIN"] = master.admin or ""
     env.update(env_extra or {})
     try:
         p = subprocess.run([sys.executable, RUNNER, module, func], env=env, capture_output=True,
