@@ -14,13 +14,17 @@
  * Through the proxy every request makes two upstream requests (prefill and
  * decode), so the direct figure is the physical reference of the same run.
  * During each rate run it also records the CPU time every party used (client
- * threads: getrusage(RUSAGE_THREAD); backend threads: /proc/self/task/TID/stat;
- * proxy: /proc/PID/stat; the whole machine: /proc/stat) and reports it per
- * request, so the budget that bounds the ratio is in the same output.
- * Output: one JSON object on stdout.
+ * threads: getrusage(RUSAGE_THREAD); backend threads: /proc/self/task/TID/
+ * schedstat; proxy: /proc/PID/schedstat, with the user/kernel split of its stat;
+ * the whole machine: /proc/stat) and reports it per request, so the CPU budget
+ * that bounds the ratio is in the same output.
+ * --proxies P starts P proxy processes and spreads the clients over them (an
+ * upper bound for what a P-thread proxy could do on this machine; latency uses
+ * the first). Output: one JSON object on stdout.
  *
  * usage: bench_proxy [--proxy PATH] [--mode connector|toy|demo] [--clients C]
  *                    [--seconds D] [--slices S] [--requests N] [--chunks K]
+ *                    [--proxies P]
  *                    [--only non_streaming|streaming] */
 #include "base_time.h"
 
@@ -149,25 +153,37 @@ static struct MHD_Daemon *backend_start(uint16_t *port)
 /* ---------------------------------------------------------- CPU accounting */
 
 typedef struct {
-    double user, sys; /* seconds */
+    double user, sys; /* seconds, from clock ticks: only their ratio is used */
+    double run;       /* seconds on a CPU, to the nanosecond where the kernel has it */
 } cpu_t;
 
-/* utime and stime (fields 14 and 15) of a /proc/.../stat file, in seconds. */
-static cpu_t stat_cpu(const char *path)
+/* CPU time of a task: dir is /proc/PID or /proc/self/task/TID. utime and stime
+ * (fields 14 and 15 of stat) give the user / kernel split; schedstat (a
+ * thread's, or a process's main thread's) gives the run time in ns. */
+static cpu_t task_cpu(const char *dir)
 {
-    cpu_t c = {0, 0};
-    char buf[1024];
+    cpu_t c = {0, 0, 0};
+    char path[96], buf[1024];
+    snprintf(path, sizeof path, "%s/stat", dir);
     FILE *f = fopen(path, "r");
     if (!f) return c;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long ut = 0, st = 0;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
+    unsigned long long ut = 0, st = 0, ns = 0;
+    if (p &&
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
         double hz = (double)sysconf(_SC_CLK_TCK);
         c.user = (double)ut / hz;
         c.sys = (double)st / hz;
+        c.run = c.user + c.sys;
+    }
+    snprintf(path, sizeof path, "%s/schedstat", dir);
+    f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%llu", &ns) == 1) c.run = (double)ns / 1e9;
+        fclose(f);
     }
     return c;
 }
@@ -194,7 +210,9 @@ static void machine_cpu(double *busy, double *total)
 #define MAX_TIDS 8
 static pid_t g_backend_tids[2][MAX_TIDS]; /* threads of the prefill and decode backends */
 static int g_n_backend_tids[2];
-static pid_t g_proxy_pid;
+#define MAX_PROXIES 4
+static pid_t g_proxy_pids[MAX_PROXIES];
+static int g_n_proxies;
 
 /* Thread ids of this process, to find the threads a backend daemon started. */
 static int list_tids(pid_t *out, int max)
@@ -209,24 +227,32 @@ static int list_tids(pid_t *out, int max)
     return n;
 }
 
+static cpu_t cpu_add(cpu_t a, cpu_t b)
+{
+    return (cpu_t){a.user + b.user, a.sys + b.sys, a.run + b.run};
+}
+
 static cpu_t backend_cpu(int b)
 {
-    cpu_t t = {0, 0};
+    cpu_t t = {0, 0, 0};
     for (int i = 0; i < g_n_backend_tids[b]; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)g_backend_tids[b][i]);
-        cpu_t c = stat_cpu(path);
-        t.user += c.user;
-        t.sys += c.sys;
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/self/task/%d", (int)g_backend_tids[b][i]);
+        t = cpu_add(t, task_cpu(dir));
     }
     return t;
 }
 
+/* The proxy is one thread, so its main thread's schedstat is all of it. */
 static cpu_t proxy_cpu(void)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_proxy_pid);
-    return stat_cpu(path);
+    cpu_t t = {0, 0, 0};
+    for (int i = 0; i < g_n_proxies; i++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%d", (int)g_proxy_pids[i]);
+        t = cpu_add(t, task_cpu(dir));
+    }
+    return t;
 }
 
 /* CPU seconds each party used during a rate run. */
@@ -240,26 +266,23 @@ static void cpu_snapshot(cpu_use_t *u)
     memset(u, 0, sizeof *u);
     u->backend[0] = backend_cpu(0);
     u->backend[1] = backend_cpu(1);
-    if (g_proxy_pid > 0) u->proxy = proxy_cpu();
+    u->proxy = proxy_cpu();
     machine_cpu(&u->machine_busy, &u->machine_total);
 }
 
 static cpu_t cpu_sub(cpu_t a, cpu_t b)
 {
-    return (cpu_t){a.user - b.user, a.sys - b.sys};
-}
-
-static cpu_t cpu_add(cpu_t a, cpu_t b)
-{
-    return (cpu_t){a.user + b.user, a.sys + b.sys};
+    return (cpu_t){a.user - b.user, a.sys - b.sys, a.run - b.run};
 }
 
 static cpu_t thread_cpu(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_THREAD, &ru);
-    return (cpu_t){(double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6};
+    cpu_t c = {(double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, 0};
+    c.run = c.user + c.sys;
+    return c;
 }
 
 /* ------------------------------------------------------------- client */
@@ -327,9 +350,9 @@ static int cmp_u64(const void *a, const void *b)
 typedef struct {
     double p50_us, p99_us, rps;
     long errors;
-    long done;       /* requests of the rate run */
-    double elapsed;  /* seconds of the rate run */
-    cpu_use_t cpu;   /* CPU seconds used during the rate run, by party */
+    long done;      /* requests of the rate run */
+    double elapsed; /* seconds of the rate run */
+    cpu_use_t cpu;  /* CPU seconds used during the rate run, by party */
 } result_t;
 
 static void percentiles(uint64_t *t, int n, result_t *out)
@@ -399,8 +422,8 @@ static void *worker(void *arg)
 
 /* One slice of a rate run: C clients for D seconds. Adds the requests, the
  * time and the CPU each party used to *out (rps is computed by the caller). */
-static int rate(const char *url, const char *body, size_t want, int clients, double secs,
-                result_t *out)
+static int rate(const char *const *urls, int n_urls, const char *body, size_t want, int clients,
+                double secs, result_t *out)
 {
     pthread_t th[64];
     worker_t w[64];
@@ -408,7 +431,8 @@ static int rate(const char *url, const char *body, size_t want, int clients, dou
     if (clients > 64) clients = 64;
     uint64_t start = 0;
     for (int i = 0; i < clients; i++) {
-        w[i] = (worker_t){.url = url, .body = body, .want = want, .go = &go, .ready = &ready};
+        w[i] = (worker_t){
+            .url = urls[i % n_urls], .body = body, .want = want, .go = &go, .ready = &ready};
         w[i].end_ns = UINT64_MAX;
     }
     for (int i = 0; i < clients; i++)
@@ -421,13 +445,12 @@ static int rate(const char *url, const char *body, size_t want, int clients, dou
     for (int i = 0; i < clients; i++)
         w[i].end_ns = start + (uint64_t)(secs * 1e9);
     atomic_store(&go, 1);
-    cpu_t cl = {0, 0};
+    cpu_t cl = {0, 0, 0};
     for (int i = 0; i < clients; i++) {
         pthread_join(th[i], NULL);
         out->done += w[i].done;
         out->errors += w[i].errors;
-        cl.user += w[i].cpu.user;
-        cl.sys += w[i].cpu.sys;
+        cl = cpu_add(cl, w[i].cpu);
     }
     out->elapsed += (double)(mc_now_ns() - start) / 1e9;
     cpu_snapshot(&u1);
@@ -443,12 +466,12 @@ static int rate(const char *url, const char *body, size_t want, int clients, dou
 
 /* Request rate straight to the backend (*d) and through the proxy (*v), in
  * alternating slices, so that both see the same noise of this shared machine. */
-static void rates(const char *direct, const char *via, const char *body, size_t want, int clients,
-                  double secs, int slices, result_t *d, result_t *v)
+static void rates(const char *direct, const char *const *via, int n_via, const char *body,
+                  size_t want, int clients, double secs, int slices, result_t *d, result_t *v)
 {
     for (int i = 0; i < slices; i++) {
-        rate(direct, body, want, clients, secs / slices, d);
-        rate(via, body, want, clients, secs / slices, v);
+        rate(&direct, 1, body, want, clients, secs / slices, d);
+        rate(via, n_via, body, want, clients, secs / slices, v);
     }
     d->rps = d->elapsed > 0 ? (double)d->done / d->elapsed : 0;
     v->rps = v->elapsed > 0 ? (double)v->done / v->elapsed : 0;
@@ -502,9 +525,7 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
 static double party_us(const result_t *r)
 {
     const cpu_use_t *u = &r->cpu;
-    double t = u->client.user + u->client.sys + u->proxy.user + u->proxy.sys;
-    for (int b = 0; b < 2; b++)
-        t += u->backend[b].user + u->backend[b].sys;
+    double t = u->client.run + u->proxy.run + u->backend[0].run + u->backend[1].run;
     return r->done > 0 ? t * 1e6 / (double)r->done : 0.0;
 }
 
@@ -514,18 +535,15 @@ static void json_cpu(const result_t *r)
 {
     double n = r->done > 0 ? (double)r->done : 1.0;
     const cpu_use_t *u = &r->cpu;
-    double party = u->client.user + u->client.sys + u->proxy.user + u->proxy.sys;
-    for (int b = 0; b < 2; b++)
-        party += u->backend[b].user + u->backend[b].sys;
+    double ticks = u->proxy.user + u->proxy.sys;
+    double user_share = ticks > 0 ? u->proxy.user / ticks : 0.0;
     printf(", \"cpu_us_per_request\": {\"client\": %.1f, \"backend_prefill\": %.1f, "
            "\"backend_decode\": %.1f, \"proxy\": %.1f, \"proxy_user\": %.1f, "
            "\"proxy_sys\": %.1f, \"all_parties\": %.1f, \"machine_busy\": %.1f}, "
            "\"machine_busy_pct\": %.0f",
-           (u->client.user + u->client.sys) * 1e6 / n,
-           (u->backend[0].user + u->backend[0].sys) * 1e6 / n,
-           (u->backend[1].user + u->backend[1].sys) * 1e6 / n,
-           (u->proxy.user + u->proxy.sys) * 1e6 / n, u->proxy.user * 1e6 / n,
-           u->proxy.sys * 1e6 / n, party * 1e6 / n, u->machine_busy * 1e6 / n,
+           u->client.run * 1e6 / n, u->backend[0].run * 1e6 / n, u->backend[1].run * 1e6 / n,
+           u->proxy.run * 1e6 / n, u->proxy.run * user_share * 1e6 / n,
+           u->proxy.run * (1 - user_share) * 1e6 / n, party_us(r), u->machine_busy * 1e6 / n,
            u->machine_total > 0 ? 100.0 * u->machine_busy / u->machine_total : 0.0);
 }
 
@@ -541,7 +559,7 @@ int main(int argc, char **argv)
 {
     char bin[PATH_MAX] = "";
     const char *mode = "connector", *only = "";
-    int clients = 4, requests = 2000, slices = 10;
+    int clients = 4, requests = 2000, slices = 10, n_proxies = 1;
     double secs = 3.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -562,6 +580,8 @@ int main(int argc, char **argv)
             requests = atoi(v);
         else if (!strcmp(a, "--chunks"))
             g_chunks = atoi(v);
+        else if (!strcmp(a, "--proxies"))
+            n_proxies = atoi(v);
         else if (!strcmp(a, "--slices"))
             slices = atoi(v);
         else if (!strcmp(a, "--only"))
@@ -579,7 +599,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "--only must be non_streaming or streaming\n");
         return 2;
     }
-    if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1 || slices < 1) {
+    if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1 || slices < 1 || n_proxies < 1 ||
+        n_proxies > MAX_PROXIES) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
@@ -612,31 +633,36 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot start backends\n");
         return 1;
     }
-    pid_t pid = spawn_proxy(bin, mode, pport, dport, &xport);
-    if (pid <= 0 || !xport) {
-        fprintf(stderr, "cannot start %s\n", bin);
-        return 1;
-    }
-    g_proxy_pid = pid;
-    char direct[128], via[128], health[128];
+    char direct[128], via[MAX_PROXIES][128];
+    const char *vias[MAX_PROXIES];
     snprintf(direct, sizeof direct, "http://127.0.0.1:%u/v1/completions", dport);
-    snprintf(via, sizeof via, "http://127.0.0.1:%u/v1/completions", xport);
-    snprintf(health, sizeof health, "http://127.0.0.1:%u/status", xport);
-    /* wait until the proxy has checked both backends */
-    for (int i = 0; i < 500; i++) {
-        client_t c;
-        client_init(&c, health, NULL);
-        curl_easy_setopt(c.e, CURLOPT_HTTPGET, 1L);
-        char buf[8192];
-        FILE *m = fmemopen(buf, sizeof buf, "w");
-        curl_easy_setopt(c.e, CURLOPT_WRITEFUNCTION, NULL);
-        curl_easy_setopt(c.e, CURLOPT_WRITEDATA, m);
-        CURLcode rc = curl_easy_perform(c.e);
-        fclose(m);
-        client_free(&c);
-        buf[sizeof buf - 1] = 0;
-        if (rc == CURLE_OK && strstr(buf, "\"ready\":true")) break;
-        usleep(20000);
+    for (int k = 0; k < n_proxies; k++) {
+        pid_t pid = spawn_proxy(bin, mode, pport, dport, &xport);
+        if (pid <= 0 || !xport) {
+            fprintf(stderr, "cannot start %s\n", bin);
+            return 1;
+        }
+        g_proxy_pids[g_n_proxies++] = pid;
+        snprintf(via[k], sizeof via[k], "http://127.0.0.1:%u/v1/completions", xport);
+        vias[k] = via[k];
+        char health[128];
+        snprintf(health, sizeof health, "http://127.0.0.1:%u/status", xport);
+        /* wait until the proxy has checked both backends */
+        for (int i = 0; i < 500; i++) {
+            client_t c;
+            client_init(&c, health, NULL);
+            curl_easy_setopt(c.e, CURLOPT_HTTPGET, 1L);
+            char buf[8192];
+            FILE *m = fmemopen(buf, sizeof buf, "w");
+            curl_easy_setopt(c.e, CURLOPT_WRITEFUNCTION, NULL);
+            curl_easy_setopt(c.e, CURLOPT_WRITEDATA, m);
+            CURLcode rc = curl_easy_perform(c.e);
+            fclose(m);
+            client_free(&c);
+            buf[sizeof buf - 1] = 0;
+            if (rc == CURLE_OK && strstr(buf, "\"ready\":true")) break;
+            usleep(20000);
+        }
     }
 
     static const char plain[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of France "
@@ -650,24 +676,30 @@ int main(int argc, char **argv)
     int sreq = requests / 4 > 10 ? requests / 4 : 10;
     int do_plain = strcmp(only, "streaming") != 0, do_stream = strcmp(only, "non_streaming") != 0;
     if (do_plain) {
-        latency(direct, via, plain, want_plain, requests, &r[0], &r[1]);
-        rates(direct, via, plain, want_plain, clients, secs, slices, &r[0], &r[1]);
+        latency(direct, vias[0], plain, want_plain, requests, &r[0], &r[1]);
+        rates(direct, vias, n_proxies, plain, want_plain, clients, secs, slices, &r[0], &r[1]);
     }
     if (do_stream) {
-        latency(direct, via, stream, want_stream, sreq, &r[2], &r[3]);
-        rates(direct, via, stream, want_stream, clients, secs, slices, &r[2], &r[3]);
+        latency(direct, vias[0], stream, want_stream, sreq, &r[2], &r[3]);
+        rates(direct, vias, n_proxies, stream, want_stream, clients, secs, slices, &r[2], &r[3]);
     }
 
-    kill(pid, SIGTERM);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int exit_code = 0;
+    for (int k = 0; k < g_n_proxies; k++) {
+        int status = 0;
+        kill(g_proxy_pids[k], SIGTERM);
+        waitpid(g_proxy_pids[k], &status, 0);
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (code != 0) exit_code = code;
+    }
     MHD_stop_daemon(pd);
     MHD_stop_daemon(dd);
 
     printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n"
-           "  \"clients\": %d,\n  \"rate_seconds\": %.1f,\n  \"rate_slices\": %d,\n"
-           "  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n",
-           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, secs, slices, requests, g_chunks);
+           "  \"clients\": %d,\n  \"proxies\": %d,\n  \"rate_seconds\": %.1f,\n"
+           "  \"rate_slices\": %d,\n  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n",
+           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
+           g_chunks);
     const char *names[2] = {"non_streaming", "streaming"};
     for (int k = 0; k < 2; k++) {
         result_t *d = &r[2 * k], *v = &r[2 * k + 1];
@@ -685,7 +717,7 @@ int main(int argc, char **argv)
     }
     printf("  \"targets\": {\"rate_ratio_min\": 0.5, \"added_p50_us_max\": 300},\n"
            "  \"proxy_exit\": %d\n}\n",
-           WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+           exit_code);
     curl_global_cleanup();
     return 0;
 }
