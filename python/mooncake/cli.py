@@ -15,6 +15,10 @@ def mooncake_master():
     _exec("mooncake_master")
 
 
+def mooncake_client():
+    _exec("mooncake_client")
+
+
 def mooncake_http_metadata_server():
     _exec("mooncake_http_metadata_server")
 
