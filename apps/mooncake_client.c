@@ -127,8 +127,9 @@ static int cl_apply(void *ctx, int idx, const char *v, const char *what, char *e
     }
     case CL_SIZE:
         if (mc_parse_byte_size(v, (uint64_t *)dst)) {
-            snprintf(err, errlen, "bad value '%s' for %s: want a size like \"4 GB\", \"512MB\" or bytes",
-                     v, what);
+            snprintf(err, errlen,
+                     "bad value '%s' for %s: want a size like \"4 GB\", \"512MB\" or bytes", v,
+                     what);
             return -EINVAL;
         }
         return 0;
@@ -173,8 +174,9 @@ static int parse(cl_flags_t *f, int argc, char **argv, char *err, size_t errlen)
         return -EINVAL;
     }
     if (!f->host[0] || !f->master_server_address[0] || !f->metadata_server[0]) {
-        snprintf(err, errlen, "--host, --master_server_address and --metadata_server must not be "
-                              "empty");
+        snprintf(err, errlen,
+                 "--host, --master_server_address and --metadata_server must not be "
+                 "empty");
         return -EINVAL;
     }
     return 0;
@@ -232,9 +234,9 @@ int main(int argc, char **argv)
            fl.global_segment_size, fl.master_server_address);
     fflush(stdout);
 
-    const mc_store_srv_info_t info = {fl.master_server_address, fl.metadata_server, fl.protocol,
-                                      fl.device_names,          fl.tenant_id,
-                                      fl.global_segment_size,   fl.local_buffer_size};
+    const mc_store_srv_info_t info = {
+        fl.master_server_address, fl.metadata_server,  fl.protocol, fl.device_names, fl.tenant_id,
+        fl.global_segment_size,   fl.local_buffer_size};
     rc = mc_store_srv_start(s, &info, NULL, (uint16_t)fl.port, &srv);
     if (rc) {
         fprintf(stderr, "%s: cannot serve dummy clients on port %d: %s\n", prog, fl.port,

@@ -34,8 +34,7 @@ int mc_flags_bool_word(const char *s)
     return -1;
 }
 
-int mc_flags_scan(int argc, char *const argv[], const mc_flags_ops_t *ops, char *err,
-                  size_t errlen)
+int mc_flags_scan(int argc, char *const argv[], const mc_flags_ops_t *ops, char *err, size_t errlen)
 {
     if (err && errlen) err[0] = '\0';
     for (int i = 1; i < argc; i++) {
@@ -114,8 +113,10 @@ int mc_parse_byte_size(const char *s, uint64_t *out)
     size_t k = 0;
     int dots = 0, digits = 0;
     while (k < n && (isdigit((unsigned char)s[k]) || (s[k] == '.' && !dots))) {
-        if (s[k] == '.') dots++;
-        else digits++;
+        if (s[k] == '.')
+            dots++;
+        else
+            digits++;
         k++;
     }
     if (!digits || k >= sizeof num) return -EINVAL;
@@ -128,8 +129,8 @@ int mc_parse_byte_size(const char *s, uint64_t *out)
     static const struct {
         const char *name;
         unsigned shift;
-    } units[] = {{"", 0},   {"b", 0},   {"k", 10},  {"kb", 10}, {"m", 20},
-                 {"mb", 20}, {"g", 30},  {"gb", 30}, {"t", 40},  {"tb", 40}};
+    } units[] = {{"", 0},    {"b", 0},  {"k", 10},  {"kb", 10}, {"m", 20},
+                 {"mb", 20}, {"g", 30}, {"gb", 30}, {"t", 40},  {"tb", 40}};
     int shift = -1;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strlen(units[i].name) == ul && !strncasecmp(u, units[i].name, ul))

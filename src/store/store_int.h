@@ -46,7 +46,7 @@ struct mc_store {
 };
 
 /* ---- dummy clients (store_dummy.c, docs/store.md "Standalone client") ---- */
-#define MC__STORE_DUMMY_PROTO 1            /* "version" of GET /v1/client_config */
+#define MC__STORE_DUMMY_PROTO 1 /* "version" of GET /v1/client_config */
 #define MC__STORE_DUMMY_PATH "/v1/client_config"
 #define MC__STORE_DUMMY_MAX_BODY (64 * 1024) /* larger answers are refused */
 

@@ -80,8 +80,8 @@ static enum MHD_Result srv_health(mc_store_srv_t *srv, struct MHD_Connection *co
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!body) return MHD_NO;
-    enum MHD_Result ret = srv_send(conn, h == 0 ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body,
-                                   NULL);
+    enum MHD_Result ret =
+        srv_send(conn, h == 0 ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body, NULL);
     free(body);
     return ret;
 }
@@ -138,15 +138,15 @@ static char *srv_config_json(mc_store_t *s, const mc_store_srv_info_t *in)
 {
     char name[MC_NAME_MAX];
     if (mc_store_get_hostname(s, name, sizeof name)) return NULL;
-    json_t *j = json_pack(
-        "{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "version", MC__STORE_DUMMY_PROTO, "name",
-        name, "master_server_address", in->master_server_address ? in->master_server_address : "",
-        "metadata_server", in->metadata_server ? in->metadata_server : "", "protocol",
-        in->protocol && *in->protocol ? in->protocol : "tcp", "device_names",
-        in->device_names ? in->device_names : "", "tenant_id",
-        in->tenant_id && *in->tenant_id ? in->tenant_id : "default", "global_segment_size",
-        (json_int_t)in->global_segment_size, "local_buffer_size",
-        (json_int_t)in->local_buffer_size);
+    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "version",
+                          MC__STORE_DUMMY_PROTO, "name", name, "master_server_address",
+                          in->master_server_address ? in->master_server_address : "",
+                          "metadata_server", in->metadata_server ? in->metadata_server : "",
+                          "protocol", in->protocol && *in->protocol ? in->protocol : "tcp",
+                          "device_names", in->device_names ? in->device_names : "", "tenant_id",
+                          in->tenant_id && *in->tenant_id ? in->tenant_id : "default",
+                          "global_segment_size", (json_int_t)in->global_segment_size,
+                          "local_buffer_size", (json_int_t)in->local_buffer_size);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return body;

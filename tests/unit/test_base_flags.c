@@ -36,8 +36,9 @@ static void test_byte_size(void **st)
         assert_int_equal(mc_parse_byte_size(ok[i].in, &v), 0);
         assert_true(v == ok[i].want);
     }
-    static const char *const bad[] = {"",      "50%", "-1",    "GB",      "4 XB", "1e3",
-                                      "1.2.3", ".",   "4 G B", "99999999999999999999", "16EB"};
+    static const char *const bad[] = {"",    "50%",   "-1", "GB",    "4 XB",
+                                      "1e3", "1.2.3", ".",  "4 G B", "99999999999999999999",
+                                      "16EB"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 7;
         assert_int_equal(mc_parse_byte_size(bad[i], &v), -EINVAL);
@@ -48,8 +49,8 @@ static void test_byte_size(void **st)
 }
 
 typedef struct {
-    int flag;     /* --flag (bool) */
-    char s[16];   /* --name */
+    int flag;   /* --flag (bool) */
+    char s[16]; /* --name */
     int calls;
 } fx_t;
 
