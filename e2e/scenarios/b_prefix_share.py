@@ -1,0 +1,97 @@
+"""B: prefix sharing across instances through the pool (MooncakeStoreConnector).
+
+Two kv_both vLLM CPU instances share one mooncake_master (each contributes
+its own segment, embedded mode, tcp; the same MOONCAKE_CONFIG_PATH). Instance
+1 answers a 1200-token prompt and its connector saves the prompt's blocks;
+then instance 2, which has never seen the prompt, answers it with the prefix
+loaded from the pool:
+  - instance 2's vllm:external_prefix_cache_hits_total grows by the prompt's
+    full blocks and vllm:mooncake_store_operation_keys_total{operation=
+    "load_get"} by as many keys, with no failed keys;
+  - our master indexes the blocks (master_key_count), saved once: instance
+    2's save step finds them present and puts nothing new for that prompt;
+  - both answers equal the plain single-instance baseline token for token
+    (logprobs within harness.LOGPROB_TOL; see a_offload.py for why).
+Then the reverse direction with a second prompt (instance 2 first, instance 1
+loads), so each instance's segment has served a load.
+Keys match across processes because both run with PYTHONHASHSEED=0.
+"""
+
+import time
+
+from harness import assert_same_completion, metric_sum, model_prompt
+
+BLOCK = 128
+
+
+def _counters(ctx, inst):
+    m = ctx.metrics(inst.url)
+    return {
+        "external_hits": metric_sum(m, "vllm:external_prefix_cache_hits_total"),
+        "local_hits": metric_sum(m, "vllm:prefix_cache_hits_total"),
+        "load_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="load_get"),
+        "load_failed": metric_sum(
+            m, "vllm:mooncake_store_operation_failed_keys_total", operation="load_get"
+        ),
+        "put_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="save_put"),
+    }
+
+
+def _wait_keys(ctx, master, want, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        n = ctx.metrics(master.url).get("master_key_count", 0)
+        if n >= want:
+            return n
+        assert time.monotonic() < deadline, f"master holds {n} keys after {timeout} s, want >= {want}"
+        time.sleep(0.2)
+
+
+def _share(ctx, master, src, dst, prompt, keys_before, words):
+    full_blocks = (words + 1) // BLOCK
+    base = ctx.baseline(prompt, 16)
+    got = ctx.completion(src.port, prompt, 16)
+    assert_same_completion(got, base, what=f"{src.name}'s answer")
+    keys = _wait_keys(ctx, master, keys_before + full_blocks)
+
+    before = _counters(ctx, dst)
+    got = ctx.completion(dst.port, prompt, 16)
+    time.sleep(1.0)  # a put, if any, would be asynchronous: give it time to show
+    after = _counters(ctx, dst)
+    d = {k: after[k] - before[k] for k in after}
+    worst = assert_same_completion(got, base, what=f"{dst.name}'s answer from the pool")
+    assert d["external_hits"] >= full_blocks * BLOCK, (
+        f"{dst.name}: external prefix cache hits grew by {d['external_hits']:.0f}, "
+        f"want >= {full_blocks * BLOCK}; deltas {d}"
+    )
+    assert d["local_hits"] == 0, f"{dst.name} had the prompt locally: deltas {d}"
+    assert d["load_keys"] >= full_blocks and d["load_failed"] == 0, f"{dst.name}: deltas {d}"
+    keys_after = ctx.metrics(master.url)["master_key_count"]
+    assert keys_after == keys, f"the shared blocks were stored again: {keys} -> {keys_after} keys"
+    return int(d["external_hits"]), int(keys_after), worst
+
+
+def run(ctx):
+    words = 1200
+    p1, p2 = model_prompt(words, seed=301), model_prompt(words, seed=302)
+    ctx.baseline(p1, 16)
+    ctx.baseline(p2, 16)
+
+    master = ctx.start_master()
+    cfg = ctx.store_config(master)
+    kvt = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"}
+    env = {"MOONCAKE_CONFIG_PATH": cfg}
+    extra = ["--max-model-len", "2048"]
+    i1 = ctx.start_vllm("vllm_b1", ctx.free_port(), kvt, env=env, extra_args=extra)
+    i2 = ctx.start_vllm("vllm_b2", ctx.free_port(), kvt, env=env, extra_args=extra)
+    segs = ctx.metrics(master.url).get("master_segment_count", 0)
+    assert segs >= 2, f"master has {segs} segments mounted, want one per instance"
+
+    hits_12, keys, w1 = _share(ctx, master, i1, i2, p1, 0, words)
+    hits_21, keys, w2 = _share(ctx, master, i2, i1, p2, keys, words)
+    return {
+        "b2_tokens_from_pool": hits_12,
+        "b1_tokens_from_pool": hits_21,
+        "master_key_count": keys,
+        "max_logprob_diff": max(w1, w2),
+    }
