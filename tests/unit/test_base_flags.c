@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -163,12 +165,47 @@ static void test_mem_check(void **st)
     munmap(p, 7 * pg);
 }
 
+/* A forked child never shares its parent's probe pipe: both probe at once,
+ * and every probe succeeds with the memory unchanged. */
+static void test_mem_check_fork(void **st)
+{
+    (void)st;
+    const size_t n = 64 * 4096;
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    memset(p, 0x11, n);
+    assert_int_equal(mc_mem_check(p, n, 1), 0); /* the parent's pipe exists now */
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        memset(p, 0x22, n);
+        int bad = 0;
+        for (int i = 0; i < 2000; i++)
+            bad |= mc_mem_check(p, n, 1) != 0;
+        for (size_t i = 0; i < n; i++)
+            bad |= p[i] != 0x22;
+        _exit(bad);
+    }
+    int bad = 0;
+    for (int i = 0; i < 2000; i++)
+        bad |= mc_mem_check(p, n, 1) != 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= p[i] != 0x11;
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(bad, 0);
+    munmap(p, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_byte_size),
         cmocka_unit_test(test_scan),
         cmocka_unit_test(test_mem_check),
+        cmocka_unit_test(test_mem_check_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
