@@ -164,7 +164,8 @@ int main(int argc, char **argv)
         goto out;
     }
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
-    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, NULL, NULL, &admin);
+    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, mc_master_rpc_metrics,
+                               rpc, &admin);
     if (rc) {
         fprintf(stderr, "%s: metrics cannot serve on %s:%d: %s\n", prog, fl.metrics_host,
                 fl.metrics_port, strerror(-rc));

@@ -11,7 +11,9 @@
 #include "master_rpc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,8 @@
 /* Reply bytes queued on one connection that pause reading its requests
  * (MC_MASTER_RPC_MAX_QUEUED, default 64 MiB); reading resumes below a quarter. */
 #define WQ_HIGH_DEFAULT (64 << 20)
+
+#define RPC_METHODS 64 /* method ids are below 0x40 (master_proto.h) */
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -56,6 +60,11 @@ struct mc_master_rpc {
     uint16_t port;
     size_t wq_high, wq_low;
     conn_t *conns;
+    /* Per method id: requests served, those answered with an error status,
+     * and for batches the keys asked and the keys that failed. Written by
+     * the loop thread, read by the admin server's threads. */
+    _Atomic uint64_t n_req[RPC_METHODS], n_fail[RPC_METHODS];
+    _Atomic uint64_t n_items[RPC_METHODS], n_failed_items[RPC_METHODS];
 };
 
 /* ---------------------------------------------------------------- conns */
@@ -150,12 +159,32 @@ static void write_cb(uv_write_t *req, int status)
             e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);                        \
             break;                                                                                 \
         }                                                                                          \
-        for (size_t i = 0; i < q.n_keys; i++)                                                      \
+        size_t bad_ = 0;                                                                           \
+        for (size_t i = 0; i < q.n_keys; i++) {                                                    \
             rcs_[i] = call;                                                                        \
+            bad_ += rcs_[i] < 0;                                                                   \
+        }                                                                                          \
+        count_items(c->srv, h->method, q.n_keys, bad_);                                            \
         e = mc_mp_encode_##l##_rep(o, id, 0,                                                       \
                                    &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys});          \
         free(rcs_);                                                                                \
     } while (0)
+
+static void count_items(mc_master_rpc_t *srv, unsigned method, size_t n, size_t bad)
+{
+    atomic_fetch_add_explicit(&srv->n_items[method % RPC_METHODS], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->n_failed_items[method % RPC_METHODS], bad,
+                              memory_order_relaxed);
+}
+
+/* Per-key results of a batch: counts them, returns nothing. */
+static void count_results(mc_master_rpc_t *srv, unsigned method, const mc_mp_result_t *v, size_t n)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += v[i].rc != 0;
+    count_items(srv, method, n, bad);
+}
 
 static void free_results(mc_mp_result_t *v, size_t n)
 {
@@ -306,6 +335,7 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
                 m, q.client, q.keys[i], q.sizes[i], &q.cfg, now, &v[i].reps, &v[i].n);
             if (v[i].rc) v[i].n = 0;
         }
+        count_results(c->srv, h->method, v, q.n_keys);
         if (upsert)
             e = mc_mp_encode_batch_upsert_start_rep(
                 o, id, 0, &(mc_mp_batch_upsert_start_rep_t){.results = v, .n_results = q.n_keys});
@@ -332,6 +362,7 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
             else
                 ttl = t;
         }
+        count_results(c->srv, h->method, v, q.n_keys);
         e = mc_mp_encode_batch_get_replicas_rep(
             o, id, 0,
             &(mc_mp_batch_get_replicas_rep_t){
@@ -368,6 +399,10 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         return -1;
     }
     free(r);
+    atomic_fetch_add_explicit(&c->srv->n_req[h->method % RPC_METHODS], 1, memory_order_relaxed);
+    if (rc < 0 || e)
+        atomic_fetch_add_explicit(&c->srv->n_fail[h->method % RPC_METHODS], 1,
+                                  memory_order_relaxed);
     if (e) { /* reply too large or out of memory: an error reply instead */
         MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", c->peer, mc_mp_method_name(h->method),
                 e);
@@ -581,4 +616,56 @@ void mc_master_rpc_stop(mc_master_rpc_t *r)
     uv_thread_join(&r->thread);
     uv_loop_close(&r->loop);
     free(r);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+/* Metric stem of a method: upstream's names where it has them. */
+static const char *metric_stem(unsigned method, char *buf, size_t cap)
+{
+    switch (method) {
+    case MC_MP_GET_REPLICAS:
+        return "get_replica_list";
+    case MC_MP_BATCH_GET_REPLICAS:
+        return "batch_get_replica_list";
+    case MC_MP_EXIST:
+        return "exist_key";
+    case MC_MP_BATCH_EXIST:
+        return "batch_exist_key";
+    default:
+        break;
+    }
+    const char *name = mc_mp_method_name(method);
+    if (!name) return NULL;
+    size_t i = 0;
+    for (; name[i] && i + 1 < cap; i++)
+        buf[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    buf[i] = 0;
+    return buf;
+}
+
+static void rpc_metric(FILE *f, const char *stem, const char *what, const char *help, uint64_t v)
+{
+    fprintf(f, "# HELP master_%s_%s_total %s\n# TYPE master_%s_%s_total counter\n", stem, what,
+            help, stem, what);
+    fprintf(f, "master_%s_%s_total %" PRIu64 "\n", stem, what, v);
+}
+
+void mc_master_rpc_metrics(FILE *out, void *rpc)
+{
+    mc_master_rpc_t *r = rpc;
+    char buf[48];
+    for (unsigned m = 0; m < RPC_METHODS; m++) {
+        const char *stem = metric_stem(m, buf, sizeof buf);
+        if (!stem) continue;
+        rpc_metric(out, stem, "requests", "Requests served",
+                   atomic_load_explicit(&r->n_req[m], memory_order_relaxed));
+        rpc_metric(out, stem, "failures", "Requests answered with an error status",
+                   atomic_load_explicit(&r->n_fail[m], memory_order_relaxed));
+        if (strncmp(stem, "batch_", 6) != 0) continue;
+        rpc_metric(out, stem, "items", "Keys in batch requests",
+                   atomic_load_explicit(&r->n_items[m], memory_order_relaxed));
+        rpc_metric(out, stem, "failed_items", "Keys of batch requests that failed (not found, ...)",
+                   atomic_load_explicit(&r->n_failed_items[m], memory_order_relaxed));
+    }
 }

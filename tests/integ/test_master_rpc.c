@@ -623,12 +623,70 @@ static void test_timeout_and_version(void **state)
     unsetenv("MC_RPC_TIMEOUT_MS");
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+/* The per-method counters that mc_master_rpc_metrics appends to /metrics. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    server_t s;
+    server_start(&s, 0);
+    mc_master_client_t *c;
+    assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
+    mount(c, 1, "127.0.0.1:20001");
+    mc_replicate_config_t cfg = one_replica();
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    uint64_t ttl = 0;
+    assert_int_equal(mc_master_client_put_start(c, CLIENT, "m1", 4096, &cfg, &r, &n), 0);
+    free(r);
+    assert_int_equal(mc_master_client_put_end(c, CLIENT, "m1"), 0);
+    assert_int_equal(mc_master_client_get_replicas(c, "m1", &r, &n, &ttl), 0);
+    free(r);
+    assert_int_equal(mc_master_client_get_replicas(c, "nope", &r, &n, &ttl),
+                     MC_ERR_OBJECT_NOT_FOUND);
+    const char *keys[] = {"m1", "nope", "m1"};
+    int rcs[3];
+    mc_replica_t *reps[3] = {0};
+    size_t nreps[3];
+    assert_int_equal(mc_master_client_batch_get_replicas(c, keys, 3, rcs, reps, nreps, &ttl), 0);
+    for (int i = 0; i < 3; i++)
+        free(reps[i]);
+    assert_int_equal(mc_master_client_batch_exist(c, keys, 3, rcs), 0);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    mc_master_rpc_metrics(f, s.rpc);
+    fclose(f);
+    const char *want[] = {
+        "\nmaster_put_start_requests_total 1\n",
+        "\nmaster_put_end_requests_total 1\n",
+        "\nmaster_get_replica_list_requests_total 2\n",
+        "\nmaster_get_replica_list_failures_total 1\n",
+        "\nmaster_batch_get_replica_list_requests_total 1\n",
+        "\nmaster_batch_get_replica_list_failures_total 0\n",
+        "\nmaster_batch_get_replica_list_items_total 3\n",
+        "\nmaster_batch_get_replica_list_failed_items_total 1\n",
+        "\nmaster_batch_exist_key_items_total 3\n",
+        "\nmaster_batch_exist_key_failed_items_total 0\n",
+        "# TYPE master_ping_requests_total counter\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(text, want[i])) fail_msg("metrics lack %s:\n%s", want[i], text);
+    free(text);
+    mc_master_client_close(c);
+    server_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls),     cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_threads),   cmocka_unit_test(test_large_batches),
         cmocka_unit_test(test_reconnect), cmocka_unit_test(test_timeout_and_version),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
