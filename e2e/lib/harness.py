@@ -18,7 +18,8 @@ Interface (stable; e2e-p2p's scenarios build on it):
   ctx.free_port()
   ctx.start_master(**flags) -> Proc  (.rpc_addr "127.0.0.1:P", .metrics_port, .http_port)
   ctx.store_config(master, **fields) -> path of a MOONCAKE_CONFIG_PATH JSON
-  ctx.start_vllm(name, port, kv_transfer_config=None, env=None, extra_args=None) -> Proc (.port, .url)
+  ctx.start_vllm(name, port, kv_transfer_config=None, env=None, extra_args=None, wait=True) -> Proc (.port, .url)
+  ctx.wait_vllm(proc)  (after start_vllm(..., wait=False))
   ctx.start_proxy(args) -> Proc (.port, .url)
   ctx.completion(port, prompt, max_tokens, logprobs=1, **kw) -> dict (OpenAI response body)
   ctx.ttft(port, prompt, max_tokens=1) -> seconds to the first streamed token
@@ -317,8 +318,15 @@ class Ctx:
         e.update(env or {})
         return e
 
-    def start_vllm(self, name, port, kv_transfer_config=None, env=None, extra_args=None, timeout=420, log_dir=None):
-        """An OpenAI server on 127.0.0.1:port; returns once /v1/models answers."""
+    def start_vllm(
+        self, name, port, kv_transfer_config=None, env=None, extra_args=None,
+        timeout=600, log_dir=None, wait=True,
+    ):
+        """An OpenAI server on 127.0.0.1:port; returns once /v1/models answers.
+
+        wait=False returns at once; call ctx.wait_vllm(proc) later (start
+        several instances, then wait for them: their start-ups overlap).
+        """
         port = port or self.free_port()
         extra_args = list(extra_args or [])
         env = self.vllm_env(env)
@@ -342,6 +350,14 @@ class Ctx:
         proc = self._spawn(name, cmd, env=env, log_dir=log_dir)
         proc.port = port
         proc.url = f"http://127.0.0.1:{port}"
+        proc.start_timeout = timeout
+        if wait:
+            self.wait_vllm(proc)
+        return proc
+
+    def wait_vllm(self, proc, timeout=None):
+        """Wait until the vLLM instance answers /v1/models; fail fast if it dies."""
+        timeout = timeout or getattr(proc, "start_timeout", 600)
         deadline = time.monotonic() + timeout
         while True:
             if not proc.alive():

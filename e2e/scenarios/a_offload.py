@@ -9,10 +9,11 @@ the first prompt again must load its prefix from the pool:
   - vLLM's /metrics: vllm:external_prefix_cache_hits_total grows by the
     prompt's full blocks, its local vllm:prefix_cache_hits_total does not,
     and vllm:mooncake_store_operation_keys_total{operation="load_get"} grows;
-  - our master's /metrics: master_key_count and master_allocated_bytes hold
-    the saved blocks (2 MiB per key), and /get_all_keys lists the keys. The
-    master has no per-RPC counters yet, so the gets themselves are seen on
-    the vLLM side (load_get keys and bytes, which come from our client).
+  - our master's /metrics: the replica lookups of the load
+    (master_batch_get_replica_list_items_total, or the single-key
+    master_get_replica_list_requests_total, minus failures) grow by at least
+    the prompt's full blocks; master_key_count and master_allocated_bytes
+    hold the saved blocks (2 MiB per key), and /get_all_keys lists the keys.
   - the completion equals the plain single-instance baseline token for token.
 
 Correctness tolerance: tokens and text must be identical. Logprobs may differ
@@ -24,11 +25,14 @@ Then the measurement of issue 6 §4: TTFT (streamed, time to the first token
 chunk) of 2000-token prompts recomputed (never seen) versus loaded from the
 pool (seen, then evicted locally by two other 2000-token prompts), medians of
 three each, with the local/external token split of each hit from the
-metrics. One model for everything: the tiny model's 2000-token prefill costs
+metrics, and for reference the same prompt once more from vLLM's own prefix
+cache. The machine's load average is recorded with the figures: on a shared
+2-core machine they move with the load. One model for everything: the tiny model's 2000-token prefill costs
 about 1-2.5 s on this 2-core machine, enough to measure, while the scenarios
 stay quick.
 """
 
+import os
 import statistics
 import time
 
@@ -65,6 +69,17 @@ def _counters(ctx, inst):
     }
 
 
+def _master_gets(ctx, master):
+    """Keys whose replicas our master handed out (single and batch lookups)."""
+    m = ctx.metrics(master.url)
+    return (
+        m.get("master_get_replica_list_requests_total", 0)
+        - m.get("master_get_replica_list_failures_total", 0)
+        + m.get("master_batch_get_replica_list_items_total", 0)
+        - m.get("master_batch_get_replica_list_failed_items_total", 0)
+    )
+
+
 def _delta(after, before):
     return {k: after[k] - before[k] for k in after}
 
@@ -74,8 +89,6 @@ def run(ctx):
     prompt = model_prompt(words, seed=101)
     others = [model_prompt(words, seed=102), model_prompt(words, seed=103)]
     full_blocks = (words + 1) // BLOCK  # +1: BOS
-    base = ctx.baseline(prompt, 16)
-
     master = ctx.start_master()
     cfg = ctx.store_config(master)
     inst = ctx.start_vllm(
@@ -84,7 +97,10 @@ def run(ctx):
         {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"},
         env={"MOONCAKE_CONFIG_PATH": cfg},
         extra_args=["--kv-cache-memory-bytes", str(20 * KV_BYTES_PER_BLOCK), "--max-model-len", str(19 * BLOCK)],
+        wait=False,
     )
+    base = ctx.baseline(prompt, 16)  # the baseline instance starts meanwhile
+    ctx.wait_vllm(inst)
 
     first = ctx.completion(inst.port, prompt, 16)
     assert_same_completion(first, base, what="first answer")
@@ -95,8 +111,10 @@ def run(ctx):
     _wait_keys(ctx, master, 3 * full_blocks)
 
     before = _counters(ctx, inst)
+    gets_before = _master_gets(ctx, master)
     again = ctx.completion(inst.port, prompt, 16)
     d = _delta(_counters(ctx, inst), before)
+    gets = _master_gets(ctx, master) - gets_before
     worst = assert_same_completion(again, base, what="answer with the prefix from the pool")
     assert d["external_hits"] >= full_blocks * BLOCK, (
         f"vLLM external prefix cache hits grew by {d['external_hits']:.0f} tokens, "
@@ -105,6 +123,10 @@ def run(ctx):
     assert d["local_hits"] < BLOCK, f"the prefix was still in vLLM's local cache: deltas {d}"
     assert d["load_keys"] >= full_blocks and d["load_failed"] == 0, f"load_get deltas {d}"
 
+    assert gets >= full_blocks, (
+        f"our master served {gets:.0f} replica lookups (get_replica_list) for the "
+        f"pool hit, want >= {full_blocks}"
+    )
     mm = ctx.metrics(master.url)
     keys = mm["master_key_count"]
     assert mm["master_allocated_bytes"] >= keys * KV_BYTES_PER_BLOCK, f"master metrics {mm}"
@@ -119,6 +141,7 @@ def run(ctx):
         "pool_hit_tokens": int(d["external_hits"]),
         "pool_hit_load_bytes": int(d["load_bytes"]),
         "master_key_count": int(keys),
+        "master_gets_for_the_hit": int(gets),
         "max_logprob_diff": worst,
         **ttft,
     }
@@ -142,7 +165,8 @@ class ctx_get:
 def _measure_ttft(ctx, inst, master, words=2000, rounds=3):
     """TTFT of fresh 2000-token prompts versus the same prompts from the pool."""
     prompts = [model_prompt(words, seed=200 + i) for i in range(rounds + 2)]
-    recompute, hit, splits = [], [], []
+    recompute, hit, local, splits = [], [], [], []
+    load_before = os.getloadavg()[0]
     # fresh i+2 and i+1 are the two prompts that evict prompt i locally
     ctx.ttft(inst.port, prompts[0])
     ctx.ttft(inst.port, prompts[1])
@@ -159,7 +183,10 @@ def _measure_ttft(ctx, inst, master, words=2000, rounds=3):
         assert d["external_hits"] >= (words // BLOCK - 1) * BLOCK, (
             f"TTFT round {i}: expected a pool hit, deltas {d}"
         )
+        local.append(ctx.ttft(inst.port, prompts[i]))  # now in vLLM's own prefix cache
     return {
+        "ttft_local_prefix_hit_s": [round(x, 3) for x in local],
+        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "ttft_prompt_tokens": words + 1,
         "ttft_recompute_s": [round(x, 3) for x in recompute],
         "ttft_pool_hit_s": [round(x, 3) for x in hit],

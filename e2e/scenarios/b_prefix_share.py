@@ -82,8 +82,10 @@ def run(ctx):
     kvt = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"}
     env = {"MOONCAKE_CONFIG_PATH": cfg}
     extra = ["--max-model-len", "2048"]
-    i1 = ctx.start_vllm("vllm_b1", ctx.free_port(), kvt, env=env, extra_args=extra)
-    i2 = ctx.start_vllm("vllm_b2", ctx.free_port(), kvt, env=env, extra_args=extra)
+    i1 = ctx.start_vllm("vllm_b1", ctx.free_port(), kvt, env=env, extra_args=extra, wait=False)
+    i2 = ctx.start_vllm("vllm_b2", ctx.free_port(), kvt, env=env, extra_args=extra, wait=False)
+    ctx.wait_vllm(i1)
+    ctx.wait_vllm(i2)
     segs = ctx.metrics(master.url).get("master_segment_count", 0)
     assert segs >= 2, f"master has {segs} segments mounted, want one per instance"
 
