@@ -1188,7 +1188,6 @@ static void dispatch_admin(mc_proxy_t *px, req_t *r)
                 old->inflight);
         old->removed = 1;
         group_del(px, old);
-        leg_cancel(px, old->probe);
         if (old->admin_waiter) {
             snprintf(old->last_error, sizeof old->last_error, "removed while being checked");
             admin_reply(px, old, 0);
@@ -1197,7 +1196,12 @@ static void dispatch_admin(mc_proxy_t *px, req_t *r)
         snprintf(msg, sizeof msg, "Removed %s from %s_instances.", inst, group_name[g]);
         json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "message", msg, "type", group_name[g],
                               "instance", inst, "draining", (int)old->inflight);
-        inst_maybe_free(px, old);
+        /* Last use of old: cancelling its probe (a health check in flight) frees it when
+         * nothing else holds it, as inst_maybe_free does otherwise. */
+        if (old->probe)
+            leg_cancel(px, old->probe);
+        else
+            inst_maybe_free(px, old);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         req_answer(r, 200, s);
