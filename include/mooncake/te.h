@@ -99,6 +99,10 @@ int mc_te_unregister(mc_te_t *te, void *addr);
 int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, size_t n,
                          const char *location);
 int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n);
+/* 1 when [addr, addr+len) lies inside one buffer registered with this engine,
+ * else 0. Registered memory is the caller's promise that the range is mapped,
+ * so copy paths skip their pointer probe for it (mc_mem_check). Thread-safe. */
+int mc_te_is_registered(mc_te_t *te, const void *addr, size_t len);
 
 /* Resolves a segment by name and returns its handle (its own name gives 0). */
 int mc_te_open_segment(mc_te_t *te, const char *name, int32_t *handle);

@@ -84,17 +84,18 @@ static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
 }
 
 /* Copies between the op's pieces and local memory at `mem` (object bytes
- * [0, op->total)). The caller's pieces are checked first (mc_mem_check:
- * readable for a put, writable for a get), so that a bad pointer is an
- * error, as it is on the kernel-copy paths (shm, tcp), never a fault here.
- * Returns 0 or INVALID_PARAMS (nothing copied). */
-static int st_local_copy(const st_op_t *op, char *mem, int opcode)
+ * [0, op->total)). The caller's pieces outside memory registered with te are
+ * checked first (mc_mem_check: readable for a put, writable for a get), so
+ * that a bad pointer is an error, as it is on the kernel-copy paths (shm,
+ * tcp), never a fault here. Returns 0 or INVALID_PARAMS (nothing copied). */
+static int st_local_copy(mc_te_t *te, const st_op_t *op, char *mem, int opcode)
 {
     uint64_t off = 0;
     for (size_t j = 0; j < op->niov && off < op->total; j++) {
         uint64_t len = op->iov[j].len;
         if (len > op->total - off) len = op->total - off;
-        if (mc_mem_check(op->iov[j].ptr, len, opcode != MC_TE_WRITE)) {
+        if (!mc_te_is_registered(te, op->iov[j].ptr, len) &&
+            mc_mem_check(op->iov[j].ptr, len, opcode != MC_TE_WRITE)) {
             MC_LOGW(TAG, "key '%s': caller buffer %p (+%llu) is not %s", op->key, op->iov[j].ptr,
                     (unsigned long long)len, opcode == MC_TE_WRITE ? "readable" : "writable");
             return MC_ERR_INVALID_PARAMS;
@@ -160,7 +161,7 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
                 break;
             }
             if (local) {
-                int lrc = st_local_copy(op, (char *)(uintptr_t)rep->addr, opcode);
+                int lrc = st_local_copy(s->te, op, (char *)(uintptr_t)rep->addr, opcode);
                 if (lrc) {
                     op->rc = lrc;
                     break;

@@ -231,9 +231,10 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
     if (pc->target == MC_TE_LOCAL_SEGMENT) {
         pthread_rwlock_rdlock(&te->bufs_lock);
         int ok = mc__te_local_contains_locked(te, pc->remote, pc->len);
-        /* the caller's side is unchecked memory: a bad pointer is an error
-         * here as on the kernel-copy transports, never a fault */
-        if (ok && mc_mem_check(pc->local, pc->len, pc->opcode != MC_TE_WRITE)) {
+        /* the caller's side, unless registered, is unchecked memory: a bad
+         * pointer is an error here as on the kernel-copy transports, never a fault */
+        if (ok && !mc__te_local_contains_locked(te, (uint64_t)(uintptr_t)pc->local, pc->len) &&
+            mc_mem_check(pc->local, pc->len, pc->opcode != MC_TE_WRITE)) {
             pthread_rwlock_unlock(&te->bufs_lock);
             MC_LOGW(TAG, "local buffer %p (+%llu) is not %s", pc->local,
                     (unsigned long long)pc->len,

@@ -206,6 +206,14 @@ int mc__te_local_contains_locked(const mc_te_t *te, uint64_t addr, uint64_t len)
     return mc__te_desc_contains(&view, addr, len);
 }
 
+int mc_te_is_registered(mc_te_t *te, const void *addr, size_t len)
+{
+    pthread_rwlock_rdlock(&te->bufs_lock);
+    int ok = mc__te_local_contains_locked(te, (uint64_t)(uintptr_t)addr, len);
+    pthread_rwlock_unlock(&te->bufs_lock);
+    return ok;
+}
+
 int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d)
 {
     memset(d, 0, sizeof *d);
