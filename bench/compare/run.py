@@ -53,7 +53,7 @@ SEGMENT = 1 * GiB          # the pool: holder segment / redis maxmemory
 LOCAL_BUFFER = 640 * MiB   # client staging (upstream's get_batch of 32 x 4 MiB x 4 threads)
 TE_BLOCKS = [64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB]
 TE_BLOCKS_QUICK = [64 * KiB, 4 * MiB]
-LEASE = "5000"             # ms, both masters; reads hold a lease, read sets are removed with force
+LEASE = "5000"             # ms, both masters (upstream default 10 s); read sets are removed with force
 
 
 def human(n):
@@ -462,15 +462,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer cells, shorter (~3 min)")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--duration", type=float, help="seconds per cell (quick 0.5, full 1.5), after a warm-up")
+    ap.add_argument("--duration", type=float, help="seconds per cell (quick 0.5, full 0.8), after a warm-up")
     ap.add_argument("--rel", default=os.path.join(ROOT, "build", "release"),
                     help="our release build (bin/ and python/)")
     ap.add_argument("--out", default=os.path.join(BENCH, "compare.json"))
+    ap.add_argument("--reps", type=int, help="repetitions per cell (quick 1, full 3; median kept)")
+    ap.add_argument("--ops", help="comma list of cell names to keep (put,put_from,get,get_into,"
+                    "exists); default all")
+    ap.add_argument("--conc", help="comma list of concurrencies to keep")
+    ap.add_argument("--batch", help="comma list of batch sizes to keep")
     ap.add_argument("--sizes", help="comma list of value sizes in bytes (default all four)")
     ap.add_argument("--no-trace", action="store_true")
     ap.add_argument("--no-te", action="store_true")
     a = ap.parse_args()
-    dur = a.duration or (0.5 if a.quick else 1.5)
+    dur = a.duration or (0.5 if a.quick else 0.8)
+    reps = a.reps or (1 if a.quick else 3)
     warm = 0.15 if a.quick else 0.3
     systems = [s for s in a.systems.split(",") if s]
     logdir = os.path.join(BENCH, "compare-logs")
@@ -495,7 +501,7 @@ def main():
     procs = Procs()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     t_start = time.monotonic()
-    report = {"bench": "compare", "quick": a.quick, "duration_s": dur,
+    report = {"bench": "compare", "quick": a.quick, "duration_s": dur, "reps": reps,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": machine(), "systems": [], "notes": notes, "cells": [], "trace": [],
               "te": []}
@@ -514,8 +520,15 @@ def main():
         groups = plan_cells(a.quick)
         if a.sizes:
             groups = [g for g in groups if g[0] in {int(x) for x in a.sizes.split(",")}]
+
+        def keep(c):
+            return ((not a.ops or cell_label(c).split()[0] in a.ops.split(",")) and
+                    (not a.conc or str(c["conc"]) in a.conc.split(",")) and
+                    (not a.batch or str(c["batch"]) in a.batch.split(",")))
+        groups = [(z, [c for c in p if keep(c)], [c for c in r if keep(c)]) for z, p, r in groups]
         trace_sizes = [1 * MiB] if a.quick else [256 * KiB, 4 * MiB]
-        n_cells = sum(sum(supports(s.name, c) for s in live for c in p + r) for _, p, r in groups)
+        n_cells = reps * sum(sum(supports(s.name, c) for s in live for c in p + r)
+                             for _, p, r in groups)
         n_te = 0 if a.no_te else len(TE_BLOCKS_QUICK if a.quick else TE_BLOCKS) * 2 * (
             1 + ("upstream" in report["systems"]))
         n_trace = 0 if a.no_trace else len(trace_sizes) * len(live)
@@ -523,11 +536,9 @@ def main():
         for size, puts, reads in groups:
             ref = {"memcpy_gbps": memcpy_gbps(), "loopback_gbps": loopback_gbps()}
             for cell in puts:
-                for s in live:
-                    if supports(s.name, cell):
-                        run_cell(s, dict(cell, prefix="p%d" % len(report["cells"]),
-                                         duration=dur, warmup=warm, round_keys=round_keys_for(cell)),
-                                 s.writer, ref, report, prog)
+                run_cell(live, cell, reps, lambda s, rep: (s.writer, dict(
+                    cell, prefix="p%d-%d" % (len(report["cells"]), rep), duration=dur,
+                    warmup=warm, round_keys=round_keys_for(cell))), ref, report, prog)
             nk = nkeys_for(size)
             for s in live:
                 r = s.writer.call({"cmd": "fill", "size": size, "prefix": "r%d" % size,
@@ -535,10 +546,9 @@ def main():
                 if not r.get("ok"):
                     notes.setdefault(s.name + "-fill", []).append(r)
             for cell in reads:
-                for s in live:
-                    if supports(s.name, cell):
-                        run_cell(s, dict(cell, prefix="r%d" % size, nkeys=nk, duration=dur, warmup=warm),
-                                 s.reader, ref, report, prog)
+                run_cell(live, cell, reps, lambda s, rep: (s.reader, dict(
+                    cell, prefix="r%d" % size, nkeys=nk, duration=dur, warmup=warm)),
+                    ref, report, prog)
             for s in live:
                 s.writer.call({"cmd": "clear", "prefix": "r%d" % size, "nkeys": nk})
         if not a.no_trace:
@@ -569,25 +579,42 @@ def main():
     return 0
 
 
-def run_cell(s, cmd, drv, ref, report, prog):
-    r = drv.call(dict(cmd, cmd="cell"))
-    row = {"system": s.name, "op": cmd["op"], "form": cmd["form"], "size": cmd["size"],
-           "batch": cmd["batch"], "conc": cmd["conc"], "duration_s": cmd["duration"]}
-    row.update(r)
-    row.update(ref)
-    if "gbps" in r:
-        row["ratio_to_memcpy"] = r["gbps"] / ref["memcpy_gbps"]
-    report["cells"].append(row)
-    prog.step("%-8s %s" % (s.name, cell_label(cmd)))
+def run_cell(live, cell, reps, make, ref, report, prog):
+    """One cell on every system that supports it, `reps` times, the systems interleaved (and
+    rotated each repetition) so that they share the machine's load; the row kept per system
+    is the repetition with the median ops/s, the others are listed in it."""
+    systems = [s for s in live if supports(s.name, cell)]
+    got = {s.name: [] for s in systems}
+    for rep in range(reps):
+        k = rep % len(systems) if systems else 0
+        for s in systems[k:] + systems[:k]:
+            drv, cmd = make(s, rep)
+            r = drv.call(dict(cmd, cmd="cell"))
+            got[s.name].append(r)
+            prog.step("%-8s %s" % (s.name, cell_label(cell)))
+    for name, rs in got.items():
+        ok = sorted((r for r in rs if "ops_per_s" in r), key=lambda r: r["ops_per_s"])
+        r = ok[len(ok) // 2] if ok else rs[-1]
+        row = {"system": name, "op": cell["op"], "form": cell["form"], "size": cell["size"],
+               "batch": cell["batch"], "conc": cell["conc"], "duration_s": cmd["duration"],
+               "reps_ops_per_s": [x.get("ops_per_s") for x in rs]}
+        row.update(r)
+        row.update(ref)
+        if "gbps" in r:
+            row["ratio_to_memcpy"] = r["gbps"] / ref["memcpy_gbps"]
+        report["cells"].append(row)
 
 
 def run_trace(s, block_size, quick, ref):
-    cmd = {"cmd": "trace", "seed": 7, "prefixes": 12, "requests": 150 if quick else 400,
+    # about 14 blocks a request: bound the bytes a run moves (~1.5 GB quick, ~5 GB full)
+    per_req = 14 * block_size
+    n = max(40, min(400, (1500 if quick else 5000) * 1000 * 1000 // per_req))
+    cmd = {"cmd": "trace", "seed": 7, "prefixes": 12, "requests": n,
            "block_size": block_size, "prefix": "t"}
     s.writer.send(cmd)
     s.reader.send(cmd)
     w, r = s.writer.recv(), s.reader.recv()
-    return {"system": s.name, "block_size": block_size, "requests": cmd["requests"],
+    return {"system": s.name, "block_size": block_size, "requests": n,
             "prefill": w, "decode": r, **ref}
 
 
