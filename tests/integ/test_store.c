@@ -1,5 +1,6 @@
 /* test_store: libmooncake_store against the real mooncake_master on loopback.
- * The master (with its embedded HTTP metadata server, a 500 ms lease and a 2 s
+ * The master (with its embedded HTTP metadata server, a 2 s lease (long enough for a get on a loaded
+ * machine) and a 2 s
  * client TTL) runs as a child; stores A and B live in this process (each with
  * its own segment and an automatic port, so distinct names), store processes
  * (store_test_peer) are spawned where a test needs one to die or to use tcp.
@@ -32,7 +33,8 @@
 
 #define SEG_SIZE (128ull << 20)
 #define LBUF_SIZE (32ull << 20)
-#define LEASE_MS 500
+#define LEASE_MS 2000
+#define LEASE_MS_STR "2000"
 #define CLIENT_TTL_S 2
 
 static th_proc_t g_master;
@@ -99,7 +101,7 @@ static int master_start(uint16_t rpc, uint16_t meta)
                     "--rpc_address",
                     "127.0.0.1",
                     "--default_kv_lease_ttl",
-                    "500",
+                    LEASE_MS_STR,
                     "--client_ttl",
                     ttl,
                     NULL};
@@ -444,7 +446,7 @@ static void test_exist_size_remove_lease(void **state)
     uint64_t t0 = now_ms();
     int rc = mc_store_remove(g_b, "lease/1", 0);
     if (now_ms() - t0 < LEASE_MS) assert_int_equal(rc, MC_ERR_OBJECT_HAS_LEASE);
-    assert_true(wait_for(removable, "lease/1", 5000));
+    assert_true(wait_for(removable, "lease/1", LEASE_MS + 5000));
     assert_true(now_ms() - t0 >= LEASE_MS - 50);
     assert_int_equal(mc_store_is_exist(g_a, "lease/1"), 0);
     assert_int_equal(mc_store_get_size(g_a, "lease/1"), MC_ERR_OBJECT_NOT_FOUND);
