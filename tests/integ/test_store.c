@@ -1,7 +1,7 @@
 /* test_store: libmooncake_store against the real mooncake_master on loopback.
- * The master (with its embedded HTTP metadata server, a 2 s lease, long enough
- * for a get on a loaded machine, and a 2 s client TTL) runs as a child; stores A and B live in this process (each with
- * its own segment and an automatic port, so distinct names), store processes
+ * The master (with its embedded HTTP metadata server, a 2 s lease, long enough for a get on a
+ * loaded machine, and a 2 s client TTL) runs as a child; stores A and B live in this process
+ * (each with its own segment and an automatic port, so distinct names), store processes
  * (store_test_peer) are spawned where a test needs one to die or to use tcp.
  * Checks: bytes put by one store and read by another are identical (1 B ...
  * 16 MiB, across in-process shm, memcpy and tcp between processes), the
