@@ -8,12 +8,14 @@ loaded from the pool:
   - instance 2's vllm:external_prefix_cache_hits_total grows by the prompt's
     full blocks and vllm:mooncake_store_operation_keys_total{operation=
     "load_get"} by as many keys, with no failed keys;
-  - our master indexes the blocks (master_key_count), saved once: instance
+  - our master hands out the blocks' replica lists to instance 2
+    (get_replica_list counters, see a_offload.py) and indexes the blocks
+    (master_key_count), saved once: instance
     2's save step finds them present and puts nothing new for that prompt;
   - both answers equal the plain single-instance baseline token for token
     (logprobs within harness.LOGPROB_TOL; see a_offload.py for why).
 Then the reverse direction with a second prompt (instance 2 first, instance 1
-loads), so each instance's segment has served a load.
+loads). Where a block lands (which instance's segment) is up to the master.
 Keys match across processes because both run with PYTHONHASHSEED=0.
 """
 
@@ -37,6 +39,17 @@ def _counters(ctx, inst):
     }
 
 
+def _master_gets(ctx, master):
+    """Keys whose replicas our master handed out (single and batch lookups)."""
+    m = ctx.metrics(master.url)
+    return (
+        m.get("master_get_replica_list_requests_total", 0)
+        - m.get("master_get_replica_list_failures_total", 0)
+        + m.get("master_batch_get_replica_list_items_total", 0)
+        - m.get("master_batch_get_replica_list_failed_items_total", 0)
+    )
+
+
 def _wait_keys(ctx, master, want, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
@@ -55,10 +68,13 @@ def _share(ctx, master, src, dst, prompt, keys_before, words):
     keys = _wait_keys(ctx, master, keys_before + full_blocks)
 
     before = _counters(ctx, dst)
+    gets_before = _master_gets(ctx, master)
     got = ctx.completion(dst.port, prompt, 16)
     time.sleep(1.0)  # a put, if any, would be asynchronous: give it time to show
     after = _counters(ctx, dst)
     d = {k: after[k] - before[k] for k in after}
+    gets = _master_gets(ctx, master) - gets_before
+    assert gets >= full_blocks, f"our master handed out {gets:.0f} replica lists, want >= {full_blocks}"
     worst = assert_same_completion(got, base, what=f"{dst.name}'s answer from the pool")
     assert d["external_hits"] >= full_blocks * BLOCK, (
         f"{dst.name}: external prefix cache hits grew by {d['external_hits']:.0f}, "
