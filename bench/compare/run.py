@@ -249,7 +249,8 @@ def check_upstream():
     r = subprocess.run([VUP_PY, "-c", "import mooncake.store, mooncake.engine"],
                        capture_output=True, text=True)
     if r.returncode:
-        return "import mooncake.store fails in %s: %s" % (VUP, r.stderr.strip().splitlines()[-1:])
+        last = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+        return "import mooncake.store fails in %s: %s" % (VUP, last)
     r = subprocess.run([upstream_master_path(), "--help"], capture_output=True, text=True)
     if "error while loading shared libraries" in r.stderr:
         return "upstream mooncake_master: %s" % r.stderr.strip()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Setup for the side-by-side benchmark (bench/compare): installs what it needs and nothing
 # when it is all there (a second run only checks). Called by `make bench-compare`.
-#   - Debian: redis-server (Redis 7) and libibverbs1 (upstream's binaries link it even
-#     for TCP; without it they do not start);
+#   - Debian: redis-server (Redis 7), libibverbs1 (upstream's binaries link it even
+#     for TCP; without it they do not start) and python3-venv;
 #   - build/bench/venv: the harness's venv (matplotlib for the plots, redis-py with hiredis
 #     for the Redis driver); our `mooncake` package comes from the release build via
 #     PYTHONPATH=build/release/python, so this venv holds no `mooncake`;
@@ -19,7 +19,7 @@ VUP=$ROOT/build/bench/venv-upstream
 PY=${PYTHON:-python3}
 
 need=()
-for p in redis-server libibverbs1; do
+for p in redis-server libibverbs1 python3-venv; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -40,8 +40,11 @@ if ! "$VENV/bin/python" -c "import matplotlib, redis, hiredis, numpy" 2>/dev/nul
   "$VENV/bin/python" -m pip install -q matplotlib numpy redis hiredis || exit 1
 fi
 
+# The pinned wheel is published for CPython 3.11: prefer a python3.11 for its venv.
+UPY=$PY
+command -v python3.11 >/dev/null && UPY=python3.11
 if [ ! -x "$VUP/bin/python" ]; then
-  "$PY" -m venv "$VUP" || echo "bench-compare setup: cannot create $VUP" >&2
+  "$UPY" -m venv "$VUP" || echo "bench-compare setup: cannot create $VUP" >&2
 fi
 if [ -x "$VUP/bin/python" ] &&
    ! "$VUP/bin/python" -c "import importlib.metadata as m; assert m.version('mooncake-transfer-engine-non-cuda') == '0.3.13.post1'" 2>/dev/null; then
