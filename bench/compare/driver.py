@@ -232,8 +232,7 @@ class Worker:
 
     # ---- timed cells ---------------------------------------------------------------------
     def cell(self, cmd):
-        op, form, size = cmd["op"], cmd["form"], cmd["size"]
-        batch, conc, dur = cmd["batch"], cmd["conc"], cmd["duration"]
+        form, size, batch, conc = cmd["form"], cmd["size"], cmd["batch"], cmd["conc"]
         bufs = [self.slots("t%d" % t, size, batch, form == "zc") for t in range(conc)]
         results = [None] * conc
         barrier = threading.Barrier(conc)
