@@ -25,7 +25,7 @@ harness.LOGPROB_TOL (1e-3; seen: about 1e-5).
 Then the measurement of issue 6 §4: TTFT (streamed, time to the first token
 chunk) of 2000-token prompts recomputed (never seen) versus loaded from the
 pool (seen, then evicted locally by two other 2000-token prompts), medians of
-three each, with the local/external token split of each hit from the
+five each, with the local/external token split of each hit from the
 metrics, and for reference the same prompt once more from vLLM's own prefix
 cache. The machine's load average is recorded with the figures: on a shared
 2-core machine they move with the load. One model for everything: the tiny model's 2000-token prefill costs
@@ -163,7 +163,7 @@ class ctx_get:
         self.r.close()
 
 
-def _measure_ttft(ctx, inst, master, words=2000, rounds=3):
+def _measure_ttft(ctx, inst, master, words=2000, rounds=5):
     """TTFT of fresh 2000-token prompts versus the same prompts from the pool."""
     prompts = [model_prompt(words, seed=200 + i) for i in range(rounds + 2)]
     recompute, hit, local, splits = [], [], [], []
@@ -185,7 +185,12 @@ def _measure_ttft(ctx, inst, master, words=2000, rounds=3):
             f"TTFT round {i}: expected a pool hit, deltas {d}"
         )
         local.append(ctx.ttft(inst.port, prompts[i]))  # now in vLLM's own prefix cache
+    rec, pool, loc = (statistics.median(x) for x in (recompute, hit, local))
     return {
+        "ttft_summary": (
+            f"TTFT of a {words + 1}-token prompt, medians of {rounds}: recompute {rec:.3f} s, "
+            f"pool hit {pool:.3f} s ({rec / pool:.1f}x faster), local prefix hit {loc:.3f} s"
+        ),
         "ttft_local_prefix_hit_s": [round(x, 3) for x in local],
         "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "ttft_prompt_tokens": words + 1,
