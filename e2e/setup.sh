@@ -17,7 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-E2E=$ROOT/build/e2e
+E2E=${E2E_DIR:-$ROOT/build/e2e} # E2E_DIR: elsewhere, to try the setup from scratch
 VENV=$E2E/venv
 PY=${PYTHON:-python3}
 VLLM_VERSION=0.32.0

@@ -168,14 +168,15 @@ def _measure_ttft(ctx, inst, master, words=2000, rounds=5):
     prompts = [model_prompt(words, seed=200 + i) for i in range(rounds + 2)]
     recompute, hit, local, splits = [], [], [], []
     load_before = os.getloadavg()[0]
+    keys0 = ctx.metrics(master.url)["master_key_count"]
+    blocks = (words + 1) // BLOCK  # full blocks of one prompt, one key each
     # fresh i+2 and i+1 are the two prompts that evict prompt i locally
     ctx.ttft(inst.port, prompts[0])
     ctx.ttft(inst.port, prompts[1])
     for i in range(rounds):
         t = ctx.ttft(inst.port, prompts[i + 2])
         recompute.append(t)
-        _wait_keys(ctx, master, 0)
-        time.sleep(0.5)  # let the asynchronous puts of the last prompt finish
+        _wait_keys(ctx, master, keys0 + blocks * (i + 3))  # the puts are asynchronous
         before = _counters(ctx, inst)
         t = ctx.ttft(inst.port, prompts[i])
         d = _delta(_counters(ctx, inst), before)

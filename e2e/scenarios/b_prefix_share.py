@@ -36,6 +36,9 @@ def _counters(ctx, inst):
             m, "vllm:mooncake_store_operation_failed_keys_total", operation="load_get"
         ),
         "put_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="save_put"),
+        "exist_keys": metric_sum(
+            m, "vllm:mooncake_store_operation_keys_total", operation="save_exists"
+        ),
     }
 
 
@@ -70,8 +73,14 @@ def _share(ctx, master, src, dst, prompt, keys_before, words):
     before = _counters(ctx, dst)
     gets_before = _master_gets(ctx, master)
     got = ctx.completion(dst.port, prompt, 16)
-    time.sleep(1.0)  # a put, if any, would be asynchronous: give it time to show
-    after = _counters(ctx, dst)
+    # the save path runs after the answer: wait until it has checked the keys
+    deadline = time.monotonic() + 60
+    while True:
+        after = _counters(ctx, dst)
+        if after["exist_keys"] - before["exist_keys"] >= full_blocks:
+            break
+        assert time.monotonic() < deadline, f"{dst.name}: the save step never checked the keys"
+        time.sleep(0.2)
     d = {k: after[k] - before[k] for k in after}
     gets = _master_gets(ctx, master) - gets_before
     assert gets >= full_blocks, f"our master handed out {gets:.0f} replica lists, want >= {full_blocks}"
@@ -82,6 +91,7 @@ def _share(ctx, master, src, dst, prompt, keys_before, words):
     )
     assert d["local_hits"] == 0, f"{dst.name} had the prompt locally: deltas {d}"
     assert d["load_keys"] >= full_blocks and d["load_failed"] == 0, f"{dst.name}: deltas {d}"
+    assert d["put_keys"] == 0, f"{dst.name} put the shared blocks again: deltas {d}"
     keys_after = ctx.metrics(master.url)["master_key_count"]
     assert keys_after == keys, f"the shared blocks were stored again: {keys} -> {keys_after} keys"
     return int(d["external_hits"]), int(keys_after), worst
