@@ -22,12 +22,13 @@ Checked, for a 300-token prompt and a 2000-token one:
 Measurement (issue 6 §4): TTFT of a 2000-token prompt (streaming, time to the first token
 chunk through the proxy) in 1P1D versus the plain single instance without connector (the
 harness's baseline instance), a fresh prompt per trial so that no prefix cache helps,
-medians of three.
+medians of five, with the 1-minute load average before and after.
 
 CPU-only workaround: e2e/shims/shim_p2p_device.py (the connector's worker start asks torch
 for the accelerator's device index, mooncake_connector.py:1186).
 """
 
+import os
 import statistics
 
 from harness import assert_same_completion, model_prompt
@@ -35,7 +36,7 @@ from p2p import counters, delta, p2p_config, start_many, start_proxy_connector, 
 
 SHORT_WORDS = 299  # + BOS = 300 tokens: two full 128-token blocks and a partial one
 LONG_WORDS = 1999  # + BOS = 2000 tokens
-TRIALS = 3
+TRIALS = 5
 
 
 def _check_handover(ctx, proxy, prefill, decode, prompt, tokens, max_tokens, what):
@@ -76,11 +77,13 @@ def run(ctx):
     # TTFT: 1P1D through the proxy versus the plain instance, fresh prompts each time.
     base_port = ctx._baseline.port
     single, pd = [], []
-    for i in range(TRIALS):
+    load0 = os.getloadavg()[0]
+    for i in range(TRIALS):  # alternating, so that both see the same load
         single.append(ctx.ttft(base_port, model_prompt(LONG_WORDS, seed=310 + i)))
         pd.append(ctx.ttft(None, model_prompt(LONG_WORDS, seed=320 + i), url=proxy.url))
     out["ttft_2000_single_s"] = round(statistics.median(single), 3)
     out["ttft_2000_1p1d_s"] = round(statistics.median(pd), 3)
+    out["load_1min"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
     out["ttft_single_trials"] = [round(x, 3) for x in single]
     out["ttft_1p1d_trials"] = [round(x, 3) for x in pd]
     print(f"TTFT 2000-token prompt: single instance {out['ttft_2000_single_s']} s, "
