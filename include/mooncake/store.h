@@ -127,6 +127,9 @@ int mc_store_close(mc_store_t *s);
 /* The final "host:port" name into buf (NUL-terminated; INVALID_PARAMS when it
  * does not fit or the store is not set up). */
 int mc_store_get_hostname(mc_store_t *s, char *buf, size_t cap);
+/* The transfer engine the store moves bytes with (its own, or the one given to
+ * mc_store_setup_with_engine); NULL while not set up. Valid until close. */
+mc_te_t *mc_store_get_engine(mc_store_t *s);
 /* 0 healthy, 1 not set up or closed, 2 master unreachable (last heartbeat failed). */
 int mc_store_health_check(mc_store_t *s);
 

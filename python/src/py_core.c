@@ -165,10 +165,20 @@ static int ptr_ok(uint64_t p, uint64_t len)
     return 1;
 }
 
-static int ptrs_ok(const uint64_t *p, const uint64_t *len, size_t n)
+/* ptr_ok, except that a range inside one buffer registered with te (NULL:
+ * none) is taken as mapped without a syscall: registering memory is the
+ * caller's promise that it stays mapped until unregistered. */
+static int ptr_ok_te(mc_te_t *te, uint64_t p, uint64_t len)
+{
+    if (te && len && p && p + len > p && mc_te_is_registered(te, (const void *)(uintptr_t)p, len))
+        return 1;
+    return ptr_ok(p, len);
+}
+
+static int ptrs_ok(mc_te_t *te, const uint64_t *p, const uint64_t *len, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ptr_ok(p[i], len[i])) return 0;
+        if (!ptr_ok_te(te, p[i], len[i])) return 0;
     return 1;
 }
 
@@ -243,11 +253,11 @@ out:
     return rc;
 }
 
-static int iov2_ok(const iov2_t *v, size_t n)
+static int iov2_ok(mc_te_t *te, const iov2_t *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < v->nparts[i]; j++)
-            if (!ptr_ok((uintptr_t)v->parts[i][j].ptr, v->parts[i][j].len)) return 0;
+            if (!ptr_ok_te(te, (uintptr_t)v->parts[i][j].ptr, v->parts[i][j].len)) return 0;
     return 1;
 }
 
@@ -473,6 +483,25 @@ static int engine_arg(PyObject *o, mc_te_t **te);
     Py_END_ALLOW_THREADS
 #define WR_BEGIN(self)                                                                             \
     Py_BEGIN_ALLOW_THREADS pthread_rwlock_wrlock(&(self)->lk);
+
+/* Pointer checks of the store's calls (ptr_ok_te on the store's engine). The
+ * read lock keeps close from freeing the engine meanwhile; writers take the
+ * lock with the GIL released, so holding the GIL here cannot deadlock. */
+static int store_ptrs_ok(pystore_t *self, const uint64_t *p, const uint64_t *len, size_t n)
+{
+    pthread_rwlock_rdlock(&self->lk);
+    int ok = ptrs_ok(mc_store_get_engine(self->s), p, len, n);
+    pthread_rwlock_unlock(&self->lk);
+    return ok;
+}
+
+static int store_iov2_ok(pystore_t *self, const iov2_t *v, size_t n)
+{
+    pthread_rwlock_rdlock(&self->lk);
+    int ok = iov2_ok(mc_store_get_engine(self->s), v, n);
+    pthread_rwlock_unlock(&self->lk);
+    return ok;
+}
 
 static PyObject *store_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
@@ -777,7 +806,7 @@ static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, in
     uint64_t ptr, size;
     if (arg_str(k, "key", &key) || arg_u64(p, "buffer_ptr", &ptr) || arg_u64(sz, "size", &size))
         return NULL;
-    if (!ptr_ok(ptr, size)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
+    if (!store_ptrs_ok(self, &ptr, &size, 1)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     cfgh_t h;
     if (cfg_from(c, &h) < 0) return NULL;
     int rc;
@@ -816,7 +845,7 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
         PyErr_NoMemory();
         goto out;
     }
-    if (!ptrs_ok(ptrs, sizes, n)) {
+    if (!store_ptrs_ok(self, ptrs, sizes, n)) {
         for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
         n = 0;
     }
@@ -864,7 +893,7 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
         PyErr_NoMemory();
         goto out;
     }
-    if (!iov2_ok(&v, keys.n))
+    if (!store_iov2_ok(self, &v, keys.n))
         for (size_t i = 0; i < keys.n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
@@ -984,7 +1013,7 @@ static PyObject *store_get_into(PyObject *o, PyObject *args, PyObject *kw)
     uint64_t ptr, size;
     if (arg_str(k, "key", &key) || arg_u64(p, "buffer_ptr", &ptr) || arg_u64(sz, "size", &size))
         return NULL;
-    if (!ptr_ok(ptr, size)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
+    if (!store_ptrs_ok(self, &ptr, &size, 1)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     int64_t rc;
     RD_BEGIN(self)
     rc = mc_store_get_into(self->s, key, (void *)(uintptr_t)ptr, size);
@@ -1013,7 +1042,7 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto out;
     }
-    if (!ptrs_ok(ptrs, sizes, keys.n))
+    if (!store_ptrs_ok(self, ptrs, sizes, keys.n))
         for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
@@ -1050,7 +1079,7 @@ static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw
         PyErr_NoMemory();
         goto out;
     }
-    if (!iov2_ok(&v, keys.n))
+    if (!store_iov2_ok(self, &v, keys.n))
         for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
@@ -1635,7 +1664,7 @@ static int te_build(pyte_t *self, PyObject *bufs, PyObject *peers, PyObject *len
         PyErr_NoMemory();
         goto out;
     }
-    if (!ptrs_ok(b, l, nb)) {
+    if (!ptrs_ok(self->inited ? self->te : NULL, b, l, nb)) {
         free(r);
         *out = NULL;
         *n_out = 0;
@@ -1707,7 +1736,7 @@ static PyObject *te_single(PyObject *o, PyObject *args, PyObject *kw, int opcode
         arg_str(t, "target_hostname", &target) || arg_u64(b, "buffer", &buf) ||
         arg_u64(p, "peer_buffer_address", &peer) || arg_u64(l, "length", &len))
         return NULL;
-    if (!te_ready(self) || !ptr_ok(buf, len)) return PyLong_FromLong(submit ? 0 : -1);
+    if (!te_ready(self) || !ptr_ok_te(self->te, buf, len)) return PyLong_FromLong(submit ? 0 : -1);
     mc_te_request_t r = {opcode, (void *)(uintptr_t)buf, 0, peer, len};
     long long rc;
     RD_BEGIN(self)
@@ -1754,7 +1783,7 @@ static PyObject *te_transfer_sync(PyObject *o, PyObject *args, PyObject *kw)
         }
     }
     long rc = -1;
-    if (te_ready(self) && ptr_ok(buf, len)) {
+    if (te_ready(self) && ptr_ok_te(self->te, buf, len)) {
         mc_te_request_t r = {opc == MC_TE_WRITE ? MC_TE_WRITE : MC_TE_READ, (void *)(uintptr_t)buf,
                              0, peer, len};
         RD_BEGIN(self)

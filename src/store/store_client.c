@@ -402,6 +402,11 @@ int mc_store_close(mc_store_t *s)
     return rc;
 }
 
+mc_te_t *mc_store_get_engine(mc_store_t *s)
+{
+    return s && s->ready ? s->te : NULL;
+}
+
 int mc_store_get_hostname(mc_store_t *s, char *buf, size_t cap)
 {
     if (!s || !s->ready || !buf) return MC_ERR_INVALID_PARAMS;
