@@ -45,6 +45,10 @@ def _counters(ctx, inst):
 def _master_gets(ctx, master):
     """Keys whose replicas our master handed out (single and batch lookups)."""
     m = ctx.metrics(master.url)
+    assert "master_get_replica_list_requests_total" in m, (
+        f"{ctx.bin_dir}/mooncake_master has no per-RPC counters on /metrics: "
+        "an older build? (make build)"
+    )
     return (
         m.get("master_get_replica_list_requests_total", 0)
         - m.get("master_get_replica_list_failures_total", 0)
