@@ -116,6 +116,14 @@ int mc_te_batch_alloc(mc_te_t *te, size_t capacity, uint64_t *batch_id);
 /* Queues n requests; they run at once on the engine's workers. A request with a
  * bad segment handle or a NULL source is refused before anything is queued. */
 int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n);
+/* As mc_te_batch_submit, but the calling thread moves the requests itself and
+ * returns when they are done (their status is final). For small batches, where
+ * handing pieces to the workers and back costs more than moving them; larger
+ * ones are better submitted, so that the workers share them. */
+int mc_te_batch_run(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n);
+/* Up to this many bytes in all, the sync helpers (mc_te_transfer_sync, the
+ * store's transfers) use mc_te_batch_run. */
+#define MC_TE_RUN_INLINE_BYTES (256u * 1024u)
 /* Status of one task, and the bytes it moved so far (may be NULL). */
 int mc_te_task_status(mc_te_t *te, uint64_t batch_id, size_t task, mc_te_status_t *status,
                       uint64_t *transferred);

@@ -197,7 +197,10 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
     uint64_t batch;
     int trc = mc_te_batch_alloc(s->te, nreq, &batch);
     if (trc == 0) {
-        trc = mc_te_batch_submit(s->te, batch, reqs, nreq);
+        /* small batches run on this thread: the handoff to the workers would
+         * cost more than the copies */
+        trc = bytes <= MC_TE_RUN_INLINE_BYTES ? mc_te_batch_run(s->te, batch, reqs, nreq)
+                                              : mc_te_batch_submit(s->te, batch, reqs, nreq);
         if (trc == 0) {
             mc_te_status_t st;
             int timeout = (int)(60000 + bytes / 1000000);

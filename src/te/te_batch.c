@@ -155,7 +155,11 @@ static uint64_t pieces_for(const mc_te_t *te, const mc_te_request_t *r)
     return k > (uint64_t)te->lanes ? (uint64_t)te->lanes : k;
 }
 
-int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n)
+static void run_list(mc_te_t *te, mc__te_piece_t *head);
+
+/* Submits n requests: queued for the workers, or (run) moved by the calling
+ * thread before it returns. */
+static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n, int run)
 {
     mc__te_batch_t *b = lookup(te, batch_id);
     if (!b || (!reqs && n)) return MC_TE_ERR_INVALID_ARGUMENT;
@@ -214,7 +218,9 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
             tail = &p->next;
         }
     }
-    if (head) {
+    if (head && run) {
+        run_list(te, head);
+    } else if (head) {
         pthread_mutex_lock(&te->work_lock);
         if (te->work_tail) te->work_tail->next = head;
         else te->work_head = head;
@@ -223,6 +229,16 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
         pthread_mutex_unlock(&te->work_lock);
     }
     return 0;
+}
+
+int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n)
+{
+    return submit(te, batch_id, reqs, n, 0);
+}
+
+int mc_te_batch_run(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n)
+{
+    return submit(te, batch_id, reqs, n, 1);
 }
 
 /* Moves one piece; returns 0 or MC_TE_ERR_*, *timed_out on a timeout. */
@@ -281,36 +297,103 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
     return rc;
 }
 
+/* Records the result of a piece and finishes its task when it was the last.
+ * The piece (and its batch, once finished) must not be touched afterwards. */
+static void piece_done(mc__te_piece_t *pc, int rc, int timed_out)
+{
+    mc__te_batch_t *b = pc->batch;
+    task_t *t = &b->tasks[pc->task];
+    if (rc) {
+        int expect = 0;
+        atomic_compare_exchange_strong(&t->err, &expect, timed_out ? MC_TE_TIMEOUT : MC_TE_FAILED);
+        expect = 0;
+        atomic_compare_exchange_strong(&t->code, &expect, rc);
+    } else {
+        atomic_fetch_add(&t->done_bytes, pc->len);
+    }
+    if (atomic_fetch_sub(&t->pieces_left, 1) == 1) task_finish(b, t);
+}
+
+/* Small pieces in a row to the same remote peer and in the same direction run
+ * as one group: on shm that is one liveness and generation check and one
+ * process_vm_readv/writev for all of them (mc__te_shm_xfer_many) instead of
+ * three syscalls each. Large pieces stay single, so that the workers share
+ * them. */
+#define GROUP_PIECE_MAX (64 * 1024)
+#define GROUP_BYTES_MAX (512 * 1024)
+#define GROUP_MAX 256
+
+static int groups_with(const mc__te_piece_t *a, const mc__te_piece_t *b, uint64_t bytes)
+{
+    return b->target == a->target && b->opcode == a->opcode && b->len <= GROUP_PIECE_MAX &&
+           bytes + b->len <= GROUP_BYTES_MAX;
+}
+
+/* Runs a group (see above) and finishes its pieces. */
+static void run_group(mc_te_t *te, mc__te_piece_t **pcs, size_t n)
+{
+    size_t moved = 0;
+    if (n > 1) {
+        mc__te_peer_t *p = mc__te_peer_get(te, pcs[0]->target);
+        pthread_mutex_lock(&p->lock);
+        int shm = p->shm_state == 1;
+        pthread_mutex_unlock(&p->lock);
+        if (shm) moved = mc__te_shm_xfer_many(te, p, pcs[0]->opcode, pcs, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int timed_out = 0;
+        int rc = i < moved ? 0 : run_piece(te, pcs[i], &timed_out);
+        piece_done(pcs[i], rc, timed_out);
+    }
+}
+
+/* Runs a list of pieces on the calling thread, in groups. */
+static void run_list(mc_te_t *te, mc__te_piece_t *head)
+{
+    mc__te_piece_t *grp[GROUP_MAX];
+    while (head) {
+        size_t n = 0;
+        uint64_t bytes = 0;
+        do {
+            grp[n++] = head;
+            bytes += head->len;
+            head = head->next; /* read before the piece is finished */
+        } while (head && n < GROUP_MAX && grp[0]->target > 0 && grp[0]->len <= GROUP_PIECE_MAX &&
+                 groups_with(grp[0], head, bytes));
+        run_group(te, grp, n);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     mc_te_t *te = arg;
+    mc__te_piece_t *grp[GROUP_MAX];
     for (;;) {
         pthread_mutex_lock(&te->work_lock);
         while (!te->work_head && !atomic_load(&te->stopping))
             pthread_cond_wait(&te->work_cond, &te->work_lock);
-        mc__te_piece_t *pc = te->work_head;
-        if (!pc) { /* stopping and drained */
+        if (!te->work_head) { /* stopping and drained */
             pthread_mutex_unlock(&te->work_lock);
             return NULL;
         }
-        te->work_head = pc->next;
+        size_t n = 0;
+        uint64_t bytes = 0;
+        do {
+            mc__te_piece_t *pc = te->work_head;
+            grp[n++] = pc;
+            bytes += pc->len;
+            te->work_head = pc->next;
+        } while (te->work_head && n < GROUP_MAX && grp[0]->target > 0 &&
+                 grp[0]->len <= GROUP_PIECE_MAX && groups_with(grp[0], te->work_head, bytes));
         if (!te->work_head) te->work_tail = NULL;
         pthread_mutex_unlock(&te->work_lock);
 
-        int timed_out = 0;
-        int rc = atomic_load(&te->stopping) ? MC_TE_ERR_CONTEXT : run_piece(te, pc, &timed_out);
-        mc__te_batch_t *b = pc->batch;
-        task_t *t = &b->tasks[pc->task];
-        if (rc) {
-            int expect = 0;
-            atomic_compare_exchange_strong(&t->err, &expect,
-                                           timed_out ? MC_TE_TIMEOUT : MC_TE_FAILED);
-            expect = 0;
-            atomic_compare_exchange_strong(&t->code, &expect, rc);
-        } else {
-            atomic_fetch_add(&t->done_bytes, pc->len);
+        if (atomic_load(&te->stopping)) {
+            for (size_t i = 0; i < n; i++)
+                piece_done(grp[i], MC_TE_ERR_CONTEXT, 0);
+            continue;
         }
-        if (atomic_fetch_sub(&t->pieces_left, 1) == 1) task_finish(b, t);
+        run_group(te, grp, n);
     }
 }
 
@@ -402,7 +485,10 @@ int mc_te_transfer_sync(mc_te_t *te, const mc_te_request_t *reqs, size_t n)
     uint64_t id;
     int rc = mc_te_batch_alloc(te, n, &id);
     if (rc) return rc;
-    rc = mc_te_batch_submit(te, id, reqs, n);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += reqs[i].length;
+    rc = bytes <= MC_TE_RUN_INLINE_BYTES ? mc_te_batch_run(te, id, reqs, n)
+                                         : mc_te_batch_submit(te, id, reqs, n);
     if (rc == 0) {
         mc_te_status_t st;
         mc_te_batch_wait(te, id, -1, &st);

@@ -117,6 +117,15 @@ typedef struct {
 #define MC__TE_STALE (-10000)
 extern const mc__te_transport_t mc__te_tcp;
 extern const mc__te_transport_t mc__te_shm;
+typedef struct mc__te_piece mc__te_piece_t;
+/* Moves n pieces (one direction, all to same-host peer p) with
+ * process_vm_readv/writev calls of many iovecs each; before each call it checks
+ * every range against p's descriptor, that the process is alive (pidfd) and
+ * that its registration generation is the descriptor's, as shm_xfer does per
+ * piece. Returns how many leading pieces were moved; the caller runs the rest
+ * one by one (which refreshes, falls back to tcp or fails as usual). */
+size_t mc__te_shm_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                            size_t n);
 /* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
 uint64_t mc__te_proc_start_time(int64_t pid);
 /* Opens a pidfd for pid if it is still the process that started at start_time;
@@ -126,7 +135,7 @@ int mc__te_shm_attach(int64_t pid, uint64_t start_time);
 /* ---- batches and workers (te_batch.c) ---- */
 typedef struct mc__te_batch mc__te_batch_t;
 
-typedef struct mc__te_piece {
+struct mc__te_piece {
     struct mc__te_piece *next;
     mc__te_batch_t *batch;
     uint32_t task;
@@ -135,7 +144,7 @@ typedef struct mc__te_piece {
     char *local;
     uint64_t remote;
     uint64_t len;
-} mc__te_piece_t;
+};
 
 /* ---- the engine ---- */
 struct mc_te {

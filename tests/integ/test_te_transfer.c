@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,6 +191,92 @@ static void transfers(mc_te_t *te, int32_t h, const char *transport)
     assert_int_equal(st, MC_TE_COMPLETED);
     assert_int_equal(mc_te_batch_free(te, b), 0);
     assert_string_equal(mc_te_segment_transport(te, h), transport); /* no silent fallback */
+}
+
+/* ---- batches of small pieces: grouped into one copy per peer (shm), and
+ * run on the calling thread (mc_te_batch_run) or by the workers ---- */
+
+#define SB_N 40
+#define SB_STRIDE 8192
+
+/* Runs n requests in one batch (run: on this thread) and returns the batch
+ * status; each task's status goes to ts[]. */
+static mc_te_status_t sb_batch(mc_te_t *te, const mc_te_request_t *r, size_t n, int run,
+                               mc_te_status_t *ts)
+{
+    uint64_t b;
+    mc_te_status_t st;
+    assert_int_equal(mc_te_batch_alloc(te, n, &b), 0);
+    if (run) {
+        assert_int_equal(mc_te_batch_run(te, b, r, n), 0);
+        assert_int_equal(mc_te_batch_status(te, b, &st), 0);
+        assert_int_not_equal(st, MC_TE_PENDING); /* done on return */
+    } else {
+        assert_int_equal(mc_te_batch_submit(te, b, r, n), 0);
+        assert_int_equal(mc_te_batch_wait(te, b, T_MS, &st), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(mc_te_task_status(te, b, i, &ts[i], NULL), 0);
+    assert_int_equal(mc_te_batch_free(te, b), 0);
+    return st;
+}
+
+static void small_batches(mc_te_t *te, int32_t h)
+{
+    mc_te_request_t r[SB_N];
+    mc_te_status_t ts[SB_N];
+    /* a page this process may neither read nor write: a bad local pointer */
+    void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(bad != MAP_FAILED);
+    for (int run = 0; run < 2; run++) {
+        uint64_t seed = rnd();
+        for (size_t i = 0; i < SB_N; i++) {
+            uint64_t len = 1 + (i * 997 + rnd()) % 6000;
+            r[i] = (mc_te_request_t){MC_TE_WRITE, lbuf + 1 + i * SB_STRIDE, h,
+                                     peer_a.addr + 3 + i * SB_STRIDE, len};
+            th_pattern(r[i].source, len, seed + i);
+        }
+        assert_int_equal(sb_batch(te, r, SB_N, run, ts), MC_TE_COMPLETED);
+        for (size_t i = 0; i < SB_N; i++)
+            assert_int_equal(peer_hash(&peer_a, 3 + i * SB_STRIDE, r[i].length),
+                             XXH3_64bits(r[i].source, r[i].length));
+        /* READ them back into lbuf2; one task reads into the bad page and
+         * fails alone, the others complete byte for byte */
+        memset(lbuf2, 0xA5, SB_N * SB_STRIDE + 64);
+        for (size_t i = 0; i < SB_N; i++)
+            r[i] = (mc_te_request_t){MC_TE_READ, lbuf2 + 1 + i * SB_STRIDE, h,
+                                     peer_a.addr + 3 + i * SB_STRIDE, r[i].length};
+        size_t badi = 7 + (size_t)run * 20;
+        r[badi].source = bad;
+        if (r[badi].length > 4096) r[badi].length = 4096;
+        assert_int_equal(sb_batch(te, r, SB_N, run, ts), MC_TE_FAILED);
+        for (size_t i = 0; i < SB_N; i++) {
+            assert_int_equal(ts[i], i == badi ? MC_TE_FAILED : MC_TE_COMPLETED);
+            if (i == badi) continue;
+            assert_memory_equal(lbuf2 + 1 + i * SB_STRIDE, lbuf + 1 + i * SB_STRIDE, r[i].length);
+            assert_int_equal(lbuf2[1 + i * SB_STRIDE + r[i].length], 0xA5);
+        }
+        /* a range outside the peer's buffers in the middle fails alone too */
+        r[badi] = (mc_te_request_t){MC_TE_WRITE, lbuf, h, peer_a.addr + peer_a.size - 10, 100};
+        for (size_t i = 0; i < SB_N; i++) r[i].opcode = MC_TE_WRITE;
+        assert_int_equal(sb_batch(te, r, SB_N, run, ts), MC_TE_FAILED);
+        for (size_t i = 0; i < SB_N; i++)
+            assert_int_equal(ts[i], i == badi ? MC_TE_FAILED : MC_TE_COMPLETED);
+    }
+    munmap(bad, 4096);
+}
+
+static void test_small_batches_tcp(void **state)
+{
+    (void)state;
+    small_batches(te_tcp, a_tcp);
+}
+
+static void test_small_batches_shm(void **state)
+{
+    (void)state;
+    small_batches(te_shm, a_shm);
+    assert_string_equal(mc_te_segment_transport(te_shm, a_shm), "shm");
 }
 
 static void test_transfer_tcp(void **state)
@@ -791,6 +878,19 @@ static void rereg(mc_te_t *te, int32_t h)
     assert_int_equal(xfer(te, MC_TE_WRITE, lbuf, h, nb, 4096), MC_TE_ERR_ADDRESS_NOT_REGISTERED);
     peer_cmd(&peer_a, r, sizeof r, "HASHAT %llx 4096", nb);
     assert_int_equal(strtoull(r, NULL, 16), before);
+    /* the same for a batch of small writes (one grouped copy on shm), on this
+     * thread and on the workers */
+    for (int run = 0; run < 2; run++) {
+        mc_te_request_t w[8];
+        mc_te_status_t ts[8];
+        for (int i = 0; i < 8; i++)
+            w[i] = (mc_te_request_t){MC_TE_WRITE, lbuf + 512 * i, h, nb + 512 * (uint64_t)i, 512};
+        assert_int_equal(sb_batch(te, w, 8, run, ts), MC_TE_FAILED);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(ts[i], MC_TE_FAILED);
+        peer_cmd(&peer_a, r, sizeof r, "HASHAT %llx 4096", nb);
+        assert_int_equal(strtoull(r, NULL, 16), before);
+    }
 }
 
 static void test_rereg(void **state)
@@ -914,6 +1014,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transfer_tcp), cmocka_unit_test(test_transfer_shm),
+        cmocka_unit_test(test_small_batches_tcp), cmocka_unit_test(test_small_batches_shm),
         cmocka_unit_test(test_threads_tcp),  cmocka_unit_test(test_threads_shm),
         cmocka_unit_test(test_bounds_api),   cmocka_unit_test(test_bounds_wire),
         cmocka_unit_test(test_rereg),        cmocka_unit_test(test_notify_http),

@@ -104,4 +104,53 @@ static int shm_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint
     return 0;
 }
 
+/* Pieces per process_vm_readv/writev call in mc__te_shm_xfer_many (the kernel
+ * takes up to IOV_MAX; 2 x 128 iovecs stay small on the stack). */
+#define SHM_IOVS 128
+
+size_t mc__te_shm_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                            size_t n)
+{
+    (void)te;
+    size_t done = 0;
+    while (done < n) {
+        size_t k = n - done < SHM_IOVS ? n - done : SHM_IOVS;
+        struct iovec l[SHM_IOVS], r[SHM_IOVS];
+        uint64_t want = 0;
+        /* the same checks as shm_xfer, once per call instead of once per piece:
+         * every range inside the descriptor whose generation is then compared */
+        pthread_mutex_lock(&p->lock);
+        int ok = p->shm_state == 1 && p->have_desc && p->pidfd >= 0 && p->desc.gen_addr;
+        for (size_t i = 0; ok && i < k; i++) {
+            const mc__te_piece_t *pc = pcs[done + i];
+            ok = mc__te_desc_contains(&p->desc, pc->remote, pc->len);
+            l[i] = (struct iovec){pc->local, pc->len};
+            r[i] = (struct iovec){(void *)(uintptr_t)pc->remote, pc->len};
+            want += pc->len;
+        }
+        pid_t pid = (pid_t)p->desc.pid;
+        uint64_t gen_addr = p->desc.gen_addr, gen = p->desc.gen, live = 0;
+        struct pollfd alive = {.fd = p->pidfd, .events = POLLIN};
+        pthread_mutex_unlock(&p->lock);
+        if (!ok || poll(&alive, 1, 0) != 0) return done; /* shm_xfer will tell why */
+        struct iovec gl = {&live, sizeof live}, gr = {(void *)(uintptr_t)gen_addr, sizeof live};
+        if (process_vm_readv(pid, &gl, 1, &gr, 1, 0) != (ssize_t)sizeof live || live != gen)
+            return done;
+        ssize_t got = opcode == MC_TE_OP_WRITE ? process_vm_writev(pid, l, k, r, k, 0)
+                                               : process_vm_readv(pid, l, k, r, k, 0);
+        if (got == (ssize_t)want) {
+            done += k;
+            continue;
+        }
+        /* short or failed (a bad local pointer, EINTR, EPERM): the pieces
+         * covered whole are done, the rest go one by one through shm_xfer */
+        for (size_t i = 0; got > 0 && i < k && (uint64_t)got >= l[i].iov_len; i++) {
+            got -= (ssize_t)l[i].iov_len;
+            done++;
+        }
+        return done;
+    }
+    return done;
+}
+
 const mc__te_transport_t mc__te_shm = {"shm", shm_xfer};
