@@ -1,7 +1,7 @@
 """E: fault, a decode instance killed mid-run (1 prefiller, 2 decoders, the XpYd recipe).
 
 Setup as in d_xpyd.py: MultiConnector[MooncakeConnector, MooncakeStoreConnector] on one
-prefiller (P) and two decoders (D1, D2), one mooncake_master (started with --client_ttl=3,
+prefiller (P) and two decoders (D1, D2), one mooncake_master (started with --client_ttl=5,
 so that a dead client's segments go within seconds), mooncake_proxy in connector mode with
 both decoders. P runs with VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT=15 (default 480 s). The same
 timeout bounds how long P waits for its own prefill once a decoder's pull arrived; the first
@@ -20,7 +20,8 @@ prefills lost their decoder before it pulled anything. Checked:
     timeout: its log has vLLM's warning "... timed out after 15 seconds without being sent.
     Freeing its blocks on the producer side" once per orphan, and the usage returns to 0;
   - our master, never restarted (same process, alive), drops D2's store segment (its
-    /get_all_segments no longer lists it) while P's and D1's stay. D2's segment is told
+    /get_all_segments no longer lists it) while P's and D1's stay; reported: how long after
+    D2's heartbeats stopped (SIGSTOP) the segment went (client_ttl 5 s). D2's segment is told
     apart by name: our store client logs "[store] store 'host:port' up: ..." in D2's log.
 
 Correctness tolerance: tokens exact, logprobs within harness.LOGPROB_TOL (see c_p2p.py).
@@ -80,7 +81,7 @@ def run(ctx):
     wants = {p: ctx.baseline(p, MAX_TOKENS) for p in warm + batch + after}
     ctx.stop_baseline()  # at most 3 vLLM instances at once: P, D1, D2
 
-    master = ctx.start_master(client_ttl=3)
+    master = ctx.start_master(client_ttl=5)
     cfg = ctx.store_config(master, global_segment_size="64MB", local_buffer_size="64MB")
     boot = ctx.free_port()
     store_env = {"MOONCAKE_CONFIG_PATH": cfg, "VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT": str(ABORT_TIMEOUT_S)}
@@ -114,8 +115,18 @@ def run(ctx):
 
     # The fault: D2 frozen, four requests, D2 killed once P finished their prefills.
     p0 = counters(ctx, p)
-    os.killpg(d2.pid, signal.SIGSTOP)
+    os.killpg(d2.pid, signal.SIGSTOP)  # from here on D2 sends no heartbeat to the master
     t_fault = time.monotonic()
+    gone = {}
+
+    def watch_segments():  # when does the master drop D2's segment?
+        while "s" not in gone and time.monotonic() - t_fault < 120:
+            if not (_segments(master) & d2_segs):
+                gone["s"] = time.monotonic() - t_fault
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch_segments, daemon=True)
+    watcher.start()
     threads, results = _send_all(ctx, proxy, batch)
     wait_until("the prefiller to finish the four prefills",
                lambda: counters(ctx, p)["requests_length"] - p0["requests_length"] >= len(batch),
@@ -167,7 +178,8 @@ def run(ctx):
     # The master drops D2's segment, without a restart.
     wait_until("the master to drop the killed decoder's segment",
                lambda: not (_segments(master) & d2_segs), timeout=60)
-    out["segment_dropped_after_s"] = round(time.monotonic() - t_fault, 1)
+    watcher.join(5)
+    out["segment_dropped_s_after_heartbeats_stopped"] = round(gone.get("s", -1), 1)
     left = _segments(master)
     assert others <= left, f"the master lost live segments: had {others}, now {left}"
     assert master.alive(), "the master exited"
