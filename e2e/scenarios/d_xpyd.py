@@ -26,8 +26,10 @@ Steps and checks:
      every answer equals the baseline; D1 computed no prompt token during the flow.
 
 Correctness tolerance: tokens exact, logprobs within harness.LOGPROB_TOL (see c_p2p.py).
-CPU-only workarounds: e2e/shims/shim_p2p_device.py and the store connector's shims of the
-harness (e2e/shims/).
+Shims: e2e/shims/shim_p2p_device.py (CPU: the P2P worker's device index) and
+e2e/shims/shim_p2p_multi_metrics.py (MultiConnector's Prometheus observe asserts on the
+MooncakeConnector child, which has no Prometheus metrics; without it the prefiller's API
+server dies on its first transfer stats). The store connector needs none on CPU.
 """
 
 import threading
