@@ -176,6 +176,11 @@ int64_t mc_store_get_into(mc_store_t *s, const char *key, void *buf, size_t cap)
 /* Allocating form: *out is malloc'd (free with free()), *len its size. Same
  * errors; the object must fit the local buffer (INVALID_PARAMS otherwise). */
 int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len);
+/* Batch form of mc_store_get: one master round trip and one transfer batch for
+ * all n keys. Per key: rcs[i], and on success outs[i] (malloc'd; free with
+ * free()) and lens[i]; outs[i] NULL otherwise. Returns the first error or 0. */
+int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **outs, size_t *lens,
+                       int *rcs);
 /* n objects, one master round trip, one TE batch; res[i] bytes or negative. */
 int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const *bufs,
                             const size_t *caps, size_t n, int64_t *res);

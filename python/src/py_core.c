@@ -970,7 +970,7 @@ static PyObject *store_get_many(PyObject *o, PyObject *args, int handles)
         goto out;
     }
     RD_BEGIN(self)
-    for (size_t i = 0; i < n; i++) rcs[i] = mc_store_get(self->s, keys.v[i], &outs[i], &lens[i]);
+    mc_store_batch_get(self->s, keys.v, n, outs, lens, rcs); /* one master round trip */
     RD_END(self)
     l = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; l && i < n; i++) {

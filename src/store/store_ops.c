@@ -359,8 +359,11 @@ out:
     return rc ? rc : st_first_error(ops, n);
 }
 
-/* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total. */
-static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n)
+/* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total.
+ * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
+ * replica's size in alloc[i], which ops[i].iov then points to; the caller
+ * frees it. */
+static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
 {
     int rc = 0;
     uint64_t ttl = 0;
@@ -420,6 +423,18 @@ static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n)
             continue;
         }
         op->pick = pick;
+        if (alloc) {
+            uint64_t size = op->reps[pick].size;
+            void *buf = size <= s->lbuf_size ? malloc(size ? size : 1) : NULL;
+            if (!buf) {
+                op->rc = size <= s->lbuf_size ? MC_ERR_INTERNAL : MC_ERR_INVALID_PARAMS;
+                continue;
+            }
+            alloc[i] = (mc_store_iov_t){buf, size};
+            op->iov = &alloc[i];
+            op->niov = 1;
+            op->total = size;
+        }
         if (op->reps[pick].size > op->total) {
             op->rc = MC_ERR_BUFFER_OVERFLOW;
             continue;
@@ -628,62 +643,63 @@ int64_t mc_store_get_into(mc_store_t *s, const char *key, void *buf, size_t cap)
     mc_store_iov_t iov = {buf, cap};
     st_op_t op;
     st_op_init(s, &op, key, &iov, 1, 0);
-    st_get_core(s, &op, 1);
+    st_get_core(s, &op, 1, NULL);
     return op.rc ? op.rc : (int64_t)op.total;
 }
 
 int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len)
 {
     if (!s || !s->ready || !key || !*key || !out || !len) return MC_ERR_INVALID_PARAMS;
-    *out = NULL;
-    *len = 0;
-    /* The size first would cost a second round trip; instead read into a
-     * buffer of the size the replica list reports, via the core with a
-     * capacity of the local buffer. */
-    mc_replica_t *r = NULL;
-    size_t nr = 0;
-    uint64_t ttl = 0, t0 = mc_now_ms();
-    int rc = mc_master_client_get_replicas(s->mc, key, &r, &nr, &ttl);
-    if (rc) return rc;
-    if (nr == 0) {
-        free(r);
-        return MC_ERR_OBJECT_NOT_FOUND;
+    int rc;
+    mc_store_batch_get(s, &key, 1, out, len, &rc);
+    return rc;
+}
+
+/* Allocating gets: the replica list tells each object's size, so one master
+ * round trip (GetReplicaList or its batch form) is all; the objects are then
+ * read into buffers of that size in one TE batch. The size limit is the local
+ * buffer's, as for puts. */
+int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **outs, size_t *lens,
+                       int *rcs)
+{
+    if (n && (!keys || !outs || !lens || !rcs)) return MC_ERR_INVALID_PARAMS;
+    for (size_t i = 0; i < n; i++) {
+        outs[i] = NULL;
+        lens[i] = 0;
+        rcs[i] = MC_ERR_INVALID_PARAMS;
     }
-    uint64_t size = r[0].size;
-    if (size > s->lbuf_size) {
-        free(r);
-        return MC_ERR_INVALID_PARAMS;
-    }
-    void *buf = malloc(size ? size : 1);
-    if (!buf) {
-        free(r);
+    if (!s || !s->ready) return MC_ERR_INVALID_PARAMS;
+    if (n == 0) return 0;
+    st_op_t sops[ST_STACK_OPS];
+    mc_store_iov_t salloc[ST_STACK_OPS];
+    st_op_t *ops = n > ST_STACK_OPS ? malloc(n * sizeof *ops) : sops;
+    mc_store_iov_t *alloc = n > ST_STACK_OPS ? calloc(n, sizeof *alloc) : salloc;
+    if (alloc == salloc) memset(salloc, 0, sizeof salloc);
+    if (!ops || !alloc) {
+        if (ops != sops) free(ops);
+        if (alloc != salloc) free(alloc);
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = MC_ERR_INTERNAL;
         return MC_ERR_INTERNAL;
     }
-    mc_store_iov_t iov = {buf, size};
-    st_op_t op;
-    st_op_init(s, &op, key, &iov, 1, 0);
-    op.reps = r;
-    op.nreps = nr;
-    op.pick = -1;
-    for (size_t i = 0; i < nr; i++) {
-        if (r[i].status != MC_REPLICA_COMPLETE || r[i].size != size) continue;
-        if (op.pick < 0) op.pick = (int)i;
-        if (st_replica_local(s, &r[i]) == 1) {
-            op.pick = (int)i;
-            break;
+    for (size_t i = 0; i < n; i++) {
+        st_op_init(s, &ops[i], keys[i], NULL, 0, 0);
+    }
+    st_get_core(s, ops, n, alloc);
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = ops[i].rc;
+        if (ops[i].rc) {
+            free(alloc[i].ptr);
+            if (!first) first = ops[i].rc;
+            continue;
         }
+        outs[i] = alloc[i].ptr;
+        lens[i] = (size_t)alloc[i].len;
     }
-    if (op.pick < 0) op.rc = MC_ERR_REPLICA_IS_NOT_READY;
-    st_transfer(s, &op, 1, MC_TE_READ);
-    if (!op.rc && mc_now_ms() > t0 + ttl) op.rc = MC_ERR_LEASE_EXPIRED;
-    free(r);
-    if (op.rc) {
-        free(buf);
-        return op.rc;
-    }
-    *out = buf;
-    *len = size;
-    return 0;
+    if (ops != sops) free(ops);
+    if (alloc != salloc) free(alloc);
+    return first;
 }
 
 static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *bufs,
@@ -712,7 +728,7 @@ static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *buf
             st_op_init(s, &ops[i], keys[i], &iov[i], 1, 0);
         }
     }
-    int rc = st_get_core(s, ops, n);
+    int rc = st_get_core(s, ops, n, NULL);
     for (size_t i = 0; i < n; i++)
         res[i] = ops[i].rc ? ops[i].rc : (int64_t)ops[i].total;
     if (ops != sops) free(ops);

@@ -252,6 +252,31 @@ static void test_put_get_sizes(void **state)
     size_t len = 1;
     assert_int_equal(mc_store_get(g_a, "sizes/none", &out, &len), MC_ERR_OBJECT_NOT_FOUND);
     assert_null(out);
+
+    /* The allocating batch form: remote, own-segment, a miss and an empty key
+     * in one call; each found object equals what get_into reads. */
+    const char *keys[] = {"sizes/ab/4096", "sizes/none", "sizes/aa/65537", "",
+                          "sizes/ba/7",    "sizes/ab/1", "sizes/ba/3145728"};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    void *outs[NK];
+    size_t lens[NK];
+    int rcs[NK];
+    assert_int_equal(mc_store_batch_get(g_b, keys, NK, outs, lens, rcs), MC_ERR_OBJECT_NOT_FOUND);
+    for (size_t i = 0; i < NK; i++) {
+        if (i == 1 || i == 3) {
+            assert_int_equal(rcs[i], i == 1 ? MC_ERR_OBJECT_NOT_FOUND : MC_ERR_INVALID_PARAMS);
+            assert_null(outs[i]);
+            continue;
+        }
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(lens[i], strtoull(strrchr(keys[i], '/') + 1, NULL, 10));
+        char *want = malloc(lens[i] + 1);
+        assert_non_null(want);
+        assert_int_equal(mc_store_get_into(g_b, keys[i], want, lens[i] + 1), (int64_t)lens[i]);
+        assert_memory_equal(outs[i], want, lens[i]);
+        free(want);
+        free(outs[i]);
+    }
 }
 
 /* Over tcp between processes: the peer (MC_FORCE_TCP) writes into A's segment
