@@ -255,7 +255,7 @@ static void test_put_get_sizes(void **state)
 
     /* The allocating batch form: remote, own-segment, a miss and an empty key
      * in one call; each found object equals what get_into reads. */
-    const char *keys[] = {"sizes/ab/4096", "sizes/none", "sizes/aa/65537", "",
+    const char *keys[] = {"sizes/ab/4096", "sizes/none", "sizes/aa/65537",  "",
                           "sizes/ba/7",    "sizes/ab/1", "sizes/ba/3145728"};
     enum { NK = sizeof keys / sizeof keys[0] };
     void *outs[NK];
