@@ -4,9 +4,11 @@ Setup as in d_xpyd.py: MultiConnector[MooncakeConnector, MooncakeStoreConnector]
 prefiller (P) and two decoders (D1, D2), one mooncake_master (started with --client_ttl=5,
 so that a dead client's segments go within seconds), mooncake_proxy in connector mode with
 both decoders. P runs with VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT=15 (default 480 s). The same
-timeout bounds how long P waits for its own prefill once a decoder's pull arrived; the first
-requests through the proxy on this loaded 2-core machine have taken up to ~20 s, so the
-warm-up requests are retried (up to 3 times each, the count is reported) before the fault.
+timeout bounds how long P waits for its own prefill once a decoder's pull arrived. The first
+real forward of a fresh vLLM CPU instance is slow (vLLM's own metrics, load 2-7: P's first
+300-token prefill 3.4 s, later ones 0.85 s; D's first step 2.5 s, later 0.1-0.4 s), and at
+load 15 it has passed 8 s, so the D request failed with "Timeout waiting for P side ready".
+Hence the warm-up requests are retried (up to 3 times each, the count is reported).
 
 The fault: D2's whole process group is stopped (SIGSTOP), four requests are sent at once
 through the proxy (round robin gives two to each decoder), and once P has finished all four
