@@ -172,6 +172,12 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
             (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
             return MC_TE_ERR_INVALID_ARGUMENT;
         npieces += (size_t)pieces_for(te, r);
+        if (run && r->target_id > 0) { /* tcp pieces go to the workers: see mc_te_batch_run */
+            mc__te_peer_t *p = mc__te_peer_get(te, r->target_id);
+            pthread_mutex_lock(&p->lock);
+            if (p->shm_state != 1) run = 0;
+            pthread_mutex_unlock(&p->lock);
+        }
     }
     pthread_mutex_lock(&b->lock);
     if (b->n + n > b->cap) {
@@ -192,6 +198,8 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
 
     mc__te_piece_t *head = NULL, **tail = &head;
     size_t used = 0;
+    int32_t shm_id = 0; /* the last remote target looked up, and whether it was shm */
+    int shm = 0;
     for (size_t i = 0; i < n; i++) {
         const mc_te_request_t *r = &reqs[i];
         task_t *t = &b->tasks[first + i];
@@ -206,13 +214,20 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
         }
         atomic_store(&t->pieces_left, (unsigned)k);
         atomic_store(&t->status, MC_TE_PENDING);
+        if (r->target_id > 0 && r->target_id != shm_id) {
+            mc__te_peer_t *peer = mc__te_peer_get(te, r->target_id);
+            pthread_mutex_lock(&peer->lock);
+            shm = peer->shm_state == 1;
+            pthread_mutex_unlock(&peer->lock);
+            shm_id = r->target_id;
+        }
         uint64_t step = r->length / k + (r->length % k != 0), off = 0;
         for (uint64_t j = 0; j < k; j++) {
             mc__te_piece_t *p = &c->pieces[used++];
             uint64_t len = r->length - off < step ? r->length - off : step;
             *p = (mc__te_piece_t){NULL,      b,         (uint32_t)(first + i), r->opcode,
                                   r->target_id, (char *)r->source + off, r->target_offset + off,
-                                  len};
+                                  len, r->target_id > 0 && shm};
             off += len;
             *tail = p;
             tail = &p->next;
@@ -314,7 +329,7 @@ static void piece_done(mc__te_piece_t *pc, int rc, int timed_out)
     if (atomic_fetch_sub(&t->pieces_left, 1) == 1) task_finish(b, t);
 }
 
-/* Small pieces in a row to the same remote peer and in the same direction run
+/* Small pieces in a row to the same same-host peer and in the same direction run
  * as one group: on shm that is one liveness and generation check and one
  * process_vm_readv/writev for all of them (mc__te_shm_xfer_many) instead of
  * three syscalls each. Large pieces stay single, so that the workers share
@@ -323,10 +338,13 @@ static void piece_done(mc__te_piece_t *pc, int rc, int timed_out)
 #define GROUP_BYTES_MAX (512 * 1024)
 #define GROUP_MAX 256
 
+/* Whether b joins the group that a starts (bytes so far). Only pieces to shm
+ * peers group: on tcp each piece is a round trip, better spread over the
+ * workers and connections. */
 static int groups_with(const mc__te_piece_t *a, const mc__te_piece_t *b, uint64_t bytes)
 {
-    return b->target == a->target && b->opcode == a->opcode && b->len <= GROUP_PIECE_MAX &&
-           bytes + b->len <= GROUP_BYTES_MAX;
+    return a->shm && a->len <= GROUP_PIECE_MAX && b->shm && b->target == a->target &&
+           b->opcode == a->opcode && b->len <= GROUP_PIECE_MAX && bytes + b->len <= GROUP_BYTES_MAX;
 }
 
 /* Runs a group (see above) and finishes its pieces. */
@@ -358,8 +376,7 @@ static void run_list(mc_te_t *te, mc__te_piece_t *head)
             grp[n++] = head;
             bytes += head->len;
             head = head->next; /* read before the piece is finished */
-        } while (head && n < GROUP_MAX && grp[0]->target > 0 && grp[0]->len <= GROUP_PIECE_MAX &&
-                 groups_with(grp[0], head, bytes));
+        } while (head && n < GROUP_MAX && groups_with(grp[0], head, bytes));
         run_group(te, grp, n);
     }
 }
@@ -383,8 +400,7 @@ static void *worker_main(void *arg)
             grp[n++] = pc;
             bytes += pc->len;
             te->work_head = pc->next;
-        } while (te->work_head && n < GROUP_MAX && grp[0]->target > 0 &&
-                 grp[0]->len <= GROUP_PIECE_MAX && groups_with(grp[0], te->work_head, bytes));
+        } while (te->work_head && n < GROUP_MAX && groups_with(grp[0], te->work_head, bytes));
         if (!te->work_head) te->work_tail = NULL;
         pthread_mutex_unlock(&te->work_lock);
 

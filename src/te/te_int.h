@@ -144,6 +144,7 @@ struct mc__te_piece {
     char *local;
     uint64_t remote;
     uint64_t len;
+    int shm; /* the peer was reached over shm at submit: the piece may join a group */
 };
 
 /* ---- the engine ---- */
