@@ -501,8 +501,10 @@ int mc_te_transfer_sync(mc_te_t *te, const mc_te_request_t *reqs, size_t n)
     uint64_t id;
     int rc = mc_te_batch_alloc(te, n, &id);
     if (rc) return rc;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) bytes += reqs[i].length;
+    uint64_t bytes = 0; /* stops counting past the limit: lengths may be huge */
+    for (size_t i = 0; i < n && bytes <= MC_TE_RUN_INLINE_BYTES; i++)
+        bytes +=
+            reqs[i].length < MC_TE_RUN_INLINE_BYTES ? reqs[i].length : MC_TE_RUN_INLINE_BYTES + 1;
     rc = bytes <= MC_TE_RUN_INLINE_BYTES ? mc_te_batch_run(te, id, reqs, n)
                                          : mc_te_batch_submit(te, id, reqs, n);
     if (rc == 0) {
