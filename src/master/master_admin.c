@@ -26,6 +26,7 @@
 
 #include "base_log.h"
 #include "base_time.h"
+#include "net_http.h"
 #include "net_sock.h"
 
 #define AD_THREADS 2
@@ -48,31 +49,13 @@ typedef struct {
 static const char *const ad_tag = "admin";
 static int ad_mark; /* con_cls of a request in progress (no per-request state) */
 
-static void ad_peer(struct MHD_Connection *conn, char *buf, size_t len)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    mc_sock_addr_str(ci ? ci->client_addr : NULL, buf, len);
-}
-
 /* Queues body (len bytes) with status. own: body is malloc'd and MHD frees it;
  * otherwise it is a static string. */
 static enum MHD_Result ad_send(struct MHD_Connection *conn, unsigned status, const char *ctype,
                                char *body, size_t len, int own, const char *allow)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, own ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        if (own) free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    if (status == MHD_HTTP_CONTENT_TOO_LARGE)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return mc_http_send(conn, status, ctype, body, len,
+                        own ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, allow);
 }
 
 static enum MHD_Result ad_text(struct MHD_Connection *conn, unsigned status, const char *text)
@@ -94,7 +77,7 @@ static enum MHD_Result ad_refuse(struct MHD_Connection *conn, const char *method
                                  unsigned status, const char *text, const char *allow)
 {
     char peer[96];
-    ad_peer(conn, peer, sizeof peer);
+    mc_http_peer(conn, peer, sizeof peer);
     MC_LOGW(ad_tag, "%s: %s %s -> %u %s", peer, method, url, status, text);
     return ad_send(conn, status, "text/plain; charset=utf-8", (char *)text, strlen(text), 0, allow);
 }
@@ -256,7 +239,7 @@ static enum MHD_Result ad_query_key(mc_master_admin_t *a, struct MHD_Connection 
     const char *key = ad_arg(conn, "key");
     if (!key || !*key) {
         char peer[96];
-        ad_peer(conn, peer, sizeof peer);
+        mc_http_peer(conn, peer, sizeof peer);
         MC_LOGW(ad_tag, "%s: GET %s -> 400 missing key", peer, url);
         return ad_json(conn, MHD_HTTP_BAD_REQUEST,
                        ad_error_json(MC_ERR_INVALID_PARAMS, "missing key parameter"));
@@ -447,7 +430,7 @@ static void ad_conn_notify(void *cls, struct MHD_Connection *conn, void **socket
     if (!c) return;
     if (c->requests == 0) {
         char peer[96];
-        ad_peer(conn, peer, sizeof peer);
+        mc_http_peer(conn, peer, sizeof peer);
         MC_LOGW(ad_tag, "%s: connection closed without a valid HTTP request", peer);
     }
     free(c);

@@ -41,6 +41,7 @@
 
 #include "base_log.h"
 #include "base_map.h"
+#include "net_http.h"
 #include "net_sock.h"
 
 #define MC_METASRV_MAX_BODY (16u << 20) /* largest accepted PUT body */
@@ -92,30 +93,13 @@ typedef struct {
 
 static const char *const ms_tag = "metasrv";
 
-/* Writes the peer address of conn as "ip:port" into buf (never fails). */
-static void ms_peer(struct MHD_Connection *conn, char *buf, size_t len)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    mc_sock_addr_str(ci ? ci->client_addr : NULL, buf, len);
-}
-
 /* Queues a response with body `text` (a string literal, not copied) and status.
  * allow: value of the Allow header (405 only) or NULL. */
 static enum MHD_Result ms_reply_text(struct MHD_Connection *conn, unsigned status, const char *text,
                                      const char *allow)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    /* A client that sent an oversized body is not kept: MHD closes after this. */
-    if (status == MHD_HTTP_CONTENT_TOO_LARGE)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return mc_http_send(conn, status, "text/plain; charset=utf-8", text, strlen(text),
+                        MHD_RESPMEM_PERSISTENT, allow);
 }
 
 /* Logs a refused request in one line and answers it with status and text. */
@@ -123,7 +107,7 @@ static enum MHD_Result ms_refuse(struct MHD_Connection *conn, const char *method
                                  unsigned status, const char *text, const char *allow)
 {
     char peer[96];
-    ms_peer(conn, peer, sizeof peer);
+    mc_http_peer(conn, peer, sizeof peer);
     MC_LOGW(ms_tag, "%s: %s %s -> %u %s", peer, method, url, status, text);
     return ms_reply_text(conn, status, text, allow);
 }
@@ -215,7 +199,7 @@ static enum MHD_Result ms_put(mc_metasrv_t *s, struct MHD_Connection *conn, cons
     if (dup && same) return ms_reply_text(conn, MHD_HTTP_OK, "metadata unchanged", NULL);
     if (dup) {
         char peer[96];
-        ms_peer(conn, peer, sizeof peer);
+        mc_http_peer(conn, peer, sizeof peer);
         MC_LOGW(ms_tag, "%s: PUT %s key '%s' -> 400 Duplicate rpc_meta key not allowed", peer, url,
                 req->key);
         return ms_reply_text(conn, MHD_HTTP_BAD_REQUEST, "Duplicate rpc_meta key not allowed",
@@ -335,7 +319,7 @@ static enum MHD_Result ms_handle(void *cls, struct MHD_Connection *conn, const c
     if (*upload_size) {
         if (!shared && ms_body_append(req, upload, *upload_size)) {
             char peer[96];
-            ms_peer(conn, peer, sizeof peer);
+            mc_http_peer(conn, peer, sizeof peer);
             MC_LOGW(ms_tag, "%s: %s %s: body far over %u bytes, closing connection", peer, method,
                     url, MC_METASRV_MAX_BODY);
             return MHD_NO;
@@ -384,7 +368,7 @@ static void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket
     if (!c) return;
     if (c->requests == 0) {
         char peer[96];
-        ms_peer(conn, peer, sizeof peer);
+        mc_http_peer(conn, peer, sizeof peer);
         MC_LOGW(ms_tag,
                 "%s: connection closed without a valid HTTP request "
                 "(malformed, incomplete or empty)",

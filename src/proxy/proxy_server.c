@@ -25,6 +25,7 @@
 #include "proxy_int.h"
 
 #include "base_log.h"
+#include "net_http.h"
 #include "net_sock.h"
 #include "base_time.h"
 
@@ -1117,9 +1118,7 @@ static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p)
 static int admin_auth(mc_proxy_t *px, req_t *r, const char *action)
 {
     char peer[80];
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    mc_sock_addr_str(ci ? ci->client_addr : NULL, peer, sizeof peer);
+    mc_http_peer(r->conn, peer, sizeof peer);
     if (!px->admin_key) {
         MC_LOGW(TAG, "admin: %s from %s refused: ADMIN_API_KEY is not set", action, peer);
         req_answer(r, 503,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base_log.h"
+#include "net_http.h"
 #include "net_sock.h"
 #include "store_int.h"
 
@@ -31,27 +32,12 @@ struct mc_store_srv {
     char *config; /* JSON body of /v1/client_config */
 };
 
-static void srv_peer(struct MHD_Connection *conn, char *buf, size_t len)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    mc_sock_addr_str(ci ? ci->client_addr : NULL, buf, len);
-}
-
 /* Queues a JSON body (copied by MHD) with status and, for 405, Allow. */
 static enum MHD_Result srv_send(struct MHD_Connection *conn, unsigned status, const char *body,
                                 const char *allow)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    if (status == MHD_HTTP_CONTENT_TOO_LARGE)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return mc_http_send(conn, status, "application/json", body, strlen(body), MHD_RESPMEM_MUST_COPY,
+                        allow);
 }
 
 /* Logs a refused request in one line and answers {"error": text}. */
@@ -59,7 +45,7 @@ static enum MHD_Result srv_refuse(struct MHD_Connection *conn, const char *metho
                                   unsigned status, const char *text, const char *allow)
 {
     char peer[96];
-    srv_peer(conn, peer, sizeof peer);
+    mc_http_peer(conn, peer, sizeof peer);
     MC_LOGW(srv_tag, "%s: %s %s -> %u %s", peer, method, url, status, text);
     json_t *j = json_pack("{s:s}", "error", text);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
