@@ -94,43 +94,35 @@ def _readline(p, timeout):
     return out[0] if out else None
 
 
-class Master:
-    """mooncake_master with --enable_http_metadata_server on free ports."""
+class _Daemon:
+    """A daemon child: stderr goes to a file under tmp, stdout is scanned until
+    its "ready" line (at most 30 s), then drained so it never blocks on a full
+    pipe. scan(line) picks what the subclass needs out of each line."""
 
-    def __init__(self, tmp, extra=()):
-        exe = os.path.join(bin_dir(), "mooncake_master")
-        if not os.path.exists(exe):
-            pytest.skip("mooncake_master not built at %s" % exe)
-        self.errpath = os.path.join(str(tmp), "master-%d.err" % time.monotonic_ns())
+    def _start(self, tmp, what, argv):
+        self.what = what
+        self.errpath = os.path.join(str(tmp), "%s-%d.err" % (what, time.monotonic_ns()))
         self.err = open(self.errpath, "wb")
-        self.p = subprocess.Popen(
-            [exe, "--port", "0", "--rpc_port", "0", "--metrics_port", "0",
-             "--enable_http_metadata_server=true", "--http_metadata_server_port", "0",
-             "--http_metadata_server_host", "127.0.0.1", "--rpc_address", "127.0.0.1",
-             "--default_kv_lease_ttl", "500"] + list(extra),
-            stdout=subprocess.PIPE, stderr=self.err, env=clean_env(), text=True)
-        self.rpc = self.meta = self.admin = None
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.err,
+                                  env=clean_env(), text=True)
+        self.lines = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = _readline(self.p, max(0.1, deadline - time.monotonic()))
             if not line:
                 break
-            m = re.search(r"rpc listening on (\S+)", line)
-            if m:
-                self.rpc = m.group(1)
-            m = re.search(r"http metadata server listening on (\S+)", line)
-            if m:
-                self.meta = "http://%s/metadata" % m.group(1)
-            m = re.search(r"metrics listening on \S+:(\d+)", line)
-            if m:
-                self.admin = "127.0.0.1:%s" % m.group(1)
+            self.lines.append(line)
+            self.scan(line)
             if line.strip().endswith("ready"):
                 break
-        if not self.rpc or not self.meta:
-            self.stop()
-            raise RuntimeError("mooncake_master did not start:\n" + self.stderr())
-        # Drain stdout so the master never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+
+    def _failed(self):
+        self.stop()
+        raise RuntimeError("%s did not start:\n%s" % (self.what, self.stderr()))
+
+    def scan(self, line):
+        pass
 
     def stderr(self):
         try:
@@ -139,18 +131,49 @@ class Master:
         except OSError:
             return ""
 
-    def stop(self):
+    def stop(self, wait_s=10):
+        """SIGTERM and wait (SIGKILL after wait_s); returns the exit status."""
         if self.p.poll() is None:
             self.p.terminate()
             try:
-                self.p.wait(10)
+                self.p.wait(wait_s)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
-        self.err.close()
+        if not self.err.closed:
+            self.err.close()
+        return self.p.returncode
 
 
-class StandaloneClient:
+class Master(_Daemon):
+    """mooncake_master with --enable_http_metadata_server on free ports."""
+
+    def __init__(self, tmp, extra=()):
+        exe = os.path.join(bin_dir(), "mooncake_master")
+        if not os.path.exists(exe):
+            pytest.skip("mooncake_master not built at %s" % exe)
+        self.rpc = self.meta = self.admin = None
+        self._start(tmp, "mooncake_master", [
+            exe, "--port", "0", "--rpc_port", "0", "--metrics_port", "0",
+            "--enable_http_metadata_server=true", "--http_metadata_server_port", "0",
+            "--http_metadata_server_host", "127.0.0.1", "--rpc_address", "127.0.0.1",
+            "--default_kv_lease_ttl", "500"] + list(extra))
+        if not self.rpc or not self.meta:
+            self._failed()
+
+    def scan(self, line):
+        m = re.search(r"rpc listening on (\S+)", line)
+        if m:
+            self.rpc = m.group(1)
+        m = re.search(r"http metadata server listening on (\S+)", line)
+        if m:
+            self.meta = "http://%s/metadata" % m.group(1)
+        m = re.search(r"metrics listening on \S+:(\d+)", line)
+        if m:
+            self.admin = "127.0.0.1:%s" % m.group(1)
+
+
+class StandaloneClient(_Daemon):
     """mooncake_client (the standalone store client) on master's pool, serving
     dummy clients on a free port. Readiness: its "ready" stdout line; .name is
     its store (segment) name, .addr the "127.0.0.1:port" dummies connect to."""
@@ -159,53 +182,24 @@ class StandaloneClient:
         exe = os.path.join(bin_dir(), "mooncake_client")
         if not os.path.exists(exe):
             pytest.skip("mooncake_client not built at %s" % exe)
-        self.errpath = os.path.join(str(tmp), "client-%d.err" % time.monotonic_ns())
-        self.err = open(self.errpath, "wb")
-        self.p = subprocess.Popen(
-            [exe, "--host=127.0.0.1", "--metadata_server", master.meta,
-             "--master_server_address", master.rpc, "--port", "0",
-             "--global_segment_size", "64 MB"] + list(extra),
-            stdout=subprocess.PIPE, stderr=self.err, env=clean_env(), text=True)
         self.name = self.addr = None
-        self.lines = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = _readline(self.p, max(0.1, deadline - time.monotonic()))
-            if not line:
-                break
-            self.lines.append(line)
-            m = re.search(r"store (\S+) mounted", line)
-            if m:
-                self.name = m.group(1)
-            m = re.search(r"dummy clients listening on \S+:(\d+)", line)
-            if m:
-                self.addr = "127.0.0.1:%s" % m.group(1)
-            if line.strip().endswith("ready"):
-                break
+        self._start(tmp, "mooncake_client", [
+            exe, "--host=127.0.0.1", "--metadata_server", master.meta,
+            "--master_server_address", master.rpc, "--port", "0",
+            "--global_segment_size", "64 MB"] + list(extra))
         if not self.name or not self.addr:
-            self.stop()
-            raise RuntimeError("mooncake_client did not start:\n" + self.stderr())
-        threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+            self._failed()
 
-    def stderr(self):
-        try:
-            with open(self.errpath, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+    def scan(self, line):
+        m = re.search(r"store (\S+) mounted", line)
+        if m:
+            self.name = m.group(1)
+        m = re.search(r"dummy clients listening on \S+:(\d+)", line)
+        if m:
+            self.addr = "127.0.0.1:%s" % m.group(1)
 
-    def stop(self):
-        """SIGTERM and wait; returns the exit status."""
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        if not self.err.closed:
-            self.err.close()
-        return self.p.returncode
+    def stop(self, wait_s=15):
+        return super().stop(wait_s)
 
 
 @pytest.fixture
