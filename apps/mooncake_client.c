@@ -18,7 +18,6 @@
  * 2 with the message and the usage; a failure to start exits 1. */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 
 #include "base_flags.h"
 #include "base_log.h"
+#include "base_sig.h"
 #include "mooncake/store.h"
 #include "net_sock.h"
 #include "store_srv.h"
@@ -208,11 +208,7 @@ int main(int argc, char **argv)
 
     /* Block the stop signals before any thread starts (they inherit the mask). */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    mc_sig_block_stop(&stop);
 
     int code = 1;
     mc_store_t *s = NULL;
@@ -256,9 +252,7 @@ int main(int argc, char **argv)
     printf("%s: ready\n", prog);
     fflush(stdout);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
-    }
+    int sig = mc_sig_wait_stop(&stop);
     MC_LOGI("client", "signal %d, unmounting and stopping", sig);
     code = 0;
 out:

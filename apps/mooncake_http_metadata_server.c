@@ -5,7 +5,6 @@
  * prints the real one) and runs until SIGINT or SIGTERM, then exits 0. A bad
  * command line exits 2 with the usage; a failure to start exits 1. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <strings.h>
 
 #include "base_log.h"
+#include "base_sig.h"
 #include "metasrv.h"
 
 static const char *prog = "mooncake_http_metadata_server";
@@ -97,13 +97,9 @@ int main(int argc, char **argv)
     }
 
     /* Block the stop signals before MHD starts its threads (they inherit the
-     * mask), so that only sigwait below ever sees them. */
+     * mask), so that only mc_sig_wait_stop below sees them. */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    mc_sig_block_stop(&stop);
 
     mc_metasrv_t *srv = NULL;
     int rc = mc_metasrv_start(host, (uint16_t)port, &srv);
@@ -114,9 +110,7 @@ int main(int argc, char **argv)
     printf("listening on %s:%u\n", host, mc_metasrv_port(srv));
     fflush(stdout);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
-    }
+    int sig = mc_sig_wait_stop(&stop);
     MC_LOGI("metasrv", "signal %d, stopping", sig);
     mc_metasrv_stop(srv);
     return 0;

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "base_log.h"
+#include "base_sig.h"
 #include "base_time.h"
 #include "master_admin.h"
 #include "master_flags.h"
@@ -119,13 +120,9 @@ int main(int argc, char **argv)
         MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");
 
     /* Block the stop signals before any thread starts (they inherit the mask),
-     * so that only sigwait below sees them. */
+     * so that only mc_sig_wait_stop below sees them. */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    mc_sig_block_stop(&stop);
 
     int code = 1;
     mc_metasrv_t *meta = NULL;
@@ -183,9 +180,7 @@ int main(int argc, char **argv)
     printf("%s: ready\n", prog);
     fflush(stdout);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
-    }
+    int sig = mc_sig_wait_stop(&stop);
     MC_LOGI("master", "signal %d, stopping", sig);
     code = 0;
 out:
