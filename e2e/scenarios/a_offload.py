@@ -35,54 +35,12 @@ stay quick.
 
 import os
 import statistics
-import time
 
-from harness import assert_same_completion, metric_sum, model_prompt
+from harness import assert_same_completion, model_prompt
+from store_checks import master_gets, store_counters, wait_master_keys
 
 BLOCK = 128
 KV_BYTES_PER_BLOCK = 2 << 20
-
-
-def _wait_keys(ctx, master, want, timeout=60):
-    """Puts are asynchronous: wait until the master indexes `want` keys."""
-    deadline = time.monotonic() + timeout
-    while True:
-        m = ctx.metrics(master.url)
-        if m.get("master_key_count", 0) >= want:
-            return m
-        assert time.monotonic() < deadline, (
-            f"master holds {m.get('master_key_count')} keys after {timeout} s, want >= {want}"
-        )
-        time.sleep(0.2)
-
-
-def _counters(ctx, inst):
-    m = ctx.metrics(inst.url)
-    return {
-        "external_hits": metric_sum(m, "vllm:external_prefix_cache_hits_total"),
-        "local_hits": metric_sum(m, "vllm:prefix_cache_hits_total"),
-        "load_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="load_get"),
-        "load_bytes": metric_sum(m, "vllm:mooncake_store_operation_bytes_total", operation="load_get"),
-        "load_failed": metric_sum(
-            m, "vllm:mooncake_store_operation_failed_keys_total", operation="load_get"
-        ),
-        "save_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="save_put"),
-    }
-
-
-def _master_gets(ctx, master):
-    """Keys whose replicas our master handed out (single and batch lookups)."""
-    m = ctx.metrics(master.url)
-    assert "master_get_replica_list_requests_total" in m, (
-        f"{ctx.bin_dir}/mooncake_master has no per-RPC counters on /metrics: "
-        "an older build? (make build)"
-    )
-    return (
-        m.get("master_get_replica_list_requests_total", 0)
-        - m.get("master_get_replica_list_failures_total", 0)
-        + m.get("master_batch_get_replica_list_items_total", 0)
-        - m.get("master_batch_get_replica_list_failed_items_total", 0)
-    )
 
 
 def _delta(after, before):
@@ -109,17 +67,17 @@ def run(ctx):
 
     first = ctx.completion(inst.port, prompt, 16)
     assert_same_completion(first, base, what="first answer")
-    _wait_keys(ctx, master, full_blocks)
+    wait_master_keys(ctx, master, full_blocks)
 
     for p in others:  # two more prompts of 10 blocks each push the first out locally
         ctx.completion(inst.port, p, 4)
-    _wait_keys(ctx, master, 3 * full_blocks)
+    wait_master_keys(ctx, master, 3 * full_blocks)
 
-    before = _counters(ctx, inst)
-    gets_before = _master_gets(ctx, master)
+    before = store_counters(ctx, inst)
+    gets_before = master_gets(ctx, master)
     again = ctx.completion(inst.port, prompt, 16)
-    d = _delta(_counters(ctx, inst), before)
-    gets = _master_gets(ctx, master) - gets_before
+    d = _delta(store_counters(ctx, inst), before)
+    gets = master_gets(ctx, master) - gets_before
     worst = assert_same_completion(again, base, what="answer with the prefix from the pool")
     assert d["external_hits"] >= full_blocks * BLOCK, (
         f"vLLM external prefix cache hits grew by {d['external_hits']:.0f} tokens, "
@@ -180,10 +138,10 @@ def _measure_ttft(ctx, inst, master, words=2000, rounds=5):
     for i in range(rounds):
         t = ctx.ttft(inst.port, prompts[i + 2])
         recompute.append(t)
-        _wait_keys(ctx, master, keys0 + blocks * (i + 3))  # the puts are asynchronous
-        before = _counters(ctx, inst)
+        wait_master_keys(ctx, master, keys0 + blocks * (i + 3))  # the puts are asynchronous
+        before = store_counters(ctx, inst)
         t = ctx.ttft(inst.port, prompts[i])
-        d = _delta(_counters(ctx, inst), before)
+        d = _delta(store_counters(ctx, inst), before)
         hit.append(t)
         splits.append((int(d["external_hits"]), int(d["local_hits"])))
         assert d["external_hits"] >= (words // BLOCK - 1) * BLOCK, (

@@ -21,50 +21,10 @@ Keys match across processes because both run with PYTHONHASHSEED=0.
 
 import time
 
-from harness import assert_same_completion, metric_sum, model_prompt
+from harness import assert_same_completion, model_prompt
+from store_checks import master_gets, store_counters, wait_master_keys
 
 BLOCK = 128
-
-
-def _counters(ctx, inst):
-    m = ctx.metrics(inst.url)
-    return {
-        "external_hits": metric_sum(m, "vllm:external_prefix_cache_hits_total"),
-        "local_hits": metric_sum(m, "vllm:prefix_cache_hits_total"),
-        "load_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="load_get"),
-        "load_failed": metric_sum(
-            m, "vllm:mooncake_store_operation_failed_keys_total", operation="load_get"
-        ),
-        "put_keys": metric_sum(m, "vllm:mooncake_store_operation_keys_total", operation="save_put"),
-        "exist_keys": metric_sum(
-            m, "vllm:mooncake_store_operation_keys_total", operation="save_exists"
-        ),
-    }
-
-
-def _master_gets(ctx, master):
-    """Keys whose replicas our master handed out (single and batch lookups)."""
-    m = ctx.metrics(master.url)
-    assert "master_get_replica_list_requests_total" in m, (
-        f"{ctx.bin_dir}/mooncake_master has no per-RPC counters on /metrics: "
-        "an older build? (make build)"
-    )
-    return (
-        m.get("master_get_replica_list_requests_total", 0)
-        - m.get("master_get_replica_list_failures_total", 0)
-        + m.get("master_batch_get_replica_list_items_total", 0)
-        - m.get("master_batch_get_replica_list_failed_items_total", 0)
-    )
-
-
-def _wait_keys(ctx, master, want, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        n = ctx.metrics(master.url).get("master_key_count", 0)
-        if n >= want:
-            return n
-        assert time.monotonic() < deadline, f"master holds {n} keys after {timeout} s, want >= {want}"
-        time.sleep(0.2)
 
 
 def _share(ctx, master, src, dst, prompt, keys_before, words):
@@ -72,21 +32,21 @@ def _share(ctx, master, src, dst, prompt, keys_before, words):
     base = ctx.baseline(prompt, 16)
     got = ctx.completion(src.port, prompt, 16)
     assert_same_completion(got, base, what=f"{src.name}'s answer")
-    keys = _wait_keys(ctx, master, keys_before + full_blocks)
+    keys = wait_master_keys(ctx, master, keys_before + full_blocks)
 
-    before = _counters(ctx, dst)
-    gets_before = _master_gets(ctx, master)
+    before = store_counters(ctx, dst)
+    gets_before = master_gets(ctx, master)
     got = ctx.completion(dst.port, prompt, 16)
     # the save path runs after the answer: wait until it has checked the keys
     deadline = time.monotonic() + 60
     while True:
-        after = _counters(ctx, dst)
+        after = store_counters(ctx, dst)
         if after["exist_keys"] - before["exist_keys"] >= full_blocks:
             break
         assert time.monotonic() < deadline, f"{dst.name}: the save step never checked the keys"
         time.sleep(0.2)
     d = {k: after[k] - before[k] for k in after}
-    gets = _master_gets(ctx, master) - gets_before
+    gets = master_gets(ctx, master) - gets_before
     assert gets >= full_blocks, f"our master handed out {gets:.0f} replica lists, want >= {full_blocks}"
     worst = assert_same_completion(got, base, what=f"{dst.name}'s answer from the pool")
     assert d["external_hits"] >= full_blocks * BLOCK, (
