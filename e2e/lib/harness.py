@@ -374,15 +374,14 @@ class Ctx:
                 self._fail_start(proc, f"not ready after {timeout} s")
             time.sleep(0.5)
 
+    def _greedy_body(self, prompt, max_tokens, **extra):
+        """A /v1/completions body: greedy, EOS ignored, so runs compare token for token."""
+        return {"model": self.model_name, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": 0, "ignore_eos": True, **extra}
+
     def completion(self, port, prompt, max_tokens, logprobs=1, timeout=600, url=None, **kw):
         """POST /v1/completions (greedy, EOS ignored); returns the response body."""
-        body = {
-            "model": self.model_name,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "ignore_eos": True,
-        }
+        body = self._greedy_body(prompt, max_tokens)
         if logprobs is not None:
             body["logprobs"] = logprobs
         body.update(kw)
@@ -395,14 +394,7 @@ class Ctx:
 
     def ttft(self, port, prompt, max_tokens=2, url=None):
         """Seconds from sending a streaming completion to its first token chunk."""
-        body = {
-            "model": self.model_name,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "ignore_eos": True,
-            "stream": True,
-        }
+        body = self._greedy_body(prompt, max_tokens, stream=True)
         base = url or f"http://127.0.0.1:{port}"
         req = urllib.request.Request(
             base + "/v1/completions", data=json.dumps(body).encode(),
