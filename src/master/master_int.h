@@ -1,0 +1,149 @@
+/* master_int.h: the master core's internal state, shared by the files of the
+ * core (master_service.c: objects and allocation; master_liveness.c: clients
+ * and segments; master_scan.c: whole-index scans by pattern; master_evict.c:
+ * eviction; master_tick.c: background work). Nothing outside src/master's core
+ * includes it. The locking rules are in master_service.c's top comment. */
+#ifndef MC_MASTER_INT_H
+#define MC_MASTER_INT_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base_map.h"
+#include "master_alloc.h"
+#include "master_service.h"
+
+#define MC_MASTER_SHARDS 1024
+#define MC_MASTER_KEY_MAX 4096
+
+typedef struct mseg {
+    mc_segment_t info;
+    mc_uuid_t client;
+    pthread_mutex_t mu;
+    mc_alloc_t *alloc;
+    uint64_t capacity;
+    _Atomic uint64_t used;
+} mseg_t;
+
+typedef struct {
+    uint64_t id;
+    mseg_t *seg;
+    mc_alloc_blk_t *blk;
+    uint64_t addr;
+    int status;
+} mrep_t;
+
+/* Kept small: with one replica an object is one 104-byte allocation (a
+ * 112-byte malloc chunk), part of the master's per-object memory budget. */
+typedef struct {
+    mc_uuid_t client; /* last writer */
+    uint64_t size;
+    uint64_t put_start_ms;
+    uint64_t lease_ms; /* read lease deadline */
+    uint64_t soft_pin_ttl_ms;
+    uint64_t soft_pin_deadline_ms; /* 0 until the first replica completes */
+    uint32_t nrep;
+    uint8_t soft_pin; /* soft pin requested */
+    uint8_t hard_pin;
+    mrep_t rep[]; /* allocated with room for cap replicas */
+} mobj_t;
+_Static_assert(sizeof(mobj_t) + sizeof(mrep_t) <= 104, "one-replica object outgrew its chunk");
+
+typedef struct parked {
+    mseg_t *seg;
+    mc_alloc_blk_t *blk;
+    uint64_t release_ms;
+    struct parked *next;
+} parked_t;
+
+typedef struct {
+    mc_uuid_t id;
+    uint64_t deadline_ms;
+    int alive; /* in the alive set (set by remount only) */
+} mclient_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    mc_map_t *map;
+} shard_t;
+
+struct mc_master {
+    mc_master_config_t cfg;
+    shard_t shards[MC_MASTER_SHARDS];
+
+    pthread_rwlock_t seg_lock;
+    mseg_t **segs;
+    size_t nsegs, segs_cap;
+
+    pthread_mutex_t client_mu;
+    mc_map_t *clients; /* uuid text -> mclient_t */
+
+    pthread_mutex_t parked_mu;
+    parked_t *parked;
+
+    _Atomic uint64_t allocated, capacity, key_count, soft_pin_count;
+    _Atomic uint64_t evicted_keys, evicted_bytes, discard_cnt, release_cnt;
+    _Atomic uint64_t next_replica_id;
+    _Atomic int need_evict;
+    _Atomic uint64_t last_zombie_scan_ms;
+    _Atomic uint64_t evict_epoch; /* bumped by every pass that evicted */
+    pthread_mutex_t evict_mu;     /* one eviction pass at a time */
+};
+#define MC__EPOCH_NONE UINT64_MAX
+
+static inline int mc__uuid_eq(mc_uuid_t a, mc_uuid_t b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
+static inline int mc__obj_lease_active(const mobj_t *o, uint64_t now)
+{
+    return o->lease_ms > now;
+}
+
+static inline int mc__obj_has_status(const mobj_t *o, int status)
+{
+    for (size_t i = 0; i < o->nrep; i++)
+        if (o->rep[i].status == status) return 1;
+    return 0;
+}
+
+static inline int mc__obj_all_complete(const mobj_t *o)
+{
+    return o->nrep > 0 && !mc__obj_has_status(o, MC_REPLICA_PROCESSING);
+}
+
+/* Soft pin still protecting o (in progress counts as pinned). */
+static inline int mc__obj_soft_pinned_now(const mobj_t *o, uint64_t now)
+{
+    if (!o->soft_pin) return 0;
+    return o->soft_pin_deadline_ms == 0 || now < o->soft_pin_deadline_ms;
+}
+
+/* master_service.c */
+void mc__master_uuid_text(mc_uuid_t u, char buf[48]);
+shard_t *mc__master_shard_of(mc_master_t *m, const char *key);
+int mc__master_key_check(const char *key);
+/* Returns a replica's range to its segment. Caller holds the object's shard lock. */
+void mc__master_rep_release(mc_master_t *m, mrep_t *r);
+void mc__master_set_soft_pin(mc_master_t *m, mobj_t *o, int on);
+/* Frees o's replicas and o; erases key. Caller holds the shard lock. */
+void mc__master_erase_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o);
+/* o's replicas (COMPLETE ones only when only_complete) as a malloc'd array. */
+int mc__master_fill_out(const mobj_t *o, int only_complete, mc_replica_t **out, size_t *n);
+void mc__master_grant_lease(mc_master_t *m, mobj_t *o, uint64_t now);
+/* Appends a strdup of key to a growing array; -1 on allocation failure. */
+int mc__master_push_key(char ***keys, size_t *n, size_t *cap, const char *key);
+void mc__master_seg_free(mseg_t *s);
+
+/* master_liveness.c */
+/* Drops every reference to s (already out of the table) and frees it. */
+void mc__master_seg_purge(mc_master_t *m, mseg_t *s);
+/* Forgets clients whose heartbeat deadline passed and unmounts their segments. */
+void mc__master_expire_clients(mc_master_t *m, uint64_t now);
+
+/* master_evict.c */
+/* One eviction pass (see master_evict.c); returns the number of objects evicted. */
+int mc__master_evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t seen_epoch);
+#endif

@@ -1,0 +1,295 @@
+/* master_liveness.c: clients (heartbeats, expiry) and segments (mount,
+ * remount, unmount, purge) of the master core. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base_log.h"
+#include "master_int.h"
+
+/* ---- clients ---- */
+
+/* Extends the client's deadline (creating it); sets alive when mark_alive.
+ * Returns the alive flag, or MC_ERR_INTERNAL. */
+static int client_touch(mc_master_t *m, mc_uuid_t client, uint64_t now, int mark_alive)
+{
+    char id[48];
+    mc__master_uuid_text(client, id);
+    int rc;
+    pthread_mutex_lock(&m->client_mu);
+    mclient_t *c = mc_map_get(m->clients, id);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c || mc_map_put(m->clients, id, c, NULL) != 0) {
+            free(c);
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+    }
+    c->id = client;
+    c->deadline_ms = now + m->cfg.client_ttl_ms;
+    if (mark_alive) c->alive = 1;
+    rc = c->alive;
+out:
+    pthread_mutex_unlock(&m->client_mu);
+    return rc;
+}
+
+int mc_master_ping(mc_master_t *m, mc_uuid_t client, uint64_t now_ms, int *status)
+{
+    int rc = client_touch(m, client, now_ms, 0);
+    if (rc < 0) return rc;
+    *status = rc ? MC_CLIENT_OK : MC_CLIENT_NEED_REMOUNT;
+    return 0;
+}
+
+/* ---- segments ---- */
+
+static mseg_t *seg_find_locked(mc_master_t *m, mc_uuid_t id, size_t *idx)
+{
+    for (size_t i = 0; i < m->nsegs; i++)
+        if (mc__uuid_eq(m->segs[i]->info.id, id)) {
+            if (idx) *idx = i;
+            return m->segs[i];
+        }
+    return NULL;
+}
+
+/* Mounts one segment without touching the client table. */
+static int seg_mount(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client)
+{
+    if (!seg || seg->size == 0 || seg->base + seg->size < seg->base) return MC_ERR_INVALID_PARAMS;
+    if (strnlen(seg->name, MC_NAME_MAX) == 0 || strnlen(seg->name, MC_NAME_MAX) == MC_NAME_MAX ||
+        strnlen(seg->te_endpoint, MC_NAME_MAX) == MC_NAME_MAX ||
+        strnlen(seg->protocol, sizeof seg->protocol) == sizeof seg->protocol ||
+        strnlen(seg->host_id, sizeof seg->host_id) == sizeof seg->host_id)
+        return MC_ERR_INVALID_PARAMS;
+    mseg_t *s = calloc(1, sizeof *s);
+    if (!s) return MC_ERR_INTERNAL;
+    int rc = mc_alloc_new(seg->base, seg->size, &s->alloc);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->info = *seg;
+    if (!s->info.te_endpoint[0]) memcpy(s->info.te_endpoint, s->info.name, MC_NAME_MAX);
+    s->client = client;
+    s->capacity = mc_alloc_capacity(s->alloc);
+    pthread_mutex_init(&s->mu, NULL);
+
+    pthread_rwlock_wrlock(&m->seg_lock);
+    if (seg_find_locked(m, seg->id, NULL)) { /* same id again: success */
+        rc = 0;
+        goto drop;
+    }
+    for (size_t i = 0; i < m->nsegs; i++) {
+        const mseg_t *o = m->segs[i];
+        if (mc__uuid_eq(o->client, client) && seg->base < o->info.base + o->info.size &&
+            o->info.base < seg->base + seg->size) {
+            rc = MC_ERR_INVALID_PARAMS;
+            goto drop;
+        }
+    }
+    if (m->nsegs == m->segs_cap) {
+        size_t nc = m->segs_cap ? m->segs_cap * 2 : 16;
+        mseg_t **ns = realloc(m->segs, nc * sizeof *ns);
+        if (!ns) {
+            rc = MC_ERR_INTERNAL;
+            goto drop;
+        }
+        m->segs = ns;
+        m->segs_cap = nc;
+    }
+    m->segs[m->nsegs++] = s;
+    atomic_fetch_add(&m->capacity, s->capacity);
+    pthread_rwlock_unlock(&m->seg_lock);
+    return 0;
+drop:
+    pthread_rwlock_unlock(&m->seg_lock);
+    mc__master_seg_free(s);
+    return rc;
+}
+
+int mc_master_mount_segment(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client,
+                            uint64_t now_ms)
+{
+    int rc = seg_mount(m, seg, client);
+    if (rc) return rc;
+    rc = client_touch(m, client, now_ms, 0);
+    return rc < 0 ? rc : 0;
+}
+
+int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n, mc_uuid_t client,
+                               uint64_t now_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = seg_mount(m, &segs[i], client);
+        if (rc) return rc;
+    }
+    int rc = client_touch(m, client, now_ms, 1);
+    return rc < 0 ? rc : 0;
+}
+
+typedef struct {
+    mseg_t *s;
+    char **gone;
+    size_t n, cap;
+    int oom;
+} purge_ctx_t;
+
+/* mc_map_each visitor: drops o's replicas on c->s (their space dies with the
+ * allocator) and notes keys left without a replica. */
+static int purge_visit(const char *key, void *val, void *arg)
+{
+    purge_ctx_t *c = arg;
+    mobj_t *o = val;
+    size_t j = 0;
+    for (size_t i = 0; i < o->nrep; i++)
+        if (o->rep[i].seg != c->s) o->rep[j++] = o->rep[i];
+    o->nrep = j;
+    if (j == 0) {
+        if (c->n == c->cap) {
+            size_t nc = c->cap ? c->cap * 2 : 16;
+            char **ng = realloc(c->gone, nc * sizeof *ng);
+            if (!ng) {
+                c->oom = 1; /* the shard is walked again */
+                return 0;
+            }
+            c->gone = ng;
+            c->cap = nc;
+        }
+        char *k = strdup(key);
+        if (k)
+            c->gone[c->n++] = k;
+        else
+            c->oom = 1;
+    }
+    return 0;
+}
+
+/* Drops every reference to s (already out of the table) and frees it. Objects
+ * left without a replica are erased. Takes each shard lock, then parked. */
+void mc__master_seg_purge(mc_master_t *m, mseg_t *s)
+{
+    for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
+        shard_t *sh = &m->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        if (mc_map_size(sh->map) == 0) {
+            pthread_mutex_unlock(&sh->mu);
+            continue;
+        }
+        for (int pass = 0; pass < 4; pass++) { /* more passes only after an OOM */
+            purge_ctx_t c = {s, NULL, 0, 0, 0};
+            mc_map_each(sh->map, purge_visit, &c);
+            for (size_t k = 0; k < c.n; k++) {
+                mobj_t *o = mc_map_del(sh->map, c.gone[k]);
+                if (o) {
+                    mc__master_set_soft_pin(m, o, 0);
+                    atomic_fetch_sub(&m->key_count, 1);
+                    free(o);
+                }
+                free(c.gone[k]);
+            }
+            free(c.gone);
+            if (!c.oom) break;
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    pthread_mutex_lock(&m->parked_mu);
+    for (parked_t **pp = &m->parked; *pp;) {
+        parked_t *p = *pp;
+        if (p->seg == s) {
+            *pp = p->next;
+            free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+    pthread_mutex_unlock(&m->parked_mu);
+    atomic_fetch_sub(&m->allocated, atomic_load(&s->used));
+    atomic_fetch_sub(&m->capacity, s->capacity);
+    mc__master_seg_free(s);
+}
+
+int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t client)
+{
+    size_t idx;
+    pthread_rwlock_wrlock(&m->seg_lock);
+    mseg_t *s = seg_find_locked(m, segment, &idx);
+    if (!s) {
+        pthread_rwlock_unlock(&m->seg_lock);
+        return 0;
+    }
+    if (!mc__uuid_eq(s->client, client)) {
+        pthread_rwlock_unlock(&m->seg_lock);
+        return MC_ERR_INVALID_PARAMS;
+    }
+    memmove(&m->segs[idx], &m->segs[idx + 1], (m->nsegs - idx - 1) * sizeof *m->segs);
+    m->nsegs--;
+    pthread_rwlock_unlock(&m->seg_lock);
+    mc__master_seg_purge(m, s);
+    return 0;
+}
+
+/* ---- background ---- */
+
+typedef struct {
+    char *key;
+    mc_uuid_t id;
+} exp_item_t;
+
+typedef struct {
+    uint64_t now;
+    exp_item_t *v;
+    size_t n, cap;
+} exp_ctx_t;
+
+static int exp_visit(const char *key, void *val, void *arg)
+{
+    exp_ctx_t *c = arg;
+    const mclient_t *cl = val;
+    if (cl->deadline_ms > c->now) return 0;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        exp_item_t *nv = realloc(c->v, nc * sizeof *nv);
+        if (!nv) return 0; /* retried at the next tick */
+        c->v = nv;
+        c->cap = nc;
+    }
+    char *k = strdup(key);
+    if (!k) return 0;
+    c->v[c->n].key = k;
+    c->v[c->n++].id = cl->id;
+    return 0;
+}
+
+/* Forgets clients whose heartbeat deadline passed and unmounts their
+ * segments. Takes the client mutex, then (alone) the segment table. */
+void mc__master_expire_clients(mc_master_t *m, uint64_t now)
+{
+    exp_ctx_t c = {now, NULL, 0, 0};
+    pthread_mutex_lock(&m->client_mu);
+    mc_map_each(m->clients, exp_visit, &c);
+    for (size_t i = 0; i < c.n; i++)
+        free(mc_map_del(m->clients, c.v[i].key));
+    pthread_mutex_unlock(&m->client_mu);
+    for (size_t i = 0; i < c.n; i++) {
+        free(c.v[i].key);
+        for (;;) { /* unmount the client's segments one at a time */
+            mseg_t *s = NULL;
+            pthread_rwlock_wrlock(&m->seg_lock);
+            for (size_t j = 0; j < m->nsegs; j++)
+                if (mc__uuid_eq(m->segs[j]->client, c.v[i].id)) {
+                    s = m->segs[j];
+                    memmove(&m->segs[j], &m->segs[j + 1], (m->nsegs - j - 1) * sizeof *m->segs);
+                    m->nsegs--;
+                    break;
+                }
+            pthread_rwlock_unlock(&m->seg_lock);
+            if (!s) break;
+            mc__master_seg_purge(m, s);
+        }
+    }
+    free(c.v);
+}
+
