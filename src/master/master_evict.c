@@ -40,7 +40,7 @@ static int ev_collect_visit(const char *key, void *val, void *arg)
     const mobj_t *o = val;
     if (!evictable(o, c->now)) return 0;
     int r = mc__obj_soft_pinned_now(o, c->now) ? push_u64(&c->b, &c->nb, &c->capb, o->lease_ms)
-                                       : push_u64(&c->a, &c->na, &c->capa, o->lease_ms);
+                                               : push_u64(&c->a, &c->na, &c->capa, o->lease_ms);
     if (r) c->oom = 1;
     return 0;
 }
@@ -57,7 +57,8 @@ static int ev_pick_visit(const char *key, void *val, void *arg)
 {
     ev_pick_t *c = arg;
     const mobj_t *o = val;
-    if (c->budget == 0 || !evictable(o, c->now) || mc__obj_soft_pinned_now(o, c->now) != c->soft) return 0;
+    if (c->budget == 0 || !evictable(o, c->now) || mc__obj_soft_pinned_now(o, c->now) != c->soft)
+        return 0;
     if (o->lease_ms > c->thr) return 0;
     if (o->lease_ms == c->thr) {
         if (c->ties == 0) return 0;
@@ -155,4 +156,3 @@ int mc__master_evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t see
     pthread_mutex_unlock(&m->evict_mu);
     return (int)evicted;
 }
-

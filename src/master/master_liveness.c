@@ -292,4 +292,3 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
     }
     free(c.v);
 }
-

@@ -17,7 +17,6 @@ typedef struct {
     int oom;
 } rm_ctx_t;
 
-
 static int rm_visit(const char *key, void *val, void *arg)
 {
     rm_ctx_t *c = arg;
@@ -77,7 +76,8 @@ static int rx_visit(const char *key, void *val, void *arg)
 {
     rx_ctx_t *c = arg;
     mobj_t *o = val;
-    if (!mc__obj_has_status(o, MC_REPLICA_COMPLETE) || regexec(c->re, key, 0, NULL, 0) != 0) return 0;
+    if (!mc__obj_has_status(o, MC_REPLICA_COMPLETE) || regexec(c->re, key, 0, NULL, 0) != 0)
+        return 0;
     mc_replica_t *r;
     size_t n;
     if (mc__master_fill_out(o, 1, &r, &n)) return 0;
@@ -105,4 +105,3 @@ int mc_master_get_replicas_by_regex(mc_master_t *m, const char *regex, uint64_t 
     regfree(&re);
     return 0;
 }
-

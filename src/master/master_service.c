@@ -397,8 +397,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     /* an object no segment could ever hold is bad input, not a reason to evict */
     uint64_t largest = largest_segment(m);
     if (largest && size > largest) {
-        MC_LOGW("master", "put of '%.64s': %llu bytes exceed the largest segment (%llu bytes)",
-                key, (unsigned long long)size, (unsigned long long)largest);
+        MC_LOGW("master", "put of '%.64s': %llu bytes exceed the largest segment (%llu bytes)", key,
+                (unsigned long long)size, (unsigned long long)largest);
         return MC_ERR_INVALID_PARAMS;
     }
     shard_t *sh = mc__master_shard_of(m, key);
@@ -416,7 +416,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
             } else if (!upsert) {
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_ALREADY_EXISTS;
-            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) || mc__obj_lease_active(o, now)) {
+            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) ||
+                       mc__obj_lease_active(o, now)) {
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_REPLICA_BUSY;
             } else if (o->size == size) { /* update in place */
@@ -553,7 +554,7 @@ int mc_master_get_replicas(mc_master_t *m, const char *key, uint64_t now_ms, mc_
         rc = MC_ERR_OBJECT_NOT_FOUND;
     } else if (!mc__obj_has_status(o, MC_REPLICA_COMPLETE)) {
         rc = mc__obj_has_status(o, MC_REPLICA_PROCESSING) ? MC_ERR_REPLICA_IS_NOT_READY
-                                                  : MC_ERR_OBJECT_NOT_FOUND;
+                                                          : MC_ERR_OBJECT_NOT_FOUND;
     } else {
         rc = mc__master_fill_out(o, 1, out, n);
         if (rc == 0) {
