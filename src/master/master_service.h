@@ -121,10 +121,13 @@ int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms
 /* Removes every removable object (lease expired or force, all replicas
  * complete); returns the count (>= 0). */
 int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms);
-/* The same for keys matching a POSIX extended regex; INVALID_PARAMS for a bad one. */
+/* The same for keys matching a PCRE2 pattern (searched anywhere in the key).
+ * INVALID_PARAMS for a bad pattern, or one that hits the match, depth or scan
+ * time limits (master_scan.c), and then nothing is removed. */
 int64_t mc_master_remove_by_regex(mc_master_t *m, const char *regex, int force, uint64_t now_ms);
 /* Keys matching regex with their complete replicas (leases granted). Calls fn
- * for each; *out arrays are owned by the callee for the duration of fn only. */
+ * for each; *out arrays are owned by the callee for the duration of fn only.
+ * INVALID_PARAMS as for remove_by_regex; the caller then discards what fn got. */
 int mc_master_get_replicas_by_regex(mc_master_t *m, const char *regex, uint64_t now_ms,
                                     void (*fn)(const char *key, const mc_replica_t *r, size_t n,
                                                void *arg),
