@@ -26,6 +26,7 @@
 #include "base_time.h"
 #include "master_admin.h"
 #include "master_flags.h"
+#include "base_fdlimit.h"
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
      * so that only mc_sig_wait_stop below sees them. */
     sigset_t stop;
     mc_sig_block_stop(&stop);
+    mc_fdlimit_raise(0); /* connection caps, not EMFILE, bound the listeners */
 
     int code = 1;
     mc_metasrv_t *meta = NULL;
@@ -142,6 +144,7 @@ int main(int argc, char **argv)
         }
         announce("http metadata server", fl.http_metadata_server_host, mc_metasrv_port(meta));
     }
+    fl.core.stall_threshold_ms = 1000; /* a stopped master does not expire its clients */
     rc = mc_master_new(&fl.core, &m);
     if (rc) {
         fprintf(stderr, "%s: cannot create the master: error %d\n", prog, rc);

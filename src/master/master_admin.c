@@ -156,6 +156,13 @@ static enum MHD_Result ad_metrics(mc_master_admin_t *a, struct MHD_Connection *c
     ad_metric(s.f, "master_put_start_release_cnt", "counter",
               "Unfinished puts whose space was released after the release timeout",
               st.put_start_release_cnt);
+    ad_metric(s.f, "master_expired_clients_total", "counter",
+              "Clients expired for missing heartbeats", st.expired_clients);
+    ad_metric(s.f, "master_unmounted_segments_total", "counter",
+              "Segments unmounted (by their owner or when it expired)", st.unmounted_segments);
+    ad_metric(s.f, "master_purged_objects_total", "counter",
+              "Objects dropped because their last replica's segment went away",
+              st.purged_objects);
     if (a->extra) a->extra(s.f, a->extra_arg);
     return ad_stream_send(conn, &s, "text/plain; version=0.0.4; charset=utf-8");
 }

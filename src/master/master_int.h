@@ -89,6 +89,11 @@ struct mc_master {
     _Atomic uint64_t last_zombie_scan_ms;
     _Atomic uint64_t evict_epoch; /* bumped by every pass that evicted */
     pthread_mutex_t evict_mu;     /* one eviction pass at a time */
+    _Atomic uint64_t expired_clients, unmounted_segments, purged_objects;
+    _Atomic uint64_t loop_alive_ms; /* last mc_master_note_loop; 0: no loop watched */
+    uint64_t stall_covered_ms;      /* end of the last stall compensated (client_mu) */
+    uint64_t last_tick_ms;          /* tick thread only */
+    int loop_stall_logged;          /* tick thread only */
 };
 #define MC__EPOCH_NONE UINT64_MAX
 
@@ -139,9 +144,14 @@ void mc__master_seg_free(mseg_t *s);
 
 /* master_liveness.c */
 /* Drops every reference to s (already out of the table) and frees it. */
-void mc__master_seg_purge(mc_master_t *m, mseg_t *s);
+void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why);
+/* Pushes every client's deadline gap_ms later. Caller holds client_mu. */
+void mc__master_extend_deadlines_locked(mc_master_t *m, uint64_t gap_ms);
 /* Forgets clients whose heartbeat deadline passed and unmounts their segments. */
 void mc__master_expire_clients(mc_master_t *m, uint64_t now);
+/* The master was unresponsive over [start_ms, end_ms]: extends every client's
+ * deadline by the part of it not compensated yet. */
+void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, const char *who);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

@@ -7,6 +7,8 @@
 #include "base_log.h"
 #include "master_int.h"
 
+#define TAG "master"
+
 /* ---- clients ---- */
 
 /* Extends the client's deadline (creating it); sets alive when mark_alive.
@@ -33,6 +35,18 @@ static int client_touch(mc_master_t *m, mc_uuid_t client, uint64_t now, int mark
 out:
     pthread_mutex_unlock(&m->client_mu);
     return rc;
+}
+
+static int extend_visit(const char *key, void *val, void *arg)
+{
+    (void)key;
+    ((mclient_t *)val)->deadline_ms += *(const uint64_t *)arg;
+    return 0;
+}
+
+void mc__master_extend_deadlines_locked(mc_master_t *m, uint64_t gap_ms)
+{
+    mc_map_each(m->clients, extend_visit, &gap_ms);
 }
 
 int mc_master_ping(mc_master_t *m, mc_uuid_t client, uint64_t now_ms, int *status)
@@ -169,8 +183,9 @@ static int purge_visit(const char *key, void *val, void *arg)
 
 /* Drops every reference to s (already out of the table) and frees it. Objects
  * left without a replica are erased. Takes each shard lock, then parked. */
-void mc__master_seg_purge(mc_master_t *m, mseg_t *s)
+void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
 {
+    uint64_t lost = 0;
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         shard_t *sh = &m->shards[i];
         pthread_mutex_lock(&sh->mu);
@@ -187,6 +202,7 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s)
                     mc__master_set_soft_pin(m, o, 0);
                     atomic_fetch_sub(&m->key_count, 1);
                     free(o);
+                    lost++;
                 }
                 free(c.gone[k]);
             }
@@ -206,8 +222,15 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s)
         }
     }
     pthread_mutex_unlock(&m->parked_mu);
-    atomic_fetch_sub(&m->allocated, atomic_load(&s->used));
+    uint64_t used = atomic_load(&s->used);
+    atomic_fetch_sub(&m->allocated, used);
     atomic_fetch_sub(&m->capacity, s->capacity);
+    atomic_fetch_add(&m->unmounted_segments, 1);
+    atomic_fetch_add(&m->purged_objects, lost);
+    MC_LOGI(TAG, "segment '%s' (endpoint %s, %llu bytes, %llu in use) unmounted: %s; %llu objects "
+                 "left without a replica purged",
+            s->info.name, s->info.te_endpoint, (unsigned long long)s->capacity,
+            (unsigned long long)used, why, (unsigned long long)lost);
     mc__master_seg_free(s);
 }
 
@@ -227,7 +250,7 @@ int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t clien
     memmove(&m->segs[idx], &m->segs[idx + 1], (m->nsegs - idx - 1) * sizeof *m->segs);
     m->nsegs--;
     pthread_rwlock_unlock(&m->seg_lock);
-    mc__master_seg_purge(m, s);
+    mc__master_seg_purge(m, s, "unmount requested by its owner");
     return 0;
 }
 
@@ -242,6 +265,7 @@ typedef struct {
     uint64_t now;
     exp_item_t *v;
     size_t n, cap;
+    uint64_t late_ms; /* of the first expired client, for the log line */
 } exp_ctx_t;
 
 static int exp_visit(const char *key, void *val, void *arg)
@@ -263,15 +287,65 @@ static int exp_visit(const char *key, void *val, void *arg)
     return 0;
 }
 
+/* 1 while the RPC loop has not turned for a second: no heartbeat could have
+ * been served, so nobody is expired (logged once per stall). Tick thread. */
+static int loop_stalled(mc_master_t *m, uint64_t now)
+{
+    uint64_t alive = atomic_load(&m->loop_alive_ms);
+    if (!alive || now < alive + 1000) {
+        m->loop_stall_logged = 0;
+        return 0;
+    }
+    if (!m->loop_stall_logged)
+        MC_LOGW(TAG, "the RPC loop has not run for %llu ms: expiring no client until it does",
+                (unsigned long long)(now - alive));
+    m->loop_stall_logged = 1;
+    return 1;
+}
+
+void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, const char *who)
+{
+    pthread_mutex_lock(&m->client_mu);
+    uint64_t from = start_ms > m->stall_covered_ms ? start_ms : m->stall_covered_ms;
+    uint64_t gap = end_ms > from ? end_ms - from : 0;
+    if (gap) {
+        m->stall_covered_ms = end_ms;
+        mc__master_extend_deadlines_locked(m, gap);
+    }
+    size_t n = mc_map_size(m->clients);
+    pthread_mutex_unlock(&m->client_mu);
+    if (gap)
+        MC_LOGW(TAG, "the %s did not run for %llu ms (process stopped or starved): %zu clients' "
+                     "deadlines extended by %llu ms",
+                who, (unsigned long long)(end_ms - start_ms), n, (unsigned long long)gap);
+}
+
+void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms)
+{
+    if (now_ms && prev_ms && now_ms > prev_ms + 1000)
+        mc__master_stalled(m, prev_ms, now_ms, "RPC event loop");
+    atomic_store(&m->loop_alive_ms, now_ms);
+}
+
 /* Forgets clients whose heartbeat deadline passed and unmounts their
  * segments. Takes the client mutex, then (alone) the segment table. */
 void mc__master_expire_clients(mc_master_t *m, uint64_t now)
 {
-    exp_ctx_t c = {now, NULL, 0, 0};
+    if (loop_stalled(m, now)) return;
+    exp_ctx_t c = {now, NULL, 0, 0, 0};
     pthread_mutex_lock(&m->client_mu);
     mc_map_each(m->clients, exp_visit, &c);
-    for (size_t i = 0; i < c.n; i++)
-        free(mc_map_del(m->clients, c.v[i].key));
+    for (size_t i = 0; i < c.n; i++) {
+        mclient_t *cl = mc_map_del(m->clients, c.v[i].key);
+        if (cl) {
+            uint64_t last = cl->deadline_ms - m->cfg.client_ttl_ms; /* its last heartbeat */
+            MC_LOGI(TAG, "client %s expired: no heartbeat for %llu ms (client_ttl %llu ms)",
+                    c.v[i].key, (unsigned long long)(now - last),
+                    (unsigned long long)m->cfg.client_ttl_ms);
+        }
+        free(cl);
+    }
+    atomic_fetch_add(&m->expired_clients, c.n);
     pthread_mutex_unlock(&m->client_mu);
     for (size_t i = 0; i < c.n; i++) {
         free(c.v[i].key);
@@ -287,7 +361,7 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
                 }
             pthread_rwlock_unlock(&m->seg_lock);
             if (!s) break;
-            mc__master_seg_purge(m, s);
+            mc__master_seg_purge(m, s, "its client expired");
         }
     }
     free(c.v);

@@ -7,7 +7,27 @@
  * batches. A bad frame or request closes only its connection, with one log
  * line naming the peer and the reason. When a client stops reading its
  * replies the connection stops reading requests until its write queue drains.
- * Stop is a uv_async: it closes every handle and the loop thread ends. */
+ * Stop is a uv_async: it closes every handle and the loop thread ends.
+ *
+ * Liveness (heartbeats, mounts) is never starved by one request:
+ * - whole-index scans (REMOVE_ALL, REMOVE_BY_REGEX) run on libuv's thread
+ *   pool; their connection reads nothing more until the reply is queued, so
+ *   its replies stay in order, while every other connection is served;
+ * - a 100 ms timer tells the core the loop is turning; when it fires late by
+ *   more than a second (the process was stopped or starved), the core extends
+ *   every client's deadline by the stall (mc_master_note_loop).
+ * Limits on what one peer can hold (environment, logged when hit):
+ *   MC_MASTER_RPC_MAX_CONNECTIONS (default 8192): at the cap, the connection
+ *     idle longest is closed for a new one if it has been idle 5 s, else the
+ *     new one is refused;
+ *   MC_MASTER_RPC_IDLE_TIMEOUT_S (default 120): a connection with no request
+ *     for that long is closed (clients reconnect on their next call; live
+ *     stores heartbeat every second);
+ *   MC_MASTER_RPC_FRAME_TIMEOUT_S (default 30): a frame must arrive whole
+ *     within that time of its first byte;
+ *   the receive buffer grows with the bytes that arrived (at most doubling),
+ *     never to a frame's announced length up front, and all connections'
+ *     buffers together stay under MC_MASTER_RPC_MAX_BUFFERED (default 1 GiB). */
 #include "master_rpc.h"
 
 #include <errno.h>
@@ -33,6 +53,11 @@
 #define WQ_HIGH_DEFAULT (64 << 20)
 
 #define RPC_METHODS 64 /* method ids are below 0x40 (master_proto.h) */
+#define LOOP_TIMER_MS 100
+#define SWEEP_EVERY_MS 1000
+#define IDLE_EVICT_MS 5000
+
+struct job;
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -41,10 +66,29 @@ typedef struct conn {
     char peer[64];
     uint8_t *buf;
     size_t len, cap;
+    size_t need;             /* length of the frame being received, 0 between frames */
+    uint64_t frame_start_ms; /* when its first byte arrived */
+    uint64_t active_ms;      /* last request served (or accept) */
     mc_mp_arena_t arena;
     mc_mp_buf_t out;
+    struct job *job; /* a request running on the thread pool */
     int closing, paused;
 } conn_t;
+
+/* A request served off the loop: its own copy of the payload, arena and
+ * reply buffer. conn becomes NULL when the connection closed meanwhile. */
+typedef struct job {
+    uv_work_t work;
+    mc_master_rpc_t *srv;
+    conn_t *conn; /* touched on the loop thread only */
+    mc_mp_hdr_t hdr;
+    uint8_t *payload;
+    char peer[64];
+    mc_mp_arena_t arena;
+    mc_mp_buf_t out;
+    int bad; /* the request did not decode: close */
+    const char *bad_what, *bad_why;
+} job_t;
 
 typedef struct {
     uv_write_t req;
@@ -56,10 +100,16 @@ struct mc_master_rpc {
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t stop;
+    uv_timer_t timer;
     uv_thread_t thread;
     uint16_t port;
     size_t wq_high, wq_low;
     conn_t *conns;
+    size_t nconns, max_conns;
+    size_t buffered, max_buffered; /* receive buffer bytes of every connection */
+    uint64_t idle_timeout_ms, frame_timeout_ms;
+    uint64_t last_timer_ms, last_sweep_ms, last_cap_log_ms;
+    uint64_t cap_refused; /* connections refused at the cap since the last log line */
     /* Per method id: requests served, those answered with an error status,
      * and for batches the keys asked and the keys that failed. Written by
      * the loop thread, read by the admin server's threads. */
@@ -72,6 +122,8 @@ struct mc_master_rpc {
 static void conn_free_cb(uv_handle_t *h)
 {
     conn_t *c = h->data;
+    if (c->job) c->job->conn = NULL; /* its reply is dropped when it ends */
+    c->srv->buffered -= c->cap;
     free(c->buf);
     mc_mp_arena_free(&c->arena);
     mc_mp_buf_free(&c->out);
@@ -88,6 +140,7 @@ static void conn_close(conn_t *c)
     else
         c->srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    c->srv->nconns--;
     uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
 
@@ -97,18 +150,36 @@ static void bad_frame(conn_t *c, const char *what, const char *why)
     conn_close(c);
 }
 
+/* Resizes c's receive buffer to ncap (>= c->len), within the server's budget
+ * of buffered bytes. Returns 0, or -1 (buffer unchanged). */
+static int conn_resize(conn_t *c, size_t ncap)
+{
+    mc_master_rpc_t *srv = c->srv;
+    if (ncap > c->cap && srv->buffered + (ncap - c->cap) > srv->max_buffered) return -1;
+    uint8_t *nb = realloc(c->buf, ncap);
+    if (!nb) return -1;
+    srv->buffered = srv->buffered - c->cap + ncap;
+    c->buf = nb;
+    c->cap = ncap;
+    return 0;
+}
+
+/* Hands libuv the free tail of c's buffer. A full buffer holding part of a
+ * frame grows, at most doubling, so memory follows the bytes that arrived
+ * rather than the length a header announced. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
-    if (!c->cap) { /* first read */
-        uint8_t *nb = malloc(CONN_BUF_MIN);
-        if (nb) {
-            c->buf = nb;
-            c->cap = CONN_BUF_MIN;
-        }
+    (void)suggested;
+    if (!c->cap && conn_resize(c, CONN_BUF_MIN)) c->cap = 0;
+    if (c->cap && c->len == c->cap && c->need > c->cap) {
+        size_t ncap = c->cap * 2 < c->need ? c->cap * 2 : c->need;
+        if (conn_resize(c, ncap))
+            MC_LOGW(TAG, "peer %s: no memory for %zu more bytes of a %zu-byte frame "
+                         "(MC_MASTER_RPC_MAX_BUFFERED: %zu bytes buffered in all)",
+                    c->peer, ncap - c->cap, c->need, c->srv->buffered);
     }
-    if (c->cap == c->len) { /* out of memory (parse_frames keeps room for the frame
-                               being read): libuv reports UV_ENOBUFS and we close */
+    if (c->cap == c->len) { /* libuv reports UV_ENOBUFS and read_cb closes */
         out->base = NULL;
         out->len = 0;
         return;
@@ -131,21 +202,33 @@ static void write_cb(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->srv->wq_low) {
+    if (c->paused && !c->job &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->srv->wq_low) {
         c->paused = 0;
         MC_LOGD(TAG, "peer %s: replies drained, reading again", c->peer);
         uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     }
 }
-
 /* ---------------------------------------------------------------- dispatch */
 
-/* Decodes request payload p/len of type l into q; on failure closes c. */
+/* Where a request is served: on the loop (a connection's arena and output)
+ * or on the thread pool (a job's). bad_* say why a request did not decode. */
+typedef struct {
+    mc_master_rpc_t *srv;
+    mc_mp_arena_t *arena;
+    mc_mp_buf_t *out;
+    const char *peer;
+    const char *bad_what, *bad_why;
+} rpc_ctx_t;
+
+/* Decodes request payload p/len of type l into q; on failure returns -1 with
+ * x->bad_* set (the caller closes the connection). */
 #define DECODE(l, q)                                                                               \
     do {                                                                                           \
         const char *why_;                                                                          \
-        if (mc_mp_decode_##l##_req(p, len, &c->arena, &q, &why_)) {                                \
-            bad_frame(c, "bad " #l " request", why_);                                              \
+        if (mc_mp_decode_##l##_req(p, len, x->arena, &q, &why_)) {                                 \
+            x->bad_what = "bad " #l " request";                                                    \
+            x->bad_why = why_;                                                                     \
             return -1;                                                                             \
         }                                                                                          \
     } while (0)
@@ -164,7 +247,7 @@ static void write_cb(uv_write_t *req, int status)
             rcs_[i] = call;                                                                        \
             bad_ += rcs_[i] < 0;                                                                   \
         }                                                                                          \
-        count_items(c->srv, h->method, q.n_keys, bad_);                                            \
+        count_items(x->srv, h->method, q.n_keys, bad_);                                            \
         e = mc_mp_encode_##l##_rep(o, id, 0,                                                       \
                                    &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys});          \
         free(rcs_);                                                                                \
@@ -193,24 +276,25 @@ static void free_results(mc_mp_result_t *v, size_t n)
     free(v);
 }
 
-/* Serves one request frame, appending its reply to c->out. Returns 0, or -1
- * when the connection was closed. */
-static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t len)
+/* Serves one request frame, appending its reply to x->out. Runs on the loop
+ * thread or on the thread pool (the core is thread-safe). Returns 0, or -1
+ * when the request is malformed (x->bad_* set). */
+static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t len)
 {
-    mc_master_t *m = c->srv->m;
-    mc_mp_buf_t *o = &c->out;
+    mc_master_t *m = x->srv->m;
+    mc_mp_buf_t *o = x->out;
     uint32_t id = h->req_id;
     uint64_t now = mc_now_ms();
     int rc = 0, e = 0;
     mc_replica_t *r = NULL;
     size_t n = 0;
-    mc_mp_arena_reset(&c->arena);
+    mc_mp_arena_reset(x->arena);
     switch (h->method) {
     case MC_MP_SERVICE_READY: {
         mc_mp_service_ready_req_t q;
         DECODE(service_ready, q);
         if (strcmp(q.version, MC_MASTER_VERSION) != 0)
-            MC_LOGW(TAG, "peer %s: client version %s, master %s", c->peer, q.version,
+            MC_LOGW(TAG, "peer %s: client version %s, master %s", x->peer, q.version,
                     MC_MASTER_VERSION);
         mc_mp_service_ready_rep_t rep = {.version = MC_MASTER_VERSION};
         e = mc_mp_encode_service_ready_rep(o, id, 0, &rep);
@@ -335,7 +419,7 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
                 m, q.client, q.keys[i], q.sizes[i], &q.cfg, now, &v[i].reps, &v[i].n);
             if (v[i].rc) v[i].n = 0;
         }
-        count_results(c->srv, h->method, v, q.n_keys);
+        count_results(x->srv, h->method, v, q.n_keys);
         if (upsert)
             e = mc_mp_encode_batch_upsert_start_rep(
                 o, id, 0, &(mc_mp_batch_upsert_start_rep_t){.results = v, .n_results = q.n_keys});
@@ -362,7 +446,7 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
             else
                 ttl = t;
         }
-        count_results(c->srv, h->method, v, q.n_keys);
+        count_results(x->srv, h->method, v, q.n_keys);
         e = mc_mp_encode_batch_get_replicas_rep(
             o, id, 0,
             &(mc_mp_batch_get_replicas_rep_t){
@@ -395,26 +479,28 @@ static int dispatch(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         break;
     }
     default: /* mc_mp_hdr_decode accepts known methods only */
-        bad_frame(c, "request", "unknown method");
+        x->bad_what = "request";
+        x->bad_why = "unknown method";
         return -1;
     }
     free(r);
-    atomic_fetch_add_explicit(&c->srv->n_req[h->method % RPC_METHODS], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&x->srv->n_req[h->method % RPC_METHODS], 1, memory_order_relaxed);
     if (rc < 0 || e)
-        atomic_fetch_add_explicit(&c->srv->n_fail[h->method % RPC_METHODS], 1,
+        atomic_fetch_add_explicit(&x->srv->n_fail[h->method % RPC_METHODS], 1,
                                   memory_order_relaxed);
     if (e) { /* reply too large or out of memory: an error reply instead */
-        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", c->peer, mc_mp_method_name(h->method),
+        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", x->peer, mc_mp_method_name(h->method),
                 e);
         if (mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL)) {
-            bad_frame(c, "reply", "out of memory");
+            x->bad_what = "reply";
+            x->bad_why = "out of memory";
             return -1;
         }
     }
     return 0;
 }
 
-/* Writes what dispatch appended to c->out. */
+/* Writes what serve appended to c->out. */
 static void flush(conn_t *c)
 {
     if (!c->out.len || c->closing) return;
@@ -442,11 +528,89 @@ static void flush(conn_t *c)
     }
 }
 
-/* Serves every complete frame in c->buf; keeps a partial one. */
+/* Methods that walk the whole index: served on the thread pool. */
+static int is_scan(unsigned method)
+{
+    return method == MC_MP_REMOVE_ALL || method == MC_MP_REMOVE_BY_REGEX;
+}
+
+static void parse_frames(conn_t *c);
+
+static void job_work(uv_work_t *w)
+{
+    job_t *j = w->data;
+    rpc_ctx_t x = {j->srv, &j->arena, &j->out, j->peer, NULL, NULL};
+    if (serve(&x, &j->hdr, j->payload, j->hdr.length)) {
+        j->bad = 1;
+        j->bad_what = x.bad_what;
+        j->bad_why = x.bad_why;
+    }
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    conn_t *c = j->conn;
+    (void)status;
+    if (c && !c->closing) {
+        c->job = NULL;
+        if (j->bad) {
+            bad_frame(c, j->bad_what, j->bad_why);
+        } else {
+            mc_mp_buf_free(&c->out); /* empty: parse_frames flushed before queueing */
+            c->out = j->out;
+            memset(&j->out, 0, sizeof j->out);
+            c->active_ms = mc_now_ms();
+            flush(c);
+            if (!c->closing && !c->paused) {
+                uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+                parse_frames(c); /* requests that arrived before the pause */
+            }
+        }
+    } else if (c) {
+        c->job = NULL;
+    }
+    free(j->payload);
+    mc_mp_arena_free(&j->arena);
+    mc_mp_buf_free(&j->out);
+    free(j);
+}
+
+/* Queues the scan request h/p on the thread pool; c reads nothing more until
+ * it is answered. Returns 0, or -1 when c was closed. */
+static int queue_job(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (j) j->payload = malloc(h->length ? h->length : 1);
+    if (!j || !j->payload) {
+        free(j);
+        bad_frame(c, "request", "out of memory");
+        return -1;
+    }
+    memcpy(j->payload, p, h->length);
+    j->hdr = *h;
+    j->srv = c->srv;
+    j->conn = c;
+    j->work.data = j;
+    snprintf(j->peer, sizeof j->peer, "%s", c->peer);
+    if (uv_queue_work(&c->srv->loop, &j->work, job_work, job_done)) {
+        free(j->payload);
+        free(j);
+        bad_frame(c, "request", "cannot queue it");
+        return -1;
+    }
+    c->job = j;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    return 0;
+}
+
+/* Serves every complete frame in c->buf; keeps a partial one. Stops at a scan
+ * request, which goes to the thread pool (job_done calls this again). */
 static void parse_frames(conn_t *c)
 {
-    size_t off = 0, partial = 0; /* size of a frame not complete yet */
-    while (!c->closing && c->len - off >= MC_MP_HDR_LEN) {
+    size_t off = 0;
+    c->need = 0;
+    while (!c->closing && !c->job && c->len - off >= MC_MP_HDR_LEN) {
         mc_mp_hdr_t h;
         const char *why;
         if (mc_mp_hdr_decode(c->buf + off, c->len - off, &h, &why)) {
@@ -459,34 +623,30 @@ static void parse_frames(conn_t *c)
         }
         size_t need = MC_MP_HDR_LEN + (size_t)h.length;
         if (c->len - off < need) {
-            partial = need;
-            if (c->cap < need) { /* make room for the whole frame */
-                memmove(c->buf, c->buf + off, c->len - off);
-                c->len -= off;
-                off = 0;
-                uint8_t *nb = realloc(c->buf, need);
-                if (!nb) {
-                    bad_frame(c, "bad frame", "out of memory for its payload");
-                    return;
-                }
-                c->buf = nb;
-                c->cap = need;
-            }
+            c->need = need;
             break;
         }
-        if (dispatch(c, &h, c->buf + off + MC_MP_HDR_LEN, h.length)) return;
+        c->active_ms = mc_now_ms();
+        const uint8_t *p = c->buf + off + MC_MP_HDR_LEN;
         off += need;
+        if (is_scan(h.method)) {
+            flush(c); /* replies before it go first */
+            if (c->closing || queue_job(c, &h, p)) return;
+            break;
+        }
+        rpc_ctx_t x = {c->srv, &c->arena, &c->out, c->peer, NULL, NULL};
+        if (serve(&x, &h, p, h.length)) {
+            bad_frame(c, x.bad_what, x.bad_why);
+            return;
+        }
     }
     if (c->closing) return;
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
-    if (c->cap > CONN_BUF_MIN && partial <= CONN_BUF_MIN) { /* shrink after a big frame */
-        uint8_t *nb = realloc(c->buf, CONN_BUF_MIN);
-        if (nb) {
-            c->buf = nb;
-            c->cap = CONN_BUF_MIN;
-        }
-    }
+    if (!c->len) c->need = 0;
+    if (c->need && off) c->frame_start_ms = mc_now_ms(); /* a new frame started in this read */
+    if (c->cap > CONN_BUF_MIN && c->len <= CONN_BUF_MIN && c->need <= CONN_BUF_MIN)
+        conn_resize(c, CONN_BUF_MIN); /* shrink after a big frame */
     flush(c);
 }
 
@@ -504,8 +664,23 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0 || c->closing) return;
+    if (c->len == 0) c->frame_start_ms = mc_now_ms();
     c->len += (size_t)nread;
     parse_frames(c);
+}
+
+/* At the connection cap: closes the connection idle longest when it has been
+ * idle IDLE_EVICT_MS, making room. Returns 1 when room was made. */
+static int make_room(mc_master_rpc_t *srv, uint64_t now)
+{
+    conn_t *oldest = NULL;
+    for (conn_t *c = srv->conns; c; c = c->next)
+        if (!c->job && !c->len && (!oldest || c->active_ms < oldest->active_ms)) oldest = c;
+    if (!oldest || now - oldest->active_ms < IDLE_EVICT_MS) return 0;
+    MC_LOGD(TAG, "peer %s: closed (idle %llu ms) to make room at the connection cap",
+            oldest->peer, (unsigned long long)(now - oldest->active_ms));
+    conn_close(oldest);
+    return 1;
 }
 
 static void on_conn(uv_stream_t *l, int status)
@@ -523,6 +698,8 @@ static void on_conn(uv_stream_t *l, int status)
     c->next = srv->conns;
     if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
+    srv->nconns++;
+    c->active_ms = mc_now_ms();
     if (uv_accept(l, (uv_stream_t *)&c->tcp)) {
         conn_close(c);
         return;
@@ -532,8 +709,64 @@ static void on_conn(uv_stream_t *l, int status)
         mc_sock_peer_str(fd, c->peer, sizeof c->peer);
     else
         snprintf(c->peer, sizeof c->peer, "?");
+    if (srv->nconns > srv->max_conns && !make_room(srv, c->active_ms)) {
+        srv->cap_refused++;
+        if (c->active_ms - srv->last_cap_log_ms >= 10000) { /* one line per 10 s */
+            MC_LOGW(TAG, "connection cap of %zu reached (MC_MASTER_RPC_MAX_CONNECTIONS): refused "
+                         "peer %s and %llu more since the last line",
+                    srv->max_conns, c->peer, (unsigned long long)(srv->cap_refused - 1));
+            srv->last_cap_log_ms = c->active_ms;
+            srv->cap_refused = 0;
+        }
+        conn_close(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* ---------------------------------------------------------------- timer */
+
+/* Closes connections idle past the idle timeout and frames incomplete past
+ * the frame timeout, one line each. */
+static void sweep(mc_master_rpc_t *srv, uint64_t now)
+{
+    for (conn_t *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->job) continue;
+        if (c->len && now - c->frame_start_ms > srv->frame_timeout_ms) {
+            MC_LOGW(TAG, "peer %s: frame incomplete %llu ms after its first byte (%zu of %zu bytes; "
+                         "MC_MASTER_RPC_FRAME_TIMEOUT_S); closing the connection",
+                    c->peer, (unsigned long long)(now - c->frame_start_ms), c->len,
+                    c->need ? c->need : (size_t)MC_MP_HDR_LEN);
+            conn_close(c);
+        } else if (!c->len && now - c->active_ms > srv->idle_timeout_ms) {
+            MC_LOGI(TAG, "peer %s: idle for %llu s (MC_MASTER_RPC_IDLE_TIMEOUT_S); closing the "
+                         "connection",
+                    c->peer, (unsigned long long)((now - c->active_ms) / 1000));
+            conn_close(c);
+        }
+    }
+}
+
+/* Every LOOP_TIMER_MS: tells the core the loop turns (or how long it stalled)
+ * and sweeps the connections once a second. */
+static void timer_cb(uv_timer_t *t)
+{
+    mc_master_rpc_t *srv = t->data;
+    uint64_t now = mc_now_ms();
+    uint64_t late = now - srv->last_timer_ms;
+    if (late > LOOP_TIMER_MS + 1000) /* the loop stalled: it was not the peers' fault */
+        for (conn_t *c = srv->conns; c; c = c->next) {
+            c->active_ms += late;
+            c->frame_start_ms += late;
+        }
+    mc_master_note_loop(srv->m, now, srv->last_timer_ms);
+    srv->last_timer_ms = now;
+    if (now - srv->last_sweep_ms >= SWEEP_EVERY_MS) {
+        srv->last_sweep_ms = now;
+        sweep(srv, now);
+    }
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -545,6 +778,8 @@ static void stop_cb(uv_async_t *a)
         conn_close(srv->conns);
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->stop, NULL);
+    uv_close((uv_handle_t *)&srv->timer, NULL);
+    mc_master_note_loop(srv->m, 0, 0); /* no loop to watch any more */
 }
 
 static void loop_main(void *arg)
@@ -571,6 +806,14 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     srv->wq_high =
         (size_t)mc_env_int("MC_MASTER_RPC_MAX_QUEUED", WQ_HIGH_DEFAULT, 4096, (int64_t)1 << 40);
     srv->wq_low = srv->wq_high / 4;
+    srv->max_conns = (size_t)mc_env_int("MC_MASTER_RPC_MAX_CONNECTIONS", 8192, 1, 1 << 24);
+    srv->max_buffered = (size_t)mc_env_int("MC_MASTER_RPC_MAX_BUFFERED", (int64_t)1 << 30,
+                                           1 << 20, (int64_t)1 << 40);
+    srv->idle_timeout_ms =
+        (uint64_t)mc_env_int("MC_MASTER_RPC_IDLE_TIMEOUT_S", 120, 1, 86400 * 365) * 1000;
+    srv->frame_timeout_ms =
+        (uint64_t)mc_env_int("MC_MASTER_RPC_FRAME_TIMEOUT_S", 30, 1, 86400) * 1000;
+    srv->last_timer_ms = srv->last_sweep_ms = mc_now_ms();
     int fd = -1, e;
     e = mc_sock_listen(host, port, 511, &fd, &srv->port);
     if (e) {
@@ -588,6 +831,9 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     }
     uv_async_init(&srv->loop, &srv->stop, stop_cb);
     srv->stop.data = srv;
+    uv_timer_init(&srv->loop, &srv->timer);
+    srv->timer.data = srv;
+    uv_timer_start(&srv->timer, timer_cb, LOOP_TIMER_MS, LOOP_TIMER_MS);
     if ((e = uv_thread_create(&srv->thread, loop_main, srv))) {
         stop_cb(&srv->stop);
         goto fail_loop;

@@ -630,6 +630,9 @@ void mc_master_get_stats(mc_master_t *m, mc_master_stats_t *st)
     st->evicted_size_bytes = atomic_load(&m->evicted_bytes);
     st->put_start_discard_cnt = atomic_load(&m->discard_cnt);
     st->put_start_release_cnt = atomic_load(&m->release_cnt);
+    st->expired_clients = atomic_load(&m->expired_clients);
+    st->unmounted_segments = atomic_load(&m->unmounted_segments);
+    st->purged_objects = atomic_load(&m->purged_objects);
     pthread_mutex_lock(&m->client_mu);
     st->active_clients = mc_map_size(m->clients);
     pthread_mutex_unlock(&m->client_mu);

@@ -67,6 +67,11 @@ typedef struct {
     uint64_t put_start_discard_timeout_ms; /* 30000 */
     uint64_t put_start_release_timeout_ms; /* 600000 */
     mc_alloc_strategy_t allocation_strategy;
+    /* A gap of more than this between two ticks means the master itself was
+     * stopped or starved: client deadlines are extended by the gap rather than
+     * expired. 0 (the default here; the daemon sets 1000) turns that off, for
+     * tests that drive the tick with a fake clock. */
+    uint64_t stall_threshold_ms;
 } mc_master_config_t;
 
 /* Fills cfg with upstream's defaults. */
@@ -139,12 +144,21 @@ int mc_master_get_replicas_by_regex(mc_master_t *m, const char *regex, uint64_t 
  * segments), discards zombie puts and releases their parked space. */
 void mc_master_tick(mc_master_t *m, uint64_t now_ms);
 
+/* Called by the RPC server's event loop every ~100 ms with the time of this
+ * and of the previous call (prev 0: first call; now 0: the loop stopped).
+ * When now - prev passes a second the loop was stalled, and client deadlines
+ * are extended by the stall (once, also when the tick saw the same stall);
+ * while the loop has not called for a second, no client is expired, since no
+ * heartbeat could have been served. */
+void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms);
+
 /* ---- introspection for /metrics and the admin endpoints ---- */
 typedef struct {
     uint64_t allocated_bytes, capacity_bytes;
     uint64_t key_count, soft_pin_key_count, active_clients, segment_count;
     uint64_t evicted_key_count, evicted_size_bytes;
     uint64_t put_start_discard_cnt, put_start_release_cnt;
+    uint64_t expired_clients, unmounted_segments, purged_objects; /* since start */
 } mc_master_stats_t;
 void mc_master_get_stats(mc_master_t *m, mc_master_stats_t *st);
 

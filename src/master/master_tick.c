@@ -76,6 +76,10 @@ static void discard_zombies(mc_master_t *m, uint64_t now)
 
 void mc_master_tick(mc_master_t *m, uint64_t now_ms)
 {
+    uint64_t prev = m->last_tick_ms;
+    m->last_tick_ms = now_ms;
+    if (m->cfg.stall_threshold_ms && prev && now_ms > prev + m->cfg.stall_threshold_ms)
+        mc__master_stalled(m, prev, now_ms, "tick thread");
     mc__master_expire_clients(m, now_ms);
     int forced = atomic_exchange(&m->need_evict, 0);
     mc__master_evict_pass(m, now_ms, forced, MC__EPOCH_NONE);
