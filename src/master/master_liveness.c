@@ -96,13 +96,25 @@ static int seg_mount(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client)
         rc = 0;
         goto drop;
     }
+    /* Two segments overlap when they share an address range in one process:
+     * the same owner, or the same TE endpoint (whoever claims it), since
+     * replicas in both would hand out the same bytes to different keys. */
     for (size_t i = 0; i < m->nsegs; i++) {
         const mseg_t *o = m->segs[i];
-        if (mc__uuid_eq(o->client, client) && seg->base < o->info.base + o->info.size &&
-            o->info.base < seg->base + seg->size) {
-            rc = MC_ERR_INVALID_PARAMS;
-            goto drop;
-        }
+        if (seg->base >= o->info.base + o->info.size || o->info.base >= seg->base + seg->size)
+            continue;
+        int same_owner = mc__uuid_eq(o->client, client);
+        if (!same_owner && strcmp(o->info.te_endpoint, s->info.te_endpoint) != 0) continue;
+        char a[48], b[48];
+        mc__master_uuid_text(client, a);
+        mc__master_uuid_text(o->client, b);
+        MC_LOGW(TAG,
+                "mount of segment '%s' by client %s refused: [0x%llx, +%llu) at endpoint %s "
+                "overlaps segment '%s' of %s client %s",
+                s->info.name, a, (unsigned long long)seg->base, (unsigned long long)seg->size,
+                s->info.te_endpoint, o->info.name, same_owner ? "the same" : "another", b);
+        rc = MC_ERR_INVALID_PARAMS;
+        goto drop;
     }
     if (m->nsegs == m->segs_cap) {
         size_t nc = m->segs_cap ? m->segs_cap * 2 : 16;

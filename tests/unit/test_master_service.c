@@ -430,6 +430,30 @@ static void test_regex_hostile_refused(void **state)
     mc_master_free(m);
 }
 
+/* A mount that claims another client's address range at the same TE endpoint
+ * is refused (it would make two keys share bytes); the same range at another
+ * endpoint (another process) is fine. */
+static void test_mount_overlap_other_client(void **state)
+{
+    (void)state;
+    mc_master_t *m = mk(NULL);
+    mount(m, CA, 1, "victim:1", 0x100000, 16 * MiB, 0);
+    mc_segment_t s = segdesc(CB, 2, "evil:1", 0x100000 + MiB, MiB);
+    snprintf(s.te_endpoint, sizeof s.te_endpoint, "victim:1");
+    assert_int_equal(mc_master_mount_segment(m, &s, CB, 0), MC_ERR_INVALID_PARAMS);
+    s = segdesc(CB, 3, "other:1", 0x100000, 16 * MiB);
+    assert_int_equal(mc_master_mount_segment(m, &s, CB, 0), 0);
+    mc_master_stats_t st;
+    mc_master_get_stats(m, &st);
+    assert_int_equal(st.segment_count, 2);
+    for (int i = 0; i < 50; i++) { /* every replica lands in a distinct range per endpoint */
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(put1(m, key, 64 * KiB, 0), 0);
+    }
+    mc_master_free(m);
+}
+
 static void test_remove_all_and_regex(void **state)
 {
     (void)state;
@@ -969,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_leases_and_remove),
         cmocka_unit_test(test_remove_all_and_regex),
         cmocka_unit_test(test_regex_hostile_refused),
+        cmocka_unit_test(test_mount_overlap_other_client),
         cmocka_unit_test(test_upsert),
         cmocka_unit_test(test_evict_oldest_lease_first),
         cmocka_unit_test(test_evict_pins_and_leases),
