@@ -62,6 +62,12 @@ void *mc_map_get(const mc_map_t *m, const char *key)
     return *pp ? (*pp)->val : NULL;
 }
 
+const char *mc_map_stored_key(const mc_map_t *m, const char *key)
+{
+    entry_t **pp = find(m, key, XXH3_64bits(key, strlen(key)));
+    return *pp ? (*pp)->key : NULL;
+}
+
 static void grow(mc_map_t *m)
 {
     size_t n = m->nslots * 2;

@@ -15,6 +15,8 @@ void *mc_map_get(const mc_map_t *m, const char *key);
 /* Inserts or replaces; the replaced value is returned through *old (may be NULL).
  * Returns 0, or -1 on allocation failure (map unchanged). */
 int mc_map_put(mc_map_t *m, const char *key, void *val, void **old);
+/* The map's own copy of key (valid until key is removed), or NULL. */
+const char *mc_map_stored_key(const mc_map_t *m, const char *key);
 /* Removes key and returns its value, or NULL when absent. */
 void *mc_map_del(mc_map_t *m, const char *key);
 size_t mc_map_size(const mc_map_t *m);

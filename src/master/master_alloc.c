@@ -24,6 +24,7 @@ struct mc_alloc_blk {
     uint64_t addr, size;                /* size in bytes, a multiple of MC_ALLOC_ALIGN */
     struct mc_alloc_blk *prev, *next;   /* neighbours by address */
     struct mc_alloc_blk *fprev, *fnext; /* bin list, when free */
+    void *owner;                        /* the caller's, when handed out */
     int free;
 };
 
@@ -167,6 +168,7 @@ int mc_alloc_get(mc_alloc_t *a, uint64_t size, mc_alloc_blk_t **blk, uint64_t *a
         }
     }
     a->used += b->size;
+    b->owner = NULL;
     *blk = b;
     *addr = b->addr;
     return 0;
@@ -194,6 +196,27 @@ void mc_alloc_put(mc_alloc_t *a, mc_alloc_blk_t *b)
         b = p;
     }
     bin_insert(a, b);
+}
+
+void mc_alloc_blk_set_owner(mc_alloc_blk_t *b, void *owner)
+{
+    b->owner = owner;
+}
+
+void *mc_alloc_blk_owner(const mc_alloc_blk_t *b)
+{
+    return b->owner;
+}
+
+int mc_alloc_each(const mc_alloc_t *a,
+                  int (*fn)(uint64_t addr, uint64_t size, int is_free, void *owner, void *arg),
+                  void *arg)
+{
+    for (const struct mc_alloc_blk *b = a->first; b; b = b->next) {
+        int rc = fn(b->addr, b->size, b->free, b->free ? NULL : b->owner, arg);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 uint64_t mc_alloc_blk_addr(const mc_alloc_blk_t *b)

@@ -30,6 +30,16 @@ int mc_alloc_get(mc_alloc_t *a, uint64_t size, mc_alloc_blk_t **blk, uint64_t *a
 /* Returns a range handed out by this allocator; blk dies. */
 void mc_alloc_put(mc_alloc_t *a, mc_alloc_blk_t *blk);
 
+/* An opaque pointer kept with a handed-out range (NULL after mc_alloc_get). */
+void mc_alloc_blk_set_owner(mc_alloc_blk_t *blk, void *owner);
+void *mc_alloc_blk_owner(const mc_alloc_blk_t *blk);
+/* Calls fn for every range, free or handed out, in address order (owner is
+ * NULL for free ones) until fn returns non-zero, which is returned. Adjacent
+ * free ranges never occur (they are coalesced). O(ranges). */
+int mc_alloc_each(const mc_alloc_t *a,
+                  int (*fn)(uint64_t addr, uint64_t size, int is_free, void *owner, void *arg),
+                  void *arg);
+
 uint64_t mc_alloc_blk_addr(const mc_alloc_blk_t *blk);
 uint64_t mc_alloc_blk_size(const mc_alloc_blk_t *blk); /* rounded size */
 

@@ -29,8 +29,7 @@ typedef struct mseg {
 typedef struct {
     uint64_t id;
     mseg_t *seg;
-    mc_alloc_blk_t *blk;
-    uint64_t addr;
+    mc_alloc_blk_t *blk; /* its range (mc_alloc_blk_addr); the blk's owner is the object */
     int status;
 } mrep_t;
 
@@ -43,10 +42,12 @@ typedef struct {
     uint64_t lease_ms; /* read lease deadline */
     uint64_t soft_pin_ttl_ms;
     uint64_t soft_pin_deadline_ms; /* 0 until the first replica completes */
+    const char *key; /* the index's copy of the key (read under the shard lock) */
     uint32_t nrep;
     uint8_t soft_pin; /* soft pin requested */
     uint8_t hard_pin;
-    mrep_t rep[]; /* allocated with room for cap replicas */
+    uint16_t shard; /* index of its shard; set before any range is owned */
+    mrep_t rep[];   /* allocated with room for cap replicas */
 } mobj_t;
 _Static_assert(sizeof(mobj_t) + sizeof(mrep_t) <= 104, "one-replica object outgrew its chunk");
 
@@ -90,6 +91,9 @@ struct mc_master {
     _Atomic uint64_t evict_epoch; /* bumped by every pass that evicted */
     pthread_mutex_t evict_mu;     /* one eviction pass at a time */
     _Atomic uint64_t expired_clients, unmounted_segments, purged_objects;
+    /* eviction's rate-limited log line (evict_mu) */
+    uint64_t ev_log_ms, ev_log_pass_objs, ev_log_pass_bytes, ev_log_passes;
+    uint64_t ev_log_room_objs, ev_log_room_bytes, ev_log_rooms;
     _Atomic uint64_t loop_alive_ms; /* last mc_master_note_loop; 0: no loop watched */
     uint64_t stall_covered_ms;      /* end of the last stall compensated (client_mu) */
     uint64_t last_tick_ms;          /* tick thread only */
@@ -156,4 +160,8 @@ void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, cons
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */
 int mc__master_evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t seen_epoch);
+/* Evicts the cheapest run of address-contiguous evictable objects (and free
+ * space) in one segment that frees at least size contiguous bytes. Returns
+ * the number of objects evicted (0: no such run). Takes no lock on entry. */
+int mc__master_evict_room(mc_master_t *m, uint64_t size, uint64_t now);
 #endif

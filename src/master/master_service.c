@@ -74,12 +74,17 @@ static uint64_t rand64(void)
     return s;
 }
 
-shard_t *mc__master_shard_of(mc_master_t *m, const char *key)
+static size_t shard_index(const char *key)
 {
     /* High bits: the shard's own map indexes its slots by the low bits of the
      * same XXH3 hash, so taking the low bits here would pile every key of a
      * shard into 1/1024 of its slots. */
-    return &m->shards[(XXH3_64bits(key, strlen(key)) >> 40) % MC_MASTER_SHARDS];
+    return (XXH3_64bits(key, strlen(key)) >> 40) % MC_MASTER_SHARDS;
+}
+
+shard_t *mc__master_shard_of(mc_master_t *m, const char *key)
+{
+    return &m->shards[shard_index(key)];
 }
 
 int mc__master_key_check(const char *key)
@@ -106,7 +111,7 @@ static void rep_fill(const mobj_t *o, const mrep_t *r, mc_replica_t *out)
 {
     memset(out, 0, sizeof *out);
     out->id = r->id;
-    out->addr = r->addr;
+    out->addr = mc_alloc_blk_addr(r->blk);
     out->size = o->size;
     snprintf(out->endpoint, sizeof out->endpoint, "%s", r->seg->info.te_endpoint);
     out->status = r->status;
@@ -227,6 +232,7 @@ static int try_seg(mc_master_t *m, mobj_t *o, mseg_t *s)
     uint64_t addr;
     pthread_mutex_lock(&s->mu);
     int rc = mc_alloc_get(s->alloc, o->size, &blk, &addr);
+    if (rc == 0) mc_alloc_blk_set_owner(blk, o); /* for eviction's walk (master_evict.c) */
     pthread_mutex_unlock(&s->mu);
     if (rc) return 0;
     uint64_t sz = mc_alloc_blk_size(blk);
@@ -236,7 +242,6 @@ static int try_seg(mc_master_t *m, mobj_t *o, mseg_t *s)
     r->id = atomic_fetch_add(&m->next_replica_id, 1);
     r->seg = s;
     r->blk = blk;
-    r->addr = addr;
     r->status = MC_REPLICA_PROCESSING;
     return 1;
 }
@@ -317,6 +322,9 @@ static void obj_discard_locked(mc_master_t *m, shard_t *sh, const char *key, mob
         }
         p->seg = o->rep[i].seg;
         p->blk = o->rep[i].blk;
+        pthread_mutex_lock(&p->seg->mu); /* parked space has no owner to evict */
+        mc_alloc_blk_set_owner(p->blk, NULL);
+        pthread_mutex_unlock(&p->seg->mu);
         p->release_ms = rel;
         p->next = m->parked;
         m->parked = p;
@@ -445,13 +453,20 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
         o->client = client;
         o->size = size;
         o->put_start_ms = now;
+        o->shard = (uint16_t)(sh - m->shards);
         o->hard_pin = !!cfg->with_hard_pin;
         o->soft_pin_ttl_ms = ttl;
         alloc_replicas(m, o, want, cfg);
         if (o->nrep == 0) {
             free(o);
             pthread_mutex_unlock(&sh->mu);
-            if (attempt == 0 && mc__master_evict_pass(m, now, 1, epoch) > 0) continue;
+            /* First make contiguous room for this very put; failing that (all
+             * candidates leased or pinned), one general pass; then give up. */
+            if (attempt == 0 && mc__master_evict_room(m, size, now) > 0) continue;
+            if (attempt <= 1 && mc__master_evict_pass(m, now, 1, epoch) > 0) {
+                attempt = 1;
+                continue;
+            }
             if (m->cfg.eviction_ratio > 0) atomic_store(&m->need_evict, 1);
             return MC_ERR_NO_AVAILABLE_HANDLE;
         }
@@ -462,6 +477,7 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
             pthread_mutex_unlock(&sh->mu);
             return MC_ERR_INTERNAL;
         }
+        o->key = mc_map_stored_key(sh->map, key);
         atomic_fetch_add(&m->key_count, 1);
         if (soft > 0) mc__master_set_soft_pin(m, o, 1);
         rc = mc__master_fill_out(o, 0, out, n);

@@ -454,6 +454,52 @@ static void test_mount_overlap_other_client(void **state)
     mc_master_free(m);
 }
 
+/* A large put into a full segment whose read leases are scattered over its
+ * addresses: eviction frees one contiguous run for it (8 objects of 1 MiB),
+ * not a share of the oldest leases (which left no 8 MiB hole and failed). */
+static void test_evict_room_contiguous(void **state)
+{
+    (void)state;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    cfg.default_kv_lease_ttl_ms = 100;
+    mc_master_t *m = mk(&cfg);
+    mount(m, CA, 1, "a:1", 0x100000, 64 * MiB, 0);
+    char key[32];
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        assert_int_equal(put1(m, key, MiB, 0), 0);
+    }
+    /* leases expire in an order unrelated to addresses: k(i*37 % 64) oldest */
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof key, "k%02d", (i * 37) % 64);
+        assert_int_equal(mc_master_exist(m, key, 1000 + (uint64_t)i), 1);
+    }
+    /* keys k00..k15 stay leased: the run must come from elsewhere */
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        assert_int_equal(mc_master_exist(m, key, 5000), 1);
+    }
+    assert_int_equal(put1(m, "big", 8 * MiB, 2000), 0);
+    mc_master_stats_t st;
+    mc_master_get_stats(m, &st);
+    assert_int_equal(st.evicted_key_count, 8);
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        assert_true(has_key(m, key));
+    }
+    /* all leased: no run can be freed, the put fails and nothing is lost */
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        mc_master_exist(m, key, 9000);
+    }
+    assert_int_equal(mc_master_exist(m, "big", 9000), 1);
+    assert_int_equal(put1(m, "big2", 8 * MiB, 9000), MC_ERR_NO_AVAILABLE_HANDLE);
+    mc_master_get_stats(m, &st);
+    assert_int_equal(st.evicted_key_count, 8);
+    mc_master_free(m);
+}
+
 static void test_remove_all_and_regex(void **state)
 {
     (void)state;
@@ -994,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_remove_all_and_regex),
         cmocka_unit_test(test_regex_hostile_refused),
         cmocka_unit_test(test_mount_overlap_other_client),
+        cmocka_unit_test(test_evict_room_contiguous),
         cmocka_unit_test(test_upsert),
         cmocka_unit_test(test_evict_oldest_lease_first),
         cmocka_unit_test(test_evict_pins_and_leases),
