@@ -7,6 +7,7 @@
 #   make bench  bench-te then bench-store (release); JSON lines under build/bench
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
+#   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
 #   make format clang-format every C file
@@ -72,6 +73,13 @@ bench-store: build
 	$(SB) --clients 2 --active 1 --threads 2 --batch 8 --value_size 1M --ops put,get --duration 5 --force_tcp | tee -a build/bench/store.jsonl
 	$(SB) --clients 2 --active 1 --threads 2 --batch 64 --value_size 4K --ops put,exist,get --duration 5 | tee -a build/bench/store.jsonl
 	$(SB) --clients 2 --ops master_mem --objects 1000000 | tee -a build/bench/store.jsonl
+
+# Eviction: the utilization at which an 8 MiB put first fails under a mixed
+# workload (the master's core in-process); JSON to build/bench/evict.jsonl.
+.PHONY: bench-evict
+bench-evict: build
+	mkdir -p build/bench
+	$(REL)/bin/master_evict_bench | tee build/bench/evict.jsonl
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy
