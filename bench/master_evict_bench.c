@@ -162,8 +162,8 @@ static uint64_t arg_u64(const char *v)
 int main(int argc, char **argv)
 {
     opts_t o = {.ops = 200000,
-                .segments = 4,
-                .segment_mib = 1024,
+                .segments = 2,
+                .segment_mib = 128,
                 .seed = 1,
                 .probe_every = 50,
                 .lease_ms = 2000,
