@@ -171,7 +171,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
     (void)suggested;
-    if (!c->cap && conn_resize(c, CONN_BUF_MIN)) c->cap = 0;
+    if (!c->cap && conn_resize(c, CONN_BUF_MIN))
+        MC_LOGW(TAG, "peer %s: no memory for a receive buffer (MC_MASTER_RPC_MAX_BUFFERED: %zu "
+                     "bytes buffered in all)",
+                c->peer, c->srv->buffered);
     if (c->cap && c->len == c->cap && c->need > c->cap) {
         size_t ncap = c->cap * 2 < c->need ? c->cap * 2 : c->need;
         if (conn_resize(c, ncap))
@@ -654,8 +657,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     if (nread < 0) {
-        if (nread == UV_ENOBUFS)
-            MC_LOGW(TAG, "peer %s: out of memory for its frame; closing the connection", c->peer);
+        if (nread == UV_ENOBUFS) /* alloc_cb said why */
+            MC_LOGD(TAG, "peer %s: no buffer for its frame; closing the connection", c->peer);
         else if (nread != UV_EOF)
             MC_LOGD(TAG, "peer %s: read failed: %s", c->peer, uv_strerror((int)nread));
         else if (c->len)
@@ -676,7 +679,7 @@ static int make_room(mc_master_rpc_t *srv, uint64_t now)
     conn_t *oldest = NULL;
     for (conn_t *c = srv->conns; c; c = c->next)
         if (!c->job && !c->len && (!oldest || c->active_ms < oldest->active_ms)) oldest = c;
-    if (!oldest || now - oldest->active_ms < IDLE_EVICT_MS) return 0;
+    if (!oldest || now < oldest->active_ms + IDLE_EVICT_MS) return 0;
     MC_LOGD(TAG, "peer %s: closed (idle %llu ms) to make room at the connection cap",
             oldest->peer, (unsigned long long)(now - oldest->active_ms));
     conn_close(oldest);
@@ -727,26 +730,30 @@ static void on_conn(uv_stream_t *l, int status)
 
 /* ---------------------------------------------------------------- timer */
 
-/* Closes connections idle past the idle timeout and frames incomplete past
- * the frame timeout, one line each. */
+/* Closes connections idle past the idle timeout (one line per sweep for all
+ * of them) and frames incomplete past the frame timeout (one line each). */
 static void sweep(mc_master_rpc_t *srv, uint64_t now)
 {
+    size_t idle = 0;
+    char first[64] = "";
     for (conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
         if (c->job) continue;
-        if (c->len && now - c->frame_start_ms > srv->frame_timeout_ms) {
+        if (c->len && now > c->frame_start_ms + srv->frame_timeout_ms) {
             MC_LOGW(TAG, "peer %s: frame incomplete %llu ms after its first byte (%zu of %zu bytes; "
                          "MC_MASTER_RPC_FRAME_TIMEOUT_S); closing the connection",
                     c->peer, (unsigned long long)(now - c->frame_start_ms), c->len,
                     c->need ? c->need : (size_t)MC_MP_HDR_LEN);
             conn_close(c);
-        } else if (!c->len && now - c->active_ms > srv->idle_timeout_ms) {
-            MC_LOGI(TAG, "peer %s: idle for %llu s (MC_MASTER_RPC_IDLE_TIMEOUT_S); closing the "
-                         "connection",
-                    c->peer, (unsigned long long)((now - c->active_ms) / 1000));
+        } else if (!c->len && now > c->active_ms + srv->idle_timeout_ms) {
+            if (!idle++) snprintf(first, sizeof first, "%s", c->peer);
             conn_close(c);
         }
     }
+    if (idle)
+        MC_LOGI(TAG, "closed %zu connections idle for %llu s (MC_MASTER_RPC_IDLE_TIMEOUT_S), "
+                     "peer %s among them",
+                idle, (unsigned long long)(srv->idle_timeout_ms / 1000), first);
 }
 
 /* Every LOOP_TIMER_MS: tells the core the loop turns (or how long it stalled)
@@ -757,9 +764,9 @@ static void timer_cb(uv_timer_t *t)
     uint64_t now = mc_now_ms();
     uint64_t late = now - srv->last_timer_ms;
     if (late > LOOP_TIMER_MS + 1000) /* the loop stalled: it was not the peers' fault */
-        for (conn_t *c = srv->conns; c; c = c->next) {
-            c->active_ms += late;
-            c->frame_start_ms += late;
+        for (conn_t *c = srv->conns; c; c = c->next) { /* a read may have come first */
+            c->active_ms = c->active_ms + late < now ? c->active_ms + late : now;
+            c->frame_start_ms = c->frame_start_ms + late < now ? c->frame_start_ms + late : now;
         }
     mc_master_note_loop(srv->m, now, srv->last_timer_ms);
     srv->last_timer_ms = now;

@@ -68,7 +68,7 @@ static int rx_compile(rx_t *rx, const char *pattern)
         return MC_ERR_INTERNAL;
     }
     pcre2_set_match_limit(rx->mctx, (uint32_t)mc_env_int("MC_MASTER_REGEX_MATCH_LIMIT", 100000,
-                                                         100, 100000000));
+                                                         100, 4000000000));
     pcre2_set_depth_limit(rx->mctx,
                           (uint32_t)mc_env_int("MC_MASTER_REGEX_DEPTH_LIMIT", 2000, 10, 1000000));
     pcre2_set_heap_limit(rx->mctx, 4096); /* KiB of backtracking memory per match */

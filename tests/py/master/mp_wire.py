@@ -1,0 +1,107 @@
+"""A client of the master RPC in plain Python, for tests that must send what
+the C client never would (hostile patterns, stalled frames, floods) to a real
+mooncake_master. Frames as docs/protocol.md describes them: a 20-byte
+little-endian header (magic "MCMR", version 1, method, flags 0, request id,
+status, payload length), then the payload."""
+
+import socket
+import struct
+
+MAGIC = 0x524D434D
+HDR = struct.Struct("<IBBHIiI")
+SERVICE_READY, MOUNT_SEGMENT, PING = 0x01, 0x02, 0x05
+PUT_START, PUT_END, GET_REPLICAS, EXIST = 0x10, 0x11, 0x14, 0x15
+REMOVE_ALL, REMOVE_BY_REGEX = 0x17, 0x18
+CLIENT_OK, CLIENT_NEED_REMOUNT = 1, 2
+
+
+def s_str(v):
+    b = v.encode() if isinstance(v, str) else v
+    return struct.pack("<I", len(b)) + b
+
+
+def s_uuid(u):
+    return struct.pack("<QQ", *u)
+
+
+def s_segment(seg_id, name, base, size, endpoint=None):
+    return (s_uuid(seg_id) + s_str(name) + struct.pack("<QQ", base, size) +
+            s_str(endpoint or name) + s_str("tcp") + s_str("host-test"))
+
+
+def s_config(replicas=1):
+    # replica_num, soft_pin_action, has_ttl, ttl, hard_pin, preferred[], same_node, has_host_id
+    return struct.pack("<IBBQBIBB", replicas, 0, 0, 0, 0, 0, 0, 0)
+
+
+def frame(method, req_id, payload=b""):
+    return HDR.pack(MAGIC, 1, method, 0, req_id, 0, len(payload)) + payload
+
+
+class Conn:
+    """One connection; call() sends a request and waits for its reply."""
+
+    def __init__(self, addr, timeout=10, source=None):
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def _recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed by the master")
+            buf += chunk
+        return buf
+
+    def send(self, method, payload=b""):
+        rid = self.next_id
+        self.next_id += 1
+        self.sock.sendall(frame(method, rid, payload))
+        return rid
+
+    def reply(self):
+        """(method, req_id, status, payload) of the next reply."""
+        magic, _ver, method, _fl, rid, status, length = HDR.unpack(self._recv(HDR.size))
+        assert magic == MAGIC
+        return method & 0x7F, rid, status, self._recv(length) if length else b""
+
+    def call(self, method, payload=b""):
+        rid = self.send(method, payload)
+        m, r, status, body = self.reply()
+        assert (m, r) == (method, rid), (m, r, method, rid)
+        return status, body
+
+    def ready(self):
+        status, body = self.call(SERVICE_READY, s_str("2.0.0"))
+        assert status == 0, status
+
+    def ping(self, client):
+        status, body = self.call(PING, s_uuid(client))
+        assert status == 0, status
+        return struct.unpack("<i", body)[0]
+
+    def mount(self, client, seg_id, name, base, size, endpoint=None):
+        return self.call(MOUNT_SEGMENT, s_segment(seg_id, name, base, size, endpoint) +
+                         s_uuid(client))[0]
+
+    def put(self, client, key, size):
+        status, _ = self.call(PUT_START, s_uuid(client) + s_str(key) + struct.pack("<Q", size) +
+                              s_config())
+        if status:
+            return status
+        return self.call(PUT_END, s_uuid(client) + s_str(key))[0]
+
+    def exist(self, key):
+        status, body = self.call(EXIST, s_str(key))
+        return status if status else body[0]
+
+    def remove_by_regex(self, pattern, force=True):
+        status, body = self.call(REMOVE_BY_REGEX, s_str(pattern) + bytes([1 if force else 0]))
+        return status if status else struct.unpack("<q", body)[0]
