@@ -193,10 +193,25 @@ static enum MHD_Result ad_summary(mc_master_admin_t *a, struct MHD_Connection *c
     return ad_stream_send(conn, &s, "text/plain; charset=utf-8");
 }
 
+/* One key per line, so a key's own line breaks are escaped: backslash as
+ * "\\", LF "\n", CR "\r", other control bytes "\xHH". Keys without any
+ * of these (all that vLLM, LMCache and SGLang make) print as they are. */
 static void ad_key_line(const char *key, void *arg)
 {
-    fputs(key, (FILE *)arg);
-    fputc('\n', (FILE *)arg);
+    FILE *f = arg;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if (*p == '\\')
+            fputs("\\\\", f);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\r')
+            fputs("\\r", f);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('\n', f);
 }
 
 static void ad_seg_line(const mc_master_segment_info_t *si, void *arg)

@@ -193,6 +193,14 @@ static void test_lists(void **state)
     has(r.body, "a b/c?\n");
     free(r.body);
 
+    /* a key with a line break, a backslash and a tab stays one line */
+    put(f->m, (mc_uuid_t){1, 2}, "two\nlines\\\t", 100, 1);
+    assert_int_equal(req(f->port, "GET", "/get_all_keys", &r), 200);
+    has(r.body, "two\\nlines\\\\\\x09\n");
+    assert_null(strstr(r.body, "two\n"));
+    free(r.body);
+    assert_int_equal(mc_master_remove(f->m, "two\nlines\\\t", 1, mc_now_ms()), 0);
+
     assert_int_equal(req(f->port, "GET", "/get_all_segments", &r), 200);
     assert_int_equal(r.blen, 2 * strlen("10.0.0.1:12345\n"));
     has(r.body, "10.0.0.1:12345\n");
