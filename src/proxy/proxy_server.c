@@ -49,6 +49,8 @@
 #define PROBE_MAX (1u << 20)    /* largest /v1/models or /query answer */
 #define WHOLE_MAX (1u << 20)    /* non-SSE decode answers up to this size are sent whole */
 #define MAX_INST_PER_GROUP 1024
+#define MC_PROXY_PER_IP_DEFAULT 1024u       /* one benchmark host may run ~1000 streams */
+#define MC_PROXY_IDLE_TIMEOUT_DEFAULT_S 60u /* as nginx's send_timeout */
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
 enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2 };
@@ -131,10 +133,11 @@ struct req {
 
 struct mc_proxy {
     mc_proxy_config_t cfg;
-    struct MHD_Daemon *mhd;
-    int epfd;             /* MHD's epoll fd */
-    int ep;               /* ours: MHD's epoll fd + curl's sockets */
-    uint64_t curl_due_ns; /* curl's timer, UINT64_MAX when unset */
+    mc_http_listener_t http; /* the front's limits (net_http.h) */
+    struct MHD_Daemon *mhd;  /* http.mhd */
+    int epfd;                /* MHD's epoll fd */
+    int ep;                  /* ours: MHD's epoll fd + curl's sockets */
+    uint64_t curl_due_ns;    /* curl's timer, UINT64_MAX when unset */
     uint16_t port;
     CURLM *multi;
     volatile sig_atomic_t stop;
@@ -1815,6 +1818,13 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     mc_proxy_t *px = calloc(1, sizeof *px);
     if (!px) return -ENOMEM;
     px->cfg = *cfg;
+    /* The front's total is --max-connections; per-IP and idle from MC_HTTP_*.
+     * A longer idle timeout than the daemons' internal ports: clients of an
+     * OpenAI endpoint may pause reading a stream; one waiting for its upstream
+     * is suspended and never timed out (net_http.h). */
+    mc_http_listener_init(&px->http, TAG, (unsigned)cfg->max_conns, MC_PROXY_PER_IP_DEFAULT,
+                          MC_PROXY_IDLE_TIMEOUT_DEFAULT_S);
+    px->http.max_conns = (unsigned)cfg->max_conns; /* the flag, not MC_HTTP_MAX_CONNECTIONS */
     px->epfd = -1;
     px->ep = -1;
     px->curl_due_ns = UINT64_MAX;
@@ -1854,11 +1864,14 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     }
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    px->mhd = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, ahc, px, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, px,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, px,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)300, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    const struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, px},
+        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, px},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    px->mhd = mc_http_listener_start(&px->http, flags, cfg->port, ahc, px, opts);
     freeaddrinfo(ai);
     if (!px->mhd) {
         MC_LOGE(TAG, "cannot listen on %s:%u", cfg->host, cfg->port);
@@ -1888,7 +1901,8 @@ fail:
 void mc_proxy_free(mc_proxy_t *px)
 {
     if (!px) return;
-    if (px->mhd) MHD_stop_daemon(px->mhd); /* runs completed_cb for what is left */
+    mc_http_listener_stop(&px->http); /* runs completed_cb for what is left */
+    px->mhd = NULL;
     while (px->legs) {
         leg_t *l = px->legs;
         if (l->req) req_ref(l->req);
