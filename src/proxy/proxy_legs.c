@@ -500,13 +500,22 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
             r->up_status = st;
             snprintf(r->up_ctype, sizeof r->up_ctype, "%s", ct ? ct : "application/json");
             r->up_clen = cl;
-            /* A JSON answer of known, modest size goes out in one piece once complete
-             * (one send instead of headers + body); anything else streams as it comes. */
-            if (cl >= 0 && cl <= (curl_off_t)WHOLE_MAX &&
-                strncmp(r->up_ctype, "text/event-stream", 17))
+            /* A 5xx is the backend's failure, not an answer: it becomes our 502
+             * (decode_finished). A JSON answer of known, modest size goes out in
+             * one piece once complete (one send instead of headers + body);
+             * anything else streams as it comes. */
+            if (st >= 500)
+                l->failed = 1;
+            else if (cl >= 0 && cl <= (curl_off_t)WHOLE_MAX &&
+                     strncmp(r->up_ctype, "text/event-stream", 17))
                 l->whole = 1;
             else
                 r->stream_ready = 1;
+        }
+        if (l->failed) { /* keep the start of the body for the message, drop the rest */
+            size_t keep = l->resp.len < ERR_KEEP ? ERR_KEEP - l->resp.len : 0;
+            if (keep && mc__proxy_buf_append(&l->resp, ptr, len < keep ? len : keep) != 0) return 0;
+            return len;
         }
         if (l->whole) return mc__proxy_buf_append(&l->resp, ptr, len) == 0 ? len : 0;
         if (l->resp.len - l->resp.off >= STREAM_HWM) {
@@ -519,8 +528,13 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
         mc__proxy_req_resume(r);
         return len;
     }
-    if (l->kind == LEG_PREFILL && r && r->px->cfg.mode == MC_PROXY_MODE_CONNECTOR)
-        return len; /* fire-and-forget: the connector's prefill answer is not needed */
+    if (l->kind == LEG_PREFILL && r && r->px->cfg.mode == MC_PROXY_MODE_CONNECTOR) {
+        /* Fire-and-forget: the connector's prefill answer is not needed, unless
+         * it is an error, which the client may get (prefill_finished). */
+        long st = 0;
+        curl_easy_getinfo(l->easy, CURLINFO_RESPONSE_CODE, &st);
+        if (st < 400) return len;
+    }
     if (l->resp.len + len > l->resp_limit) {
         snprintf(l->err, sizeof l->err, "answer larger than %zu bytes", l->resp_limit);
         return 0;
@@ -703,7 +717,24 @@ static int start_decode(mc_proxy_t *px, req_t *r, const mc__proxy_rw_t *rw)
     return 0;
 }
 
-/* A prefill answer arrived (toy/demo: start decode) or failed (all modes: 502). */
+/* Writes ": <start of the leg's answer>" (printable ASCII, at most len - 1
+ * bytes) into buf, or "" when it has none, for an error message. */
+static void excerpt(const leg_t *l, char *buf, size_t len)
+{
+    size_t n = 0, avail = l->resp.len - l->resp.off;
+    buf[0] = 0;
+    if (!avail || len < 8) return;
+    buf[n++] = ':';
+    buf[n++] = ' ';
+    for (size_t i = 0; i < avail && n + 4 < len; i++) {
+        unsigned char c = (unsigned char)l->resp.p[l->resp.off + i];
+        buf[n++] = c >= 0x20 && c < 0x7f ? (char)c : ' ';
+    }
+    if (avail > len - 5) buf[n++] = '.', buf[n++] = '.', buf[n++] = '.';
+    buf[n] = 0;
+}
+
+/* A prefill answer arrived (toy/demo: start decode) or failed. */
 static void prefill_finished(mc_proxy_t *px, leg_t *l)
 {
     req_t *r = l->req;
@@ -726,15 +757,18 @@ static void prefill_finished(mc_proxy_t *px, leg_t *l)
     if (l->status >= 400) {
         if (connector && r->stream_ready) return;
         px->m_upstream_err[0]++;
-        if (l->status < 500 && l->resp.len && !connector) { /* relay the backend's own 4xx */
+        if (l->status < 500 && l->resp.len) { /* the backend's verdict on the request: relay it */
             char *s = strndup(l->resp.p, l->resp.len);
             mc__proxy_req_answer(r, (int)l->status, s);
             return;
         }
-        mc__proxy_req_answer(
-            r, l->status < 500 ? (int)l->status : 502,
-            mc__proxy_error_json(l->status < 500 ? (int)l->status : 502, "bad_gateway", "prefill",
-                                 iname, "prefill leg to %s answered HTTP %ld", iname, l->status));
+        char ex[256];
+        excerpt(l, ex, sizeof ex);
+        mc__proxy_req_answer(r, l->status < 500 ? (int)l->status : 502,
+                             mc__proxy_error_json(l->status < 500 ? (int)l->status : 502,
+                                                  "bad_gateway", "prefill", iname,
+                                                  "prefill leg to %s answered HTTP %ld%s", iname,
+                                                  l->status, ex));
         return;
     }
     if (connector) return; /* decode is already running */
@@ -765,6 +799,15 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
             return;
         }
         MC_LOGW(TAG, "req %s: decode leg to %s failed mid-stream: %s", r->reqid, iname, l->err);
+    } else if (l->status >= 500 && !r->stream_ready) { /* a 5xx is ours to report: 502 */
+        px->m_upstream_err[1]++;
+        char ex[256];
+        excerpt(l, ex, sizeof ex);
+        mc__proxy_req_answer(r, 502,
+                             mc__proxy_error_json(502, "bad_gateway", "decode", iname,
+                                                  "decode leg to %s answered HTTP %ld%s", iname,
+                                                  l->status, ex));
+        return;
     } else if (l->whole) {
         r->stream_ready = 1;
     } else if (!r->stream_ready && !r->resp_status) { /* empty body */

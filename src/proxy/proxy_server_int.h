@@ -42,6 +42,7 @@
 #define PREFILL_MAX (8u << 20)  /* largest prefill answer we keep (toy/demo modes) */
 #define PROBE_MAX (1u << 20)    /* largest /v1/models or /query answer */
 #define WHOLE_MAX (1u << 20)    /* non-SSE decode answers up to this size are sent whole */
+#define ERR_KEEP (4u << 10)     /* bytes of a decode leg's 5xx body kept for the 502 */
 #define MAX_INST_PER_GROUP 1024
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
@@ -83,6 +84,7 @@ struct leg {
     CURL *easy;
     int kind, step, active, started, paused, body_seen, cancelled;
     int whole;   /* decode: a small non-SSE answer, relayed in one piece when complete */
+    int failed;  /* decode: a 5xx answer, kept (bounded) for the 502 instead of relayed */
     int retried; /* completion legs are retried once elsewhere when the connect failed */
     size_t body_len;
     req_t *req;
