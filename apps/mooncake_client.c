@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base_fdlimit.h"
 #include "base_flags.h"
 #include "base_log.h"
 #include "base_sig.h"
@@ -209,6 +210,8 @@ int main(int argc, char **argv)
     /* Block the stop signals before any thread starts (they inherit the mask). */
     sigset_t stop;
     mc_sig_block_stop(&stop);
+    /* Room for the HTTP ports' connection limits (MC_HTTP_MAX_CONNECTIONS). */
+    mc_fdlimit_raise(65536);
 
     int code = 1;
     mc_store_t *s = NULL;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base_fdlimit.h"
 #include "base_log.h"
 #include "base_sig.h"
 #include "metasrv.h"
@@ -100,6 +101,8 @@ int main(int argc, char **argv)
      * mask), so that only mc_sig_wait_stop below sees them. */
     sigset_t stop;
     mc_sig_block_stop(&stop);
+    /* Room for the listener's connection limit (MC_HTTP_MAX_CONNECTIONS). */
+    mc_fdlimit_raise(65536);
 
     mc_metasrv_t *srv = NULL;
     int rc = mc_metasrv_start(host, (uint16_t)port, &srv);

@@ -3,6 +3,7 @@
  * once the socket is bound, and runs until SIGINT/SIGTERM. */
 #include "proxy.h"
 
+#include "base_fdlimit.h"
 #include "base_log.h"
 
 #include <signal.h>
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Room for --max-connections clients plus their upstream legs. */
+    mc_fdlimit_raise(65536);
     rc = mc_proxy_new(&cfg, &g_px);
     if (rc < 0) {
         fprintf(stderr, "mooncake_proxy: cannot start (%s)\n", strerror(-rc));

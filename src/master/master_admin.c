@@ -30,12 +30,11 @@
 #include "net_sock.h"
 
 #define AD_THREADS 2
-#define AD_IDLE_TIMEOUT_S 30
 #define AD_MAX_BODY 65536
 
 struct mc_master_admin {
     mc_master_t *m;
-    struct MHD_Daemon *mhd;
+    mc_http_listener_t http; /* limits: net_http.h defaults, MC_HTTP_* to tune */
     uint16_t port;
     mc_master_admin_metrics_fn extra;
     void *extra_arg;
@@ -481,6 +480,8 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
     a->m = m;
     a->extra = extra;
     a->extra_arg = extra_arg;
+    mc_http_listener_init(&a->http, ad_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
+                          MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     rc = mc_sock_listen(host, port, 128, &fd, &a->port);
     if (rc) {
         MC_LOGE(ad_tag, "cannot listen on %s:%u: %s", host && *host ? host : "0.0.0.0", port,
@@ -488,14 +489,19 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
         goto fail;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* shared by the pool threads */
-    a->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
-                              NULL, NULL, ad_handle, a, MHD_OPTION_EXTERNAL_LOGGER, ad_mhd_log, a,
-                              MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
-                              (unsigned)AD_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)AD_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION,
-                              ad_conn_notify, a, MHD_OPTION_END);
+    const struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)ad_mhd_log, a},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, AD_THREADS, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    a->http.notify = ad_conn_notify;
+    a->http.notify_cls = a;
+    mc_http_listener_start(&a->http,
+                           MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
+                           ad_handle, a, opts);
     fd = -1; /* MHD's now (see mc_metasrv_start on a failed start) */
-    if (!a->mhd) {
+    if (!a->http.mhd) {
         MC_LOGE(ad_tag, "libmicrohttpd failed to start on port %u", a->port);
         rc = -EIO;
         goto fail;
@@ -504,6 +510,7 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
     return 0;
 fail:
     if (fd >= 0) close(fd);
+    mc_http_listener_stop(&a->http);
     free(a);
     return rc;
 }
@@ -516,6 +523,6 @@ uint16_t mc_master_admin_port(const mc_master_admin_t *a)
 void mc_master_admin_stop(mc_master_admin_t *a)
 {
     if (!a) return;
-    MHD_stop_daemon(a->mhd);
+    mc_http_listener_stop(&a->http);
     free(a);
 }

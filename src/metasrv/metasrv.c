@@ -22,7 +22,9 @@
  * middle of a body is sometimes not noticed until the idle timeout (seen in
  * test_metasrv_proc, about 1 in 3 tries); poll has no such case, and at the
  * few hundred connections a metadata server sees its cost does not show. Four
- * loops match upstream's embedded server. */
+ * loops match upstream's embedded server. poll(2) takes descriptors past
+ * FD_SETSIZE, and the connection limit, per-IP limit and idle timeout are set
+ * explicitly by net_http's listener (defaults there, MC_HTTP_* to tune). */
 #include "metasrv.h"
 
 #include <ctype.h>
@@ -49,10 +51,9 @@
  * 413; past this many dropped bytes the connection is simply closed. */
 #define MS_MAX_DISCARD (64u << 20)
 #define MS_THREADS 4
-#define MS_IDLE_TIMEOUT_S 60
 
 struct mc_metasrv {
-    struct MHD_Daemon *mhd;
+    mc_http_listener_t http;
     uint16_t port;
     pthread_mutex_t lock; /* guards map */
     mc_map_t *map;        /* key -> ms_val_t* */
@@ -405,6 +406,8 @@ int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
     mc_metasrv_t *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
+    mc_http_listener_init(&s->http, ms_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
+                          MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     s->map = mc_map_new();
     if (!s->map) goto fail;
     rc = mc_sock_listen(host, port, 512, &fd, &s->port);
@@ -415,17 +418,23 @@ int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
     }
     /* The pool threads share this socket; accept must not block one of them. */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    s->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        ms_handle, s, MHD_OPTION_EXTERNAL_LOGGER, ms_mhd_log, s, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)MS_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)MS_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, ms_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, ms_conn_notify, s, MHD_OPTION_END);
+    const struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)ms_mhd_log, s},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, MS_THREADS, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)ms_completed, s},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->http.notify = ms_conn_notify;
+    s->http.notify_cls = s;
+    mc_http_listener_start(&s->http,
+                           MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
+                           ms_handle, s, opts);
     /* From here MHD owns the socket (it closes it on stop); whether it does on a
      * failed start is not documented, so a failed start may leak it rather than
      * risk closing a descriptor number that another thread has reused. */
     fd = -1;
-    if (!s->mhd) {
+    if (!s->http.mhd) {
         MC_LOGE(ms_tag, "libmicrohttpd failed to start on port %u", s->port);
         rc = -EIO;
         goto fail;
@@ -435,6 +444,7 @@ int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
     return 0;
 fail:
     if (fd >= 0) close(fd);
+    mc_http_listener_stop(&s->http);
     mc_map_free(s->map, ms_free_val);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -451,7 +461,7 @@ uint16_t mc_metasrv_port(const mc_metasrv_t *s)
 void mc_metasrv_stop(mc_metasrv_t *s)
 {
     if (!s) return;
-    MHD_stop_daemon(s->mhd);
+    mc_http_listener_stop(&s->http);
     mc_map_free(s->map, ms_free_val);
     pthread_mutex_destroy(&s->lock);
     free(s);

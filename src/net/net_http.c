@@ -1,8 +1,21 @@
-/* net_http.c: the libmicrohttpd helpers of net_http.h. */
+/* net_http.c: the libmicrohttpd helpers of net_http.h: peer names, one-shot
+ * answers, and the listener wrapper every MHD server starts through, which
+ * sets the connection limit, a per-IP limit and the idle timeout explicitly
+ * and logs (rate-limited) when a limit turns a client away. */
 #include "net_http.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
+#include "base_env.h"
+#include "base_log.h"
+#include "base_map.h"
+#include "base_time.h"
 #include "net_sock.h"
 
 void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len)
@@ -28,4 +41,150 @@ enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/* ------------------------------------------------------------ listeners
+ *
+ * The per-IP count is ours rather than MHD_OPTION_PER_IP_CONNECTION_LIMIT so
+ * that a refusal can name its peer: the accept-policy callback (run by MHD on
+ * the accepting thread, after its own total-limit check) admits and counts a
+ * connection under the lock, and the CLOSED notification gives the count
+ * back. MHD pairs STARTED and CLOSED; between a policy "yes" and STARTED it
+ * can only fail on an allocation or epoll_ctl failure, where one count of that
+ * address leaks (it then admits one connection fewer). */
+
+static void ip_key(const struct sockaddr *sa, char *buf, size_t len)
+{
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+    else
+        snprintf(buf, len, "?");
+}
+
+/* Logs the refusals counted since the last line, at most once per
+ * MC_HTTP_REFUSAL_LOG_MS. Caller holds l->lock. */
+static void refusal_log_locked(mc_http_listener_t *l, const char *peer, const char *why)
+{
+    uint64_t now = mc_now_ms();
+    if (now < l->next_log_ms) return;
+    l->next_log_ms = now + MC_HTTP_REFUSAL_LOG_MS;
+    MC_LOGW(l->tag,
+            "%s: %s (since the last report: %lu refused over the per-IP limit of %u, %lu "
+            "times at the limit of %u connections; next report in %u s at the earliest)",
+            peer, why, l->refused_ip, l->per_ip, l->at_limit, l->max_conns,
+            MC_HTTP_REFUSAL_LOG_MS / 1000);
+    l->refused_ip = l->at_limit = 0;
+}
+
+static enum MHD_Result listener_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    mc_http_listener_t *l = cls;
+    (void)addrlen;
+    if (!l->per_ip) return MHD_YES;
+    char key[INET6_ADDRSTRLEN];
+    ip_key(addr, key, sizeof key);
+    enum MHD_Result ok = MHD_YES;
+    pthread_mutex_lock(&l->lock);
+    uintptr_t n = (uintptr_t)mc_map_get(l->ips, key);
+    if (n >= l->per_ip) {
+        ok = MHD_NO;
+        l->refused_ip++;
+        char peer[96];
+        mc_sock_addr_str(addr, peer, sizeof peer);
+        refusal_log_locked(l, peer, "connection refused: per-IP connection limit reached");
+    } else if (mc_map_put(l->ips, key, (void *)(n + 1), NULL) != 0) {
+        ok = MHD_NO; /* out of memory: refuse rather than admit uncounted */
+    }
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+static void listener_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe)
+{
+    mc_http_listener_t *l = cls;
+    pthread_mutex_lock(&l->lock);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (++l->open >= l->max_conns) {
+            l->at_limit++;
+            refusal_log_locked(l, "listener",
+                               "connection limit reached: new clients wait in the listen "
+                               "backlog until a connection closes");
+        }
+    } else {
+        if (l->open) l->open--;
+        if (l->per_ip) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            char key[INET6_ADDRSTRLEN];
+            ip_key(ci ? ci->client_addr : NULL, key, sizeof key);
+            uintptr_t n = (uintptr_t)mc_map_get(l->ips, key);
+            if (n > 1)
+                mc_map_put(l->ips, key, (void *)(n - 1), NULL); /* replaces: cannot fail */
+            else if (n == 1)
+                mc_map_del(l->ips, key);
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (l->notify) l->notify(l->notify_cls, conn, socket_context, toe);
+}
+
+void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_conns,
+                           unsigned per_ip, unsigned idle_s)
+{
+    memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->lock, NULL);
+    l->tag = tag;
+    l->max_conns = (unsigned)mc_env_int("MC_HTTP_MAX_CONNECTIONS", max_conns, 1, 1 << 20);
+    l->per_ip = (unsigned)mc_env_int("MC_HTTP_PER_IP_CONNECTIONS", per_ip, 0, 1 << 20);
+    l->idle_s = (unsigned)mc_env_int("MC_HTTP_IDLE_TIMEOUT_S", idle_s, 0, 86400);
+}
+
+/* Lowers l->max_conns to what RLIMIT_NOFILE leaves room for (net_http.h). */
+static void fit_fdlimit(mc_http_listener_t *l)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t room = rl.rlim_cur > 256 ? rl.rlim_cur - 128 : rl.rlim_cur / 2;
+        if ((rlim_t)l->max_conns > room) {
+            MC_LOGW(l->tag,
+                    "connection limit lowered from %u to %llu: the open-file limit is %llu "
+                    "(raise it with ulimit -n)",
+                    l->max_conns, (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+            l->max_conns = (unsigned)room;
+        }
+    }
+}
+
+struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags, uint16_t port,
+                                          MHD_AccessHandlerCallback ahc, void *ahc_cls,
+                                          const struct MHD_OptionItem *opts)
+{
+    static const struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
+    if (!l->max_conns) l->max_conns = 1;
+    fit_fdlimit(l);
+    if (l->per_ip && !l->ips) {
+        l->ips = mc_map_new();
+        if (!l->ips) return NULL;
+    }
+    /* The caller's options first: MHD wants its logger before anything else. */
+    l->mhd = MHD_start_daemon(flags, port, listener_accept, l, ahc, ahc_cls, MHD_OPTION_ARRAY,
+                              opts ? opts : none, MHD_OPTION_CONNECTION_LIMIT, l->max_conns,
+                              MHD_OPTION_CONNECTION_TIMEOUT, l->idle_s,
+                              MHD_OPTION_NOTIFY_CONNECTION, listener_notify, l, MHD_OPTION_END);
+    if (l->mhd)
+        MC_LOGD(l->tag, "limits: %u connections, %u per IP, idle timeout %u s", l->max_conns,
+                l->per_ip, l->idle_s);
+    return l->mhd;
+}
+
+void mc_http_listener_stop(mc_http_listener_t *l)
+{
+    if (l->mhd) MHD_stop_daemon(l->mhd);
+    l->mhd = NULL;
+    mc_map_free(l->ips, NULL);
+    l->ips = NULL;
+    pthread_mutex_destroy(&l->lock);
 }

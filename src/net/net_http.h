@@ -1,11 +1,23 @@
 /* Helpers shared by the libmicrohttpd servers (metadata server, master admin,
- * the store's dummy-client endpoint, proxy). Call them from an MHD request
- * callback, on the thread MHD runs it on. */
+ * the store's dummy-client endpoint, proxy). mc_http_peer / mc_http_send: call
+ * them from an MHD request callback, on the thread MHD runs it on.
+ * mc_http_listener_*: the one way these servers start MHD, with explicit
+ * connection limits; init/start/stop on one thread, the callbacks it installs
+ * run on MHD's threads and lock what they share. */
 #ifndef MC_NET_HTTP_H
 #define MC_NET_HTTP_H
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <microhttpd.h>
+
+/* Defaults of every listener unless its owner picks others (mc_http_listener_init). */
+#define MC_HTTP_MAX_CONNECTIONS_DEFAULT 4096u
+#define MC_HTTP_PER_IP_DEFAULT 512u
+#define MC_HTTP_IDLE_TIMEOUT_DEFAULT_S 15u
+/* Refusals are logged at most once per this many ms per listener. */
+#define MC_HTTP_REFUSAL_LOG_MS 10000u
 
 /* Writes the connection's peer as "ip:port" into buf (never fails). */
 void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len);
@@ -19,5 +31,61 @@ void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len);
 enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              const char *body, size_t len, enum MHD_ResponseMemoryMode mode,
                              const char *allow);
+
+/* One MHD daemon with its connection policy. Caller-owned (embed it), set up
+ * by mc_http_listener_init; the fields above the line may be changed between
+ * init and start.
+ *
+ * - max_conns: MHD_OPTION_CONNECTION_LIMIT, set explicitly (MHD's default is
+ *   FD_SETSIZE - 4 = 1020, shared out among the pool threads). At the limit MHD
+ *   stops accepting and new clients wait in the listen backlog; logged.
+ * - per_ip: connections one client address may hold (0 = no limit). Past it a
+ *   connection is accepted and closed at once; logged, naming the peer.
+ * - idle_s: MHD_OPTION_CONNECTION_TIMEOUT, seconds without socket activity
+ *   before a connection is closed (0 = never). MHD does not time out a
+ *   suspended connection and restarts the clock on resume, so a streamed
+ *   answer that waits for its upstream is not cut; a client that stops reading
+ *   for idle_s is.
+ * - notify/notify_cls: the owner's MHD_OPTION_NOTIFY_CONNECTION, called from
+ *   ours with the same arguments (the owner keeps socket_context to itself).
+ *
+ * Refusals are logged in one line per MC_HTTP_REFUSAL_LOG_MS with the count
+ * of refusals since the last line. */
+typedef struct {
+    const char *tag; /* log tag of the owner */
+    unsigned max_conns, per_ip, idle_s;
+    MHD_NotifyConnectionCallback notify;
+    void *notify_cls;
+    /* ---- private */
+    struct MHD_Daemon *mhd;
+    pthread_mutex_t lock;               /* guards what follows */
+    void *ips;                          /* mc_map_t: "ip" -> count of open connections */
+    unsigned open;                      /* connections MHD has started and not closed */
+    unsigned long refused_ip, at_limit; /* since the last log line */
+    uint64_t next_log_ms;
+} mc_http_listener_t;
+
+/* Fills l with the given defaults, then overrides them from the environment:
+ * MC_HTTP_MAX_CONNECTIONS (1..1048576), MC_HTTP_PER_IP_CONNECTIONS
+ * (0..1048576, 0 = none), MC_HTTP_IDLE_TIMEOUT_S (0..86400, 0 = never). */
+void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_conns,
+                           unsigned per_ip, unsigned idle_s);
+
+/* Starts MHD with flags and the listener's limits, plus the caller's options
+ * (an MHD_OPTION_END-terminated array, or NULL; it must not hold
+ * CONNECTION_LIMIT, CONNECTION_TIMEOUT, PER_IP_CONNECTION_LIMIT,
+ * ACCEPT_POLICY_CALLBACK or NOTIFY_CONNECTION). port as MHD_start_daemon's.
+ * A max_conns above what RLIMIT_NOFILE leaves room for (soft limit - 128) is
+ * first lowered to it, with a warning, so that the listener meets its own
+ * limit (which it logs) before accept fails with EMFILE.
+ * Returns the daemon (also kept in l) or NULL when MHD refused to start. */
+struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags, uint16_t port,
+                                          MHD_AccessHandlerCallback ahc, void *ahc_cls,
+                                          const struct MHD_OptionItem *opts);
+
+/* Stops the daemon (MHD_stop_daemon: joins its threads, closes connections)
+ * and frees the listener's state. Safe on an initialised listener that never
+ * started. */
+void mc_http_listener_stop(mc_http_listener_t *l);
 
 #endif

@@ -19,14 +19,13 @@
 #include "store_int.h"
 
 #define SRV_THREADS 2
-#define SRV_IDLE_TIMEOUT_S 30
 #define SRV_MAX_BODY 4096
 
 static const char *const srv_tag = "client";
 static int srv_mark; /* con_cls of a request in progress */
 
 struct mc_store_srv {
-    struct MHD_Daemon *mhd;
+    mc_http_listener_t http; /* limits: net_http.h defaults, MC_HTTP_* to tune */
     mc_store_t *s;
     uint16_t port;
     char *config; /* JSON body of /v1/client_config */
@@ -145,6 +144,8 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
     mc_store_srv_t *srv = calloc(1, sizeof *srv);
     if (!srv) return -ENOMEM;
     srv->s = s;
+    mc_http_listener_init(&srv->http, srv_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT,
+                          MC_HTTP_PER_IP_DEFAULT, MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     srv->config = srv_config_json(s, info);
     if (!srv->config) {
         rc = -ENOMEM;
@@ -157,13 +158,17 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
         goto fail;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* shared by the pool threads */
-    srv->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        srv_handle, srv, MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, srv, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SRV_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)SRV_IDLE_TIMEOUT_S, MHD_OPTION_END);
+    const struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)srv_mhd_log, srv},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, SRV_THREADS, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    mc_http_listener_start(&srv->http,
+                           MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
+                           srv_handle, srv, opts);
     fd = -1; /* MHD's now (see mc_metasrv_start on a failed start) */
-    if (!srv->mhd) {
+    if (!srv->http.mhd) {
         MC_LOGE(srv_tag, "libmicrohttpd failed to start on port %u", srv->port);
         rc = -EIO;
         goto fail;
@@ -172,6 +177,7 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
     return 0;
 fail:
     if (fd >= 0) close(fd);
+    mc_http_listener_stop(&srv->http);
     free(srv->config);
     free(srv);
     return rc;
@@ -185,7 +191,7 @@ uint16_t mc_store_srv_port(const mc_store_srv_t *srv)
 void mc_store_srv_stop(mc_store_srv_t *srv)
 {
     if (!srv) return;
-    MHD_stop_daemon(srv->mhd);
+    mc_http_listener_stop(&srv->http);
     free(srv->config);
     free(srv);
 }

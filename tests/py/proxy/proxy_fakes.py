@@ -33,7 +33,9 @@ class FakeOpenAI:
     model, health_status, delay (s before answering a completion), chunks (SSE
     chunks of a streamed answer), chunk_delay, kill_after (close the socket
     abruptly after that many chunks), kv_params (returned in non-streamed
-    answers), status (HTTP status of completions), body_override (bytes)."""
+    answers), status (HTTP status of completions), error_body (the body of a
+    non-200 status), body_override (bytes), hold (a threading.Event: completions
+    wait for it, at most 30 s, before answering)."""
 
     def __init__(self, name="fake", model="test-model"):
         self.name = name
@@ -46,6 +48,8 @@ class FakeOpenAI:
         self.kv_params = None
         self.status = 200
         self.body_override = None
+        self.error_body = b'{"error":"fake failure"}'
+        self.hold = None
         self.pad = 0  # extra bytes of padding in every SSE chunk
         self.socks = set()
         self.requests = []
@@ -163,10 +167,12 @@ class FakeOpenAI:
                         fake.active -= 1
 
             def _post(self, r):
+                if fake.hold is not None:
+                    fake.hold.wait(30)
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fake.status != 200:
-                    self._send(fake.status, b'{"error":"fake failure"}')
+                    self._send(fake.status, fake.error_body)
                     return
                 if not (r.json and r.json.get("stream")):
                     try:

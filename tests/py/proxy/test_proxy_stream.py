@@ -174,8 +174,8 @@ def test_leg_failures_give_502(fakes, proxy):
     p.status = 200
     d.status = 503
     st, body = px.json("POST", "/v1/completions", {"prompt": "x"})
-    # A decode server's own error answer is relayed as it is.
-    assert st == 503 and body == {"error": "fake failure"}
+    # A decode server's 5xx is its failure: 502 naming the leg (test_proxy_errors.py).
+    assert st == 502 and body["error"]["leg"] == "decode"
     d.status = 200
     # A prefill server that dies (connection refused) -> 502 naming prefill.
     p.kill()

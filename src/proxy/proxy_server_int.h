@@ -1,0 +1,218 @@
+/* Internals shared by the proxy's event-loop files: proxy_server.c (the MHD
+ * front, the loop, start and stop), proxy_legs.c (instances, upstream legs,
+ * health checks, the completion flow) and proxy_admin.c (the admin API and
+ * the GET endpoints). Thread rule: everything here runs on the proxy's one
+ * loop thread (mc_proxy_run), so nothing is locked.
+ *
+ * A completion request goes through these states:
+ *   READING   MHD hands us the body in pieces; we accumulate it (bounded).
+ *   STARTED   body complete: parse, rewrite, start the prefill leg (and the
+ *             decode leg at once in connector mode); the connection is suspended.
+ *   RELAYING  first decode body byte (or the answer of a failed leg) arrived:
+ *             the connection is resumed, a response is queued; decode bytes
+ *             flow through a bounded buffer (curl pauses when it is full, MHD
+ *             suspends when it is empty).
+ * A request is freed when its last reference goes: one for MHD (dropped in the
+ * completed callback), one for a queued streaming response (its free
+ * callback), one per upstream leg still running. A client that goes away
+ * cancels its legs; a suspended client is noticed by a periodic peek at its
+ * socket, because MHD does not watch suspended connections.
+ *
+ * Instances live in two groups (prefill, decode). An instance is CHECKING until
+ * its /v1/models answer matches the model (and, for connector-mode
+ * prefillers, its bootstrap /query lists engine ids), then HEALTHY; a failed
+ * health check or transport error makes it UNHEALTHY (out of rotation) until a
+ * later check passes. A removed instance leaves its group at once and is freed
+ * when its last in-flight leg ends. */
+#ifndef MC_PROXY_SERVER_INT_H
+#define MC_PROXY_SERVER_INT_H
+#include <curl/curl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net_http.h"
+#include "proxy.h"
+#include "proxy_int.h"
+
+#define TAG "proxy"
+#define STREAM_HWM (256u << 10) /* pause the upstream above this many buffered bytes */
+#define PREFILL_MAX (8u << 20)  /* largest prefill answer we keep (toy/demo modes) */
+#define PROBE_MAX (1u << 20)    /* largest /v1/models or /query answer */
+#define WHOLE_MAX (1u << 20)    /* non-SSE decode answers up to this size are sent whole */
+#define ERR_KEEP (4u << 10)     /* bytes of a decode leg's 5xx body kept for the 502 */
+#define MAX_INST_PER_GROUP 1024
+
+enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
+enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2 };
+enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH };
+enum { RQ_READING = 0, RQ_STARTED };
+enum { R_COMPLETIONS = 0, R_CHAT, R_ADD, R_REMOVE };
+
+typedef struct {
+    char *p;
+    size_t len, off, cap;
+} buf_t;
+
+typedef struct inst inst_t;
+typedef struct leg leg_t;
+typedef struct req req_t;
+
+struct inst {
+    inst_t *next_all;
+    int group;
+    char name[300]; /* host:port as shown in /status and the admin API */
+    char base[320]; /* URL prefix of the OpenAI API */
+    char host[256];
+    uint16_t port, boot_port;
+    int state, removed, admitted, from_cli;
+    unsigned inflight;
+    uint64_t total, failures;
+    char **engine_ids;
+    int n_dp;
+    unsigned dp_rr;
+    uint64_t next_check_ms;
+    leg_t *probe;
+    req_t *admin_waiter;
+    char last_error[200];
+};
+
+struct leg {
+    leg_t *prev, *next; /* active list */
+    CURL *easy;
+    int kind, step, active, started, paused, body_seen, cancelled;
+    int whole;   /* decode: a small non-SSE answer, relayed in one piece when complete */
+    int failed;  /* decode: a 5xx answer, kept (bounded) for the 502 instead of relayed */
+    int retried; /* completion legs are retried once elsewhere when the connect failed */
+    size_t body_len;
+    req_t *req;
+    inst_t *inst;
+    struct curl_slist *hdrs;
+    char *body;
+    buf_t resp;
+    size_t resp_limit;
+    long status;
+    CURLcode rc;
+    uint64_t deadline_ms;
+    char err[CURL_ERROR_SIZE + 64];
+};
+
+struct req {
+    req_t *prev, *next;
+    mc_proxy_t *px;
+    struct MHD_Connection *conn;
+    int refs, route, state;
+    buf_t body;
+    int too_big, suspended, client_gone, queued, stream_ready, has_stream_resp;
+    int resp_status; /* > 0: a JSON answer (resp_json) is ready to be queued */
+    char *resp_json;
+    long up_status;
+    char up_ctype[128];
+    int64_t up_clen;
+    int final_status;
+    leg_t *p, *d;
+    json_t *json;
+    char *auth;
+    char reqid[130];
+    char prefill_host[256];
+    inst_t *admin_inst;
+    uint64_t t0;
+};
+
+struct mc_proxy {
+    mc_proxy_config_t cfg;
+    mc_http_listener_t http; /* the front's limits (net_http.h) */
+    struct MHD_Daemon *mhd;  /* http.mhd */
+    int epfd;                /* MHD's epoll fd */
+    int ep;                  /* ours: MHD's epoll fd + curl's sockets */
+    uint64_t curl_due_ns;    /* curl's timer, UINT64_MAX when unset */
+    uint16_t port;
+    CURLM *multi;
+    volatile sig_atomic_t stop;
+    int kick;
+    inst_t *all;
+    inst_t **grp[2];
+    int ngrp[2];
+    unsigned rr[2];
+    leg_t *legs; /* active legs */
+    req_t *reqs;
+    char *admin_key;
+    char *openai_key;
+    char *models_json;   /* last /v1/models answer of an admitted instance */
+    CURL *easy_pool[64]; /* finished easy handles, reset and reused */
+    int n_easy;
+    char model_id[256];
+    uint64_t next_tick_ms, next_peek_ms;
+    /* metrics */
+    uint64_t m_requests[2], m_status[6], m_upstream_err[2], m_disconnects, m_admin[2];
+    uint64_t m_rejected, m_dur_count;
+    double m_dur_sum;
+    unsigned m_inflight;
+};
+
+extern const char *const mc__proxy_group_name[2]; /* "prefill", "decode" */
+
+/* ---- proxy_legs.c: buffers and JSON answers */
+
+/* Appends n bytes (compacting or growing the buffer); 0 or -ENOMEM. */
+int mc__proxy_buf_append(buf_t *b, const void *data, size_t n);
+/* Appends printf output; 0, -EINVAL or -ENOMEM. */
+int mc__proxy_buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mc__proxy_buf_free(buf_t *b);
+/* {"error": {"message", "type", "code"[, "leg"][, "instance"]}} as a malloc'd
+ * string (NULL when out of memory). */
+char *mc__proxy_error_json(int status, const char *type, const char *leg, const char *instance,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* ---- proxy_legs.c: instances */
+
+void mc__proxy_inst_free(inst_t *in);
+/* Frees a removed instance once nothing refers to it any more. */
+void mc__proxy_inst_maybe_free(mc_proxy_t *px, inst_t *in);
+void mc__proxy_group_del(mc_proxy_t *px, inst_t *in);
+inst_t *mc__proxy_group_find(mc_proxy_t *px, int g, const char *name);
+/* Creates an instance from a base URL and appends it to group g (state
+ * CHECKING). NULL on a malformed URL, a full group or allocation failure. */
+inst_t *mc__proxy_inst_add(mc_proxy_t *px, int g, const char *url, uint16_t boot, int from_cli);
+int mc__proxy_inst_eligible(const mc_proxy_t *px, const inst_t *in);
+/* 1 when group g has an eligible instance (the round-robin cursor is kept). */
+int mc__proxy_pick_noadvance(mc_proxy_t *px, int g);
+/* Connector mode serves only once every prefiller of the command line is known. */
+int mc__proxy_connector_ready(mc_proxy_t *px);
+
+/* ---- proxy_legs.c: requests, legs, probes, the completion flow */
+
+void mc__proxy_req_ref(req_t *r);
+void mc__proxy_req_unref(req_t *r);
+/* Resumes r's connection if it is suspended. */
+void mc__proxy_req_resume(req_t *r);
+/* Cancels a running leg (client gone, sibling failed, shutdown): no callbacks run. */
+void mc__proxy_leg_cancel(mc_proxy_t *px, leg_t *l);
+void mc__proxy_req_cancel_legs(mc_proxy_t *px, req_t *r);
+/* Sets the JSON answer of a request that has not answered yet, cancels its
+ * legs and wakes its connection. Takes ownership of json (NULL = OOM). */
+void mc__proxy_req_answer(req_t *r, int status, char *json);
+/* Called for every leg curl reports done (and for legs the loop times out). */
+void mc__proxy_leg_finished(mc_proxy_t *px, leg_t *l);
+/* Starts health-check step `step` of an instance; 0 or -ENOMEM. */
+int mc__proxy_probe_start(mc_proxy_t *px, inst_t *in, int step);
+/* Answers the admin request waiting on in's first check (ok or not). */
+void mc__proxy_admin_reply(mc_proxy_t *px, inst_t *in, int ok);
+/* Body complete: parse, rewrite and start the legs, or answer an error. */
+void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r);
+
+/* ---- proxy_admin.c */
+
+/* POST /instances/add and /instances/remove (body complete). */
+void mc__proxy_dispatch_admin(mc_proxy_t *px, req_t *r);
+/* GET /health, /healthcheck, /status, /metrics, /v1/models. */
+enum MHD_Result mc__proxy_serve_get(mc_proxy_t *px, struct MHD_Connection *c, const char *url);
+
+/* ---- proxy_server.c */
+
+/* Queues s (copied; NULL = an out-of-memory 500) with status and Content-Type. */
+enum MHD_Result mc__proxy_queue_str(struct MHD_Connection *c, int status, const char *ctype,
+                                    const char *s, const char *reqid);
+#endif
