@@ -72,13 +72,16 @@ static uint64_t frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t le
 /* Logs why a frame's I/O failed, naming the peer. */
 static void log_io_fail(conn_t *c, const char *what, uint64_t len, int rc)
 {
+    pthread_mutex_lock(&c->te->conns_lock);
+    int fenced = c->fenced;
+    pthread_mutex_unlock(&c->te->conns_lock);
     if (rc == -ETIME)
         MC_LOGW(TAG,
                 "peer %s: %s of %llu bytes not done by its deadline (%llu ms + %llu B/s); "
                 "closing",
                 c->peer, what, (unsigned long long)len, (unsigned long long)c->te->frame_base_ms,
                 (unsigned long long)c->te->frame_min_rate);
-    else if (c->fenced)
+    else if (fenced)
         MC_LOGW(TAG, "peer %s: %s of %llu bytes cut: its buffer was unregistered; closing", c->peer,
                 what, (unsigned long long)len);
     else
@@ -271,6 +274,7 @@ static void cap_warn(mc_te_t *te, int fd)
 static void *listener_main(void *arg)
 {
     mc_te_t *te = arg;
+    uint64_t accept_warn_ms = 0;
     for (;;) {
         struct pollfd pfd[2] = {{.fd = te->listen_fd, .events = POLLIN},
                                 {.fd = te->wake_pipe[0], .events = POLLIN}};
@@ -278,7 +282,19 @@ static void *listener_main(void *arg)
         if (atomic_load(&te->stopping) || pfd[1].revents) break;
         if (!(pfd[0].revents & POLLIN)) continue;
         int fd = accept4(te->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the connection stays queued and poll would return at once:
+                 * back off instead of spinning, and say why once a second */
+                uint64_t now = mc_now_ms();
+                if (now - accept_warn_ms >= 1000) {
+                    accept_warn_ms = now;
+                    MC_LOGW(TAG, "cannot accept a connection: %s; retrying", strerror(errno));
+                }
+                poll(NULL, 0, 50);
+            }
+            continue;
+        }
         pthread_mutex_lock(&te->conns_lock);
         int full = te->nconns >= te->max_conns;
         pthread_mutex_unlock(&te->conns_lock);
