@@ -74,7 +74,10 @@ int mc_te_create(mc_te_t **out);
 /* Starts the engine: binds its listener, installs transports, publishes the
  * segment. local_name is "host" or "host:port"; conn is the metadata string;
  * protocol is "tcp" (or NULL/"" for tcp; "rdma" is refused with
- * MC_TE_ERR_DEVICE_NOT_FOUND on machines without it); devices may be NULL. */
+ * MC_TE_ERR_DEVICE_NOT_FOUND on machines without it); devices may be NULL.
+ * A name whose rpc_meta record belongs to a live engine is refused
+ * (MC_TE_ERR_METADATA, logged with its address); a record left by an engine
+ * that is gone (killed, say) is taken over (docs/transfer-engine.md "Naming"). */
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices);
 /* Stops threads, removes the published records, frees the engine. NULL is a no-op. */
