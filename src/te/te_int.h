@@ -58,7 +58,9 @@ int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, u
  * (mc_now_ms clock), whatever pace the peer keeps. The socket's SO_RCVTIMEO
  * and SO_SNDTIMEO are *cur_ms on entry: they are lowered as the deadline
  * nears (and raised back to io_ms at the next call that has the time), so a
- * peer that trickles bytes cannot stretch one frame past its deadline.
+ * peer that trickles bytes cannot stretch one frame past its deadline (by more
+ * than min(io_ms / 8, 1 s): the slack that spares a frame at normal pace any
+ * setsockopt call).
  * Returns 0, -ETIME when the deadline passed, -ETIMEDOUT when nothing moved for
  * io_ms, -ECONNRESET on a peer close, or another -errno. */
 int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_ms, int io_ms,

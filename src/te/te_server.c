@@ -158,14 +158,18 @@ static int serve_data(conn_t *c, const mc__te_hdr_t *h)
     else
         rc = conn_reply(c, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr,
                         h->length, mem);
+    /* a cut op logs before it lets a fencing unregister return, so the line
+     * is there by the time the application sees the unregister done */
+    if (rc) log_io_fail(c, write ? "WRITE" : "READ", h->length, rc);
     pthread_mutex_lock(&te->conns_lock);
     c->op_len = 0; /* the memory is no longer touched */
     pthread_cond_broadcast(&te->conns_cond);
     pthread_mutex_unlock(&te->conns_lock);
-    if (rc == 0 && write)
+    if (rc == 0 && write) {
         rc = conn_reply(c, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr, 0,
                         NULL);
-    if (rc) log_io_fail(c, write ? "WRITE" : "READ", h->length, rc);
+        if (rc) log_io_fail(c, "WRITE reply", 0, rc);
+    }
     return rc ? -1 : 0;
 }
 
