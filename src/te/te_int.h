@@ -258,6 +258,10 @@ int mc__te_claim_name(mc_te_t *te);
 /* te_server.c */
 int mc__te_server_start(mc_te_t *te);
 void mc__te_server_stop(mc_te_t *te);
+/* The deadline of a frame of `len` payload bytes that started at start_ms:
+ * frame_base_ms + len / frame_min_rate (ms, mc_now_ms clock), saturating. The
+ * server applies it to every frame it serves, the initiators to each exchange. */
+uint64_t mc__te_frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t len);
 /* Called by unregister after the buffers left te->bufs (bufs_lock released):
  * shuts down every connection whose in-flight READ/WRITE overlaps one of the n
  * removed ranges and waits until none does, so no server thread touches that

@@ -29,6 +29,7 @@
 
 #include "base_env.h"
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -60,8 +61,12 @@ static int probe_owner(mc_te_t *te, const char *ip, uint16_t port, char *why)
     const char *bad;
     char *body = NULL;
     uint64_t max = (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20);
-    if ((rc = mc__te_send_frame(fd, MC_TE_OP_META, 1, 0, 0, 0, NULL)) ||
-        (rc = mc_sock_recv_all(fd, buf, sizeof buf))) {
+    /* the whole exchange within the connect timeout: whoever is there cannot
+     * stall our start by answering a byte at a time */
+    int io = te->connect_timeout_ms, cur = io;
+    uint64_t deadline = mc_now_ms() + (uint64_t)io;
+    if ((rc = mc__te_send_frame_by(fd, MC_TE_OP_META, 1, 0, 0, 0, NULL, deadline, io, &cur)) ||
+        (rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur))) {
         snprintf(why, 256, "no answer from %s:%u: %s", ip, port, strerror(-rc));
         goto out;
     }
@@ -71,7 +76,7 @@ static int probe_owner(mc_te_t *te, const char *ip, uint16_t port, char *why)
         goto out;
     }
     if (h.opcode != (MC_TE_OP_META | MC_TE_OP_REPLY) || h.status != MC_TE_ST_OK || h.length > max ||
-        !(body = malloc(h.length + 1)) || mc_sock_recv_all(fd, body, h.length) != 0) {
+        !(body = malloc(h.length + 1)) || mc__te_io_by(fd, body, h.length, 0, deadline, io, &cur)) {
         snprintf(why, 256, "%s:%u gave no usable descriptor", ip, port);
         goto out;
     }

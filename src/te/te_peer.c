@@ -35,28 +35,35 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode, 
     }
     mc_sock_set_timeout(fd, te->io_timeout_ms);
     char *body = NULL;
+    /* the whole exchange has a deadline: a peer that answers a byte at a
+     * time holds the caller for a bounded time */
+    size_t plen = payload ? strlen(payload) : 0;
+    uint64_t max = (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20);
+    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), plen + max);
+    int cur = te->io_timeout_ms, io = te->io_timeout_ms;
     mc__te_hdr_t h;
-    rc = mc__te_send_frame(fd, opcode, 1, 0, 0, payload ? strlen(payload) : 0, payload);
+    rc = mc__te_send_frame_by(fd, opcode, 1, 0, 0, plen, payload, deadline, io, &cur);
     if (rc == 0) {
         uint8_t buf[MC_TE_HDR_LEN];
         const char *why = "connection closed";
-        rc = mc_sock_recv_all(fd, buf, sizeof buf);
+        rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
         if (rc == 0 && mc__te_hdr_decode(buf, sizeof buf, &h, &why) != 0) rc = -EPROTO;
         if (rc == 0 && h.opcode != (opcode | MC_TE_OP_REPLY))
             why = "mismatched reply", rc = -EPROTO;
-        if (rc == 0 &&
-            h.length > (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20))
-            why = "reply too long", rc = -EPROTO;
+        if (rc == 0 && h.length > max) why = "reply too long", rc = -EPROTO;
         if (rc == 0 && h.status == MC_TE_ST_QUEUE_FULL) { /* the caller reports it */
             close(fd);
             return MC_TE_ERR_TOO_MANY_REQUESTS;
         }
         if (rc == 0 && h.status != MC_TE_ST_OK) why = "request rejected", rc = -EPROTO;
         if (rc == 0 && !(body = malloc(h.length + 1))) rc = -ENOMEM;
-        if (rc == 0 && (rc = mc_sock_recv_all(fd, body, h.length)) == 0) body[h.length] = '\0';
+        if (rc == 0 && (rc = mc__te_io_by(fd, body, h.length, 0, deadline, io, &cur)) == 0)
+            body[h.length] = '\0';
         if (rc)
             MC_LOGW(TAG, "handshake with %s:%u failed: %s", ip, port,
-                    rc == -EPROTO ? why : strerror(-rc));
+                    rc == -EPROTO  ? why
+                    : rc == -ETIME ? "no whole answer by the exchange's deadline"
+                                   : strerror(-rc));
     }
     close(fd);
     if (rc) {

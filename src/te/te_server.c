@@ -58,9 +58,7 @@ static void conn_forget(mc_te_t *te, conn_t *c)
     free(c);
 }
 
-/* The deadline of a frame of `len` payload bytes that started at start_ms:
- * frame_base_ms + len / frame_min_rate, saturating. */
-static uint64_t frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t len)
+uint64_t mc__te_frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t len)
 {
     uint64_t q = len / te->frame_min_rate, r = len % te->frame_min_rate;
     uint64_t extra =
@@ -227,7 +225,7 @@ static void *conn_main(void *arg)
         if (peek < 0 && errno == EINTR) continue;
         if (peek <= 0) break; /* closed or reset between frames: not an error */
         uint64_t start = mc_now_ms();
-        c->deadline_ms = frame_deadline(te, start, 0);
+        c->deadline_ms = mc__te_frame_deadline(te, start, 0);
         int rc = conn_io(c, buf, sizeof buf, 0);
         if (rc) { /* part of a header, then close, reset or timeout */
             if (rc == -ETIME)
@@ -246,7 +244,7 @@ static void *conn_main(void *arg)
             MC_LOGW(TAG, "peer %s: unexpected reply frame; closing", c->peer);
             break;
         }
-        c->deadline_ms = frame_deadline(te, start, h.length);
+        c->deadline_ms = mc__te_frame_deadline(te, start, h.length);
         int keep = (h.opcode == MC_TE_OP_READ || h.opcode == MC_TE_OP_WRITE) ? serve_data(c, &h)
                                                                              : serve_control(c, &h);
         if (keep) break;
