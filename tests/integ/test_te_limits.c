@@ -3,8 +3,9 @@
  * mooncake_http_metadata_server, raw sockets speaking the TE frame format):
  *
  *   - a segment name whose owner was killed (kill -9) is taken back at once by
- *     a restarted process, also when another segment now listens on the dead
- *     owner's port; a live owner keeps it; of two claimants at once one wins;
+ *     a restarted process, also when another segment or a non-TE listener now
+ *     holds the dead owner's port; a live owner keeps it, and so does one that
+ *     does not answer in time; of two claimants at once one wins;
  *   - unregister completes while a peer drips a WRITE into the buffer (or
  *     stalls a READ out of it): the connection is cut and the memory is not
  *     written after unregister returned;
@@ -353,6 +354,90 @@ static void test_name_takeover(void **state)
     assert_int_equal(th_finish(&z.proc, T_MS), 0);
 }
 
+/* A stand-in for whatever listens at a stale record's address: accepts one
+ * connection, reads a frame header, answers `answer` (NULL: nothing) and keeps
+ * the connection until the client closes it. */
+typedef struct {
+    int lfd;
+    uint16_t port;
+    const char *answer;
+    pthread_t t;
+} squatter_t;
+
+static void *squatter_main(void *arg)
+{
+    squatter_t *q = arg;
+    int fd = accept(q->lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    char hdr[32], sink[256];
+    mc_sock_set_timeout(fd, T_MS);
+    if (mc_sock_recv_all(fd, hdr, sizeof hdr) == 0 && q->answer)
+        mc_sock_send_all(fd, q->answer, strlen(q->answer));
+    while (recv(fd, sink, sizeof sink, 0) > 0) /* until the client gives up */
+        ;
+    close(fd);
+    return NULL;
+}
+
+static void squatter_start(squatter_t *q, const char *answer)
+{
+    q->answer = answer;
+    assert_int_equal(mc_sock_listen("127.0.0.1", 0, 4, &q->lfd, &q->port), 0);
+    assert_int_equal(pthread_create(&q->t, NULL, squatter_main, q), 0);
+}
+
+static void squatter_stop(squatter_t *q)
+{
+    pthread_join(q->t, NULL);
+    close(q->lfd);
+}
+
+/* Puts a stale rpc_meta record for name that points at 127.0.0.1:port. */
+static void meta_put_rpc(const char *name, uint16_t port)
+{
+    mc_meta_t *m = NULL;
+    char key[512], val[128];
+    assert_int_equal(mc_meta_open(meta_url, &m), 0);
+    assert_int_equal(mc_meta_key(key, sizeof key, "rpc_meta", name), 0);
+    snprintf(val, sizeof val, "{\"ip_or_host_name\":\"127.0.0.1\",\"rpc_port\":%u}", port);
+    assert_int_equal(mc_meta_put(m, key, val), 0);
+    mc_meta_close(m);
+}
+
+/* Whoever holds the recorded address decides: a listener that is not a TE
+ * engine means gone; one that never answers might be a live engine that is
+ * slow, so the name is refused (within the handshake connect timeout). */
+static void test_name_squatters(void **state)
+{
+    (void)state;
+    static squatter_t q; /* static: the thread may outlive a failed assertion */
+    th_peer_t a;
+    const char *const env[] = {"MC_HANDSHAKE_CONNECT_TIMEOUT=1", NULL};
+
+    squatter_start(&q, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    meta_put_rpc("te-limits-squat-http", q.port);
+    peer_start_env(&a, "te-limits-squat-http", MIB, "squat.log", env);
+    assert_int_equal(log_count("squat.log", "took over", "is not a transfer engine"), 1);
+    assert_int_not_equal(rpc_port_of("te-limits-squat-http"), q.port);
+    assert_int_equal(th_finish(&a.proc, T_MS), 0);
+    squatter_stop(&q);
+
+    squatter_start(&q, NULL); /* silent: accepts, reads, never answers */
+    meta_put_rpc("te-limits-squat-mute", q.port);
+    char path[512], line[512];
+    snprintf(path, sizeof path, "%s/mute.log", tmpdir);
+    putenv((char *)env[0]);
+    int rc = th_peer_spawn(&a, "te-limits-squat-mute", meta_url, MIB, path);
+    unsetenv("MC_HANDSHAKE_CONNECT_TIMEOUT");
+    assert_int_equal(rc, 0);
+    assert_int_equal(th_read_line(&a.proc, line, sizeof line, T_MS), -EPIPE);
+    int st = th_finish(&a.proc, T_MS);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_int_equal(log_count("mute.log", "may be live", "no answer from 127.0.0.1"), 1);
+    assert_int_equal(rpc_port_of("te-limits-squat-mute"), q.port); /* left as it was */
+    squatter_stop(&q);
+}
+
 /* ---- 2. unregister while a peer drips a WRITE or stalls a READ ---- */
 
 static void test_unregister_drip(void **state)
@@ -623,11 +708,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_takeover),
-        cmocka_unit_test(test_unregister_drip),
-        cmocka_unit_test(test_unregister_stalled_read),
-        cmocka_unit_test(test_frame_deadline),
-        cmocka_unit_test(test_conn_cap),
+        cmocka_unit_test(test_name_takeover),   cmocka_unit_test(test_name_squatters),
+        cmocka_unit_test(test_unregister_drip), cmocka_unit_test(test_unregister_stalled_read),
+        cmocka_unit_test(test_frame_deadline),  cmocka_unit_test(test_conn_cap),
         cmocka_unit_test(test_notify_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
