@@ -669,10 +669,30 @@ static void test_notify_bound(void **state)
     snprintf(want, sizeof want, "1 %d %016llx", NOTE_N - 8,
              (unsigned long long)XXH3_64bits_digest(st));
     assert_string_equal(r, want);
+    assert_int_equal(th_finish(&p.proc, T_MS), 0);
+
+    /* the count bound: 5 kept of 8 small ones */
+    const char *const env_n[] = {"MC_TE_NOTIFY_MAX_COUNT=5", NULL};
+    peer_start_env(&p, "te-limits-notify-n", MIB, NULL, env_n);
+    XXH3_64bits_reset(st);
+    for (int i = 0; i < 8; i++) {
+        char name[16], m[16];
+        snprintf(name, sizeof name, "c%d", i);
+        snprintf(m, sizeof m, "msg-%d", i);
+        int rc = mc_te_notify_send(te, p.segment, name, m);
+        assert_int_equal(rc, i < 5 ? 0 : MC_TE_ERR_TOO_MANY_REQUESTS);
+        if (rc == 0) {
+            XXH3_64bits_update(st, name, strlen(name) + 1);
+            XXH3_64bits_update(st, m, strlen(m) + 1);
+        }
+    }
+    peer_cmd(&p, r, sizeof r, T_MS, "NOTIFYSTAT");
+    snprintf(want, sizeof want, "5 3 %016llx", (unsigned long long)XXH3_64bits_digest(st));
+    assert_string_equal(r, want);
+    assert_int_equal(th_finish(&p.proc, T_MS), 0);
     XXH3_freeState(st);
     free(msg);
     mc_te_destroy(te);
-    assert_int_equal(th_finish(&p.proc, T_MS), 0);
 }
 
 /* ---- fixture ---- */
