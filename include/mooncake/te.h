@@ -74,7 +74,10 @@ int mc_te_create(mc_te_t **out);
 /* Starts the engine: binds its listener, installs transports, publishes the
  * segment. local_name is "host" or "host:port"; conn is the metadata string;
  * protocol is "tcp" (or NULL/"" for tcp; "rdma" is refused with
- * MC_TE_ERR_DEVICE_NOT_FOUND on machines without it); devices may be NULL. */
+ * MC_TE_ERR_DEVICE_NOT_FOUND on machines without it); devices may be NULL.
+ * A name whose rpc_meta record belongs to a live engine is refused
+ * (MC_TE_ERR_METADATA, logged with its address); a record left by an engine
+ * that is gone (killed, say) is taken over (docs/transfer-engine.md "Naming"). */
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices);
 /* Stops threads, removes the published records, frees the engine. NULL is a no-op. */
@@ -92,8 +95,10 @@ const char *mc_te_segment_name(const mc_te_t *te);
 /* Registers [addr, addr+len) for remote access; location is a tag like "cpu:0"
  * ("*" when NULL). MC_TE_ERR_ADDRESS_OVERLAPPED if it overlaps a registered buffer. */
 int mc_te_register(mc_te_t *te, void *addr, size_t len, const char *location);
-/* Unregisters the buffer starting at addr; waits for server-side transfers into
- * it to finish. MC_TE_ERR_ADDRESS_NOT_REGISTERED if none starts there. */
+/* Unregisters the buffer starting at addr. tcp transfers into or out of it that
+ * are in flight are cut (their connections shut down), never waited for, and
+ * none touches the buffer once this returns. MC_TE_ERR_ADDRESS_NOT_REGISTERED if
+ * none starts there. */
 int mc_te_unregister(mc_te_t *te, void *addr);
 /* Batch forms: publish the descriptor once. Stop at the first error. */
 int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, size_t n,
@@ -142,12 +147,18 @@ int mc_te_batch_free(mc_te_t *te, uint64_t batch_id);
  * first failure as MC_TE_ERR_* (timeouts included as MC_TE_ERR_SOCKET). */
 int mc_te_transfer_sync(mc_te_t *te, const mc_te_request_t *reqs, size_t n);
 
-/* Sends a notification {name, msg} to the engine that owns segment. */
+/* Sends a notification {name, msg} to the engine that owns segment. 0 once the
+ * target queued it; MC_TE_ERR_TOO_MANY_REQUESTS when the target's queue was full
+ * and it dropped this one. */
 int mc_te_notify_send(mc_te_t *te, const char *segment, const char *name, const char *msg);
 /* Takes every notification received so far (array and strings malloc'd; free
- * with mc_te_notify_free). */
+ * with mc_te_notify_free), in arrival order. Until they are fetched, at most
+ * MC_TE_NOTIFY_MAX_COUNT (4096) notifications of MC_TE_NOTIFY_MAX_BYTES (64 MiB)
+ * of names and messages in all are kept; more are dropped and counted. */
 int mc_te_notify_fetch(mc_te_t *te, mc_te_notify_t **out, size_t *n);
 void mc_te_notify_free(mc_te_notify_t *v, size_t n);
+/* Notifications dropped at a full queue since the engine started. */
+uint64_t mc_te_notify_dropped(mc_te_t *te);
 /* Round trip to a peer's listener; 0 when it answered. */
 int mc_te_probe(mc_te_t *te, const char *segment);
 

@@ -12,6 +12,7 @@
 
 #include "base_env.h"
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -57,8 +58,10 @@ static void read_host_id(char *buf, size_t len)
     }
     ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
     ns[n > 0 ? n : 0] = '\0';
-    if (boot[0] && ns[0]) snprintf(buf, len, "%s/%s", boot, ns);
-    else buf[0] = '\0';
+    if (boot[0] && ns[0])
+        snprintf(buf, len, "%s/%s", boot, ns);
+    else
+        buf[0] = '\0';
 }
 
 /* The address to advertise and bind: MC_TCP_BIND_ADDRESS, else the host part
@@ -79,23 +82,6 @@ static void pick_ip(const char *host, char *ip, size_t len)
     mc_net_local_ip(ip, len);
 }
 
-/* Publishes mooncake/rpc_meta/<segment> (no-op in P2P mode). An identical
- * record already there is fine; another engine's is MC_TE_ERR_METADATA. */
-static int publish_rpc_meta(mc_te_t *te)
-{
-    if (te->p2p) return 0;
-    char key[512], *rec = mc__te_rpc_encode(te->ip, te->port);
-    mc_meta_key(key, sizeof key, "rpc_meta", te->seg_name);
-    int rc = rec ? mc_meta_put(te->meta, key, rec) : -ENOMEM;
-    free(rec);
-    if (rc) {
-        MC_LOGE(TAG, "cannot publish %s: %s", key,
-                rc == -EEXIST ? "another engine already uses this name" : strerror(-rc));
-        return MC_TE_ERR_METADATA;
-    }
-    return 0;
-}
-
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices)
 {
@@ -103,8 +89,10 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         strlen(local_name) >= sizeof te->local_name)
         return MC_TE_ERR_INVALID_ARGUMENT;
     if (protocol && *protocol && strcasecmp(protocol, "tcp") != 0)
-        MC_LOGW(TAG, "protocol '%s' is not available on this build; using tcp (and shm for "
-                     "same-host peers)", protocol);
+        MC_LOGW(TAG,
+                "protocol '%s' is not available on this build; using tcp (and shm for "
+                "same-host peers)",
+                protocol);
     (void)devices;
     snprintf(te->local_name, sizeof te->local_name, "%s", local_name);
     int rc = mc_meta_open(conn, &te->meta);
@@ -121,8 +109,13 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     te->nworkers = (int)mc_env_int("MC_TE_WORKERS", ncpu < 2 ? 2 : ncpu > 16 ? 16 : ncpu, 1, 64);
     te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
-    te->connect_timeout_ms =
-        (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
+    te->connect_timeout_ms = (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
+    /* server limits, docs/transfer-engine.md "Server limits" */
+    te->frame_base_ms = (uint64_t)te->io_timeout_ms;
+    te->frame_min_rate = (uint64_t)mc_env_int("MC_TE_FRAME_MIN_RATE", 1 << 20, 1, 1ll << 40);
+    te->max_conns = (size_t)mc_env_int("MC_TE_MAX_CONNS", 1024, 1, 1 << 20);
+    te->notify_max_count = (size_t)mc_env_int("MC_TE_NOTIFY_MAX_COUNT", 4096, 1, 1 << 24);
+    te->notify_max_bytes = (size_t)mc_env_int("MC_TE_NOTIFY_MAX_BYTES", 64ll << 20, 1, 1ll << 40);
     read_host_id(te->host_id, sizeof te->host_id);
 
     char host[256];
@@ -137,10 +130,12 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         MC_LOGE(TAG, "cannot listen on %s in ports %u-%u: %s", te->ip, lo, hi, strerror(-rc));
         return MC_TE_ERR_SOCKET;
     }
-    if (te->p2p) snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
-    else snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
+    if (te->p2p)
+        snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
+    else
+        snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
 
-    if ((rc = publish_rpc_meta(te))) return rc;
+    if ((rc = mc__te_claim_name(te))) return rc;
     te->initialized = 1;
     if ((rc = mc__te_publish(te)) || (rc = mc__te_server_start(te)) ||
         (rc = mc__te_workers_start(te)))
@@ -194,8 +189,10 @@ static size_t upper_bound_locked(const mc_te_t *te, uint64_t a)
     size_t lo = 0, hi = te->nbufs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (te->bufs[mid].addr <= a) lo = mid + 1;
-        else hi = mid;
+        if (te->bufs[mid].addr <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -260,7 +257,7 @@ int mc__te_publish(mc_te_t *te)
 int mc_te_republish(mc_te_t *te)
 {
     if (!te || !te->initialized) return MC_TE_ERR_INVALID_ARGUMENT;
-    int rc = publish_rpc_meta(te);
+    int rc = mc__te_claim_name(te);
     return rc ? rc : mc__te_publish(te);
 }
 
@@ -288,11 +285,13 @@ static int add_buf_locked(mc_te_t *te, void *addr, size_t len, const char *locat
     return 0;
 }
 
-static int del_buf_locked(mc_te_t *te, void *addr)
+/* Removes the buffer starting at addr and copies it to *out. */
+static int del_buf_locked(mc_te_t *te, void *addr, mc__te_buf_t *out)
 {
     uint64_t a = (uint64_t)(uintptr_t)addr;
     size_t i = upper_bound_locked(te, a);
     if (i == 0 || te->bufs[i - 1].addr != a) return MC_TE_ERR_ADDRESS_NOT_REGISTERED;
+    *out = te->bufs[i - 1];
     memmove(&te->bufs[i - 1], &te->bufs[i], (te->nbufs - i) * sizeof *te->bufs);
     te->nbufs--;
     return 0;
@@ -305,11 +304,12 @@ int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, si
     int rc = 0;
     size_t done = 0;
     pthread_rwlock_wrlock(&te->bufs_lock);
-    for (; done < n && rc == 0; done++) rc = add_buf_locked(te, addrs[done], lens[done], location);
+    for (; done < n && rc == 0; done++)
+        rc = add_buf_locked(te, addrs[done], lens[done], location);
     __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&te->bufs_lock);
-    if (rc) MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1],
-                    mc_te_strerror(rc));
+    if (rc)
+        MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1], mc_te_strerror(rc));
     int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
 }
@@ -323,13 +323,20 @@ int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n)
 {
     if (!te || !te->initialized || (n && !addrs)) return MC_TE_ERR_INVALID_ARGUMENT;
     int rc = 0;
-    size_t done = 0;
-    pthread_rwlock_wrlock(&te->bufs_lock); /* waits for server transfers into these buffers */
+    size_t done = 0, nrem = 0;
+    mc__te_buf_t one, *removed = n > 1 ? malloc(n * sizeof *removed) : &one;
+    if (!removed) return MC_TE_ERR_MEMORY;
+    pthread_rwlock_wrlock(&te->bufs_lock); /* server ops check their range under it shared */
     /* same-host peers see the new generation before their next copy */
     __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
-    for (; done < n && rc == 0; done++) rc = del_buf_locked(te, addrs[done]);
+    for (; done < n && rc == 0; done++)
+        if ((rc = del_buf_locked(te, addrs[done], &removed[nrem])) == 0) nrem++;
     pthread_rwlock_unlock(&te->bufs_lock);
-    int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
+    /* tcp transfers that were checked against these buffers before they went
+     * are cut, not waited for: after this no server thread touches them */
+    mc__te_server_fence(te, removed, nrem);
+    if (removed != &one) free(removed);
+    int prc = nrem ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
 }
 
@@ -387,24 +394,66 @@ const char *mc_te_segment_transport(mc_te_t *te, int32_t handle)
     return shm ? "shm" : "tcp";
 }
 
-void mc__te_notify_push(mc_te_t *te, char *name, char *msg)
+/* Logs a drop: the first of a burst at once, then at most one line every 10 s
+ * while drops go on; a burst ends when a notification is queued again.
+ * Caller holds notify_lock. */
+static void notify_drop_locked(mc_te_t *te, const char *name, const char *peer, size_t len)
 {
+    te->notify_dropped++;
+    te->notify_burst++;
+    uint64_t now = mc_now_ms();
+    if (te->notify_warn_ms && now - te->notify_warn_ms < 10000) return;
+    MC_LOGW(TAG,
+            "peer %s: notification queue full (%zu queued, %zu bytes; limits %zu, %zu): "
+            "dropped %llu, the latest '%s' of %zu bytes (%llu dropped in all)",
+            peer, te->nnotify, te->notify_bytes, te->notify_max_count, te->notify_max_bytes,
+            (unsigned long long)te->notify_burst, name, len,
+            (unsigned long long)te->notify_dropped);
+    te->notify_warn_ms = now ? now : 1;
+    te->notify_burst = 0;
+}
+
+int mc__te_notify_push(mc_te_t *te, char *name, char *msg, const char *peer)
+{
+    size_t len = strlen(name) + strlen(msg);
+    int st = MC_TE_ST_OK;
     pthread_mutex_lock(&te->notify_lock);
+    if (te->nnotify >= te->notify_max_count || len > te->notify_max_bytes - te->notify_bytes ||
+        te->notify_bytes > te->notify_max_bytes) {
+        notify_drop_locked(te, name, peer, len);
+        st = MC_TE_ST_QUEUE_FULL;
+        goto out;
+    }
     if (te->nnotify == te->capnotify) {
         size_t cap = te->capnotify ? te->capnotify * 2 : 16;
         mc_te_notify_t *n = realloc(te->notifies, cap * sizeof *n);
         if (!n) {
-            pthread_mutex_unlock(&te->notify_lock);
-            MC_LOGE(TAG, "out of memory: notification from '%s' dropped", name);
-            free(name);
-            free(msg);
-            return;
+            MC_LOGE(TAG, "peer %s: out of memory: notification from '%s' dropped", peer, name);
+            te->notify_dropped++;
+            st = MC_TE_ST_QUEUE_FULL;
+            goto out;
         }
         te->notifies = n;
         te->capnotify = cap;
     }
     te->notifies[te->nnotify++] = (mc_te_notify_t){name, msg};
+    te->notify_bytes += len;
+    te->notify_warn_ms = 0; /* a burst of drops, if any, is over */
+    te->notify_burst = 0;
+    name = msg = NULL;
+out:
     pthread_mutex_unlock(&te->notify_lock);
+    free(name);
+    free(msg);
+    return st;
+}
+
+uint64_t mc_te_notify_dropped(mc_te_t *te)
+{
+    pthread_mutex_lock(&te->notify_lock);
+    uint64_t n = te->notify_dropped;
+    pthread_mutex_unlock(&te->notify_lock);
+    return n;
 }
 
 int mc_te_notify_fetch(mc_te_t *te, mc_te_notify_t **out, size_t *n)
@@ -414,6 +463,7 @@ int mc_te_notify_fetch(mc_te_t *te, mc_te_notify_t **out, size_t *n)
     *n = te->nnotify;
     te->notifies = NULL;
     te->nnotify = te->capnotify = 0;
+    te->notify_bytes = 0;
     pthread_mutex_unlock(&te->notify_lock);
     return 0;
 }
@@ -453,22 +503,39 @@ int mc_te_probe(mc_te_t *te, const char *segment)
 const char *mc_te_strerror(int err)
 {
     switch (err) {
-    case MC_TE_OK: return "ok";
-    case MC_TE_ERR_INVALID_ARGUMENT: return "invalid argument";
-    case MC_TE_ERR_TOO_MANY_REQUESTS: return "too many requests for the batch";
-    case MC_TE_ERR_ADDRESS_NOT_REGISTERED: return "address not registered";
-    case MC_TE_ERR_BATCH_BUSY: return "batch busy";
-    case MC_TE_ERR_DEVICE_NOT_FOUND: return "device not found";
-    case MC_TE_ERR_ADDRESS_OVERLAPPED: return "address overlaps a registered buffer";
-    case MC_TE_ERR_DNS: return "name resolution failed";
-    case MC_TE_ERR_SOCKET: return "socket error";
-    case MC_TE_ERR_MALFORMED_JSON: return "malformed JSON";
-    case MC_TE_ERR_REJECT_HANDSHAKE: return "handshake rejected";
-    case MC_TE_ERR_METADATA: return "metadata error";
-    case MC_TE_ERR_ENDPOINT: return "endpoint error";
-    case MC_TE_ERR_CONTEXT: return "engine stopping";
-    case MC_TE_ERR_MEMORY: return "out of memory";
-    case MC_TE_ERR_NOT_IMPLEMENTED: return "not implemented";
-    default: return "unknown error";
+    case MC_TE_OK:
+        return "ok";
+    case MC_TE_ERR_INVALID_ARGUMENT:
+        return "invalid argument";
+    case MC_TE_ERR_TOO_MANY_REQUESTS:
+        return "too many requests for the batch";
+    case MC_TE_ERR_ADDRESS_NOT_REGISTERED:
+        return "address not registered";
+    case MC_TE_ERR_BATCH_BUSY:
+        return "batch busy";
+    case MC_TE_ERR_DEVICE_NOT_FOUND:
+        return "device not found";
+    case MC_TE_ERR_ADDRESS_OVERLAPPED:
+        return "address overlaps a registered buffer";
+    case MC_TE_ERR_DNS:
+        return "name resolution failed";
+    case MC_TE_ERR_SOCKET:
+        return "socket error";
+    case MC_TE_ERR_MALFORMED_JSON:
+        return "malformed JSON";
+    case MC_TE_ERR_REJECT_HANDSHAKE:
+        return "handshake rejected";
+    case MC_TE_ERR_METADATA:
+        return "metadata error";
+    case MC_TE_ERR_ENDPOINT:
+        return "endpoint error";
+    case MC_TE_ERR_CONTEXT:
+        return "engine stopping";
+    case MC_TE_ERR_MEMORY:
+        return "out of memory";
+    case MC_TE_ERR_NOT_IMPLEMENTED:
+        return "not implemented";
+    default:
+        return "unknown error";
     }
 }

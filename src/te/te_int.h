@@ -1,6 +1,8 @@
 /* te_int.h: internals shared by the transfer engine's files. Not installed.
- * Lock order: te->peers_lock > peer->lock; te->bufs_lock is a leaf
- * (taken shared by servers during a transfer, exclusive by (un)register). */
+ * Lock order: te->peers_lock > peer->lock; te->bufs_lock > te->conns_lock
+ * (a server checks a range under bufs_lock shared and records its in-flight op
+ * under conns_lock before it lets bufs_lock go; no lock is held across a
+ * network wait). bufs_lock is exclusive only for (un)register's table edits. */
 #ifndef MC_TE_INT_H
 #define MC_TE_INT_H
 #include <pthread.h>
@@ -29,6 +31,7 @@ enum {
     MC_TE_ST_OK = 0,
     MC_TE_ST_OUT_OF_RANGE = 1, /* address range not inside one registered buffer */
     MC_TE_ST_BAD_REQUEST = 2,
+    MC_TE_ST_QUEUE_FULL = 3, /* NOTIFY: the target's notification queue is full; dropped */
 };
 
 typedef struct {
@@ -51,6 +54,21 @@ int mc__te_hdr_decode(const uint8_t *buf, size_t len, mc__te_hdr_t *h, const cha
  * payload). 0 or negative errno. */
 int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
                       uint64_t length, const void *payload);
+/* Sends (dir_send=1) or receives exactly len bytes before deadline_ms
+ * (mc_now_ms clock), whatever pace the peer keeps. The socket's SO_RCVTIMEO
+ * and SO_SNDTIMEO are *cur_ms on entry: they are lowered as the deadline
+ * nears (and raised back to io_ms at the next call that has the time), so a
+ * peer that trickles bytes cannot stretch one frame past its deadline (by more
+ * than min(io_ms / 8, 1 s): the slack that spares a frame at normal pace any
+ * setsockopt call).
+ * Returns 0, -ETIME when the deadline passed, -ETIMEDOUT when nothing moved for
+ * io_ms, -ECONNRESET on a peer close, or another -errno. */
+int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_ms, int io_ms,
+                 int *cur_ms);
+/* mc__te_send_frame under a deadline, as mc__te_io_by. */
+int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
+                         uint64_t length, const void *payload, uint64_t deadline_ms, int io_ms,
+                         int *cur_ms);
 
 /* ---- segment descriptor (te_desc.c) ---- */
 typedef struct {
@@ -178,15 +196,27 @@ struct mc_te {
     pthread_t listener;
     int listener_running;
     pthread_mutex_t conns_lock;
-    pthread_cond_t conns_cond;
-    int *conn_fds;
+    pthread_cond_t conns_cond;  /* a connection ended or finished a data op */
+    struct mc__te_conn **conns; /* under conns_lock, with their in-flight ops */
     size_t nconns, capconns;
+    size_t max_conns;          /* MC_TE_MAX_CONNS */
+    uint64_t conn_cap_hits;    /* connections refused at the cap */
+    uint64_t conn_cap_warn_ms; /* last log line about the cap */
+    uint64_t frame_base_ms;    /* whole-frame deadline: base + length / rate */
+    uint64_t frame_min_rate;   /* bytes per second (MC_TE_FRAME_MIN_RATE) */
     atomic_int stopping;
 
-    /* notifications received */
+    /* notifications received, bounded in count and bytes; a full queue drops
+     * (and counts) what arrives until the application fetches */
     pthread_mutex_t notify_lock;
     mc_te_notify_t *notifies;
     size_t nnotify, capnotify;
+    size_t notify_bytes;     /* name + msg bytes queued */
+    size_t notify_max_count; /* MC_TE_NOTIFY_MAX_COUNT */
+    size_t notify_max_bytes; /* MC_TE_NOTIFY_MAX_BYTES */
+    uint64_t notify_dropped; /* since start */
+    uint64_t notify_burst;   /* dropped since the last log line */
+    uint64_t notify_warn_ms; /* time of that line; 0: no burst in progress */
 
     /* batches and the worker pool */
     pthread_mutex_t batch_lock;
@@ -212,12 +242,32 @@ int mc__te_local_contains_locked(const mc_te_t *te, uint64_t addr, uint64_t len)
 int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d);
 /* Republishes the descriptor to the metadata store (no-op in P2P mode). */
 int mc__te_publish(mc_te_t *te);
-/* Adds a received notification. */
-void mc__te_notify_push(mc_te_t *te, char *name, char *msg);
+/* Adds a received notification from peer (ip:port, for logs), taking name and
+ * msg. Returns 0, or MC_TE_ST_QUEUE_FULL when the queue is at its bound (the
+ * strings are freed, the drop counted and logged once per burst). */
+int mc__te_notify_push(mc_te_t *te, char *name, char *msg, const char *peer);
+
+/* te_name.c */
+/* Publishes mooncake/rpc_meta/<segment> (no-op in P2P mode). When another
+ * record holds the name, its owner is asked who it is: a live engine keeps the
+ * name (MC_TE_ERR_METADATA, logged with its address); one that is provably
+ * gone (nothing listens there, or a listener that is not that segment) loses
+ * it to us, under a takeover lock so that one of several claimants wins. */
+int mc__te_claim_name(mc_te_t *te);
 
 /* te_server.c */
 int mc__te_server_start(mc_te_t *te);
 void mc__te_server_stop(mc_te_t *te);
+/* The deadline of a frame of `len` payload bytes that started at start_ms:
+ * frame_base_ms + len / frame_min_rate (ms, mc_now_ms clock), saturating. The
+ * server applies it to every frame it serves, the initiators to each exchange. */
+uint64_t mc__te_frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t len);
+/* Called by unregister after the buffers left te->bufs (bufs_lock released):
+ * shuts down every connection whose in-flight READ/WRITE overlaps one of the n
+ * removed ranges and waits until none does, so no server thread touches that
+ * memory once this returns. Those threads are in a socket call, which a
+ * shutdown ends at once: the wait is short whatever pace the peer keeps. */
+void mc__te_server_fence(mc_te_t *te, const mc__te_buf_t *removed, size_t n);
 
 /* te_peer.c */
 mc__te_peer_t *mc__te_peer_get(mc_te_t *te, int32_t id);
@@ -236,11 +286,10 @@ void mc__te_peer_drop_conns(mc__te_peer_t *p);
 void mc__te_peers_free(mc_te_t *te);
 /* One request/response exchange on a fresh connection to a named segment:
  * sends opcode with payload, returns the reply payload (malloc'd, may be NULL). */
-int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
-                    const char *payload, char **reply, size_t *reply_len);
+int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode, const char *payload,
+                    char **reply, size_t *reply_len);
 /* Resolves the listener of a segment name without a descriptor exchange. */
-int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen,
-                            uint16_t *port);
+int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen, uint16_t *port);
 
 /* te_batch.c */
 int mc__te_workers_start(mc_te_t *te);

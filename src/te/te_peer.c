@@ -25,8 +25,8 @@ mc__te_peer_t *mc__te_peer_get(mc_te_t *te, int32_t id)
     return p;
 }
 
-int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
-                    const char *payload, char **reply, size_t *reply_len)
+int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode, const char *payload,
+                    char **reply, size_t *reply_len)
 {
     int fd, rc = mc_sock_connect(ip, port, te->connect_timeout_ms, &fd);
     if (rc) {
@@ -35,22 +35,35 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
     }
     mc_sock_set_timeout(fd, te->io_timeout_ms);
     char *body = NULL;
+    /* the whole exchange has a deadline: a peer that answers a byte at a
+     * time holds the caller for a bounded time */
+    size_t plen = payload ? strlen(payload) : 0;
+    uint64_t max = (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20);
+    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), plen + max);
+    int cur = te->io_timeout_ms, io = te->io_timeout_ms;
     mc__te_hdr_t h;
-    rc = mc__te_send_frame(fd, opcode, 1, 0, 0, payload ? strlen(payload) : 0, payload);
+    rc = mc__te_send_frame_by(fd, opcode, 1, 0, 0, plen, payload, deadline, io, &cur);
     if (rc == 0) {
         uint8_t buf[MC_TE_HDR_LEN];
         const char *why = "connection closed";
-        rc = mc_sock_recv_all(fd, buf, sizeof buf);
+        rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
         if (rc == 0 && mc__te_hdr_decode(buf, sizeof buf, &h, &why) != 0) rc = -EPROTO;
-        if (rc == 0 && h.opcode != (opcode | MC_TE_OP_REPLY)) why = "mismatched reply", rc = -EPROTO;
-        if (rc == 0 && h.length > (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1,
-                                                       128 << 20))
-            why = "reply too long", rc = -EPROTO;
+        if (rc == 0 && h.opcode != (opcode | MC_TE_OP_REPLY))
+            why = "mismatched reply", rc = -EPROTO;
+        if (rc == 0 && h.length > max) why = "reply too long", rc = -EPROTO;
+        if (rc == 0 && h.status == MC_TE_ST_QUEUE_FULL) { /* the caller reports it */
+            close(fd);
+            return MC_TE_ERR_TOO_MANY_REQUESTS;
+        }
         if (rc == 0 && h.status != MC_TE_ST_OK) why = "request rejected", rc = -EPROTO;
         if (rc == 0 && !(body = malloc(h.length + 1))) rc = -ENOMEM;
-        if (rc == 0 && (rc = mc_sock_recv_all(fd, body, h.length)) == 0) body[h.length] = '\0';
-        if (rc) MC_LOGW(TAG, "handshake with %s:%u failed: %s", ip, port,
-                        rc == -EPROTO ? why : strerror(-rc));
+        if (rc == 0 && (rc = mc__te_io_by(fd, body, h.length, 0, deadline, io, &cur)) == 0)
+            body[h.length] = '\0';
+        if (rc)
+            MC_LOGW(TAG, "handshake with %s:%u failed: %s", ip, port,
+                    rc == -EPROTO  ? why
+                    : rc == -ETIME ? "no whole answer by the exchange's deadline"
+                                   : strerror(-rc));
     }
     close(fd);
     if (rc) {
@@ -66,15 +79,15 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
     return 0;
 }
 
-int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen,
-                            uint16_t *port)
+int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen, uint16_t *port)
 {
     if (!strcmp(name, te->seg_name) || !strcmp(name, te->local_name)) {
         snprintf(ip, iplen, "%s", te->ip);
         *port = te->port;
         return 0;
     }
-    if (te->p2p) return mc_net_split_hostport(name, ip, iplen, port) ? MC_TE_ERR_INVALID_ARGUMENT : 0;
+    if (te->p2p)
+        return mc_net_split_hostport(name, ip, iplen, port) ? MC_TE_ERR_INVALID_ARGUMENT : 0;
     char key[512], *val = NULL;
     if (mc_meta_key(key, sizeof key, "rpc_meta", name)) return MC_TE_ERR_INVALID_ARGUMENT;
     int rc = mc_meta_get(te->meta, key, &val);
@@ -240,7 +253,8 @@ int mc__te_peer_check_range(mc_te_t *te, mc__te_peer_t *p, uint64_t addr, uint64
 int mc__te_conn_get(mc_te_t *te, mc__te_peer_t *p, int *fd, int *reused)
 {
     pthread_mutex_lock(&p->lock);
-    while (p->nidle == 0 && p->nopen >= te->lanes) pthread_cond_wait(&p->cond, &p->lock);
+    while (p->nidle == 0 && p->nopen >= te->lanes)
+        pthread_cond_wait(&p->cond, &p->lock);
     if (p->nidle) {
         *fd = p->idle[--p->nidle];
         *reused = 1;
@@ -295,7 +309,8 @@ void mc__te_conn_put(mc_te_t *te, mc__te_peer_t *p, int fd, int broken)
 void mc__te_peer_drop_conns(mc__te_peer_t *p)
 {
     pthread_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nidle; i++) close(p->idle[i]);
+    for (int i = 0; i < p->nidle; i++)
+        close(p->idle[i]);
     p->nopen -= p->nidle;
     p->nidle = 0;
     pthread_cond_broadcast(&p->cond);

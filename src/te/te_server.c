@@ -3,6 +3,15 @@
  * between the socket and registered memory (no user-space copy), META returns
  * our descriptor, NOTIFY queues a notification, PROBE answers.
  *
+ * Limits (docs/transfer-engine.md "Server limits"): at most MC_TE_MAX_CONNS
+ * connections (idle ones included; more are closed at accept, logged once a
+ * second); every frame, header to reply, has a whole-frame deadline of
+ * MC_TE_IO_TIMEOUT_MS + length / MC_TE_FRAME_MIN_RATE, so a peer that trickles
+ * bytes holds a thread (and a control payload's memory) for a bounded time. No
+ * lock is held while bytes move: a data op is recorded in the connection
+ * table, and unregister shuts down the connections whose op overlaps the
+ * buffers it removes (mc__te_server_fence) rather than waiting for them.
+ *
  * Why threads and blocking sockets rather than an event loop: a data request
  * is one recv()/send() of up to many MiB straight into the target buffer, the
  * number of connections is small (lanes x peers), and a blocked thread costs
@@ -17,33 +26,85 @@
 
 #include "base_env.h"
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
 #define TAG "te-server"
 
-typedef struct {
+/* One accepted connection. The op fields describe the data transfer in flight
+ * (op_len 0: none) and are read and written under te->conns_lock. */
+typedef struct mc__te_conn {
     mc_te_t *te;
     int fd;
     char peer[80];
+    uint64_t op_addr, op_len;
+    int fenced;           /* shut down by mc__te_server_fence */
+    int cur_ms;           /* SO_RCVTIMEO/SO_SNDTIMEO now set on fd */
+    uint64_t deadline_ms; /* of the frame being served */
 } conn_t;
 
-static void conn_forget(mc_te_t *te, int fd)
+static void conn_forget(mc_te_t *te, conn_t *c)
 {
     pthread_mutex_lock(&te->conns_lock);
     for (size_t i = 0; i < te->nconns; i++)
-        if (te->conn_fds[i] == fd) {
-            te->conn_fds[i] = te->conn_fds[--te->nconns];
+        if (te->conns[i] == c) {
+            te->conns[i] = te->conns[--te->nconns];
             break;
         }
-    close(fd);
+    close(c->fd);
     pthread_cond_broadcast(&te->conns_cond);
     pthread_mutex_unlock(&te->conns_lock);
+    free(c);
 }
 
-/* Reads a bounded handshake payload into a malloc'd NUL-terminated buffer. */
-static int read_payload(conn_t *c, uint64_t len, char **out)
+uint64_t mc__te_frame_deadline(const mc_te_t *te, uint64_t start_ms, uint64_t len)
 {
+    uint64_t q = len / te->frame_min_rate, r = len % te->frame_min_rate;
+    uint64_t extra =
+        q > UINT64_MAX / 4000 ? UINT64_MAX / 4 : q * 1000 + r * 1000 / te->frame_min_rate;
+    uint64_t d = start_ms + te->frame_base_ms;
+    return extra > UINT64_MAX - d ? UINT64_MAX : d + extra;
+}
+
+/* Logs why a frame's I/O failed, naming the peer. */
+static void log_io_fail(conn_t *c, const char *what, uint64_t len, int rc)
+{
+    pthread_mutex_lock(&c->te->conns_lock);
+    int fenced = c->fenced;
+    pthread_mutex_unlock(&c->te->conns_lock);
+    if (rc == -ETIME)
+        MC_LOGW(TAG,
+                "peer %s: %s of %llu bytes not done by its deadline (%llu ms + %llu B/s); "
+                "closing",
+                c->peer, what, (unsigned long long)len, (unsigned long long)c->te->frame_base_ms,
+                (unsigned long long)c->te->frame_min_rate);
+    else if (fenced)
+        MC_LOGW(TAG, "peer %s: %s of %llu bytes cut: its buffer was unregistered; closing", c->peer,
+                what, (unsigned long long)len);
+    else
+        MC_LOGW(TAG, "peer %s: connection lost during %s of %llu bytes: %s", c->peer, what,
+                (unsigned long long)len, strerror(-rc));
+}
+
+static int conn_io(conn_t *c, void *buf, size_t len, int dir_send)
+{
+    return mc__te_io_by(c->fd, buf, len, dir_send, c->deadline_ms, c->te->io_timeout_ms,
+                        &c->cur_ms);
+}
+
+static int conn_reply(conn_t *c, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
+                      uint64_t length, const void *payload)
+{
+    return mc__te_send_frame_by(c->fd, opcode, req_id, status, addr, length, payload,
+                                c->deadline_ms, c->te->io_timeout_ms, &c->cur_ms);
+}
+
+/* Reads a bounded handshake payload into a malloc'd NUL-terminated buffer,
+ * within the frame's deadline. */
+static int read_payload(conn_t *c, const mc__te_hdr_t *h, char **out)
+{
+    uint64_t len = h->length;
     uint64_t max = (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20);
     if (len > max) {
         MC_LOGW(TAG, "peer %s: payload of %llu bytes exceeds the %llu limit; closing", c->peer,
@@ -52,8 +113,9 @@ static int read_payload(conn_t *c, uint64_t len, char **out)
     }
     char *p = malloc(len + 1);
     if (!p) return -1;
-    if (mc_sock_recv_all(c->fd, p, len) != 0) {
-        MC_LOGW(TAG, "peer %s: truncated payload; closing", c->peer);
+    int rc = conn_io(c, p, len, 0);
+    if (rc) {
+        log_io_fail(c, "control payload", len, rc);
         free(p);
         return -1;
     }
@@ -62,35 +124,50 @@ static int read_payload(conn_t *c, uint64_t len, char **out)
     return 0;
 }
 
-/* Serves one READ or WRITE. Returns 0 to keep the connection, -1 to close it. */
+/* Serves one READ or WRITE. The range is checked and the op recorded under
+ * bufs_lock (shared); the bytes then move with no lock held, so unregister
+ * never waits for the peer: it shuts this connection down instead
+ * (mc__te_server_fence). Returns 0 to keep the connection, -1 to close it. */
 static int serve_data(conn_t *c, const mc__te_hdr_t *h)
 {
     mc_te_t *te = c->te;
     int write = h->opcode == MC_TE_OP_WRITE;
     pthread_rwlock_rdlock(&te->bufs_lock);
-    if (!mc__te_local_contains_locked(te, h->addr, h->length)) {
-        pthread_rwlock_unlock(&te->bufs_lock);
+    int ok = mc__te_local_contains_locked(te, h->addr, h->length);
+    if (ok) {
+        pthread_mutex_lock(&te->conns_lock);
+        c->op_addr = h->addr;
+        c->op_len = h->length;
+        pthread_mutex_unlock(&te->conns_lock);
+    }
+    pthread_rwlock_unlock(&te->bufs_lock);
+    if (!ok) {
         MC_LOGW(TAG, "peer %s: %s of %llu bytes at 0x%llx is outside registered memory; refused",
                 c->peer, write ? "WRITE" : "READ", (unsigned long long)h->length,
                 (unsigned long long)h->addr);
-        mc__te_send_frame(c->fd, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE,
-                          h->addr, 0, NULL);
+        conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE, h->addr, 0,
+                   NULL);
         return write ? -1 : 0; /* a refused WRITE leaves its payload unread: resync by closing */
     }
     void *mem = (void *)(uintptr_t)h->addr;
     int rc;
-    if (write) {
-        rc = mc_sock_recv_all(c->fd, mem, h->length);
-        if (rc == 0)
-            rc = mc__te_send_frame(c->fd, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK,
-                                   h->addr, 0, NULL);
-    } else {
-        rc = mc__te_send_frame(c->fd, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK,
-                               h->addr, h->length, mem);
+    if (write)
+        rc = conn_io(c, mem, h->length, 0);
+    else
+        rc = conn_reply(c, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr,
+                        h->length, mem);
+    /* a cut op logs before it lets a fencing unregister return, so the line
+     * is there by the time the application sees the unregister done */
+    if (rc) log_io_fail(c, write ? "WRITE" : "READ", h->length, rc);
+    pthread_mutex_lock(&te->conns_lock);
+    c->op_len = 0; /* the memory is no longer touched */
+    pthread_cond_broadcast(&te->conns_cond);
+    pthread_mutex_unlock(&te->conns_lock);
+    if (rc == 0 && write) {
+        rc = conn_reply(c, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr, 0,
+                        NULL);
+        if (rc) log_io_fail(c, "WRITE reply", 0, rc);
     }
-    pthread_rwlock_unlock(&te->bufs_lock);
-    if (rc) MC_LOGW(TAG, "peer %s: connection lost during %s: %s", c->peer,
-                    write ? "WRITE" : "READ", strerror(-rc));
     return rc ? -1 : 0;
 }
 
@@ -98,7 +175,7 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
 {
     mc_te_t *te = c->te;
     char *payload = NULL;
-    if (h->length && read_payload(c, h->length, &payload)) return -1;
+    if (h->length && read_payload(c, h, &payload)) return -1;
     int rc = 0;
     if (h->opcode == MC_TE_OP_META) {
         mc__te_desc_t self;
@@ -107,24 +184,26 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
             json = mc__te_desc_encode(&self);
             mc__te_desc_clear(&self);
         }
-        rc = mc__te_send_frame(c->fd, MC_TE_OP_META | MC_TE_OP_REPLY, h->req_id,
-                               json ? MC_TE_ST_OK : MC_TE_ST_BAD_REQUEST, 0,
-                               json ? strlen(json) : 0, json);
+        rc =
+            conn_reply(c, MC_TE_OP_META | MC_TE_OP_REPLY, h->req_id,
+                       json ? MC_TE_ST_OK : MC_TE_ST_BAD_REQUEST, 0, json ? strlen(json) : 0, json);
         free(json);
     } else if (h->opcode == MC_TE_OP_NOTIFY) {
         char *name, *msg;
         if (!payload || mc__te_notify_decode(payload, h->length, &name, &msg) != 0) {
             MC_LOGW(TAG, "peer %s: malformed notification; closing", c->peer);
-            rc = -1;
+            free(payload);
+            return -1;
         } else {
-            mc__te_notify_push(te, name, msg);
-            rc = mc__te_send_frame(c->fd, MC_TE_OP_NOTIFY | MC_TE_OP_REPLY, h->req_id,
-                                   MC_TE_ST_OK, 0, 0, NULL);
+            free(payload); /* before the queue takes msg: one copy of it at a time */
+            payload = NULL;
+            int st = mc__te_notify_push(te, name, msg, c->peer);
+            rc = conn_reply(c, MC_TE_OP_NOTIFY | MC_TE_OP_REPLY, h->req_id, st, 0, 0, NULL);
         }
     } else { /* PROBE */
-        rc = mc__te_send_frame(c->fd, MC_TE_OP_PROBE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0,
-                               0, NULL);
+        rc = conn_reply(c, MC_TE_OP_PROBE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0, 0, NULL);
     }
+    if (rc) log_io_fail(c, "control reply", 0, rc);
     free(payload);
     return rc ? -1 : 0;
 }
@@ -133,8 +212,11 @@ static void *conn_main(void *arg)
 {
     conn_t *c = arg;
     mc_te_t *te = c->te;
+    c->cur_ms = te->io_timeout_ms;
     mc_sock_set_timeout(c->fd, te->io_timeout_ms);
     for (;;) {
+        /* between frames a connection may idle as long as the peer keeps it
+         * (pooled lanes); it counts against MC_TE_MAX_CONNS meanwhile */
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         if (poll(&pfd, 1, -1) < 0 && errno != EINTR) break;
         if (atomic_load(&te->stopping)) break;
@@ -142,9 +224,14 @@ static void *conn_main(void *arg)
         ssize_t peek = recv(c->fd, buf, 1, MSG_PEEK);
         if (peek < 0 && errno == EINTR) continue;
         if (peek <= 0) break; /* closed or reset between frames: not an error */
-        int rc = mc_sock_recv_all(c->fd, buf, sizeof buf);
+        uint64_t start = mc_now_ms();
+        c->deadline_ms = mc__te_frame_deadline(te, start, 0);
+        int rc = conn_io(c, buf, sizeof buf, 0);
         if (rc) { /* part of a header, then close, reset or timeout */
-            MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer, strerror(-rc));
+            if (rc == -ETIME)
+                log_io_fail(c, "frame header", sizeof buf, rc);
+            else
+                MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer, strerror(-rc));
             break;
         }
         mc__te_hdr_t h;
@@ -157,18 +244,39 @@ static void *conn_main(void *arg)
             MC_LOGW(TAG, "peer %s: unexpected reply frame; closing", c->peer);
             break;
         }
+        c->deadline_ms = mc__te_frame_deadline(te, start, h.length);
         int keep = (h.opcode == MC_TE_OP_READ || h.opcode == MC_TE_OP_WRITE) ? serve_data(c, &h)
-                                                                               : serve_control(c, &h);
+                                                                             : serve_control(c, &h);
         if (keep) break;
     }
-    conn_forget(te, c->fd);
-    free(c);
+    conn_forget(te, c);
     return NULL;
+}
+
+/* Logs a connection refused at the cap, at most once a second; the line
+ * carries how many were refused since the last one. */
+static void cap_warn(mc_te_t *te, int fd)
+{
+    uint64_t now = mc_now_ms(), hits;
+    pthread_mutex_lock(&te->conns_lock);
+    hits = ++te->conn_cap_hits;
+    int warn = now - te->conn_cap_warn_ms >= 1000;
+    if (warn) te->conn_cap_warn_ms = now, te->conn_cap_hits = 0;
+    pthread_mutex_unlock(&te->conns_lock);
+    if (warn) {
+        char peer[80];
+        mc_sock_peer_str(fd, peer, sizeof peer);
+        MC_LOGW(TAG,
+                "peer %s: connection refused: %zu connections open (MC_TE_MAX_CONNS); %llu "
+                "refused since the last such line",
+                peer, te->max_conns, (unsigned long long)hits);
+    }
 }
 
 static void *listener_main(void *arg)
 {
     mc_te_t *te = arg;
+    uint64_t accept_warn_ms = 0;
     for (;;) {
         struct pollfd pfd[2] = {{.fd = te->listen_fd, .events = POLLIN},
                                 {.fd = te->wake_pipe[0], .events = POLLIN}};
@@ -176,14 +284,34 @@ static void *listener_main(void *arg)
         if (atomic_load(&te->stopping) || pfd[1].revents) break;
         if (!(pfd[0].revents & POLLIN)) continue;
         int fd = accept4(te->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the connection stays queued and poll would return at once:
+                 * back off instead of spinning, and say why once a second */
+                uint64_t now = mc_now_ms();
+                if (now - accept_warn_ms >= 1000) {
+                    accept_warn_ms = now;
+                    MC_LOGW(TAG, "cannot accept a connection: %s; retrying", strerror(errno));
+                }
+                poll(NULL, 0, 50);
+            }
+            continue;
+        }
+        pthread_mutex_lock(&te->conns_lock);
+        int full = te->nconns >= te->max_conns;
+        pthread_mutex_unlock(&te->conns_lock);
+        if (full) {
+            cap_warn(te, fd);
+            close(fd);
+            continue;
+        }
         mc_sock_tune(fd);
         conn_t *c = calloc(1, sizeof *c);
         pthread_mutex_lock(&te->conns_lock);
         if (c && te->nconns == te->capconns) {
             size_t cap = te->capconns ? te->capconns * 2 : 16;
-            int *n = realloc(te->conn_fds, cap * sizeof *n);
-            if (n) te->conn_fds = n, te->capconns = cap;
+            conn_t **n = realloc(te->conns, cap * sizeof *n);
+            if (n) te->conns = n, te->capconns = cap;
         }
         if (!c || te->nconns == te->capconns) {
             pthread_mutex_unlock(&te->conns_lock);
@@ -192,10 +320,10 @@ static void *listener_main(void *arg)
             close(fd);
             continue;
         }
-        te->conn_fds[te->nconns++] = fd;
-        pthread_mutex_unlock(&te->conns_lock);
         c->te = te;
         c->fd = fd;
+        te->conns[te->nconns++] = c;
+        pthread_mutex_unlock(&te->conns_lock);
         mc_sock_peer_str(fd, c->peer, sizeof c->peer);
         pthread_t t;
         pthread_attr_t attr;
@@ -203,12 +331,38 @@ static void *listener_main(void *arg)
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, conn_main, c) != 0) {
             MC_LOGE(TAG, "cannot start a thread for peer %s", c->peer);
-            conn_forget(te, fd);
-            free(c);
+            conn_forget(te, c);
         }
         pthread_attr_destroy(&attr);
     }
     return NULL;
+}
+
+void mc__te_server_fence(mc_te_t *te, const mc__te_buf_t *removed, size_t n)
+{
+    if (!n) return;
+    pthread_mutex_lock(&te->conns_lock);
+    for (;;) {
+        int busy = 0;
+        for (size_t i = 0; i < te->nconns; i++) {
+            conn_t *c = te->conns[i];
+            if (!c->op_len) continue;
+            for (size_t k = 0; k < n; k++) {
+                const mc__te_buf_t *b = &removed[k];
+                if (c->op_addr < b->addr + b->length && b->addr < c->op_addr + c->op_len) {
+                    if (!c->fenced) {
+                        c->fenced = 1;
+                        shutdown(c->fd, SHUT_RDWR); /* ends its recv/send now */
+                    }
+                    busy = 1;
+                    break;
+                }
+            }
+        }
+        if (!busy) break;
+        pthread_cond_wait(&te->conns_cond, &te->conns_lock);
+    }
+    pthread_mutex_unlock(&te->conns_lock);
 }
 
 int mc__te_server_start(mc_te_t *te)
@@ -229,11 +383,13 @@ void mc__te_server_stop(mc_te_t *te)
         te->listener_running = 0;
     }
     pthread_mutex_lock(&te->conns_lock);
-    for (size_t i = 0; i < te->nconns; i++) shutdown(te->conn_fds[i], SHUT_RDWR);
-    while (te->nconns) pthread_cond_wait(&te->conns_cond, &te->conns_lock);
+    for (size_t i = 0; i < te->nconns; i++)
+        shutdown(te->conns[i]->fd, SHUT_RDWR);
+    while (te->nconns)
+        pthread_cond_wait(&te->conns_cond, &te->conns_lock);
     pthread_mutex_unlock(&te->conns_lock);
-    free(te->conn_fds);
-    te->conn_fds = NULL;
+    free(te->conns);
+    te->conns = NULL;
     if (te->listen_fd >= 0) close(te->listen_fd);
     if (te->wake_pipe[0] >= 0) close(te->wake_pipe[0]), close(te->wake_pipe[1]);
     te->listen_fd = te->wake_pipe[0] = te->wake_pipe[1] = -1;

@@ -1,8 +1,11 @@
 /* te_wire.c: the transfer engine's frame header, the one binary format spoken
  * between engines (handshake and data alike). Layout in docs/protocol.md. */
 #include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "base_codec.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -68,5 +71,59 @@ int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, u
     mc__te_hdr_encode(&h, buf);
     int rc = mc_sock_send_all(fd, buf, sizeof buf);
     if (rc == 0 && length && payload) rc = mc_sock_send_all(fd, payload, length);
+    return rc;
+}
+
+/* One direction of mc__te_io_by: returns bytes moved (>0), 0 on a peer close
+ * (receive only), or -errno. */
+static ssize_t io_once(int fd, void *buf, size_t len, int dir_send)
+{
+    return dir_send ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, MSG_WAITALL);
+}
+
+int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_ms, int io_ms,
+                 int *cur_ms)
+{
+    char *p = buf;
+    while (len) {
+        uint64_t now = mc_now_ms();
+        if (now >= deadline_ms) return -ETIME;
+        uint64_t left = deadline_ms - now;
+        int ms = left < (uint64_t)io_ms ? (int)left : io_ms;
+        /* the socket timeout may run past the deadline by tol: so only a frame
+         * that used up its time (the slow path) costs setsockopt calls */
+        int tol = io_ms / 8 < 1000 ? io_ms / 8 : 1000;
+        if (ms + tol < *cur_ms || ms > *cur_ms + tol) {
+            struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            *cur_ms = ms;
+        }
+        ssize_t n = io_once(fd, p, len, dir_send);
+        if (n == 0) return -ECONNRESET;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (*cur_ms >= io_ms) return -ETIMEDOUT; /* silent for a whole I/O timeout */
+                continue;                                /* the frame deadline decides at the top */
+            }
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
+                         uint64_t length, const void *payload, uint64_t deadline_ms, int io_ms,
+                         int *cur_ms)
+{
+    mc__te_hdr_t h = {MC_TE_MAGIC, MC_TE_VERSION, opcode, 0, req_id, status, addr, length};
+    uint8_t buf[MC_TE_HDR_LEN];
+    mc__te_hdr_encode(&h, buf);
+    int rc = mc__te_io_by(fd, buf, sizeof buf, 1, deadline_ms, io_ms, cur_ms);
+    if (rc == 0 && length && payload)
+        rc = mc__te_io_by(fd, (void *)(uintptr_t)payload, length, 1, deadline_ms, io_ms, cur_ms);
     return rc;
 }

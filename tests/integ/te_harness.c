@@ -279,29 +279,42 @@ int th_metasrv_start(th_proc_t *p, uint16_t *port, int timeout_ms)
     return 0;
 }
 
-int th_peer_start(th_peer_t *peer, const char *name, const char *metadata, uint64_t size,
-                  int timeout_ms)
+int th_peer_spawn(th_peer_t *peer, const char *name, const char *metadata, uint64_t size,
+                  const char *log)
 {
-    char path[1024], line[512], sz[32];
+    char path[1024], sz[32];
     memset(peer, 0, sizeof *peer);
     int rc = th_bin_path(path, sizeof path, "te_test_peer");
     if (rc) return rc;
     snprintf(sz, sizeof sz, "%" PRIu64, size);
-    char *argv[] = {path,     "--name", (char *)name, "--metadata", (char *)metadata,
-                    "--size", sz,       NULL};
-    if ((rc = th_spawn(&peer->proc, path, argv))) return rc;
-    rc = th_read_line(&peer->proc, line, sizeof line, timeout_ms);
+    char *argv[] = {path,     "--name", (char *)name,         "--metadata", (char *)metadata,
+                    "--size", sz,       log ? "--log" : NULL, (char *)log,  NULL};
+    snprintf(peer->segment, sizeof peer->segment, "%s", name);
+    peer->size = size;
+    return th_spawn(&peer->proc, path, argv);
+}
+
+int th_peer_ready(th_peer_t *peer, int timeout_ms)
+{
+    char line[512];
+    int rc = th_read_line(&peer->proc, line, sizeof line, timeout_ms);
     unsigned long long addr = 0, got = 0;
     if (rc == 0 && (sscanf(line, "READY %255s %llx %llu", peer->segment, &addr, &got) != 3 ||
-                    got != size || addr == 0))
+                    got != peer->size || addr == 0))
         rc = -EPROTO;
     if (rc) {
-        fprintf(stderr, "te_harness: peer '%s' did not get ready: %s\n", name,
+        fprintf(stderr, "te_harness: peer '%s' did not get ready: %s\n", peer->segment,
                 rc == -EPROTO ? line : strerror(-rc));
         th_signal(&peer->proc, SIGKILL);
         return rc;
     }
     peer->addr = addr;
-    peer->size = got;
     return 0;
+}
+
+int th_peer_start(th_peer_t *peer, const char *name, const char *metadata, uint64_t size,
+                  int timeout_ms)
+{
+    int rc = th_peer_spawn(peer, name, metadata, size, NULL);
+    return rc ? rc : th_peer_ready(peer, timeout_ms);
 }

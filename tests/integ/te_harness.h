@@ -62,6 +62,12 @@ int th_bin_path(char *buf, size_t cap, const char *name);
 /* Starts mooncake_http_metadata_server on 127.0.0.1 with a kernel-chosen port
  * and parses its "listening on HOST:PORT" line. */
 int th_metasrv_start(th_proc_t *p, uint16_t *port, int timeout_ms);
+/* Starts te_test_peer (--log FILE when log is not NULL) without waiting. */
+int th_peer_spawn(th_peer_t *peer, const char *name, const char *metadata, uint64_t size,
+                  const char *log);
+/* Waits for a spawned peer's READY line and parses it; on any other outcome
+ * (EOF: the peer exited, -EPIPE) the peer is killed and reaped. */
+int th_peer_ready(th_peer_t *peer, int timeout_ms);
 /* Starts te_test_peer and waits for READY. */
 int th_peer_start(th_peer_t *peer, const char *name, const char *metadata, uint64_t size,
                   int timeout_ms);

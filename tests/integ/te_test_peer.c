@@ -1,5 +1,5 @@
 /* te_test_peer: a real transfer-engine target process for the integration tests.
- *   te_test_peer --name N --metadata S --size BYTES
+ *   te_test_peer --name N --metadata S --size BYTES [--log FILE]
  * Creates and starts an engine (S is "http://127.0.0.1:PORT/metadata" or
  * "P2PHANDSHAKE"), mmaps and registers a buffer of BYTES, prints
  *   READY <segment_name> <addr_hex> <size>
@@ -13,8 +13,12 @@
  *                             it mapped and readable by HASHAT, as memory an
  *                             application reuses after unregistering) -> OK
  *   NOTIFIES                  mc_te_notify_fetch -> <n> name1=msg1 name2=msg2 ...
+ *   NOTIFYSTAT                mc_te_notify_fetch -> <n> <dropped> <hash_hex>: how many were
+ *                             fetched, mc_te_notify_dropped, and XXH3_64bits over
+ *                             name '\0' msg '\0' of each, in order
  *   QUIT                      -> OK, then exits 0
- * Errors answer "ERR <reason>". EOF on stdin exits 0 after a clean teardown, so
+ * --log FILE appends the engine's log (stderr) to FILE, for tests that look for
+ * a line. Errors answer "ERR <reason>". EOF on stdin exits 0 after a clean teardown, so
  * leak checkers see every engine resource released. */
 #include <errno.h>
 #include <inttypes.h>
@@ -137,6 +141,20 @@ static int serve(mc_te_t *te, char *line)
             printf(" %s=%s", v[i].name, v[i].msg);
         putchar('\n');
         mc_te_notify_free(v, n);
+    } else if (!strcmp(cmd, "NOTIFYSTAT")) {
+        mc_te_notify_t *v = NULL;
+        size_t n = 0;
+        mc_te_notify_fetch(te, &v, &n);
+        XXH3_state_t *st = XXH3_createState();
+        XXH3_64bits_reset(st);
+        for (size_t i = 0; i < n; i++) {
+            XXH3_64bits_update(st, v[i].name, strlen(v[i].name) + 1);
+            XXH3_64bits_update(st, v[i].msg, strlen(v[i].msg) + 1);
+        }
+        printf("%zu %llu %016llx\n", n, (unsigned long long)mc_te_notify_dropped(te),
+               (unsigned long long)XXH3_64bits_digest(st));
+        XXH3_freeState(st);
+        mc_te_notify_free(v, n);
     } else if (!strcmp(cmd, "QUIT")) {
         puts("OK");
         fflush(stdout);
@@ -150,18 +168,20 @@ static int serve(mc_te_t *te, char *line)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: te_test_peer --name N --metadata S --size BYTES\n");
+    fprintf(stderr, "usage: te_test_peer --name N --metadata S --size BYTES [--log FILE]\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *name = NULL, *metadata = NULL;
+    const char *name = NULL, *metadata = NULL, *log = NULL;
     uint64_t size = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--name"))
             name = argv[i + 1];
         else if (!strcmp(argv[i], "--metadata"))
             metadata = argv[i + 1];
+        else if (!strcmp(argv[i], "--log"))
+            log = argv[i + 1];
         else if (!strcmp(argv[i], "--size") && !parse_u64(argv[i + 1], 0, &size))
             continue;
         else {
@@ -173,6 +193,11 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    if (log && !freopen(log, "a", stderr)) {
+        perror(log);
+        return 2;
+    }
+    if (log) setvbuf(stderr, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     mc_te_t *te = NULL;
     int rc = mc_te_create(&te);

@@ -8,30 +8,35 @@
 #include <string.h>
 
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 #include "te_int.h"
 
 #define TAG "te-tcp"
 
-/* One exchange on fd. Returns 0, a negative errno for connection-level
- * failures, or 1 when the peer refused the range. */
-static int exchange(int fd, int opcode, void *local, uint64_t remote, uint64_t len)
+/* One exchange on fd, within the frame deadline of its length
+ * (mc__te_frame_deadline): a target that trickles its answer fails the piece
+ * rather than holding the worker. Returns 0, a negative errno for
+ * connection-level failures (-ETIME past the deadline), or 1 when the peer
+ * refused the range. */
+static int exchange(mc_te_t *te, int fd, int opcode, void *local, uint64_t remote, uint64_t len)
 {
-    int rc = mc__te_send_frame(fd, (uint8_t)opcode, 0, 0, remote, len,
-                               opcode == MC_TE_OP_WRITE ? local : NULL);
-    if (rc) return rc;
+    int io = te->io_timeout_ms, cur = io;
+    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), len);
+    int rc = mc__te_send_frame_by(fd, (uint8_t)opcode, 0, 0, remote, len,
+                                  opcode == MC_TE_OP_WRITE ? local : NULL, deadline, io, &cur);
     uint8_t buf[MC_TE_HDR_LEN];
-    if ((rc = mc_sock_recv_all(fd, buf, sizeof buf))) return rc;
     mc__te_hdr_t h;
     const char *why;
-    if (mc__te_hdr_decode(buf, sizeof buf, &h, &why) || h.opcode != (opcode | MC_TE_OP_REPLY))
-        return -EPROTO;
-    if (h.status != MC_TE_ST_OK) return 1;
-    if (opcode == MC_TE_OP_READ) {
-        if (h.length != len) return -EPROTO;
-        return mc_sock_recv_all(fd, local, len);
-    }
-    return 0;
+    if (rc == 0) rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
+    if (rc == 0 &&
+        (mc__te_hdr_decode(buf, sizeof buf, &h, &why) || h.opcode != (opcode | MC_TE_OP_REPLY)))
+        rc = -EPROTO;
+    if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1;
+    if (rc == 0 && opcode == MC_TE_OP_READ)
+        rc = h.length != len ? -EPROTO : mc__te_io_by(fd, local, len, 0, deadline, io, &cur);
+    if (rc == 0 && cur != io) mc_sock_set_timeout(fd, io); /* back in the pool as it was */
+    return rc;
 }
 
 static int tcp_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint64_t remote,
@@ -44,7 +49,7 @@ static int tcp_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint
             if (attempt == 0 && mc__te_peer_refresh(te, p) == 0) continue;
             return rc;
         }
-        rc = exchange(fd, opcode, local, remote, len);
+        rc = exchange(te, fd, opcode, local, remote, len);
         if (rc == 0) {
             mc__te_conn_put(te, p, fd, 0);
             return 0;
@@ -56,8 +61,12 @@ static int tcp_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint
             return MC_TE_ERR_ADDRESS_NOT_REGISTERED;
         }
         mc__te_conn_put(te, p, fd, 1);
-        if (rc == -ETIMEDOUT) {
-            MC_LOGW(TAG, "segment '%s': no answer within %d ms", p->name, te->io_timeout_ms);
+        if (rc == -ETIMEDOUT || rc == -ETIME) {
+            if (rc == -ETIME)
+                MC_LOGW(TAG, "segment '%s': %llu bytes not moved by their deadline", p->name,
+                        (unsigned long long)len);
+            else
+                MC_LOGW(TAG, "segment '%s': no answer within %d ms", p->name, te->io_timeout_ms);
             *timed_out = 1;
             return MC_TE_ERR_SOCKET;
         }

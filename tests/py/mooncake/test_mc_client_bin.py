@@ -138,3 +138,30 @@ def test_equals_spelling_and_http_server(master, tmp_path):
         assert http(haddr, "/health")[0] == 200
     finally:
         assert c.stop() == 0, c.stderr()
+
+
+def test_killed_client_takes_its_name_back(master, tmp_path):
+    """kill -9 leaves the store's mooncake/rpc_meta/<name> record behind; a
+    restart under the same fixed name takes it back at once, while a second
+    client under the name of a live one is still refused, naming its address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        name = "127.0.0.1:%d" % s.getsockname()[1]
+    c = StandaloneClient(tmp_path, master, ["--host", name])
+    assert c.name == name
+    c.p.kill()
+    c.p.wait()
+    c.err.close()
+    c2 = StandaloneClient(tmp_path, master, ["--host", name])
+    try:
+        assert c2.name == name
+        assert name in segments(master)
+        p = run("--host", name, "--metadata_server", master.meta, "--master_server_address",
+                master.rpc, "--port", "0", "--global_segment_size", "16MB")
+        assert p.returncode == 1, p
+        assert "another engine already uses this name, live at" in p.stderr, p.stderr
+        assert http(c2.addr, "/health")[0] == 200
+    finally:
+        rc = c2.stop()
+    assert rc == 0, c2.stderr()
+    assert not SAN_RE.search(c2.stderr()), c2.stderr()
