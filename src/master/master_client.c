@@ -60,6 +60,11 @@ struct mc_master_client {
     pthread_cond_t idle_cv; /* leader became 0 */
     int closing;
     uint32_t next_id;
+    /* The newest leader view seen (replies, the resolver); sent in requests.
+     * A reply with an older view comes from a replaced leader. Under mu. */
+    uint64_t view;
+    mc_master_resolve_fn resolve; /* NULL: host/port are fixed */
+    void *resolve_arg;
     waiter_t *pending;
     /* read buffer: touched only by the leader */
     uint8_t *rbuf;
@@ -77,6 +82,17 @@ static void fail_all_locked(mc_master_client_t *c)
         pthread_cond_signal(&w->cv);
     }
     c->pending = NULL;
+}
+
+/* Records the view of a reply. Returns -1 when it is older than the newest
+ * one seen (the reply must not be trusted), else 0. */
+static int note_view(mc_master_client_t *c, uint64_t view)
+{
+    pthread_mutex_lock(&c->mu);
+    int stale = view < c->view;
+    if (!stale) c->view = view;
+    pthread_mutex_unlock(&c->mu);
+    return stale ? -1 : 0;
 }
 
 /* Hands one reply to its waiter (payload copied first, outside the lock). */
@@ -118,6 +134,11 @@ static int parse_replies(mc_master_client_t *c, const char **why)
         }
         if (!(h.method & MC_MP_REPLY)) {
             *why = "a request frame from the master";
+            rc = -1;
+            break;
+        }
+        if (note_view(c, h.view)) {
+            *why = "a reply under an older leader view (that master was replaced)";
             rc = -1;
             break;
         }
@@ -224,6 +245,7 @@ static int handshake(mc_master_client_t *c, int fd)
     const char *why = NULL;
     int rc = MC_ERR_RPC_FAIL;
     mc_mp_service_ready_req_t q = {.version = MC_MASTER_VERSION};
+    b.view = c->view; /* caller holds mu */
     if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
     set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
     int e = mc_sock_send_all(fd, b.p, b.len);
@@ -240,10 +262,20 @@ static int handshake(mc_master_client_t *c, int fd)
         goto out;
     }
     if (mc_mp_hdr_decode(hb, sizeof hb, &h, &why)) goto out;
+    if (h.method == (MC_MP_SERVICE_READY | MC_MP_REPLY) &&
+        h.status == MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS) {
+        why = "it is not the leader (a standby, or a leader that lost its lease)";
+        goto out;
+    }
     if (h.method != (MC_MP_SERVICE_READY | MC_MP_REPLY) || h.status != 0) {
         why = "unexpected reply to SERVICE_READY";
         goto out;
     }
+    if (h.view < c->view) {
+        why = "it serves under an older leader view than one already seen (replaced)";
+        goto out;
+    }
+    c->view = h.view;
     if (h.length > MC_MP_STR_MAX + 4 || !(payload = malloc(h.length + 1))) {
         why = "oversized SERVICE_READY reply";
         goto out;
@@ -307,6 +339,12 @@ static int ensure_connected_locked(mc_master_client_t *c)
         if (!c->rbuf) return MC_ERR_INTERNAL;
         c->rcap = RBUF_MIN;
     }
+    if (c->resolve) { /* find the leader again: it may have changed */
+        uint64_t view = 0;
+        int r = c->resolve(c->resolve_arg, c->host, sizeof c->host, &c->port, &view);
+        if (r) return r;
+        if (view > c->view) c->view = view;
+    }
     int fd = -1;
     int e = mc_sock_connect(c->host, c->port,
                             c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
@@ -332,10 +370,19 @@ static int ensure_connected_locked(mc_master_client_t *c)
 
 int mc_master_client_connect(const char *addr, mc_master_client_t **out)
 {
+    return mc_master_client_connect_resolved(addr, NULL, NULL, out);
+}
+
+int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn resolve, void *arg,
+                                      mc_master_client_t **out)
+{
     *out = NULL;
     mc_master_client_t *c = calloc(1, sizeof *c);
     if (!c) return MC_ERR_INTERNAL;
-    if (!addr || mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port) {
+    c->resolve = resolve;
+    c->resolve_arg = arg;
+    if (!resolve &&
+        (!addr || mc_net_split_hostport(addr, c->host, sizeof c->host, &c->port) || !c->port)) {
         MC_LOGE(TAG, "bad master address '%s' (want host:port)", addr ? addr : "(null)");
         free(c);
         return MC_ERR_INVALID_PARAMS;
@@ -431,12 +478,14 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     w.id = ++c->next_id;
     w.next = c->pending;
     c->pending = &w;
-    uint64_t gen = c->gen;
+    uint64_t gen = c->gen, view = c->view;
     int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
 
     mc_wr_t wr = mc_wr_init(f->p + 8, 4);
     mc_wr_u32(&wr, w.id);
+    mc_wr_t wv = mc_wr_init(f->p + 20, 8);
+    mc_wr_u64(&wv, view);
     pthread_mutex_lock(&c->wmu);
     int e = gen == c->gen ? mc_sock_send_all(fd, f->p, f->len) : -EPIPE;
     if (e && gen == c->gen) shutdown(fd, SHUT_RDWR); /* the stream is cut mid-frame */

@@ -19,6 +19,19 @@ typedef struct mc_master_client mc_master_client_t;
 
 /* Connects to "host:port" and checks the master's version. */
 int mc_master_client_connect(const char *addr, mc_master_client_t **out);
+
+/* Finds the master to talk to: writes its host and port and the leader view
+ * it was elected under (0 without HA). Called with the client's lock held
+ * before every (re)connect, so it may block up to its own timeout. Returns 0
+ * or a negative MC_ERR_* (the connect fails with it). */
+typedef int (*mc_master_resolve_fn)(void *arg, char *host, size_t hostlen, uint16_t *port,
+                                    uint64_t *view);
+/* The same with the address found by resolve (addr is only for logs; may be
+ * NULL). A reply under a view older than the newest seen fails its
+ * connection, and the next call resolves again: so a client never acts on a
+ * replaced leader's answer. arg must outlive the client. */
+int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn resolve, void *arg,
+                                      mc_master_client_t **out);
 void mc_master_client_close(mc_master_client_t *c);
 
 int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg,

@@ -24,6 +24,7 @@ void mc_mp_hdr_encode(const mc_mp_hdr_t *h, uint8_t out[MC_MP_HDR_LEN])
     mc_wr_u32(&w, h->req_id);
     mc_wr_u32(&w, (uint32_t)h->status);
     mc_wr_u32(&w, h->length);
+    mc_wr_u64(&w, h->view);
 }
 
 const char *mc_mp_method_name(unsigned method)
@@ -49,6 +50,7 @@ int mc_mp_hdr_decode(const uint8_t *buf, size_t len, mc_mp_hdr_t *h, const char 
     h->req_id = mc_rd_u32(&r);
     h->status = (int32_t)mc_rd_u32(&r);
     h->length = mc_rd_u32(&r);
+    h->view = mc_rd_u64(&r);
     if (r.err) {
         *why = "truncated header";
         return -1;
@@ -84,8 +86,10 @@ int mc_mp_hdr_decode(const uint8_t *buf, size_t len, mc_mp_hdr_t *h, const char 
 
 void mc_mp_buf_free(mc_mp_buf_t *b)
 {
+    uint64_t view = b->view;
     free(b->p);
     memset(b, 0, sizeof *b);
+    b->view = view;
 }
 
 /* Reserves n bytes at the end of b; NULL (and b->err = -ENOMEM) on failure. */
@@ -565,7 +569,8 @@ static int frame_end(mc_mp_buf_t *b, size_t off, uint8_t method, uint32_t req_id
                      0,
                      req_id,
                      status,
-                     (uint32_t)(b->len - off - MC_MP_HDR_LEN)};
+                     (uint32_t)(b->len - off - MC_MP_HDR_LEN),
+                     b->view};
     mc_mp_hdr_encode(&h, b->p + off);
     return 0;
 }

@@ -21,8 +21,8 @@
 
 /* ---- frame header ---- */
 #define MC_MP_MAGIC 0x524D434Du /* the bytes "M C M R" */
-#define MC_MP_VERSION 1
-#define MC_MP_HDR_LEN 20
+#define MC_MP_VERSION 2 /* 2: the header carries the leader view */
+#define MC_MP_HDR_LEN 28
 #define MC_MP_REPLY 0x80u /* set in `method` of a reply */
 
 /* ---- limits (enforced by the decoders) ---- */
@@ -41,6 +41,11 @@ typedef struct {
     uint32_t req_id;
     int32_t status;  /* 0 in requests; replies: 0 or a negative MC_ERR_* */
     uint32_t length; /* payload bytes that follow */
+    /* The leader view (an etcd revision with HA, else 0): in a reply, the
+     * view the master serves under; in a request, the newest view the client
+     * has seen. A client refuses a reply older than its view; a master refuses
+     * a request newer than its own (it has been replaced). */
+    uint64_t view;
 } mc_mp_hdr_t;
 
 void mc_mp_hdr_encode(const mc_mp_hdr_t *h, uint8_t out[MC_MP_HDR_LEN]);
@@ -53,7 +58,8 @@ int mc_mp_hdr_decode(const uint8_t *buf, size_t len, mc_mp_hdr_t *h, const char 
 typedef struct {
     uint8_t *p;
     size_t len, cap;
-    int err; /* set on allocation failure; later writes are ignored */
+    int err;       /* set on allocation failure; later writes are ignored */
+    uint64_t view; /* written into the header of every frame encoded here */
 } mc_mp_buf_t;
 void mc_mp_buf_free(mc_mp_buf_t *b);
 

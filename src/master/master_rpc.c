@@ -73,6 +73,7 @@ typedef struct conn {
     mc_mp_buf_t out;
     struct job *job; /* a request running on the thread pool */
     int closing, paused;
+    int close_after_write; /* refused by the gate: close once the answer is out */
 } conn_t;
 
 /* A request served off the loop: its own copy of the payload, arena and
@@ -100,6 +101,11 @@ struct mc_master_rpc {
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t stop;
+    uv_async_t drop; /* mc_master_rpc_drop_clients */
+    mc_master_rpc_gate_fn gate;
+    void *gate_arg;
+    uint64_t refused; /* requests refused by the gate since the last log line */
+    uint64_t last_refuse_log_ms;
     uv_timer_t timer;
     uv_thread_t thread;
     uint16_t port;
@@ -172,14 +178,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
     conn_t *c = h->data;
     (void)suggested;
     if (!c->cap && conn_resize(c, CONN_BUF_MIN))
-        MC_LOGW(TAG, "peer %s: no memory for a receive buffer (MC_MASTER_RPC_MAX_BUFFERED: %zu "
-                     "bytes buffered in all)",
+        MC_LOGW(TAG,
+                "peer %s: no memory for a receive buffer (MC_MASTER_RPC_MAX_BUFFERED: %zu "
+                "bytes buffered in all)",
                 c->peer, c->srv->buffered);
     if (c->cap && c->len == c->cap && c->need > c->cap) {
         size_t ncap = c->cap * 2 < c->need ? c->cap * 2 : c->need;
         if (conn_resize(c, ncap))
-            MC_LOGW(TAG, "peer %s: no memory for %zu more bytes of a %zu-byte frame "
-                         "(MC_MASTER_RPC_MAX_BUFFERED: %zu bytes buffered in all)",
+            MC_LOGW(TAG,
+                    "peer %s: no memory for %zu more bytes of a %zu-byte frame "
+                    "(MC_MASTER_RPC_MAX_BUFFERED: %zu bytes buffered in all)",
                     c->peer, ncap - c->cap, c->need, c->srv->buffered);
     }
     if (c->cap == c->len) { /* libuv reports UV_ENOBUFS and read_cb closes */
@@ -202,6 +210,10 @@ static void write_cb(uv_write_t *req, int status)
     if (c->closing) return;
     if (status < 0) { /* the peer is gone (reset); a paused reader would not notice */
         MC_LOGD(TAG, "peer %s: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         conn_close(c);
         return;
     }
@@ -539,6 +551,35 @@ static int is_scan(unsigned method)
 
 static void parse_frames(conn_t *c);
 
+/* Passes request h through the server's gate (HA). Sets the view replies
+ * carry; when the gate refuses, answers h with -1010, stops reading and has
+ * the connection closed once that is written. Returns 1 when refused. */
+static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
+{
+    mc_master_rpc_t *srv = c->srv;
+    if (!srv->gate) return 0;
+    uint64_t view = 0, now = c->active_ms;
+    int serving = srv->gate(srv->gate_arg, now, &view);
+    c->out.view = view;
+    if (serving && h->view <= view) return 0;
+    if (mc_mp_encode_status_rep(&c->out, h->method, h->req_id,
+                                MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS) == 0)
+        c->close_after_write = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    srv->refused++;
+    if (now >= srv->last_refuse_log_ms + 10000) { /* one line per 10 s */
+        MC_LOGW(TAG, "peer %s: %s refused: %s (%llu refused since the last line)", c->peer,
+                mc_mp_method_name(h->method),
+                serving ? "the client knows a newer leader view" : "this master is not the leader",
+                (unsigned long long)srv->refused);
+        srv->last_refuse_log_ms = now;
+        srv->refused = 0;
+    }
+    flush(c);
+    if (!c->closing && !c->close_after_write) conn_close(c);
+    return 1;
+}
+
 static void job_work(uv_work_t *w)
 {
     job_t *j = w->data;
@@ -592,6 +633,7 @@ static int queue_job(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
     }
     memcpy(j->payload, p, h->length);
     j->hdr = *h;
+    j->out.view = c->out.view;
     j->srv = c->srv;
     j->conn = c;
     j->work.data = j;
@@ -632,6 +674,7 @@ static void parse_frames(conn_t *c)
         c->active_ms = mc_now_ms();
         const uint8_t *p = c->buf + off + MC_MP_HDR_LEN;
         off += need;
+        if (gate_refuses(c, &h)) break;
         if (is_scan(h.method)) {
             flush(c); /* replies before it go first */
             if (c->closing || queue_job(c, &h, p)) return;
@@ -680,8 +723,8 @@ static int make_room(mc_master_rpc_t *srv, uint64_t now)
     for (conn_t *c = srv->conns; c; c = c->next)
         if (!c->job && !c->len && (!oldest || c->active_ms < oldest->active_ms)) oldest = c;
     if (!oldest || now < oldest->active_ms + IDLE_EVICT_MS) return 0;
-    MC_LOGD(TAG, "peer %s: closed (idle %llu ms) to make room at the connection cap",
-            oldest->peer, (unsigned long long)(now - oldest->active_ms));
+    MC_LOGD(TAG, "peer %s: closed (idle %llu ms) to make room at the connection cap", oldest->peer,
+            (unsigned long long)(now - oldest->active_ms));
     conn_close(oldest);
     return 1;
 }
@@ -715,8 +758,9 @@ static void on_conn(uv_stream_t *l, int status)
     if (srv->nconns > srv->max_conns && !make_room(srv, c->active_ms)) {
         srv->cap_refused++;
         if (c->active_ms - srv->last_cap_log_ms >= 10000) { /* one line per 10 s */
-            MC_LOGW(TAG, "connection cap of %zu reached (MC_MASTER_RPC_MAX_CONNECTIONS): refused "
-                         "peer %s and %llu more since the last line",
+            MC_LOGW(TAG,
+                    "connection cap of %zu reached (MC_MASTER_RPC_MAX_CONNECTIONS): refused "
+                    "peer %s and %llu more since the last line",
                     srv->max_conns, c->peer, (unsigned long long)(srv->cap_refused - 1));
             srv->last_cap_log_ms = c->active_ms;
             srv->cap_refused = 0;
@@ -740,8 +784,9 @@ static void sweep(mc_master_rpc_t *srv, uint64_t now)
         next = c->next;
         if (c->job) continue;
         if (c->len && now > c->frame_start_ms + srv->frame_timeout_ms) {
-            MC_LOGW(TAG, "peer %s: frame incomplete %llu ms after its first byte (%zu of %zu bytes; "
-                         "MC_MASTER_RPC_FRAME_TIMEOUT_S); closing the connection",
+            MC_LOGW(TAG,
+                    "peer %s: frame incomplete %llu ms after its first byte (%zu of %zu bytes; "
+                    "MC_MASTER_RPC_FRAME_TIMEOUT_S); closing the connection",
                     c->peer, (unsigned long long)(now - c->frame_start_ms), c->len,
                     c->need ? c->need : (size_t)MC_MP_HDR_LEN);
             conn_close(c);
@@ -751,8 +796,9 @@ static void sweep(mc_master_rpc_t *srv, uint64_t now)
         }
     }
     if (idle)
-        MC_LOGI(TAG, "closed %zu connections idle for %llu s (MC_MASTER_RPC_IDLE_TIMEOUT_S), "
-                     "peer %s among them",
+        MC_LOGI(TAG,
+                "closed %zu connections idle for %llu s (MC_MASTER_RPC_IDLE_TIMEOUT_S), "
+                "peer %s among them",
                 idle, (unsigned long long)(srv->idle_timeout_ms / 1000), first);
 }
 
@@ -778,6 +824,20 @@ static void timer_cb(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+static void drop_cb(uv_async_t *a)
+{
+    mc_master_rpc_t *srv = a->data;
+    size_t n = srv->nconns;
+    while (srv->conns)
+        conn_close(srv->conns);
+    if (n) MC_LOGI(TAG, "closed all %zu client connections (no longer the leader)", n);
+}
+
+void mc_master_rpc_drop_clients(mc_master_rpc_t *r)
+{
+    if (r) uv_async_send(&r->drop);
+}
+
 static void stop_cb(uv_async_t *a)
 {
     mc_master_rpc_t *srv = a->data;
@@ -785,6 +845,7 @@ static void stop_cb(uv_async_t *a)
         conn_close(srv->conns);
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->stop, NULL);
+    uv_close((uv_handle_t *)&srv->drop, NULL);
     uv_close((uv_handle_t *)&srv->timer, NULL);
     mc_master_note_loop(srv->m, 0, 0); /* no loop to watch any more */
 }
@@ -805,17 +866,25 @@ static void ignore_sigpipe(void)
 
 int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_master_rpc_t **out)
 {
+    return mc_master_rpc_start_gated(m, host, port, NULL, NULL, out);
+}
+
+int mc_master_rpc_start_gated(mc_master_t *m, const char *host, uint16_t port,
+                              mc_master_rpc_gate_fn gate, void *gate_arg, mc_master_rpc_t **out)
+{
     *out = NULL;
     ignore_sigpipe();
     mc_master_rpc_t *srv = calloc(1, sizeof *srv);
     if (!srv) return MC_ERR_INTERNAL;
     srv->m = m;
+    srv->gate = gate;
+    srv->gate_arg = gate_arg;
     srv->wq_high =
         (size_t)mc_env_int("MC_MASTER_RPC_MAX_QUEUED", WQ_HIGH_DEFAULT, 4096, (int64_t)1 << 40);
     srv->wq_low = srv->wq_high / 4;
     srv->max_conns = (size_t)mc_env_int("MC_MASTER_RPC_MAX_CONNECTIONS", 8192, 1, 1 << 24);
-    srv->max_buffered = (size_t)mc_env_int("MC_MASTER_RPC_MAX_BUFFERED", (int64_t)1 << 30,
-                                           1 << 20, (int64_t)1 << 40);
+    srv->max_buffered = (size_t)mc_env_int("MC_MASTER_RPC_MAX_BUFFERED", (int64_t)1 << 30, 1 << 20,
+                                           (int64_t)1 << 40);
     srv->idle_timeout_ms =
         (uint64_t)mc_env_int("MC_MASTER_RPC_IDLE_TIMEOUT_S", 120, 1, 86400 * 365) * 1000;
     srv->frame_timeout_ms =
@@ -838,6 +907,8 @@ int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_mast
     }
     uv_async_init(&srv->loop, &srv->stop, stop_cb);
     srv->stop.data = srv;
+    uv_async_init(&srv->loop, &srv->drop, drop_cb);
+    srv->drop.data = srv;
     uv_timer_init(&srv->loop, &srv->timer);
     srv->timer.data = srv;
     uv_timer_start(&srv->timer, timer_cb, LOOP_TIMER_MS, LOOP_TIMER_MS);

@@ -434,7 +434,7 @@ static void expect_closed(const char *addr_port_host, uint16_t port, const void 
 static void hdr(uint8_t *out, uint32_t magic, uint8_t ver, uint8_t method, uint16_t flags,
                 int32_t status, uint32_t len)
 {
-    mc_mp_hdr_t h = {magic, ver, method, flags, 1, status, len};
+    mc_mp_hdr_t h = {magic, ver, method, flags, 1, status, len, 0};
     mc_mp_hdr_encode(&h, out);
 }
 

@@ -452,7 +452,8 @@ static void test_rcfg_flags(void **state)
 
 static void test_header(void **state)
 {
-    mc_mp_hdr_t h = {MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 42, 0, 16}, g;
+    mc_mp_hdr_t h = {MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 42, 0, 16, 0x1122334455667788ull},
+                g;
     uint8_t raw[MC_MP_HDR_LEN];
     const char *why = NULL;
     mc_mp_hdr_encode(&h, raw);
@@ -461,6 +462,8 @@ static void test_header(void **state)
     assert_int_equal(mc_mp_hdr_decode(raw, sizeof raw, &g, &why), 0);
     assert_int_equal(g.req_id, 42);
     assert_int_equal(g.length, 16);
+    assert_int_equal(g.view, 0x1122334455667788ull); /* the leader view round-trips */
+    assert_int_equal(raw[20], 0x88);                 /* little-endian at offset 20 */
     assert_int_equal(mc_mp_hdr_decode(raw, MC_MP_HDR_LEN - 1, &g, &why), -1);
     assert_string_equal(why, "truncated header");
 
@@ -468,13 +471,13 @@ static void test_header(void **state)
         mc_mp_hdr_t h;
         const char *why;
     } bad[] = {
-        {{0x12345678, MC_MP_VERSION, MC_MP_PING, 0, 1, 0, 0}, "bad magic"},
-        {{MC_MP_MAGIC, 2, MC_MP_PING, 0, 1, 0, 0}, "unsupported protocol version"},
-        {{MC_MP_MAGIC, MC_MP_VERSION, 0x7f, 0, 1, 0, 0}, "unknown method"},
-        {{MC_MP_MAGIC, MC_MP_VERSION, 0, 0, 1, 0, 0}, "unknown method"},
-        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 1, 1, 0, 0}, "unknown flags"},
-        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 1, -1, 0}, "nonzero status in a request"},
-        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 1, 0, MC_MP_FRAME_MAX + 1},
+        {{0x12345678, MC_MP_VERSION, MC_MP_PING, 0, 1, 0, 0, 0}, "bad magic"},
+        {{MC_MP_MAGIC, 1, MC_MP_PING, 0, 1, 0, 0, 0}, "unsupported protocol version"},
+        {{MC_MP_MAGIC, MC_MP_VERSION, 0x7f, 0, 1, 0, 0, 0}, "unknown method"},
+        {{MC_MP_MAGIC, MC_MP_VERSION, 0, 0, 1, 0, 0, 0}, "unknown method"},
+        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 1, 1, 0, 0, 0}, "unknown flags"},
+        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 1, -1, 0, 0}, "nonzero status in a request"},
+        {{MC_MP_MAGIC, MC_MP_VERSION, MC_MP_PING, 0, 1, 0, MC_MP_FRAME_MAX + 1, 0},
          "frame longer than 64 MiB"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

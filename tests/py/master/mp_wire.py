@@ -1,14 +1,15 @@
 """A client of the master RPC in plain Python, for tests that must send what
 the C client never would (hostile patterns, stalled frames, floods) to a real
-mooncake_master. Frames as docs/protocol.md describes them: a 20-byte
-little-endian header (magic "MCMR", version 1, method, flags 0, request id,
-status, payload length), then the payload."""
+mooncake_master. Frames as docs/protocol.md describes them: a 28-byte
+little-endian header (magic "MCMR", version 2, method, flags 0, request id,
+status, payload length, leader view), then the payload."""
 
 import socket
 import struct
 
 MAGIC = 0x524D434D
-HDR = struct.Struct("<IBBHIiI")
+HDR = struct.Struct("<IBBHIiIQ")
+VERSION = 2
 SERVICE_READY, MOUNT_SEGMENT, PING = 0x01, 0x02, 0x05
 PUT_START, PUT_END, GET_REPLICAS, EXIST = 0x10, 0x11, 0x14, 0x15
 REMOVE_ALL, REMOVE_BY_REGEX = 0x17, 0x18
@@ -34,8 +35,8 @@ def s_config(replicas=1):
     return struct.pack("<IBBQBIBB", replicas, 0, 0, 0, 0, 0, 0, 0)
 
 
-def frame(method, req_id, payload=b""):
-    return HDR.pack(MAGIC, 1, method, 0, req_id, 0, len(payload)) + payload
+def frame(method, req_id, payload=b"", view=0):
+    return HDR.pack(MAGIC, VERSION, method, 0, req_id, 0, len(payload), view) + payload
 
 
 class Conn:
@@ -67,8 +68,9 @@ class Conn:
         return rid
 
     def reply(self):
-        """(method, req_id, status, payload) of the next reply."""
-        magic, _ver, method, _fl, rid, status, length = HDR.unpack(self._recv(HDR.size))
+        """(method, req_id, status, payload) of the next reply; .view is its view."""
+        magic, _ver, method, _fl, rid, status, length, self.view = HDR.unpack(
+            self._recv(HDR.size))
         assert magic == MAGIC
         return method & 0x7F, rid, status, self._recv(length) if length else b""
 
