@@ -57,8 +57,10 @@ static void read_host_id(char *buf, size_t len)
     }
     ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
     ns[n > 0 ? n : 0] = '\0';
-    if (boot[0] && ns[0]) snprintf(buf, len, "%s/%s", boot, ns);
-    else buf[0] = '\0';
+    if (boot[0] && ns[0])
+        snprintf(buf, len, "%s/%s", boot, ns);
+    else
+        buf[0] = '\0';
 }
 
 /* The address to advertise and bind: MC_TCP_BIND_ADDRESS, else the host part
@@ -96,6 +98,31 @@ static int publish_rpc_meta(mc_te_t *te)
     return 0;
 }
 
+/* conn for logs: credentials in "scheme://user:password@host" become "***". */
+static const char *log_conn(const char *conn, char *buf, size_t len)
+{
+    const char *at = strchr(conn, '@'), *sch = strstr(conn, "://");
+    if (!at || !sch || at < sch) return conn;
+    snprintf(buf, len, "%.*s***%s", (int)(sch + 3 - conn), conn, at);
+    return buf;
+}
+
+/* Subscribes to changes of every segment's records where the store has a
+ * change feed (etcd), so that peers that re-register are re-read on their
+ * next use rather than after a failed transfer. Without a feed (http, redis)
+ * descriptors are re-read when a transfer finds them stale, as before. */
+static void watch_peers(mc_te_t *te)
+{
+    char key[512];
+    if (mc_meta_key(key, sizeof key, "ram", "")) return;
+    size_t kl = strlen(key);
+    if (kl < 4) return;
+    key[kl - 4] = '\0'; /* drop "ram/" */
+    snprintf(te->meta_prefix, sizeof te->meta_prefix, "%s", key);
+    int rc = mc_meta_watch(te->meta, te->meta_prefix, mc__te_on_meta_change, te);
+    if (rc == 0) MC_LOGD(TAG, "watching '%s' for peers that re-register", te->meta_prefix);
+}
+
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices)
 {
@@ -103,13 +130,16 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         strlen(local_name) >= sizeof te->local_name)
         return MC_TE_ERR_INVALID_ARGUMENT;
     if (protocol && *protocol && strcasecmp(protocol, "tcp") != 0)
-        MC_LOGW(TAG, "protocol '%s' is not available on this build; using tcp (and shm for "
-                     "same-host peers)", protocol);
+        MC_LOGW(TAG,
+                "protocol '%s' is not available on this build; using tcp (and shm for "
+                "same-host peers)",
+                protocol);
     (void)devices;
     snprintf(te->local_name, sizeof te->local_name, "%s", local_name);
     int rc = mc_meta_open(conn, &te->meta);
     if (rc) {
-        MC_LOGE(TAG, "cannot open metadata '%s'", conn);
+        char lc[512];
+        MC_LOGE(TAG, "cannot open metadata '%s'", log_conn(conn, lc, sizeof lc));
         return MC_TE_ERR_METADATA;
     }
     te->p2p = mc_meta_is_p2p(te->meta);
@@ -121,8 +151,7 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     te->nworkers = (int)mc_env_int("MC_TE_WORKERS", ncpu < 2 ? 2 : ncpu > 16 ? 16 : ncpu, 1, 64);
     te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
-    te->connect_timeout_ms =
-        (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
+    te->connect_timeout_ms = (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
     read_host_id(te->host_id, sizeof te->host_id);
 
     char host[256];
@@ -137,22 +166,27 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         MC_LOGE(TAG, "cannot listen on %s in ports %u-%u: %s", te->ip, lo, hi, strerror(-rc));
         return MC_TE_ERR_SOCKET;
     }
-    if (te->p2p) snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
-    else snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
+    if (te->p2p)
+        snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
+    else
+        snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
 
     if ((rc = publish_rpc_meta(te))) return rc;
+    if (!te->p2p) watch_peers(te);
     te->initialized = 1;
     if ((rc = mc__te_publish(te)) || (rc = mc__te_server_start(te)) ||
         (rc = mc__te_workers_start(te)))
         return rc;
+    char lc[512];
     MC_LOGI(TAG, "segment '%s' serving on %s:%u (metadata %s%s)", te->seg_name, te->ip, te->port,
-            conn, te->force_tcp ? ", MC_FORCE_TCP" : "");
+            log_conn(conn, lc, sizeof lc), te->force_tcp ? ", MC_FORCE_TCP" : "");
     return 0;
 }
 
 void mc_te_destroy(mc_te_t *te)
 {
     if (!te) return;
+    if (te->meta) mc_meta_unwatch(te->meta); /* its callback reads the peer table */
     if (te->initialized && !te->p2p) {
         char key[512];
         mc_meta_key(key, sizeof key, "ram", te->seg_name);
@@ -194,8 +228,10 @@ static size_t upper_bound_locked(const mc_te_t *te, uint64_t a)
     size_t lo = 0, hi = te->nbufs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (te->bufs[mid].addr <= a) lo = mid + 1;
-        else hi = mid;
+        if (te->bufs[mid].addr <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -305,11 +341,12 @@ int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, si
     int rc = 0;
     size_t done = 0;
     pthread_rwlock_wrlock(&te->bufs_lock);
-    for (; done < n && rc == 0; done++) rc = add_buf_locked(te, addrs[done], lens[done], location);
+    for (; done < n && rc == 0; done++)
+        rc = add_buf_locked(te, addrs[done], lens[done], location);
     __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&te->bufs_lock);
-    if (rc) MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1],
-                    mc_te_strerror(rc));
+    if (rc)
+        MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1], mc_te_strerror(rc));
     int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
 }
@@ -327,7 +364,8 @@ int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n)
     pthread_rwlock_wrlock(&te->bufs_lock); /* waits for server transfers into these buffers */
     /* same-host peers see the new generation before their next copy */
     __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
-    for (; done < n && rc == 0; done++) rc = del_buf_locked(te, addrs[done]);
+    for (; done < n && rc == 0; done++)
+        rc = del_buf_locked(te, addrs[done]);
     pthread_rwlock_unlock(&te->bufs_lock);
     int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
@@ -453,22 +491,39 @@ int mc_te_probe(mc_te_t *te, const char *segment)
 const char *mc_te_strerror(int err)
 {
     switch (err) {
-    case MC_TE_OK: return "ok";
-    case MC_TE_ERR_INVALID_ARGUMENT: return "invalid argument";
-    case MC_TE_ERR_TOO_MANY_REQUESTS: return "too many requests for the batch";
-    case MC_TE_ERR_ADDRESS_NOT_REGISTERED: return "address not registered";
-    case MC_TE_ERR_BATCH_BUSY: return "batch busy";
-    case MC_TE_ERR_DEVICE_NOT_FOUND: return "device not found";
-    case MC_TE_ERR_ADDRESS_OVERLAPPED: return "address overlaps a registered buffer";
-    case MC_TE_ERR_DNS: return "name resolution failed";
-    case MC_TE_ERR_SOCKET: return "socket error";
-    case MC_TE_ERR_MALFORMED_JSON: return "malformed JSON";
-    case MC_TE_ERR_REJECT_HANDSHAKE: return "handshake rejected";
-    case MC_TE_ERR_METADATA: return "metadata error";
-    case MC_TE_ERR_ENDPOINT: return "endpoint error";
-    case MC_TE_ERR_CONTEXT: return "engine stopping";
-    case MC_TE_ERR_MEMORY: return "out of memory";
-    case MC_TE_ERR_NOT_IMPLEMENTED: return "not implemented";
-    default: return "unknown error";
+    case MC_TE_OK:
+        return "ok";
+    case MC_TE_ERR_INVALID_ARGUMENT:
+        return "invalid argument";
+    case MC_TE_ERR_TOO_MANY_REQUESTS:
+        return "too many requests for the batch";
+    case MC_TE_ERR_ADDRESS_NOT_REGISTERED:
+        return "address not registered";
+    case MC_TE_ERR_BATCH_BUSY:
+        return "batch busy";
+    case MC_TE_ERR_DEVICE_NOT_FOUND:
+        return "device not found";
+    case MC_TE_ERR_ADDRESS_OVERLAPPED:
+        return "address overlaps a registered buffer";
+    case MC_TE_ERR_DNS:
+        return "name resolution failed";
+    case MC_TE_ERR_SOCKET:
+        return "socket error";
+    case MC_TE_ERR_MALFORMED_JSON:
+        return "malformed JSON";
+    case MC_TE_ERR_REJECT_HANDSHAKE:
+        return "handshake rejected";
+    case MC_TE_ERR_METADATA:
+        return "metadata error";
+    case MC_TE_ERR_ENDPOINT:
+        return "endpoint error";
+    case MC_TE_ERR_CONTEXT:
+        return "engine stopping";
+    case MC_TE_ERR_MEMORY:
+        return "out of memory";
+    case MC_TE_ERR_NOT_IMPLEMENTED:
+        return "not implemented";
+    default:
+        return "unknown error";
     }
 }

@@ -25,8 +25,8 @@ mc__te_peer_t *mc__te_peer_get(mc_te_t *te, int32_t id)
     return p;
 }
 
-int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
-                    const char *payload, char **reply, size_t *reply_len)
+int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode, const char *payload,
+                    char **reply, size_t *reply_len)
 {
     int fd, rc = mc_sock_connect(ip, port, te->connect_timeout_ms, &fd);
     if (rc) {
@@ -42,15 +42,17 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
         const char *why = "connection closed";
         rc = mc_sock_recv_all(fd, buf, sizeof buf);
         if (rc == 0 && mc__te_hdr_decode(buf, sizeof buf, &h, &why) != 0) rc = -EPROTO;
-        if (rc == 0 && h.opcode != (opcode | MC_TE_OP_REPLY)) why = "mismatched reply", rc = -EPROTO;
-        if (rc == 0 && h.length > (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1,
-                                                       128 << 20))
+        if (rc == 0 && h.opcode != (opcode | MC_TE_OP_REPLY))
+            why = "mismatched reply", rc = -EPROTO;
+        if (rc == 0 &&
+            h.length > (uint64_t)mc_env_int("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1, 128 << 20))
             why = "reply too long", rc = -EPROTO;
         if (rc == 0 && h.status != MC_TE_ST_OK) why = "request rejected", rc = -EPROTO;
         if (rc == 0 && !(body = malloc(h.length + 1))) rc = -ENOMEM;
         if (rc == 0 && (rc = mc_sock_recv_all(fd, body, h.length)) == 0) body[h.length] = '\0';
-        if (rc) MC_LOGW(TAG, "handshake with %s:%u failed: %s", ip, port,
-                        rc == -EPROTO ? why : strerror(-rc));
+        if (rc)
+            MC_LOGW(TAG, "handshake with %s:%u failed: %s", ip, port,
+                    rc == -EPROTO ? why : strerror(-rc));
     }
     close(fd);
     if (rc) {
@@ -66,15 +68,15 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode,
     return 0;
 }
 
-int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen,
-                            uint16_t *port)
+int mc__te_resolve_endpoint(mc_te_t *te, const char *name, char *ip, size_t iplen, uint16_t *port)
 {
     if (!strcmp(name, te->seg_name) || !strcmp(name, te->local_name)) {
         snprintf(ip, iplen, "%s", te->ip);
         *port = te->port;
         return 0;
     }
-    if (te->p2p) return mc_net_split_hostport(name, ip, iplen, port) ? MC_TE_ERR_INVALID_ARGUMENT : 0;
+    if (te->p2p)
+        return mc_net_split_hostport(name, ip, iplen, port) ? MC_TE_ERR_INVALID_ARGUMENT : 0;
     char key[512], *val = NULL;
     if (mc_meta_key(key, sizeof key, "rpc_meta", name)) return MC_TE_ERR_INVALID_ARGUMENT;
     int rc = mc_meta_get(te->meta, key, &val);
@@ -142,8 +144,18 @@ static int fetch_desc(mc_te_t *te, const char *name, mc__te_desc_t *d)
 int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
 {
     mc__te_desc_t d;
+    /* a change reported while we read is kept for the next use */
+    pthread_mutex_lock(&p->lock);
+    int was_stale = p->stale;
+    p->stale = 0;
+    pthread_mutex_unlock(&p->lock);
     int rc = fetch_desc(te, p->name, &d);
-    if (rc) return rc;
+    if (rc) {
+        pthread_mutex_lock(&p->lock);
+        p->stale |= was_stale;
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
     int shm = !te->force_tcp && d.host_id[0] && !strcmp(d.host_id, te->host_id) && d.pid > 0;
     int pidfd = shm ? mc__te_shm_attach(d.pid, d.start_time) : -1;
     if (shm && pidfd < 0) shm = 0; /* stale descriptor of a process that is gone */
@@ -161,6 +173,40 @@ int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
     MC_LOGD(TAG, "segment '%s': %zu buffers at %s:%u via %s", p->name, d.nbufs, d.ip, d.port,
             shm ? "shm" : "tcp");
     return 0;
+}
+
+/* Marks p stale (caller holds te->peers_lock); logs when a cached descriptor
+ * is dropped. */
+static void mark_stale_locked(mc__te_peer_t *p, const char *why)
+{
+    pthread_mutex_lock(&p->lock);
+    int had = p->have_desc && !p->stale;
+    p->stale = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (had) MC_LOGI(TAG, "segment '%s': %s; its descriptor will be read again", p->name, why);
+}
+
+void mc__te_on_meta_change(void *arg, const char *key, int deleted)
+{
+    mc_te_t *te = arg;
+    pthread_mutex_lock(&te->peers_lock);
+    if (!key) { /* the change feed reconnected: anything may have changed */
+        for (size_t i = 1; i < te->npeers; i++)
+            mark_stale_locked(te->peers[i], "metadata watch resynchronised");
+    } else {
+        const char *name = NULL;
+        size_t pl = strlen(te->meta_prefix);
+        if (!strncmp(key, te->meta_prefix, pl)) {
+            const char *rest = key + pl;
+            if (!strncmp(rest, "ram/", 4))
+                name = rest + 4;
+            else if (!strncmp(rest, "rpc_meta/", 9))
+                name = rest + 9;
+        }
+        mc__te_peer_t *p = name ? mc_map_get(te->peers_by_name, name) : NULL;
+        if (p) mark_stale_locked(p, deleted ? "its record was deleted" : "it re-registered");
+    }
+    pthread_mutex_unlock(&te->peers_lock);
 }
 
 int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id)
@@ -197,7 +243,7 @@ int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id)
     }
     pthread_mutex_unlock(&te->peers_lock);
     pthread_mutex_lock(&p->lock);
-    int have = p->have_desc;
+    int have = p->have_desc && !p->stale;
     pthread_mutex_unlock(&p->lock);
     int rc = have ? 0 : mc__te_peer_refresh(te, p);
     if (rc == 0) *id = p->id;
@@ -210,7 +256,7 @@ oom:
 int mc__te_peer_endpoint(mc_te_t *te, mc__te_peer_t *p, char *ip, size_t iplen, uint16_t *port)
 {
     pthread_mutex_lock(&p->lock);
-    int have = p->have_desc;
+    int have = p->have_desc && !p->stale;
     pthread_mutex_unlock(&p->lock);
     if (!have) {
         int rc = mc__te_peer_refresh(te, p);
@@ -240,7 +286,8 @@ int mc__te_peer_check_range(mc_te_t *te, mc__te_peer_t *p, uint64_t addr, uint64
 int mc__te_conn_get(mc_te_t *te, mc__te_peer_t *p, int *fd, int *reused)
 {
     pthread_mutex_lock(&p->lock);
-    while (p->nidle == 0 && p->nopen >= te->lanes) pthread_cond_wait(&p->cond, &p->lock);
+    while (p->nidle == 0 && p->nopen >= te->lanes)
+        pthread_cond_wait(&p->cond, &p->lock);
     if (p->nidle) {
         *fd = p->idle[--p->nidle];
         *reused = 1;
@@ -295,7 +342,8 @@ void mc__te_conn_put(mc_te_t *te, mc__te_peer_t *p, int fd, int broken)
 void mc__te_peer_drop_conns(mc__te_peer_t *p)
 {
     pthread_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nidle; i++) close(p->idle[i]);
+    for (int i = 0; i < p->nidle; i++)
+        close(p->idle[i]);
     p->nopen -= p->nidle;
     p->nidle = 0;
     pthread_cond_broadcast(&p->cond);
