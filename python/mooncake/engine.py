@@ -26,13 +26,15 @@ class TransferEngine(_core.TransferEngine):
 
     def initialize_ext(self, local_hostname, metadata_server, protocol, device_name,
                        metadata_type, /):
-        """Upstream's explicit metadata type: "http" or "p2p" map onto our
-        metadata strings; anything else (etcd, redis) is not supported (-1)."""
+        """Upstream's explicit metadata type: "http", "etcd", "redis" or "p2p"
+        map onto our metadata strings (the scheme is added when missing);
+        anything else is not supported (-1)."""
         if metadata_type in ("p2p", "P2PHANDSHAKE"):
             metadata_server = "P2PHANDSHAKE"
-        elif metadata_type == "http" and "://" not in metadata_server:
-            metadata_server = "http://" + metadata_server
-        elif metadata_type not in ("http",):
+        elif metadata_type in ("http", "etcd", "redis"):
+            if "://" not in metadata_server:
+                metadata_server = metadata_type + "://" + metadata_server
+        else:
             return -1
         return self.initialize(local_hostname, metadata_server, protocol, device_name)
 

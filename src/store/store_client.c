@@ -20,6 +20,7 @@
 #include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "mooncake/meta.h"
 #include "net_sock.h"
 #include "store_int.h"
 
@@ -107,6 +108,25 @@ static int st_te_start(mc_store_t *s, const char *name, const char *metadata, co
     return rc;
 }
 
+/* A metadata store that cannot be reached fails every name alike, so it is
+ * checked once before the port loop: one read of a key nobody writes. The
+ * backend logs the one line that names the store and the cause. Returns 0
+ * when the store answered (absent is an answer). */
+static int st_probe_metadata(const char *metadata)
+{
+    mc_meta_t *m;
+    int rc = mc_meta_open(metadata, &m);
+    if (rc) return rc;
+    char key[128], *val = NULL;
+    if (!mc_meta_is_p2p(m) && mc_meta_key(key, sizeof key, "rpc_meta", "setup-probe") == 0) {
+        rc = mc_meta_get(m, key, &val);
+        free(val);
+        if (rc == -ENOENT) rc = 0;
+    }
+    mc_meta_close(m);
+    return rc;
+}
+
 /* Picks the name and starts the TE (spec §2.1 step 1). */
 static int st_start_engine(mc_store_t *s, const char *local_hostname, const char *metadata,
                            const char *protocol, const char *devices)
@@ -121,6 +141,10 @@ static int st_start_engine(mc_store_t *s, const char *local_hostname, const char
         return rc ? MC_ERR_INTERNAL : 0;
     }
     snprintf(host, sizeof host, "%s", local_hostname);
+    if (st_probe_metadata(metadata)) {
+        MC_LOGE(TAG, "metadata store not usable (see above); setup stops here");
+        return MC_ERR_INTERNAL;
+    }
     int64_t lo = mc_env_int("MC_STORE_CLIENT_MIN_PORT", MC_STORE_CLIENT_MIN_PORT, 1, 65535);
     int64_t hi = mc_env_int("MC_STORE_CLIENT_MAX_PORT", MC_STORE_CLIENT_MAX_PORT, lo, 65535);
     int64_t tries =

@@ -82,6 +82,31 @@ static void pick_ip(const char *host, char *ip, size_t len)
     mc_net_local_ip(ip, len);
 }
 
+/* conn for logs: credentials in "scheme://user:password@host" become "***". */
+static const char *log_conn(const char *conn, char *buf, size_t len)
+{
+    const char *at = strchr(conn, '@'), *sch = strstr(conn, "://");
+    if (!at || !sch || at < sch) return conn;
+    snprintf(buf, len, "%.*s***%s", (int)(sch + 3 - conn), conn, at);
+    return buf;
+}
+
+/* Subscribes to changes of every segment's records where the store has a
+ * change feed (etcd), so that peers that re-register are re-read on their
+ * next use rather than after a failed transfer. Without a feed (http, redis)
+ * descriptors are re-read when a transfer finds them stale, as before. */
+static void watch_peers(mc_te_t *te)
+{
+    char key[512];
+    if (mc_meta_key(key, sizeof key, "ram", "")) return;
+    size_t kl = strlen(key);
+    if (kl < 4) return;
+    key[kl - 4] = '\0'; /* drop "ram/" */
+    snprintf(te->meta_prefix, sizeof te->meta_prefix, "%s", key);
+    int rc = mc_meta_watch(te->meta, te->meta_prefix, mc__te_on_meta_change, te);
+    if (rc == 0) MC_LOGD(TAG, "watching '%s' for peers that re-register", te->meta_prefix);
+}
+
 int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char *protocol,
                const char *devices)
 {
@@ -97,7 +122,8 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     snprintf(te->local_name, sizeof te->local_name, "%s", local_name);
     int rc = mc_meta_open(conn, &te->meta);
     if (rc) {
-        MC_LOGE(TAG, "cannot open metadata '%s'", conn);
+        char lc[512];
+        MC_LOGE(TAG, "cannot open metadata '%s'", log_conn(conn, lc, sizeof lc));
         return MC_TE_ERR_METADATA;
     }
     te->p2p = mc_meta_is_p2p(te->meta);
@@ -136,18 +162,21 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         snprintf(te->seg_name, sizeof te->seg_name, "%s", local_name);
 
     if ((rc = mc__te_claim_name(te))) return rc;
+    if (!te->p2p) watch_peers(te);
     te->initialized = 1;
     if ((rc = mc__te_publish(te)) || (rc = mc__te_server_start(te)) ||
         (rc = mc__te_workers_start(te)))
         return rc;
+    char lc[512];
     MC_LOGI(TAG, "segment '%s' serving on %s:%u (metadata %s%s)", te->seg_name, te->ip, te->port,
-            conn, te->force_tcp ? ", MC_FORCE_TCP" : "");
+            log_conn(conn, lc, sizeof lc), te->force_tcp ? ", MC_FORCE_TCP" : "");
     return 0;
 }
 
 void mc_te_destroy(mc_te_t *te)
 {
     if (!te) return;
+    if (te->meta) mc_meta_unwatch(te->meta); /* its callback reads the peer table */
     if (te->initialized && !te->p2p) {
         char key[512];
         mc_meta_key(key, sizeof key, "ram", te->seg_name);

@@ -115,6 +115,7 @@ typedef struct mc__te_peer {
     pthread_cond_t cond;
     mc__te_desc_t desc; /* under lock */
     int have_desc;
+    int stale;     /* the store reported a change of its records: re-read before use */
     int shm_state; /* 1 usable, 0 not (other host, forced tcp, or refused) */
     int pidfd;     /* of the peer process while shm_state == 1, else -1 */
     int idle[MC_TE_MAX_LANES];
@@ -232,6 +233,8 @@ struct mc_te {
     uint64_t piece_min;
     int io_timeout_ms;
     int connect_timeout_ms;
+    /* "mooncake/[<cluster>/]": what the metadata watch covers (etcd only) */
+    char meta_prefix[512];
 };
 
 /* te_engine.c */
@@ -274,6 +277,10 @@ mc__te_peer_t *mc__te_peer_get(mc_te_t *te, int32_t id);
 int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id);
 /* (Re)fetches the descriptor of p from metadata or by handshake. */
 int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p);
+/* Metadata watch callback (mc_meta_watch_cb, arg = te): a change of a peer's
+ * ram or rpc_meta record marks that peer stale, so its next open re-reads
+ * the descriptor; key NULL marks every peer. Takes te->peers_lock. */
+void mc__te_on_meta_change(void *arg, const char *key, int deleted);
 /* Copies the listener address of p, fetching the descriptor when missing. */
 int mc__te_peer_endpoint(mc_te_t *te, mc__te_peer_t *p, char *ip, size_t iplen, uint16_t *port);
 /* Checks a remote range against p's descriptor, refreshing it once on a miss. */

@@ -155,8 +155,18 @@ static int fetch_desc(mc_te_t *te, const char *name, mc__te_desc_t *d)
 int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
 {
     mc__te_desc_t d;
+    /* a change reported while we read is kept for the next use */
+    pthread_mutex_lock(&p->lock);
+    int was_stale = p->stale;
+    p->stale = 0;
+    pthread_mutex_unlock(&p->lock);
     int rc = fetch_desc(te, p->name, &d);
-    if (rc) return rc;
+    if (rc) {
+        pthread_mutex_lock(&p->lock);
+        p->stale |= was_stale;
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
     int shm = !te->force_tcp && d.host_id[0] && !strcmp(d.host_id, te->host_id) && d.pid > 0;
     int pidfd = shm ? mc__te_shm_attach(d.pid, d.start_time) : -1;
     if (shm && pidfd < 0) shm = 0; /* stale descriptor of a process that is gone */
@@ -174,6 +184,40 @@ int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
     MC_LOGD(TAG, "segment '%s': %zu buffers at %s:%u via %s", p->name, d.nbufs, d.ip, d.port,
             shm ? "shm" : "tcp");
     return 0;
+}
+
+/* Marks p stale (caller holds te->peers_lock); logs when a cached descriptor
+ * is dropped. */
+static void mark_stale_locked(mc__te_peer_t *p, const char *why)
+{
+    pthread_mutex_lock(&p->lock);
+    int had = p->have_desc && !p->stale;
+    p->stale = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (had) MC_LOGI(TAG, "segment '%s': %s; its descriptor will be read again", p->name, why);
+}
+
+void mc__te_on_meta_change(void *arg, const char *key, int deleted)
+{
+    mc_te_t *te = arg;
+    pthread_mutex_lock(&te->peers_lock);
+    if (!key) { /* the change feed reconnected: anything may have changed */
+        for (size_t i = 1; i < te->npeers; i++)
+            mark_stale_locked(te->peers[i], "metadata watch resynchronised");
+    } else {
+        const char *name = NULL;
+        size_t pl = strlen(te->meta_prefix);
+        if (!strncmp(key, te->meta_prefix, pl)) {
+            const char *rest = key + pl;
+            if (!strncmp(rest, "ram/", 4))
+                name = rest + 4;
+            else if (!strncmp(rest, "rpc_meta/", 9))
+                name = rest + 9;
+        }
+        mc__te_peer_t *p = name ? mc_map_get(te->peers_by_name, name) : NULL;
+        if (p) mark_stale_locked(p, deleted ? "its record was deleted" : "it re-registered");
+    }
+    pthread_mutex_unlock(&te->peers_lock);
 }
 
 int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id)
@@ -210,7 +254,7 @@ int mc__te_peer_open(mc_te_t *te, const char *name, int32_t *id)
     }
     pthread_mutex_unlock(&te->peers_lock);
     pthread_mutex_lock(&p->lock);
-    int have = p->have_desc;
+    int have = p->have_desc && !p->stale;
     pthread_mutex_unlock(&p->lock);
     int rc = have ? 0 : mc__te_peer_refresh(te, p);
     if (rc == 0) *id = p->id;
@@ -223,7 +267,7 @@ oom:
 int mc__te_peer_endpoint(mc_te_t *te, mc__te_peer_t *p, char *ip, size_t iplen, uint16_t *port)
 {
     pthread_mutex_lock(&p->lock);
-    int have = p->have_desc;
+    int have = p->have_desc && !p->stale;
     pthread_mutex_unlock(&p->lock);
     if (!have) {
         int rc = mc__te_peer_refresh(te, p);
