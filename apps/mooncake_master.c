@@ -15,6 +15,7 @@
  * failure to start exits 1. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,9 @@
 #include "base_time.h"
 #include "master_admin.h"
 #include "master_flags.h"
+#include "base_env.h"
 #include "base_fdlimit.h"
+#include "master_ha.h"
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
@@ -102,6 +105,56 @@ static void announce(const char *what, const char *host, unsigned port)
     fflush(stdout);
 }
 
+/* HA glue: the RPC gate reads ha once it is set (no request is served
+ * before); a change of leadership empties the core, since a new term is
+ * rebuilt from the clients' remounts, and a master that stops leading closes
+ * its clients' connections so that they find the new leader at once. */
+typedef struct {
+    mc_master_ha_t *_Atomic ha;
+    mc_master_rpc_t *_Atomic rpc;
+    mc_master_t *m;
+} ha_glue_t;
+
+static int ha_gate(void *arg, uint64_t now_ms, uint64_t *view)
+{
+    ha_glue_t *g = arg;
+    mc_master_ha_t *h = atomic_load(&g->ha);
+    *view = 0;
+    return h ? mc_master_ha_serving(h, now_ms, view) : 0;
+}
+
+static void ha_change(void *arg, int leading, uint64_t view)
+{
+    ha_glue_t *g = arg;
+    (void)view;
+    mc_master_clear(g->m, leading ? "a new leader term starts" : "this master stopped leading");
+    if (!leading) mc_master_rpc_drop_clients(atomic_load(&g->rpc));
+}
+
+/* Checks the HA flags; 0, or 2 with a message. */
+static int ha_check(const mc_master_flags_t *fl)
+{
+    if (!fl->enable_ha) return 0;
+    if (strcmp(fl->ha_backend_type, "etcd") != 0) {
+        fprintf(stderr, "%s: --ha_backend_type=%s: only etcd is supported\n", prog,
+                fl->ha_backend_type);
+        return 2;
+    }
+    if (!fl->ha_backend_connstring[0] && !fl->etcd_endpoints[0]) {
+        fprintf(stderr, "%s: --enable_ha needs --etcd_endpoints (or --ha_backend_connstring)\n",
+                prog);
+        return 2;
+    }
+    if (!fl->rpc_address[0] || !strcmp(fl->rpc_address, "0.0.0.0")) {
+        fprintf(stderr,
+                "%s: --enable_ha needs --rpc_address set to this master's reachable "
+                "address (clients are sent there)\n",
+                prog);
+        return 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     mc_master_flags_t fl;
@@ -117,6 +170,7 @@ int main(int argc, char **argv)
         mc_master_flags_usage(stderr, prog);
         return 2;
     }
+    if ((rc = ha_check(&fl))) return rc;
     if (fl.rpc_thread_num > 1 || fl.max_threads != 16)
         MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");
 
@@ -131,6 +185,8 @@ int main(int argc, char **argv)
     mc_master_t *m = NULL;
     mc_master_rpc_t *rpc = NULL;
     mc_master_admin_t *admin = NULL;
+    mc_master_ha_t *ha = NULL;
+    ha_glue_t glue = {NULL, NULL, NULL};
     ticker_t tick;
     int ticking = 0;
 
@@ -157,13 +213,33 @@ int main(int argc, char **argv)
     }
     ticking = 1;
     uint16_t rpc_port = mc_master_flags_rpc_port(&fl);
-    rc = mc_master_rpc_start(m, fl.rpc_address, rpc_port, &rpc);
+    glue.m = m;
+    rc = fl.enable_ha ? mc_master_rpc_start_gated(m, fl.rpc_address, rpc_port, ha_gate, &glue, &rpc)
+                      : mc_master_rpc_start(m, fl.rpc_address, rpc_port, &rpc);
     if (rc) {
         fprintf(stderr, "%s: rpc cannot serve on %s:%u: error %d\n", prog, fl.rpc_address, rpc_port,
                 rc);
         goto out;
     }
+    atomic_store(&glue.rpc, rpc);
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
+    if (fl.enable_ha) {
+        char me[320];
+        snprintf(me, sizeof me, "%s:%u", fl.rpc_address, mc_master_rpc_port(rpc));
+        mc_master_ha_config_t hc = {
+            .endpoints = fl.ha_backend_connstring[0] ? fl.ha_backend_connstring : fl.etcd_endpoints,
+            .cluster_id = fl.cluster_id,
+            .advertise = me,
+            .lease_ttl_s = (int)mc_env_int("MC_HA_LEASE_TTL_S", 5, 2, 3600),
+            .on_change = ha_change,
+            .arg = &glue};
+        if ((rc = mc_master_ha_start(&hc, &ha))) {
+            fprintf(stderr, "%s: cannot start the election on etcd %s: error %d\n", prog,
+                    hc.endpoints, rc);
+            goto out;
+        }
+        atomic_store(&glue.ha, ha);
+    }
     rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, mc_master_rpc_metrics,
                                rpc, &admin);
     if (rc) {
@@ -171,6 +247,7 @@ int main(int argc, char **argv)
                 fl.metrics_port, strerror(-rc));
         goto out;
     }
+    if (ha) mc_master_admin_set_ha(admin, ha);
     announce("metrics", fl.metrics_host, mc_master_admin_port(admin));
     MC_LOGI("master",
             "version " MC_MASTER_VERSION ", cluster %s, lease %llu ms, client ttl %llu ms, "
@@ -187,8 +264,11 @@ int main(int argc, char **argv)
     MC_LOGI("master", "signal %d, stopping", sig);
     code = 0;
 out:
-    /* Stop the servers before the core they call goes away. */
+    /* Stop the servers before the core they call goes away; resign first so a
+     * standby takes over without waiting for the lease. */
     mc_master_admin_stop(admin);
+    mc_master_ha_stop(ha);
+    atomic_store(&glue.ha, NULL);
     if (rpc) mc_master_rpc_stop(rpc);
     if (ticking) ticker_stop(&tick);
     if (m) mc_master_free(m);

@@ -10,9 +10,12 @@
  * valid request are logged in one line naming the peer. */
 #include "master_admin.h"
 
+#include "master_ha.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,7 +37,8 @@
 
 struct mc_master_admin {
     mc_master_t *m;
-    mc_http_listener_t http; /* limits: net_http.h defaults, MC_HTTP_* to tune */
+    mc_master_ha_t *_Atomic ha; /* NULL without --enable_ha */
+    mc_http_listener_t http;    /* limits: net_http.h defaults, MC_HTTP_* to tune */
     uint16_t port;
     mc_master_admin_metrics_fn extra;
     void *extra_arg;
@@ -160,8 +164,7 @@ static enum MHD_Result ad_metrics(mc_master_admin_t *a, struct MHD_Connection *c
     ad_metric(s.f, "master_unmounted_segments_total", "counter",
               "Segments unmounted (by their owner or when it expired)", st.unmounted_segments);
     ad_metric(s.f, "master_purged_objects_total", "counter",
-              "Objects dropped because their last replica's segment went away",
-              st.purged_objects);
+              "Objects dropped because their last replica's segment went away", st.purged_objects);
     if (a->extra) a->extra(s.f, a->extra_arg);
     return ad_stream_send(conn, &s, "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -362,8 +365,50 @@ typedef enum MHD_Result (*ad_fn)(mc_master_admin_t *a, struct MHD_Connection *co
 
 static enum MHD_Result ad_health(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
 {
-    static const char body[] = "{\"status\":\"ok\",\"role\":\"master\",\"service_ready\":true}";
-    return ad_send(conn, MHD_HTTP_OK, "application/json", (char *)body, sizeof body - 1, 0, NULL);
+    mc_master_ha_t *ha = atomic_load(&a->ha);
+    if (!ha) {
+        static const char body[] = "{\"status\":\"ok\",\"role\":\"master\",\"service_ready\":true}";
+        return ad_send(conn, MHD_HTTP_OK, "application/json", (char *)body, sizeof body - 1, 0,
+                       NULL);
+    }
+    mc_master_ha_info_t in;
+    mc_master_ha_info(ha, &in);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:b}", "status", "ok", "role", in.role, "ha_state",
+                          in.state, "service_ready", !strcmp(in.state, "serving"));
+    if (j && in.leader_known) {
+        json_object_set_new(j, "leader_address", json_string(in.leader));
+        json_object_set_new(j, "view_version", json_integer((json_int_t)in.view));
+    }
+    return ad_json(conn, MHD_HTTP_OK, j);
+}
+
+/* /role and /ha_status: upstream's words as plain text ("leader" for a
+ * master without HA, which always serves). */
+static enum MHD_Result ad_role(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    mc_master_ha_t *ha = atomic_load(&a->ha);
+    mc_master_ha_info_t in = {.role = "leader", .state = "serving"};
+    if (ha) mc_master_ha_info(ha, &in);
+    const char *t = strcmp(url, "/role") == 0 ? in.role : in.state;
+    return ad_send(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", (char *)t, strlen(t), 0, NULL);
+}
+
+static enum MHD_Result ad_leader(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    mc_master_ha_t *ha = atomic_load(&a->ha);
+    mc_master_ha_info_t in = {0};
+    if (ha) mc_master_ha_info(ha, &in);
+    json_t *j = json_pack("{s:b}", "present", in.leader_known);
+    if (j && in.leader_known) {
+        json_object_set_new(j, "leader_address", json_string(in.leader));
+        json_object_set_new(j, "view_version", json_integer((json_int_t)in.view));
+    }
+    return ad_json(conn, MHD_HTTP_OK, j);
+}
+
+void mc_master_admin_set_ha(mc_master_admin_t *a, mc_master_ha_t *ha)
+{
+    atomic_store(&a->ha, ha);
 }
 
 #define AD_WRAP(fn)                                                                                \
@@ -387,6 +432,9 @@ static const struct {
     {"/metrics", AD_GET, ad_metrics_h},
     {"/metrics/summary", AD_GET, ad_summary_h},
     {"/health", AD_GET, ad_health},
+    {"/role", AD_GET, ad_role},
+    {"/ha_status", AD_GET, ad_role},
+    {"/leader", AD_GET, ad_leader},
     {"/get_all_keys", AD_GET, ad_all_keys_h},
     {"/get_all_segments", AD_GET, ad_all_segments_h},
     {"/query_key", AD_GET, ad_query_key},
@@ -394,6 +442,20 @@ static const struct {
     {"/get_segments_detail", AD_GET, ad_segments_detail_h},
     {"/api/v1/remove_all", AD_POST, ad_remove_all_h},
 };
+
+/* 1 when url may be answered now: always without HA; with HA, the status
+ * endpoints always, the others only while this master serves. */
+static int ad_ha_ok(mc_master_admin_t *a, const char *url)
+{
+    mc_master_ha_t *ha = atomic_load(&a->ha);
+    if (!ha) return 1;
+    static const char *const always[] = {"/health", "/role",    "/ha_status",
+                                         "/leader", "/metrics", "/metrics/summary"};
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
+        if (!strcmp(url, always[i])) return 1;
+    uint64_t view;
+    return mc_master_ha_serving(ha, mc_now_ms(), &view);
+}
 
 /* Routes a complete request: 404 for an unknown path, 405 (with Allow) for
  * another method; HEAD is served as GET (MHD drops the body). */
@@ -409,6 +471,10 @@ static enum MHD_Result ad_route(mc_master_admin_t *a, struct MHD_Connection *con
         if (m != ad_routes[i].method)
             return ad_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
                              ad_routes[i].method == AD_GET ? "GET, HEAD" : "POST");
+        if (!ad_ha_ok(a, url)) /* a standby's index is not the pool's */
+            return ad_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                           ad_error_json(MC_ERR_UNAVAILABLE_IN_CURRENT_MODE,
+                                         "service plane is not active (not the leader)"));
         return ad_routes[i].fn(a, conn, url);
     }
     return ad_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);

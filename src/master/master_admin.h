@@ -23,6 +23,7 @@
 #include "master_service.h"
 
 typedef struct mc_master_admin mc_master_admin_t;
+typedef struct mc_master_ha mc_master_ha_t;
 
 /* Appends more Prometheus text to /metrics (e.g. the RPC server's per-request
  * counters). Called on an MHD thread, possibly several at once. */
@@ -38,4 +39,8 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
 uint16_t mc_master_admin_port(const mc_master_admin_t *a);
 /* Stops serving (joins MHD's threads) and frees a. NULL is a no-op. */
 void mc_master_admin_stop(mc_master_admin_t *a);
+/* With HA: /health, /role, /ha_status and /leader answer from ha, and every
+ * other endpoint but /metrics answers 503 (-1011) while this master does not
+ * serve. Call once, right after start; ha must outlive the server. */
+void mc_master_admin_set_ha(mc_master_admin_t *a, mc_master_ha_t *ha);
 #endif

@@ -109,6 +109,15 @@ static const mf_def_t mf_defs[] = {
      NULL, "its bind address"},
     {"cluster_id", MF_CLUSTER, MF_F(cluster_id), 0, 0, 0, 0, "mooncake_cluster", 0, NULL,
      "cluster name ([0-9A-Za-z_.-], at most 128)"},
+    /* HA (docs/master.md "HA masters") */
+    {"enable_ha", MF_BOOL, MF_F(enable_ha), 0, 0, 0, 0, "false", 0, NULL,
+     "elect a leader among masters on etcd; only the leader serves"},
+    {"ha_backend_type", MF_STR, MF_F(ha_backend_type), 0, 0, 0, 0, "etcd", 0, NULL,
+     "where the election runs: etcd"},
+    {"ha_backend_connstring", MF_STR, MF_F(ha_backend_connstring), 0, 0, 0, 0, "", 0, NULL,
+     "its endpoints (h1:2379;h2:2379); empty: --etcd_endpoints"},
+    {"etcd_endpoints", MF_STR, MF_F(etcd_endpoints), 0, 0, 0, 0, "", 0, NULL,
+     "etcd endpoints (h1:2379;h2:2379) for --enable_ha"},
 
 /* Upstream flags accepted for compatibility; the value is checked, then ignored. */
 #define MF_IGN(n, t, d)                                                                            \
@@ -131,11 +140,7 @@ static const mf_def_t mf_defs[] = {
     MF_IGNI("nof_heartbeat_interval_sec", "10"),
     MF_IGNI("nof_heartbeat_probe_timeout_ms", "1000"),
     MF_IGNI("nof_heartbeat_failures_threshold", "3"),
-    {"enable_ha", MF_BOOL, MF_NONE, 0, 0, 0, 0, 0, "false", MF_IGNORED | MF_REJECT_TRUE, NULL,
-     NULL},
-    MF_IGNS("ha_backend_type", "etcd"),
-    MF_IGNS("ha_backend_connstring", ""),
-    MF_IGNS("etcd_endpoints", ""),
+
     MF_IGNB("enable_oplog", "false"),
     MF_IGNI("oplog_poll_interval_ms", "1000"),
     MF_IGNI("oplog_batch_max_entries", "1024"),

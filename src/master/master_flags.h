@@ -6,8 +6,7 @@
  * port, max_threads and config_path are flag-only). Flags given explicitly on
  * the command line win over the file; the file wins over the defaults.
  * Upstream flags that this master does not implement are listed by name: they
- * are accepted with a warning (and `--enable_ha=true` is refused); any other
- * name is an error.
+ * are accepted with a warning; any other name is an error.
  * Thread rule: the functions touch only their arguments (parse also reads the
  * config file and logs warnings); call them from any one thread.
  * Errors: 0 or a negative errno; messages go to the caller's buffer. */
@@ -35,6 +34,10 @@ typedef struct {
     int http_metadata_server_port; /* 8080 */
     char http_metadata_server_host[256];
     char cluster_id[129];
+    int enable_ha;
+    char ha_backend_type[16];
+    char ha_backend_connstring[1024];
+    char etcd_endpoints[1024];
     int ignored_count;       /* upstream flags accepted but not implemented */
     mc_master_config_t core; /* what mc_master_new gets */
 } mc_master_flags_t;

@@ -239,8 +239,9 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
     atomic_fetch_sub(&m->capacity, s->capacity);
     atomic_fetch_add(&m->unmounted_segments, 1);
     atomic_fetch_add(&m->purged_objects, lost);
-    MC_LOGI(TAG, "segment '%s' (endpoint %s, %llu bytes, %llu in use) unmounted: %s; %llu objects "
-                 "left without a replica purged",
+    MC_LOGI(TAG,
+            "segment '%s' (endpoint %s, %llu bytes, %llu in use) unmounted: %s; %llu objects "
+            "left without a replica purged",
             s->info.name, s->info.te_endpoint, (unsigned long long)s->capacity,
             (unsigned long long)used, why, (unsigned long long)lost);
     mc__master_seg_free(s);
@@ -327,8 +328,9 @@ void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, cons
     size_t n = mc_map_size(m->clients);
     pthread_mutex_unlock(&m->client_mu);
     if (gap)
-        MC_LOGW(TAG, "the %s did not run for %llu ms (process stopped or starved): %zu clients' "
-                     "deadlines extended by %llu ms",
+        MC_LOGW(TAG,
+                "the %s did not run for %llu ms (process stopped or starved): %zu clients' "
+                "deadlines extended by %llu ms",
                 who, (unsigned long long)(end_ms - start_ms), n, (unsigned long long)gap);
 }
 
@@ -377,4 +379,43 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
         }
     }
     free(c.v);
+}
+
+static int collect_visit(const char *key, void *val, void *arg)
+{
+    (void)val;
+    exp_ctx_t *c = arg;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        exp_item_t *nv = realloc(c->v, nc * sizeof *nv);
+        if (!nv) return 1;
+        c->v = nv;
+        c->cap = nc;
+    }
+    c->v[c->n].key = strdup(key);
+    if (c->v[c->n].key) c->n++;
+    return 0;
+}
+
+void mc_master_clear(mc_master_t *m, const char *why)
+{
+    exp_ctx_t c = {0, NULL, 0, 0, 0};
+    pthread_mutex_lock(&m->client_mu);
+    mc_map_each(m->clients, collect_visit, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        free(mc_map_del(m->clients, c.v[i].key));
+        free(c.v[i].key);
+    }
+    pthread_mutex_unlock(&m->client_mu);
+    free(c.v);
+    size_t nseg = 0;
+    for (;;) {
+        pthread_rwlock_wrlock(&m->seg_lock);
+        mseg_t *s = m->nsegs ? m->segs[--m->nsegs] : NULL;
+        pthread_rwlock_unlock(&m->seg_lock);
+        if (!s) break;
+        mc__master_seg_purge(m, s, why);
+        nseg++;
+    }
+    if (c.n || nseg) MC_LOGI(TAG, "cleared %zu clients and %zu segments: %s", c.n, nseg, why);
 }

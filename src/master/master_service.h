@@ -91,6 +91,9 @@ int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t 
                                mc_uuid_t client, uint64_t now_ms);
 /* Drops a segment: replicas on it go, objects left without one disappear. Unknown id: 0. */
 int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t client);
+/* Forgets every client and unmounts every segment (objects go with them), for
+ * a master whose leader term changed (HA). why goes into the log lines. */
+void mc_master_clear(mc_master_t *m, const char *why);
 /* Heartbeat: extends the client's deadline; *status is MC_CLIENT_OK when it is
  * in the alive set (filled only by remount), else MC_CLIENT_NEED_REMOUNT. */
 int mc_master_ping(mc_master_t *m, mc_uuid_t client, uint64_t now_ms, int *status);

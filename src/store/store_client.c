@@ -1,7 +1,8 @@
 /* store_client.c: the life of a store: setup (naming with an automatic port,
  * transfer engine, segment (huge pages advised), staging buffer, mount on the master;
  * or, with mc_store_setup_with_engine, the same on a caller-owned engine), the
- * heartbeat thread (ping every second, remount and re-publish the TE
+ * heartbeat thread (ping every second, every 200 ms while the master is
+ * unreachable; remount and re-publish the TE
  * records when the master answers NEED_REMOUNT), close, and the thin calls
  * that pass straight to the master (exist, remove, ...). The data paths (put,
  * get and their batch forms) are in store_ops.c. */
@@ -22,6 +23,7 @@
 #include "base_time.h"
 #include "mooncake/meta.h"
 #include "net_sock.h"
+#include "master_view.h"
 #include "store_int.h"
 
 #define TAG "store"
@@ -221,7 +223,10 @@ static void *st_heartbeat_main(void *arg)
     while (!s->hb_stop) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)s->hb_interval_ms * 1000000ull;
+        /* while the master is unreachable, try every 200 ms: a restarted master
+         * or a new HA leader gets the remount within a fraction of a second */
+        int every = fails && s->hb_interval_ms > 200 ? 200 : s->hb_interval_ms;
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)every * 1000000ull;
         ts.tv_sec += (time_t)(ns / 1000000000ull);
         ts.tv_nsec = (long)(ns % 1000000000ull);
         while (!s->hb_stop && pthread_cond_timedwait(&s->hb_cond, &s->hb_lock, &ts) != ETIMEDOUT) {
@@ -265,6 +270,8 @@ static void st_teardown(mc_store_t *s)
         mc_master_client_close(s->mc);
         s->mc = NULL;
     }
+    mc_master_view_close(s->view);
+    s->view = NULL;
     if (s->te && s->te_owned) {
         mc_te_destroy(s->te);
     } else if (s->te) {
@@ -302,7 +309,14 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
     s->memcpy_local = mc_env_bool("MC_STORE_MEMCPY", 1);
     st_read_host_id(s->host_id, sizeof s->host_id);
 
-    if ((rc = mc_master_client_connect(master_server_addr, &s->mc))) {
+    if (mc_master_view_is_ha(master_server_addr)) { /* HA masters: follow the leader */
+        if ((rc = mc_master_view_open(master_server_addr, &s->view))) goto fail;
+        rc = mc_master_client_connect_resolved(master_server_addr, mc_master_view_resolve, s->view,
+                                               &s->mc);
+    } else {
+        rc = mc_master_client_connect(master_server_addr, &s->mc);
+    }
+    if (rc) {
         MC_LOGE(TAG, "cannot connect to master %s: error %d", master_server_addr, rc);
         s->mc = NULL;
         goto fail;

@@ -26,6 +26,7 @@ struct mc_store {
     int seg_registered; /* seg / lbuf registered with te (unregistered at close) */
     int lbuf_registered;
     mc_master_client_t *mc;
+    struct mc_master_view *view; /* HA masters (etcd://...): finds the leader */
 
     void *seg; /* segment contributed to the pool (anonymous, THP advised) */
     uint64_t seg_size;

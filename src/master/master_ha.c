@@ -1,0 +1,280 @@
+/* master_ha.c: leader election of HA masters on etcd (master_ha.h).
+ *
+ * One election thread per master runs this state machine:
+ *   candidate: grant a lease, create the view key bound to it (compare on
+ *              create_revision = 0). Created: leading. Exists: standby.
+ *   leading:   refresh the lease every ttl/5; each success moves the serving
+ *              deadline to (send time + remaining TTL - 1 s). A refresh that
+ *              finds the lease gone, or no success before the deadline, ends
+ *              the term: on_change(0), then campaign again.
+ *   standby:   read the key every STANDBY_POLL_MS; once it is gone (the
+ *              leader's lease ran out or it resigned), campaign.
+ * Errors reaching etcd are logged once when they start and once when they
+ * end (net_etcd names the endpoints and causes), never once per retry. */
+#include "master_ha.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base_log.h"
+#include "base_time.h"
+#include "mooncake/err.h"
+#include "net_etcd.h"
+
+#define TAG "master_ha"
+#define STANDBY_POLL_MS 100
+#define RETRY_MS 500
+#define SAFETY_MS 1000 /* a leader stops this long before etcd may expire its lease */
+
+struct mc_master_ha {
+    mc_master_ha_config_t cfg;
+    char key[256], me[320], cluster[160];
+    mc_etcd_t *etcd;
+    pthread_t thr;
+    int running;
+    pthread_mutex_t mu; /* stop, cv, and the leader fields below */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+    int stop;
+    const char *state;
+    int leader_known;
+    char leader[320];
+    uint64_t leader_view;
+    _Atomic int leading;
+    _Atomic uint64_t valid_until_ms, view;
+    _Atomic uint64_t won, lost;
+};
+
+/* Sleeps ms or until stop; returns 1 when stopping. */
+static int nap(mc_master_ha_t *h, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop && pthread_cond_timedwait(&h->cv, &h->mu, &ts) != ETIMEDOUT) {
+    }
+    int stop = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    return stop;
+}
+
+static void set_state(mc_master_ha_t *h, const char *state, const char *leader, uint64_t view)
+{
+    pthread_mutex_lock(&h->mu);
+    h->state = state;
+    h->leader_known = leader != NULL;
+    snprintf(h->leader, sizeof h->leader, "%s", leader ? leader : "");
+    h->leader_view = view;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Holds the lease while it can; returns when the term ends or on stop. */
+static void lead(mc_master_ha_t *h, int64_t lease, uint64_t view, uint64_t granted_at)
+{
+    int ttl = h->cfg.lease_ttl_s;
+    atomic_store(&h->view, view);
+    atomic_store(&h->valid_until_ms, granted_at + (uint64_t)ttl * 1000 - SAFETY_MS);
+    atomic_store(&h->leading, 1);
+    atomic_fetch_add(&h->won, 1);
+    set_state(h, "serving", h->me, view);
+    MC_LOGI(TAG, "elected leader of cluster '%s' at view %llu (%s, lease %d s)", h->cluster,
+            (unsigned long long)view, h->me, ttl);
+    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);
+    const char *why = NULL;
+    int failing = 0;
+    while (!nap(h, ttl * 1000 / 5)) {
+        uint64_t sent = mc_now_ms();
+        int64_t left = 0;
+        int rc = mc_etcd_lease_keepalive(h->etcd, lease, &left);
+        if (rc == 0 && left > 0) {
+            atomic_store(&h->valid_until_ms, sent + (uint64_t)left * 1000 - SAFETY_MS);
+            if (failing) MC_LOGI(TAG, "lease refreshed again");
+            failing = 0;
+            continue;
+        }
+        if (rc == 0 || rc == -ENOENT) {
+            why = "its lease expired in etcd";
+            break;
+        }
+        if (!failing++)
+            MC_LOGW(TAG,
+                    "cannot refresh the leader lease (etcd unreachable); serving until %llu "
+                    "ms from now at most",
+                    (unsigned long long)(atomic_load(&h->valid_until_ms) - sent));
+        if (mc_now_ms() >= atomic_load(&h->valid_until_ms)) {
+            why = "its lease could not be refreshed in time";
+            break;
+        }
+    }
+    atomic_store(&h->leading, 0);
+    atomic_store(&h->valid_until_ms, 0);
+    pthread_mutex_lock(&h->mu);
+    int stopping = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    if (stopping) {
+        mc_etcd_lease_revoke(h->etcd, lease); /* deletes the key: a standby takes over now */
+        MC_LOGI(TAG, "resigned as leader of cluster '%s' (view %llu)", h->cluster,
+                (unsigned long long)view);
+    } else {
+        atomic_fetch_add(&h->lost, 1);
+        MC_LOGW(TAG, "lost leadership of cluster '%s' at view %llu: %s; serving nothing",
+                h->cluster, (unsigned long long)view, why);
+    }
+    set_state(h, "standby", NULL, 0);
+    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 0, 0);
+}
+
+/* Waits while someone else leads. Returns when the key is gone, or on stop. */
+static void follow(mc_master_ha_t *h, const char *leader, uint64_t view)
+{
+    set_state(h, "standby", leader, view);
+    MC_LOGI(TAG, "standby in cluster '%s': leader %s at view %llu", h->cluster, leader,
+            (unsigned long long)view);
+    int failing = 0;
+    while (!nap(h, STANDBY_POLL_MS)) {
+        char *val = NULL;
+        size_t len = 0;
+        mc_etcd_kv_t kv;
+        int rc = mc_etcd_get(h->etcd, h->key, strlen(h->key), &val, &len, &kv, NULL);
+        if (rc == -ENOENT) {
+            MC_LOGI(TAG, "leader %s of view %llu is gone; campaigning", leader,
+                    (unsigned long long)view);
+            return;
+        }
+        if (rc) {
+            failing = 1; /* net_etcd logged the cause */
+            continue;
+        }
+        if (failing) MC_LOGI(TAG, "etcd reachable again");
+        failing = 0;
+        if ((uint64_t)kv.create_rev != view) { /* another term started meanwhile */
+            view = (uint64_t)kv.create_rev;
+            set_state(h, "standby", val, view);
+            MC_LOGI(TAG, "new leader %s at view %llu", val, (unsigned long long)view);
+        }
+        free(val);
+    }
+}
+
+static void *election_main(void *arg)
+{
+    mc_master_ha_t *h = arg;
+    int failing = 0;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        int stop = h->stop;
+        pthread_mutex_unlock(&h->mu);
+        if (stop) break;
+        set_state(h, "candidate", NULL, 0);
+        uint64_t t0 = mc_now_ms();
+        int64_t lease = 0;
+        int rc = mc_etcd_lease_grant(h->etcd, h->cfg.lease_ttl_s, &lease);
+        if (rc) {
+            if (!failing++) MC_LOGW(TAG, "cannot campaign: etcd unreachable; retrying quietly");
+            nap(h, RETRY_MS);
+            continue;
+        }
+        char *cur = NULL;
+        size_t curlen = 0;
+        mc_etcd_kv_t kv;
+        int64_t rev = 0;
+        rc = mc_etcd_create(h->etcd, h->key, strlen(h->key), h->me, strlen(h->me), lease, &cur,
+                            &curlen, &kv, &rev);
+        if (rc == 0) {
+            failing = 0;
+            lead(h, lease, (uint64_t)rev, t0);
+        } else if (rc == -EEXIST) {
+            failing = 0;
+            mc_etcd_lease_revoke(h->etcd, lease);
+            follow(h, cur ? cur : "?", (uint64_t)kv.create_rev);
+        } else {
+            mc_etcd_lease_revoke(h->etcd, lease);
+            if (!failing++) MC_LOGW(TAG, "cannot campaign: etcd unreachable; retrying quietly");
+            nap(h, RETRY_MS);
+        }
+        free(cur);
+    }
+    return NULL;
+}
+
+int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->endpoints || !*cfg->endpoints || !cfg->advertise || !*cfg->advertise ||
+        cfg->lease_ttl_s < 2) {
+        MC_LOGE(TAG, "HA needs etcd endpoints, an advertised address and a lease of >= 2 s");
+        return MC_ERR_INVALID_PARAMS;
+    }
+    mc_master_ha_t *h = calloc(1, sizeof *h);
+    if (!h) return MC_ERR_INTERNAL;
+    h->cfg = *cfg;
+    snprintf(h->cluster, sizeof h->cluster, "%s",
+             cfg->cluster_id && *cfg->cluster_id ? cfg->cluster_id : "mooncake_cluster");
+    snprintf(h->key, sizeof h->key, "mooncake-store/%s/master_view", h->cluster);
+    snprintf(h->me, sizeof h->me, "%s", cfg->advertise);
+    h->state = "starting";
+    if (mc_etcd_open(cfg->endpoints, &h->etcd)) {
+        free(h);
+        return MC_ERR_INVALID_PARAMS;
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&h->thr, NULL, election_main, h) != 0) {
+        mc_etcd_close(h->etcd);
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return MC_ERR_INTERNAL;
+    }
+    h->running = 1;
+    *out = h;
+    return 0;
+}
+
+void mc_master_ha_stop(mc_master_ha_t *h)
+{
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (h->running) pthread_join(h->thr, NULL);
+    mc_etcd_close(h->etcd);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+int mc_master_ha_serving(void *arg, uint64_t now_ms, uint64_t *view)
+{
+    mc_master_ha_t *h = arg;
+    *view = atomic_load(&h->view);
+    return atomic_load(&h->leading) && now_ms < atomic_load(&h->valid_until_ms);
+}
+
+void mc_master_ha_info(mc_master_ha_t *h, mc_master_ha_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&h->mu);
+    uint64_t view;
+    int serving = mc_master_ha_serving(h, mc_now_ms(), &view);
+    out->state = serving ? "serving" : strcmp(h->state, "serving") == 0 ? "standby" : h->state;
+    out->role = serving ? "leader" : "standby";
+    out->leader_known = h->leader_known;
+    snprintf(out->leader, sizeof out->leader, "%s", h->leader);
+    out->view = h->leader_view;
+    pthread_mutex_unlock(&h->mu);
+    out->elections_won = atomic_load(&h->won);
+    out->leadership_lost = atomic_load(&h->lost);
+}
