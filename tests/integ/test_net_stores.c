@@ -138,8 +138,7 @@ static void on_ev(void *arg, const mc_etcd_event_t *ev)
     evlog_t *l = arg;
     pthread_mutex_lock(&l->lock);
     if (l->n < 8) {
-        snprintf(l->keys[l->n], sizeof l->keys[0], "%.*s", (int)ev->keylen,
-                 ev->key ? ev->key : "");
+        snprintf(l->keys[l->n], sizeof l->keys[0], "%.*s", (int)ev->keylen, ev->key ? ev->key : "");
         l->types[l->n] = ev->type;
         l->n++;
     }
