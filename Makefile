@@ -7,6 +7,7 @@
 #   make bench  bench-te then bench-store (release); JSON lines under build/bench
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
+#   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
@@ -80,6 +81,13 @@ bench-store: build
 bench-evict: build
 	mkdir -p build/bench
 	$(REL)/bin/master_evict_bench | tee build/bench/evict.jsonl
+
+# Metadata get/put latency over http (the embedded server core), etcd and redis
+# (spawned from $PATH) in one run; JSON to build/bench/meta.jsonl.
+.PHONY: bench-meta
+bench-meta: build
+	mkdir -p build/bench
+	$(REL)/bin/meta_bench --ops 2000 | tee build/bench/meta.jsonl
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy

@@ -165,8 +165,8 @@ void mc_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len)
     char host[INET6_ADDRSTRLEN], serv[8];
     snprintf(buf, len, "?");
     if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) return;
-    socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    socklen_t sl =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (getnameinfo(sa, sl, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(buf, len, "%s:%s", host, serv);

@@ -281,3 +281,23 @@ def test_http_backend_unchanged_by_watch(master):
     finally:
         rc, out = init.close()
     assert rc == 0, out[-4000:]
+
+
+@pytest.mark.parametrize("kind", ["etcd", "redis"])
+def test_duplicate_rpc_meta_name_refused(master, kind, request):
+    """Two engines under one name: the second's rpc_meta record differs (its
+    port), so the store keeps the first and the second initialize fails, as
+    with the HTTP server's duplicate rule."""
+    srv = request.getfixturevalue(kind)
+    name = "127.0.0.1:%d" % (22000 + os.getpid() % 20000)
+    t1 = Ctl(None, srv.conn(), "target " + name)
+    try:
+        before = srv.get("mooncake/rpc_meta/" + name)
+        assert before and b'"rpc_port"' in before, before
+        with pytest.raises(AssertionError) as e:
+            Ctl(None, srv.conn(), "target " + name)
+        assert "another engine already uses this name" in str(e.value), str(e.value)[-3000:]
+        assert srv.get("mooncake/rpc_meta/" + name) == before
+    finally:
+        rc, out = t1.close()
+    assert rc == 0, out[-4000:]
