@@ -270,12 +270,17 @@ static void test_help_and_ignored(void **state)
     PARSE_OK(&f, "--enable_ha=false", "--rpc_enable_tcp_no_delay", "--memory_allocator=offset",
              "--etcd_endpoints", "a;b", "--quota_bytes=100", "--offload_cap_ratio=0.3",
              "--noenable_metric_reporting", "--log_dir=/tmp");
-    assert_int_equal(f.ignored_count, 8);
+    assert_int_equal(f.ignored_count, 6); /* enable_ha and etcd_endpoints are real now */
+    assert_int_equal(f.enable_ha, 0);
+    assert_string_equal(f.etcd_endpoints, "a;b");
+    PARSE_OK(&f, "--enable_ha", "--ha_backend_type=etcd", "--ha_backend_connstring", "h:1");
+    assert_int_equal(f.enable_ha, 1);
+    assert_string_equal(f.ha_backend_type, "etcd");
+    assert_string_equal(f.ha_backend_connstring, "h:1");
     PARSE_OK(&f, "-v=1", "--logtostderr", "--minloglevel", "0");
     assert_int_equal(f.ignored_count, 3);
     parse_bad("--v", "'x'", "-v", "x", (char *)NULL);
-    parse_bad("--enable_ha", "not supported", "--enable_ha", (char *)NULL);
-    parse_bad("--enable_ha", "not supported", "--enable_ha=true", (char *)NULL);
+    parse_bad("--enable_ha", "'maybe'", "--enable_ha=maybe", (char *)NULL);
     parse_bad("--quota_bytes", "'-1'", "--quota_bytes=-1", (char *)NULL);
     parse_bad("--rpc_conn_timeout_seconds", "'x'", "--rpc_conn_timeout_seconds=x", (char *)NULL);
 
@@ -343,7 +348,7 @@ static void test_config_file(void **state)
     assert_int_equal(f.http_metadata_server_port, 8181);
     assert_int_equal(f.core.allocation_strategy, MC_ALLOC_FREE_RATIO_FIRST);
     assert_string_equal(f.cluster_id, "from_file");
-    assert_int_equal(f.ignored_count, 1);
+    assert_int_equal(f.ignored_count, 0); /* enable_ha is a real key now */
 
     /* explicit flags win, before or after --config_path, even when equal to the default */
     PARSE_OK(&f, "--rpc_port=7000", arg, "--client_ttl", "10", "--noenable_http_metadata_server",
@@ -393,9 +398,9 @@ static void test_config_errors(void **state)
     parse_bad("'client_live_ttl_sec'", NULL, arg, (char *)NULL);
     unlink(path);
 
-    write_tmp(path, sizeof path, ".json", "{\"enable_ha\": true}");
+    write_tmp(path, sizeof path, ".json", "{\"enable_ha\": 3}");
     snprintf(arg, sizeof arg, "--config_path=%s", path);
-    parse_bad("enable_ha", "not supported", arg, (char *)NULL);
+    parse_bad("enable_ha", NULL, arg, (char *)NULL);
     unlink(path);
 
     write_tmp(path, sizeof path, ".json", "{\"rpc_port\": 1, \"rpc_port\": 2}");
