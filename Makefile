@@ -8,6 +8,7 @@
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
+#   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
@@ -88,6 +89,13 @@ bench-evict: build
 bench-meta: build
 	mkdir -p build/bench
 	$(REL)/bin/meta_bench --ops 2000 | tee build/bench/meta.jsonl
+
+# HA failover: from the leader's kill -9 to the first put through the new
+# leader, 10 kills on a 3-member etcd (release build); JSON to build/bench/ha.jsonl.
+.PHONY: bench-ha
+bench-ha: build
+	mkdir -p build/bench
+	python3 bench/ha/failover_bench.py --bin-dir $(REL)/bin --kills 10 --out build/bench/ha.jsonl
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy

@@ -170,7 +170,10 @@ int main(int argc, char **argv)
         mc_master_flags_usage(stderr, prog);
         return 2;
     }
-    if ((rc = ha_check(&fl))) return rc;
+    if ((rc = ha_check(&fl))) {
+        mc_master_flags_usage(stderr, prog);
+        return rc;
+    }
     if (fl.rpc_thread_num > 1 || fl.max_threads != 16)
         MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");
 

@@ -233,7 +233,12 @@ static void test_bad_command_lines(void **state)
                "'nope'");
     expect_bad((const char *[]){"--metrics_port", NULL}, "--metrics_port", "needs a value");
     expect_bad((const char *[]){"stray", NULL}, "unexpected argument 'stray'", NULL);
-    expect_bad((const char *[]){"--enable_ha", NULL}, "--enable_ha", "not supported");
+    expect_bad((const char *[]){"--enable_ha", NULL}, "--enable_ha", "--etcd_endpoints");
+    expect_bad((const char *[]){"--enable_ha", "--etcd_endpoints=127.0.0.1:1", NULL},
+               "--rpc_address", "reachable");
+    expect_bad((const char *[]){"--enable_ha", "--etcd_endpoints=127.0.0.1:1",
+                                "--rpc_address=127.0.0.1", "--ha_backend_type=zookeeper", NULL},
+               "--ha_backend_type", "zookeeper");
     expect_bad((const char *[]){"--rpc_interface=nosuchif0", NULL}, "nosuchif0", NULL);
 
     char path[] = "/tmp/test_master_proc_XXXXXX.json";
