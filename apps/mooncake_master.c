@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "base_log.h"
@@ -135,9 +136,16 @@ static void ha_change(void *arg, int leading, uint64_t view)
 static int ha_check(const mc_master_flags_t *fl)
 {
     if (!fl->enable_ha) return 0;
-    if (strcmp(fl->ha_backend_type, "etcd") != 0) {
-        fprintf(stderr, "%s: --ha_backend_type=%s: only etcd is supported\n", prog,
+    int redis = !strcmp(fl->ha_backend_type, "redis");
+    if (!redis && strcmp(fl->ha_backend_type, "etcd") != 0) {
+        fprintf(stderr, "%s: --ha_backend_type=%s: want etcd or redis\n", prog,
                 fl->ha_backend_type);
+        return 2;
+    }
+    if (redis && strncasecmp(fl->ha_backend_connstring, "redis://", 8) != 0) {
+        fprintf(stderr,
+                "%s: --ha_backend_type=redis needs --ha_backend_connstring=redis://host:port\n",
+                prog);
         return 2;
     }
     if (!fl->ha_backend_connstring[0] && !fl->etcd_endpoints[0]) {
@@ -230,6 +238,7 @@ int main(int argc, char **argv)
         char me[320];
         snprintf(me, sizeof me, "%s:%u", fl.rpc_address, mc_master_rpc_port(rpc));
         mc_master_ha_config_t hc = {
+            .backend = fl.ha_backend_type,
             .endpoints = fl.ha_backend_connstring[0] ? fl.ha_backend_connstring : fl.etcd_endpoints,
             .cluster_id = fl.cluster_id,
             .advertise = me,

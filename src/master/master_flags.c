@@ -113,7 +113,7 @@ static const mf_def_t mf_defs[] = {
     {"enable_ha", MF_BOOL, MF_F(enable_ha), 0, 0, 0, 0, "false", 0, NULL,
      "elect a leader among masters on etcd; only the leader serves"},
     {"ha_backend_type", MF_STR, MF_F(ha_backend_type), 0, 0, 0, 0, "etcd", 0, NULL,
-     "where the election runs: etcd"},
+     "where the election runs: etcd or redis"},
     {"ha_backend_connstring", MF_STR, MF_F(ha_backend_connstring), 0, 0, 0, 0, "", 0, NULL,
      "its endpoints (h1:2379;h2:2379); empty: --etcd_endpoints"},
     {"etcd_endpoints", MF_STR, MF_F(etcd_endpoints), 0, 0, 0, 0, "", 0, NULL,

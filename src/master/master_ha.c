@@ -1,8 +1,15 @@
-/* master_ha.c: leader election of HA masters on etcd (master_ha.h).
+/* master_ha.c: leader election of HA masters on etcd or redis (master_ha.h).
  *
+ * Two backends fill one set of operations (campaign, refresh, resign, read):
+ *   etcd:  grant a lease, create the view key bound to it in one transaction
+ *          (compare create_revision = 0); the view is the key's create
+ *          revision; refresh = lease keepalive; resign = revoke.
+ *   redis: SET key me NX PX ttl; the view is INCR of "<key>_version";
+ *          refresh = PEXPIRE if the key still holds me (Lua); resign = DEL if
+ *          it holds me. One redis server is a single point of failure: use
+ *          etcd where the pool must survive one.
  * One election thread per master runs this state machine:
- *   candidate: grant a lease, create the view key bound to it (compare on
- *              create_revision = 0). Created: leading. Exists: standby.
+ *   candidate: campaign. Won: leading. The key exists: standby.
  *   leading:   refresh the lease every ttl/5; each success moves the serving
  *              deadline to (send time + remaining TTL - 1 s). A refresh that
  *              finds the lease gone, or no success before the deadline, ends
@@ -25,16 +32,35 @@
 #include "base_time.h"
 #include "mooncake/err.h"
 #include "net_etcd.h"
+#include "net_redis.h"
 
 #define TAG "master_ha"
 #define STANDBY_POLL_MS 100
 #define RETRY_MS 500
 #define SAFETY_MS 1000 /* a leader stops this long before etcd may expire its lease */
 
+struct mc_master_ha;
+
+typedef struct {
+    const char *name;
+    /* 0: this master leads under *view. -EEXIST: another one does (*leader
+     * malloc'd, *view). Other: the store cannot be reached. */
+    int (*campaign)(struct mc_master_ha *h, uint64_t *view, char **leader);
+    /* 0 with the time left in *left_ms; -ENOENT: the term is over; other:
+     * the store cannot be reached. */
+    int (*refresh)(struct mc_master_ha *h, int64_t *left_ms);
+    void (*resign)(struct mc_master_ha *h);
+    /* 0 with the current leader (malloc'd) and view; -ENOENT: none. */
+    int (*read)(struct mc_master_ha *h, char **leader, uint64_t *view);
+} ha_backend_t;
+
 struct mc_master_ha {
     mc_master_ha_config_t cfg;
-    char key[256], me[320], cluster[160];
+    char key[256], vkey[272], me[320], cluster[160];
+    const ha_backend_t *be;
     mc_etcd_t *etcd;
+    int64_t lease; /* etcd: the lease of this term */
+    mc_redis_t *redis;
     pthread_t thr;
     int running;
     pthread_mutex_t mu; /* stop, cv, and the leader fields below */
@@ -75,8 +101,109 @@ static void set_state(mc_master_ha_t *h, const char *state, const char *leader, 
     pthread_mutex_unlock(&h->mu);
 }
 
-/* Holds the lease while it can; returns when the term ends or on stop. */
-static void lead(mc_master_ha_t *h, int64_t lease, uint64_t view, uint64_t granted_at)
+/* ---- etcd ---- */
+
+static int etcd_campaign(mc_master_ha_t *h, uint64_t *view, char **leader)
+{
+    int rc = mc_etcd_lease_grant(h->etcd, h->cfg.lease_ttl_s, &h->lease);
+    if (rc) return rc;
+    char *cur = NULL;
+    size_t curlen = 0;
+    mc_etcd_kv_t kv;
+    int64_t rev = 0;
+    rc = mc_etcd_create(h->etcd, h->key, strlen(h->key), h->me, strlen(h->me), h->lease, &cur,
+                        &curlen, &kv, &rev);
+    if (rc == 0) {
+        *view = (uint64_t)rev;
+        return 0;
+    }
+    mc_etcd_lease_revoke(h->etcd, h->lease);
+    h->lease = 0;
+    if (rc == -EEXIST) {
+        *view = (uint64_t)kv.create_rev;
+        *leader = cur;
+        return -EEXIST;
+    }
+    free(cur);
+    return rc;
+}
+
+static int etcd_refresh(mc_master_ha_t *h, int64_t *left_ms)
+{
+    int64_t left = 0;
+    int rc = mc_etcd_lease_keepalive(h->etcd, h->lease, &left);
+    if (rc == 0 && left <= 0) rc = -ENOENT;
+    *left_ms = left * 1000;
+    return rc;
+}
+
+static void etcd_resign(mc_master_ha_t *h)
+{
+    mc_etcd_lease_revoke(h->etcd, h->lease); /* deletes the key */
+    h->lease = 0;
+}
+
+static int etcd_read(mc_master_ha_t *h, char **leader, uint64_t *view)
+{
+    size_t len = 0;
+    mc_etcd_kv_t kv;
+    int rc = mc_etcd_get(h->etcd, h->key, strlen(h->key), leader, &len, &kv, NULL);
+    if (rc == 0) *view = (uint64_t)kv.create_rev;
+    return rc;
+}
+
+static const ha_backend_t etcd_backend = {"etcd", etcd_campaign, etcd_refresh, etcd_resign,
+                                          etcd_read};
+
+/* ---- redis ---- */
+
+static int redis_read(mc_master_ha_t *h, char **leader, uint64_t *view)
+{
+    size_t len = 0;
+    int rc = mc_redis_get(h->redis, h->key, leader, &len);
+    if (rc) return rc;
+    char *v = NULL;
+    *view = 0;
+    if (mc_redis_get(h->redis, h->vkey, &v, &len) == 0) *view = strtoull(v, NULL, 10);
+    free(v);
+    return 0;
+}
+
+static int redis_campaign(mc_master_ha_t *h, uint64_t *view, char **leader)
+{
+    int rc =
+        mc_redis_set_nx(h->redis, h->key, h->me, strlen(h->me), (int64_t)h->cfg.lease_ttl_s * 1000);
+    if (rc == -EEXIST) {
+        rc = redis_read(h, leader, view);
+        return rc == -ENOENT ? -EAGAIN : rc ? rc : -EEXIST; /* gone meanwhile: campaign again */
+    }
+    if (rc) return rc;
+    int64_t v = 0;
+    if ((rc = mc_redis_incr(h->redis, h->vkey, &v))) {
+        mc_redis_del_if(h->redis, h->key, h->me, strlen(h->me));
+        return rc;
+    }
+    *view = (uint64_t)v;
+    return 0;
+}
+
+static int redis_refresh(mc_master_ha_t *h, int64_t *left_ms)
+{
+    *left_ms = (int64_t)h->cfg.lease_ttl_s * 1000;
+    int rc = mc_redis_refresh_if(h->redis, h->key, h->me, strlen(h->me), *left_ms);
+    return rc == -ESTALE ? -ENOENT : rc;
+}
+
+static void redis_resign(mc_master_ha_t *h)
+{
+    mc_redis_del_if(h->redis, h->key, h->me, strlen(h->me));
+}
+
+static const ha_backend_t redis_backend = {"redis", redis_campaign, redis_refresh, redis_resign,
+                                           redis_read};
+
+/* Holds the term while it can; returns when the term ends or on stop. */
+static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
 {
     int ttl = h->cfg.lease_ttl_s;
     atomic_store(&h->view, view);
@@ -92,22 +219,22 @@ static void lead(mc_master_ha_t *h, int64_t lease, uint64_t view, uint64_t grant
     while (!nap(h, ttl * 1000 / 5)) {
         uint64_t sent = mc_now_ms();
         int64_t left = 0;
-        int rc = mc_etcd_lease_keepalive(h->etcd, lease, &left);
-        if (rc == 0 && left > 0) {
-            atomic_store(&h->valid_until_ms, sent + (uint64_t)left * 1000 - SAFETY_MS);
+        int rc = h->be->refresh(h, &left);
+        if (rc == 0) {
+            atomic_store(&h->valid_until_ms, sent + (uint64_t)left - SAFETY_MS);
             if (failing) MC_LOGI(TAG, "lease refreshed again");
             failing = 0;
             continue;
         }
-        if (rc == 0 || rc == -ENOENT) {
-            why = "its lease expired in etcd";
+        if (rc == -ENOENT) {
+            why = "its lease expired in the store";
             break;
         }
         if (!failing++)
             MC_LOGW(TAG,
-                    "cannot refresh the leader lease (etcd unreachable); serving until %llu "
-                    "ms from now at most",
-                    (unsigned long long)(atomic_load(&h->valid_until_ms) - sent));
+                    "cannot refresh the leader lease (%s unreachable); serving until %llu ms "
+                    "from now at most",
+                    h->be->name, (unsigned long long)(atomic_load(&h->valid_until_ms) - sent));
         if (mc_now_ms() >= atomic_load(&h->valid_until_ms)) {
             why = "its lease could not be refreshed in time";
             break;
@@ -119,7 +246,7 @@ static void lead(mc_master_ha_t *h, int64_t lease, uint64_t view, uint64_t grant
     int stopping = h->stop;
     pthread_mutex_unlock(&h->mu);
     if (stopping) {
-        mc_etcd_lease_revoke(h->etcd, lease); /* deletes the key: a standby takes over now */
+        h->be->resign(h); /* deletes the key: a standby takes over now */
         MC_LOGI(TAG, "resigned as leader of cluster '%s' (view %llu)", h->cluster,
                 (unsigned long long)view);
     } else {
@@ -140,22 +267,21 @@ static void follow(mc_master_ha_t *h, const char *leader, uint64_t view)
     int failing = 0;
     while (!nap(h, STANDBY_POLL_MS)) {
         char *val = NULL;
-        size_t len = 0;
-        mc_etcd_kv_t kv;
-        int rc = mc_etcd_get(h->etcd, h->key, strlen(h->key), &val, &len, &kv, NULL);
+        uint64_t cur = 0;
+        int rc = h->be->read(h, &val, &cur);
         if (rc == -ENOENT) {
             MC_LOGI(TAG, "leader %s of view %llu is gone; campaigning", leader,
                     (unsigned long long)view);
             return;
         }
         if (rc) {
-            failing = 1; /* net_etcd logged the cause */
+            failing = 1; /* the store's client logged the cause */
             continue;
         }
         if (failing) MC_LOGI(TAG, "etcd reachable again");
         failing = 0;
-        if ((uint64_t)kv.create_rev != view) { /* another term started meanwhile */
-            view = (uint64_t)kv.create_rev;
+        if (cur != view) { /* another term started meanwhile */
+            view = cur;
             set_state(h, "standby", val, view);
             MC_LOGI(TAG, "new leader %s at view %llu", val, (unsigned long long)view);
         }
@@ -173,33 +299,21 @@ static void *election_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         if (stop) break;
         set_state(h, "candidate", NULL, 0);
-        uint64_t t0 = mc_now_ms();
-        int64_t lease = 0;
-        int rc = mc_etcd_lease_grant(h->etcd, h->cfg.lease_ttl_s, &lease);
-        if (rc) {
-            if (!failing++) MC_LOGW(TAG, "cannot campaign: etcd unreachable; retrying quietly");
-            nap(h, RETRY_MS);
-            continue;
-        }
-        char *cur = NULL;
-        size_t curlen = 0;
-        mc_etcd_kv_t kv;
-        int64_t rev = 0;
-        rc = mc_etcd_create(h->etcd, h->key, strlen(h->key), h->me, strlen(h->me), lease, &cur,
-                            &curlen, &kv, &rev);
+        uint64_t t0 = mc_now_ms(), view = 0;
+        char *leader = NULL;
+        int rc = h->be->campaign(h, &view, &leader);
         if (rc == 0) {
             failing = 0;
-            lead(h, lease, (uint64_t)rev, t0);
+            lead(h, view, t0);
         } else if (rc == -EEXIST) {
             failing = 0;
-            mc_etcd_lease_revoke(h->etcd, lease);
-            follow(h, cur ? cur : "?", (uint64_t)kv.create_rev);
-        } else {
-            mc_etcd_lease_revoke(h->etcd, lease);
-            if (!failing++) MC_LOGW(TAG, "cannot campaign: etcd unreachable; retrying quietly");
+            follow(h, leader ? leader : "?", view);
+        } else if (rc != -EAGAIN) {
+            if (!failing++)
+                MC_LOGW(TAG, "cannot campaign: %s unreachable; retrying quietly", h->be->name);
             nap(h, RETRY_MS);
         }
-        free(cur);
+        free(leader);
     }
     return NULL;
 }
@@ -217,12 +331,27 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
     h->cfg = *cfg;
     snprintf(h->cluster, sizeof h->cluster, "%s",
              cfg->cluster_id && *cfg->cluster_id ? cfg->cluster_id : "mooncake_cluster");
-    snprintf(h->key, sizeof h->key, "mooncake-store/%s/master_view", h->cluster);
     snprintf(h->me, sizeof h->me, "%s", cfg->advertise);
     h->state = "starting";
-    if (mc_etcd_open(cfg->endpoints, &h->etcd)) {
-        free(h);
-        return MC_ERR_INVALID_PARAMS;
+    int redis = cfg->backend && !strcmp(cfg->backend, "redis");
+    if (redis) { /* the hash tag keeps both keys on one slot of a redis cluster */
+        snprintf(h->key, sizeof h->key, "mooncake-store/{%s}/master_view", h->cluster);
+        snprintf(h->vkey, sizeof h->vkey, "%s_version", h->key);
+        mc_redis_cfg_t rc;
+        h->be = &redis_backend;
+        if (mc_redis_parse_url(cfg->endpoints, &rc) || mc_redis_open(&rc, &h->redis)) {
+            memset(&rc, 0, sizeof rc);
+            free(h);
+            return MC_ERR_INVALID_PARAMS;
+        }
+        memset(&rc, 0, sizeof rc); /* the password */
+    } else {
+        snprintf(h->key, sizeof h->key, "mooncake-store/%s/master_view", h->cluster);
+        h->be = &etcd_backend;
+        if (mc_etcd_open(cfg->endpoints, &h->etcd)) {
+            free(h);
+            return MC_ERR_INVALID_PARAMS;
+        }
     }
     pthread_mutex_init(&h->mu, NULL);
     pthread_condattr_t ca;
@@ -232,6 +361,7 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
     pthread_condattr_destroy(&ca);
     if (pthread_create(&h->thr, NULL, election_main, h) != 0) {
         mc_etcd_close(h->etcd);
+        mc_redis_close(h->redis);
         pthread_cond_destroy(&h->cv);
         pthread_mutex_destroy(&h->mu);
         free(h);
@@ -251,6 +381,7 @@ void mc_master_ha_stop(mc_master_ha_t *h)
     pthread_mutex_unlock(&h->mu);
     if (h->running) pthread_join(h->thr, NULL);
     mc_etcd_close(h->etcd);
+    mc_redis_close(h->redis);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     free(h);

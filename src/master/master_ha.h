@@ -1,4 +1,5 @@
-/* master_ha.h: leader election of HA masters (--enable_ha) on etcd.
+/* master_ha.h: leader election of HA masters (--enable_ha) on etcd (or on one
+ * redis server: --ha_backend_type=redis; the same rules, with SET NX PX).
  *
  * Every master of a cluster campaigns for the key
  * "mooncake-store/<cluster_id>/master_view", whose value is the master's
@@ -23,7 +24,8 @@
 typedef struct mc_master_ha mc_master_ha_t;
 
 typedef struct {
-    const char *endpoints;  /* etcd "h1:2379;h2:2379" */
+    const char *backend;    /* "etcd" (default when NULL) or "redis" */
+    const char *endpoints;  /* etcd "h1:2379;h2:2379", or "redis://[user:pw@]host:port[/db]" */
     const char *cluster_id; /* the key's namespace */
     const char *advertise;  /* this master's "<rpc_address>:<port>" */
     int lease_ttl_s;        /* 5 */

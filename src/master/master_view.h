@@ -2,7 +2,8 @@
  * address of the form "etcd://h1:2379;h2:2379" (',' also separates) names the
  * etcd cluster where the masters elect their leader; the leader is the value
  * of "mooncake-store/<ns>/master_view" ("host:port"), its view the key's
- * create revision. ns is MC_STORE_CLUSTER_ID, else "mooncake_cluster", as
+ * create revision. "redis://[user:pw@]host:port[/db]" names a redis server
+ * instead: keys "mooncake-store/{<ns>}/master_view" and "..._version". ns is MC_STORE_CLUSTER_ID, else "mooncake_cluster", as
  * upstream's clients; the masters' --cluster_id must match.
  * Thread rule: mc_master_view_resolve may be called from many threads (the
  * etcd client is thread-safe); open and close from one. */
@@ -13,7 +14,7 @@
 
 typedef struct mc_master_view mc_master_view_t;
 
-/* 1 when addr names HA masters (etcd://), else 0. */
+/* 1 when addr names HA masters (etcd:// or redis://), else 0. */
 int mc_master_view_is_ha(const char *addr);
 /* Opens the etcd client for addr. MC_ERR_INVALID_PARAMS for a bad list. */
 int mc_master_view_open(const char *addr, mc_master_view_t **out);

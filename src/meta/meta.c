@@ -3,7 +3,7 @@
  * grammar (as upstream's, spec §3.4):
  *   P2PHANDSHAKE | http(s)://... | etcd://<endpoints> | redis://... |
  *   <endpoints> (no "://": etcd)
- * redis:// URLs go through libcurl's URL parser, so user and password may be
+ * redis:// URLs go through libcurl's URL parser (mc_redis_parse_url), so user and password may be
  * percent-encoded. */
 #include "meta_int.h"
 
@@ -13,79 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "base_log.h"
-
-/* Copies s into dst[len]; -EINVAL when it does not fit. */
-static int mm_copy(char *dst, size_t len, const char *s)
-{
-    size_t n = strlen(s);
-    if (n >= len) return -EINVAL;
-    memcpy(dst, s, n + 1);
-    return 0;
-}
-
-/* Parses "redis://[user[:password]@]host[:port][/db]" into cfg. */
-static int mm_parse_redis(const char *conn, mc_redis_cfg_t *cfg)
-{
-    int rc = -EINVAL;
-    char *host = NULL, *port = NULL, *user = NULL, *pass = NULL, *path = NULL, *query = NULL,
-         *frag = NULL;
-    CURLU *u = curl_url();
-    if (!u) return -ENOMEM;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->port = 6379;
-    if (curl_url_set(u, CURLUPART_URL, conn, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host)
-        goto fail;
-    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query && *query) goto fail;
-    if (curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK && frag && *frag) goto fail;
-    /* bracketed IPv6 comes back with its brackets */
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        memmove(host, host + 1, hl - 1);
-    }
-    if (mm_copy(cfg->host, sizeof cfg->host, host)) goto fail;
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port) {
-        char *end;
-        long p = strtol(port, &end, 10);
-        if (*end || p <= 0 || p > 65535) goto fail;
-        cfg->port = (uint16_t)p;
-    }
-    const char *env;
-    if (curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) == CURLUE_OK && user && *user) {
-        if (mm_copy(cfg->user, sizeof cfg->user, user)) goto fail;
-    } else if ((env = getenv("MC_REDIS_USERNAME")) && mm_copy(cfg->user, sizeof cfg->user, env)) {
-        goto fail;
-    }
-    if (curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE) == CURLUE_OK && pass && *pass) {
-        if (mm_copy(cfg->pass, sizeof cfg->pass, pass)) goto fail;
-    } else if ((env = getenv("MC_REDIS_PASSWORD")) && mm_copy(cfg->pass, sizeof cfg->pass, env)) {
-        goto fail;
-    }
-    const char *dbs = NULL;
-    if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path && path[0] == '/' && path[1])
-        dbs = path + 1;
-    else
-        dbs = getenv("MC_REDIS_DB_INDEX");
-    if (dbs && *dbs) {
-        char *end;
-        long db = strtol(dbs, &end, 10);
-        if (*end || db < 0 || db > 255) {
-            MC_LOGE("meta", "redis database index '%s' is not 0-255", dbs);
-            goto fail;
-        }
-        cfg->db = (int)db;
-    }
-    rc = 0;
-fail:
-    curl_free(host), curl_free(port), curl_free(user), curl_free(pass);
-    curl_free(path), curl_free(query), curl_free(frag);
-    curl_url_cleanup(u);
-    return rc;
-}
 
 int mc__meta_parse(const char *conn, mc__meta_conn_t *out)
 {
@@ -101,7 +29,7 @@ int mc__meta_parse(const char *conn, mc__meta_conn_t *out)
         out->arg = conn + 7;
     } else if (!strncasecmp(conn, "redis://", 8)) {
         out->kind = MC__META_REDIS;
-        int rc = mm_parse_redis(conn, &out->redis);
+        int rc = mc_redis_parse_url(conn, &out->redis);
         if (rc == -EINVAL)
             MC_LOGE("meta", "malformed redis URL (want redis://[user:password@]host:port[/db])");
         return rc;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 
 #include "base_log.h"
@@ -286,4 +287,86 @@ int mc_redis_del_if(mc_redis_t *r, const char *key, const void *val, size_t len)
     long long res = 0;
     int rc = rr_eval(r, "release", lua, key, val, len, NULL, &res);
     return rc ? rc : res ? 0 : -ESTALE;
+}
+
+int mc_redis_incr(mc_redis_t *r, const char *key, int64_t *val)
+{
+    const char *av[2] = {"INCR", key};
+    size_t al[2] = {4, strlen(key)};
+    redisReply *rep;
+    int rc = rr_cmd(r, 2, av, al, &rep);
+    if (rc) return rc;
+    if (rep->type != REDIS_REPLY_INTEGER) return rr_unexpected(r, "INCR", rep);
+    *val = rep->integer;
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* Copies s into dst[cap]; -EINVAL when it does not fit. */
+static int rr_copy(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap) return -EINVAL;
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+int mc_redis_parse_url(const char *conn, mc_redis_cfg_t *cfg)
+{
+    int rc = -EINVAL;
+    char *host = NULL, *port = NULL, *user = NULL, *pass = NULL, *path = NULL, *query = NULL,
+         *frag = NULL;
+    CURLU *u = curl_url();
+    if (!u) return -ENOMEM;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->port = 6379;
+    if (curl_url_set(u, CURLUPART_URL, conn, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host)
+        goto fail;
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query && *query) goto fail;
+    if (curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK && frag && *frag) goto fail;
+    /* bracketed IPv6 comes back with its brackets */
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        memmove(host, host + 1, hl - 1);
+    }
+    if (rr_copy(cfg->host, sizeof cfg->host, host)) goto fail;
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port) {
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*end || p <= 0 || p > 65535) goto fail;
+        cfg->port = (uint16_t)p;
+    }
+    const char *env;
+    if (curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) == CURLUE_OK && user && *user) {
+        if (rr_copy(cfg->user, sizeof cfg->user, user)) goto fail;
+    } else if ((env = getenv("MC_REDIS_USERNAME")) && rr_copy(cfg->user, sizeof cfg->user, env)) {
+        goto fail;
+    }
+    if (curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE) == CURLUE_OK && pass && *pass) {
+        if (rr_copy(cfg->pass, sizeof cfg->pass, pass)) goto fail;
+    } else if ((env = getenv("MC_REDIS_PASSWORD")) && rr_copy(cfg->pass, sizeof cfg->pass, env)) {
+        goto fail;
+    }
+    const char *dbs = NULL;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path && path[0] == '/' && path[1])
+        dbs = path + 1;
+    else
+        dbs = getenv("MC_REDIS_DB_INDEX");
+    if (dbs && *dbs) {
+        char *end;
+        long db = strtol(dbs, &end, 10);
+        if (*end || db < 0 || db > 255) {
+            MC_LOGE(TAG, "redis database index '%s' is not 0-255", dbs);
+            goto fail;
+        }
+        cfg->db = (int)db;
+    }
+    rc = 0;
+fail:
+    curl_free(host), curl_free(port), curl_free(user), curl_free(pass);
+    curl_free(path), curl_free(query), curl_free(frag);
+    curl_url_cleanup(u);
+    return rc;
 }

@@ -54,6 +54,13 @@ int mc_redis_refresh_if(mc_redis_t *r, const char *key, const void *val, size_t 
                         int64_t ttl_ms);
 /* Lock release: deletes key when it holds exactly val; 0 or -ESTALE. */
 int mc_redis_del_if(mc_redis_t *r, const char *key, const void *val, size_t len);
+/* Parses "redis://[user[:password]@]host[:port][/db]" (libcurl's URL
+ * parser; user and password URL-decoded) into cfg; where the URL is silent,
+ * MC_REDIS_USERNAME, MC_REDIS_PASSWORD and MC_REDIS_DB_INDEX apply, and the
+ * port is 6379. 0, -EINVAL (logged for a bad db index), -ENOMEM. */
+int mc_redis_parse_url(const char *url, mc_redis_cfg_t *cfg);
+/* INCR key: the new value in *val. */
+int mc_redis_incr(mc_redis_t *r, const char *key, int64_t *val);
 /* "host:port" of the server, for logs. */
 const char *mc_redis_name(const mc_redis_t *r);
 #endif

@@ -42,12 +42,19 @@ def until(fn, timeout=15.0, step=0.05):
 
 
 class Cluster:
-    """n HA masters on one etcd cluster (cluster id per test)."""
+    """n HA masters on one etcd cluster (cluster id per test), or on one
+    redis server when redis is given; .conn is the clients' master address."""
 
-    def __init__(self, tmp, etcd, n, cluster_id):
+    def __init__(self, tmp, etcd, n, cluster_id, redis=None):
         self.etcd, self.cluster_id, self.tmp = etcd, cluster_id, tmp
-        self.flags = ["--enable_ha=true", "--etcd_endpoints", ";".join(etcd.endpoints),
-                      "--cluster_id", cluster_id, "--client_ttl=3"]
+        if redis:
+            self.conn = "redis://%s" % redis.addr
+            self.flags = ["--enable_ha=true", "--ha_backend_type=redis",
+                          "--ha_backend_connstring", self.conn]
+        else:
+            self.conn = "etcd://" + ";".join(etcd.endpoints)
+            self.flags = ["--enable_ha=true", "--etcd_endpoints", ";".join(etcd.endpoints)]
+        self.flags += ["--cluster_id", cluster_id, "--client_ttl=3"]
         self.masters = [Master(tmp, extra=self.flags) for _ in range(n)]
 
     def roles(self):
@@ -82,7 +89,7 @@ class Workload:
 
     def __init__(self, cluster, seconds=60):
         env = child_env()
-        env["MC_TEST_RPC"] = "etcd://" + ";".join(cluster.etcd.endpoints)
+        env["MC_TEST_RPC"] = cluster.conn
         env["MC_TEST_META"] = "etcd://" + ";".join(cluster.etcd.endpoints)
         env["MC_STORE_CLUSTER_ID"] = cluster.cluster_id
         env.setdefault("MC_LOG_LEVEL", "warn")
@@ -134,8 +141,8 @@ def ha(tmp_path, etcd3, request):
         pytest.skip("mooncake._core not built")
     made = []
 
-    def make(n=2):
-        c = Cluster(tmp_path, etcd3, n, "ha-%s-%d" % (request.node.name[:20], len(made)))
+    def make(n=2, redis=None):
+        c = Cluster(tmp_path, etcd3, n, "ha-%s-%d" % (request.node.name[:20], len(made)), redis)
         made.append(c)
         return c
 
@@ -231,3 +238,23 @@ def test_etcd_member_restart_keeps_leader_serving(ha, etcd3):
         assert c.roles().count("leader") == 1
     finally:
         etcd3.start_member(0)
+
+
+def test_redis_backend_failover(ha, redis):
+    """--ha_backend_type=redis: the same election on SET NX PX; clients with
+    master address redis://... follow the leader across its kill -9."""
+    c = ha(2, redis=redis)
+    lead = c.leader()
+    assert sorted(c.roles()) == ["leader", "standby"]
+    w = Workload(c, seconds=60)
+    try:
+        assert until(lambda: len(w.ok_puts_after(0)) >= 10, 30), w.stderr()[-3000:]
+        t_kill = time.monotonic()
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        new = c.leader(timeout=20)
+        assert new is not lead
+        assert until(lambda: len(w.ok_puts_after(t_kill)) >= 10, 20), w.stderr()[-3000:]
+    finally:
+        w.stop()
+    assert not w.bad(), w.bad()[:5]
