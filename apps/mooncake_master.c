@@ -31,6 +31,7 @@
 #include "base_env.h"
 #include "base_fdlimit.h"
 #include "master_ha.h"
+#include "master_metaclean.h"
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
@@ -197,6 +198,7 @@ int main(int argc, char **argv)
     mc_master_rpc_t *rpc = NULL;
     mc_master_admin_t *admin = NULL;
     mc_master_ha_t *ha = NULL;
+    mc_master_metaclean_t *clean = NULL;
     ha_glue_t glue = {NULL, NULL, NULL};
     ticker_t tick;
     int ticking = 0;
@@ -212,6 +214,16 @@ int main(int argc, char **argv)
         announce("http metadata server", fl.http_metadata_server_host, mc_metasrv_port(meta));
     }
     fl.core.stall_threshold_ms = 1000; /* a stopped master does not expire its clients */
+    if (fl.enable_metadata_cleanup_on_timeout) {
+        char conn[1024];
+        if (mc_master_metaclean_conn(conn, sizeof conn, meta ? mc_metasrv_port(meta) : 0)) {
+            MC_LOGW("master", "--enable_metadata_cleanup_on_timeout: no metadata store known "
+                              "(set MOONCAKE_TE_META_DATA_SERVER); no records will be deleted");
+        } else if (mc_master_metaclean_start(conn, &clean) == 0) {
+            fl.core.on_segment_expired = mc_master_metaclean_push;
+            fl.core.on_segment_expired_arg = clean;
+        }
+    }
     rc = mc_master_new(&fl.core, &m);
     if (rc) {
         fprintf(stderr, "%s: cannot create the master: error %d\n", prog, rc);
@@ -283,6 +295,7 @@ out:
     atomic_store(&glue.ha, NULL);
     if (rpc) mc_master_rpc_stop(rpc);
     if (ticking) ticker_stop(&tick);
+    mc_master_metaclean_stop(clean);
     if (m) mc_master_free(m);
     mc_metasrv_stop(meta);
     return code;

@@ -118,6 +118,10 @@ static const mf_def_t mf_defs[] = {
      "its endpoints (h1:2379;h2:2379); empty: --etcd_endpoints"},
     {"etcd_endpoints", MF_STR, MF_F(etcd_endpoints), 0, 0, 0, 0, "", 0, NULL,
      "etcd endpoints (h1:2379;h2:2379) for --enable_ha"},
+    {"enable_metadata_cleanup_on_timeout", MF_BOOL, MF_F(enable_metadata_cleanup_on_timeout), 0,
+     0, 0, 0, "false", 0, NULL,
+     "delete an expired client's TE records from the metadata store (MOONCAKE_TE_META_DATA_SERVER, "
+     "the metadata_server of MOONCAKE_CONFIG_PATH, or the embedded server)"},
 
 /* Upstream flags accepted for compatibility; the value is checked, then ignored. */
 #define MF_IGN(n, t, d)                                                                            \
@@ -148,7 +152,6 @@ static const mf_def_t mf_defs[] = {
     MF_IGNS("root_fs_dir", ""),
     MF_IGN("global_file_segment_size", MF_INT, "0"),
     MF_IGNS("memory_allocator", "offset"),
-    MF_IGNB("enable_metadata_cleanup_on_timeout", "false"),
     MF_IGNS("pod_name", ""),
     MF_IGNS("pod_namespace", ""),
     MF_IGNB("enable_disk_eviction", "true"),

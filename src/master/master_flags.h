@@ -38,6 +38,7 @@ typedef struct {
     char ha_backend_type[16];
     char ha_backend_connstring[1024];
     char etcd_endpoints[1024];
+    int enable_metadata_cleanup_on_timeout;
     int ignored_count;       /* upstream flags accepted but not implemented */
     mc_master_config_t core; /* what mc_master_new gets */
 } mc_master_flags_t;

@@ -375,7 +375,10 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
                 }
             pthread_rwlock_unlock(&m->seg_lock);
             if (!s) break;
+            mc_segment_t info = s->info;
             mc__master_seg_purge(m, s, "its client expired");
+            if (m->cfg.on_segment_expired)
+                m->cfg.on_segment_expired(m->cfg.on_segment_expired_arg, &info);
         }
     }
     free(c.v);

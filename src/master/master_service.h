@@ -72,6 +72,11 @@ typedef struct {
      * expired. 0 (the default here; the daemon sets 1000) turns that off, for
      * tests that drive the tick with a fake clock. */
     uint64_t stall_threshold_ms;
+    /* Called on the tick thread for each segment of an expired client, once
+     * it is unmounted (the daemon deletes its metadata records there, with
+     * --enable_metadata_cleanup_on_timeout). Must not block. NULL: none. */
+    void (*on_segment_expired)(void *arg, const mc_segment_t *seg);
+    void *on_segment_expired_arg;
 } mc_master_config_t;
 
 /* Fills cfg with upstream's defaults. */
