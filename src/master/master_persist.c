@@ -648,7 +648,7 @@ static void reap(mc_persist_t *p, int status, uint64_t now_ms)
     pthread_mutex_unlock(&p->mu);
     drop_older(p, p->child_seq);
     MC_LOGI(TAG, "snapshot %s written (%" PRIu64 " bytes in %" PRIu64 " ms); older files removed",
-            name, size, now_ms - p->child_start_ms);
+            name, size, mc_now_ms() - p->child_start_ms);
 }
 
 void mc_persist_poll(mc_persist_t *p, uint64_t now_ms)

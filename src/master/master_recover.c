@@ -382,6 +382,7 @@ void mc__restore_claim_locked(mc_master_t *m, mseg_t *s)
     }
     atomic_fetch_add(&s->used, bytes);
     atomic_fetch_add(&m->allocated, bytes);
+    if (g->n == 0) return;
     MC_LOGI(TAG,
             "segment '%s' remounted: %" PRIu64 " ranges of restored objects claimed (%" PRIu64
             " bytes), %" PRIu64 " refused",
@@ -662,6 +663,8 @@ int mc_master_persist_attach(mc_master_t *m, mc_persist_t *p, uint64_t now_ms, c
                 " records in %" PRIu64 " files); the master starts with these",
                 mc_persist_dir(p), st.damage, t->nentries, t->unprovable, st.ndamage, st.records,
                 st.files);
+    else if (st.files == 0)
+        MC_LOGI(TAG, "persistence in %s: nothing to recover", mc_persist_dir(p));
     else
         MC_LOGI(TAG,
                 "recovered %" PRIu64 " objects from %s (%s, %" PRIu64 " records, %" PRIu64
