@@ -408,7 +408,11 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     if (rc) return rc;
     /* an object no segment could ever hold is bad input, not a reason to evict */
     uint64_t largest = largest_segment(m);
-    if (largest && size > largest) {
+    /* Nothing mounted (a master that just restarted, before its stores
+     * remount): eviction cannot make room, and a pass forced now would run
+     * once they are back, evicting objects at any usage. */
+    if (largest == 0) return MC_ERR_NO_AVAILABLE_HANDLE;
+    if (size > largest) {
         MC_LOGW("master", "put of '%.64s': %llu bytes exceed the largest segment (%llu bytes)", key,
                 (unsigned long long)size, (unsigned long long)largest);
         return MC_ERR_INVALID_PARAMS;
