@@ -88,7 +88,7 @@ typedef struct mrestore {
     int indexed;
     /* for the summary line */
     uint64_t restored, refused, lost_reps, dropped, superseded, unprovable;
-    uint64_t nentries;
+    uint64_t nentries, pending;
 } mrestore_t;
 
 /* ---- logging ---- */
@@ -293,6 +293,7 @@ static int idx_ref_visit(const char *key, void *val, void *arg)
         g->v[g->n++].ri = i;
     }
     c->t->nentries++;
+    c->t->pending++;
     return 0;
 }
 
@@ -407,6 +408,7 @@ static void unclaim(mc_master_t *m, rrep_t *r)
 static void settle_one(mc_master_t *m, mrestore_t *t, rent_t *e, uint64_t now, uint64_t wall)
 {
     e->done = 1;
+    t->pending--;
     size_t nclaimed = 0, nrefused = 0;
     for (size_t i = 0; i < e->nrep; i++) {
         nclaimed += e->rep[i].state == RR_CLAIMED;
@@ -476,6 +478,8 @@ out:
     pthread_mutex_unlock(&sh->mu);
 }
 
+static void restore_finish_locked(mc_master_t *m, uint64_t now);
+
 typedef struct {
     mc_master_t *m;
     mrestore_t *t;
@@ -498,6 +502,7 @@ void mc__restore_settle_locked(mc_master_t *m, uint64_t now)
     if (!t) return;
     settle_ctx_t c = {m, t, now, wall_ms(), 0};
     mc_map_each(t->objs, settle_visit, &c);
+    if (t->pending == 0) restore_finish_locked(m, now);
 }
 
 void mc__restore_seg_gone(mc_master_t *m, mseg_t *s)
@@ -539,15 +544,12 @@ static int missing_visit(const char *key, void *val, void *arg)
     return 0;
 }
 
-/* The grace period is over: settles every entry and frees the table. */
-static void restore_finish(mc_master_t *m, uint64_t now)
+/* Settles every entry (the grace period is over, or nothing awaits a
+ * segment any more), logs the summary and frees the table. restore_mu held. */
+static void restore_finish_locked(mc_master_t *m, uint64_t now)
 {
-    pthread_mutex_lock(&m->restore_mu);
     mrestore_t *t = m->restore;
-    if (!t) {
-        pthread_mutex_unlock(&m->restore_mu);
-        return;
-    }
+    if (!t) return;
     settle_ctx_t c = {m, t, now, wall_ms(), 1};
     mc_map_each(t->objs, settle_visit, &c);
     miss_ctx_t mc = {m, 0};
@@ -560,9 +562,8 @@ static void restore_finish(mc_master_t *m, uint64_t now)
             t->restored, t->nentries, t->lost_reps, mc.segs_missing, 2 * m->cfg.client_ttl_ms,
             t->refused, t->dropped, t->superseded);
     m->restore = NULL;
-    pthread_mutex_unlock(&m->restore_mu);
     restore_table_free(t);
-    malloc_trim(0);
+    malloc_trim(0); /* the table was as large as the index */
 }
 
 /* ---- snapshots ---- */
@@ -622,11 +623,13 @@ void mc__persist_tick(mc_master_t *m, uint64_t now)
 {
     if (!m->persist) return;
     mc_persist_poll(m->persist, now);
-    if (m->restore) { /* only this thread clears it */
-        if (now >= m->restore->deadline_ms) restore_finish(m, now);
-        return; /* no snapshot while objects await their segments: they are in the log only */
-    }
-    if (mc_persist_want_snapshot(m->persist, now)) snapshot(m, now);
+    /* a mount may hold restore_mu while it claims ranges: the next tick will do */
+    if (pthread_mutex_trylock(&m->restore_mu) != 0) return;
+    if (m->restore && now >= m->restore->deadline_ms) restore_finish_locked(m, now);
+    int restoring = m->restore != NULL;
+    pthread_mutex_unlock(&m->restore_mu);
+    /* no snapshot while objects await their segments: they are in the log only */
+    if (!restoring && mc_persist_want_snapshot(m->persist, now)) snapshot(m, now);
 }
 
 /* ---- start ---- */
