@@ -32,6 +32,7 @@
 #include "base_fdlimit.h"
 #include "master_ha.h"
 #include "master_metaclean.h"
+#include "master_persist.h"
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
@@ -195,6 +196,7 @@ int main(int argc, char **argv)
     int code = 1;
     mc_metasrv_t *meta = NULL;
     mc_master_t *m = NULL;
+    mc_persist_t *persist = NULL;
     mc_master_rpc_t *rpc = NULL;
     mc_master_admin_t *admin = NULL;
     mc_master_ha_t *ha = NULL;
@@ -228,6 +230,24 @@ int main(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "%s: cannot create the master: error %d\n", prog, rc);
         goto out;
+    }
+    /* persistence: replay before anything is served */
+    char pdir[1024];
+    rc = mc_master_flags_persist_dir(&fl, pdir, sizeof pdir, err, sizeof err);
+    if (rc == 1) {
+        rc = mc_persist_open(pdir, &persist, err, sizeof err);
+        if (rc == 0) rc = mc_master_persist_attach(m, persist, mc_now_ms(), err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            goto out;
+        }
+    } else if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        goto out;
+    } else {
+        MC_LOGI("master", "persistence off (%s): a restart starts with an empty index",
+                fl.enable_persistence ? "rpc port 0 and no --persist_dir"
+                                      : "--enable_persistence=false");
     }
     rc = ticker_start(&tick, m);
     if (rc) {
@@ -297,6 +317,7 @@ out:
     if (ticking) ticker_stop(&tick);
     mc_master_metaclean_stop(clean);
     if (m) mc_master_free(m);
+    mc_persist_close(persist);
     mc_metasrv_stop(meta);
     return code;
 }

@@ -45,6 +45,7 @@
 
 typedef struct {
     const char *master, *metadata, *master_bin, *ops, *sizes;
+    const char *persist_dir; /* --spawn: the master's --persist_dir (NULL: persistence off) */
     int spawn, clients, active, threads, batch, json, force_tcp, verify_every;
     double duration;
     uint64_t segment, local_buffer, objects;
@@ -57,6 +58,7 @@ static void usage(FILE *f)
             "usage: mooncake_store_bench (--spawn | --master HOST:PORT --metadata STR) [options]\n"
             "  --spawn               start a mooncake_master (embedded metadata server, ports 0)\n"
             "  --master_bin PATH     its binary (default: next to this program)\n"
+            "  --persist_dir DIR     the spawned master persists its index in DIR (default off)\n"
             "  --master HOST:PORT    an existing master; --metadata its TE metadata string\n"
             "  --clients N           worker processes, each a store with a segment (2)\n"
             "  --active N            workers issuing operations; the others only hold data (all)\n"
@@ -95,6 +97,7 @@ static int parse_size(const char *s, uint64_t *out)
 static int parse_opts(int argc, char **argv, opts_t *o)
 {
     static const struct option lo[] = {{"spawn", no_argument, 0, 'S'},
+                                       {"persist_dir", required_argument, 0, 'P'},
                                        {"master_bin", required_argument, 0, 'B'},
                                        {"master", required_argument, 0, 'm'},
                                        {"metadata", required_argument, 0, 'M'},
@@ -130,6 +133,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         switch (c) {
         case 'S':
             o->spawn = 1;
+            break;
+        case 'P':
+            o->persist_dir = optarg;
             break;
         case 'B':
             o->master_bin = optarg;
@@ -785,7 +791,13 @@ static int start_master(opts_t *o, const char *self, char *master, char *metadat
                     "--rpc_address=127.0.0.1",
                     "--metrics_port=0",
                     "--metrics_host=127.0.0.1",
+                    NULL,
+                    NULL,
                     NULL};
+    if (o->persist_dir) {
+        argv[9] = "--persist_dir";
+        argv[10] = (char *)o->persist_dir;
+    }
     child_t *c = &kids[MAX_CLIENTS];
     if (spawn(c, argv, 0)) return -1;
     char host[256];

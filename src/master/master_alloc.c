@@ -31,6 +31,7 @@ struct mc_alloc_blk {
 struct mc_alloc {
     uint64_t base, cap, used;
     struct mc_alloc_blk *first;
+    struct mc_alloc_blk *hint; /* where the last claim ended (a live node), or NULL */
     uint64_t fl_map;
     uint8_t sl_map[NFL];
     struct mc_alloc_blk *bins[NFL][NSL];
@@ -184,6 +185,7 @@ void mc_alloc_put(mc_alloc_t *a, mc_alloc_blk_t *b)
         b->size += n->size;
         b->next = n->next;
         if (n->next) n->next->prev = b;
+        if (a->hint == n) a->hint = b;
         free(n);
     }
     struct mc_alloc_blk *p = b->prev;
@@ -192,10 +194,63 @@ void mc_alloc_put(mc_alloc_t *a, mc_alloc_blk_t *b)
         p->size += b->size;
         p->next = b->next;
         if (b->next) b->next->prev = p;
+        if (a->hint == b) a->hint = p;
         free(b);
         b = p;
     }
     bin_insert(a, b);
+}
+
+int mc_alloc_claim(mc_alloc_t *a, uint64_t addr, uint64_t size, mc_alloc_blk_t **blk)
+{
+    *blk = NULL;
+    if (size == 0 || addr % MC_ALLOC_ALIGN) return MC_ERR_INVALID_PARAMS;
+    uint64_t need = (size + MC_ALLOC_ALIGN - 1) / MC_ALLOC_ALIGN * MC_ALLOC_ALIGN;
+    uint64_t end = a->base + a->cap;
+    if (need < size || addr < a->base || addr >= end || need > end - addr)
+        return MC_ERR_INVALID_PARAMS;
+    /* Claims in ascending address order start where the previous one ended. */
+    struct mc_alloc_blk *b = a->hint && a->hint->addr <= addr ? a->hint : a->first;
+    while (b && b->addr + b->size <= addr)
+        b = b->next;
+    if (!b || !b->free || need > b->addr + b->size - addr) return MC_ERR_NO_AVAILABLE_HANDLE;
+    uint64_t left = addr - b->addr, right = b->addr + b->size - (addr + need);
+    struct mc_alloc_blk *l = left ? calloc(1, sizeof *l) : NULL;
+    struct mc_alloc_blk *r = right ? calloc(1, sizeof *r) : NULL;
+    if ((left && !l) || (right && !r)) {
+        free(l);
+        free(r);
+        return MC_ERR_INTERNAL;
+    }
+    bin_remove(a, b);
+    if (l) { /* the free part before the claim */
+        l->addr = b->addr;
+        l->size = left;
+        l->prev = b->prev;
+        l->next = b;
+        if (b->prev)
+            b->prev->next = l;
+        else
+            a->first = l;
+        b->prev = l;
+        bin_insert(a, l);
+    }
+    if (r) { /* the free part after it */
+        r->addr = addr + need;
+        r->size = right;
+        r->prev = b;
+        r->next = b->next;
+        if (b->next) b->next->prev = r;
+        b->next = r;
+        bin_insert(a, r);
+    }
+    b->addr = addr;
+    b->size = need;
+    b->owner = NULL;
+    a->used += need;
+    a->hint = r ? r : b->next;
+    *blk = b;
+    return 0;
 }
 
 void mc_alloc_blk_set_owner(mc_alloc_blk_t *b, void *owner)

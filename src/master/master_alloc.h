@@ -27,6 +27,14 @@ void mc_alloc_destroy(mc_alloc_t *a);
  * return it with, *addr its start. MC_ERR_NO_AVAILABLE_HANDLE when no free
  * range is large enough; MC_ERR_INVALID_PARAMS for size 0. */
 int mc_alloc_get(mc_alloc_t *a, uint64_t size, mc_alloc_blk_t **blk, uint64_t *addr);
+/* Hands out exactly [addr, addr + size rounded up to MC_ALLOC_ALIGN), for a
+ * range known to be in use already (an object restored after a master
+ * restart). MC_ERR_INVALID_PARAMS when addr is not aligned, size is 0 or the
+ * range is not inside the usable range; MC_ERR_NO_AVAILABLE_HANDLE when any
+ * part of it is handed out already; MC_ERR_INTERNAL on allocation failure.
+ * The allocator is unchanged on error. O(1) when claims come in ascending
+ * address order (it resumes where the last claim ended), else O(ranges). */
+int mc_alloc_claim(mc_alloc_t *a, uint64_t addr, uint64_t size, mc_alloc_blk_t **blk);
 /* Returns a range handed out by this allocator; blk dies. */
 void mc_alloc_put(mc_alloc_t *a, mc_alloc_blk_t *blk);
 

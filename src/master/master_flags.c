@@ -123,6 +123,13 @@ static const mf_def_t mf_defs[] = {
      "delete an expired client's TE records from the metadata store (MOONCAKE_TE_META_DATA_SERVER, "
      "the metadata_server of MOONCAKE_CONFIG_PATH, or the embedded server)"},
 
+    /* persistence (ours): mc_master_flags_persist_dir */
+    {"enable_persistence", MF_BOOL, MF_F(enable_persistence), 0, 0, 0, 0, "true", 0, NULL,
+     "log index mutations to --persist_dir and restore the objects at start"},
+    {"persist_dir", MF_STR, MF_F(persist_dir), 0, 0, 0, 0, "", 0, NULL,
+     "persistence directory (default $XDG_STATE_HOME or ~/.local/state, "
+     "/mooncake/master-<rpc port>; off for port 0 unless given)"},
+
 /* Upstream flags accepted for compatibility; the value is checked, then ignored. */
 #define MF_IGN(n, t, d)                                                                            \
     {                                                                                              \
@@ -637,6 +644,41 @@ int mc_master_flags_resolve_interface(mc_master_flags_t *f, char *err, size_t er
         mf_err(err, errlen, "--rpc_interface=%s: no such interface with an IPv4 address",
                f->rpc_interface);
     return rc;
+}
+
+int mc_master_flags_persist_dir(const mc_master_flags_t *f, char *buf, size_t cap, char *err,
+                                size_t errlen)
+{
+    if (!f->enable_persistence) return 0;
+    if (f->persist_dir[0]) {
+        if (strlen(f->persist_dir) >= cap) {
+            mf_err(err, errlen, "--persist_dir: longer than %zu bytes", cap - 1);
+            return -EINVAL;
+        }
+        memcpy(buf, f->persist_dir, strlen(f->persist_dir) + 1);
+        return 1;
+    }
+    unsigned port = mc_master_flags_rpc_port(f);
+    if (port == 0) return 0;
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/')
+        n = snprintf(buf, cap, "%s/mooncake/master-%u", xdg, port);
+    else if (home && home[0] == '/')
+        n = snprintf(buf, cap, "%s/.local/state/mooncake/master-%u", home, port);
+    else {
+        mf_err(err, errlen,
+               "persistence: neither XDG_STATE_HOME nor HOME is set; give "
+               "--persist_dir=DIR or --enable_persistence=false");
+        return -ENOENT;
+    }
+    if (n < 0 || (size_t)n >= cap) {
+        mf_err(err, errlen,
+               "persistence: the default directory's path is too long; give "
+               "--persist_dir=DIR");
+        return -EINVAL;
+    }
+    return 1;
 }
 
 void mc_master_flags_usage(FILE *out, const char *prog)

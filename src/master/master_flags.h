@@ -40,6 +40,9 @@ typedef struct {
     char etcd_endpoints[1024];
     int enable_metadata_cleanup_on_timeout;
     int ignored_count;       /* upstream flags accepted but not implemented */
+    /* persistence (ours; docs/master.md "Persistence and recovery") */
+    int enable_persistence;  /* true */
+    char persist_dir[1024];  /* "": the default below */
     mc_master_config_t core; /* what mc_master_new gets */
 } mc_master_flags_t;
 
@@ -60,6 +63,17 @@ uint16_t mc_master_flags_rpc_port(const mc_master_flags_t *f);
 /* When rpc_interface is set, replaces rpc_address with that interface's first
  * IPv4 address. Returns 0, or -ENODEV (message in err) when it has none. */
 int mc_master_flags_resolve_interface(mc_master_flags_t *f, char *err, size_t errlen);
+
+/* The persistence directory to use: --persist_dir, or by default
+ * $XDG_STATE_HOME/mooncake/master-<rpc port> ($HOME/.local/state when
+ * XDG_STATE_HOME is unset). Returns 1 with the path in buf; 0 when
+ * persistence is off: --enable_persistence=false, or the RPC port is 0 and no
+ * --persist_dir was given (a master on a port picked at random cannot be
+ * restarted at the same address, and its files would be found by an unrelated
+ * master that gets the same port later); -ENOENT (message in err) when no
+ * default can be formed (neither variable set). */
+int mc_master_flags_persist_dir(const mc_master_flags_t *f, char *buf, size_t cap, char *err,
+                                size_t errlen);
 
 /* Writes the usage text (every implemented flag with its default, then the
  * accepted-but-ignored upstream names). */

@@ -24,6 +24,7 @@ typedef struct mseg {
     mc_alloc_t *alloc;
     uint64_t capacity;
     _Atomic uint64_t used;
+    int gone; /* out of the table (set under its write lock): not snapshotted */
 } mseg_t;
 
 typedef struct {
@@ -42,12 +43,13 @@ typedef struct {
     uint64_t lease_ms; /* read lease deadline */
     uint64_t soft_pin_ttl_ms;
     uint64_t soft_pin_deadline_ms; /* 0 until the first replica completes */
-    const char *key; /* the index's copy of the key (read under the shard lock) */
-    uint32_t nrep;
+    const char *key;               /* the index's copy of the key (read under the shard lock) */
+    uint16_t nrep;
     uint8_t soft_pin; /* soft pin requested */
     uint8_t hard_pin;
-    uint16_t shard; /* index of its shard; set before any range is owned */
-    mrep_t rep[];   /* allocated with room for cap replicas */
+    uint16_t shard;  /* index of its shard; set before any range is owned */
+    uint8_t durable; /* its completion is in the persistence log (master_recover.c) */
+    mrep_t rep[];    /* allocated with room for cap replicas */
 } mobj_t;
 _Static_assert(sizeof(mobj_t) + sizeof(mrep_t) <= 104, "one-replica object outgrew its chunk");
 
@@ -98,6 +100,12 @@ struct mc_master {
     uint64_t stall_covered_ms;      /* end of the last stall compensated (client_mu) */
     uint64_t last_tick_ms;          /* tick thread only */
     int loop_stall_logged;          /* tick thread only */
+
+    /* persistence (master_recover.c); NULL: off */
+    struct mc_persist *persist;
+    _Atomic uint64_t version;   /* mutation counter of the log's records */
+    pthread_mutex_t restore_mu; /* outermost lock: the restore table and its claims */
+    struct mrestore *restore;   /* objects awaiting their segments; NULL when none */
 };
 #define MC__EPOCH_NONE UINT64_MAX
 
@@ -156,6 +164,30 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now);
 /* The master was unresponsive over [start_ms, end_ms]: extends every client's
  * deadline by the part of it not compensated yet. */
 void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, const char *who);
+
+/* master_liveness.c: takes m->segs[idx] out of the table and logs that its
+ * replicas are gone. Caller holds seg_lock for writing. */
+mseg_t *mc__master_seg_detach_locked(mc_master_t *m, size_t idx);
+
+/* master_recover.c (no-ops while persistence is off) */
+/* Logs o's completion (whole state) and marks it durable. Caller holds its shard lock. */
+void mc__journal_put_locked(mc_master_t *m, mobj_t *o, uint64_t now);
+/* Logs the erasure of a durable object. Caller holds its shard lock. */
+void mc__journal_remove_locked(mc_master_t *m, mobj_t *o);
+/* Logs that segment id went. Caller holds seg_lock for writing. */
+void mc__journal_unmount_locked(mc_master_t *m, mc_uuid_t id);
+/* A segment is about to enter the table: claims the ranges of objects that
+ * await it. Caller holds restore_mu and seg_lock for writing. */
+void mc__restore_claim_locked(mc_master_t *m, mseg_t *s);
+/* Makes visible every awaiting object whose replicas are all settled.
+ * Caller holds restore_mu only. */
+void mc__restore_settle_locked(mc_master_t *m, uint64_t now);
+/* s leaves (purge): ranges claimed in it for awaiting objects are lost.
+ * Takes restore_mu; caller holds no lock. */
+void mc__restore_seg_gone(mc_master_t *m, mseg_t *s);
+/* Tick: the restore's grace period, snapshots. */
+void mc__persist_tick(mc_master_t *m, uint64_t now);
+void mc__restore_free(mc_master_t *m);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

@@ -126,6 +126,9 @@ static int seg_mount(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client)
         m->segs = ns;
         m->segs_cap = nc;
     }
+    /* Ranges of objects restored from the log are claimed before anything
+     * else can be allocated in the segment. */
+    mc__restore_claim_locked(m, s);
     m->segs[m->nsegs++] = s;
     atomic_fetch_add(&m->capacity, s->capacity);
     pthread_rwlock_unlock(&m->seg_lock);
@@ -136,10 +139,21 @@ drop:
     return rc;
 }
 
+/* seg_mount under restore_mu, then the restored objects it completed become visible. */
+static int seg_mount_restoring(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client,
+                               uint64_t now)
+{
+    pthread_mutex_lock(&m->restore_mu);
+    int rc = seg_mount(m, seg, client);
+    if (rc == 0 && m->restore) mc__restore_settle_locked(m, now);
+    pthread_mutex_unlock(&m->restore_mu);
+    return rc;
+}
+
 int mc_master_mount_segment(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client,
                             uint64_t now_ms)
 {
-    int rc = seg_mount(m, seg, client);
+    int rc = seg_mount_restoring(m, seg, client, now_ms);
     if (rc) return rc;
     rc = client_touch(m, client, now_ms, 0);
     return rc < 0 ? rc : 0;
@@ -149,7 +163,7 @@ int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t 
                                uint64_t now_ms)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = seg_mount(m, &segs[i], client);
+        int rc = seg_mount_restoring(m, &segs[i], client, now_ms);
         if (rc) return rc;
     }
     int rc = client_touch(m, client, now_ms, 1);
@@ -198,6 +212,7 @@ static int purge_visit(const char *key, void *val, void *arg)
 void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
 {
     uint64_t lost = 0;
+    mc__restore_seg_gone(m, s);
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         shard_t *sh = &m->shards[i];
         pthread_mutex_lock(&sh->mu);
@@ -247,6 +262,18 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
     mc__master_seg_free(s);
 }
 
+mseg_t *mc__master_seg_detach_locked(mc_master_t *m, size_t idx)
+{
+    mseg_t *s = m->segs[idx];
+    memmove(&m->segs[idx], &m->segs[idx + 1], (m->nsegs - idx - 1) * sizeof *m->segs);
+    m->nsegs--;
+    s->gone = 1;
+    /* Under the table's write lock: a remount of the same id (after an
+     * expiry) and the puts placed in it are logged after this. */
+    mc__journal_unmount_locked(m, s->info.id);
+    return s;
+}
+
 int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t client)
 {
     size_t idx;
@@ -260,8 +287,7 @@ int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t clien
         pthread_rwlock_unlock(&m->seg_lock);
         return MC_ERR_INVALID_PARAMS;
     }
-    memmove(&m->segs[idx], &m->segs[idx + 1], (m->nsegs - idx - 1) * sizeof *m->segs);
-    m->nsegs--;
+    mc__master_seg_detach_locked(m, idx);
     pthread_rwlock_unlock(&m->seg_lock);
     mc__master_seg_purge(m, s, "unmount requested by its owner");
     return 0;
@@ -368,9 +394,7 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
             pthread_rwlock_wrlock(&m->seg_lock);
             for (size_t j = 0; j < m->nsegs; j++)
                 if (mc__uuid_eq(m->segs[j]->client, c.v[i].id)) {
-                    s = m->segs[j];
-                    memmove(&m->segs[j], &m->segs[j + 1], (m->nsegs - j - 1) * sizeof *m->segs);
-                    m->nsegs--;
+                    s = mc__master_seg_detach_locked(m, j);
                     break;
                 }
             pthread_rwlock_unlock(&m->seg_lock);

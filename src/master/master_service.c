@@ -131,6 +131,7 @@ void mc__master_set_soft_pin(mc_master_t *m, mobj_t *o, int on)
  * Caller holds the shard lock. */
 void mc__master_erase_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o)
 {
+    if (o->durable) mc__journal_remove_locked(m, o);
     for (size_t i = 0; i < o->nrep; i++)
         mc__master_rep_release(m, &o->rep[i]);
     mc_map_del(sh->map, key);
@@ -167,6 +168,7 @@ int mc_master_new(const mc_master_config_t *cfg, mc_master_t **out)
     pthread_mutex_init(&m->client_mu, NULL);
     pthread_mutex_init(&m->parked_mu, NULL);
     pthread_mutex_init(&m->evict_mu, NULL);
+    pthread_mutex_init(&m->restore_mu, NULL);
     m->next_replica_id = 1;
     *out = m;
     return 0;
@@ -189,6 +191,7 @@ void mc__master_seg_free(mseg_t *s)
 void mc_master_free(mc_master_t *m)
 {
     if (!m) return;
+    mc__restore_free(m);
     /* Allocators are destroyed wholesale, so replicas need not be returned. */
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         mc_map_free(m->shards[i].map, free);
@@ -207,6 +210,7 @@ void mc_master_free(mc_master_t *m)
     pthread_mutex_destroy(&m->client_mu);
     pthread_mutex_destroy(&m->parked_mu);
     pthread_mutex_destroy(&m->evict_mu);
+    pthread_mutex_destroy(&m->restore_mu);
     free(m);
 }
 
@@ -404,7 +408,11 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
     if (rc) return rc;
     /* an object no segment could ever hold is bad input, not a reason to evict */
     uint64_t largest = largest_segment(m);
-    if (largest && size > largest) {
+    /* Nothing mounted (a master that just restarted, before its stores
+     * remount): eviction cannot make room, and a pass forced now would run
+     * once they are back, evicting objects at any usage. */
+    if (largest == 0) return MC_ERR_NO_AVAILABLE_HANDLE;
+    if (size > largest) {
         MC_LOGW("master", "put of '%.64s': %llu bytes exceed the largest segment (%llu bytes)", key,
                 (unsigned long long)size, (unsigned long long)largest);
         return MC_ERR_INVALID_PARAMS;
@@ -429,6 +437,8 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_REPLICA_BUSY;
             } else if (o->size == size) { /* update in place */
+                /* its bytes are about to change: no longer a completed object */
+                if (o->durable) mc__journal_remove_locked(m, o);
                 for (size_t i = 0; i < o->nrep; i++)
                     o->rep[i].status = MC_REPLICA_PROCESSING;
                 o->client = client;
@@ -517,6 +527,7 @@ int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_
         o->lease_ms = now_ms;
         if (o->soft_pin && o->soft_pin_deadline_ms == 0)
             o->soft_pin_deadline_ms = now_ms + o->soft_pin_ttl_ms;
+        mc__journal_put_locked(m, o, now_ms); /* in the log before the reply */
     }
     pthread_mutex_unlock(&sh->mu);
     return rc;

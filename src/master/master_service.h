@@ -92,8 +92,8 @@ void mc_master_free(mc_master_t *m);
 int mc_master_mount_segment(mc_master_t *m, const mc_segment_t *seg, mc_uuid_t client,
                             uint64_t now_ms);
 /* Re-adds all of a client's segments and marks it alive (after NEED_REMOUNT). */
-int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n,
-                               mc_uuid_t client, uint64_t now_ms);
+int mc_master_remount_segments(mc_master_t *m, const mc_segment_t *segs, size_t n, mc_uuid_t client,
+                               uint64_t now_ms);
 /* Drops a segment: replicas on it go, objects left without one disappear. Unknown id: 0. */
 int mc_master_unmount_segment(mc_master_t *m, mc_uuid_t segment, mc_uuid_t client);
 /* Forgets every client and unmounts every segment (objects go with them), for
@@ -159,6 +159,18 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms);
  * while the loop has not called for a second, no client is expired, since no
  * heartbeat could have been served. */
 void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms);
+
+/* ---- persistence (master_recover.c, master_persist.h) ---- */
+struct mc_persist;
+/* Replays the persistence directory p (opened, locked) into a table of
+ * objects to restore, which become visible as their segments remount (within
+ * 2 x client_ttl of now_ms), starts a new log segment and logs every index
+ * mutation into p from now on. Logs one line with what was recovered (one
+ * line, at WARN, naming the first damaged place when records were torn or
+ * corrupt). Call once, before the master serves; p must outlive m.
+ * Errors: a replay or file error, with a message in err. */
+int mc_master_persist_attach(mc_master_t *m, struct mc_persist *p, uint64_t now_ms, char *err,
+                             size_t errlen);
 
 /* ---- introspection for /metrics and the admin endpoints ---- */
 typedef struct {

@@ -93,4 +93,5 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms)
         atomic_store(&m->last_zombie_scan_ms, now_ms);
         discard_zombies(m, now_ms);
     }
+    mc__persist_tick(m, now_ms);
 }

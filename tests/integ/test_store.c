@@ -39,6 +39,8 @@
 static th_proc_t g_master;
 static uint16_t g_rpc_port, g_meta_port;
 static char g_master_addr[64], g_meta_url[128];
+/* the master's persistence directory: its own, never the default under $HOME */
+static char g_persist_dir[64];
 static mc_store_t *g_a, *g_b;
 static char g_a_name[256], g_b_name[256];
 
@@ -103,6 +105,8 @@ static int master_start(uint16_t rpc, uint16_t meta)
                     LEASE_MS_STR,
                     "--client_ttl",
                     ttl,
+                    "--persist_dir",
+                    g_persist_dir,
                     NULL};
     int rc = th_spawn(&g_master, path, argv);
     if (rc) return rc;
@@ -965,6 +969,8 @@ static void test_master_restart(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    snprintf(g_persist_dir, sizeof g_persist_dir, "/tmp/mc_test_store.XXXXXX");
+    if (!mkdtemp(g_persist_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_put_get_sizes),
@@ -981,5 +987,9 @@ int main(void)
         cmocka_unit_test(test_killed_store),
         cmocka_unit_test(test_master_restart),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_persist_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_persist_dir);
+    return rc;
 }

@@ -181,6 +181,72 @@ static void test_random_stress(void **state)
     mc_alloc_destroy(a);
 }
 
+/* mc_alloc_claim: exact ranges anywhere (ascending, descending, adjacent),
+ * refusals outside the segment, unaligned and overlapping, then frees that
+ * coalesce back into one free range. */
+static void test_claim(void **state)
+{
+    (void)state;
+    mc_alloc_t *a;
+    const uint64_t base = 0x100000, cap = 64 * 1000;
+    assert_int_equal(mc_alloc_new(base, cap, &a), 0);
+    mc_alloc_blk_t *b[8];
+    assert_int_equal(mc_alloc_claim(a, base + 640, 100, &b[0]), 0); /* rounded to 128 */
+    assert_int_equal(mc_alloc_blk_addr(b[0]), base + 640);
+    assert_int_equal(mc_alloc_blk_size(b[0]), 128);
+    assert_int_equal(mc_alloc_claim(a, base + 768, 64, &b[1]), 0); /* adjacent after */
+    assert_int_equal(mc_alloc_claim(a, base, 64, &b[2]), 0);       /* first unit, behind the hint */
+    assert_int_equal(mc_alloc_claim(a, base + cap - 64, 64, &b[3]), 0); /* last unit */
+    assert_int_equal(mc_alloc_used(a), 128 + 64 + 64 + 64);
+    assert_int_equal(mc_alloc_check(a), 0);
+    mc_alloc_blk_t *x = (mc_alloc_blk_t *)1;
+    /* overlaps: inside, straddling the start, straddling the end, the same */
+    assert_int_equal(mc_alloc_claim(a, base + 704, 64, &x), MC_ERR_NO_AVAILABLE_HANDLE);
+    assert_null(x);
+    assert_int_equal(mc_alloc_claim(a, base + 576, 128, &x), MC_ERR_NO_AVAILABLE_HANDLE);
+    assert_int_equal(mc_alloc_claim(a, base + 768, 4096, &x), MC_ERR_NO_AVAILABLE_HANDLE);
+    assert_int_equal(mc_alloc_claim(a, base + 640, 128, &x), MC_ERR_NO_AVAILABLE_HANDLE);
+    /* outside, unaligned, empty, wrapping */
+    assert_int_equal(mc_alloc_claim(a, base - 64, 64, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_claim(a, base + cap, 64, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_claim(a, base + cap - 64, 128, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_claim(a, base + 65, 64, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_claim(a, base + 64, 0, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_claim(a, base + 64, UINT64_MAX - 10, &x), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_alloc_check(a), 0);
+    assert_int_equal(mc_alloc_used(a), 320);
+    /* gets never hand out a claimed byte */
+    mc_alloc_blk_t *g;
+    uint64_t ga;
+    while (mc_alloc_get(a, 64, &g, &ga) == 0) {
+        assert_true(ga + 64 <= base + 640 || ga >= base + 832);
+        assert_true(ga >= base + 64 && ga + 64 <= base + cap - 64);
+    }
+    assert_int_equal(mc_alloc_used(a), cap);
+    mc_alloc_destroy(a);
+
+    /* claims then frees in any order coalesce back to one range */
+    assert_int_equal(mc_alloc_new(base, cap, &a), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(mc_alloc_claim(a, base + (uint64_t)(7 - i) * 64 * 100, 64 * 50, &b[i]), 0);
+    assert_int_equal(mc_alloc_check(a), 0);
+    int order[8] = {3, 0, 7, 5, 1, 6, 2, 4};
+    for (int i = 0; i < 8; i++) {
+        mc_alloc_put(a, b[order[i]]);
+        assert_int_equal(mc_alloc_check(a), 0);
+    }
+    assert_int_equal(mc_alloc_used(a), 0);
+    assert_int_equal(mc_alloc_largest_free(a), cap);
+    /* the hint survives the node it pointed at being merged away */
+    assert_int_equal(mc_alloc_claim(a, base + 64, 64, &b[0]), 0);
+    assert_int_equal(mc_alloc_claim(a, base + 256, 64, &b[1]), 0);
+    mc_alloc_put(a, b[0]);
+    mc_alloc_put(a, b[1]);
+    assert_int_equal(mc_alloc_claim(a, base + 512, 64, &b[2]), 0);
+    assert_int_equal(mc_alloc_check(a), 0);
+    mc_alloc_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_exhaustion_and_reuse),
         cmocka_unit_test(test_fit_within_class),
         cmocka_unit_test(test_random_stress),
+        cmocka_unit_test(test_claim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1027,6 +1027,24 @@ static void test_threads(void **state)
     mc_master_free(m);
 }
 
+/* A put while no segment is mounted (a restarted master before its stores
+ * remount) fails without forcing an eviction pass: before, the pass ran at
+ * the next tick and evicted objects of the segments that had come back. */
+static void test_put_without_segments_evicts_nothing(void **state)
+{
+    (void)state;
+    mc_master_t *m = mk(NULL);
+    assert_int_equal(put1(m, "early", 100, 0), MC_ERR_NO_AVAILABLE_HANDLE);
+    mount(m, CA, 1, "a:1", 0x100000, 1 * MiB, 0);
+    assert_int_equal(put1(m, "x", 100, 0), 0);
+    mc_master_tick(m, 5000); /* the lease of x is over, the client alive */
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_get_replicas(m, "x", 5000, &r, &n, NULL), 0);
+    free(r);
+    mc_master_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1051,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_need_remount),
         cmocka_unit_test(test_unmount),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_put_without_segments_evicts_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,9 +10,10 @@ import struct
 MAGIC = 0x524D434D
 HDR = struct.Struct("<IBBHIiIQ")
 VERSION = 2
-SERVICE_READY, MOUNT_SEGMENT, PING = 0x01, 0x02, 0x05
-PUT_START, PUT_END, GET_REPLICAS, EXIST = 0x10, 0x11, 0x14, 0x15
+SERVICE_READY, MOUNT_SEGMENT, REMOUNT_SEGMENTS, UNMOUNT_SEGMENT, PING = 0x01, 0x02, 0x03, 0x04, 0x05
+PUT_START, PUT_END, GET_REPLICAS, EXIST, REMOVE = 0x10, 0x11, 0x14, 0x15, 0x16
 REMOVE_ALL, REMOVE_BY_REGEX = 0x17, 0x18
+BATCH_PUT_START, BATCH_PUT_END = 0x20, 0x21
 CLIENT_OK, CLIENT_NEED_REMOUNT = 1, 2
 
 
@@ -99,6 +100,45 @@ class Conn:
         if status:
             return status
         return self.call(PUT_END, s_uuid(client) + s_str(key))[0]
+
+    def remount(self, client, segs):
+        """segs: [(seg_id, name, base, size)]"""
+        payload = struct.pack("<I", len(segs)) + b"".join(s_segment(*g) for g in segs)
+        return self.call(REMOUNT_SEGMENTS, payload + s_uuid(client))[0]
+
+    def unmount(self, client, seg_id):
+        return self.call(UNMOUNT_SEGMENT, s_uuid(seg_id) + s_uuid(client))[0]
+
+    def get_replicas(self, key):
+        """(status, [(addr, size, endpoint)]) of the complete replicas."""
+        status, body = self.call(GET_REPLICAS, s_str(key))
+        if status:
+            return status, []
+        n, = struct.unpack_from("<I", body, 0)
+        off, reps = 4, []
+        for _ in range(n):
+            _rid, addr, size, elen = struct.unpack_from("<QQQI", body, off)
+            off += 28
+            ep = body[off:off + elen].decode()
+            off += elen + 4
+            reps.append((addr, size, ep))
+        return 0, reps
+
+    def remove(self, key, force=True):
+        return self.call(REMOVE, s_str(key) + bytes([1 if force else 0]))[0]
+
+    def batch_put(self, client, keys, size):
+        """Batch put start + end of keys, size bytes each; [rc] per key."""
+        ks = struct.pack("<I", len(keys)) + b"".join(s_str(k) for k in keys)
+        sizes = struct.pack("<I", len(keys)) + struct.pack("<%dQ" % len(keys), *([size] * len(keys)))
+        status, _ = self.call(BATCH_PUT_START, s_uuid(client) + ks + sizes + s_config())
+        if status:
+            return [status] * len(keys)
+        status, body = self.call(BATCH_PUT_END, s_uuid(client) + ks)
+        if status:
+            return [status] * len(keys)
+        n, = struct.unpack_from("<I", body, 0)
+        return list(struct.unpack_from("<%di" % n, body, 4))
 
     def exist(self, key):
         status, body = self.call(EXIST, s_str(key))
