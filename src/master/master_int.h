@@ -142,6 +142,9 @@ static inline int mc__obj_soft_pinned_now(const mobj_t *o, uint64_t now)
 void mc__master_uuid_text(mc_uuid_t u, char buf[48]);
 shard_t *mc__master_shard_of(mc_master_t *m, const char *key);
 int mc__master_key_check(const char *key);
+/* Returns blk to s's allocator and takes its bytes off the usage counters.
+ * Caller keeps s alive (a shard, parked or restore lock). */
+void mc__master_range_free(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk);
 /* Returns a replica's range to its segment. Caller holds the object's shard lock. */
 void mc__master_rep_release(mc_master_t *m, mrep_t *r);
 void mc__master_set_soft_pin(mc_master_t *m, mobj_t *o, int on);

@@ -393,13 +393,7 @@ void mc__restore_claim_locked(mc_master_t *m, mseg_t *s)
 /* Returns a claimed range to its segment (the entry will not be an object). */
 static void unclaim(mc_master_t *m, rrep_t *r)
 {
-    mseg_t *s = r->s;
-    pthread_mutex_lock(&s->mu);
-    uint64_t sz = mc_alloc_blk_size(r->blk);
-    mc_alloc_put(s->alloc, r->blk);
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_sub(&s->used, sz);
-    atomic_fetch_sub(&m->allocated, sz);
+    mc__master_range_free(m, r->s, r->blk);
     r->blk = NULL;
     r->state = RR_LOST;
 }

@@ -93,17 +93,21 @@ int mc__master_key_check(const char *key)
     if (strnlen(key, MC_MASTER_KEY_MAX + 1) > MC_MASTER_KEY_MAX) return MC_ERR_INVALID_PARAMS;
     return 0;
 }
+void mc__master_range_free(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t sz = mc_alloc_blk_size(blk);
+    mc_alloc_put(s->alloc, blk);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_sub(&s->used, sz);
+    atomic_fetch_sub(&m->allocated, sz);
+}
+
 /* Returns a replica's range to its segment. Caller holds the object's shard
  * lock (which keeps r->seg alive). */
 void mc__master_rep_release(mc_master_t *m, mrep_t *r)
 {
-    mseg_t *s = r->seg;
-    pthread_mutex_lock(&s->mu);
-    uint64_t sz = mc_alloc_blk_size(r->blk);
-    mc_alloc_put(s->alloc, r->blk);
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_sub(&s->used, sz);
-    atomic_fetch_sub(&m->allocated, sz);
+    mc__master_range_free(m, r->seg, r->blk);
     r->blk = NULL;
 }
 

@@ -16,12 +16,7 @@ static void release_parked(mc_master_t *m, uint64_t now)
             continue;
         }
         *pp = p->next;
-        pthread_mutex_lock(&p->seg->mu);
-        uint64_t sz = mc_alloc_blk_size(p->blk);
-        mc_alloc_put(p->seg->alloc, p->blk);
-        pthread_mutex_unlock(&p->seg->mu);
-        atomic_fetch_sub(&p->seg->used, sz);
-        atomic_fetch_sub(&m->allocated, sz);
+        mc__master_range_free(m, p->seg, p->blk);
         atomic_fetch_add(&m->release_cnt, 1);
         free(p);
     }

@@ -9,6 +9,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "mooncake"))
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
 from mc_fixtures import SAN_RE, Master  # noqa: E402
 
 

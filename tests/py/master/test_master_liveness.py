@@ -9,29 +9,12 @@ import threading
 import time
 
 from mp_wire import Conn
+from waits import rss_kib, wait_for  # noqa: E402
 
 CA = (11, 11)
 # Keys on which (a|a?)+\1b backtracks ~0.1 s each (exponential in the run of
 # a's) before it matches at the final b: 40 of them outlast a 3 s deadline.
 SLOW = ["%02d" % i + "a" * 22 + "0b" for i in range(40)]
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def closed_by_peer(sock, timeout):

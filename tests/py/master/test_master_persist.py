@@ -18,18 +18,9 @@ import pytest
 
 from mc_fixtures import SAN_RE, Master, bin_dir, clean_env
 from mp_wire import Conn
+from waits import wait_for  # noqa: E402
 
 CLIENT_TTL = 2  # s; the restore's grace period is twice that
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Peer:

@@ -17,16 +17,8 @@ import pytest
 
 from mc_fixtures import RUNNER, SAN_RE, bin_dir, child_env, run_case
 from servers import closed_port
+from waits import until  # noqa: E402
 
-
-def until(fn, timeout=10.0, step=0.02):
-    """Polls fn() until it is truthy (a readiness check); returns its last value."""
-    deadline = time.monotonic() + timeout
-    v = fn()
-    while not v and time.monotonic() < deadline:
-        time.sleep(step)
-        v = fn()
-    return v
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases")

@@ -13,15 +13,7 @@ import urllib.request
 import pytest
 
 from mc_fixtures import SAN_RE, Master, StandaloneClient
-
-
-def until(fn, timeout=15.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    v = fn()
-    while not v and time.monotonic() < deadline:
-        time.sleep(step)
-        v = fn()
-    return v
+from waits import until  # noqa: E402
 
 
 def store(tmp, master, meta):

@@ -1,0 +1,35 @@
+"""Readiness checks shared by the process tests and the Python benches: poll a
+condition instead of sleeping for a guessed time, and read a process's
+resident memory."""
+import time
+
+
+def until(pred, timeout=10.0, step=0.02):
+    """Polls pred() until it is truthy or timeout seconds pass; returns its
+    last value (falsy on timeout)."""
+    deadline = time.monotonic() + timeout
+    v = pred()
+    while not v and time.monotonic() < deadline:
+        time.sleep(step)
+        v = pred()
+    return v
+
+
+def wait_for(pred, timeout, what, step=0.05):
+    """until(), raising AssertionError naming what on timeout."""
+    v = until(pred, timeout, step)
+    if not v:
+        raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+    return v
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
