@@ -102,6 +102,7 @@ class Soak:
         self.bfaults = L.BackendFaults()
         self.rss = {n: [] for n in DAEMONS}  # (t since load start, incarnation, kB)
         self.faultlog = []
+        self.gauges = []  # master index gauges every 5 s
         self.wlock = threading.Lock()
         self.wtotal = {"ops": 0, "errors": 0, "wrong": 0, "hits": 0, "misses": 0}
         self.wcodes = {}
@@ -291,9 +292,25 @@ class Soak:
         return out
 
     # ------------------------------------------------------------ load
+    def master_gauges(self, t):
+        """Index size of the master (keys, segments, clients), to tell state from leaks."""
+        try:
+            st, body = L.http_req(self.slots["master"].info["admin"], "GET", "/metrics", timeout=5)
+        except (OSError, L.http.client.HTTPException):
+            return
+        g = {"t": round(t, 1)}
+        for line in body.decode(errors="replace").splitlines():
+            for k in ("master_key_count", "master_segment_count", "master_active_clients",
+                      "master_allocated_bytes"):
+                if line.startswith(k + " "):
+                    g[k[7:]] = int(line.split()[1])
+        self.gauges.append(g)
+
     def rss_sampler(self):
         while not self.stop.is_set():
             t = time.monotonic() - self.t0
+            if len(self.gauges) <= t / 5:
+                self.master_gauges(t)
             for n in DAEMONS:
                 s = self.slots[n]
                 kb = s.proc.rss_kb() if s.proc else None
@@ -531,9 +548,15 @@ class Soak:
                 continue
             if self.slots[n].restarts and not win:
                 continue  # restarted too late for two windows: no series to judge
-            check("rss:" + n, win is not None and row["growth_pct"] <= 10.0,
-                  "no samples" if not win else "%.1f -> %.1f MiB (%+.1f %%)" % (
-                      row["rss_start_mb"], row["rss_end_mb"], row["growth_pct"]))
+            detail = "no samples" if not win else "%.1f -> %.1f MiB (%+.1f %%)" % (
+                row["rss_start_mb"], row["rss_end_mb"], row["growth_pct"])
+            if n == "master" and self.gauges:
+                at = lambda t: min(self.gauges, key=lambda g: abs(g["t"] - t))  # noqa: E731
+                a0, a1 = at(0.2 * self.a.seconds), at(self.a.seconds)
+                detail += "; keys %s -> %s, segments %s -> %s" % (
+                    a0.get("key_count"), a1.get("key_count"), a0.get("segment_count"),
+                    a1.get("segment_count"))
+            check("rss:" + n, win is not None and row["growth_pct"] <= 10.0, detail)
         rows.append({"daemon": "workers", "rss_start_mb": None, "rss_end_mb": None,
                      "growth_pct": None, "ops": self.wtotal["ops"],
                      "errors": self.wtotal["errors"], "wrong": self.wtotal["wrong"],
@@ -624,7 +647,8 @@ def main():
                        "error": err, "table": rows, "checks": checks, "faults": soak.faultlog,
                        "worker_codes": soak.wcodes, "worker_totals": soak.wtotal,
                        "wrong_reads": soak.wrong_lines[:100], "notes": soak.stats.notes,
-                       "rss_kb": soak.rss, "logs": soak.logdir}, f, indent=1)
+                       "rss_kb": soak.rss, "master_gauges": soak.gauges,
+                       "logs": soak.logdir}, f, indent=1)
     if ok and not a.keep_logs and not a.log_dir:
         shutil.rmtree(soak.logdir, ignore_errors=True)
     sys.exit(0 if ok else 1)

@@ -13,7 +13,8 @@ returned 0 since the key was last removed; a get that returns anything else
 (another key, an unknown version, a changed byte, a wrong length) is a wrong
 read, reported on stdout as "wrong {json}". Misses (eviction, a dead segment)
 are not wrong. Each incarnation uses its own key prefix, so a worker killed
-with -9 and restarted never reads keys whose ledger it lost.
+with -9 and restarted never reads keys whose ledger it lost; it force-removes
+its predecessor's keys first.
 
 Protocol with the parent (stdout, one line each, flushed):
     ready                      after setup
@@ -71,6 +72,11 @@ class Worker:
         rc = self.s.register_buffer(self.ptr, self.buf.nbytes)
         if rc != 0:
             raise SystemExit("register_buffer failed: %d" % rc)
+        if cfg["inc"] > 0:
+            # The incarnation killed before this one left its keys behind: remove them,
+            # so that the master's index stays bounded by the live workers' key sets.
+            old = ["soak-w%d-i%d-k%d" % (cfg["id"], cfg["inc"] - 1, i) for i in range(cfg["keys"])]
+            self.s.batch_remove(old, force=True)
 
     # -- bookkeeping
     def err(self, op, rc):
