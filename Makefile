@@ -12,13 +12,16 @@
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
+#   make chaos  release build, then the chaos suites (CHAOS_SUITES, default "soak"): the soak runs
+#               every daemon CHAOS_SECONDS (600) under mixed load and faults, seeded by CHAOS_SEED
+#               (random and printed when unset); JSON under build/chaos
 #   make format clang-format every C file
 
 JOBS ?= $(shell nproc)
 REL := build/release
 TST := build/test
 
-.PHONY: all deps build asan test demo demo-te bench bench-te bench-store format clean
+.PHONY: all deps build asan test demo demo-te bench bench-te bench-store chaos format clean
 
 all: build
 
@@ -117,6 +120,25 @@ bench-compare: build
 e2e: build
 	bash e2e/setup.sh
 	build/e2e/venv/bin/python e2e/run.py $(E2E_ARGS)
+
+# Chaos suites: not part of `make test` (minutes each). A suite is a `chaos-NAME` target listed
+# in CHAOS_SUITES; every suite runs, and chaos fails when any of them failed.
+CHAOS_SUITES ?= soak
+CHAOS_SECONDS ?= 600
+.PHONY: chaos chaos-soak
+chaos: build
+	@rc=0; for s in $(CHAOS_SUITES); do \
+	  $(MAKE) --no-print-directory chaos-$$s || { echo "chaos: suite $$s FAILED"; rc=1; }; \
+	done; exit $$rc
+
+# tests/soak/soak.py: one of each daemon, store workers, faults on a seeded schedule; RSS flat
+# (<= 10 % after the warm-up), no wrong bytes, every daemon alive and answering at the end.
+chaos-soak: build
+	@mkdir -p build/chaos; \
+	seed=$${CHAOS_SEED:-$$(python3 -c 'import random; print(random.SystemRandom().randrange(1 << 31))')}; \
+	echo "chaos-soak: seed $$seed (CHAOS_SEED=$$seed reproduces this run)"; \
+	python3 tests/soak/soak.py --seconds $(CHAOS_SECONDS) --seed $$seed --bin-dir $(REL)/bin \
+	  --out build/chaos/soak.json
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
