@@ -14,7 +14,8 @@ import threading
 import time
 
 MCMR, MCTE = 0x524D434D, 0x4554434D
-RPC_HDR = struct.Struct("<IBBHIiI")  # magic version method flags req_id status length
+RPC_HDR = struct.Struct("<IBBHIiIQ")  # magic version method flags req_id status length view
+RPC_V = 2  # the master RPC protocol version (docs/protocol.md)
 TE_HDR = struct.Struct("<IBBHIiQQ")  # magic version opcode flags req_id status addr length
 TIMEOUT = 15
 
@@ -51,8 +52,9 @@ def rpc_service_ready(addr, version=b"2.0.0"):
     with status 0."""
     with socket.create_connection(hostport(addr), timeout=TIMEOUT) as s:
         payload = struct.pack("<I", len(version)) + version
-        s.sendall(RPC_HDR.pack(MCMR, 1, 0x01, 0, 7, 0, len(payload)) + payload)
-        magic, ver, method, _, req, status, n = RPC_HDR.unpack(_recv_exact(s, RPC_HDR.size))
+        s.sendall(RPC_HDR.pack(MCMR, RPC_V, 0x01, 0, 7, 0, len(payload), 0) + payload)
+        magic, ver, method, _, req, status, n, _view = RPC_HDR.unpack(
+            _recv_exact(s, RPC_HDR.size))
         _recv_exact(s, n)
         return magic == MCMR and method == 0x81 and req == 7 and status == 0
 
@@ -254,17 +256,17 @@ def bad_frames_rpc(rng):
     ready = struct.pack("<I", 5) + b"2.0.0"
     return [
         rng.randbytes(rng.randrange(1, 4096)),
-        RPC_HDR.pack(0xDEADBEEF, 1, 0x01, 0, 1, 0, 0),
-        RPC_HDR.pack(MCMR, 9, 0x01, 0, 1, 0, len(ready)) + ready,
-        RPC_HDR.pack(MCMR, 1, 0x7F, 0, 1, 0, 0),  # unknown method
-        RPC_HDR.pack(MCMR, 1, 0x81, 0, 1, 0, 0),  # a reply sent to the server
-        RPC_HDR.pack(MCMR, 1, 0x01, 3, 1, 0, 0),  # flags
-        RPC_HDR.pack(MCMR, 1, 0x01, 0, 1, 5, 0),  # nonzero status
-        RPC_HDR.pack(MCMR, 1, 0x15, 0, 1, 0, (1 << 26) + 1),  # length over 64 MiB
-        RPC_HDR.pack(MCMR, 1, 0x15, 0, 1, 0, 100) + b"\x50\x00\x00\x00abc",  # truncated
-        RPC_HDR.pack(MCMR, 1, 0x15, 0, 1, 0, 8) + struct.pack("<I", 1000) + b"abcd",  # bad str
-        RPC_HDR.pack(MCMR, 1, 0x01, 0, 1, 0, len(ready))[:11],  # truncated header
-        RPC_HDR.pack(MCMR, 1, 0x01, 0, 1, 0, len(ready)) + ready + rng.randbytes(64),
+        RPC_HDR.pack(0xDEADBEEF, RPC_V, 0x01, 0, 1, 0, 0, 0),
+        RPC_HDR.pack(MCMR, 9, 0x01, 0, 1, 0, len(ready), 0) + ready,
+        RPC_HDR.pack(MCMR, RPC_V, 0x7F, 0, 1, 0, 0, 0),  # unknown method
+        RPC_HDR.pack(MCMR, RPC_V, 0x81, 0, 1, 0, 0, 0),  # a reply sent to the server
+        RPC_HDR.pack(MCMR, RPC_V, 0x01, 3, 1, 0, 0, 0),  # flags
+        RPC_HDR.pack(MCMR, RPC_V, 0x01, 0, 1, 5, 0, 0),  # nonzero status
+        RPC_HDR.pack(MCMR, RPC_V, 0x15, 0, 1, 0, (1 << 26) + 1, 0),  # length over 64 MiB
+        RPC_HDR.pack(MCMR, RPC_V, 0x15, 0, 1, 0, 100, 0) + b"\x50\x00\x00\x00abc",  # truncated
+        RPC_HDR.pack(MCMR, RPC_V, 0x15, 0, 1, 0, 8, 0) + struct.pack("<I", 1000) + b"abcd",  # bad str
+        RPC_HDR.pack(MCMR, RPC_V, 0x01, 0, 1, 0, len(ready), 0)[:11],  # truncated header
+        RPC_HDR.pack(MCMR, RPC_V, 0x01, 0, 1, 0, len(ready), 0) + ready + rng.randbytes(64),
     ]
 
 
