@@ -206,6 +206,9 @@ static const ha_backend_t redis_backend = {"redis", redis_campaign, redis_refres
 static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
 {
     int ttl = h->cfg.lease_ttl_s;
+    /* the new term is prepared before the gate opens: no request is served
+     * while on_change resets the core */
+    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);
     atomic_store(&h->view, view);
     atomic_store(&h->valid_until_ms, granted_at + (uint64_t)ttl * 1000 - SAFETY_MS);
     atomic_store(&h->leading, 1);
@@ -213,7 +216,6 @@ static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
     set_state(h, "serving", h->me, view);
     MC_LOGI(TAG, "elected leader of cluster '%s' at view %llu (%s, lease %d s)", h->cluster,
             (unsigned long long)view, h->me, ttl);
-    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);
     const char *why = NULL;
     int failing = 0;
     while (!nap(h, ttl * 1000 / 5)) {
@@ -278,7 +280,7 @@ static void follow(mc_master_ha_t *h, const char *leader, uint64_t view)
             failing = 1; /* the store's client logged the cause */
             continue;
         }
-        if (failing) MC_LOGI(TAG, "etcd reachable again");
+        if (failing) MC_LOGI(TAG, "%s reachable again", h->be->name);
         failing = 0;
         if (cur != view) { /* another term started meanwhile */
             view = cur;
