@@ -139,6 +139,7 @@ class Cluster:
         self.etcd = {}
         self.masters = {}
         self.workers = {}
+        self.all_workers = []  # every incarnation, for the final counts
         self.gens = {}
         self.logs = []
 
@@ -209,6 +210,7 @@ class Cluster:
         old = self.workers.get(i)
         first = old.max_index + 1 if old else 0
         self.workers[i] = Worker(self, i, gen, first, self.seconds)
+        self.all_workers.append(self.workers[i])
         return self.workers[i]
 
     def start(self):
