@@ -11,6 +11,7 @@
 #   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
+#   make chaos  randomized fault soaks (CHAOS_SECONDS=N CHAOS_SEED=S), release build; root
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
 #   make format clang-format every C file
 
@@ -51,7 +52,7 @@ test: asan
 # collected") is not a failure.
 .PHONY: test-py
 test-py: asan
-	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py; rc=$$?; \
+	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py tests/cluster; rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
 demo: build
@@ -117,6 +118,20 @@ bench-compare: build
 e2e: build
 	bash e2e/setup.sh
 	build/e2e/venv/bin/python e2e/run.py $(E2E_ARGS)
+
+# Randomized soaks, each seeded (CHAOS_SEED; a random one is printed when unset) and bounded
+# (CHAOS_SECONDS per suite); a suite exits non-zero on any wrong byte or hang. Add a suite by
+# appending its name to CHAOS_SUITES and writing a chaos-<name> target.
+CHAOS_SECONDS ?= 120
+CHAOS_SEED ?=
+CHAOS_SUITES := cluster
+.PHONY: chaos $(addprefix chaos-,$(CHAOS_SUITES))
+chaos: $(addprefix chaos-,$(CHAOS_SUITES))
+
+# tests/cluster: namespace hosts, a 3-member etcd, HA masters, a store per host (needs root).
+chaos-cluster: build
+	MC_BIN_DIR=$(CURDIR)/$(REL)/bin CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
+	  python3 tests/cluster/chaos.py
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
