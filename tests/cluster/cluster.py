@@ -312,13 +312,16 @@ def iperf(net, reader, server, seconds):
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def connects():
-            return net.sh(reader, ["iperf3", "-c", ip, "-p", "5201", "-R", "-t", str(seconds),
-                                   "-J"], check=False, timeout=seconds + 30)
-        # the server may not listen yet: iperf3 -c fails fast with "connection refused"
-        r = until(lambda: (lambda x: x if x.returncode == 0 else None)(connects()), 10, 0.1)
-        if not r:
+            r = net.sh(reader, ["iperf3", "-c", ip, "-p", "5201", "-R", "-t", str(seconds),
+                                "-J"], check=False, timeout=seconds + 30)
+            try:
+                return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+            except (ValueError, KeyError):
+                return None  # not listening yet: iperf3 answers with {"error": ...}
+        bps = until(connects, 10, 0.1)
+        if not bps:
             raise RuntimeError("iperf3 failed")
-        return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+        return bps
     finally:
         if srv.poll() is None:
             srv.terminate()
