@@ -12,9 +12,10 @@
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
-#   make chaos  release build, then the chaos suites (CHAOS_SUITES, default "soak"): the soak runs
-#               every daemon CHAOS_SECONDS (600) under mixed load and faults, seeded by CHAOS_SEED
-#               (random and printed when unset); JSON under build/chaos
+#   make chaos  release build, then the chaos suites (CHAOS_SUITES, default "soak cluster"): the
+#               soak runs every daemon under mixed load and faults, the cluster suite runs hosts in
+#               network namespaces (root) with seeded faults; CHAOS_SECONDS (600) each, seeded by
+#               CHAOS_SEED (random and printed when unset); JSON under build/chaos
 #   make format clang-format every C file
 
 JOBS ?= $(shell nproc)
@@ -54,7 +55,7 @@ test: asan
 # collected") is not a failure.
 .PHONY: test-py
 test-py: asan
-	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py; rc=$$?; \
+	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py tests/cluster; rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
 demo: build
@@ -123,9 +124,9 @@ e2e: build
 
 # Chaos suites: not part of `make test` (minutes each). A suite is a `chaos-NAME` target listed
 # in CHAOS_SUITES; every suite runs, and chaos fails when any of them failed.
-CHAOS_SUITES ?= soak
+CHAOS_SUITES ?= soak cluster
 CHAOS_SECONDS ?= 600
-.PHONY: chaos chaos-soak
+.PHONY: chaos chaos-soak chaos-cluster
 chaos: build
 	@rc=0; for s in $(CHAOS_SUITES); do \
 	  $(MAKE) --no-print-directory chaos-$$s || { echo "chaos: suite $$s FAILED"; rc=1; }; \
@@ -139,6 +140,12 @@ chaos-soak: build
 	echo "chaos-soak: seed $$seed (CHAOS_SEED=$$seed reproduces this run)"; \
 	python3 tests/soak/soak.py --seconds $(CHAOS_SECONDS) --seed $$seed --bin-dir $(REL)/bin \
 	  --out build/chaos/soak.json
+
+# tests/cluster: namespace hosts, a 3-member etcd, HA masters, a store per host (needs root);
+# seeded faults for CHAOS_SECONDS, a table of scenario, ops, errors, wrong bytes, recovery.
+chaos-cluster: build
+	MC_BIN_DIR=$(CURDIR)/$(REL)/bin CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
+	  python3 tests/cluster/chaos.py
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -7,7 +7,8 @@ APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
           libxxhash-dev libcmocka-dev libpcre2-dev libssl-dev libhiredis-dev
           python3 python3-dev python3-pip curl
-          etcd-server etcd-client redis-server)
+          etcd-server etcd-client redis-server
+          iproute2 nftables iperf3)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -2032,11 +2032,29 @@ static PyObject *te_get_notifies(PyObject *o, PyObject *unused)
     return l;
 }
 
+/* _segment_transport(target_hostname): "shm", "tcp", "local" or "none" (not
+ * reachable); opens the segment, so the peer's descriptor is read first. */
+static PyObject *te_segment_transport(PyObject *o, PyObject *args)
+{
+    pyte_t *self = (pyte_t *)o;
+    const char *target, *t = "none";
+    if (!PyArg_ParseTuple(args, "s", &target)) return NULL;
+    if (!te_ready(self)) return PyUnicode_FromString(t);
+    int32_t h = -1;
+    int rc;
+    RD_BEGIN(self)
+    rc = mc_te_open_segment(self->te, target, &h);
+    if (rc == 0) t = mc_te_segment_transport(self->te, h);
+    RD_END(self)
+    return PyUnicode_FromString(t);
+}
+
 #define KWM(name, fn) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, NULL}
 static PyMethodDef te_methods[] = {
     {"initialize", te_initialize, METH_VARARGS, NULL},
     {"get_rpc_port", te_get_rpc_port, METH_NOARGS, NULL},
     {"_segment_name", te_segment_name, METH_NOARGS, NULL},
+    {"_segment_transport", te_segment_transport, METH_VARARGS, NULL},
     {"get_engine_ptr", te_get_engine_ptr, METH_NOARGS, NULL},
     {"get_engine", te_get_engine, METH_NOARGS, NULL},
     KWM("register_memory", te_register_memory),

@@ -71,14 +71,20 @@ static mc_uuid_t st_uuid(void)
     return u;
 }
 
+/* The host a segment is on, for the master's prefer_alloc_in_same_node: boot id
+ * and network namespace (another namespace is another host, as in the TE). */
 static void st_read_host_id(char *buf, size_t len)
 {
+    char boot[64] = "", net_ns[64] = "";
     buf[0] = '\0';
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
     if (!f) return;
-    if (!fgets(buf, (int)len, f)) buf[0] = '\0';
+    if (!fgets(boot, sizeof boot, f)) boot[0] = '\0';
     fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
+    boot[strcspn(boot, "\n")] = '\0';
+    ssize_t n = readlink("/proc/self/ns/net", net_ns, sizeof net_ns - 1);
+    net_ns[n > 0 ? n : 0] = '\0';
+    if (boot[0]) snprintf(buf, len, "%s%s%s", boot, net_ns[0] ? "/" : "", net_ns);
 }
 
 /* Holds port on all addresses (bound, not listening) so that no other store on

@@ -46,20 +46,26 @@ int mc_te_create(mc_te_t **out)
     return 0;
 }
 
-/* boot id + pid namespace: processes that agree can reach each other's memory. */
+/* boot id + pid namespace + network namespace. Equal pid namespaces on one
+ * boot are what process_vm_readv needs; the network namespace is added because
+ * a process in another one is another host as far as the pool is concerned
+ * (a container, or a test host in tests/cluster): its bytes must cross the
+ * network path, never a shortcut through this kernel's memory. */
 static void read_host_id(char *buf, size_t len)
 {
-    char boot[64] = "", ns[64] = "";
+    char boot[64] = "", pid_ns[64] = "", net_ns[64] = "";
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
     if (f) {
         if (!fgets(boot, sizeof boot, f)) boot[0] = '\0';
         fclose(f);
         boot[strcspn(boot, "\n")] = '\0';
     }
-    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
-    ns[n > 0 ? n : 0] = '\0';
-    if (boot[0] && ns[0])
-        snprintf(buf, len, "%s/%s", boot, ns);
+    ssize_t n = readlink("/proc/self/ns/pid", pid_ns, sizeof pid_ns - 1);
+    pid_ns[n > 0 ? n : 0] = '\0';
+    n = readlink("/proc/self/ns/net", net_ns, sizeof net_ns - 1);
+    net_ns[n > 0 ? n : 0] = '\0';
+    if (boot[0] && pid_ns[0] && net_ns[0])
+        snprintf(buf, len, "%s/%s/%s", boot, pid_ns, net_ns);
     else
         buf[0] = '\0';
 }

@@ -82,7 +82,7 @@ typedef struct {
     char protocol[16];
     char ip[64];       /* where the listener is (from rpc_meta or the descriptor) */
     uint16_t port;     /* the listener (tcp_data_port) */
-    char host_id[128]; /* boot id + pid namespace: equal means same host, shm usable */
+    char host_id[128]; /* boot id + pid ns + net ns: equal means same host, shm usable */
     int64_t pid;
     uint64_t start_time; /* of pid, from /proc/<pid>/stat: guards against pid reuse */
     uint64_t gen_addr;   /* address of the owner's registration generation (shm) */

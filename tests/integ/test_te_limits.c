@@ -339,8 +339,10 @@ static void test_name_takeover(void **state)
         int w = ready[0] ? 0 : 1;
         st = c[1 - w].proc.status;
         assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+        /* the winner may draw the dead owner's port again: then its record is
+         * the stale one byte for byte and needs no takeover; either way the
+         * name's record now leads to the live winner */
         uint16_t now = rpc_port_of(name);
-        assert_int_not_equal(now, stale);
         fd = wire_connect(now);
         assert_int_equal(wire_probe(fd), 0);
         close(fd);
