@@ -128,7 +128,7 @@ static const mf_def_t mf_defs[] = {
      "log index mutations to --persist_dir and restore the objects at start"},
     {"persist_dir", MF_STR, MF_F(persist_dir), 0, 0, 0, 0, "", 0, NULL,
      "persistence directory (default $XDG_STATE_HOME or ~/.local/state, "
-     "/mooncake/master-<rpc port>; off for port 0 unless given)"},
+     "/mooncake/master-[<rpc address>-]<rpc port>; off for port 0 unless given)"},
 
 /* Upstream flags accepted for compatibility; the value is checked, then ignored. */
 #define MF_IGN(n, t, d)                                                                            \
@@ -660,12 +660,21 @@ int mc_master_flags_persist_dir(const mc_master_flags_t *f, char *buf, size_t ca
     }
     unsigned port = mc_master_flags_rpc_port(f);
     if (port == 0) return 0;
+    /* masters bound to different addresses of one machine (network
+     * namespaces, several NICs) keep apart: the address is in the name
+     * unless the master binds every address */
+    char who[300];
+    const char *a = f->rpc_address;
+    if (!a[0] || !strcmp(a, "0.0.0.0") || !strcmp(a, "::"))
+        snprintf(who, sizeof who, "master-%u", port);
+    else
+        snprintf(who, sizeof who, "master-%s-%u", a, port);
     const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
     int n;
     if (xdg && xdg[0] == '/')
-        n = snprintf(buf, cap, "%s/mooncake/master-%u", xdg, port);
+        n = snprintf(buf, cap, "%s/mooncake/%s", xdg, who);
     else if (home && home[0] == '/')
-        n = snprintf(buf, cap, "%s/.local/state/mooncake/master-%u", home, port);
+        n = snprintf(buf, cap, "%s/.local/state/mooncake/%s", home, who);
     else {
         mf_err(err, errlen,
                "persistence: neither XDG_STATE_HOME nor HOME is set; give "
