@@ -306,12 +306,11 @@ int main(int argc, char **argv)
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
     char repl_addr[320] = "";
     if (fl.enable_ha && mc_env_int("MC_MASTER_REPL", 1, 0, 1)) {
-        mc_repl_config_t rc_cfg = {
-            .host = fl.rpc_address,
-            .port = (uint16_t)mc_env_int("MC_MASTER_REPL_PORT", 0, 0, 65535),
-            .serving = ha_gate,
-            .target = repl_target,
-            .arg = &glue};
+        mc_repl_config_t rc_cfg = {.host = fl.rpc_address,
+                                   .port = (uint16_t)mc_env_int("MC_MASTER_REPL_PORT", 0, 0, 65535),
+                                   .serving = ha_gate,
+                                   .target = repl_target,
+                                   .arg = &glue};
         if ((rc = mc_repl_start(m, &rc_cfg, &repl))) {
             fprintf(stderr, "%s: replication cannot serve on %s: %s\n", prog, fl.rpc_address,
                     strerror(-rc));

@@ -169,8 +169,8 @@ static int etcd_get_repl(mc_master_ha_t *h, char **val)
     return mc_etcd_get(h->etcd, h->rkey, strlen(h->rkey), val, &len, NULL, NULL);
 }
 
-static const ha_backend_t etcd_backend = {"etcd",        etcd_campaign, etcd_refresh, etcd_resign,
-                                          etcd_read,     etcd_put_repl, etcd_get_repl};
+static const ha_backend_t etcd_backend = {"etcd",    etcd_campaign, etcd_refresh, etcd_resign,
+                                          etcd_read, etcd_put_repl, etcd_get_repl};
 
 /* ---- redis ---- */
 
@@ -230,9 +230,8 @@ static int redis_get_repl(mc_master_ha_t *h, char **val)
     return mc_redis_get(h->redis, h->rkey, val, &len);
 }
 
-static const ha_backend_t redis_backend = {"redis",    redis_campaign, redis_refresh,
-                                           redis_resign, redis_read,   redis_put_repl,
-                                           redis_get_repl};
+static const ha_backend_t redis_backend = {"redis",    redis_campaign, redis_refresh, redis_resign,
+                                           redis_read, redis_put_repl, redis_get_repl};
 
 /* Holds the term while it can; returns when the term ends or on stop. */
 static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
@@ -248,8 +247,10 @@ static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
         snprintf(h->repl_val, sizeof h->repl_val, "%s %llu", h->cfg.repl_advertise,
                  (unsigned long long)view);
         if (h->be->put_repl(h, h->repl_val))
-            MC_LOGW(TAG, "cannot publish the replication address %s: standbys will not follow "
-                         "this leader until its next term", h->cfg.repl_advertise);
+            MC_LOGW(TAG,
+                    "cannot publish the replication address %s: standbys will not follow "
+                    "this leader until its next term",
+                    h->cfg.repl_advertise);
     }
     /* the new term's state is in place before the gate opens */
     if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);

@@ -24,8 +24,8 @@ enum {
     MC_PREC_PUT = 1,     /* an object completed (its whole state) */
     MC_PREC_REMOVE = 2,  /* a completed object was erased (remove, evict, replace...) */
     MC_PREC_UNMOUNT = 3, /* a segment went: every replica on it is gone */
-    MC_PREC_END = 4,     /* the last record of a snapshot (or of a replication base), with its count */
-    MC_PREC_PING = 5,    /* replication stream only: the leader's version and clock (master_repl.c) */
+    MC_PREC_END = 4,  /* the last record of a snapshot (or of a replication base), with its count */
+    MC_PREC_PING = 5, /* replication stream only: the leader's version and clock (master_repl.c) */
 };
 
 typedef struct {

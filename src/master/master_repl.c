@@ -51,6 +51,7 @@
 #define SILENT_MS 2000
 #define CHUNK (256u << 10)
 #define RCV_BUF (1u << 20)
+#define SND_BUF (1u << 20)
 enum { CUT_BEHIND = 1, CUT_BYE = 2 };
 
 typedef struct sub {
@@ -236,13 +237,13 @@ static void *sub_main(void *arg)
         if (atomic_load(&r->stop) || cut) goto failed;
     }
     uint8_t f[64];
+    s->base_objs = b.count;
     size_t fn = small_frame(MC_PREC_END, b.count, 0, f, sizeof f);
     if (fn) base_add(&b, f, fn);
     if ((rc = base_flush(&b))) goto failed;
-    s->base_objs = b.count;
     atomic_fetch_add(&r->synced_standbys, 1);
     MC_LOGI(TAG, "standby %s subscribed: base of %" PRIu64 " objects sent in %" PRIu64 " ms",
-            s->peer, b.count, mc_now_ms() - t0);
+            s->peer, s->base_objs, mc_now_ms() - t0);
     uint64_t last_ping = 0;
     for (;;) {
         pthread_mutex_lock(&r->mu);
@@ -364,8 +365,13 @@ static void *accept_main(void *arg)
         s->q = q;
         s->qcap = r->qcap;
         snprintf(s->peer, sizeof s->peer, "%s", peer);
-        pthread_cond_init(&s->cv, NULL);
-        mc_sock_tune(fd);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        int sb = SND_BUF; /* bounded: a stalled standby is noticed after ~2 MiB */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
         pthread_mutex_lock(&r->mu);
         if (pthread_create(&s->thr, NULL, sub_main, s) != 0) {
             pthread_mutex_unlock(&r->mu);

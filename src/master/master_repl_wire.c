@@ -51,8 +51,8 @@ static int hdr_check(const uint8_t *buf, uint64_t *view, uint64_t *version)
 }
 
 int mc_repl_reader_feed(mc_repl_reader_t *rd, const uint8_t *buf, size_t len, size_t *used,
-                        mc_prec_t *scratch, int (*on_rec)(const mc_prec_t *r, void *arg),
-                        void *arg, const char **why)
+                        mc_prec_t *scratch, int (*on_rec)(const mc_prec_t *r, void *arg), void *arg,
+                        const char **why)
 {
     size_t off = 0;
     *used = 0;

@@ -41,6 +41,6 @@ typedef struct {
  * with it at the front). Returns 0, the callback's value, or -1 with *why
  * (static text) for a bad header or frame. scratch holds one record. */
 int mc_repl_reader_feed(mc_repl_reader_t *rd, const uint8_t *buf, size_t len, size_t *used,
-                        mc_prec_t *scratch, int (*on_rec)(const mc_prec_t *r, void *arg),
-                        void *arg, const char **why);
+                        mc_prec_t *scratch, int (*on_rec)(const mc_prec_t *r, void *arg), void *arg,
+                        const char **why);
 #endif
