@@ -50,8 +50,8 @@
 #define PING_MS 200
 #define SILENT_MS 2000
 #define CHUNK (256u << 10)
-#define RCV_BUF (1u << 20)
-#define SND_BUF (1u << 20)
+#define RCV_BUF (256u << 10)
+#define SND_BUF (256u << 10)
 enum { CUT_BEHIND = 1, CUT_BYE = 2 };
 
 typedef struct sub {
@@ -370,7 +370,7 @@ static void *accept_main(void *arg)
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->cv, &ca);
         pthread_condattr_destroy(&ca);
-        int sb = SND_BUF; /* bounded: a stalled standby is noticed after ~2 MiB */
+        int sb = SND_BUF; /* bounded: a stalled standby is noticed after ~1 MiB in the kernel */
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
         pthread_mutex_lock(&r->mu);
         if (pthread_create(&s->thr, NULL, sub_main, s) != 0) {

@@ -221,7 +221,7 @@ def test_paused_leader_serves_nothing_after_resume(ha):
     status, _ = fresh.call(SERVICE_READY, s_str("2.0.0"))
     assert status == -1010, status
     assert until(lambda: http(lead.admin, "/role") == "standby", 10)
-    assert "lost leadership" in lead.stderr(), lead.stderr()[-2000:]
+    assert until(lambda: "lost leadership" in lead.stderr(), 10), lead.stderr()[-2000:]
     # and the two never both served: the old leader's view ended before the new one's began
     assert http(lead.admin, "/leader").get("view_version") in (None, new_view)
 

@@ -267,7 +267,7 @@ def test_stalled_standby_does_not_slow_leader(ha_repl, monkeypatch):
         os.kill(standby.p.pid, signal.SIGSTOP)
         try:
             _, stalled_s = ix.fill(20000, batch=100)
-            # 20000 records (~2.4 MB) overflow 1 MiB socket buffers and a 64 KiB queue
+            # 20000 records (~2.4 MB) overflow ~1 MiB of socket buffers and a 64 KiB queue
             assert until(lambda: metrics(lead).get("master_repl_cutoffs_total", 0) >= 1, 20), \
                 metrics(lead)
         finally:
