@@ -33,6 +33,7 @@
 #include "master_ha.h"
 #include "master_metaclean.h"
 #include "master_persist.h"
+#include "master_repl.h"
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
@@ -109,12 +110,15 @@ static void announce(const char *what, const char *host, unsigned port)
 }
 
 /* HA glue: the RPC gate reads ha once it is set (no request is served
- * before); a change of leadership empties the core, since a new term is
- * rebuilt from the clients' remounts, and a master that stops leading closes
- * its clients' connections so that they find the new leader at once. */
+ * before). A master elected leader adopts the index it replicated from the
+ * previous leader (master_repl.h): its objects become visible as their
+ * segments remount. A master that stops leading empties its core, cuts its
+ * standbys, follows the new leader, and closes its clients' connections so
+ * that they find the new leader at once. */
 typedef struct {
     mc_master_ha_t *_Atomic ha;
     mc_master_rpc_t *_Atomic rpc;
+    mc_repl_t *_Atomic repl;
     mc_master_t *m;
 } ha_glue_t;
 
@@ -126,12 +130,45 @@ static int ha_gate(void *arg, uint64_t now_ms, uint64_t *view)
     return h ? mc_master_ha_serving(h, now_ms, view) : 0;
 }
 
+/* The leader a standby follows: its replication address, from etcd. */
+static int repl_target(void *arg, char *addr, size_t len, uint64_t *view)
+{
+    ha_glue_t *g = arg;
+    mc_master_ha_t *h = atomic_load(&g->ha);
+    if (!h) return 0;
+    mc_master_ha_info_t in;
+    mc_master_ha_info(h, &in);
+    if (!in.repl_known || !strcmp(in.role, "leader")) return 0;
+    snprintf(addr, len, "%s", in.leader_repl);
+    *view = in.view;
+    return 1;
+}
+
 static void ha_change(void *arg, int leading, uint64_t view)
 {
     ha_glue_t *g = arg;
+    mc_repl_t *repl = atomic_load(&g->repl);
     (void)view;
     mc_master_clear(g->m, leading ? "a new leader term starts" : "this master stopped leading");
-    if (!leading) mc_master_rpc_drop_clients(atomic_load(&g->rpc));
+    if (leading) {
+        if (!repl) return;
+        uint64_t ver = 0;
+        char from[400];
+        struct mrestore *t = mc_repl_take(repl, &ver, from, sizeof from);
+        if (t) mc_master_restore_adopt(g->m, t, ver, from, mc_now_ms());
+        return;
+    }
+    if (repl) mc_repl_lost(repl);
+    mc_master_restore_adopt(g->m, NULL, 0, "", 0); /* its restore state is stale now */
+    mc_master_rpc_drop_clients(atomic_load(&g->rpc));
+}
+
+static void metrics_all(FILE *out, void *arg)
+{
+    ha_glue_t *g = arg;
+    mc_master_rpc_metrics(out, atomic_load(&g->rpc));
+    mc_repl_t *repl = atomic_load(&g->repl);
+    if (repl) mc_repl_metrics(out, repl);
 }
 
 /* Checks the HA flags; 0, or 2 with a message. */
@@ -201,7 +238,8 @@ int main(int argc, char **argv)
     mc_master_admin_t *admin = NULL;
     mc_master_ha_t *ha = NULL;
     mc_master_metaclean_t *clean = NULL;
-    ha_glue_t glue = {NULL, NULL, NULL};
+    mc_repl_t *repl = NULL;
+    ha_glue_t glue = {NULL, NULL, NULL, NULL};
     ticker_t tick;
     int ticking = 0;
 
@@ -266,6 +304,22 @@ int main(int argc, char **argv)
     }
     atomic_store(&glue.rpc, rpc);
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
+    char repl_addr[320] = "";
+    if (fl.enable_ha && mc_env_int("MC_MASTER_REPL", 1, 0, 1)) {
+        mc_repl_config_t rc_cfg = {.host = fl.rpc_address,
+                                   .port = (uint16_t)mc_env_int("MC_MASTER_REPL_PORT", 0, 0, 65535),
+                                   .serving = ha_gate,
+                                   .target = repl_target,
+                                   .arg = &glue};
+        if ((rc = mc_repl_start(m, &rc_cfg, &repl))) {
+            fprintf(stderr, "%s: replication cannot serve on %s: %s\n", prog, fl.rpc_address,
+                    strerror(-rc));
+            goto out;
+        }
+        atomic_store(&glue.repl, repl);
+        snprintf(repl_addr, sizeof repl_addr, "%s:%u", fl.rpc_address, mc_repl_port(repl));
+        announce("repl", fl.rpc_address, mc_repl_port(repl));
+    }
     if (fl.enable_ha) {
         char me[320];
         snprintf(me, sizeof me, "%s:%u", fl.rpc_address, mc_master_rpc_port(rpc));
@@ -275,6 +329,7 @@ int main(int argc, char **argv)
             .cluster_id = fl.cluster_id,
             .advertise = me,
             .lease_ttl_s = (int)mc_env_int("MC_HA_LEASE_TTL_S", 5, 2, 3600),
+            .repl_advertise = repl_addr[0] ? repl_addr : NULL,
             .on_change = ha_change,
             .arg = &glue};
         if ((rc = mc_master_ha_start(&hc, &ha))) {
@@ -284,8 +339,8 @@ int main(int argc, char **argv)
         }
         atomic_store(&glue.ha, ha);
     }
-    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, mc_master_rpc_metrics,
-                               rpc, &admin);
+    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, metrics_all, &glue,
+                               &admin);
     if (rc) {
         fprintf(stderr, "%s: metrics cannot serve on %s:%d: %s\n", prog, fl.metrics_host,
                 fl.metrics_port, strerror(-rc));
@@ -315,6 +370,8 @@ out:
     atomic_store(&glue.ha, NULL);
     if (rpc) mc_master_rpc_stop(rpc);
     if (ticking) ticker_stop(&tick);
+    atomic_store(&glue.repl, NULL);
+    mc_repl_stop(repl);
     mc_master_metaclean_stop(clean);
     if (m) mc_master_free(m);
     mc_persist_close(persist);

@@ -39,10 +39,11 @@ def http(addr, path):
 
 class MasterProc:
     def __init__(self, bin_dir, tmp, etcd, cluster):
-        rpc, admin = free_ports(2)
+        # the replication port too: a port 0 listener could take one picked here
+        rpc, admin, repl = free_ports(3)
         self.rpc, self.admin = "127.0.0.1:%d" % rpc, "127.0.0.1:%d" % admin
         self.err = open(os.path.join(tmp, "master-%d.err" % rpc), "wb")
-        env = dict(os.environ, MC_LOG_LEVEL="warn")
+        env = dict(os.environ, MC_LOG_LEVEL="warn", MC_MASTER_REPL_PORT=str(repl))
         self.p = subprocess.Popen(
             [os.path.join(bin_dir, "mooncake_master"), "--enable_ha=true",
              "--rpc_address=127.0.0.1", "--rpc_port=%d" % rpc, "--metrics_port=%d" % admin,

@@ -8,11 +8,11 @@
  * reply is in (leader/follower). A lone caller thus reads its own reply with
  * no thread switch, and concurrent callers never wait for each other's round
  * trips. A caller whose deadline passes returns RPC_TIMEOUT (a late reply is
- * dropped; the connection stays). When the connection fails, the leader
- * fails every waiter with RPC_FAIL and marks the connection broken; the next
- * call connects again (with the version handshake). Before sending, an idle
- * connection is checked for a hang-up, so a master restart costs no call.
- * Lock order: mu before wmu. */
+ * dropped; the connection stays, except for a client that resolves its
+ * master through etcd or redis: the next call resolves and connects again). When the connection
+ * fails, the leader fails every waiter with RPC_FAIL and marks the connection broken; the next call
+ * connects again (with the version handshake). Before sending, an idle connection is checked for a
+ * hang-up, so a master restart costs no call. Lock order: mu before wmu. */
 #include "master_client.h"
 
 #include <errno.h>
@@ -532,6 +532,10 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
             break;
         }
     }
+    /* An HA master that does not answer may have been replaced (a leader
+     * stopped past its lease keeps its sockets open): the next call finds
+     * the leader again instead of waiting on this connection. */
+    if (rc == MC_ERR_RPC_TIMEOUT && c->resolve && gen == c->gen) c->broken = 1;
     wake_successor_locked(c);
     pthread_mutex_unlock(&c->mu);
     if (rc) {

@@ -52,11 +52,14 @@ typedef struct {
     void (*resign)(struct mc_master_ha *h);
     /* 0 with the current leader (malloc'd) and view; -ENOENT: none. */
     int (*read)(struct mc_master_ha *h, char **leader, uint64_t *view);
+    /* the replication key: publish this leader's (under its lease), read the current one */
+    int (*put_repl)(struct mc_master_ha *h, const char *val);
+    int (*get_repl)(struct mc_master_ha *h, char **val);
 } ha_backend_t;
 
 struct mc_master_ha {
     mc_master_ha_config_t cfg;
-    char key[256], vkey[272], me[320], cluster[160];
+    char key[256], vkey[272], rkey[272], me[320], cluster[160], repl_val[360], repl_adv[320];
     const ha_backend_t *be;
     mc_etcd_t *etcd;
     int64_t lease; /* etcd: the lease of this term */
@@ -70,6 +73,8 @@ struct mc_master_ha {
     int leader_known;
     char leader[320];
     uint64_t leader_view;
+    int repl_known;
+    char leader_repl[320];
     _Atomic int leading;
     _Atomic uint64_t valid_until_ms, view;
     _Atomic uint64_t won, lost;
@@ -94,6 +99,7 @@ static int nap(mc_master_ha_t *h, int ms)
 static void set_state(mc_master_ha_t *h, const char *state, const char *leader, uint64_t view)
 {
     pthread_mutex_lock(&h->mu);
+    if (view != h->leader_view || !leader) h->repl_known = 0;
     h->state = state;
     h->leader_known = leader != NULL;
     snprintf(h->leader, sizeof h->leader, "%s", leader ? leader : "");
@@ -152,8 +158,19 @@ static int etcd_read(mc_master_ha_t *h, char **leader, uint64_t *view)
     return rc;
 }
 
-static const ha_backend_t etcd_backend = {"etcd", etcd_campaign, etcd_refresh, etcd_resign,
-                                          etcd_read};
+static int etcd_put_repl(mc_master_ha_t *h, const char *val)
+{
+    return mc_etcd_put(h->etcd, h->rkey, strlen(h->rkey), val, strlen(val), h->lease, NULL);
+}
+
+static int etcd_get_repl(mc_master_ha_t *h, char **val)
+{
+    size_t len = 0;
+    return mc_etcd_get(h->etcd, h->rkey, strlen(h->rkey), val, &len, NULL, NULL);
+}
+
+static const ha_backend_t etcd_backend = {"etcd",    etcd_campaign, etcd_refresh, etcd_resign,
+                                          etcd_read, etcd_put_repl, etcd_get_repl};
 
 /* ---- redis ---- */
 
@@ -191,6 +208,8 @@ static int redis_refresh(mc_master_ha_t *h, int64_t *left_ms)
 {
     *left_ms = (int64_t)h->cfg.lease_ttl_s * 1000;
     int rc = mc_redis_refresh_if(h->redis, h->key, h->me, strlen(h->me), *left_ms);
+    if (rc == 0 && h->repl_val[0])
+        mc_redis_refresh_if(h->redis, h->rkey, h->repl_val, strlen(h->repl_val), *left_ms);
     return rc == -ESTALE ? -ENOENT : rc;
 }
 
@@ -199,23 +218,44 @@ static void redis_resign(mc_master_ha_t *h)
     mc_redis_del_if(h->redis, h->key, h->me, strlen(h->me));
 }
 
-static const ha_backend_t redis_backend = {"redis", redis_campaign, redis_refresh, redis_resign,
-                                           redis_read};
+static int redis_put_repl(mc_master_ha_t *h, const char *val)
+{
+    mc_redis_del(h->redis, h->rkey); /* a previous leader's, not expired yet */
+    return mc_redis_set_nx(h->redis, h->rkey, val, strlen(val), (int64_t)h->cfg.lease_ttl_s * 1000);
+}
+
+static int redis_get_repl(mc_master_ha_t *h, char **val)
+{
+    size_t len = 0;
+    return mc_redis_get(h->redis, h->rkey, val, &len);
+}
+
+static const ha_backend_t redis_backend = {"redis",    redis_campaign, redis_refresh, redis_resign,
+                                           redis_read, redis_put_repl, redis_get_repl};
 
 /* Holds the term while it can; returns when the term ends or on stop. */
 static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
 {
     int ttl = h->cfg.lease_ttl_s;
-    /* the new term is prepared before the gate opens: no request is served
-     * while on_change resets the core */
-    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);
     atomic_store(&h->view, view);
     atomic_store(&h->valid_until_ms, granted_at + (uint64_t)ttl * 1000 - SAFETY_MS);
-    atomic_store(&h->leading, 1);
     atomic_fetch_add(&h->won, 1);
-    set_state(h, "serving", h->me, view);
     MC_LOGI(TAG, "elected leader of cluster '%s' at view %llu (%s, lease %d s)", h->cluster,
             (unsigned long long)view, h->me, ttl);
+    h->repl_val[0] = '\0';
+    if (h->cfg.repl_advertise) {
+        snprintf(h->repl_val, sizeof h->repl_val, "%s %llu", h->cfg.repl_advertise,
+                 (unsigned long long)view);
+        if (h->be->put_repl(h, h->repl_val))
+            MC_LOGW(TAG,
+                    "cannot publish the replication address %s: standbys will not follow "
+                    "this leader until its next term",
+                    h->cfg.repl_advertise);
+    }
+    /* the new term's state is in place before the gate opens */
+    if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 1, view);
+    set_state(h, "serving", h->me, view);
+    atomic_store(&h->leading, 1);
     const char *why = NULL;
     int failing = 0;
     while (!nap(h, ttl * 1000 / 5)) {
@@ -260,12 +300,31 @@ static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
     if (h->cfg.on_change) h->cfg.on_change(h->cfg.arg, 0, 0);
 }
 
+/* Reads the leader's replication key; keeps it when it names view. */
+static void learn_repl(mc_master_ha_t *h, uint64_t view)
+{
+    char *val = NULL;
+    if (h->be->get_repl(h, &val) != 0) return;
+    char addr[320];
+    unsigned long long v = 0;
+    if (sscanf(val, "%319s %llu", addr, &v) == 2 && v == view) {
+        pthread_mutex_lock(&h->mu);
+        if (h->leader_view == view) {
+            snprintf(h->leader_repl, sizeof h->leader_repl, "%s", addr);
+            h->repl_known = 1;
+        }
+        pthread_mutex_unlock(&h->mu);
+    }
+    free(val);
+}
+
 /* Waits while someone else leads. Returns when the key is gone, or on stop. */
 static void follow(mc_master_ha_t *h, const char *leader, uint64_t view)
 {
     set_state(h, "standby", leader, view);
     MC_LOGI(TAG, "standby in cluster '%s': leader %s at view %llu", h->cluster, leader,
             (unsigned long long)view);
+    learn_repl(h, view);
     int failing = 0;
     while (!nap(h, STANDBY_POLL_MS)) {
         char *val = NULL;
@@ -288,6 +347,10 @@ static void follow(mc_master_ha_t *h, const char *leader, uint64_t view)
             MC_LOGI(TAG, "new leader %s at view %llu", val, (unsigned long long)view);
         }
         free(val);
+        pthread_mutex_lock(&h->mu);
+        int known = h->repl_known;
+        pthread_mutex_unlock(&h->mu);
+        if (!known) learn_repl(h, view);
     }
 }
 
@@ -334,11 +397,16 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
     snprintf(h->cluster, sizeof h->cluster, "%s",
              cfg->cluster_id && *cfg->cluster_id ? cfg->cluster_id : "mooncake_cluster");
     snprintf(h->me, sizeof h->me, "%s", cfg->advertise);
+    if (cfg->repl_advertise) {
+        snprintf(h->repl_adv, sizeof h->repl_adv, "%s", cfg->repl_advertise);
+        h->cfg.repl_advertise = h->repl_adv;
+    }
     h->state = "starting";
     int redis = cfg->backend && !strcmp(cfg->backend, "redis");
     if (redis) { /* the hash tag keeps both keys on one slot of a redis cluster */
         snprintf(h->key, sizeof h->key, "mooncake-store/{%s}/master_view", h->cluster);
         snprintf(h->vkey, sizeof h->vkey, "%s_version", h->key);
+        snprintf(h->rkey, sizeof h->rkey, "mooncake-store/{%s}/master_repl", h->cluster);
         mc_redis_cfg_t rc;
         h->be = &redis_backend;
         if (mc_redis_parse_url(cfg->endpoints, &rc) || mc_redis_open(&rc, &h->redis)) {
@@ -349,6 +417,7 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
         memset(&rc, 0, sizeof rc); /* the password */
     } else {
         snprintf(h->key, sizeof h->key, "mooncake-store/%s/master_view", h->cluster);
+        snprintf(h->rkey, sizeof h->rkey, "mooncake-store/%s/master_repl", h->cluster);
         h->be = &etcd_backend;
         if (mc_etcd_open(cfg->endpoints, &h->etcd)) {
             free(h);
@@ -407,6 +476,8 @@ void mc_master_ha_info(mc_master_ha_t *h, mc_master_ha_info_t *out)
     out->leader_known = h->leader_known;
     snprintf(out->leader, sizeof out->leader, "%s", h->leader);
     out->view = h->leader_view;
+    out->repl_known = h->repl_known && h->leader_known;
+    snprintf(out->leader_repl, sizeof out->leader_repl, "%s", h->leader_repl);
     pthread_mutex_unlock(&h->mu);
     out->elections_won = atomic_load(&h->won);
     out->leadership_lost = atomic_load(&h->lost);

@@ -13,6 +13,11 @@
  * leader that was stopped past its lease serves nothing once resumed, even
  * before its election thread runs again.
  *
+ * A leader that has a replication address publishes it next to the view key,
+ * under the same lease; a standby reads it (mc_master_ha_info) to follow the
+ * leader's journal. The change callback runs before the gate opens: nothing
+ * is served under a new term until on_change(1) returned.
+ *
  * Thread rule: start and stop from one thread; mc_master_ha_serving and
  * mc_master_ha_info from any (they read atomics or take a short lock). The
  * change callback runs on the election thread. */
@@ -29,6 +34,10 @@ typedef struct {
     const char *cluster_id; /* the key's namespace */
     const char *advertise;  /* this master's "<rpc_address>:<port>" */
     int lease_ttl_s;        /* 5 */
+    /* this master's replication address "<host>:<port>" (master_repl.h), or
+     * NULL: a leader publishes it as "mooncake-store/<cluster_id>/master_repl"
+     * = "<host>:<port> <view>", bound to the same lease as the view key */
+    const char *repl_advertise;
     /* called on the election thread when this master starts (leading 1) or
      * stops (0) leading; view is the new leader view (0 when stopping) */
     void (*on_change)(void *arg, int leading, uint64_t view);
@@ -53,6 +62,8 @@ typedef struct {
     char leader[320]; /* the leader's "<address>:<port>" when known */
     uint64_t view;    /* its view */
     uint64_t elections_won, leadership_lost;
+    int repl_known;       /* the leader's replication address for view is known */
+    char leader_repl[320]; /* its "<host>:<port>" */
 } mc_master_ha_info_t;
 void mc_master_ha_info(mc_master_ha_t *h, mc_master_ha_info_t *out);
 #endif

@@ -106,6 +106,10 @@ struct mc_master {
     _Atomic uint64_t version;   /* mutation counter of the log's records */
     pthread_mutex_t restore_mu; /* outermost lock: the restore table and its claims */
     struct mrestore *restore;   /* objects awaiting their segments; NULL when none */
+    /* HA replication (master_repl.c): every journal frame also goes here;
+     * set once before the master serves (mc_master_set_repl_sink) */
+    void (*repl_sink)(void *arg, const void *frame, size_t len);
+    void *repl_arg;
 };
 #define MC__EPOCH_NONE UINT64_MAX
 
@@ -191,6 +195,16 @@ void mc__restore_seg_gone(mc_master_t *m, mseg_t *s);
 /* Tick: the restore's grace period, snapshots. */
 void mc__persist_tick(mc_master_t *m, uint64_t now);
 void mc__restore_free(mc_master_t *m);
+
+/* HA replication (master_recover.c; master_repl.c drives them). A frame
+ * callback returns 0, or nonzero to stop. */
+typedef int (*mc__frame_fn)(void *arg, const void *frame, size_t len);
+/* Calls fn with the PUT frame of every completed, journaled object of shard
+ * i, under the shard lock (fn must not block on the network). */
+int mc__repl_dump_shard(mc_master_t *m, size_t i, mc__frame_fn fn, void *arg);
+/* Calls fn with a PUT frame for every restored object still awaiting its
+ * segments (its replicas not known to be lost), under restore_mu. */
+int mc__repl_dump_pending(mc_master_t *m, mc__frame_fn fn, void *arg);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

@@ -59,6 +59,10 @@ size_t mc_prec_encode(const mc_prec_t *r, uint8_t *buf, size_t cap)
     case MC_PREC_END:
         mc_wr_u64(&w, r->count);
         break;
+    case MC_PREC_PING:
+        mc_wr_u64(&w, r->version);
+        mc_wr_u64(&w, r->ping_ms);
+        break;
     default:
         return 0;
     }
@@ -137,6 +141,10 @@ int mc_prec_decode(const uint8_t *buf, size_t len, mc_prec_t *out, size_t *used,
         break;
     case MC_PREC_END:
         out->count = mc_rd_u64(&rd);
+        break;
+    case MC_PREC_PING:
+        out->version = mc_rd_u64(&rd);
+        out->ping_ms = mc_rd_u64(&rd);
         break;
     default:
         *why = "unknown record type";

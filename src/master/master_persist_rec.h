@@ -24,7 +24,8 @@ enum {
     MC_PREC_PUT = 1,     /* an object completed (its whole state) */
     MC_PREC_REMOVE = 2,  /* a completed object was erased (remove, evict, replace...) */
     MC_PREC_UNMOUNT = 3, /* a segment went: every replica on it is gone */
-    MC_PREC_END = 4,     /* the last record of a snapshot, with its record count */
+    MC_PREC_END = 4,  /* the last record of a snapshot (or of a replication base), with its count */
+    MC_PREC_PING = 5, /* replication stream only: the leader's version and clock (master_repl.c) */
 };
 
 typedef struct {
@@ -44,6 +45,7 @@ typedef struct {
     mc_prec_rep_t rep[MC_PREC_MAX_REPS];
     mc_uuid_t segment; /* UNMOUNT */
     uint64_t count;    /* END */
+    uint64_t ping_ms;  /* PING: the leader's monotonic clock (version: its mutation counter) */
     char keybuf[MC_PREC_KEY_MAX + 1];
 } mc_prec_t;
 

@@ -31,8 +31,14 @@
  * a fresh read lease, so readers that were reading it across the restart are
  * not evicted under.
  *
- * A standby of a later HA mode can apply the same record stream to the same
- * table (restore_apply) and keep it until it leads. */
+ * HA replication. A standby applies the leader's record stream (master_repl.c)
+ * to a table of its own with the same restore_apply; when it is elected it
+ * adopts that table as its restore state (mc_master_restore_adopt): the same
+ * claims, checks and grace period as after a restart, and every adopted
+ * entry is logged into its own journal, so that a restart of the new leader
+ * keeps them. The leader's side of a stream's base is here too: the frames
+ * of every journaled object, shard by shard, and of the entries it still
+ * restores itself. */
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -130,38 +136,63 @@ static uint32_t rec_of(mc_prec_t *r, const mobj_t *o, uint64_t now, uint64_t wal
     return r->nrep;
 }
 
+static int journaling(const mc_master_t *m)
+{
+    return m->persist || m->repl_sink;
+}
+
+/* One record to the log and to the replication stream. 0 when it went to
+ * at least one of them. */
+static int emit(mc_master_t *m, const uint8_t *frame, size_t n)
+{
+    int rc = -1;
+    if (m->persist && mc_persist_append(m->persist, frame, n) == 0) rc = 0;
+    if (m->repl_sink) {
+        m->repl_sink(m->repl_arg, frame, n);
+        rc = 0;
+    }
+    return rc;
+}
+
 void mc__journal_put_locked(mc_master_t *m, mobj_t *o, uint64_t now)
 {
-    if (!m->persist || !o->key) return;
+    if (!journaling(m) || !o->key) return;
     mc_prec_t *r = &tl_rec;
     if (!rec_of(r, o, now, wall_ms())) return;
     r->version = atomic_fetch_add(&m->version, 1) + 1;
     size_t n = mc_prec_encode(r, tl_buf, sizeof tl_buf);
-    if (n && mc_persist_append(m->persist, tl_buf, n) == 0) o->durable = 1;
+    if (n && emit(m, tl_buf, n) == 0) o->durable = 1;
 }
 
 void mc__journal_remove_locked(mc_master_t *m, mobj_t *o)
 {
     o->durable = 0;
-    if (!m->persist || !o->key) return;
+    if (!journaling(m) || !o->key) return;
     mc_prec_t *r = &tl_rec;
     memset(r, 0, offsetof(mc_prec_t, keybuf));
     r->type = MC_PREC_REMOVE;
     r->key = o->key;
     r->version = atomic_fetch_add(&m->version, 1) + 1;
     size_t n = mc_prec_encode(r, tl_buf, sizeof tl_buf);
-    if (n) mc_persist_append(m->persist, tl_buf, n);
+    if (n) emit(m, tl_buf, n);
 }
 
 void mc__journal_unmount_locked(mc_master_t *m, mc_uuid_t id)
 {
-    if (!m->persist) return;
+    if (!journaling(m)) return;
     mc_prec_t *r = &tl_rec;
     memset(r, 0, offsetof(mc_prec_t, keybuf));
     r->type = MC_PREC_UNMOUNT;
     r->segment = id;
     size_t n = mc_prec_encode(r, tl_buf, sizeof tl_buf);
-    if (n) mc_persist_append(m->persist, tl_buf, n);
+    if (n) emit(m, tl_buf, n);
+}
+
+void mc_master_set_repl_sink(mc_master_t *m, void (*sink)(void *arg, const void *frame, size_t len),
+                             void *arg)
+{
+    m->repl_arg = arg;
+    m->repl_sink = sink;
 }
 
 /* ---- the restore table ---- */
@@ -615,15 +646,15 @@ static void snapshot(mc_master_t *m, uint64_t now)
 
 void mc__persist_tick(mc_master_t *m, uint64_t now)
 {
-    if (!m->persist) return;
-    mc_persist_poll(m->persist, now);
+    if (!m->persist && !m->repl_sink) return;
+    if (m->persist) mc_persist_poll(m->persist, now);
     /* a mount may hold restore_mu while it claims ranges: the next tick will do */
     if (pthread_mutex_trylock(&m->restore_mu) != 0) return;
     if (m->restore && now >= m->restore->deadline_ms) restore_finish_locked(m, now);
     int restoring = m->restore != NULL;
     pthread_mutex_unlock(&m->restore_mu);
     /* no snapshot while objects await their segments: they are in the log only */
-    if (!restoring && mc_persist_want_snapshot(m->persist, now)) snapshot(m, now);
+    if (m->persist && !restoring && mc_persist_want_snapshot(m->persist, now)) snapshot(m, now);
 }
 
 /* ---- start ---- */
@@ -680,5 +711,165 @@ int mc_master_persist_attach(mc_master_t *m, mc_persist_t *p, uint64_t now_ms, c
         return rc;
     }
     m->persist = p;
+    return 0;
+}
+
+/* ---- HA replication ---- */
+
+struct mrestore *mc_master_restore_table_new(void)
+{
+    mrestore_t *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->objs = mc_map_new();
+    t->segs = mc_map_new();
+    if (!t->objs || !t->segs) {
+        restore_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void mc_master_restore_table_free(struct mrestore *t)
+{
+    restore_table_free(t);
+}
+
+int mc_master_restore_table_apply(struct mrestore *t, const void *rec)
+{
+    return restore_apply(rec, t);
+}
+
+uint64_t mc_master_restore_table_count(const struct mrestore *t)
+{
+    return t ? mc_map_size(t->objs) : 0;
+}
+
+typedef struct {
+    mc__frame_fn fn;
+    void *arg;
+    uint64_t now, wall;
+    int stop;
+} dump_ctx_t;
+
+static int dump_obj_visit(const char *key, void *val, void *arg)
+{
+    (void)key;
+    dump_ctx_t *c = arg;
+    const mobj_t *o = val;
+    if (!o->durable || !mc__obj_all_complete(o)) return 0;
+    mc_prec_t *r = &tl_rec;
+    if (!rec_of(r, o, c->now, c->wall)) return 0;
+    size_t n = mc_prec_encode(r, tl_buf, sizeof tl_buf);
+    if (n && c->fn(c->arg, tl_buf, n)) {
+        c->stop = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int mc__repl_dump_shard(mc_master_t *m, size_t i, mc__frame_fn fn, void *arg)
+{
+    dump_ctx_t c = {fn, arg, mc_now_ms(), wall_ms(), 0};
+    shard_t *sh = &m->shards[i];
+    pthread_mutex_lock(&sh->mu);
+    mc_map_each(sh->map, dump_obj_visit, &c);
+    pthread_mutex_unlock(&sh->mu);
+    return c.stop;
+}
+
+/* The PUT record of entry e (replicas not known lost). 0: nothing to send. */
+static size_t entry_frame(const rent_t *e, int all, uint64_t version)
+{
+    mc_prec_t *r = &tl_rec;
+    memset(r, 0, offsetof(mc_prec_t, keybuf));
+    r->type = MC_PREC_PUT;
+    r->key = e->key;
+    r->size = e->size;
+    r->version = version ? version : e->version;
+    r->soft_pin = e->soft;
+    r->hard_pin = e->hard;
+    r->soft_pin_ttl_ms = e->ttl;
+    r->soft_pin_deadline_ms = e->deadline_wall;
+    for (size_t i = 0; i < e->nrep && r->nrep < MC_PREC_MAX_REPS; i++) {
+        const rrep_t *p = &e->rep[i];
+        if (!all && p->state != RR_WAIT && p->state != RR_CLAIMED) continue;
+        r->rep[r->nrep].seg = p->seg;
+        r->rep[r->nrep].addr = p->addr;
+        r->rep[r->nrep].size = p->size;
+        r->nrep++;
+    }
+    return r->nrep ? mc_prec_encode(r, tl_buf, sizeof tl_buf) : 0;
+}
+
+static int dump_ent_visit(const char *key, void *val, void *arg)
+{
+    (void)key;
+    dump_ctx_t *c = arg;
+    const rent_t *e = val;
+    if (e->done) return 0;
+    size_t n = entry_frame(e, 0, 0);
+    if (n && c->fn(c->arg, tl_buf, n)) {
+        c->stop = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int mc__repl_dump_pending(mc_master_t *m, mc__frame_fn fn, void *arg)
+{
+    dump_ctx_t c = {fn, arg, 0, 0, 0};
+    pthread_mutex_lock(&m->restore_mu);
+    if (m->restore) mc_map_each(m->restore->objs, dump_ent_visit, &c);
+    pthread_mutex_unlock(&m->restore_mu);
+    return c.stop;
+}
+
+typedef struct {
+    mc_master_t *m;
+    uint64_t logged;
+} adopt_ctx_t;
+
+/* Logs an adopted entry into this master's own journal (and stream). */
+static int adopt_log_visit(const char *key, void *val, void *arg)
+{
+    (void)key;
+    adopt_ctx_t *c = arg;
+    size_t n = entry_frame(val, 1, atomic_fetch_add(&c->m->version, 1) + 1);
+    if (n && emit(c->m, tl_buf, n) == 0) c->logged++;
+    return 0;
+}
+
+int mc_master_restore_adopt(mc_master_t *m, struct mrestore *t, uint64_t version, const char *from,
+                            uint64_t now_ms)
+{
+    uint64_t t0 = mc_now_ms();
+    pthread_mutex_lock(&m->restore_mu);
+    mc__restore_free(m);
+    if (!t) {
+        pthread_mutex_unlock(&m->restore_mu);
+        return 0;
+    }
+    int rc = restore_index(t);
+    if (rc) {
+        restore_table_free(t);
+        pthread_mutex_unlock(&m->restore_mu);
+        MC_LOGE(TAG, "cannot adopt the index replicated from %s: out of memory", from);
+        return rc;
+    }
+    uint64_t v = atomic_load(&m->version);
+    if (version > v) atomic_store(&m->version, version);
+    adopt_ctx_t c = {m, 0};
+    if (journaling(m)) mc_map_each(t->objs, adopt_log_visit, &c);
+    uint64_t grace = 2 * m->cfg.client_ttl_ms;
+    t->deadline_ms = now_ms + grace;
+    MC_LOGI(TAG,
+            "adopted %" PRIu64 " objects replicated from %s (%" PRIu64 " logged here) in %" PRIu64
+            " ms; they become readable as their segments remount (grace %" PRIu64 " ms)",
+            t->nentries, from, c.logged, mc_now_ms() - t0, grace);
+    if (t->nentries == 0)
+        restore_table_free(t);
+    else
+        m->restore = t;
+    pthread_mutex_unlock(&m->restore_mu);
     return 0;
 }

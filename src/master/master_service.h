@@ -172,6 +172,29 @@ struct mc_persist;
 int mc_master_persist_attach(mc_master_t *m, struct mc_persist *p, uint64_t now_ms, char *err,
                              size_t errlen);
 
+/* ---- HA replication (master_recover.c, master_repl.h) ---- */
+struct mrestore;
+/* Every journal record (PUT, REMOVE, UNMOUNT) is also handed to sink, on the
+ * thread that logs it, under the object's shard lock: sink must not block.
+ * Call before the master serves; with a sink the core journals also while
+ * persistence is off. */
+void mc_master_set_repl_sink(mc_master_t *m, void (*sink)(void *arg, const void *frame, size_t len),
+                             void *arg);
+/* A table of objects to restore, filled from a leader's replication stream. */
+struct mrestore *mc_master_restore_table_new(void);
+void mc_master_restore_table_free(struct mrestore *t);
+/* Applies one record (master_persist_rec.h) to t: 0 or MC_ERR_INTERNAL. */
+int mc_master_restore_table_apply(struct mrestore *t, const void *rec);
+uint64_t mc_master_restore_table_count(const struct mrestore *t);
+/* Takes t (owned from now on; NULL: none) as m's restore state: the objects
+ * in it become visible as their segments remount, within 2 x client_ttl of
+ * now_ms, through the same claims and checks as after a restart; each is
+ * logged into m's own journal. Whatever restore state m had is dropped. One
+ * log line says what was adopted from whom. version: the highest mutation
+ * counter seen; m's counter continues above it. */
+int mc_master_restore_adopt(mc_master_t *m, struct mrestore *t, uint64_t version, const char *from,
+                            uint64_t now_ms);
+
 /* ---- introspection for /metrics and the admin endpoints ---- */
 typedef struct {
     uint64_t allocated_bytes, capacity_bytes;

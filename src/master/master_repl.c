@@ -1,0 +1,674 @@
+/* master_repl.c: HA replication of the index (master_repl.h), both sides.
+ *
+ * Leader. An accept thread takes standby connections (at most MAX_STANDBYS);
+ * each gets a sender thread and a ring queue of queue_bytes. The sender reads
+ * the hello (the view the standby expects: it must be ours and we must be
+ * serving), subscribes its queue to the journal sink FIRST, then sends the
+ * header and the base: the entries this leader still restores itself, then
+ * every journaled object, shard by shard (each shard's frames are copied
+ * under its lock into a buffer, and sent after the lock is released, so the
+ * leader is never stalled by more than one shard's copy), then END. Then it
+ * drains the queue, which holds every record logged since the subscription,
+ * and a PING every PING_MS. Base-then-tail is consistent without a global
+ * stall: a record is queued under the lock of the object it changes, so a
+ * shard's copy either already shows it or the record is in the queue after
+ * the subscription; records are whole states (PUT) or erasures (REMOVE,
+ * UNMOUNT) applied in order, so replaying a tail record the base already
+ * shows ends in the same state.
+ * The sink never blocks: a record that does not fit a standby's queue cuts
+ * that standby off (its socket is shut down; the sender logs one line); a
+ * send that makes no progress for stall_ms does the same. The standby then
+ * reconnects and re-syncs from scratch.
+ *
+ * Standby. One thread follows cfg.target: connects, sends the hello, and
+ * applies the stream into a fresh restore table (the one it had is dropped
+ * once the new leader's header is valid). A connection silent for
+ * SILENT_MS, a bad frame, a change of leader or view ends it; the table is
+ * kept (the leader may be dead: that table is what a takeover adopts). */
+#include "master_repl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base_env.h"
+#include "base_log.h"
+#include "base_time.h"
+#include "master_int.h"
+#include "master_repl_wire.h"
+#include "net_sock.h"
+
+#define TAG "repl"
+#define MAX_STANDBYS 8
+#define PING_MS 200
+#define SILENT_MS 2000
+#define CHUNK (256u << 10)
+#define RCV_BUF (256u << 10)
+#define SND_BUF (256u << 10)
+enum { CUT_BEHIND = 1, CUT_BYE = 2 };
+
+typedef struct sub {
+    struct sub *next;
+    struct mc_repl *r;
+    int fd;
+    char peer[64];
+    pthread_t thr;
+    pthread_cond_t cv;
+    uint8_t *q;
+    size_t qcap, qhead, qlen;
+    int subscribed, done;
+    int cut; /* CUT_BEHIND: its queue overflowed; CUT_BYE: this master stopped leading */
+    uint64_t base_objs;
+} sub_t;
+
+struct mc_repl {
+    mc_master_t *m;
+    mc_repl_config_t cfg;
+    uint64_t qcap, stall_ms;
+    int lfd;
+    uint16_t port;
+    _Atomic int stop, leading;
+    pthread_t acc_thr, fol_thr;
+    int acc_running, fol_running;
+    /* leader: subscribers (mu) */
+    pthread_mutex_t mu;
+    sub_t *subs;
+    _Atomic int nsubs;
+    _Atomic uint64_t cutoffs, synced_standbys;
+    /* standby: the replicated table (fmu) */
+    pthread_mutex_t fmu;
+    struct mrestore *table;
+    char from[320];
+    uint64_t version, leader_version, records, lag_ms;
+    int synced, following;
+    uint64_t resyncs;
+};
+
+/* ---- leader: the sink ---- */
+
+static void ring_put(sub_t *s, const uint8_t *b, size_t n)
+{
+    size_t tail = (s->qhead + s->qlen) % s->qcap;
+    size_t first = s->qcap - tail < n ? s->qcap - tail : n;
+    memcpy(s->q + tail, b, first);
+    memcpy(s->q, b + first, n - first);
+    s->qlen += n;
+}
+
+static size_t ring_get(sub_t *s, uint8_t *out, size_t cap)
+{
+    size_t n = s->qlen < cap ? s->qlen : cap;
+    size_t first = s->qcap - s->qhead < n ? s->qcap - s->qhead : n;
+    memcpy(out, s->q + s->qhead, first);
+    memcpy(out + first, s->q, n - first);
+    s->qhead = (s->qhead + n) % s->qcap;
+    s->qlen -= n;
+    return n;
+}
+
+/* The journal's sink: under the object's shard lock; never blocks. */
+static void repl_sink(void *arg, const void *frame, size_t len)
+{
+    mc_repl_t *r = arg;
+    if (atomic_load_explicit(&r->nsubs, memory_order_acquire) == 0) return;
+    pthread_mutex_lock(&r->mu);
+    for (sub_t *s = r->subs; s; s = s->next) {
+        if (!s->subscribed || s->cut) continue;
+        if (s->qlen + len > s->qcap) {
+            s->cut = CUT_BEHIND; /* the sender logs it */
+            shutdown(s->fd, SHUT_RDWR);
+        } else {
+            ring_put(s, frame, len);
+        }
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- leader: a standby's sender ---- */
+
+typedef struct {
+    sub_t *s;
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t count;
+    int err;
+} base_buf_t;
+
+static int base_add(void *arg, const void *frame, size_t n)
+{
+    base_buf_t *b = arg;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n;
+        uint8_t *nb = realloc(b->buf, nc);
+        if (!nb) {
+            b->err = ENOMEM;
+            return 1;
+        }
+        b->buf = nb;
+        b->cap = nc;
+    }
+    memcpy(b->buf + b->len, frame, n);
+    b->len += n;
+    b->count++;
+    return 0;
+}
+
+/* Sends b's bytes; -errno (the stall limit is the socket's send timeout). */
+static int base_flush(base_buf_t *b)
+{
+    int rc = b->len ? mc_sock_send_all(b->s->fd, b->buf, b->len) : 0;
+    b->len = 0;
+    return rc;
+}
+
+static size_t small_frame(int type, uint64_t a, uint64_t bval, uint8_t *out, size_t cap)
+{
+    mc_prec_t rec;
+    memset(&rec, 0, offsetof(mc_prec_t, keybuf));
+    rec.type = type;
+    if (type == MC_PREC_END) rec.count = a;
+    if (type == MC_PREC_PING) {
+        rec.version = a;
+        rec.ping_ms = bval;
+    }
+    return mc_prec_encode(&rec, out, cap);
+}
+
+static const char *send_why(int rc, mc_repl_t *r, char *buf, size_t len)
+{
+    if (rc == -ETIMEDOUT)
+        snprintf(buf, len, "nothing could be sent for %" PRIu64 " ms", r->stall_ms);
+    else
+        snprintf(buf, len, "%s", strerror(-rc));
+    return buf;
+}
+
+static void *sub_main(void *arg)
+{
+    sub_t *s = arg;
+    mc_repl_t *r = s->r;
+    mc_master_t *m = r->m;
+    base_buf_t b = {s, NULL, 0, 0, 0, 0};
+    uint8_t *chunk = NULL;
+    char why[128];
+    uint8_t hello[MC_REPL_HELLO_LEN];
+    uint64_t want = 0, view = 0, t0 = mc_now_ms();
+    mc_sock_set_timeout(s->fd, 2000);
+    int rc = mc_sock_recv_all(s->fd, hello, sizeof hello);
+    if (rc || mc_repl_hello_check(hello, sizeof hello, &want)) {
+        MC_LOGW(TAG, "standby %s refused: %s", s->peer, rc ? strerror(-rc) : "bad hello");
+        goto out;
+    }
+    if (!atomic_load(&r->leading) || !r->cfg.serving(r->cfg.arg, mc_now_ms(), &view) ||
+        want != view) {
+        MC_LOGI(TAG, "standby %s refused: it follows view %" PRIu64 ", this master %s", s->peer,
+                want, atomic_load(&r->leading) ? "leads another view" : "does not lead");
+        goto out;
+    }
+    mc_sock_set_timeout(s->fd, (int)r->stall_ms);
+    b.cap = CHUNK * 2;
+    b.buf = malloc(b.cap);
+    chunk = malloc(CHUNK);
+    if (!b.buf || !chunk) goto out;
+    /* subscribe first: from now on every record is in the queue */
+    pthread_mutex_lock(&r->mu);
+    s->subscribed = 1;
+    atomic_fetch_add(&r->nsubs, 1);
+    uint64_t version = atomic_load(&m->version);
+    pthread_mutex_unlock(&r->mu);
+    uint8_t hdr[MC_REPL_HDR_LEN];
+    mc_repl_hdr_encode(hdr, view, version);
+    if ((rc = mc_sock_send_all(s->fd, hdr, sizeof hdr))) goto failed;
+    if (mc__repl_dump_pending(m, base_add, &b)) goto oom;
+    for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
+        if (mc__repl_dump_shard(m, i, base_add, &b)) goto oom;
+        if (b.len >= CHUNK && (rc = base_flush(&b))) goto failed;
+        pthread_mutex_lock(&r->mu);
+        int cut = s->cut;
+        pthread_mutex_unlock(&r->mu);
+        if (atomic_load(&r->stop) || cut) goto failed;
+    }
+    uint8_t f[64];
+    s->base_objs = b.count;
+    size_t fn = small_frame(MC_PREC_END, b.count, 0, f, sizeof f);
+    if (fn) base_add(&b, f, fn);
+    if ((rc = base_flush(&b))) goto failed;
+    atomic_fetch_add(&r->synced_standbys, 1);
+    MC_LOGI(TAG, "standby %s subscribed: base of %" PRIu64 " objects sent in %" PRIu64 " ms",
+            s->peer, s->base_objs, mc_now_ms() - t0);
+    uint64_t last_ping = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (!s->qlen && !s->cut && !atomic_load(&r->stop)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += PING_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cv, &r->mu, &ts);
+        }
+        int cut = s->cut, stop = atomic_load(&r->stop);
+        size_t n = cut || stop ? 0 : ring_get(s, chunk, CHUNK);
+        size_t backlog = s->qlen;
+        pthread_mutex_unlock(&r->mu);
+        if (cut) goto failed;
+        if (stop) goto out;
+        if (n && (rc = mc_sock_send_all(s->fd, chunk, n))) goto failed;
+        uint64_t now = mc_now_ms();
+        if (now >= last_ping + PING_MS && backlog < CHUNK) {
+            last_ping = now;
+            fn = small_frame(MC_PREC_PING, atomic_load(&m->version), now, f, sizeof f);
+            if ((rc = mc_sock_send_all(s->fd, f, fn))) goto failed;
+        }
+    }
+oom:
+    MC_LOGE(TAG, "standby %s dropped: out of memory for its base", s->peer);
+    goto out;
+failed:
+    pthread_mutex_lock(&r->mu);
+    int why_cut = s->cut;
+    pthread_mutex_unlock(&r->mu);
+    if (atomic_load(&r->stop)) goto out;
+    if (why_cut == CUT_BYE) {
+        MC_LOGI(TAG, "standby %s dropped: this master stopped leading", s->peer);
+        goto out;
+    }
+    atomic_fetch_add(&r->cutoffs, 1);
+    if (why_cut == CUT_BEHIND)
+        MC_LOGW(TAG,
+                "standby %s cut off: it fell behind (queue of %" PRIu64
+                " bytes full); it re-syncs from scratch",
+                s->peer, r->qcap);
+    else
+        MC_LOGW(TAG, "standby %s cut off: %s; it re-syncs from scratch", s->peer,
+                send_why(rc, r, why, sizeof why));
+out:
+    pthread_mutex_lock(&r->mu);
+    if (s->subscribed) {
+        s->subscribed = 0;
+        atomic_fetch_sub(&r->nsubs, 1);
+    }
+    s->qlen = 0;
+    s->done = 1;
+    pthread_mutex_unlock(&r->mu);
+    free(b.buf);
+    free(chunk);
+    return NULL;
+}
+
+/* Joins and frees finished senders (all of them when all). */
+static void reap(mc_repl_t *r, int all)
+{
+    for (;;) {
+        sub_t *victim = NULL;
+        pthread_mutex_lock(&r->mu);
+        for (sub_t **pp = &r->subs; *pp; pp = &(*pp)->next) {
+            if ((*pp)->done || all) {
+                victim = *pp;
+                *pp = victim->next;
+                break;
+            }
+        }
+        if (victim && !victim->done) {
+            victim->cut = CUT_BYE;
+            shutdown(victim->fd, SHUT_RDWR);
+            pthread_cond_signal(&victim->cv);
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!victim) return;
+        pthread_join(victim->thr, NULL);
+        close(victim->fd);
+        pthread_cond_destroy(&victim->cv);
+        free(victim->q);
+        free(victim);
+    }
+}
+
+static void *accept_main(void *arg)
+{
+    mc_repl_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        reap(r, 0);
+        struct pollfd p = {r->lfd, POLLIN, 0};
+        if (poll(&p, 1, 200) <= 0) continue;
+        int fd = accept(r->lfd, NULL, NULL);
+        if (fd < 0) continue;
+        sub_t *s = calloc(1, sizeof *s);
+        uint8_t *q = s ? malloc(r->qcap) : NULL;
+        char peer[64];
+        mc_sock_peer_str(fd, peer, sizeof peer);
+        pthread_mutex_lock(&r->mu);
+        int n = 0;
+        for (sub_t *x = r->subs; x; x = x->next)
+            n++;
+        pthread_mutex_unlock(&r->mu);
+        if (!s || !q || n >= MAX_STANDBYS) {
+            MC_LOGW(TAG, "standby %s refused: %s", peer,
+                    n >= MAX_STANDBYS ? "too many standbys (8)" : "out of memory");
+            free(q);
+            free(s);
+            close(fd);
+            continue;
+        }
+        s->r = r;
+        s->fd = fd;
+        s->q = q;
+        s->qcap = r->qcap;
+        snprintf(s->peer, sizeof s->peer, "%s", peer);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        int sb = SND_BUF; /* bounded: a stalled standby is noticed after ~1 MiB in the kernel */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+        pthread_mutex_lock(&r->mu);
+        if (pthread_create(&s->thr, NULL, sub_main, s) != 0) {
+            pthread_mutex_unlock(&r->mu);
+            pthread_cond_destroy(&s->cv);
+            free(q);
+            free(s);
+            close(fd);
+            continue;
+        }
+        s->next = r->subs;
+        r->subs = s;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return NULL;
+}
+
+/* ---- standby ---- */
+
+typedef struct {
+    mc_repl_t *r;
+    const char *leader;
+    uint64_t view, t0;
+    int fresh; /* the header was checked and a new table started */
+} fol_ctx_t;
+
+static int fol_rec(const mc_prec_t *rec, void *arg)
+{
+    fol_ctx_t *c = arg;
+    mc_repl_t *r = c->r;
+    if (!r->table) return 1; /* taken: this master leads now */
+    r->records++;
+    switch (rec->type) {
+    case MC_PREC_END:
+        r->synced = 1;
+        MC_LOGI(TAG, "following leader %s: base of %" PRIu64 " objects received in %" PRIu64 " ms",
+                c->leader, rec->count, mc_now_ms() - c->t0);
+        return 0;
+    case MC_PREC_PING: {
+        uint64_t now = mc_now_ms();
+        r->leader_version = rec->version;
+        r->lag_ms = now > rec->ping_ms ? now - rec->ping_ms : 0;
+        return 0;
+    }
+    default:
+        if (rec->version > r->version) r->version = rec->version;
+        return mc_master_restore_table_apply(r->table, rec) ? -2 : 0;
+    }
+}
+
+/* Follows one leader until its stream ends. */
+static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet)
+{
+    char host[256];
+    uint16_t port;
+    int fd = -1;
+    if (mc_net_split_hostport(addr, host, sizeof host, &port)) return;
+    int rc = mc_sock_connect(host, port, 1000, &fd);
+    if (rc) {
+        if (!(*quiet)++)
+            MC_LOGW(TAG, "cannot reach leader %s to follow it: %s", addr, strerror(-rc));
+        return;
+    }
+    *quiet = 0;
+    int rb = RCV_BUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    uint8_t hello[MC_REPL_HELLO_LEN];
+    mc_repl_hello_encode(hello, view);
+    size_t cap = RCV_BUF + MC_PREC_HDR + MC_PREC_MAX_BODY, have = 0;
+    uint8_t *buf = malloc(cap);
+    mc_prec_t *scratch = malloc(sizeof *scratch);
+    if (!buf || !scratch || mc_sock_send_all(fd, hello, sizeof hello)) goto out;
+    mc_sock_set_timeout(fd, PING_MS);
+    mc_repl_reader_t rd = {0};
+    fol_ctx_t c = {r, addr, view, mc_now_ms(), 0};
+    uint64_t last_rx = mc_now_ms();
+    const char *why = NULL;
+    for (;;) {
+        if (atomic_load(&r->stop) || atomic_load(&r->leading)) break;
+        char cur[320];
+        uint64_t cv = 0;
+        if (!r->cfg.target(r->cfg.arg, cur, sizeof cur, &cv) || cv != view || strcmp(cur, addr)) {
+            why = "the leader changed or is gone";
+            break;
+        }
+        ssize_t n = recv(fd, buf + have, cap - have, 0);
+        if (n == 0) {
+            why = "it closed the stream";
+            break;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                if (mc_now_ms() - last_rx > SILENT_MS) {
+                    why = "it has been silent for 2 s";
+                    break;
+                }
+                continue;
+            }
+            why = strerror(errno);
+            break;
+        }
+        last_rx = mc_now_ms();
+        have += (size_t)n;
+        size_t used = 0;
+        pthread_mutex_lock(&r->fmu);
+        int had_hdr = rd.have_hdr;
+        int frc = 0;
+        if (!had_hdr) { /* check the header before the table it replaces is dropped */
+            if (have >= MC_REPL_HDR_LEN) {
+                mc_repl_reader_t probe = {0};
+                size_t u;
+                frc = mc_repl_reader_feed(&probe, buf, MC_REPL_HDR_LEN, &u, scratch, fol_rec, &c,
+                                          &why);
+                if (frc == 0 && probe.view != view) {
+                    frc = -1;
+                    why = "it answered under another view";
+                }
+                if (frc == 0) {
+                    struct mrestore *t = mc_master_restore_table_new();
+                    if (!t) {
+                        frc = -1;
+                        why = "out of memory";
+                    } else {
+                        mc_master_restore_table_free(r->table);
+                        r->table = t;
+                        r->synced = 0;
+                        r->version = probe.version;
+                        r->records = 0;
+                        r->resyncs++;
+                        snprintf(r->from, sizeof r->from, "%s", addr);
+                        r->following = 1;
+                    }
+                }
+            }
+        }
+        if (frc == 0 && (had_hdr || have >= MC_REPL_HDR_LEN))
+            frc = mc_repl_reader_feed(&rd, buf, have, &used, scratch, fol_rec, &c, &why);
+        pthread_mutex_unlock(&r->fmu);
+        if (frc == 1) break; /* taken */
+        if (frc) {
+            if (frc == -2) why = "out of memory applying it";
+            MC_LOGW(TAG, "stream from leader %s dropped: %s; re-syncing", addr,
+                    why && *why ? why : "bad frame");
+            why = NULL;
+            break;
+        }
+        memmove(buf, buf + used, have - used);
+        have -= used;
+    }
+    if (why) MC_LOGI(TAG, "stopped following leader %s: %s", addr, why);
+out:
+    pthread_mutex_lock(&r->fmu);
+    r->following = 0;
+    pthread_mutex_unlock(&r->fmu);
+    free(scratch);
+    free(buf);
+    close(fd);
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *follow_main(void *arg)
+{
+    mc_repl_t *r = arg;
+    int quiet = 0;
+    while (!atomic_load(&r->stop)) {
+        char addr[320];
+        uint64_t view = 0;
+        if (atomic_load(&r->leading) || !r->cfg.target(r->cfg.arg, addr, sizeof addr, &view)) {
+            nap_ms(100);
+            continue;
+        }
+        follow_one(r, addr, view, &quiet);
+        if (!atomic_load(&r->stop)) nap_ms(100);
+    }
+    return NULL;
+}
+
+/* ---- control ---- */
+
+int mc_repl_start(mc_master_t *m, const mc_repl_config_t *cfg, mc_repl_t **out)
+{
+    *out = NULL;
+    mc_repl_t *r = calloc(1, sizeof *r);
+    if (!r) return -ENOMEM;
+    r->m = m;
+    r->cfg = *cfg;
+    r->lfd = -1;
+    r->qcap = (uint64_t)mc_env_int("MC_MASTER_REPL_QUEUE_BYTES", 64ll << 20, 65536, 1ll << 40);
+    r->stall_ms = (uint64_t)mc_env_int("MC_MASTER_REPL_STALL_MS", 5000, 100, 3600000);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->fmu, NULL);
+    int rc = mc_sock_listen(cfg->host, cfg->port, 16, &r->lfd, &r->port);
+    if (rc) goto fail;
+    mc_master_set_repl_sink(m, repl_sink, r);
+    if (pthread_create(&r->acc_thr, NULL, accept_main, r) != 0) {
+        rc = -EAGAIN;
+        goto fail;
+    }
+    r->acc_running = 1;
+    if (pthread_create(&r->fol_thr, NULL, follow_main, r) != 0) {
+        rc = -EAGAIN;
+        goto fail;
+    }
+    r->fol_running = 1;
+    *out = r;
+    return 0;
+fail:
+    mc_repl_stop(r);
+    return rc;
+}
+
+uint16_t mc_repl_port(const mc_repl_t *r)
+{
+    return r->port;
+}
+
+struct mrestore *mc_repl_take(mc_repl_t *r, uint64_t *version, char *from, size_t fromlen)
+{
+    atomic_store(&r->leading, 1);
+    pthread_mutex_lock(&r->fmu);
+    struct mrestore *t = r->table;
+    r->table = NULL;
+    *version = r->version > r->leader_version ? r->version : r->leader_version;
+    snprintf(from, fromlen, "leader %s (%s)", r->from[0] ? r->from : "?",
+             r->synced ? "in sync" : "base incomplete");
+    r->synced = 0;
+    pthread_mutex_unlock(&r->fmu);
+    return t;
+}
+
+void mc_repl_lost(mc_repl_t *r)
+{
+    atomic_store(&r->leading, 0);
+    pthread_mutex_lock(&r->mu);
+    for (sub_t *s = r->subs; s; s = s->next) {
+        if (s->done) continue;
+        s->cut = CUT_BYE;
+        shutdown(s->fd, SHUT_RDWR);
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void metric(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+void mc_repl_metrics(FILE *f, mc_repl_t *r)
+{
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    uint64_t nsub = 0, queued = 0;
+    for (sub_t *s = r->subs; s; s = s->next) {
+        if (!s->subscribed) continue;
+        nsub++;
+        if (s->qlen > queued) queued = s->qlen;
+    }
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&r->fmu);
+    uint64_t following = (uint64_t)r->following, synced = (uint64_t)r->synced;
+    uint64_t objs = mc_master_restore_table_count(r->table), records = r->records;
+    uint64_t lag = r->lag_ms, ver = r->version, lver = r->leader_version, resyncs = r->resyncs;
+    pthread_mutex_unlock(&r->fmu);
+    metric(f, "master_repl_standbys", "gauge", "Standbys following this leader", nsub);
+    metric(f, "master_repl_queue_max_bytes", "gauge", "Largest standby queue backlog", queued);
+    metric(f, "master_repl_cutoffs_total", "counter", "Standbys cut off (fell behind, or gone)",
+           atomic_load(&r->cutoffs));
+    metric(f, "master_repl_following", "gauge", "This standby follows a leader's stream",
+           following);
+    metric(f, "master_repl_synced", "gauge", "This standby received the leader's whole base",
+           synced);
+    metric(f, "master_repl_objects", "gauge", "Objects in this standby's replicated table", objs);
+    metric(f, "master_repl_records_total", "counter", "Records received on the current stream",
+           records);
+    metric(f, "master_repl_version", "gauge", "Highest mutation version applied here", ver);
+    metric(f, "master_repl_leader_version", "gauge", "Leader's version at its last ping", lver);
+    metric(f, "master_repl_lag_ms", "gauge",
+           "Age of the leader's last ping when it arrived (same-host clocks only)", lag);
+    metric(f, "master_repl_resyncs_total", "counter", "Streams started (a base each)", resyncs);
+}
+
+void mc_repl_stop(mc_repl_t *r)
+{
+    if (!r) return;
+    atomic_store(&r->stop, 1);
+    if (r->fol_running) pthread_join(r->fol_thr, NULL);
+    if (r->acc_running) pthread_join(r->acc_thr, NULL);
+    mc_master_set_repl_sink(r->m, NULL, NULL);
+    reap(r, 1);
+    if (r->lfd >= 0) close(r->lfd);
+    mc_master_restore_table_free(r->table);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->fmu);
+    free(r);
+}

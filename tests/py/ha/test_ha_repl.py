@@ -1,0 +1,282 @@
+"""HA replication against real processes: a 3-member etcd, HA masters, and a
+store client in a child python (ha_workload.py, index mode) whose puts and
+byte-checked gets go through master address etcd://... Standbys follow the
+leader's journal (master_repl.c), so that after a failover the new leader
+serves the whole index as the clients remount:
+
+- kill -9 of the leader: every object put before the kill is readable byte
+  for byte through the new leader (the test asserts this for puts that ended
+  more than 1 s before the kill, and reports the loss window it saw), and new
+  puts go on;
+- the leader stopped with SIGSTOP past its lease: the new leader serves the
+  whole index; the resumed old one serves nothing;
+- a standby started late catches up with an existing leader's index;
+- three failovers in a row, each killing the new leader, lose nothing;
+- a standby stopped with SIGSTOP does not slow the leader (rates printed),
+  is cut off once it falls behind, and re-syncs once resumed.
+
+Readiness is read from the masters' /metrics (mooncake_master_repl_*) and
+their log lines ("restore finished"), never from sleeps."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from mc_fixtures import SAN_RE, Master, child_env, core_so
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from test_ha import Cluster, http, until  # noqa: E402
+
+
+def metrics(m):
+    try:
+        with urllib.request.urlopen("http://%s/metrics" % m.admin, timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.partition(" ")
+            try:
+                out[k] = int(v)
+            except ValueError:
+                pass
+    return out
+
+
+def synced(m, n):
+    """m is a standby that holds the leader's whole base and at least n objects."""
+    x = metrics(m)
+    return x.get("master_repl_synced") == 1 and x.get("master_repl_objects", 0) >= n
+
+
+class Index:
+    """ha_workload.py in index mode: fill / check / mark over stdin."""
+
+    def __init__(self, cluster, value_size=1024, segment_mb=32):
+        env = child_env()
+        env["MC_TEST_RPC"] = cluster.conn
+        env["MC_TEST_META"] = "etcd://" + ";".join(cluster.etcd.endpoints)
+        env["MC_STORE_CLUSTER_ID"] = cluster.cluster_id
+        env["MC_TEST_VALUE_SIZE"] = str(value_size)
+        env["MC_TEST_SEGMENT_MB"] = str(segment_mb)
+        # a leader stopped with SIGSTOP keeps its sockets: the client gives up
+        # on it after this and finds the new leader through etcd
+        env["MC_RPC_TIMEOUT_MS"] = "2000"
+        env.setdefault("MC_LOG_LEVEL", "warn")
+        self.errpath = os.path.join(str(cluster.tmp), "index-%d.err" % time.monotonic_ns())
+        self.err = open(self.errpath, "wb")
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "ha_workload.py"), "index"],
+                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.err, text=True)
+        first = self.p.stdout.readline()
+        assert first.strip() == "READY 0", first + self.stderr()
+
+    def cmd(self, line, timeout=120):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        out = []
+        t = threading.Thread(target=lambda: out.append(self.p.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        assert out and out[0], "no answer to %r\n%s" % (line, self.stderr()[-3000:])
+        return out[0].split()
+
+    def fill(self, n, batch=1):
+        r = self.cmd("fill %d %d" % (n, batch))
+        assert r[0] == "FILLED" and int(r[1]) == n, r
+        return float(r[3]), float(r[4])  # end of the last put, seconds taken
+
+    def check(self):
+        r = self.cmd("check", 300)
+        assert r[0] == "CHECKED", r
+        return int(r[1]), int(r[2]), int(r[3]), float(r[4])  # ok, missing, bad, oldest
+
+    def stderr(self):
+        with open(self.errpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.err.close()
+        out = self.stderr()
+        assert not SAN_RE.search(out), out[-4000:]
+
+
+@pytest.fixture
+def ha_repl(tmp_path, etcd3, request, monkeypatch):
+    if not core_so():
+        pytest.skip("mooncake._core not built")
+    monkeypatch.setenv("MC_LOG_LEVEL", "info")  # the masters' "restore finished" lines
+    made = []
+
+    def make(n=2):
+        c = Cluster(tmp_path, etcd3, n, "repl-%s-%d" % (request.node.name[:20], len(made)))
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def restored(m):
+    """m adopted a replicated index and finished restoring it."""
+    err = m.stderr()
+    return "adopted" in err and "restore finished" in err
+
+
+def add_master(c):
+    m = Master(c.tmp, extra=c.flags)
+    c.masters.append(m)
+    return m
+
+
+def others(c, lead):
+    return [m for m in c.masters if m is not lead and m.p.poll() is None]
+
+
+def test_kill9_new_leader_serves_whole_index(ha_repl):
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    try:
+        ix.fill(1500)
+        standby = others(c, lead)[0]
+        # the kill lands while puts go on: the last ones may be in flight
+        t_last, _ = ix.fill(200)
+        t_kill = time.monotonic()
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        new = c.leader(timeout=20)
+        assert new is standby
+        assert until(lambda: restored(new), 30), new.stderr()[-3000:]
+        ok, missing, bad, oldest = ix.check()
+        print("kill -9: %d of 1700 readable, %d missing (loss window %.4f s), last put ended "
+              "%.4f s before the kill" % (ok, missing, t_kill - oldest if missing else 0,
+                                          t_kill - t_last))
+        assert bad == 0
+        # everything whose put ended more than 1 s before the kill is there
+        assert missing == 0 or oldest > t_kill - 1.0, (missing, t_kill - oldest)
+        assert ok >= 1500, (ok, missing)
+        ix.fill(100)  # new puts go on
+        ok2, missing2, bad2, _ = ix.check()
+        assert bad2 == 0 and ok2 == ok + 100, (ok2, missing2, bad2)
+        assert re.search(r"adopted \d+ objects replicated from leader", new.stderr())
+    finally:
+        ix.stop()
+
+
+def test_paused_leader_new_leader_serves_index(ha_repl):
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    try:
+        ix.fill(800)
+        standby = others(c, lead)[0]
+        assert until(lambda: synced(standby, 800), 20), metrics(standby)
+        os.kill(lead.p.pid, signal.SIGSTOP)
+        try:
+            assert until(lambda: http(standby.admin, "/role") == "leader", 20)
+            assert until(lambda: restored(standby), 30), standby.stderr()[-3000:]
+            ok, missing, bad, _ = ix.check()
+            assert (ok, missing, bad) == (800, 0, 0)
+        finally:
+            os.kill(lead.p.pid, signal.SIGCONT)
+        assert until(lambda: http(lead.admin, "/role") == "standby", 10)
+        # the resumed one serves nothing and holds no index of its own
+        assert until(lambda: metrics(lead).get("master_key_count") == 0, 10), metrics(lead)
+        ix.fill(50)
+        ok, missing, bad, _ = ix.check()
+        assert (ok, missing, bad) == (850, 0, 0)
+        # and it follows the new leader now
+        assert until(lambda: synced(lead, 850), 20), metrics(lead)
+    finally:
+        ix.stop()
+
+
+def test_late_standby_catches_up(ha_repl):
+    c = ha_repl(1)
+    lead = c.leader()
+    ix = Index(c, value_size=256)
+    try:
+        ix.fill(20000, batch=200)
+        late = add_master(c)
+        assert until(lambda: synced(late, 20000), 30), metrics(late)
+        assert "base of 20000 objects" in late.stderr(), late.stderr()[-2000:]
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        assert c.leader(timeout=20) is late
+        assert until(lambda: restored(late), 30), late.stderr()[-3000:]
+        ok, missing, bad, _ = ix.check()
+        assert (ok, missing, bad) == (20000, 0, 0)
+    finally:
+        ix.stop()
+
+
+def test_three_failovers_in_a_row(ha_repl):
+    c = ha_repl(3)
+    ix = Index(c)
+    total = 0
+    try:
+        for k in range(3):
+            lead = c.leader(timeout=20)
+            ix.fill(300)
+            total += 300
+            live = others(c, lead)
+            assert len(live) >= 2
+            for m in live:
+                assert until(lambda: synced(m, total), 20), (k, metrics(m))
+            os.kill(lead.p.pid, signal.SIGKILL)
+            lead.p.wait()
+            new = c.leader(timeout=20)
+            assert until(lambda: restored(new), 30), new.stderr()[-3000:]
+            ok, missing, bad, _ = ix.check()
+            assert (ok, missing, bad) == (total, 0, 0), k
+            add_master(c)  # a fresh standby, so that two follow the next leader
+    finally:
+        ix.stop()
+
+
+def test_stalled_standby_does_not_slow_leader(ha_repl, monkeypatch):
+    monkeypatch.setenv("MC_MASTER_REPL_QUEUE_BYTES", "65536")
+    monkeypatch.setenv("MC_MASTER_REPL_STALL_MS", "2000")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c, value_size=128, segment_mb=64)
+    standby = others(c, lead)[0]
+    try:
+        _, base_s = ix.fill(20000, batch=100)
+        assert until(lambda: synced(standby, 20000), 20), metrics(standby)
+        os.kill(standby.p.pid, signal.SIGSTOP)
+        try:
+            _, stalled_s = ix.fill(20000, batch=100)
+            # 20000 records (~2.4 MB) overflow ~1 MiB of socket buffers and a 64 KiB queue
+            assert until(lambda: metrics(lead).get("master_repl_cutoffs_total", 0) >= 1, 20), \
+                metrics(lead)
+        finally:
+            os.kill(standby.p.pid, signal.SIGCONT)
+        print("put rate: %.0f objects/s with the standby following, %.0f with it stopped "
+              "(%.2fx)" % (20000 / base_s, 20000 / stalled_s, base_s / stalled_s))
+        assert "cut off" in lead.stderr(), lead.stderr()[-2000:]
+        # resumed, it re-syncs from scratch and holds everything
+        assert until(lambda: synced(standby, 40000), 30), metrics(standby)
+        assert metrics(standby).get("master_repl_resyncs_total", 0) >= 2
+    finally:
+        ix.stop()
