@@ -235,7 +235,7 @@ static int name_used(const mobj_t *o, const mseg_t *s)
  * segment table's read lock. Returns 1 when placed. */
 static int try_seg(mc_master_t *m, mobj_t *o, mseg_t *s)
 {
-    if (name_used(o, s)) return 0;
+    if (name_used(o, s) || atomic_load_explicit(&s->draining, memory_order_relaxed)) return 0;
     mc_alloc_blk_t *blk;
     uint64_t addr;
     pthread_mutex_lock(&s->mu);
@@ -706,6 +706,7 @@ void mc_master_each_segment(mc_master_t *m,
         info.seg = m->segs[i]->info;
         info.client = m->segs[i]->client;
         info.used_bytes = atomic_load(&m->segs[i]->used);
+        info.draining = atomic_load(&m->segs[i]->draining);
         fn(&info, arg);
     }
     pthread_rwlock_unlock(&m->seg_lock);
