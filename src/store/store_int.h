@@ -11,6 +11,7 @@
 #include "master_client.h"
 #include "mooncake/store.h"
 #include "mooncake/te.h"
+#include "store_metrics.h"
 
 struct mc_store {
     int ready;                  /* set up and not closed */
@@ -44,6 +45,7 @@ struct mc_store {
     pthread_cond_t hb_cond;
     int master_down;  /* last ping failed */
     int memcpy_local; /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
+    mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
 };
 
 /* ---- dummy clients (store_dummy.c, docs/store.md "Standalone client") ---- */
