@@ -389,13 +389,15 @@ static int check_put(const char *key, uint64_t size, const mc_replicate_config_t
     return 0;
 }
 
-/* Usable capacity of the largest mounted segment, 0 when none is mounted. */
+/* Usable capacity of the largest mounted segment that takes replicas (not
+ * draining), 0 when there is none. */
 static uint64_t largest_segment(mc_master_t *m)
 {
     uint64_t best = 0;
     pthread_rwlock_rdlock(&m->seg_lock);
     for (size_t i = 0; i < m->nsegs; i++)
-        if (m->segs[i]->capacity > best) best = m->segs[i]->capacity;
+        if (!atomic_load(&m->segs[i]->draining) && m->segs[i]->capacity > best)
+            best = m->segs[i]->capacity; /* a draining segment takes no replica */
     pthread_rwlock_unlock(&m->seg_lock);
     return best;
 }
