@@ -140,7 +140,7 @@ function showStatus(st) {
   role.textContent = st.role;
   role.className = "badge " + st.role;
   $("ha-state").textContent = st.ha_state + (st.ha_enabled ? "" : " (no HA)");
-  $("leader").textContent = st.leader_address || "-";
+  $("leader").textContent = st.leader_address || (st.ha_enabled ? "unknown" : "this master");
   $("uptime").textContent = duration(st.uptime_seconds);
   $("keys").textContent = st.keys;
   $("clients-alive").textContent = st.clients_alive;
