@@ -43,8 +43,8 @@ struct mc_store {
     int hb_interval_ms;
     pthread_mutex_t hb_lock;
     pthread_cond_t hb_cond;
-    int master_down;  /* last ping failed */
-    int memcpy_local; /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
+    int master_down;             /* last ping failed */
+    int memcpy_local;            /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
     mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
 };
 

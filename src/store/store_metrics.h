@@ -15,16 +15,16 @@
 enum { MC__STORE_OP_PUT = 0, MC__STORE_OP_GET = 1, MC__STORE_NOPS = 2 };
 
 typedef struct {
-    _Atomic uint64_t calls[MC__STORE_NOPS];  /* API calls (a batch is one) */
-    _Atomic uint64_t keys[MC__STORE_NOPS];   /* keys asked */
+    _Atomic uint64_t calls[MC__STORE_NOPS]; /* API calls (a batch is one) */
+    _Atomic uint64_t keys[MC__STORE_NOPS];  /* keys asked */
     _Atomic uint64_t ok_keys[MC__STORE_NOPS];
-    _Atomic uint64_t bytes[MC__STORE_NOPS];  /* bytes of the keys that succeeded */
-    _Atomic uint64_t errors[MC__STORE_NOPS]; /* keys that failed (a get miss excluded) */
-    _Atomic uint64_t get_misses;             /* gets of a key not in the pool */
-    _Atomic uint64_t local_hits;             /* gets served from our own segment */
-    _Atomic uint64_t te_bytes[MC__STORE_NOPS]; /* sent/received through the TE (not local) */
+    _Atomic uint64_t bytes[MC__STORE_NOPS];       /* bytes of the keys that succeeded */
+    _Atomic uint64_t errors[MC__STORE_NOPS];      /* keys that failed (a get miss excluded) */
+    _Atomic uint64_t get_misses;                  /* gets of a key not in the pool */
+    _Atomic uint64_t local_hits;                  /* gets served from our own segment */
+    _Atomic uint64_t te_bytes[MC__STORE_NOPS];    /* sent/received through the TE (not local) */
     _Atomic uint64_t local_bytes[MC__STORE_NOPS]; /* copied within our own segment */
-    mc_hist_t lat[MC__STORE_NOPS];           /* per call, master round trips included */
+    mc_hist_t lat[MC__STORE_NOPS];                /* per call, master round trips included */
 } mc__store_metrics_t;
 
 /* Records one call of op over nkeys keys: ok_keys succeeded with ok_bytes,
