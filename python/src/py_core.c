@@ -86,8 +86,7 @@ typedef struct {
 
 static void strv_free(strv_t *s)
 {
-    for (size_t i = 0; i < s->n; i++)
-        Py_XDECREF(s->refs[i]);
+    for (size_t i = 0; i < s->n; i++) Py_XDECREF(s->refs[i]);
     free(s->refs);
     free(s->v);
     memset(s, 0, sizeof *s);
@@ -144,8 +143,7 @@ fail:
 static int check_len(size_t a, size_t b, const char *an, const char *bn)
 {
     if (a == b) return 0;
-    PyErr_Format(PyExc_ValueError, "%s and %s must have the same length (%zu != %zu)", an, bn, a,
-                 b);
+    PyErr_Format(PyExc_ValueError, "%s and %s must have the same length (%zu != %zu)", an, bn, a, b);
     return -1;
 }
 
@@ -283,8 +281,7 @@ static PyObject *int_list32(const int *v, size_t n)
 {
     int64_t *w = calloc(n + 1, sizeof *w);
     if (!w) return PyErr_NoMemory();
-    for (size_t i = 0; i < n; i++)
-        w[i] = v[i];
+    for (size_t i = 0; i < n; i++) w[i] = v[i];
     PyObject *l = int_list(w, n);
     free(w);
     return l;
@@ -303,8 +300,7 @@ typedef struct {
 
 static void cfg_free(cfgh_t *h)
 {
-    for (int i = 0; i < h->nrefs; i++)
-        Py_XDECREF(h->refs[i]);
+    for (int i = 0; i < h->nrefs; i++) Py_XDECREF(h->refs[i]);
     h->nrefs = 0;
 }
 
@@ -428,25 +424,16 @@ static int bufh_getbuffer(PyObject *o, Py_buffer *view, int flags)
     return PyBuffer_FillInfo(view, o, b->ptr, b->len, 0, flags);
 }
 
-static void bufh_releasebuffer(PyObject *o, Py_buffer *view)
-{
-    (void)o, (void)view;
-}
+static void bufh_releasebuffer(PyObject *o, Py_buffer *view) { (void)o, (void)view; }
 
-static Py_ssize_t bufh_len(PyObject *o)
-{
-    return ((bufh_t *)o)->len;
-}
+static Py_ssize_t bufh_len(PyObject *o) { return ((bufh_t *)o)->len; }
 
 static PyObject *bufh_ptr(PyObject *o, PyObject *unused)
 {
     return PyLong_FromUnsignedLongLong((uintptr_t)((bufh_t *)o)->ptr);
 }
 
-static PyObject *bufh_size(PyObject *o, PyObject *unused)
-{
-    return PyLong_FromSsize_t(((bufh_t *)o)->len);
-}
+static PyObject *bufh_size(PyObject *o, PyObject *unused) { return PyLong_FromSsize_t(((bufh_t *)o)->len); }
 
 static PyMethodDef bufh_methods[] = {
     {"ptr", bufh_ptr, METH_NOARGS, "Address of the data."},
@@ -456,12 +443,9 @@ static PyMethodDef bufh_methods[] = {
 };
 
 static PyType_Slot bufh_slots[] = {
-    {Py_tp_dealloc, bufh_dealloc},
-    {Py_bf_getbuffer, bufh_getbuffer},
-    {Py_bf_releasebuffer, bufh_releasebuffer},
-    {Py_sq_length, bufh_len},
-    {Py_tp_methods, bufh_methods},
-    {Py_tp_doc, "Bytes of one object, owned; supports memoryview()."},
+    {Py_tp_dealloc, bufh_dealloc},   {Py_bf_getbuffer, bufh_getbuffer},
+    {Py_bf_releasebuffer, bufh_releasebuffer}, {Py_sq_length, bufh_len},
+    {Py_tp_methods, bufh_methods},   {Py_tp_doc, "Bytes of one object, owned; supports memoryview()."},
     {0, NULL},
 };
 
@@ -488,17 +472,19 @@ static PyObject *bufh_new(void *ptr, size_t len)
 typedef struct {
     PyObject_HEAD mc_store_t *s;
     pthread_rwlock_t lk;
-    PyObject *engine;     /* the TransferEngine (or its handle) setup was given; NULL: own engine */
+    PyObject *engine; /* the TransferEngine (or its handle) setup was given; NULL: own engine */
     mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
 } pystore_t;
 
 static int engine_arg(PyObject *o, mc_te_t **te);
 
-#define RD_BEGIN(self) Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&(self)->lk);
+#define RD_BEGIN(self)                                                                             \
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&(self)->lk);
 #define RD_END(self)                                                                               \
     pthread_rwlock_unlock(&(self)->lk);                                                            \
     Py_END_ALLOW_THREADS
-#define WR_BEGIN(self) Py_BEGIN_ALLOW_THREADS pthread_rwlock_wrlock(&(self)->lk);
+#define WR_BEGIN(self)                                                                             \
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_wrlock(&(self)->lk);
 
 /* Pointer checks of the store's calls (ptr_ok_te on the store's engine). The
  * read lock keeps close from freeing the engine meanwhile; writers take the
@@ -555,22 +541,12 @@ static void store_dealloc(PyObject *o)
 static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
 {
     pystore_t *self = (pystore_t *)o;
-    static char *kwl[] = {"local_hostname",
-                          "metadata_server",
-                          "global_segment_size",
-                          "local_buffer_size",
-                          "protocol",
-                          "rdma_devices",
-                          "master_server_addr",
-                          "engine",
-                          "enable_ssd_offload",
-                          "ssd_offload_path",
-                          "tenant_id",
-                          "enable_client_http_server",
-                          "client_http_port",
-                          NULL};
+    static char *kwl[] = {"local_hostname", "metadata_server", "global_segment_size",
+                          "local_buffer_size", "protocol", "rdma_devices", "master_server_addr",
+                          "engine", "enable_ssd_offload", "ssd_offload_path", "tenant_id",
+                          "enable_client_http_server", "client_http_port", NULL};
     PyObject *h, *m, *gs, *ls, *p, *d, *ma, *engine = Py_None, *ssd = Py_None, *ssdp = Py_None,
-                                            *tenant = Py_None, *chs = Py_None, *chp = Py_None;
+                                          *tenant = Py_None, *chs = Py_None, *chp = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO|OOOOOO:setup", kwl, &h, &m, &gs, &ls, &p,
                                      &d, &ma, &engine, &ssd, &ssdp, &tenant, &chs, &chp))
         return NULL;
@@ -600,8 +576,8 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
      * client_http_port()), bound to MC_CLIENT_HTTP_HOST (default all). */
     int http_on = chs != Py_None && PyObject_IsTrue(chs) == 1;
     uint64_t http_port = 9300;
-    if (http_on && chp != Py_None &&
-        (arg_u64(chp, "client_http_port", &http_port) || http_port > 65535)) {
+    if (http_on && chp != Py_None && (arg_u64(chp, "client_http_port", &http_port) ||
+                                      http_port > 65535)) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "client_http_port must be in [0, 65535]");
         return NULL;
@@ -617,8 +593,8 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
                                     .device_names = ds,
                                     .global_segment_size = g,
                                     .local_buffer_size = l};
-        hrc = mc_store_srv_start(self->s, &info, getenv("MC_CLIENT_HTTP_HOST"), (uint16_t)http_port,
-                                 &self->http);
+        hrc = mc_store_srv_start(self->s, &info, getenv("MC_CLIENT_HTTP_HOST"),
+                                 (uint16_t)http_port, &self->http);
     }
     RD_END(self)
     if (hrc) { /* the store is up; the port is not: say so, as a failed setup */
@@ -732,14 +708,8 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
     cfg_free(&h);
     return PyLong_FromLong(rc);
 }
-static PyObject *store_put(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_put_common(o, a, k, 0);
-}
-static PyObject *store_upsert(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_put_common(o, a, k, 1);
-}
+static PyObject *store_put(PyObject *o, PyObject *a, PyObject *k) { return store_put_common(o, a, k, 0); }
+static PyObject *store_upsert(PyObject *o, PyObject *a, PyObject *k) { return store_put_common(o, a, k, 1); }
 
 /* put_parts / upsert_parts (key, *parts, config=None) */
 static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, int upsert)
@@ -778,8 +748,8 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
         goto out;
     }
     for (; got < np; got++) {
-        if (PyObject_GetBuffer(PyTuple_GetItem(args, (Py_ssize_t)got + 1), &bs[got], PyBUF_SIMPLE) <
-            0) {
+        if (PyObject_GetBuffer(PyTuple_GetItem(args, (Py_ssize_t)got + 1), &bs[got],
+                               PyBUF_SIMPLE) < 0) {
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "parts must be bytes-like objects");
             goto out;
@@ -796,21 +766,14 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
     RD_END(self)
     ret = PyLong_FromLong(rc);
 out:
-    for (size_t i = 0; i < got; i++)
-        PyBuffer_Release(&bs[i]);
+    for (size_t i = 0; i < got; i++) PyBuffer_Release(&bs[i]);
     if (hok) cfg_free(&h);
     free(bs);
     free(iov);
     return ret;
 }
-static PyObject *store_put_parts(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_parts_common(o, a, k, 0);
-}
-static PyObject *store_upsert_parts(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_parts_common(o, a, k, 1);
-}
+static PyObject *store_put_parts(PyObject *o, PyObject *a, PyObject *k) { return store_parts_common(o, a, k, 0); }
+static PyObject *store_upsert_parts(PyObject *o, PyObject *a, PyObject *k) { return store_parts_common(o, a, k, 1); }
 
 /* put_batch / upsert_batch (keys, values, config=None) -> int */
 static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, int upsert)
@@ -863,8 +826,7 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
     RD_END(self)
     ret = PyLong_FromLong(rc);
 out:
-    for (size_t i = 0; i < got; i++)
-        PyBuffer_Release(&bs[i]);
+    for (size_t i = 0; i < got; i++) PyBuffer_Release(&bs[i]);
     if (hok) cfg_free(&h);
     free(bs);
     free(vals);
@@ -873,14 +835,8 @@ out:
     strv_free(&keys);
     return ret;
 }
-static PyObject *store_put_batch(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_batch_common(o, a, k, 0);
-}
-static PyObject *store_upsert_batch(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_batch_common(o, a, k, 1);
-}
+static PyObject *store_put_batch(PyObject *o, PyObject *a, PyObject *k) { return store_batch_common(o, a, k, 0); }
+static PyObject *store_upsert_batch(PyObject *o, PyObject *a, PyObject *k) { return store_batch_common(o, a, k, 1); }
 
 /* put_from / upsert_from (key, buffer_ptr, size, config=None) */
 static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, int upsert)
@@ -904,14 +860,8 @@ static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, in
     cfg_free(&h);
     return PyLong_FromLong(rc);
 }
-static PyObject *store_put_from(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_from_common(o, a, k, 0);
-}
-static PyObject *store_upsert_from(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_from_common(o, a, k, 1);
-}
+static PyObject *store_put_from(PyObject *o, PyObject *a, PyObject *k) { return store_from_common(o, a, k, 0); }
+static PyObject *store_upsert_from(PyObject *o, PyObject *a, PyObject *k) { return store_from_common(o, a, k, 1); }
 
 /* batch_put_from / batch_upsert_from (keys, buffer_ptrs, sizes, config=None) -> list */
 static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, int upsert)
@@ -939,8 +889,7 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
         goto out;
     }
     if (!store_ptrs_ok(self, ptrs, sizes, n)) {
-        for (size_t i = 0; i < n; i++)
-            rcs[i] = MC_ERR_INVALID_PARAMS;
+        for (size_t i = 0; i < n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
         n = 0;
     }
     if (n) {
@@ -962,14 +911,8 @@ out:
     strv_free(&keys);
     return ret;
 }
-static PyObject *store_batch_put_from(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_bfrom_common(o, a, k, 0);
-}
-static PyObject *store_batch_upsert_from(PyObject *o, PyObject *a, PyObject *k)
-{
-    return store_bfrom_common(o, a, k, 1);
-}
+static PyObject *store_batch_put_from(PyObject *o, PyObject *a, PyObject *k) { return store_bfrom_common(o, a, k, 0); }
+static PyObject *store_batch_upsert_from(PyObject *o, PyObject *a, PyObject *k) { return store_bfrom_common(o, a, k, 1); }
 
 /* batch_put_from_multi_buffers(keys, all_buffer_ptrs, all_sizes, config=None) -> list */
 static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw)
@@ -994,12 +937,10 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
         goto out;
     }
     if (!store_iov2_ok(self, &v, keys.n))
-        for (size_t i = 0; i < keys.n; i++)
-            rcs[i] = MC_ERR_INVALID_PARAMS;
+        for (size_t i = 0; i < keys.n; i++) rcs[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
-        mc_store_batch_put_from_multi_buffers(self->s, keys.v, v.parts, v.nparts, keys.n, &h.c,
-                                              rcs);
+        mc_store_batch_put_from_multi_buffers(self->s, keys.v, v.parts, v.nparts, keys.n, &h.c, rcs);
         RD_END(self)
     }
     ret = int_list32(rcs, keys.n);
@@ -1094,22 +1035,15 @@ static PyObject *store_get_many(PyObject *o, PyObject *args, int handles)
         PyList_SetItem(l, (Py_ssize_t)i, x);
     }
 out:
-    for (size_t i = 0; outs && i < n; i++)
-        free(outs[i]);
+    for (size_t i = 0; outs && i < n; i++) free(outs[i]);
     free(outs);
     free(lens);
     free(rcs);
     strv_free(&keys);
     return l;
 }
-static PyObject *store_get_batch(PyObject *o, PyObject *a)
-{
-    return store_get_many(o, a, 0);
-}
-static PyObject *store_batch_get_buffer(PyObject *o, PyObject *a)
-{
-    return store_get_many(o, a, 1);
-}
+static PyObject *store_get_batch(PyObject *o, PyObject *a) { return store_get_many(o, a, 0); }
+static PyObject *store_batch_get_buffer(PyObject *o, PyObject *a) { return store_get_many(o, a, 1); }
 
 /* get_into(key, buffer_ptr, size) -> bytes or negative */
 static PyObject *store_get_into(PyObject *o, PyObject *args, PyObject *kw)
@@ -1152,8 +1086,7 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
         goto out;
     }
     if (!store_ptrs_ok(self, ptrs, sizes, keys.n))
-        for (size_t i = 0; i < keys.n; i++)
-            res[i] = MC_ERR_INVALID_PARAMS;
+        for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
         mc_store_batch_get_into(self->s, keys.v, (void *const *)ptrs, (const size_t *)sizes, keys.n,
@@ -1169,8 +1102,7 @@ out:
     return ret;
 }
 
-/* batch_get_into_multi_buffers(keys, all_buffer_ptrs, all_sizes, prefer_alloc_in_same_node=False)
- */
+/* batch_get_into_multi_buffers(keys, all_buffer_ptrs, all_sizes, prefer_alloc_in_same_node=False) */
 static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw)
 {
     pystore_t *self = (pystore_t *)o;
@@ -1191,8 +1123,7 @@ static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw
         goto out;
     }
     if (!store_iov2_ok(self, &v, keys.n))
-        for (size_t i = 0; i < keys.n; i++)
-            res[i] = MC_ERR_INVALID_PARAMS;
+        for (size_t i = 0; i < keys.n; i++) res[i] = MC_ERR_INVALID_PARAMS;
     else if (keys.n) {
         RD_BEGIN(self)
         mc_store_batch_get_into_multi_buffers(self->s, keys.v, v.parts, v.nparts, keys.n, res);
@@ -1286,8 +1217,7 @@ static PyObject *store_batch_is_exist(PyObject *o, PyObject *args, PyObject *kw)
         RD_END(self)
     }
     if (rc)
-        for (size_t i = 0; i < keys.n; i++)
-            res[i] = rc;
+        for (size_t i = 0; i < keys.n; i++) res[i] = rc;
     ret = int_list32(res, keys.n);
 out:
     free(res);
@@ -1545,8 +1475,10 @@ static void te_dealloc(PyObject *o)
     mc_te_t *te = self->te;
     self->te = NULL;
     Py_BEGIN_ALLOW_THREADS mc_te_destroy(te);
-    Py_END_ALLOW_THREADS for (size_t i = 0; i < self->nregions; i++) if (self->regions[i].managed)
-        munmap((void *)(uintptr_t)self->regions[i].addr, self->regions[i].len);
+    Py_END_ALLOW_THREADS
+    for (size_t i = 0; i < self->nregions; i++)
+        if (self->regions[i].managed)
+            munmap((void *)(uintptr_t)self->regions[i].addr, self->regions[i].len);
     free(self->regions);
     pthread_rwlock_destroy(&self->lk);
     pthread_mutex_destroy(&self->rmu);
@@ -1729,8 +1661,7 @@ static PyObject *te_batch_register_memory(PyObject *o, PyObject *args, PyObject 
     rc = mc_te_register_batch(self->te, (void *const *)addrs, (const size_t *)caps, na, loc);
     RD_END(self)
     if (rc == 0)
-        for (size_t i = 0; i < na; i++)
-            te_region_add(self, addrs[i], caps[i], 0);
+        for (size_t i = 0; i < na; i++) te_region_add(self, addrs[i], caps[i], 0);
     ret = PyLong_FromLong(rc);
 out:
     free(addrs);
@@ -1754,8 +1685,7 @@ static PyObject *te_batch_unregister_memory(PyObject *o, PyObject *args)
     RD_BEGIN(self)
     rc = mc_te_unregister_batch(self->te, (void *const *)addrs, na);
     RD_END(self)
-    for (size_t i = 0; i < na; i++)
-        te_region_del(self, addrs[i], NULL);
+    for (size_t i = 0; i < na; i++) te_region_del(self, addrs[i], NULL);
     ret = PyLong_FromLong(rc);
 out:
     free(addrs);
@@ -1770,8 +1700,7 @@ static int te_build(pyte_t *self, PyObject *bufs, PyObject *peers, PyObject *len
     size_t nb = 0, np = 0, nl = 0;
     int rc = -1;
     if (u64v_from(bufs, "buffers", &b, &nb) || u64v_from(peers, "peer_buffer_addresses", &p, &np) ||
-        u64v_from(lens, "lengths", &l, &nl) ||
-        check_len(nb, np, "buffers", "peer_buffer_addresses") ||
+        u64v_from(lens, "lengths", &l, &nl) || check_len(nb, np, "buffers", "peer_buffer_addresses") ||
         check_len(nb, nl, "buffers", "lengths"))
         goto out;
     mc_te_request_t *r = calloc(nb + 1, sizeof *r);
@@ -1807,8 +1736,7 @@ static int te_resolve(pyte_t *self, const char *target, mc_te_request_t *r, size
 {
     int rc = mc_te_open_segment(self->te, target, h);
     if (rc) return rc;
-    for (size_t i = 0; i < n; i++)
-        r[i].target_id = *h;
+    for (size_t i = 0; i < n; i++) r[i].target_id = *h;
     return 0;
 }
 
@@ -1838,13 +1766,13 @@ static uint64_t te_async_nogil(pyte_t *self, const char *target, mc_te_request_t
     return id + 1;
 }
 
-/* transfer_sync_{write,read}(target_hostname, buffer, peer_buffer_address, length,
- * transport_hint="") and transfer_submit_write (async). mode: 0 sync, 1 submit. */
+/* transfer_sync_{write,read}(target_hostname, buffer, peer_buffer_address, length, transport_hint="")
+ * and transfer_submit_write (async). mode: 0 sync, 1 submit. */
 static PyObject *te_single(PyObject *o, PyObject *args, PyObject *kw, int opcode, int submit)
 {
     pyte_t *self = (pyte_t *)o;
-    static char *kwl[] = {"target_hostname", "buffer",         "peer_buffer_address",
-                          "length",          "transport_hint", NULL};
+    static char *kwl[] = {"target_hostname", "buffer", "peer_buffer_address", "length",
+                          "transport_hint", NULL};
     PyObject *t, *b, *p, *l;
     const char *hint = "", *target;
     uint64_t buf, peer, len;
@@ -1856,30 +1784,20 @@ static PyObject *te_single(PyObject *o, PyObject *args, PyObject *kw, int opcode
     mc_te_request_t r = {opcode, (void *)(uintptr_t)buf, 0, peer, len};
     long long rc;
     RD_BEGIN(self)
-    rc = submit ? (long long)te_async_nogil(self, target, &r, 1)
-                : te_sync_nogil(self, target, &r, 1);
+    rc = submit ? (long long)te_async_nogil(self, target, &r, 1) : te_sync_nogil(self, target, &r, 1);
     RD_END(self)
     return submit ? PyLong_FromUnsignedLongLong((unsigned long long)rc) : PyLong_FromLongLong(rc);
 }
-static PyObject *te_sync_write(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_single(o, a, k, MC_TE_WRITE, 0);
-}
-static PyObject *te_sync_read(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_single(o, a, k, MC_TE_READ, 0);
-}
-static PyObject *te_submit_write(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_single(o, a, k, MC_TE_WRITE, 1);
-}
+static PyObject *te_sync_write(PyObject *o, PyObject *a, PyObject *k) { return te_single(o, a, k, MC_TE_WRITE, 0); }
+static PyObject *te_sync_read(PyObject *o, PyObject *a, PyObject *k) { return te_single(o, a, k, MC_TE_READ, 0); }
+static PyObject *te_submit_write(PyObject *o, PyObject *a, PyObject *k) { return te_single(o, a, k, MC_TE_WRITE, 1); }
 
 /* transfer_sync(target, buffer, peer_addr, length, opcode, notify=None, transport_hint="") */
 static PyObject *te_transfer_sync(PyObject *o, PyObject *args, PyObject *kw)
 {
     pyte_t *self = (pyte_t *)o;
-    static char *kwl[] = {"target_hostname", "buffer", "peer_buffer_address", "length",
-                          "opcode",          "notify", "transport_hint",      NULL};
+    static char *kwl[] = {"target_hostname", "buffer", "peer_buffer_address", "length", "opcode",
+                          "notify", "transport_hint", NULL};
     PyObject *t, *b, *p, *l, *op, *notify = Py_None;
     const char *hint = "", *target;
     uint64_t buf, peer, len, opc;
@@ -1922,13 +1840,12 @@ static PyObject *te_transfer_sync(PyObject *o, PyObject *args, PyObject *kw)
     return PyLong_FromLong(rc);
 }
 
-/* batch_transfer_{sync,async}_{write,read}(target_hostname, buffers, peer_buffer_addresses,
- * lengths, transport_hint="") */
+/* batch_transfer_{sync,async}_{write,read}(target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint="") */
 static PyObject *te_batch(PyObject *o, PyObject *args, PyObject *kw, int opcode, int async)
 {
     pyte_t *self = (pyte_t *)o;
-    static char *kwl[] = {"target_hostname", "buffers",        "peer_buffer_addresses",
-                          "lengths",         "transport_hint", NULL};
+    static char *kwl[] = {"target_hostname", "buffers", "peer_buffer_addresses", "lengths",
+                          "transport_hint", NULL};
     PyObject *t, *b, *p, *l;
     const char *hint = "", *target;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|s", kwl, &t, &b, &p, &l, &hint) ||
@@ -1941,29 +1858,16 @@ static PyObject *te_batch(PyObject *o, PyObject *args, PyObject *kw, int opcode,
     long long rc = async ? 0 : -1;
     if (br == 0 && te_ready(self)) {
         RD_BEGIN(self)
-        rc = async ? (long long)te_async_nogil(self, target, r, n)
-                   : te_sync_nogil(self, target, r, n);
+        rc = async ? (long long)te_async_nogil(self, target, r, n) : te_sync_nogil(self, target, r, n);
         RD_END(self)
     }
     free(r);
     return async ? PyLong_FromUnsignedLongLong((unsigned long long)rc) : PyLong_FromLongLong(rc);
 }
-static PyObject *te_bsw(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_batch(o, a, k, MC_TE_WRITE, 0);
-}
-static PyObject *te_bsr(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_batch(o, a, k, MC_TE_READ, 0);
-}
-static PyObject *te_baw(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_batch(o, a, k, MC_TE_WRITE, 1);
-}
-static PyObject *te_bar(PyObject *o, PyObject *a, PyObject *k)
-{
-    return te_batch(o, a, k, MC_TE_READ, 1);
-}
+static PyObject *te_bsw(PyObject *o, PyObject *a, PyObject *k) { return te_batch(o, a, k, MC_TE_WRITE, 0); }
+static PyObject *te_bsr(PyObject *o, PyObject *a, PyObject *k) { return te_batch(o, a, k, MC_TE_READ, 0); }
+static PyObject *te_baw(PyObject *o, PyObject *a, PyObject *k) { return te_batch(o, a, k, MC_TE_WRITE, 1); }
+static PyObject *te_bar(PyObject *o, PyObject *a, PyObject *k) { return te_batch(o, a, k, MC_TE_READ, 1); }
 
 /* get_batch_transfer_status(batch_ids): waits for all, frees them; 0 or -1 */
 static PyObject *te_get_batch_status(PyObject *o, PyObject *args)
@@ -1975,8 +1879,7 @@ static PyObject *te_get_batch_status(PyObject *o, PyObject *args)
     size_t n = 0;
     if (u64v_from(ids, "batch_ids", &v, &n)) return NULL;
     int rc = 0;
-    if (!te_ready(self))
-        rc = -1;
+    if (!te_ready(self)) rc = -1;
     else {
         RD_BEGIN(self)
         for (size_t i = 0; i < n; i++) {
@@ -2048,8 +1951,8 @@ static PyObject *te_free_managed(PyObject *o, PyObject *args)
     pyte_t *self = (pyte_t *)o;
     PyObject *a, *l;
     uint64_t addr, len, reg = 0;
-    if (!PyArg_ParseTuple(args, "OO:free_managed_buffer", &a, &l) ||
-        arg_u64(a, "buffer_addr", &addr) || arg_u64(l, "length", &len))
+    if (!PyArg_ParseTuple(args, "OO:free_managed_buffer", &a, &l) || arg_u64(a, "buffer_addr", &addr) ||
+        arg_u64(l, "length", &len))
         return NULL;
     int m = te_region_del(self, addr, &reg);
     if (m != 1) {
@@ -2173,10 +2076,7 @@ static PyObject *te_get_notifies(PyObject *o, PyObject *unused)
     return l;
 }
 
-#define KWM(name, fn)                                                                              \
-    {                                                                                              \
-        name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, NULL                  \
-    }
+#define KWM(name, fn) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, NULL}
 static PyMethodDef te_methods[] = {
     {"initialize", te_initialize, METH_VARARGS, NULL},
     {"get_rpc_port", te_get_rpc_port, METH_NOARGS, NULL},
@@ -2252,8 +2152,8 @@ static PyObject *alloc_alloc(PyObject *o, PyObject *args, PyObject *kw)
     if (size == 0 || size > (1ull << 46)) return PyLong_FromLong(0);
     size_t len = (size_t)((size + 4095) & ~4095ull);
     void *p;
-    Py_BEGIN_ALLOW_THREADS p =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    Py_BEGIN_ALLOW_THREADS p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                    -1, 0);
     if (p != MAP_FAILED && len >= (2u << 20)) madvise(p, len, MADV_HUGEPAGE);
     Py_END_ALLOW_THREADS if (p == MAP_FAILED) return PyLong_FromLong(0);
     int ok = 1;
@@ -2334,15 +2234,8 @@ static PyMethodDef mod_methods[] = {
 };
 
 static struct PyModuleDef moddef = {
-    PyModuleDef_HEAD_INIT,
-    "_core",
-    "C core of the mooncake package.",
-    -1,
-    mod_methods,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
+    PyModuleDef_HEAD_INIT, "_core", "C core of the mooncake package.", -1, mod_methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void)

@@ -292,11 +292,11 @@ static int st_put_core_run(mc_store_t *s, st_op_t *ops, size_t n, const mc_store
         }
         for (size_t i = 0; i < n; i++)
             if (!ops[i].rc) keys[m] = ops[i].key, sizes[m++] = ops[i].total;
-        rc = !m       ? 0
+        rc = !m      ? 0
              : upsert ? mc_master_client_batch_upsert_start(s->mc, s->client_id, keys, sizes, m,
-                                                            &rcfg, rcs, reps, nreps)
-                      : mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m, &rcfg,
-                                                         rcs, reps, nreps);
+                                                             &rcfg, rcs, reps, nreps)
+                      : mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m,
+                                                         &rcfg, rcs, reps, nreps);
         if (rc) {
             for (size_t i = 0; i < m; i++)
                 free(reps[i]); /* whatever a failed call left */
