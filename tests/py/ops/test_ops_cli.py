@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import cli_env, run_cli
+from ops_pool import cli_env, run_cli
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
-from conftest import SAN_RE, cli_env
+from ops_pool import SAN_RE, cli_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
