@@ -2,6 +2,7 @@
 #   make demo   install what is missing, build (release), run the store demo (KV-cache workload)
 #   make demo-te   the transfer-engine demo
 #   make test   install what is missing, build (clang, ASan+UBSan, -Werror, fuzzers), run every test
+#   make test-browser  the master's dashboard in headless Chromium (installs chromium, ~300 MB)
 #   make build  release build only (build/release)
 #   make asan   sanitizer build only (build/test)
 #   make bench  bench-te then bench-store (release); JSON lines under build/bench
@@ -55,8 +56,18 @@ test: asan
 # collected") is not a failure.
 .PHONY: test-py
 test-py: asan
-	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py tests/cluster; rc=$$?; \
+	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py tests/cluster \
+	  --ignore=tests/py/ops/test_ops_dashboard.py; rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+# The master's web dashboard in headless Chromium (tests/py/ops/test_ops_dashboard.py). Not in
+# `make test`: chromium is ~300 MB, installed here by scripts/install-browser.sh.
+# SHOTS=1 also rewrites docs/img/dashboard.png.
+.PHONY: test-browser
+test-browser: asan
+	bash scripts/install-browser.sh
+	MC_BIN_DIR=$(CURDIR)/$(TST)/bin $(if $(SHOTS),MC_DASH_SCREENSHOTS=$(CURDIR)/docs/img) \
+	  python3 -m pytest -q tests/py/ops/test_ops_dashboard.py
 
 demo: build
 	bash scripts/demo.sh $(REL)/bin

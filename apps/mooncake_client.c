@@ -156,6 +156,8 @@ static void usage(FILE *out)
     for (size_t i = 0; i < CL_NDEFS; i++)
         fprintf(out, "  --%-26s %s (default \"%s\")\n", cl_defs[i].name, cl_defs[i].help,
                 cl_defs[i].def);
+    fprintf(out, "  --%-26s %s (default \"text\")\n", "log_format",
+            "log lines on stderr: text, or json (one object per line; MC_LOG_FORMAT)");
     fprintf(out, "  --%-26s show this help and exit\n", "help");
 }
 
@@ -187,6 +189,11 @@ int main(int argc, char **argv)
 {
     cl_flags_t fl;
     char err[512];
+    if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        usage(stderr);
+        return 2;
+    }
     int rc = parse(&fl, argc, argv, err, sizeof err);
     if (rc == MC_FLAGS_HELP) {
         usage(stdout);

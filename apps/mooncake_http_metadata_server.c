@@ -25,6 +25,7 @@ static void usage(FILE *f)
             "  --port PORT        TCP port to listen on, 0 = any free port (default 8080)\n"
             "  --host HOST        address to bind (default 0.0.0.0)\n"
             "  --log-level LEVEL  DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)\n"
+            "  --log_format FMT   text or json (one object per line; default text)\n"
             "  --help             show this help and exit\n"
             "Serves GET/PUT/DELETE /metadata?key=K and GET /health.\n",
             prog);
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
 {
     const char *host = "0.0.0.0";
     long port = 8080;
+    char lerr[256];
+    if (mc_log_take_format_flag(&argc, argv, lerr, sizeof lerr)) return bad_usage("%s", lerr);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -206,6 +206,11 @@ int main(int argc, char **argv)
 {
     mc_master_flags_t fl;
     char err[1024];
+    if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        mc_master_flags_usage(stderr, prog);
+        return 2;
+    }
     int rc = mc_master_flags_parse(&fl, argc, argv, err, sizeof err);
     if (rc == MC_MASTER_FLAGS_HELP) {
         mc_master_flags_usage(stdout, prog);
@@ -339,8 +344,12 @@ int main(int argc, char **argv)
         }
         atomic_store(&glue.ha, ha);
     }
-    rc = mc_master_admin_start(m, fl.metrics_host, (uint16_t)fl.metrics_port, metrics_all, &glue,
-                               &admin);
+    mc_master_admin_opts_t ao = {.host = fl.metrics_host,
+                                 .port = (uint16_t)fl.metrics_port,
+                                 .extra = metrics_all,
+                                 .extra_arg = &glue,
+                                 .api_key = fl.admin_api_key};
+    rc = mc_master_admin_start_opts(m, &ao, &admin);
     if (rc) {
         fprintf(stderr, "%s: metrics cannot serve on %s:%d: %s\n", prog, fl.metrics_host,
                 fl.metrics_port, strerror(-rc));

@@ -22,6 +22,10 @@ int main(int argc, char **argv)
 {
     static mc_proxy_config_t cfg;
     char err[512] = "";
+    if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {
+        fprintf(stderr, "mooncake_proxy: %s\n", err);
+        return 2;
+    }
     int rc = mc_proxy_parse_args(argc, argv, &cfg, err, sizeof err);
     if (rc == 1) return 0;
     if (rc < 0) {

@@ -146,9 +146,15 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
         get = lambda k: c.get(k, _SETUP_DEFAULTS.get(k, ""))  # noqa: E731
         if get("enable_ssd_offload").lower() in ("true", "1", "yes", "on"):
             return _INVALID_PARAMS
+        http = get("enable_client_http_server").lower() in ("true", "1", "yes", "on")
+        try:
+            port = int(get("client_http_port") or 9300)
+        except ValueError:
+            return _INVALID_PARAMS
         return super().setup(c["local_hostname"], c["metadata_server"],
                              sizes["global_segment_size"], sizes["local_buffer_size"],
-                             get("protocol"), get("rdma_devices"), get("master_server_addr"))
+                             get("protocol"), get("rdma_devices"), get("master_server_addr"),
+                             enable_client_http_server=http, client_http_port=port)
 
     def get_replica_desc(self, key):
         return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]

@@ -27,6 +27,7 @@
 
 #include "mooncake/store.h"
 #include "mooncake/te.h"
+#include "store_srv.h"
 
 #ifndef MC_PY_VERSION
 #define MC_PY_VERSION "0.0.0"
@@ -472,6 +473,7 @@ typedef struct {
     PyObject_HEAD mc_store_t *s;
     pthread_rwlock_t lk;
     PyObject *engine; /* the TransferEngine (or its handle) setup was given; NULL: own engine */
+    mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
 } pystore_t;
 
 static int engine_arg(PyObject *o, mc_te_t **te);
@@ -521,8 +523,11 @@ static void store_dealloc(PyObject *o)
     pystore_t *self = (pystore_t *)o;
     if (self->s) {
         mc_store_t *s = self->s;
+        mc_store_srv_t *http = self->http;
         self->s = NULL;
-        Py_BEGIN_ALLOW_THREADS mc_store_destroy(s);
+        self->http = NULL;
+        Py_BEGIN_ALLOW_THREADS mc_store_srv_stop(http);
+        mc_store_destroy(s);
         Py_END_ALLOW_THREADS
     }
     Py_CLEAR(self->engine); /* after the store: the engine outlives it */
@@ -566,11 +571,40 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
         if (er < 0) return NULL;
         if (er == 0) return PyLong_FromLong(MC_ERR_INVALID_PARAMS); /* not initialized */
     }
-    int rc;
+    /* enable_client_http_server: this client's /metrics and /health on
+     * client_http_port (default 9300; 0 = any free port, read it with
+     * client_http_port()), bound to MC_CLIENT_HTTP_HOST (default all). */
+    int http_on = chs != Py_None && PyObject_IsTrue(chs) == 1;
+    uint64_t http_port = 9300;
+    if (http_on && chp != Py_None && (arg_u64(chp, "client_http_port", &http_port) ||
+                                      http_port > 65535)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "client_http_port must be in [0, 65535]");
+        return NULL;
+    }
+    int rc, hrc = 0;
     WR_BEGIN(self)
     rc = te ? mc_store_setup_with_engine(self->s, te, g, l, ps, mas)
             : mc_store_setup(self->s, hs, ms, g, l, ps, ds, mas);
+    if (rc == 0 && http_on && !self->http) {
+        mc_store_srv_info_t info = {.master_server_address = mas,
+                                    .metadata_server = ms,
+                                    .protocol = ps,
+                                    .device_names = ds,
+                                    .global_segment_size = g,
+                                    .local_buffer_size = l};
+        hrc = mc_store_srv_start(self->s, &info, getenv("MC_CLIENT_HTTP_HOST"),
+                                 (uint16_t)http_port, &self->http);
+    }
     RD_END(self)
+    if (hrc) { /* the store is up; the port is not: say so, as a failed setup */
+        WR_BEGIN(self)
+        mc_store_close(self->s);
+        RD_END(self)
+        PyErr_Format(PyExc_OSError, "enable_client_http_server: cannot serve on port %llu: %s",
+                     (unsigned long long)http_port, strerror(-hrc));
+        return NULL;
+    }
     if (rc == 0 && te) {
         PyObject *old = self->engine;
         Py_INCREF(engine);
@@ -606,10 +640,19 @@ static PyObject *store_close(PyObject *o, PyObject *unused)
     pystore_t *self = (pystore_t *)o;
     int rc;
     WR_BEGIN(self)
+    mc_store_srv_stop(self->http);
+    self->http = NULL;
     rc = mc_store_close(self->s);
     RD_END(self)
     Py_CLEAR(self->engine); /* the store no longer uses it */
     return PyLong_FromLong(rc);
+}
+
+/* client_http_port() -> int: the port of enable_client_http_server, 0 when off. */
+static PyObject *store_client_http_port(PyObject *o, PyObject *unused)
+{
+    pystore_t *self = (pystore_t *)o;
+    return PyLong_FromLong(self->http ? mc_store_srv_port(self->http) : 0);
 }
 
 static PyObject *store_get_hostname(PyObject *o, PyObject *unused)
@@ -1291,6 +1334,7 @@ static PyMethodDef store_methods[] = {
      NULL},
     {"close", store_close, METH_NOARGS, NULL},
     {"get_hostname", store_get_hostname, METH_NOARGS, NULL},
+    {"client_http_port", store_client_http_port, METH_NOARGS, NULL},
     {"health_check", store_health_check, METH_NOARGS, NULL},
     {"put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS, NULL},
     {"upsert", (PyCFunction)(void (*)(void))store_upsert, METH_VARARGS | METH_KEYWORDS, NULL},

@@ -7,10 +7,21 @@
  * frees them. Requests carry no body; one announced over AD_MAX_BODY is
  * refused with 413, smaller ones are read and dropped. Nothing a client sends
  * stops the server: refused requests and connections that closed without a
- * valid request are logged in one line naming the peer. */
+ * valid request are logged in one line naming the peer.
+ *
+ * Endpoints that change state (AD_MUT: remove_all, drain jobs) are served
+ * only to a request carrying the admin key (--admin_api_key or
+ * MC_ADMIN_API_KEY; "Authorization: Bearer KEY" or "X-API-Key: KEY"),
+ * compared in constant time (SHA-256 of both, then CRYPTO_memcmp); with no
+ * key configured, only when the server is bound to a loopback address. GET /
+ * is the dashboard for browsers (Accept: text/html) and the list of
+ * endpoints otherwise; GET /api is that list as JSON. */
 #include "master_admin.h"
 
+#include "master_dash.h"
+#include "master_drain.h"
 #include "master_ha.h"
+#include "master_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,11 +32,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "base_log.h"
 #include "base_time.h"
@@ -42,6 +59,11 @@ struct mc_master_admin {
     uint16_t port;
     mc_master_admin_metrics_fn extra;
     void *extra_arg;
+    int has_key;               /* an admin key is configured */
+    unsigned char key_sha[32]; /* its SHA-256 */
+    int loopback;              /* bound to a loopback address */
+    uint64_t start_unix_ms, start_mono_ms;
+    mc_master_drains_t *drains;
 };
 
 /* Per-connection state (MHD's socket_context), touched by its MHD thread only. */
@@ -128,43 +150,19 @@ static void ad_human(uint64_t n, char *buf, size_t cap)
         snprintf(buf, cap, "%.2f %s", v, units[u]);
 }
 
-static void ad_metric(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+static int ad_leading(mc_master_admin_t *a)
 {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+    mc_master_ha_t *ha = atomic_load(&a->ha);
+    uint64_t view;
+    return !ha || mc_master_ha_serving(ha, mc_now_ms(), &view);
 }
 
 static enum MHD_Result ad_metrics(mc_master_admin_t *a, struct MHD_Connection *conn)
 {
-    mc_master_stats_t st;
-    memset(&st, 0, sizeof st);
-    mc_master_get_stats(a->m, &st);
     ad_stream_t s;
     if (ad_stream_open(&s)) return MHD_NO;
-    ad_metric(s.f, "master_allocated_bytes", "gauge", "Bytes allocated in mounted segments",
-              st.allocated_bytes);
-    ad_metric(s.f, "master_total_capacity_bytes", "gauge", "Bytes of all mounted segments",
-              st.capacity_bytes);
-    ad_metric(s.f, "master_key_count", "gauge", "Objects in the index", st.key_count);
-    ad_metric(s.f, "master_soft_pin_key_count", "gauge", "Soft-pinned objects",
-              st.soft_pin_key_count);
-    ad_metric(s.f, "master_active_clients", "gauge", "Clients alive (heartbeating)",
-              st.active_clients);
-    ad_metric(s.f, "master_segment_count", "gauge", "Mounted segments", st.segment_count);
-    ad_metric(s.f, "master_evicted_key_count", "counter", "Objects evicted since start",
-              st.evicted_key_count);
-    ad_metric(s.f, "master_evicted_size_bytes", "counter", "Bytes evicted since start",
-              st.evicted_size_bytes);
-    ad_metric(s.f, "master_put_start_discard_cnt", "counter",
-              "Unfinished puts preempted after the discard timeout", st.put_start_discard_cnt);
-    ad_metric(s.f, "master_put_start_release_cnt", "counter",
-              "Unfinished puts whose space was released after the release timeout",
-              st.put_start_release_cnt);
-    ad_metric(s.f, "master_expired_clients_total", "counter",
-              "Clients expired for missing heartbeats", st.expired_clients);
-    ad_metric(s.f, "master_unmounted_segments_total", "counter",
-              "Segments unmounted (by their owner or when it expired)", st.unmounted_segments);
-    ad_metric(s.f, "master_purged_objects_total", "counter",
-              "Objects dropped because their last replica's segment went away", st.purged_objects);
+    mc_master_metrics_info_t in = {a->start_unix_ms, a->start_mono_ms, ad_leading(a)};
+    mc_master_metrics_write(s.f, a->m, &in);
     if (a->extra) a->extra(s.f, a->extra_arg);
     return ad_stream_send(conn, &s, "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -424,35 +422,231 @@ AD_WRAP(ad_all_segments)
 AD_WRAP(ad_segments_detail)
 AD_WRAP(ad_remove_all)
 
+/* ---- drain jobs (master_drain.h), the dashboard, the endpoint list ---- */
+
+/* The decimal query argument name as an id; 0 when absent or bad. */
+static uint64_t ad_arg_id(struct MHD_Connection *conn, const char *name)
+{
+    const char *v = ad_arg(conn, name);
+    if (!v || !*v) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    return errno || *end ? 0 : (uint64_t)x;
+}
+
+static enum MHD_Result ad_drain_answer(struct MHD_Connection *conn, int rc, json_t *j,
+                                       const char *what)
+{
+    if (rc == 0) return ad_json(conn, MHD_HTTP_OK, j);
+    if (j) { /* a job already drains that segment */
+        json_object_set_new(j, "success", json_false());
+        json_object_set_new(j, "error_message", json_string("a drain job already runs on it"));
+        return ad_json(conn, MHD_HTTP_CONFLICT, j);
+    }
+    unsigned st = rc == MC_ERR_INTERNAL ? 500 : MHD_HTTP_NOT_FOUND;
+    return ad_json(conn, st, ad_error_json(rc, what));
+}
+
+/* POST /api/v1/drain_jobs?segment=NAME */
+static enum MHD_Result ad_drain_start(mc_master_admin_t *a, struct MHD_Connection *conn,
+                                      const char *url)
+{
+    const char *seg = ad_arg(conn, "segment");
+    if (!seg || !*seg) return ad_refuse(conn, "POST", url, 400, "missing segment", NULL);
+    json_t *j = NULL;
+    int rc = mc_master_drain_start(a->drains, seg, &j);
+    return ad_drain_answer(
+        conn, rc, j, rc == MC_ERR_SEGMENT_NOT_FOUND ? "segment not mounted" : mc_err_name(rc));
+}
+
+/* GET /api/v1/drain_jobs (every job) and /api/v1/drain_jobs/query?job_id=N */
+static enum MHD_Result ad_drain_query(mc_master_admin_t *a, struct MHD_Connection *conn,
+                                      const char *url)
+{
+    uint64_t id = 0;
+    if (strcmp(url, "/api/v1/drain_jobs") != 0 && !(id = ad_arg_id(conn, "job_id")))
+        return ad_refuse(conn, "GET", url, 400, "missing or bad job_id", NULL);
+    json_t *j = NULL;
+    int rc = mc_master_drain_query(a->drains, id, &j);
+    return ad_drain_answer(conn, rc, j, "no such drain job");
+}
+
+/* POST /api/v1/drain_jobs/cancel?job_id=N */
+static enum MHD_Result ad_drain_cancel(mc_master_admin_t *a, struct MHD_Connection *conn,
+                                       const char *url)
+{
+    uint64_t id = ad_arg_id(conn, "job_id");
+    if (!id) return ad_refuse(conn, "POST", url, 400, "missing or bad job_id", NULL);
+    json_t *j = NULL;
+    int rc = mc_master_drain_cancel(a->drains, id, &j);
+    return ad_drain_answer(conn, rc, j, "no such drain job");
+}
+
+static enum MHD_Result ad_status(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    json_t *j =
+        mc_master_dash_status(a->m, atomic_load(&a->ha), a->start_unix_ms, a->start_mono_ms);
+    if (j) json_object_set_new(j, "admin_key_required", json_boolean(a->has_key || !a->loopback));
+    return ad_json(conn, MHD_HTTP_OK, j);
+}
+
+static enum MHD_Result ad_asset(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    const mc_master_dash_asset_t *d = mc_master_dash_asset(url);
+    if (!d) return ad_refuse(conn, "GET", url, MHD_HTTP_NOT_FOUND, "not found", NULL);
+    return ad_send(conn, MHD_HTTP_OK, d->ctype, (char *)d->data, d->len, 0, NULL);
+}
+
+static enum MHD_Result ad_index(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url);
+static enum MHD_Result ad_api(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url);
+
+enum { AD_MUT = 1, AD_ALWAYS = 2, AD_PREFIX = 4 }; /* route flags */
+
 static const struct {
     const char *path;
     int method;
     ad_fn fn;
+    int flags;
+    const char *help;
 } ad_routes[] = {
-    {"/metrics", AD_GET, ad_metrics_h},
-    {"/metrics/summary", AD_GET, ad_summary_h},
-    {"/health", AD_GET, ad_health},
-    {"/role", AD_GET, ad_role},
-    {"/ha_status", AD_GET, ad_role},
-    {"/leader", AD_GET, ad_leader},
-    {"/get_all_keys", AD_GET, ad_all_keys_h},
-    {"/get_all_segments", AD_GET, ad_all_segments_h},
-    {"/query_key", AD_GET, ad_query_key},
-    {"/query_segment", AD_GET, ad_query_segment},
-    {"/get_segments_detail", AD_GET, ad_segments_detail_h},
-    {"/api/v1/remove_all", AD_POST, ad_remove_all_h},
+    {"/", AD_GET, ad_index, AD_ALWAYS,
+     "the dashboard (browsers, Accept: text/html); this list otherwise"},
+    {"/api", AD_GET, ad_api, AD_ALWAYS, "this list as JSON"},
+    {"/metrics", AD_GET, ad_metrics_h, AD_ALWAYS, "Prometheus text"},
+    {"/metrics/summary", AD_GET, ad_summary_h, AD_ALWAYS, "human-readable summary"},
+    {"/health", AD_GET, ad_health, AD_ALWAYS, "liveness and HA state (JSON)"},
+    {"/role", AD_GET, ad_role, AD_ALWAYS, "leader or standby"},
+    {"/ha_status", AD_GET, ad_role, AD_ALWAYS, "serving, standby or candidate"},
+    {"/leader", AD_GET, ad_leader, AD_ALWAYS, "the leader's RPC address (JSON)"},
+    {"/api/v1/status", AD_GET, ad_status, AD_ALWAYS,
+     "role, leader, totals, segments and clients with heartbeat age (JSON)"},
+    {"/get_all_keys", AD_GET, ad_all_keys_h, 0, "every key, one a line"},
+    {"/get_all_segments", AD_GET, ad_all_segments_h, 0, "every segment name, one a line"},
+    {"/query_key", AD_GET, ad_query_key, 0, "?key=K: its replicas (grants a read lease)"},
+    {"/query_segment", AD_GET, ad_query_segment, 0, "?segment=NAME: its usage"},
+    {"/get_segments_detail", AD_GET, ad_segments_detail_h, 0, "every segment in detail (JSON)"},
+    {"/api/v1/remove_all", AD_POST, ad_remove_all_h, AD_MUT,
+     "removes every object without a lease or a put in progress"},
+    {"/api/v1/drain_jobs", AD_POST, ad_drain_start, AD_MUT,
+     "?segment=NAME: no new replicas there until it is empty"},
+    {"/api/v1/drain_jobs", AD_GET, ad_drain_query, 0, "every drain job"},
+    {"/api/v1/drain_jobs/query", AD_GET, ad_drain_query, 0, "?job_id=N: one drain job"},
+    {"/api/v1/drain_jobs/cancel", AD_POST, ad_drain_cancel, AD_MUT,
+     "?job_id=N: the segment takes new replicas again"},
+    {"/dashboard/", AD_GET, ad_asset, AD_ALWAYS | AD_PREFIX, "the dashboard's files"},
 };
+#define AD_NROUTES (sizeof ad_routes / sizeof ad_routes[0])
 
-/* 1 when url may be answered now: always without HA; with HA, the status
+static enum MHD_Result ad_index(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    const char *acc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    if (acc && strstr(acc, "text/html")) return ad_asset(a, conn, "/dashboard/index.html");
+    ad_stream_t s;
+    if (ad_stream_open(&s)) return MHD_NO;
+    fprintf(s.f,
+            "mooncake_master %s admin endpoints (JSON: GET /api; dashboard: open / in a "
+            "browser)\n",
+            MC_MASTER_VERSION);
+    for (size_t i = 0; i < AD_NROUTES; i++)
+        fprintf(s.f, "%-5s %-28s %s%s\n", ad_routes[i].method == AD_GET ? "GET" : "POST",
+                ad_routes[i].path, ad_routes[i].help,
+                ad_routes[i].flags & AD_MUT ? " [needs the admin key]" : "");
+    if (!a->has_key)
+        fprintf(s.f,
+                "\nNo admin key is configured (--admin_api_key, MC_ADMIN_API_KEY): endpoints "
+                "that change state are served %s.\n",
+                a->loopback ? "because this server is bound to loopback"
+                            : "to nobody, since this server is not bound to loopback");
+    return ad_stream_send(conn, &s, "text/plain; charset=utf-8");
+}
+
+static enum MHD_Result ad_api(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < AD_NROUTES; i++)
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:b, s:s}", "path", ad_routes[i].path, "method",
+                           ad_routes[i].method == AD_GET ? "GET" : "POST", "mutating",
+                           (ad_routes[i].flags & AD_MUT) != 0, "description", ad_routes[i].help));
+    if (!arr) return MHD_NO;
+    return ad_json(conn, MHD_HTTP_OK,
+                   json_pack("{s:s, s:o, s:b, s:b}", "version", MC_MASTER_VERSION, "endpoints", arr,
+                             "admin_key_configured", a->has_key, "loopback", a->loopback));
+}
+
+int mc_master_admin_sockaddr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a6)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+static int ad_sha256(const char *s, size_t n, unsigned char out[32])
+{
+    unsigned int len = 0;
+    return EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
+}
+
+/* The key the request presents: "Authorization: Bearer KEY" or "X-API-Key". */
+static const char *ad_presented_key(struct MHD_Connection *conn)
+{
+    const char *auth =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) return auth + 7;
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+}
+
+/* 0 when a state-changing request may be served; otherwise answers it (401
+ * or 403, logged with the peer) and returns 1. */
+static int ad_auth_refuses(mc_master_admin_t *a, struct MHD_Connection *conn, const char *method,
+                           const char *url, enum MHD_Result *ret)
+{
+    const char *why;
+    unsigned status;
+    if (!a->has_key) {
+        if (a->loopback) return 0;
+        status = MHD_HTTP_FORBIDDEN;
+        why = "this endpoint changes state and no admin key is configured: start the master with "
+              "--admin_api_key (or MC_ADMIN_API_KEY) and send \"Authorization: Bearer KEY\", or "
+              "bind the admin server to loopback (--metrics_host=127.0.0.1)";
+    } else {
+        const char *k = ad_presented_key(conn);
+        unsigned char got[32];
+        if (k && ad_sha256(k, strlen(k), got) == 0 && CRYPTO_memcmp(got, a->key_sha, 32) == 0)
+            return 0;
+        status = MHD_HTTP_UNAUTHORIZED;
+        why = k ? "wrong admin key"
+                : "this endpoint changes state: send the admin key "
+                  "(\"Authorization: Bearer KEY\" or \"X-API-Key: KEY\")";
+    }
+    char peer[96];
+    mc_http_peer(conn, peer, sizeof peer);
+    MC_LOGW(ad_tag, "%s: %s %s -> %u %s", peer, method, url, status,
+            status == MHD_HTTP_FORBIDDEN ? "refused: no admin key configured, not on loopback"
+                                         : why);
+    *ret = ad_json(conn, status, ad_error_json(MC_ERR_UNAVAILABLE_IN_CURRENT_MODE, why));
+    return 1;
+}
+
+static int ad_path_is(size_t i, const char *url)
+{
+    if (ad_routes[i].flags & AD_PREFIX)
+        return !strncmp(url, ad_routes[i].path, strlen(ad_routes[i].path));
+    return !strcmp(url, ad_routes[i].path);
+}
+
+/* 1 when route i may be answered now: always without HA; with HA, the status
  * endpoints always, the others only while this master serves. */
-static int ad_ha_ok(mc_master_admin_t *a, const char *url)
+static int ad_ha_ok(mc_master_admin_t *a, size_t i)
 {
     mc_master_ha_t *ha = atomic_load(&a->ha);
-    if (!ha) return 1;
-    static const char *const always[] = {"/health", "/role",    "/ha_status",
-                                         "/leader", "/metrics", "/metrics/summary"};
-    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
-        if (!strcmp(url, always[i])) return 1;
+    if (!ha || (ad_routes[i].flags & AD_ALWAYS)) return 1;
     uint64_t view;
     return mc_master_ha_serving(ha, mc_now_ms(), &view);
 }
@@ -462,21 +656,28 @@ static int ad_ha_ok(mc_master_admin_t *a, const char *url)
 static enum MHD_Result ad_route(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url,
                                 const char *method)
 {
-    for (size_t i = 0; i < sizeof ad_routes / sizeof ad_routes[0]; i++) {
-        if (strcmp(url, ad_routes[i].path) != 0) continue;
-        int m = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD)
-                    ? AD_GET
-                : !strcmp(method, MHD_HTTP_METHOD_POST) ? AD_POST
-                                                        : 0;
-        if (m != ad_routes[i].method)
-            return ad_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
-                             ad_routes[i].method == AD_GET ? "GET, HEAD" : "POST");
-        if (!ad_ha_ok(a, url)) /* a standby's index is not the pool's */
+    int m = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD) ? AD_GET
+            : !strcmp(method, MHD_HTTP_METHOD_POST)                                       ? AD_POST
+                                                                                          : 0;
+    int allow = 0;
+    for (size_t i = 0; i < AD_NROUTES; i++) {
+        if (!ad_path_is(i, url)) continue;
+        allow |= ad_routes[i].method;
+        if (m != ad_routes[i].method) continue;
+        if (!ad_ha_ok(a, i)) /* a standby's index is not the pool's */
             return ad_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                            ad_error_json(MC_ERR_UNAVAILABLE_IN_CURRENT_MODE,
                                          "service plane is not active (not the leader)"));
+        enum MHD_Result ret;
+        if ((ad_routes[i].flags & AD_MUT) && ad_auth_refuses(a, conn, method, url, &ret))
+            return ret;
         return ad_routes[i].fn(a, conn, url);
     }
+    if (allow)
+        return ad_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                         allow == AD_GET    ? "GET, HEAD"
+                         : allow == AD_POST ? "POST"
+                                            : "GET, HEAD, POST");
     return ad_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);
 }
 
@@ -540,12 +741,38 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
                           mc_master_admin_metrics_fn extra, void *extra_arg,
                           mc_master_admin_t **out)
 {
+    mc_master_admin_opts_t o = {.host = host, .port = port, .extra = extra, .extra_arg = extra_arg};
+    return mc_master_admin_start_opts(m, &o, out);
+}
+
+int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
+                               mc_master_admin_t **out)
+{
     int fd = -1, rc;
+    const char *host = o->host;
+    uint16_t port = o->port;
     mc_master_admin_t *a = calloc(1, sizeof *a);
     if (!a) return -ENOMEM;
     a->m = m;
-    a->extra = extra;
-    a->extra_arg = extra_arg;
+    a->extra = o->extra;
+    a->extra_arg = o->extra_arg;
+    a->start_mono_ms = mc_now_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    a->start_unix_ms = (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u;
+    const char *key = o->api_key && *o->api_key ? o->api_key : getenv("MC_ADMIN_API_KEY");
+    if (key && *key) {
+        if (ad_sha256(key, strlen(key), a->key_sha)) {
+            rc = -EIO;
+            goto fail;
+        }
+        a->has_key = 1;
+    }
+    a->drains = mc_master_drains_new(m);
+    if (!a->drains) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     mc_http_listener_init(&a->http, ad_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     rc = mc_sock_listen(host, port, 128, &fd, &a->port);
@@ -554,6 +781,14 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
                 strerror(-rc));
         goto fail;
     }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    a->loopback = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                  mc_master_admin_sockaddr_is_loopback((struct sockaddr *)&ss);
+    if (!a->has_key && !a->loopback)
+        MC_LOGI(ad_tag, "no admin key (--admin_api_key, MC_ADMIN_API_KEY) and not bound to "
+                        "loopback: endpoints that change state (remove_all, drain jobs) are "
+                        "refused");
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* shared by the pool threads */
     const struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)ad_mhd_log, a},
@@ -577,6 +812,7 @@ int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
 fail:
     if (fd >= 0) close(fd);
     mc_http_listener_stop(&a->http);
+    mc_master_drains_free(a->drains);
     free(a);
     return rc;
 }
@@ -590,5 +826,6 @@ void mc_master_admin_stop(mc_master_admin_t *a)
 {
     if (!a) return;
     mc_http_listener_stop(&a->http);
+    mc_master_drains_free(a->drains);
     free(a);
 }

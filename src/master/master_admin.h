@@ -9,7 +9,17 @@
  *   GET  /query_key?key=K      200 {"success":true,"data":[...]} | 404 {"success":false,...}
  *   GET  /query_segment?segment=NAME   text usage of one segment
  *   GET  /get_segments_detail  JSON detail of every segment
- *   POST /api/v1/remove_all    {"removed_count":N}
+ *   POST /api/v1/remove_all    {"removed_count":N}                      [admin key]
+ *   GET  /                     dashboard (Accept: text/html), else the endpoint list
+ *   GET  /api                  the endpoint list as JSON
+ *   GET  /api/v1/status        role, leader, totals, segments, clients (JSON)
+ *   POST /api/v1/drain_jobs?segment=NAME, GET /api/v1/drain_jobs[/query?job_id=N],
+ *   POST /api/v1/drain_jobs/cancel?job_id=N   drain jobs (master_drain.h)  [admin key]
+ *   GET  /dashboard/...        the dashboard's files (built into the binary)
+ *
+ * [admin key]: served only with the key (mc_master_admin_opts_t.api_key or
+ * MC_ADMIN_API_KEY) in "Authorization: Bearer KEY" or "X-API-Key", and with
+ * no key configured only when bound to a loopback address (else 403).
  *
  * Another path is 404, another method 405; each refused request is logged in
  * one line naming the peer. It reads the master only through master_service.h.
@@ -36,6 +46,20 @@ typedef void (*mc_master_admin_metrics_fn)(FILE *out, void *arg);
 int mc_master_admin_start(mc_master_t *m, const char *host, uint16_t port,
                           mc_master_admin_metrics_fn extra, void *extra_arg,
                           mc_master_admin_t **out);
+
+typedef struct {
+    const char *host; /* NULL or "" = all addresses */
+    uint16_t port;
+    mc_master_admin_metrics_fn extra; /* may be NULL */
+    void *extra_arg;
+    const char *api_key; /* NULL or "": MC_ADMIN_API_KEY, else none */
+} mc_master_admin_opts_t;
+/* As mc_master_admin_start, with an admin key. */
+int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
+                               mc_master_admin_t **out);
+struct sockaddr;
+/* 1 when sa is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+int mc_master_admin_sockaddr_is_loopback(const struct sockaddr *sa);
 uint16_t mc_master_admin_port(const mc_master_admin_t *a);
 /* Stops serving (joins MHD's threads) and frees a. NULL is a no-op. */
 void mc_master_admin_stop(mc_master_admin_t *a);

@@ -343,6 +343,7 @@ int mc__master_evict_room(mc_master_t *m, uint64_t size, uint64_t now)
     pthread_rwlock_rdlock(&m->seg_lock);
     for (size_t i = 0; i < m->nsegs; i++) {
         mseg_t *s = m->segs[i];
+        if (atomic_load(&s->draining)) continue; /* room there could not be used */
         c.head = c.n = 0;
         c.found = 0;
         pthread_mutex_lock(&s->mu);

@@ -79,6 +79,9 @@ static const mf_def_t mf_defs[] = {
      "admin/metrics HTTP port; 0 = any free port"},
     {"metrics_host", MF_STR, MF_F(metrics_host), 0, 0, 0, 0, "0.0.0.0", 0, NULL,
      "admin/metrics HTTP bind address"},
+    {"admin_api_key", MF_STR, MF_F(admin_api_key), 0, 0, 0, 0, "", 0, NULL,
+     "key the admin endpoints that change state require (Authorization: Bearer KEY); "
+     "default MC_ADMIN_API_KEY; with none they are served only on a loopback --metrics_host"},
     {"default_kv_lease_ttl", MF_DUR_MS, MF_C(default_kv_lease_ttl_ms), 0, 0, 0, 0, "10000", 0, NULL,
      "read lease granted by a get (ms, or 500ms/10s/1m/1h)"},
     {"default_kv_soft_pin_ttl", MF_DUR_MS, MF_C(default_kv_soft_pin_ttl_ms), 0, 0, 0, 0, "1800000",
@@ -118,8 +121,8 @@ static const mf_def_t mf_defs[] = {
      "its endpoints (h1:2379;h2:2379); empty: --etcd_endpoints"},
     {"etcd_endpoints", MF_STR, MF_F(etcd_endpoints), 0, 0, 0, 0, "", 0, NULL,
      "etcd endpoints (h1:2379;h2:2379) for --enable_ha"},
-    {"enable_metadata_cleanup_on_timeout", MF_BOOL, MF_F(enable_metadata_cleanup_on_timeout), 0,
-     0, 0, 0, "false", 0, NULL,
+    {"enable_metadata_cleanup_on_timeout", MF_BOOL, MF_F(enable_metadata_cleanup_on_timeout), 0, 0,
+     0, 0, "false", 0, NULL,
      "delete an expired client's TE records from the metadata store (MOONCAKE_TE_META_DATA_SERVER, "
      "the metadata_server of MOONCAKE_CONFIG_PATH, or the embedded server)"},
 
@@ -701,6 +704,8 @@ void mc_master_flags_usage(FILE *out, const char *prog)
         if (d->attr & MF_IGNORED) continue;
         fprintf(out, "  --%-32s %s (default \"%s\")\n", d->name, d->help, d->def);
     }
+    fprintf(out, "  --%-32s %s (default \"text\")\n", "log_format",
+            "log lines on stderr: text, or json (one object per line; MC_LOG_FORMAT)");
     fprintf(out, "  --%-32s show this help and exit\n", "help");
     fprintf(out, "Config file keys are the flag names (client_ttl is client_live_ttl_sec);\n"
                  "port, max_threads and config_path are command-line only.\n"

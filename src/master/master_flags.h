@@ -30,6 +30,7 @@ typedef struct {
     char rpc_interface[64]; /* NIC whose IPv4 overrides rpc_address ("" = none) */
     int metrics_port;       /* 9003 */
     char metrics_host[256];
+    char admin_api_key[256]; /* "": MC_ADMIN_API_KEY, else none (docs/master.md) */
     int enable_http_metadata_server;
     int http_metadata_server_port; /* 8080 */
     char http_metadata_server_host[256];
@@ -39,7 +40,7 @@ typedef struct {
     char ha_backend_connstring[1024];
     char etcd_endpoints[1024];
     int enable_metadata_cleanup_on_timeout;
-    int ignored_count;       /* upstream flags accepted but not implemented */
+    int ignored_count; /* upstream flags accepted but not implemented */
     /* persistence (ours; docs/master.md "Persistence and recovery") */
     int enable_persistence;  /* true */
     char persist_dir[1024];  /* "": the default below */

@@ -24,7 +24,8 @@ typedef struct mseg {
     mc_alloc_t *alloc;
     uint64_t capacity;
     _Atomic uint64_t used;
-    int gone; /* out of the table (set under its write lock): not snapshotted */
+    int gone;             /* out of the table (set under its write lock): not snapshotted */
+    _Atomic int draining; /* a drain job runs: no new replica is placed here (master_inspect.c) */
 } mseg_t;
 
 typedef struct {

@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "base_env.h"
+#include "base_hist.h"
 #include "base_log.h"
 #include "base_time.h"
 #include "master_proto.h"
@@ -121,6 +122,7 @@ struct mc_master_rpc {
      * the loop thread, read by the admin server's threads. */
     _Atomic uint64_t n_req[RPC_METHODS], n_fail[RPC_METHODS];
     _Atomic uint64_t n_items[RPC_METHODS], n_failed_items[RPC_METHODS];
+    mc_hist_t lat[RPC_METHODS]; /* serve()'s time per request, decode to reply encoded */
 };
 
 /* ---------------------------------------------------------------- conns */
@@ -299,7 +301,7 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
     mc_master_t *m = x->srv->m;
     mc_mp_buf_t *o = x->out;
     uint32_t id = h->req_id;
-    uint64_t now = mc_now_ms();
+    uint64_t t0 = mc_now_ns(), now = t0 / 1000000u;
     int rc = 0, e = 0;
     mc_replica_t *r = NULL;
     size_t n = 0;
@@ -503,6 +505,7 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
     if (rc < 0 || e)
         atomic_fetch_add_explicit(&x->srv->n_fail[h->method % RPC_METHODS], 1,
                                   memory_order_relaxed);
+    mc_hist_observe(&x->srv->lat[h->method % RPC_METHODS], mc_now_ns() - t0);
     if (e) { /* reply too large or out of memory: an error reply instead */
         MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", x->peer, mc_mp_method_name(h->method),
                 e);
@@ -991,5 +994,14 @@ void mc_master_rpc_metrics(FILE *out, void *rpc)
                    atomic_load_explicit(&r->n_items[m], memory_order_relaxed));
         rpc_metric(out, stem, "failed_items", "Keys of batch requests that failed (not found, ...)",
                    atomic_load_explicit(&r->n_failed_items[m], memory_order_relaxed));
+    }
+    mc_hist_write_header(out, "master_rpc_duration_seconds",
+                         "Time the master spent on one request, decode to reply encoded");
+    for (unsigned m = 0; m < RPC_METHODS; m++) {
+        const char *stem = metric_stem(m, buf, sizeof buf);
+        if (!stem) continue;
+        char label[80];
+        snprintf(label, sizeof label, "method=\"%s\"", stem);
+        mc_hist_write(out, "master_rpc_duration_seconds", label, &r->lat[m]);
     }
 }

@@ -235,7 +235,7 @@ static int name_used(const mobj_t *o, const mseg_t *s)
  * segment table's read lock. Returns 1 when placed. */
 static int try_seg(mc_master_t *m, mobj_t *o, mseg_t *s)
 {
-    if (name_used(o, s)) return 0;
+    if (name_used(o, s) || atomic_load_explicit(&s->draining, memory_order_relaxed)) return 0;
     mc_alloc_blk_t *blk;
     uint64_t addr;
     pthread_mutex_lock(&s->mu);
@@ -389,13 +389,15 @@ static int check_put(const char *key, uint64_t size, const mc_replicate_config_t
     return 0;
 }
 
-/* Usable capacity of the largest mounted segment, 0 when none is mounted. */
+/* Usable capacity of the largest mounted segment that takes replicas (not
+ * draining), 0 when there is none. */
 static uint64_t largest_segment(mc_master_t *m)
 {
     uint64_t best = 0;
     pthread_rwlock_rdlock(&m->seg_lock);
     for (size_t i = 0; i < m->nsegs; i++)
-        if (m->segs[i]->capacity > best) best = m->segs[i]->capacity;
+        if (!atomic_load(&m->segs[i]->draining) && m->segs[i]->capacity > best)
+            best = m->segs[i]->capacity; /* a draining segment takes no replica */
     pthread_rwlock_unlock(&m->seg_lock);
     return best;
 }
@@ -706,6 +708,7 @@ void mc_master_each_segment(mc_master_t *m,
         info.seg = m->segs[i]->info;
         info.client = m->segs[i]->client;
         info.used_bytes = atomic_load(&m->segs[i]->used);
+        info.draining = atomic_load(&m->segs[i]->draining);
         fn(&info, arg);
     }
     pthread_rwlock_unlock(&m->seg_lock);

@@ -209,9 +209,27 @@ typedef struct {
     mc_segment_t seg;
     mc_uuid_t client;
     uint64_t used_bytes;
+    int draining; /* mc_master_set_draining */
 } mc_master_segment_info_t;
 /* Calls fn for every key, then for every segment (either fn may be NULL). */
 void mc_master_each_key(mc_master_t *m, void (*fn)(const char *key, void *arg), void *arg);
 void mc_master_each_segment(mc_master_t *m,
                             void (*fn)(const mc_master_segment_info_t *s, void *arg), void *arg);
+
+/* ---- clients and drains (master_inspect.c) ---- */
+typedef struct {
+    mc_uuid_t id;
+    uint64_t heartbeat_age_ms; /* since its last heartbeat (or mount) */
+    uint64_t ttl_left_ms;      /* until it expires without another */
+    int alive;                 /* in the alive set (its segments are served) */
+} mc_master_client_info_t;
+/* Calls fn for every known client, outside the master's locks (a copy is
+ * taken first). Thread-safe. */
+void mc_master_each_client(mc_master_t *m, uint64_t now_ms,
+                           void (*fn)(const mc_master_client_info_t *c, void *arg), void *arg);
+/* Marks the mounted segment name as draining (on 1) or not (0): while it
+ * drains, no new replica is placed on it; the objects already there stay
+ * readable until they are removed or evicted. Returns 0, or
+ * MC_ERR_SEGMENT_NOT_FOUND. Out-params (may be NULL): its used bytes now. */
+int mc_master_set_draining(mc_master_t *m, const char *name, int on, uint64_t *used_bytes);
 #endif

@@ -11,6 +11,7 @@
 #include "master_client.h"
 #include "mooncake/store.h"
 #include "mooncake/te.h"
+#include "store_metrics.h"
 
 struct mc_store {
     int ready;                  /* set up and not closed */
@@ -42,8 +43,9 @@ struct mc_store {
     int hb_interval_ms;
     pthread_mutex_t hb_lock;
     pthread_cond_t hb_cond;
-    int master_down;  /* last ping failed */
-    int memcpy_local; /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
+    int master_down;             /* last ping failed */
+    int memcpy_local;            /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
+    mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
 };
 
 /* ---- dummy clients (store_dummy.c, docs/store.md "Standalone client") ---- */

@@ -166,6 +166,11 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
                     op->rc = lrc;
                     break;
                 }
+                int k = opcode == MC_TE_WRITE ? MC__STORE_OP_PUT : MC__STORE_OP_GET;
+                atomic_fetch_add_explicit(&s->metrics.local_bytes[k], op->total,
+                                          memory_order_relaxed);
+                if (opcode == MC_TE_READ)
+                    atomic_fetch_add_explicit(&s->metrics.local_hits, 1, memory_order_relaxed);
                 continue;
             }
             int32_t h;
@@ -214,6 +219,10 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
         if (mc_te_batch_free(s->te, batch) != 0)
             MC_LOGW(TAG, "TE batch still busy after its deadline; left to the engine");
     }
+    if (trc == 0)
+        atomic_fetch_add_explicit(
+            &s->metrics.te_bytes[opcode == MC_TE_WRITE ? MC__STORE_OP_PUT : MC__STORE_OP_GET],
+            bytes, memory_order_relaxed);
     if (trc) {
         MC_LOGW(TAG, "TE batch of %zu requests failed: %s", nreq, mc_te_strerror(trc));
         for (size_t k = 0; k < nreq; k++)
@@ -235,8 +244,8 @@ static int st_first_error(const st_op_t *ops, size_t n)
 }
 
 /* The put core (see the top of the file). Per-key results in ops[i].rc. */
-static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_config_t *cfg,
-                       int upsert)
+static int st_put_core_run(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_config_t *cfg,
+                           int upsert)
 {
     mc_replicate_config_t rcfg;
     int rc = st_cfg(s, cfg, &rcfg);
@@ -363,7 +372,7 @@ out:
  * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
  * replica's size in alloc[i], which ops[i].iov then points to; the caller
  * frees it. */
-static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
 {
     int rc = 0;
     uint64_t ttl = 0;
@@ -455,6 +464,40 @@ out:
     free(nreps);
     if (rcs != srcs) free(rcs);
     if (keys != skeys) free(keys);
+    return rc;
+}
+
+/* Counts one call of the put or get core in s->metrics (store_metrics.h). */
+static void st_note(mc_store_t *s, int op, const st_op_t *ops, size_t n, uint64_t t0)
+{
+    uint64_t ok = 0, bytes = 0, err = 0, miss = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].rc == 0) {
+            ok++;
+            bytes += ops[i].total;
+        } else if (op == MC__STORE_OP_GET && ops[i].rc == MC_ERR_OBJECT_NOT_FOUND) {
+            miss++;
+        } else {
+            err++;
+        }
+    }
+    mc__store_metrics_call(&s->metrics, op, n, ok, bytes, err, miss, mc_now_ns() - t0);
+}
+
+static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_config_t *cfg,
+                       int upsert)
+{
+    uint64_t t0 = mc_now_ns();
+    int rc = st_put_core_run(s, ops, n, cfg, upsert);
+    st_note(s, MC__STORE_OP_PUT, ops, n, t0);
+    return rc;
+}
+
+static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+{
+    uint64_t t0 = mc_now_ns();
+    int rc = st_get_core_run(s, ops, n, alloc);
+    st_note(s, MC__STORE_OP_GET, ops, n, t0);
     return rc;
 }
 

@@ -1,6 +1,9 @@
-/* store_srv.c: a standalone mooncake_client's HTTP endpoint for its dummy
- * clients (store_srv.h). The configuration body is built once at start (the
- * values never change while the process runs); /health asks the store. */
+/* store_srv.c: a store client's HTTP endpoint (store_srv.h): for a
+ * standalone mooncake_client's dummy clients, and /metrics for any client
+ * (mooncake_client --enable_http_server, or setup's enable_client_http_server
+ * in a serving process). The configuration body is built once at start (the
+ * values never change while the process runs); /health asks the store;
+ * /metrics reads the store's counters (store_metrics.h). */
 #include "store_srv.h"
 
 #include <errno.h>
@@ -71,16 +74,35 @@ static enum MHD_Result srv_health(mc_store_srv_t *srv, struct MHD_Connection *co
     return ret;
 }
 
+/* GET /metrics: the store's counters and histograms, Prometheus text. */
+static enum MHD_Result srv_metrics(mc_store_srv_t *srv, struct MHD_Connection *conn)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return MHD_NO;
+    mc__store_metrics_write(&srv->s->metrics, srv->s->hostname, f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        free(buf);
+        return MHD_NO;
+    }
+    return mc_http_send(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf, len,
+                        MHD_RESPMEM_MUST_FREE, NULL);
+}
+
 static enum MHD_Result srv_route(mc_store_srv_t *srv, struct MHD_Connection *conn, const char *url,
                                  const char *method)
 {
     int is_config = !strcmp(url, MC__STORE_DUMMY_PATH), is_health = !strcmp(url, "/health");
-    if (!is_config && !is_health)
+    int is_metrics = !strcmp(url, "/metrics");
+    if (!is_config && !is_health && !is_metrics)
         return srv_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return srv_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
                           "GET, HEAD");
     if (is_health) return srv_health(srv, conn);
+    if (is_metrics) return srv_metrics(srv, conn);
     return srv_send(conn, MHD_HTTP_OK, srv->config, NULL);
 }
 

@@ -3,6 +3,7 @@
  * Routes (libmicrohttpd, JSON bodies by jansson; docs/store.md):
  *   GET /v1/client_config  the configuration a dummy sets itself up with
  *   GET /health            {"status": "ok" | "master_unreachable", ...}
+ *   GET /metrics           the store's own metrics (store_metrics.h), Prometheus text
  * Unknown paths answer 404, other methods 405 (with Allow), request bodies
  * over 4 KiB 413, all with a JSON {"error": ...} body and one log line.
  * Thread rule: start/stop from one thread; the server answers from its own

@@ -1,0 +1,204 @@
+/* master_drain.c: drain jobs (master_drain.h). A short list of jobs under one
+ * mutex; a job's state is brought up to date when it is read (the segment's
+ * used bytes from the core), so no thread runs for them. At most
+ * DRAIN_MAX_JOBS are kept: the oldest finished one goes for a new one. */
+#include "master_drain.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+
+#include "base_time.h"
+
+#define DRAIN_MAX_JOBS 256
+
+typedef enum { DJ_RUNNING, DJ_SUCCEEDED, DJ_CANCELLED } dj_state_t;
+
+typedef struct {
+    uint64_t id;
+    char segment[MC_NAME_MAX];
+    dj_state_t state;
+    uint64_t created_ms, finished_ms; /* wall clock */
+    uint64_t initial_bytes, remaining_bytes;
+    int gone; /* the segment was unmounted */
+} dj_t;
+
+struct mc_master_drains {
+    mc_master_t *m;
+    pthread_mutex_t mu;
+    dj_t *jobs;
+    size_t n;
+    uint64_t next_id;
+};
+
+static uint64_t dj_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+mc_master_drains_t *mc_master_drains_new(mc_master_t *m)
+{
+    mc_master_drains_t *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->m = m;
+    d->next_id = 1;
+    pthread_mutex_init(&d->mu, NULL);
+    return d;
+}
+
+void mc_master_drains_free(mc_master_drains_t *d)
+{
+    if (!d) return;
+    pthread_mutex_destroy(&d->mu);
+    free(d->jobs);
+    free(d);
+}
+
+typedef struct {
+    const char *name;
+    int found;
+    uint64_t used;
+} dj_find_t;
+
+static void dj_find(const mc_master_segment_info_t *si, void *arg)
+{
+    dj_find_t *q = arg;
+    if (q->found || strcmp(si->seg.name, q->name) != 0) return;
+    q->found = 1;
+    q->used = si->used_bytes;
+}
+
+/* Brings a running job up to date. Caller holds d->mu. */
+static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
+{
+    if (j->state != DJ_RUNNING) return;
+    dj_find_t q = {j->segment, 0, 0};
+    mc_master_each_segment(d->m, dj_find, &q);
+    j->gone = !q.found;
+    j->remaining_bytes = q.found ? q.used : 0;
+    if (!q.found || q.used == 0) {
+        j->state = DJ_SUCCEEDED;
+        j->finished_ms = dj_wall_ms();
+        if (q.found) mc_master_set_draining(d->m, j->segment, 0, NULL); /* empty: reusable */
+    }
+}
+
+static json_t *dj_json(const dj_t *j)
+{
+    static const char *const names[] = {"RUNNING", "SUCCEEDED", "CANCELLED"};
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)j->id);
+    double pct = j->initial_bytes
+                     ? 100.0 *
+                           (double)(j->initial_bytes - (j->remaining_bytes < j->initial_bytes
+                                                            ? j->remaining_bytes
+                                                            : j->initial_bytes)) /
+                           (double)j->initial_bytes
+                     : 100.0;
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:b}", "job_id", id, "segment",
+                     j->segment, "status", names[j->state], "created_ms", (json_int_t)j->created_ms,
+                     "finished_ms", (json_int_t)j->finished_ms, "initial_bytes",
+                     (json_int_t)j->initial_bytes, "remaining_bytes",
+                     (json_int_t)j->remaining_bytes, "progress_percent", pct, "segment_unmounted",
+                     j->gone);
+}
+
+static dj_t *dj_get_locked(mc_master_drains_t *d, uint64_t id)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->jobs[i].id == id) return &d->jobs[i];
+    return NULL;
+}
+
+int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **out)
+{
+    *out = NULL;
+    if (!segment || !*segment || strlen(segment) >= MC_NAME_MAX) return MC_ERR_INVALID_PARAMS;
+    int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->n; i++) {
+        dj_t *j = &d->jobs[i];
+        dj_refresh_locked(d, j);
+        if (j->state == DJ_RUNNING && !strcmp(j->segment, segment)) {
+            *out = dj_json(j);
+            rc = MC_ERR_INVALID_PARAMS;
+            goto out;
+        }
+    }
+    uint64_t used = 0;
+    if ((rc = mc_master_set_draining(d->m, segment, 1, &used))) goto out;
+    if (d->n == DRAIN_MAX_JOBS) { /* drop the oldest finished job */
+        size_t k = 0;
+        while (k < d->n && d->jobs[k].state == DJ_RUNNING)
+            k++;
+        if (k == d->n) {
+            mc_master_set_draining(d->m, segment, 0, NULL);
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+        memmove(&d->jobs[k], &d->jobs[k + 1], (d->n - k - 1) * sizeof *d->jobs);
+        d->n--;
+    } else {
+        dj_t *nj = realloc(d->jobs, (d->n + 1) * sizeof *nj);
+        if (!nj) {
+            mc_master_set_draining(d->m, segment, 0, NULL);
+            rc = MC_ERR_INTERNAL;
+            goto out;
+        }
+        d->jobs = nj;
+    }
+    dj_t *j = &d->jobs[d->n++];
+    memset(j, 0, sizeof *j);
+    j->id = d->next_id++;
+    snprintf(j->segment, sizeof j->segment, "%s", segment);
+    j->state = DJ_RUNNING;
+    j->created_ms = dj_wall_ms();
+    j->initial_bytes = j->remaining_bytes = used;
+    dj_refresh_locked(d, j);
+    *out = dj_json(j);
+out:
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int mc_master_drain_query(mc_master_drains_t *d, uint64_t id, json_t **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    if (id == 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < d->n; i++) {
+            dj_refresh_locked(d, &d->jobs[i]);
+            json_array_append_new(arr, dj_json(&d->jobs[i]));
+        }
+        *out = json_pack("{s:o}", "jobs", arr ? arr : json_array());
+    } else {
+        dj_t *j = dj_get_locked(d, id);
+        if (j) dj_refresh_locked(d, j);
+        *out = j ? dj_json(j) : NULL;
+        rc = j ? 0 : MC_ERR_INVALID_PARAMS;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int mc_master_drain_cancel(mc_master_drains_t *d, uint64_t id, json_t **out)
+{
+    pthread_mutex_lock(&d->mu);
+    dj_t *j = dj_get_locked(d, id);
+    if (j) {
+        dj_refresh_locked(d, j);
+        if (j->state == DJ_RUNNING) {
+            mc_master_set_draining(d->m, j->segment, 0, NULL);
+            j->state = DJ_CANCELLED;
+            j->finished_ms = dj_wall_ms();
+        }
+        *out = dj_json(j);
+    } else {
+        *out = NULL;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return j ? 0 : MC_ERR_INVALID_PARAMS;
+}
