@@ -169,3 +169,24 @@ def test_ssd_promotion_on_hit(ssd_master, tmp_path, monkeypatch):
                  env_extra=_env(tmp_path, MC_TEST_N=8))
     finally:
         assert o.stop() == 0
+
+
+def test_root_fs_dir_refused(tmp_path):
+    """Upstream's legacy shared-FS DISK replica: refused with one clear line."""
+    import subprocess
+    from mc_fixtures import bin_dir, clean_env
+    exe = os.path.join(bin_dir(), "mooncake_master")
+    p = subprocess.run([exe, "--port", "0", "--root_fs_dir=%s" % tmp_path], capture_output=True,
+                       text=True, timeout=30, env=clean_env())
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "--root_fs_dir" in p.stderr and "--enable_offload" in p.stderr, p.stderr
+
+
+def test_offload_needs_master_flag(master, tmp_path, monkeypatch):
+    """A store asking for the tier from a master without --enable_offload fails
+    its setup, and both sides say why."""
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", str(tmp_path / "disk"))
+    with pytest.raises(RuntimeError) as e:
+        StandaloneClient(tmp_path, master, ["--enable_offload=true"])
+    assert "--enable_offload" in str(e.value)
+    assert "without --enable_offload" in master.stderr()
