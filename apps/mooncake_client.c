@@ -82,9 +82,9 @@ static const cl_def_t cl_defs[] = {
     {"tenant_id", CL_STR, CL_F(tenant_id), 0, 0, "default",
      "reported to dummy clients; tenants are not implemented"},
     {"enable_offload", CL_BOOL, CL_F(enable_offload), 0, 0, "false",
-     "SSD offload (not implemented: true is refused)"},
+     "SSD tier on MOONCAKE_OFFLOAD_FILE_STORAGE_PATH (the master needs --enable_offload)"},
     {"start_offload_rpc_server", CL_BOOL, CL_F(start_offload_rpc_server), 0, 0, "true",
-     "accepted; there is no offload RPC server"},
+     "accepted; the SSD tier's staging server always runs with --enable_offload"},
     {"enable_http_server", CL_BOOL, CL_F(enable_http_server), 0, 0, "false",
      "also serve /health and /v1/client_config on --http_port"},
     {"http_port", CL_INT, CL_F(http_port), 0, 65535, "9300", "its port; 0 = any free port"},
@@ -172,10 +172,6 @@ static int parse(cl_flags_t *f, int argc, char **argv, char *err, size_t errlen)
     const mc_flags_ops_t ops = {cl_lookup, cl_apply, f};
     int rc = mc_flags_scan(argc, argv, &ops, err, errlen);
     if (rc) return rc;
-    if (f->enable_offload) {
-        snprintf(err, errlen, "--enable_offload=true: SSD offload is not implemented");
-        return -EINVAL;
-    }
     if (!f->host[0] || !f->master_server_address[0] || !f->metadata_server[0]) {
         snprintf(err, errlen,
                  "--host, --master_server_address and --metadata_server must not be "
@@ -228,6 +224,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
+    if (fl.enable_offload) (void)mc_store_set_ssd_offload(s, 1, NULL);
     rc = mc_store_setup(s, host, fl.metadata_server, fl.global_segment_size, fl.local_buffer_size,
                         fl.protocol, fl.device_names, fl.master_server_address);
     if (rc) {

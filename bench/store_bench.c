@@ -56,6 +56,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mooncake_store_bench (--spawn | --master HOST:PORT --metadata STR) [options]\n"
+            "       mooncake_store_bench --ssd DIR [QD [SECONDS]]   SSD tier cells next to fio\n"
             "  --spawn               start a mooncake_master (embedded metadata server, ports 0)\n"
             "  --master_bin PATH     its binary (default: next to this program)\n"
             "  --persist_dir DIR     the spawned master persists its index in DIR (default off)\n"
@@ -1058,9 +1059,15 @@ fail:
     return 1;
 }
 
+int mc_bench_ssd_main(const char *dir, int qd, double seconds); /* store_bench_ssd.c */
+
 int main(int argc, char **argv)
 {
     static opts_t o;
+    /* --ssd DIR [QD [SECONDS]]: the SSD tier's cells next to fio (store_bench_ssd.c) */
+    if (argc >= 3 && strcmp(argv[1], "--ssd") == 0)
+        return mc_bench_ssd_main(argv[2], argc > 3 ? atoi(argv[3]) : 8,
+                                 argc > 4 ? atof(argv[4]) : 3.0);
     if (parse_opts(argc, argv, &o)) {
         usage(stderr);
         return 2;

@@ -120,6 +120,21 @@ int mc_store_setup_with_engine(mc_store_t *s, mc_te_t *te, uint64_t global_segme
  * version; mc_store_setup's errors otherwise. Thread rule: as mc_store_setup. */
 int mc_store_setup_dummy(mc_store_t *s, uint64_t mem_pool_size, uint64_t local_buffer_size,
                          const char *client_server_address);
+/* SSD tier (docs/store.md "SSD tier"): asks the next setup of s to keep
+ * objects of its segment on its local disk under path (NULL or "": the
+ * environment's MOONCAKE_OFFLOAD_FILE_STORAGE_PATH, else /data/file_storage),
+ * as upstream's setup(..., enable_ssd_offload, ssd_offload_path). The master
+ * must run with --enable_offload; setup then fails with
+ * UNAVAILABLE_IN_CURRENT_MODE (-1011) when it does not, and needs
+ * global_segment_size > 0. Call before setup. */
+int mc_store_set_ssd_offload(mc_store_t *s, int enable, const char *path);
+/* Counters of the SSD tier; INVALID_PARAMS when it does not run. */
+typedef struct {
+    uint64_t keys, bytes_used, quota;
+    uint64_t written_bytes, read_bytes, dropped_corrupt, evicted_buckets;
+    uint64_t offloaded, promoted, served;
+} mc_store_ssd_stats_t;
+int mc_store_ssd_stats(mc_store_t *s, mc_store_ssd_stats_t *st);
 /* Unmounts the segment, stops the heartbeat, disconnects, frees the memory
  * (and destroys the engine unless it is the caller's). A store never set up: 0. */
 int mc_store_close(mc_store_t *s);
@@ -213,6 +228,8 @@ typedef struct {
     uint64_t size;
     char endpoint[256]; /* TE segment name of the owner */
     int status;         /* upstream's ReplicaStatus: 2 PROCESSING, 3 COMPLETE */
+    int kind;           /* upstream's ReplicaType: 0 MEMORY, 2 LOCAL_DISK (endpoint: the
+                           owner's staging server "host:port", addr 0) */
 } mc_store_replica_desc_t;
 int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_desc_t **out,
                               size_t *n);

@@ -84,31 +84,56 @@ class MemoryDescriptor:
         self.buffer_descriptor = d
 
 
+class LocalDiskDescriptor:
+    """A LOCAL_DISK replica: held on the disk of the client whose staging
+    server is at transport_endpoint ("host:port")."""
+
+    __slots__ = ("client_id", "object_size", "transport_endpoint")
+
+    def __init__(self, endpoint, size):
+        self.client_id, self.object_size, self.transport_endpoint = "", size, endpoint
+
+
+_MEMORY, _DISK, _LOCAL_DISK = 0, 1, 2  # upstream's ReplicaType
+
+
 class ReplicaDescriptor:
-    """Where one replica lives (memory replicas only in mooncake-c)."""
+    """Where one replica lives: a memory replica, or a LOCAL_DISK one (SSD tier)."""
 
-    __slots__ = ("status", "_mem")
+    __slots__ = ("status", "_kind", "_mem", "_disk")
 
-    def __init__(self, endpoint, addr, size, status):
+    def __init__(self, endpoint, addr, size, status, kind=_MEMORY):
         self.status = ReplicaStatus(status) if status in ReplicaStatus._value2member_map_ else status
-        self._mem = MemoryDescriptor(Descriptor(endpoint, addr, size))
+        self._kind = kind
+        self._mem = MemoryDescriptor(Descriptor(endpoint, addr, size)) if kind == _MEMORY else None
+        self._disk = LocalDiskDescriptor(endpoint, size) if kind == _LOCAL_DISK else None
 
     def is_memory_replica(self):
-        return True
+        return self._kind == _MEMORY
 
     def is_disk_replica(self):
-        return False
+        return self._kind == _DISK
 
     def is_local_disk_replica(self):
-        return False
+        return self._kind == _LOCAL_DISK
 
     def get_memory_descriptor(self):
+        if self._mem is None:
+            raise RuntimeError("not a memory replica")
         return self._mem
+
+    def get_local_disk_descriptor(self):
+        if self._disk is None:
+            raise RuntimeError("not a local disk replica")
+        return self._disk
 
     def get_disk_descriptor(self):
         raise RuntimeError("not a disk replica")
 
     def __repr__(self):
+        if self._disk is not None:
+            return "ReplicaDescriptor(local_disk, %s, %d)" % (self._disk.transport_endpoint,
+                                                              self._disk.object_size)
         d = self._mem.buffer_descriptor
         return "ReplicaDescriptor(memory, %s, 0x%x, %d)" % (d.transport_endpoint,
                                                             d.buffer_address, d.size)
@@ -144,8 +169,7 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
                 return _INVALID_PARAMS
             sizes[k] = v
         get = lambda k: c.get(k, _SETUP_DEFAULTS.get(k, ""))  # noqa: E731
-        if get("enable_ssd_offload").lower() in ("true", "1", "yes", "on"):
-            return _INVALID_PARAMS
+        ssd = get("enable_ssd_offload").lower() in ("true", "1", "yes", "on")
         http = get("enable_client_http_server").lower() in ("true", "1", "yes", "on")
         try:
             port = int(get("client_http_port") or 9300)
@@ -154,7 +178,8 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
         return super().setup(c["local_hostname"], c["metadata_server"],
                              sizes["global_segment_size"], sizes["local_buffer_size"],
                              get("protocol"), get("rdma_devices"), get("master_server_addr"),
-                             enable_client_http_server=http, client_http_port=port)
+                             enable_client_http_server=http, client_http_port=port,
+                             enable_ssd_offload=ssd, ssd_offload_path=get("ssd_offload_path"))
 
     def get_replica_desc(self, key):
         return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]

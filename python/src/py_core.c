@@ -557,10 +557,13 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
         arg_str(p, "protocol", &ps) || arg_str(d, "rdma_devices", &ds) ||
         arg_str(ma, "master_server_addr", &mas))
         return NULL;
-    if (ssd != Py_None && PyObject_IsTrue(ssd) == 1) {
-        PyErr_SetString(PyExc_NotImplementedError, "enable_ssd_offload is not supported yet");
+    /* SSD tier (mc_store_set_ssd_offload): path "" = MOONCAKE_OFFLOAD_FILE_STORAGE_PATH */
+    int want_ssd = ssd != Py_None ? PyObject_IsTrue(ssd) : 0;
+    const char *ssd_path = "";
+    if (want_ssd < 0 || (ssdp != Py_None && arg_str(ssdp, "ssd_offload_path", &ssd_path)))
         return NULL;
-    }
+    if (mc_store_set_ssd_offload(self->s, want_ssd, ssd_path) != 0)
+        return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     /* engine: TransferEngine.get_engine()'s handle or the engine itself; the
      * store then lives in that engine's segment (name, metadata and devices are
      * the engine's; the arguments above are checked but not used) and keeps a
@@ -1300,7 +1303,7 @@ static PyObject *store_remove_by_regex(PyObject *o, PyObject *args, PyObject *kw
     return PyLong_FromLongLong(rc);
 }
 
-/* _replica_desc(key) -> list of (endpoint, addr, size, status); [] on miss */
+/* _replica_desc(key) -> list of (endpoint, addr, size, status, kind); [] on miss */
 static PyObject *store_replica_desc(PyObject *o, PyObject *args)
 {
     pystore_t *self = (pystore_t *)o;
@@ -1316,8 +1319,8 @@ static PyObject *store_replica_desc(PyObject *o, PyObject *args)
     if (rc) n = 0;
     PyObject *l = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; l && i < n; i++) {
-        PyObject *t = Py_BuildValue("(sKKi)", d[i].endpoint, (unsigned long long)d[i].addr,
-                                    (unsigned long long)d[i].size, d[i].status);
+        PyObject *t = Py_BuildValue("(sKKii)", d[i].endpoint, (unsigned long long)d[i].addr,
+                                    (unsigned long long)d[i].size, d[i].status, d[i].kind);
         if (!t) {
             Py_CLEAR(l);
             break;

@@ -926,3 +926,160 @@ int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys
     mc_mp_arena_free(&a);
     return rc;
 }
+
+/* ---- the SSD tier ---- */
+
+int mc_master_client_disk_mount(mc_master_client_t *c, mc_uuid_t client, mc_uuid_t disk,
+                                const char *name, const char *endpoint, uint64_t quota,
+                                int *offload_on_evict, int *promotion_on_hit,
+                                uint32_t *promotion_threshold)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_mount_req_t q = {
+        .client = client, .disk = disk, .name = name, .endpoint = endpoint, .quota = quota};
+    mc_mp_disk_mount_rep_t rep;
+    int rc;
+    CALL(disk_mount, &q, &rep, &a, rc);
+    if (rc == 0) {
+        *offload_on_evict = rep.offload_on_evict;
+        *promotion_on_hit = rep.promotion_on_hit;
+        *promotion_threshold = rep.promotion_threshold;
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_disk_unmount(mc_master_client_t *c, mc_uuid_t client)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_unmount_req_t q = {.client = client};
+    mc_mp_disk_unmount_rep_t rep;
+    int rc;
+    CALL(disk_unmount, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+static char **dup_strs(const char *const *v, size_t n)
+{
+    char **o = calloc(n ? n : 1, sizeof *o);
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!(o[i] = strdup(v[i]))) {
+            while (i-- > 0)
+                free(o[i]);
+            free(o);
+            return NULL;
+        }
+    return o;
+}
+
+static uint64_t *dup_u64s(const uint64_t *v, size_t n)
+{
+    uint64_t *o = malloc((n ? n : 1) * sizeof *o);
+    if (o && n) memcpy(o, v, n * sizeof *o);
+    return o;
+}
+
+void mc_master_client_disk_tasks_free(mc_master_client_disk_tasks_t *t)
+{
+    for (size_t i = 0; t->keys && i < t->n; i++)
+        free(t->keys[i]);
+    for (size_t i = 0; t->drops && i < t->ndrops; i++)
+        free(t->drops[i]);
+    for (size_t i = 0; t->promotes && i < t->npromotes; i++)
+        free(t->promotes[i]);
+    free(t->keys);
+    free(t->drops);
+    free(t->promotes);
+    free(t->addrs);
+    free(t->sizes);
+    free(t->stamps);
+    memset(t, 0, sizeof *t);
+}
+
+int mc_master_client_disk_tasks(mc_master_client_t *c, mc_uuid_t client, uint32_t max,
+                                mc_master_client_disk_tasks_t *t)
+{
+    memset(t, 0, sizeof *t);
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_tasks_req_t q = {.client = client, .max = max};
+    mc_mp_disk_tasks_rep_t rep;
+    int rc;
+    CALL(disk_tasks, &q, &rep, &a, rc);
+    if (rc == 0) {
+        if (rep.n_addrs != rep.n_keys || rep.n_sizes != rep.n_keys || rep.n_stamps != rep.n_keys) {
+            MC_LOGE(TAG, "master %s:%u: disk tasks of unequal lengths", c->host, c->port);
+            rc = MC_ERR_RPC_FAIL;
+        } else {
+            t->keys = dup_strs(rep.keys, rep.n_keys);
+            t->addrs = dup_u64s(rep.addrs, rep.n_keys);
+            t->sizes = dup_u64s(rep.sizes, rep.n_keys);
+            t->stamps = dup_u64s(rep.stamps, rep.n_keys);
+            t->drops = dup_strs(rep.drops, rep.n_drops);
+            t->promotes = dup_strs(rep.promotes, rep.n_promotes);
+            t->n = t->keys ? rep.n_keys : 0;
+            t->ndrops = t->drops ? rep.n_drops : 0;
+            t->npromotes = t->promotes ? rep.n_promotes : 0;
+            if (!t->keys || !t->addrs || !t->sizes || !t->stamps || !t->drops || !t->promotes) {
+                mc_master_client_disk_tasks_free(t);
+                rc = MC_ERR_INTERNAL;
+            }
+        }
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_disk_add(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                              const uint64_t *sizes, const uint64_t *stamps, size_t n, int rescan,
+                              int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_add_req_t q = {.client = client,
+                              .keys = keys,
+                              .n_keys = n,
+                              .sizes = sizes,
+                              .n_sizes = n,
+                              .stamps = stamps,
+                              .n_stamps = n,
+                              .rescan = rescan ? 1 : 0};
+    mc_mp_disk_add_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(disk_add, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_disk_drop(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                               size_t n, int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_drop_req_t q = {.client = client, .keys = keys, .n_keys = n};
+    mc_mp_disk_drop_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(disk_drop, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_promote_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                                   uint64_t size, const mc_replicate_config_t *cfg,
+                                   mc_replica_t **out, size_t *n)
+{
+    mc_mp_arena_t a = {0};
+    *out = NULL;
+    *n = 0;
+    if (!cfg || !key) return MC_ERR_INVALID_PARAMS;
+    mc_mp_promote_start_req_t q = {.client = client, .key = key, .size = size, .cfg = *cfg};
+    mc_mp_promote_start_rep_t rep;
+    int rc;
+    CALL(promote_start, &q, &rep, &a, rc);
+    if (rc == 0) rc = copy_reps(rep.reps, rep.n_reps, out, n);
+    mc_mp_arena_free(&a);
+    return rc;
+}

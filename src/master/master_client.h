@@ -71,8 +71,8 @@ int mc_master_client_batch_upsert_start(mc_master_client_t *c, mc_uuid_t client,
                                         const char *const *keys, const uint64_t *sizes, size_t n,
                                         const mc_replicate_config_t *cfg, int *rcs,
                                         mc_replica_t **reps, size_t *nreps);
-int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client,
-                                   const char *const *keys, size_t n, int *rcs);
+int mc_master_client_batch_put_end(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                                   size_t n, int *rcs);
 int mc_master_client_batch_put_revoke(mc_master_client_t *c, mc_uuid_t client,
                                       const char *const *keys, size_t n, int *rcs);
 int mc_master_client_batch_get_replicas(mc_master_client_t *c, const char *const *keys, size_t n,
@@ -83,4 +83,33 @@ int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys,
                                  int *rcs);
 int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys, size_t n,
                                   int force, int *rcs);
+
+/* ---- the SSD tier (master_disk.h; docs/protocol.md DISK_*) ---- */
+/* *mode: how the master runs the tier. UNAVAILABLE_IN_CURRENT_MODE: the
+ * master has no --enable_offload. */
+int mc_master_client_disk_mount(mc_master_client_t *c, mc_uuid_t client, mc_uuid_t disk,
+                                const char *name, const char *endpoint, uint64_t quota,
+                                int *offload_on_evict, int *promotion_on_hit,
+                                uint32_t *promotion_threshold);
+int mc_master_client_disk_unmount(mc_master_client_t *c, mc_uuid_t client);
+/* Work for this client's disk; arrays malloc'd (free with
+ * mc_master_client_disk_tasks_free). */
+typedef struct {
+    char **keys;
+    uint64_t *addrs, *sizes, *stamps;
+    size_t n;
+    char **drops, **promotes;
+    size_t ndrops, npromotes;
+} mc_master_client_disk_tasks_t;
+int mc_master_client_disk_tasks(mc_master_client_t *c, mc_uuid_t client, uint32_t max,
+                                mc_master_client_disk_tasks_t *t);
+void mc_master_client_disk_tasks_free(mc_master_client_disk_tasks_t *t);
+int mc_master_client_disk_add(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                              const uint64_t *sizes, const uint64_t *stamps, size_t n, int rescan,
+                              int *rcs);
+int mc_master_client_disk_drop(mc_master_client_t *c, mc_uuid_t client, const char *const *keys,
+                               size_t n, int *rcs);
+int mc_master_client_promote_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
+                                   uint64_t size, const mc_replicate_config_t *cfg,
+                                   mc_replica_t **out, size_t *n);
 #endif

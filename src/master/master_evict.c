@@ -125,7 +125,7 @@ static size_t evict_class(mc_master_t *m, uint64_t now, int soft, size_t k, uint
         mc_map_each(sh->map, ev_pick_visit, &c);
         for (size_t j = 0; j < c.n; j++) {
             mobj_t *o = mc_map_get(sh->map, c.keys[j]);
-            if (o) {
+            if (o && !mc__disk_evict_hold_locked(m, o, now)) {
                 *bytes += o->size * o->nrep;
                 atomic_fetch_add(&m->evicted_bytes, o->size * o->nrep);
                 atomic_fetch_add(&m->evicted_keys, 1);
@@ -378,7 +378,8 @@ int mc__master_evict_room(mc_master_t *m, uint64_t size, uint64_t now)
         shard_t *sh = mc__master_shard_of(m, k.keys[i]);
         pthread_mutex_lock(&sh->mu);
         mobj_t *o = mc_map_get(sh->map, k.keys[i]);
-        if (o && evictable(o, now) && in_run(o, best, best_start, best_end)) {
+        if (o && evictable(o, now) && in_run(o, best, best_start, best_end) &&
+            !mc__disk_evict_hold_locked(m, o, now)) {
             bytes += o->size * o->nrep;
             atomic_fetch_add(&m->evicted_bytes, o->size * o->nrep);
             atomic_fetch_add(&m->evicted_keys, 1);

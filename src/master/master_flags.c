@@ -126,6 +126,18 @@ static const mf_def_t mf_defs[] = {
      "delete an expired client's TE records from the metadata store (MOONCAKE_TE_META_DATA_SERVER, "
      "the metadata_server of MOONCAKE_CONFIG_PATH, or the embedded server)"},
 
+    /* SSD tier (docs/store.md "SSD tier") */
+    {"enable_offload", MF_BOOL, MF_C(enable_offload), 0, 0, 0, 0, "false", 0, NULL,
+     "serve the SSD tier: clients with enable_ssd_offload keep objects on their local disk"},
+    {"offload_on_evict", MF_BOOL, MF_C(offload_on_evict), 0, 0, 0, 0, "false", 0, NULL,
+     "offload an object when it is evicted from DRAM (default: at put end)"},
+    {"promotion_on_hit", MF_BOOL, MF_C(promotion_on_hit), 0, 0, 0, 0, "false", 0, NULL,
+     "copy objects held on disk only back to DRAM once they are hot"},
+    {"promotion_admission_threshold", MF_INT, MF_C(promotion_admission_threshold), 1, 1000000, 0, 0,
+     "2", 0, NULL, "gets of a disk-only object before it is promoted"},
+    {"root_fs_dir", MF_STR, MF_F(root_fs_dir), 0, 0, 0, 0, "", 0, NULL,
+     "legacy shared-FS DISK replica: refused (use --enable_offload)"},
+
     /* persistence (ours): mc_master_flags_persist_dir */
     {"enable_persistence", MF_BOOL, MF_F(enable_persistence), 0, 0, 0, 0, "true", 0, NULL,
      "log index mutations to --persist_dir and restore the objects at start"},
@@ -159,7 +171,6 @@ static const mf_def_t mf_defs[] = {
     MF_IGNI("oplog_poll_interval_ms", "1000"),
     MF_IGNI("oplog_batch_max_entries", "1024"),
     MF_IGNI("batch_oplog_retry_timeout_sec", "180"),
-    MF_IGNS("root_fs_dir", ""),
     MF_IGN("global_file_segment_size", MF_INT, "0"),
     MF_IGNS("memory_allocator", "offset"),
     MF_IGNS("pod_name", ""),
@@ -169,13 +180,9 @@ static const mf_def_t mf_defs[] = {
     MF_IGNB("enable_multi_tenants", "false"),
     MF_IGNS("tenant_quota_connector_type", "file"),
     MF_IGNS("tenant_quota_connector_uri", ""),
-    MF_IGNB("enable_offload", "false"),
-    MF_IGNB("offload_on_evict", "false"),
     MF_IGNB("offload_force_evict", "false"),
     MF_IGNU("offloading_queue_limit", "50000"),
     MF_IGND("offload_cap_ratio", "0.5"),
-    MF_IGNB("promotion_on_hit", "false"),
-    MF_IGNU("promotion_admission_threshold", "2"),
     MF_IGNU("promotion_queue_limit", "50000"),
     MF_IGNU("promotion_max_per_heartbeat", "1"),
     MF_IGNS("dynamic_replication_mode", "off"),
@@ -605,6 +612,13 @@ int mc_master_flags_parse(mc_master_flags_t *f, int argc, char *const argv[], ch
         if (rc) return rc;
     }
 
+    if (f->root_fs_dir[0]) {
+        mf_err(err, errlen,
+               "--root_fs_dir=%s: the legacy shared-FS DISK replica is not supported; use "
+               "--enable_offload (and enable_ssd_offload on the clients) for the SSD tier",
+               f->root_fs_dir);
+        return -EINVAL;
+    }
     const mc_master_config_t *c = &f->core;
     if (c->put_start_release_timeout_ms < c->put_start_discard_timeout_ms) {
         mf_err(err, errlen,

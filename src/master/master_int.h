@@ -111,6 +111,8 @@ struct mc_master {
      * set once before the master serves (mc_master_set_repl_sink) */
     void (*repl_sink)(void *arg, const void *frame, size_t len);
     void *repl_arg;
+
+    struct mdisk *disk; /* the SSD tier's index (master_disk.c); NULL: --enable_offload off */
 };
 #define MC__EPOCH_NONE UINT64_MAX
 
@@ -161,6 +163,13 @@ void mc__master_grant_lease(mc_master_t *m, mobj_t *o, uint64_t now);
 /* Appends a strdup of key to a growing array; -1 on allocation failure. */
 int mc__master_push_key(char ***keys, size_t *n, size_t *cap, const char *key);
 void mc__master_seg_free(mseg_t *s);
+
+/* The start of a write: a put (OBJECT_ALREADY_EXISTS for an existing key),
+ * an upsert, or a promotion (a key held on disk only gets a memory replica). */
+enum { MC__START_PUT = 0, MC__START_UPSERT = 1, MC__START_PROMOTE = 2 };
+int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
+                     const mc_replicate_config_t *cfg, uint64_t now, mc_replica_t **out, size_t *n,
+                     int mode);
 
 /* master_liveness.c */
 /* Drops every reference to s (already out of the table) and frees it. */
@@ -214,4 +223,40 @@ int mc__master_evict_pass(mc_master_t *m, uint64_t now, int forced, uint64_t see
  * space) in one segment that frees at least size contiguous bytes. Returns
  * the number of objects evicted (0: no such run). Takes no lock on entry. */
 int mc__master_evict_room(mc_master_t *m, uint64_t size, uint64_t now);
+
+/* master_disk.c: hooks of the SSD tier into the memory index. Lock order: a
+ * shard lock, then the disk lock; the _locked ones run under the object's
+ * shard lock. No-ops while --enable_offload is off (m->disk NULL). */
+struct mdisk *mc__disk_new(const mc_master_config_t *cfg);
+void mc__disk_free(struct mdisk *d);
+
+/* ---- hooks of the memory index (master_service.c, master_evict.c, master_liveness.c) ---- */
+/* 1 when key has a served disk replica (a put must not overwrite it); a
+ * copy on a detached disk is forgotten (the put makes a new incarnation). */
+int mc__disk_has_locked(mc_master_t *m, const char *key);
+/* key is being overwritten (upsert): its disk replica and any offload go;
+ * the owner is told to delete its copy. */
+void mc__disk_forget_locked(mc_master_t *m, const char *key);
+/* o just completed: queue its offload (offload at put end). */
+void mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
+/* Eviction is about to erase o: 1 to keep it a while longer (its offload is
+ * queued or running, --offload_on_evict), 0 to go ahead. */
+int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
+/* Appends the LOCAL_DISK replica of key (if any) to the malloc'd array out (n entries). */
+int mc__disk_append(mc_master_t *m, const char *key, uint64_t now, mc_replica_t **out, size_t *n);
+/* A get that found no readable memory replica: key's disk replica, with a
+ * lease, and a promotion queued once it is hot. OBJECT_NOT_FOUND when none. */
+int mc__disk_get(mc_master_t *m, const char *key, uint64_t now, mc_replica_t **out, size_t *n);
+/* 1 when key has a readable disk replica (a lease is granted), else 0. */
+int mc__disk_exist(mc_master_t *m, const char *key, uint64_t now);
+/* Removal of key (the memory part answered mem_rc): returns the combined
+ * result (0 when either copy went). */
+int mc__disk_remove(mc_master_t *m, const char *key, int force, uint64_t now, int mem_rc);
+/* Removes every removable disk-only object; returns how many. */
+int64_t mc__disk_remove_all(mc_master_t *m, int force, uint64_t now);
+/* A client expired or unmounted: its disk replicas stop being served (kept,
+ * detached, until the same disk mounts again). */
+void mc__disk_client_gone(mc_master_t *m, mc_uuid_t client);
+/* Every client detached (HA term change). */
+void mc__disk_clear(mc_master_t *m);
 #endif

@@ -389,6 +389,7 @@ void mc__master_expire_clients(mc_master_t *m, uint64_t now)
     pthread_mutex_unlock(&m->client_mu);
     for (size_t i = 0; i < c.n; i++) {
         free(c.v[i].key);
+        mc__disk_client_gone(m, c.v[i].id);
         for (;;) { /* unmount the client's segments one at a time */
             mseg_t *s = NULL;
             pthread_rwlock_wrlock(&m->seg_lock);
@@ -444,5 +445,6 @@ void mc_master_clear(mc_master_t *m, const char *why)
         mc__master_seg_purge(m, s, why);
         nseg++;
     }
+    mc__disk_clear(m);
     if (c.n || nseg) MC_LOGI(TAG, "cleared %zu clients and %zu segments: %s", c.n, nseg, why);
 }

@@ -308,7 +308,7 @@ static void dec_fstr(dec_t *d, char *dst, size_t cap)
 /* ---------------------------------------------------------------- kinds */
 
 #define SEG_MIN_WIRE (16 + 4 + 8 + 8 + 4 + 4 + 4)
-#define REP_MIN_WIRE (8 + 8 + 8 + 4 + 4)
+#define REP_MIN_WIRE (8 + 8 + 8 + 4 + 4 + 1)
 
 static void enc_uuid(mc_mp_buf_t *b, mc_uuid_t u)
 {
@@ -410,6 +410,7 @@ static void enc_rep(mc_mp_buf_t *b, const mc_replica_t *r)
     put_u64(b, r->size);
     put_fstr(b, r->endpoint, sizeof r->endpoint);
     put_u32(b, (uint32_t)r->status);
+    put_u8(b, (uint8_t)r->kind);
 }
 static void dec_rep(dec_t *d, mc_replica_t *r)
 {
@@ -418,6 +419,9 @@ static void dec_rep(dec_t *d, mc_replica_t *r)
     r->size = mc_rd_u64(&d->r);
     dec_fstr(d, r->endpoint, sizeof r->endpoint);
     r->status = (int32_t)mc_rd_u32(&d->r);
+    r->kind = mc_rd_u8(&d->r);
+    if (!d->r.err && r->kind != MC_REPLICA_MEMORY && r->kind != MC_REPLICA_LOCAL_DISK)
+        dec_fail(d, "bad replica kind");
 }
 
 static void enc_reps(mc_mp_buf_t *b, const mc_replica_t *r, size_t n)

@@ -21,7 +21,7 @@
 
 /* ---- frame header ---- */
 #define MC_MP_MAGIC 0x524D434Du /* the bytes "M C M R" */
-#define MC_MP_VERSION 2 /* 2: the header carries the leader view */
+#define MC_MP_VERSION 3 /* 2: the header carries the leader view; 3: replicas carry a kind */
 #define MC_MP_HDR_LEN 28
 #define MC_MP_REPLY 0x80u /* set in `method` of a reply */
 
@@ -115,6 +115,17 @@ typedef struct {
 #define MC_MP_BATCH_GET_REPLICAS_REP(F) F(RESULTS, results) F(U64, lease_ttl_ms)
 #define MC_MP_BATCH_RCS_REP(F) F(I32S, rcs)
 #define MC_MP_BATCH_REMOVE_REQ(F) F(STRS, keys) F(U8, force)
+/* the SSD tier (master_disk.c, docs/store.md "SSD tier") */
+#define MC_MP_DISK_MOUNT_REQ(F)                                                                    \
+    F(UUID, client) F(UUID, disk) F(STR, name) F(STR, endpoint) F(U64, quota)
+#define MC_MP_DISK_MOUNT_REP(F)                                                                    \
+    F(U8, offload_on_evict) F(U8, promotion_on_hit) F(U32, promotion_threshold)
+#define MC_MP_DISK_TASKS_REQ(F) F(UUID, client) F(U32, max)
+#define MC_MP_DISK_TASKS_REP(F)                                                                    \
+    F(STRS, keys) F(U64S, addrs) F(U64S, sizes) F(U64S, stamps) F(STRS, drops) F(STRS, promotes)
+#define MC_MP_DISK_ADD_REQ(F)                                                                      \
+    F(UUID, client) F(STRS, keys) F(U64S, sizes) F(U64S, stamps) F(U8, rescan)
+#define MC_MP_CLIENT_REQ(F) F(UUID, client)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -138,9 +149,15 @@ typedef struct {
     X(BATCH_GET_REPLICAS, 0x23, batch_get_replicas, MC_MP_BATCH_KEYS_REQ,                          \
       MC_MP_BATCH_GET_REPLICAS_REP)                                                                \
     X(BATCH_EXIST, 0x24, batch_exist, MC_MP_BATCH_KEYS_REQ, MC_MP_BATCH_RCS_REP)                   \
-    X(BATCH_REMOVE, 0x25, batch_remove, MC_MP_BATCH_REMOVE_REQ, MC_MP_BATCH_RCS_REP)             \
+    X(BATCH_REMOVE, 0x25, batch_remove, MC_MP_BATCH_REMOVE_REQ, MC_MP_BATCH_RCS_REP)               \
     X(BATCH_UPSERT_START, 0x26, batch_upsert_start, MC_MP_BATCH_PUT_START_REQ,                     \
-      MC_MP_BATCH_RESULTS_REP)
+      MC_MP_BATCH_RESULTS_REP)                                                                     \
+    X(DISK_MOUNT, 0x30, disk_mount, MC_MP_DISK_MOUNT_REQ, MC_MP_DISK_MOUNT_REP)                    \
+    X(DISK_TASKS, 0x31, disk_tasks, MC_MP_DISK_TASKS_REQ, MC_MP_DISK_TASKS_REP)                    \
+    X(DISK_ADD, 0x32, disk_add, MC_MP_DISK_ADD_REQ, MC_MP_BATCH_RCS_REP)                           \
+    X(DISK_DROP, 0x33, disk_drop, MC_MP_BATCH_KEYS_CLIENT_REQ, MC_MP_BATCH_RCS_REP)                \
+    X(PROMOTE_START, 0x34, promote_start, MC_MP_PUT_START_REQ, MC_MP_PUT_START_REP)                \
+    X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)
 
 #define MC__MP_ENUM(N, id, l, rq, rp) MC_MP_##N = id,
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;

@@ -44,6 +44,7 @@
 #include "base_hist.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "master_disk.h"
 #include "master_proto.h"
 #include "net_sock.h"
 
@@ -495,10 +496,20 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         BATCH_RCS(batch_remove, q, mc_master_remove(m, q.keys[i], q.force, now));
         break;
     }
-    default: /* mc_mp_hdr_decode accepts known methods only */
-        x->bad_what = "request";
-        x->bad_why = "unknown method";
-        return -1;
+    default: { /* the SSD tier's methods (master_disk.c); the header decoder
+                * accepts known methods only */
+        int drc = mc_master_disk_serve(m, h->method, id, p, len, x->arena, o, now, &x->bad_why);
+        if (drc == MC_MASTER_DISK_NOT_MINE || drc == MC_MASTER_DISK_BAD) {
+            x->bad_what = drc == MC_MASTER_DISK_BAD ? "bad disk request" : "request";
+            if (drc == MC_MASTER_DISK_NOT_MINE) x->bad_why = "unknown method";
+            return -1;
+        }
+        if (drc == -ENOMEM)
+            e = drc;
+        else
+            rc = drc;
+        break;
+    }
     }
     free(r);
     atomic_fetch_add_explicit(&x->srv->n_req[h->method % RPC_METHODS], 1, memory_order_relaxed);

@@ -67,8 +67,8 @@ static int rx_compile(rx_t *rx, const char *pattern)
         rx_free(rx);
         return MC_ERR_INTERNAL;
     }
-    pcre2_set_match_limit(rx->mctx, (uint32_t)mc_env_int("MC_MASTER_REGEX_MATCH_LIMIT", 100000,
-                                                         100, 4000000000));
+    pcre2_set_match_limit(
+        rx->mctx, (uint32_t)mc_env_int("MC_MASTER_REGEX_MATCH_LIMIT", 100000, 100, 4000000000));
     pcre2_set_depth_limit(rx->mctx,
                           (uint32_t)mc_env_int("MC_MASTER_REGEX_DEPTH_LIMIT", 2000, 10, 1000000));
     pcre2_set_heap_limit(rx->mctx, 4096); /* KiB of backtracking memory per match */
@@ -135,6 +135,7 @@ static int64_t erase_keys(mc_master_t *m, char **keys, size_t n, int force, uint
         mobj_t *o = mc_map_get(sh->map, keys[k]);
         if (o && removable(o, force, now)) {
             mc__master_erase_locked(m, sh, keys[k], o);
+            mc__disk_forget_locked(m, keys[k]);
             count++;
         }
         pthread_mutex_unlock(&sh->mu);
@@ -156,6 +157,7 @@ int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms)
             mobj_t *o = mc_map_get(sh->map, c.keys[k]);
             if (o) {
                 mc__master_erase_locked(m, sh, c.keys[k], o);
+                mc__disk_forget_locked(m, c.keys[k]);
                 count++;
             }
             free(c.keys[k]);
@@ -163,8 +165,10 @@ int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms)
         free(c.keys);
         pthread_mutex_unlock(&sh->mu);
     }
-    if (count) MC_LOGI(TAG, "remove_all%s removed %lld objects", force ? " (force)" : "",
-                       (long long)count);
+    count += mc__disk_remove_all(m, force, now_ms); /* objects held on disk only */
+    if (count)
+        MC_LOGI(TAG, "remove_all%s removed %lld objects", force ? " (force)" : "",
+                (long long)count);
     return count;
 }
 
@@ -189,8 +193,8 @@ int64_t mc_master_remove_by_regex(mc_master_t *m, const char *regex, int force, 
         return MC_ERR_INVALID_PARAMS;
     }
     int64_t count = erase_keys(m, c.keys, c.n, force, now_ms);
-    if (count) MC_LOGI(TAG, "remove_by_regex '%.128s' removed %lld objects", regex,
-                       (long long)count);
+    if (count)
+        MC_LOGI(TAG, "remove_by_regex '%.128s' removed %lld objects", regex, (long long)count);
     return count;
 }
 
@@ -206,8 +210,7 @@ static int rx_visit(const char *key, void *val, void *arg)
 {
     rx_ctx_t *c = arg;
     mobj_t *o = val;
-    if (!mc__obj_has_status(o, MC_REPLICA_COMPLETE) || !rx_match(c->rx, key))
-        return c->rx->failed;
+    if (!mc__obj_has_status(o, MC_REPLICA_COMPLETE) || !rx_match(c->rx, key)) return c->rx->failed;
     mc_replica_t *r;
     size_t n;
     if (mc__master_fill_out(o, 1, &r, &n)) return 0;

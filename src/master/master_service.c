@@ -44,6 +44,7 @@ void mc_master_config_default(mc_master_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->default_kv_lease_ttl_ms = 10000;
+    cfg->promotion_admission_threshold = 2;
     cfg->default_kv_soft_pin_ttl_ms = 1800000;
     cfg->max_kv_soft_pin_ttl_ms = 86400000;
     cfg->allow_evict_soft_pinned_objects = 1;
@@ -174,8 +175,11 @@ int mc_master_new(const mc_master_config_t *cfg, mc_master_t **out)
     pthread_mutex_init(&m->evict_mu, NULL);
     pthread_mutex_init(&m->restore_mu, NULL);
     m->next_replica_id = 1;
+    if (m->cfg.enable_offload && !(m->disk = mc__disk_new(&m->cfg))) goto fail_disk;
     *out = m;
     return 0;
+fail_disk:
+    mc_map_free(m->clients, NULL);
 fail:
     while (i-- > 0) {
         mc_map_free(m->shards[i].map, NULL);
@@ -196,6 +200,7 @@ void mc_master_free(mc_master_t *m)
 {
     if (!m) return;
     mc__restore_free(m);
+    mc__disk_free(m->disk);
     /* Allocators are destroyed wholesale, so replicas need not be returned. */
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         mc_map_free(m->shards[i].map, free);
@@ -402,10 +407,11 @@ static uint64_t largest_segment(mc_master_t *m)
     return best;
 }
 
-static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
-                        const mc_replicate_config_t *cfg, uint64_t now, mc_replica_t **out,
-                        size_t *n, int upsert)
+int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
+                     const mc_replicate_config_t *cfg, uint64_t now, mc_replica_t **out, size_t *n,
+                     int mode)
 {
+    int upsert = mode == MC__START_UPSERT;
     *out = NULL;
     *n = 0;
     int soft;
@@ -435,7 +441,7 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
                          now >= o->put_start_ms + m->cfg.put_start_discard_timeout_ms;
             if (zombie) {
                 obj_discard_locked(m, sh, key, o);
-            } else if (!upsert) {
+            } else if (!upsert) { /* a promotion too: it is in memory already */
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_ALREADY_EXISTS;
             } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) ||
@@ -445,10 +451,12 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
             } else if (o->size == size) { /* update in place */
                 /* its bytes are about to change: no longer a completed object */
                 if (o->durable) mc__journal_remove_locked(m, o);
+                mc__disk_forget_locked(m, key);
                 for (size_t i = 0; i < o->nrep; i++)
                     o->rep[i].status = MC_REPLICA_PROCESSING;
                 o->client = client;
-                o->put_start_ms = now;
+                /* strictly later: the SSD tier tells incarnations apart by it */
+                o->put_start_ms = now > o->put_start_ms ? now : o->put_start_ms + 1;
                 if (soft >= 0) {
                     mc__master_set_soft_pin(m, o, soft);
                     o->soft_pin_ttl_ms = ttl;
@@ -460,6 +468,21 @@ static int start_common(mc_master_t *m, mc_uuid_t client, const char *key, uint6
             } else {
                 mc__master_erase_locked(m, sh, key, o);
             }
+        }
+        if (m->disk) { /* a key on disk only: a put finds it, an upsert replaces it */
+            int on_disk = mc__disk_has_locked(m, key);
+            if (mode == MC__START_PUT && on_disk) {
+                pthread_mutex_unlock(&sh->mu);
+                return MC_ERR_OBJECT_ALREADY_EXISTS;
+            }
+            if (mode == MC__START_PROMOTE && !on_disk) {
+                pthread_mutex_unlock(&sh->mu);
+                return MC_ERR_OBJECT_NOT_FOUND;
+            }
+            if (upsert) mc__disk_forget_locked(m, key);
+        } else if (mode == MC__START_PROMOTE) {
+            pthread_mutex_unlock(&sh->mu);
+            return MC_ERR_OBJECT_NOT_FOUND;
         }
         o = calloc(1, sizeof *o + want * sizeof o->rep[0]);
         if (!o) {
@@ -506,14 +529,14 @@ int mc_master_put_start(mc_master_t *m, mc_uuid_t client, const char *key, uint6
                         const mc_replicate_config_t *cfg, uint64_t now_ms, mc_replica_t **out,
                         size_t *n)
 {
-    return start_common(m, client, key, size, cfg, now_ms, out, n, 0);
+    return mc__master_start(m, client, key, size, cfg, now_ms, out, n, MC__START_PUT);
 }
 
 int mc_master_upsert_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
                            const mc_replicate_config_t *cfg, uint64_t now_ms, mc_replica_t **out,
                            size_t *n)
 {
-    return start_common(m, client, key, size, cfg, now_ms, out, n, 1);
+    return mc__master_start(m, client, key, size, cfg, now_ms, out, n, MC__START_UPSERT);
 }
 
 int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t now_ms)
@@ -534,6 +557,7 @@ int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_
         if (o->soft_pin && o->soft_pin_deadline_ms == 0)
             o->soft_pin_deadline_ms = now_ms + o->soft_pin_ttl_ms;
         mc__journal_put_locked(m, o, now_ms); /* in the log before the reply */
+        mc__disk_put_end_locked(m, o, now_ms);
     }
     pthread_mutex_unlock(&sh->mu);
     return rc;
@@ -592,10 +616,21 @@ int mc_master_get_replicas(mc_master_t *m, const char *key, uint64_t now_ms, mc_
         rc = mc__master_fill_out(o, 1, out, n);
         if (rc == 0) {
             mc__master_grant_lease(m, o, now_ms);
-            if (lease_ttl_ms) *lease_ttl_ms = m->cfg.default_kv_lease_ttl_ms;
+            rc = mc__disk_append(m, key, now_ms, out, n);
         }
     }
     pthread_mutex_unlock(&sh->mu);
+    /* nothing readable in DRAM: the disk tier may hold it */
+    if (m->disk && (rc == MC_ERR_OBJECT_NOT_FOUND || rc == MC_ERR_REPLICA_IS_NOT_READY)) {
+        int drc = mc__disk_get(m, key, now_ms, out, n);
+        if (drc != MC_ERR_OBJECT_NOT_FOUND) rc = drc;
+    }
+    if (rc == 0 && lease_ttl_ms) *lease_ttl_ms = m->cfg.default_kv_lease_ttl_ms;
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -611,6 +646,7 @@ int mc_master_exist(mc_master_t *m, const char *key, uint64_t now_ms)
         rc = 1;
     }
     pthread_mutex_unlock(&sh->mu);
+    if (!rc) rc = mc__disk_exist(m, key, now_ms);
     return rc;
 }
 
@@ -631,6 +667,7 @@ int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms
         rc = MC_ERR_REPLICA_IS_NOT_READY;
     else
         mc__master_erase_locked(m, sh, key, o);
+    rc = mc__disk_remove(m, key, force, now_ms, rc); /* its disk copy goes with it */
     pthread_mutex_unlock(&sh->mu);
     return rc;
 }

@@ -44,12 +44,16 @@ typedef struct {
 } mc_replicate_config_t;
 
 enum { MC_REPLICA_PROCESSING = 2, MC_REPLICA_COMPLETE = 3 };
+/* Replica kinds, upstream's ReplicaType numbers. */
+enum { MC_REPLICA_MEMORY = 0, MC_REPLICA_LOCAL_DISK = 2 };
 
 typedef struct {
     uint64_t id;
-    uint64_t addr, size;
-    char endpoint[MC_NAME_MAX]; /* TE segment name holding it */
+    uint64_t addr, size;        /* LOCAL_DISK: addr 0 */
+    char endpoint[MC_NAME_MAX]; /* MEMORY: TE segment name holding it; LOCAL_DISK: the
+                                   owner's staging server "host:port" */
     int status;                 /* MC_REPLICA_* */
+    int kind;                   /* MC_REPLICA_MEMORY or MC_REPLICA_LOCAL_DISK */
 } mc_replica_t;
 
 enum { MC_CLIENT_OK = 1, MC_CLIENT_NEED_REMOUNT = 2 };
@@ -77,6 +81,12 @@ typedef struct {
      * --enable_metadata_cleanup_on_timeout). Must not block. NULL: none. */
     void (*on_segment_expired)(void *arg, const mc_segment_t *seg);
     void *on_segment_expired_arg;
+    /* SSD tier (master_disk.c): clients with enable_ssd_offload keep objects
+     * of their segment on their local disk as LOCAL_DISK replicas. */
+    int enable_offload;                /* false: DISK_* requests are refused */
+    int offload_on_evict;              /* false: offload at put end instead */
+    int promotion_on_hit;              /* copy disk-only objects back to DRAM */
+    int promotion_admission_threshold; /* 2: gets of a disk-only object before */
 } mc_master_config_t;
 
 /* Fills cfg with upstream's defaults. */

@@ -249,7 +249,7 @@ static void *st_heartbeat_main(void *arg)
             if (fails) MC_LOGI(TAG, "master %s reachable again", s->master_addr);
             fails = 0;
             __atomic_store_n(&s->master_down, 0, __ATOMIC_RELAXED);
-            if (status == MC_CLIENT_NEED_REMOUNT) st_remount(s);
+            if (status == MC_CLIENT_NEED_REMOUNT && st_remount(s) == 0) mc__ssd_need_remount(s);
         }
         pthread_mutex_lock(&s->hb_lock);
     }
@@ -387,12 +387,14 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
         }
         s->hb_running = 1;
     }
+    if (s->ssd_enable && (rc = mc__ssd_start(s))) goto fail;
     s->ready = 1;
     MC_LOGI(TAG, "store '%s' up: segment %llu bytes, local buffer %llu bytes, master %s",
             s->hostname, (unsigned long long)global_segment_size,
             (unsigned long long)local_buffer_size, master_server_addr);
     return 0;
 fail:
+    st_stop_heartbeat(s);
     if (s->seg_mounted && s->mc)
         mc_master_client_unmount_segment(s->mc, s->segdesc.id, s->client_id);
     st_teardown(s);
@@ -436,6 +438,7 @@ int mc_store_close(mc_store_t *s)
     /* The heartbeat first: a remount racing with the unmount would re-add
      * a segment that is about to be freed. */
     st_stop_heartbeat(s);
+    mc__ssd_stop(s); /* the disk is no longer served: before the segment goes */
     if (s->seg_mounted) {
         rc = mc_master_client_unmount_segment(s->mc, s->segdesc.id, s->client_id);
         if (rc)
@@ -524,6 +527,7 @@ int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_d
         d[i].addr = r[i].addr;
         d[i].size = r[i].size;
         d[i].status = r[i].status;
+        d[i].kind = r[i].kind;
         memcpy(d[i].endpoint, r[i].endpoint, sizeof r[i].endpoint);
         d[i].endpoint[sizeof d[i].endpoint - 1] = '\0';
     }
@@ -572,4 +576,19 @@ int mc_store_unregister_buffer(mc_store_t *s, void *buf)
     int rc = mc_te_unregister(s->te, buf);
     if (rc == MC_TE_ERR_ADDRESS_NOT_REGISTERED) return MC_ERR_INVALID_PARAMS;
     return rc ? MC_ERR_INTERNAL : 0;
+}
+
+int mc_store_set_ssd_offload(mc_store_t *s, int enable, const char *path)
+{
+    if (!s || s->ready || (path && strlen(path) >= sizeof s->ssd_path))
+        return MC_ERR_INVALID_PARAMS;
+    s->ssd_enable = enable != 0;
+    snprintf(s->ssd_path, sizeof s->ssd_path, "%s", path ? path : "");
+    return 0;
+}
+
+int mc_store_ssd_stats(mc_store_t *s, mc_store_ssd_stats_t *st)
+{
+    if (!s || !s->ready || !st) return MC_ERR_INVALID_PARAMS;
+    return mc__ssd_stats(s, st);
 }

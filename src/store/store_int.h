@@ -46,7 +46,28 @@ struct mc_store {
     int master_down;             /* last ping failed */
     int memcpy_local;            /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
     mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
+
+    /* SSD tier (store_ssd.c): asked for before setup, running after it */
+    int ssd_enable;
+    char ssd_path[1024];
+    struct mc_ssd_tier *ssd;
 };
+
+/* ---- the SSD tier (store_ssd.c) ---- */
+/* Starts the tier on a store whose segment is mounted (setup). */
+int mc__ssd_start(mc_store_t *s);
+/* Stops it (close): the master stops serving the disk's objects. */
+void mc__ssd_stop(mc_store_t *s);
+/* The master asked for a remount: mount the disk again and re-register. */
+void mc__ssd_need_remount(mc_store_t *s);
+int mc__ssd_stats(mc_store_t *s, mc_store_ssd_stats_t *st);
+struct mc_ssd_staged;
+/* Reader side: asks the staging server at endpoint to stage n keys (bytes:
+ * their total size, for the deadline). On 0: te_name, token and v[i] filled,
+ * *fd the open connection to pass to mc__ssd_release after the TE reads. */
+int mc__ssd_stage(const char *endpoint, const char *const *keys, size_t n, uint64_t bytes,
+                  char te_name[256], int *fd, uint64_t *token, struct mc_ssd_staged *v);
+void mc__ssd_release(int fd, uint64_t token);
 
 /* ---- dummy clients (store_dummy.c, docs/store.md "Standalone client") ---- */
 #define MC__STORE_DUMMY_PROTO 1 /* "version" of GET /v1/client_config */

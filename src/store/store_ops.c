@@ -10,6 +10,7 @@
  *         one batch -> LEASE_EXPIRED for every key when the lease ran out.
  * Requests for small operations live on the stack; batches allocate their
  * arrays once per call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "base_time.h"
 #include "base_mem.h"
 #include "store_int.h"
+#include "store_ssd.h"
 
 #define TAG "store"
 #define ST_STACK_OPS 4
@@ -292,11 +294,11 @@ static int st_put_core_run(mc_store_t *s, st_op_t *ops, size_t n, const mc_store
         }
         for (size_t i = 0; i < n; i++)
             if (!ops[i].rc) keys[m] = ops[i].key, sizes[m++] = ops[i].total;
-        rc = !m      ? 0
+        rc = !m       ? 0
              : upsert ? mc_master_client_batch_upsert_start(s->mc, s->client_id, keys, sizes, m,
-                                                             &rcfg, rcs, reps, nreps)
-                      : mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m,
-                                                         &rcfg, rcs, reps, nreps);
+                                                            &rcfg, rcs, reps, nreps)
+                      : mc_master_client_batch_put_start(s->mc, s->client_id, keys, sizes, m, &rcfg,
+                                                         rcs, reps, nreps);
         if (rc) {
             for (size_t i = 0; i < m; i++)
                 free(reps[i]); /* whatever a failed call left */
@@ -368,6 +370,93 @@ out:
     return rc ? rc : st_first_error(ops, n);
 }
 
+/* Stagings of one get: connections to the owners' staging servers, each
+ * with its token, released once the TE reads are done. */
+typedef struct {
+    int *fds;
+    uint64_t *tokens;
+    size_t n, cap;
+} st_stage_t;
+
+static void st_stage_release(st_stage_t *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        mc__ssd_release(g->fds[i], g->tokens[i]);
+    free(g->fds);
+    free(g->tokens);
+}
+
+/* Ops whose chosen replica is a LOCAL_DISK one: asks each owner (one request
+ * per owner, up to MC_SSD_SRV_KEYS_MAX keys) to stage them, and turns the
+ * replica into the staged range of the owner's TE segment, which st_transfer
+ * then reads like any memory replica. */
+static void st_stage_disk(mc_store_t *s, st_op_t *ops, size_t n, st_stage_t *g)
+{
+    uint8_t *done = NULL;
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (op->rc || !op->reps || op->reps[op->pick].kind != MC_REPLICA_LOCAL_DISK) continue;
+        if (done && done[i]) continue;
+        if (!done && !(done = calloc(n, 1))) {
+            op->rc = MC_ERR_INTERNAL;
+            continue;
+        }
+        const char *ep = op->reps[op->pick].endpoint;
+        size_t idx[MC_SSD_SRV_KEYS_MAX], m = 0;
+        uint64_t bytes = 0;
+        for (size_t j = i; j < n && m < MC_SSD_SRV_KEYS_MAX; j++) {
+            st_op_t *o = &ops[j];
+            if (o->rc || done[j] || !o->reps || o->reps[o->pick].kind != MC_REPLICA_LOCAL_DISK ||
+                strcmp(o->reps[o->pick].endpoint, ep) != 0)
+                continue;
+            done[j] = 1;
+            idx[m++] = j;
+            bytes += o->total;
+        }
+        const char **keys = malloc(m * sizeof *keys);
+        mc_ssd_staged_t *v = malloc(m * sizeof *v);
+        if (g->n == g->cap) {
+            size_t nc = g->cap ? g->cap * 2 : 4;
+            int *nf = realloc(g->fds, nc * sizeof *nf);
+            if (nf) g->fds = nf;
+            uint64_t *nt = realloc(g->tokens, nc * sizeof *nt);
+            if (nt) g->tokens = nt;
+            if (nf && nt) g->cap = nc;
+        }
+        int rc = keys && v && g->n < g->cap ? 0 : MC_ERR_INTERNAL;
+        char te_name[256];
+        int fd = -1;
+        uint64_t token = 0;
+        for (size_t k = 0; k < m && keys; k++)
+            keys[k] = ops[idx[k]].key;
+        if (rc == 0) rc = mc__ssd_stage(ep, keys, m, bytes, te_name, &fd, &token, v);
+        if (rc == 0) {
+            g->fds[g->n] = fd;
+            g->tokens[g->n++] = token;
+        }
+        for (size_t k = 0; k < m; k++) {
+            st_op_t *o = &ops[idx[k]];
+            mc_replica_t *r = &o->reps[o->pick];
+            if (rc || v[k].rc) {
+                o->rc = rc                                    ? rc
+                        : v[k].rc == MC_ERR_CHECKSUM_MISMATCH ? MC_ERR_OBJECT_NOT_FOUND
+                                                              : v[k].rc;
+                continue;
+            }
+            if (v[k].size != r->size) { /* not the object the master described */
+                o->rc = MC_ERR_INVALID_REPLICA;
+                continue;
+            }
+            r->addr = v[k].addr;
+            snprintf(r->endpoint, sizeof r->endpoint, "%s", te_name);
+            r->kind = MC_REPLICA_MEMORY;
+        }
+        free(keys);
+        free(v);
+    }
+    free(done);
+}
+
 /* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total.
  * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
  * replica's size in alloc[i], which ops[i].iov then points to; the caller
@@ -421,6 +510,10 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
         int pick = -1;
         for (size_t r = 0; r < op->nreps; r++) {
             if (op->reps[r].status != MC_REPLICA_COMPLETE) continue;
+            /* a disk replica only when no memory replica is complete */
+            if (pick >= 0 && op->reps[pick].kind == MC_REPLICA_LOCAL_DISK &&
+                op->reps[r].kind != MC_REPLICA_LOCAL_DISK)
+                pick = -1;
             if (pick < 0) pick = (int)r;
             if (st_replica_local(s, &op->reps[r]) == 1) {
                 pick = (int)r;
@@ -450,7 +543,10 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
         }
         op->total = op->reps[pick].size;
     }
+    st_stage_t stg = {0};
+    st_stage_disk(s, ops, n, &stg);
     st_transfer(s, ops, n, MC_TE_READ);
+    st_stage_release(&stg);
     if (mc_now_ms() > t0 + ttl) {
         for (size_t i = 0; i < n; i++)
             if (!ops[i].rc) ops[i].rc = MC_ERR_LEASE_EXPIRED;

@@ -15,7 +15,7 @@ import time
 
 MCMR, MCTE = 0x524D434D, 0x4554434D
 RPC_HDR = struct.Struct("<IBBHIiIQ")  # magic version method flags req_id status length view
-RPC_V = 2  # the master RPC protocol version (docs/protocol.md)
+RPC_V = 3  # the master RPC protocol version (docs/protocol.md)
 TE_HDR = struct.Struct("<IBBHIiQQ")  # magic version opcode flags req_id status addr length
 TIMEOUT = 15
 

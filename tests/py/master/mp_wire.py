@@ -1,7 +1,7 @@
 """A client of the master RPC in plain Python, for tests that must send what
 the C client never would (hostile patterns, stalled frames, floods) to a real
 mooncake_master. Frames as docs/protocol.md describes them: a 28-byte
-little-endian header (magic "MCMR", version 2, method, flags 0, request id,
+little-endian header (magic "MCMR", version 3, method, flags 0, request id,
 status, payload length, leader view), then the payload."""
 
 import socket
@@ -9,7 +9,7 @@ import struct
 
 MAGIC = 0x524D434D
 HDR = struct.Struct("<IBBHIiIQ")
-VERSION = 2
+VERSION = 3
 SERVICE_READY, MOUNT_SEGMENT, REMOUNT_SEGMENTS, UNMOUNT_SEGMENT, PING = 0x01, 0x02, 0x03, 0x04, 0x05
 PUT_START, PUT_END, GET_REPLICAS, EXIST, REMOVE = 0x10, 0x11, 0x14, 0x15, 0x16
 REMOVE_ALL, REMOVE_BY_REGEX = 0x17, 0x18
@@ -120,7 +120,7 @@ class Conn:
             _rid, addr, size, elen = struct.unpack_from("<QQQI", body, off)
             off += 28
             ep = body[off:off + elen].decode()
-            off += elen + 4
+            off += elen + 4 + 1  # status, kind
             reps.append((addr, size, ep))
         return 0, reps
 

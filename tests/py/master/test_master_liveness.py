@@ -156,7 +156,7 @@ def test_stalled_frames_are_cut_and_capped(start_master):
     c = mounted_client(m)
     before = rss_kib(m.p.pid)
     import struct
-    hdr = struct.pack("<IBBHIiIQ", 0x524D434D, 2, 0x10, 0, 1, 0, (64 << 20) - 1, 0)
+    hdr = struct.pack("<IBBHIiIQ", 0x524D434D, 3, 0x10, 0, 1, 0, (64 << 20) - 1, 0)
     chunk = b"\0" * (512 << 10)
     socks = []
     for n in (3, 3, 3, 12):  # x 512 KiB: three fit in 8 MiB (2 MiB buffers), the last does not

@@ -59,7 +59,6 @@ def test_help():
     (["--local_buffer_size=-1"], "--local_buffer_size"),
     (["--port", "70000"], "--port"),
     (["--threads=0"], "--threads"),
-    (["--enable_offload"], "not implemented"),
     (["--enable_http_server=maybe"], "--enable_http_server"),
     (["--host"], "needs a value"),
     (["stray"], "unexpected argument 'stray'"),

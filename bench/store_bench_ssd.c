@@ -1,0 +1,170 @@
+/* store_bench_ssd.c: the SSD-tier cells of mooncake_store_bench
+ * (`mooncake_store_bench --ssd DIR`): for object sizes 4 KiB .. 4 MiB, the
+ * tier's write GB/s (batched appends through store_ssd_io.c, what an offload
+ * does) and read GB/s (records read and checked, --ssd_qd readers at once,
+ * what staging does), each next to fio on the same directory in the same run
+ * as the limit: sequential O_DIRECT writes with the tier's write shape
+ * (1 MiB pieces, 8 in flight), reads of the same block size at the same
+ * queue depth (random for 4 KiB, sequential above), io_uring engine. One JSON
+ * line per cell; ratios are payload GB/s over fio's GB/s. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base_time.h"
+#include "bench_util.h"
+#include "store_ssd.h"
+
+static double fio_gbps(const char *dir, const char *rw, uint64_t bs, int qd, uint64_t size)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "fio --name=lim --directory=%s --filename=fio.lim --rw=%s --bs=%" PRIu64
+             " --iodepth=%d --direct=1 --ioengine=io_uring --size=%" PRIu64
+             " --runtime=4 --time_based=%d --numjobs=1 --group_reporting --output-format=terse "
+             "--terse-version=3 2>/dev/null",
+             dir, rw, bs, qd, size, strcmp(rw, "write") != 0);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0;
+    char line[8192];
+    double kbs = 0;
+    if (fgets(line, sizeof line, p)) {
+        /* terse v3: field 7 read bandwidth KiB/s, field 48 write bandwidth KiB/s */
+        char *save = NULL, *tok = strtok_r(line, ";", &save);
+        for (int f = 1; tok; f++, tok = strtok_r(NULL, ";", &save)) {
+            if (f == 7 && strncmp(rw, "write", 5) != 0) kbs = atof(tok);
+            if (f == 48 && strncmp(rw, "write", 5) == 0) kbs = atof(tok);
+        }
+    }
+    pclose(p);
+    return kbs * 1024 / 1e9;
+}
+
+typedef struct {
+    mc_ssd_disk_t *d;
+    char **keys;
+    size_t nkeys;
+    uint64_t size, rec;
+    uint64_t deadline_ns;
+    uint64_t bytes, bad;
+    mc_bench_hist_t h;
+    unsigned seed;
+} rd_t;
+
+static void *reader(void *arg)
+{
+    rd_t *r = arg;
+    uint8_t *buf = NULL;
+    if (posix_memalign((void **)&buf, MC_SSD_ALIGN, r->rec)) return NULL;
+    while (mc_now_ns() < r->deadline_ns) {
+        size_t i = (size_t)rand_r(&r->seed) % r->nkeys;
+        const uint8_t *data;
+        uint64_t sz;
+        uint64_t t0 = mc_now_ns();
+        int rc = mc_ssd_disk_read(r->d, r->keys[i], buf, r->rec, &data, &sz);
+        mc_bench_hist_add(&r->h, mc_now_ns() - t0);
+        if (rc || sz != r->size)
+            r->bad++;
+        else
+            r->bytes += sz;
+    }
+    free(buf);
+    return NULL;
+}
+
+int mc_bench_ssd_main(const char *dir, int qd, double seconds)
+{
+    static const uint64_t sizes[] = {4096, 65536, 262144, 1 << 20, 4 << 20};
+    mkdir(dir, 0755);
+    uint64_t total = 1ull << 30; /* written per cell */
+    double fw = fio_gbps(dir, "write", 1 << 20, 8, total);
+    printf("{\"bench\":\"ssd\",\"cell\":\"fio_limit\",\"dir\":\"%s\",\"seq_write_1m_qd8_gbps\":%.3f}\n",
+           dir, fw);
+    fflush(stdout);
+    int bad_run = 0;
+    for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+        uint64_t size = sizes[c];
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/tier-%" PRIu64, dir, size);
+        char rm[4200];
+        snprintf(rm, sizeof rm, "rm -rf '%s'", sub);
+        if (system(rm) != 0) return 1;
+        mc_ssd_disk_config_t cfg = {.path = sub, .quota = 4ull << 30, .bucket = 256ull << 20,
+                                    .high = 0.99, .low = 0.98, .write_buf = 8ull << 20};
+        mc_ssd_disk_t *d;
+        if (mc_ssd_disk_open(&cfg, &d)) return 1;
+        size_t n = (size_t)(total / size);
+        char **keys = calloc(n, sizeof *keys);
+        uint8_t *val = malloc(size);
+        mc_bench_pattern(val, size);
+        size_t batch = (size_t)((8ull << 20) / size) + 1;
+        const void **srcs = calloc(batch, sizeof *srcs);
+        uint64_t *szs = calloc(batch, sizeof *szs), *stamps = calloc(batch, sizeof *stamps);
+        int *rcs = calloc(batch, sizeof *rcs);
+        for (size_t i = 0; i < n; i++) {
+            char k[64];
+            snprintf(k, sizeof k, "bench-%" PRIu64 "-%zu", size, i);
+            keys[i] = strdup(k);
+        }
+        for (size_t i = 0; i < batch; i++) {
+            srcs[i] = val;
+            szs[i] = size;
+        }
+        uint64_t t0 = mc_now_ns(), wbytes = 0;
+        for (size_t i = 0; i < n; i += batch) {
+            size_t k = n - i < batch ? n - i : batch;
+            mc_ssd_disk_write(d, (const char *const *)keys + i, srcs, szs, stamps, k, rcs);
+            for (size_t j = 0; j < k; j++)
+                if (rcs[j] == 0) wbytes += size;
+        }
+        double wsec = (double)(mc_now_ns() - t0) / 1e9;
+        double wg = (double)wbytes / wsec / 1e9;
+        uint64_t rec = mc_ssd_rec_len(strlen(keys[0]), size);
+        rd_t *rs = calloc((size_t)qd, sizeof *rs);
+        pthread_t *th = calloc((size_t)qd, sizeof *th);
+        uint64_t deadline = mc_now_ns() + (uint64_t)(seconds * 1e9);
+        t0 = mc_now_ns();
+        for (int q = 0; q < qd; q++) {
+            rs[q] = (rd_t){d, keys, n, size, rec, deadline, 0, 0, {{0}, 0}, (unsigned)q * 7919u + 1};
+            pthread_create(&th[q], NULL, reader, &rs[q]);
+        }
+        uint64_t rbytes = 0, bad = 0;
+        mc_bench_hist_t h = {{0}, 0};
+        for (int q = 0; q < qd; q++) {
+            pthread_join(th[q], NULL);
+            rbytes += rs[q].bytes;
+            bad += rs[q].bad;
+            mc_bench_hist_merge(&h, &rs[q].h);
+        }
+        double rsec = (double)(mc_now_ns() - t0) / 1e9;
+        double rg = (double)rbytes / rsec / 1e9;
+        double fr = fio_gbps(dir, size == 4096 ? "randread" : "read", size, qd, total);
+        bad_run |= bad != 0;
+        printf("{\"bench\":\"ssd\",\"size\":%" PRIu64 ",\"qd\":%d,\"direct\":%d,"
+               "\"write_gbps\":%.3f,\"fio_seq_write_gbps\":%.3f,\"write_ratio\":%.2f,"
+               "\"read_gbps\":%.3f,\"fio_%s_gbps\":%.3f,\"read_ratio\":%.2f,"
+               "\"read_p50_us\":%.1f,\"read_p99_us\":%.1f,\"bad\":%" PRIu64 "}\n",
+               size, qd, mc_ssd_disk_direct(d), wg, fw, fw > 0 ? wg / fw : 0, rg,
+               size == 4096 ? "randread" : "seqread", fr, fr > 0 ? rg / fr : 0,
+               mc_bench_hist_quantile_us(&h, 0.5), mc_bench_hist_quantile_us(&h, 0.99), bad);
+        fflush(stdout);
+        free(rs);
+        free(th);
+        mc_ssd_keys_free(keys, n);
+        free(val);
+        free(srcs);
+        free(szs);
+        free(stamps);
+        free(rcs);
+        mc_ssd_disk_close(d);
+        if (system(rm) != 0) return 1;
+    }
+    char lim[4200];
+    snprintf(lim, sizeof lim, "%s/fio.lim", dir);
+    unlink(lim);
+    return bad_run;
+}

@@ -1,0 +1,868 @@
+/* store_ssd_io.c: the disk of the SSD tier. Objects are appended as records
+ * (store_ssd_rec.c) to bucket files `bucket-<id:016x>.dat` in one directory;
+ * a bucket is written once, front to back, and deleted whole, oldest first,
+ * when usage passes the high watermark (FIFO eviction; a key deleted or
+ * replaced leaves dead bytes until its bucket goes). All I/O goes through
+ * io_uring with O_DIRECT (buffered when the filesystem refuses O_DIRECT, with
+ * a log line): writes gather many records into one large aligned buffer and
+ * submit it in a few large writes; reads of a batch are submitted together.
+ * At open the buckets are scanned: a torn tail ends a bucket (appends
+ * continue there), a record whose checksums fail is dropped with a log line;
+ * both are never served. The index (key -> bucket, offset, lengths, stamp)
+ * is in memory, under one mutex; the writer is one thread at a time, readers
+ * any thread (a ring each). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <xxhash.h>
+
+#include "base_log.h"
+#include "base_map.h"
+#include "store_ssd.h"
+
+#define TAG "ssd"
+#define RING_DEPTH 64
+#define SCAN_CHUNK (8u << 20)
+
+typedef struct bucket {
+    uint64_t id;
+    int fd;
+    uint64_t size; /* bytes written (aligned): the tail */
+    uint64_t live; /* bytes of live records */
+    uint64_t nlive;
+} bucket_t;
+
+typedef struct {
+    bucket_t *b;
+    uint64_t off, rec_len, data_len, stamp;
+} ent_t;
+
+struct mc_ssd_disk {
+    mc_ssd_disk_config_t cfg;
+    char *path;
+    int lock_fd;
+    int direct;
+    mc_uuid_t id;
+    pthread_mutex_t mu;
+    mc_map_t *index;
+    bucket_t **b; /* by id, ascending */
+    size_t nb, capb;
+    uint64_t used; /* sum of bucket sizes */
+    uint64_t next_id;
+    uint8_t *wbuf; /* the writer's aligned buffer */
+    struct io_uring wring;
+    int wring_ok;
+    pthread_key_t rkey; /* a read ring per thread */
+    uint64_t written, read, corrupt, evicted;
+};
+
+/* ---- rings ---- */
+
+static void ring_free(void *p)
+{
+    struct io_uring *r = p;
+    io_uring_queue_exit(r);
+    free(r);
+}
+
+static struct io_uring *read_ring(mc_ssd_disk_t *d)
+{
+    struct io_uring *r = pthread_getspecific(d->rkey);
+    if (r) return r;
+    r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    int rc = io_uring_queue_init(RING_DEPTH, r, 0);
+    if (rc) {
+        MC_LOGE(TAG, "io_uring_queue_init: %s", strerror(-rc));
+        free(r);
+        return NULL;
+    }
+    pthread_setspecific(d->rkey, r);
+    return r;
+}
+
+/* Runs n preads/pwrites of (fd, buf, len, off) on ring r, all submitted at
+ * once (at most RING_DEPTH in flight). res[i]: bytes or -errno. Short
+ * transfers are completed with further submissions. Returns 0 or -errno of
+ * the ring itself. */
+typedef struct {
+    int fd;
+    void *buf;
+    uint64_t len, off;
+    int64_t res;
+} io_op_t;
+
+static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
+{
+    size_t next = 0, inflight = 0, done = 0;
+    uint64_t *moved = calloc(n ? n : 1, sizeof *moved);
+    if (!moved) return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ops[i].res = 0;
+    int err = 0;
+    while (done < n && !err) {
+        while (next < n && inflight < RING_DEPTH) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+            if (!sqe) break;
+            io_op_t *o = &ops[next];
+            if (write)
+                io_uring_prep_write(sqe, o->fd, o->buf, (unsigned)o->len, o->off);
+            else
+                io_uring_prep_read(sqe, o->fd, o->buf, (unsigned)o->len, o->off);
+            io_uring_sqe_set_data64(sqe, next);
+            next++;
+            inflight++;
+        }
+        int rc = io_uring_submit_and_wait(r, 1);
+        if (rc < 0 && rc != -EINTR) {
+            err = rc;
+            break;
+        }
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(r, &cqe) == 0) {
+            size_t i = (size_t)io_uring_cqe_get_data64(cqe);
+            int res = cqe->res;
+            io_uring_cqe_seen(r, cqe);
+            inflight--;
+            io_op_t *o = &ops[i];
+            if (res < 0) {
+                o->res = res;
+                done++;
+                continue;
+            }
+            moved[i] += (uint64_t)res;
+            if (res == 0 || moved[i] >= o->len) { /* done (0: end of file) */
+                o->res = (int64_t)moved[i];
+                done++;
+                continue;
+            }
+            /* short: the rest of it, at once */
+            struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+            if (!sqe) {
+                o->res = -EAGAIN;
+                done++;
+                continue;
+            }
+            uint8_t *b = (uint8_t *)o->buf + moved[i];
+            unsigned left = (unsigned)(o->len - moved[i]);
+            if (write)
+                io_uring_prep_write(sqe, o->fd, b, left, o->off + moved[i]);
+            else
+                io_uring_prep_read(sqe, o->fd, b, left, o->off + moved[i]);
+            io_uring_sqe_set_data64(sqe, i);
+            inflight++;
+        }
+    }
+    /* a ring error: wait out what is in flight so no buffer is touched later */
+    while (err && inflight) {
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe(r, &cqe)) break;
+        io_uring_cqe_seen(r, cqe);
+        inflight--;
+    }
+    free(moved);
+    return err;
+}
+
+/* ---- buckets ---- */
+
+static int bucket_open(mc_ssd_disk_t *d, uint64_t id, int create, bucket_t **out)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/bucket-%016" PRIx64 ".dat", d->path, id);
+    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+    int fd = open(p, flags | (d->direct ? O_DIRECT : 0), 0644);
+    if (fd < 0 && d->direct && errno == EINVAL) {
+        MC_LOGW(TAG, "%s: O_DIRECT refused by the filesystem; buffered I/O from now on", p);
+        d->direct = 0;
+        fd = open(p, flags, 0644);
+    }
+    if (fd < 0) {
+        MC_LOGE(TAG, "open %s: %s", p, strerror(errno));
+        return MC_ERR_INTERNAL;
+    }
+    bucket_t *b = calloc(1, sizeof *b);
+    if (!b) {
+        close(fd);
+        return MC_ERR_INTERNAL;
+    }
+    b->id = id;
+    b->fd = fd;
+    *out = b;
+    return 0;
+}
+
+/* Appends b to the table (ids ascending). Caller holds mu or owns d. */
+static int bucket_add(mc_ssd_disk_t *d, bucket_t *b)
+{
+    if (d->nb == d->capb) {
+        size_t nc = d->capb ? d->capb * 2 : 16;
+        bucket_t **nv = realloc(d->b, nc * sizeof *nv);
+        if (!nv) return -1;
+        d->b = nv;
+        d->capb = nc;
+    }
+    size_t i = d->nb++;
+    while (i > 0 && d->b[i - 1]->id > b->id) {
+        d->b[i] = d->b[i - 1];
+        i--;
+    }
+    d->b[i] = b;
+    if (b->id >= d->next_id) d->next_id = b->id + 1;
+    return 0;
+}
+
+static void bucket_unlink(mc_ssd_disk_t *d, bucket_t *b)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/bucket-%016" PRIx64 ".dat", d->path, b->id);
+    close(b->fd);
+    if (unlink(p) != 0) MC_LOGW(TAG, "unlink %s: %s", p, strerror(errno));
+}
+
+/* ---- index ---- */
+
+static void ent_unlink_locked(mc_ssd_disk_t *d, const char *key)
+{
+    ent_t *e = mc_map_del(d->index, key);
+    if (!e) return;
+    e->b->live -= e->rec_len;
+    e->b->nlive--;
+    free(e);
+}
+
+static int ent_put_locked(mc_ssd_disk_t *d, const char *key, bucket_t *b, uint64_t off,
+                          uint64_t rec_len, uint64_t data_len, uint64_t stamp)
+{
+    ent_t *e = calloc(1, sizeof *e);
+    if (!e) return -1;
+    *e = (ent_t){b, off, rec_len, data_len, stamp};
+    ent_unlink_locked(d, key);
+    if (mc_map_put(d->index, key, e, NULL) != 0) {
+        free(e);
+        return -1;
+    }
+    b->live += rec_len;
+    b->nlive++;
+    return 0;
+}
+
+/* ---- open: identity, lock, scan ---- */
+
+static int mkdirs(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+        *c = '/';
+    }
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int read_identity(mc_ssd_disk_t *d)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/disk.id", d->path);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        unsigned long long hi, lo;
+        int ok = fscanf(f, "%llx-%llx", &hi, &lo) == 2;
+        fclose(f);
+        if (ok) {
+            d->id.hi = hi;
+            d->id.lo = lo;
+            return 0;
+        }
+        MC_LOGW(TAG, "%s unreadable: a new identity", p);
+    }
+    if (getrandom(&d->id, sizeof d->id, 0) != (ssize_t)sizeof d->id) return -1;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%016llx-%016llx\n", (unsigned long long)d->id.hi, (unsigned long long)d->id.lo);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return rename(tmp, p);
+}
+
+/* Scans bucket b into the index; sets b->size to the end of its last good
+ * record. Records read in SCAN_CHUNK pieces (a record larger than that is
+ * read whole). */
+static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *cap)
+{
+    struct stat st;
+    if (fstat(b->fd, &st) != 0) return -1;
+    uint64_t fsize = (uint64_t)st.st_size / MC_SSD_ALIGN * MC_SSD_ALIGN, off = 0;
+    struct io_uring *r = read_ring(d);
+    if (!r) return -1;
+    uint64_t nrec = 0, ndrop = 0;
+    const char *stop = NULL;
+    while (off < fsize) {
+        uint64_t want = fsize - off < SCAN_CHUNK ? fsize - off : SCAN_CHUNK;
+        io_op_t op = {b->fd, *buf, want, off, 0};
+        if (ring_run(r, &op, 1, 0) || op.res < (int64_t)MC_SSD_ALIGN) {
+            stop = "read error";
+            break;
+        }
+        uint64_t got = (uint64_t)op.res / MC_SSD_ALIGN * MC_SSD_ALIGN, pos = 0;
+        while (pos < got) {
+            mc_ssd_rec_t rec;
+            const char *why;
+            if (mc_ssd_rec_decode(*buf + pos, got - pos, &rec, &why)) {
+                stop = why;
+                break;
+            }
+            if (pos + rec.rec_len > got) { /* runs past this chunk */
+                if (pos == 0) {            /* a record larger than the chunk: read it whole */
+                    if (rec.rec_len > *cap) {
+                        uint8_t *nb = NULL;
+                        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, rec.rec_len)) {
+                            stop = "out of memory";
+                            break;
+                        }
+                        free(*buf);
+                        *buf = nb;
+                        *cap = rec.rec_len;
+                    }
+                    io_op_t big = {b->fd, *buf, rec.rec_len, off, 0};
+                    if (ring_run(r, &big, 1, 0) || big.res < (int64_t)rec.rec_len) {
+                        stop = "torn record";
+                        break;
+                    }
+                    got = rec.rec_len;
+                } else {
+                    break; /* read on from here */
+                }
+            }
+            if (mc_ssd_rec_verify(*buf + pos, got - pos, &rec, &why)) {
+                MC_LOGW(TAG, "bucket %016" PRIx64 " offset %" PRIu64 ": %s; record dropped", b->id,
+                        off + pos, why);
+                ndrop++;
+                d->corrupt++;
+            } else {
+                char key[MC_SSD_KEY_MAX + 1];
+                memcpy(key, *buf + pos + MC_SSD_REC_HDR, rec.key_len);
+                key[rec.key_len] = '\0';
+                if (strlen(key) == rec.key_len &&
+                    ent_put_locked(d, key, b, off + pos, rec.rec_len, rec.data_len, rec.stamp) == 0)
+                    nrec++;
+            }
+            pos += rec.rec_len;
+        }
+        off += pos;
+        if (stop || pos == 0) break;
+    }
+    b->size = off;
+    if (stop && off < fsize)
+        MC_LOGW(TAG,
+                "bucket %016" PRIx64 ": %s at offset %" PRIu64 " of %" PRIu64
+                "; the rest is dropped (appends continue there)",
+                b->id, stop, off, fsize);
+    if (ndrop || nrec)
+        MC_LOGI(TAG, "bucket %016" PRIx64 ": %" PRIu64 " records, %" PRIu64 " dropped", b->id, nrec,
+                ndrop);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
+{
+    *out = NULL;
+    if (!cfg->path || !*cfg->path || cfg->quota == 0) return MC_ERR_INVALID_PARAMS;
+    mc_ssd_disk_t *d = calloc(1, sizeof *d);
+    if (!d) return MC_ERR_INTERNAL;
+    d->cfg = *cfg;
+    if (!d->cfg.bucket) d->cfg.bucket = 256ull << 20;
+    if (!d->cfg.write_buf) d->cfg.write_buf = 8ull << 20;
+    d->cfg.write_buf = MC_SSD_ALIGN_UP(d->cfg.write_buf);
+    if (d->cfg.high <= 0 || d->cfg.high > 1) d->cfg.high = 0.9;
+    if (d->cfg.low <= 0 || d->cfg.low > d->cfg.high) d->cfg.low = d->cfg.high * 0.9;
+    d->path = strdup(cfg->path);
+    d->lock_fd = -1;
+    d->direct = 1;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_key_create(&d->rkey, ring_free);
+    d->index = mc_map_new();
+    uint8_t *buf = NULL;
+    uint64_t cap = SCAN_CHUNK;
+    uint64_t *ids = NULL;
+    size_t nids = 0, capids = 0;
+    DIR *dir = NULL;
+    int rc = MC_ERR_INTERNAL;
+    if (!d->path || !d->index) goto fail;
+    if (mkdirs(d->path) != 0) {
+        MC_LOGE(TAG, "cannot create %s: %s", d->path, strerror(errno));
+        goto fail;
+    }
+    char p[4096];
+    snprintf(p, sizeof p, "%s/lock", d->path);
+    d->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (d->lock_fd < 0 || flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        MC_LOGE(TAG, "%s: %s (another store uses this directory?)", p, strerror(errno));
+        rc = MC_ERR_INVALID_PARAMS;
+        goto fail;
+    }
+    if (read_identity(d) != 0) {
+        MC_LOGE(TAG, "%s/disk.id: %s", d->path, strerror(errno));
+        goto fail;
+    }
+    if (posix_memalign((void **)&d->wbuf, MC_SSD_ALIGN, d->cfg.write_buf) ||
+        posix_memalign((void **)&buf, MC_SSD_ALIGN, cap))
+        goto fail;
+    if (io_uring_queue_init(RING_DEPTH, &d->wring, 0) != 0) {
+        MC_LOGE(TAG, "io_uring_queue_init failed");
+        goto fail;
+    }
+    d->wring_ok = 1;
+    dir = opendir(d->path);
+    if (!dir) goto fail;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        unsigned long long id;
+        char tail[8];
+        if (sscanf(de->d_name, "bucket-%16llx.%4s", &id, tail) != 2 || strcmp(tail, "dat") != 0)
+            continue;
+        if (nids == capids) {
+            size_t nc = capids ? capids * 2 : 64;
+            uint64_t *nv = realloc(ids, nc * sizeof *nv);
+            if (!nv) goto fail;
+            ids = nv;
+            capids = nc;
+        }
+        ids[nids++] = id;
+    }
+    if (nids) qsort(ids, nids, sizeof *ids, cmp_u64);
+    for (size_t i = 0; i < nids; i++) {
+        bucket_t *b;
+        if (bucket_open(d, ids[i], 0, &b)) goto fail;
+        if (bucket_add(d, b) != 0) {
+            close(b->fd);
+            free(b);
+            goto fail;
+        }
+        if (scan_bucket(d, b, &buf, &cap) != 0) goto fail;
+        d->used += b->size;
+    }
+    MC_LOGI(TAG, "%s: %zu objects in %zu buckets, %" PRIu64 " of %" PRIu64 " bytes used%s", d->path,
+            mc_map_size(d->index), d->nb, d->used, d->cfg.quota,
+            d->direct ? "" : " (buffered I/O)");
+    closedir(dir);
+    free(buf);
+    free(ids);
+    *out = d;
+    return 0;
+fail:
+    if (dir) closedir(dir);
+    free(buf);
+    free(ids);
+    mc_ssd_disk_close(d);
+    return rc;
+}
+
+void mc_ssd_disk_close(mc_ssd_disk_t *d)
+{
+    if (!d) return;
+    for (size_t i = 0; i < d->nb; i++) {
+        close(d->b[i]->fd);
+        free(d->b[i]);
+    }
+    free(d->b);
+    mc_map_free(d->index, free);
+    if (d->wring_ok) io_uring_queue_exit(&d->wring);
+    struct io_uring *r = pthread_getspecific(d->rkey);
+    if (r) {
+        pthread_setspecific(d->rkey, NULL);
+        ring_free(r);
+    }
+    pthread_key_delete(d->rkey);
+    if (d->lock_fd >= 0) close(d->lock_fd);
+    free(d->wbuf);
+    free(d->path);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+mc_uuid_t mc_ssd_disk_id(const mc_ssd_disk_t *d)
+{
+    return d->id;
+}
+
+int mc_ssd_disk_direct(const mc_ssd_disk_t *d)
+{
+    return d->direct;
+}
+
+/* ---- writes ---- */
+
+typedef struct {
+    mc_ssd_disk_t *d;
+    bucket_t *b;   /* the bucket being appended to */
+    uint64_t base; /* file offset of wbuf[0] */
+    uint64_t fill; /* bytes in wbuf */
+    int err;
+} wr_t;
+
+/* Writes wbuf (fill rounded up: records are padded) at base. */
+static int wr_flush(wr_t *w)
+{
+    if (w->fill == 0 || w->err) return w->err;
+    uint64_t len = MC_SSD_ALIGN_UP(w->fill);
+    memset(w->d->wbuf + w->fill, 0, len - w->fill);
+    /* a few large writes in flight rather than one huge one */
+    io_op_t ops[8];
+    size_t nops = 0;
+    uint64_t piece = len / 8 >= (1u << 20) ? MC_SSD_ALIGN_UP(len / 8) : len;
+    for (uint64_t o = 0; o < len && nops < 8; nops++) {
+        uint64_t l = len - o < piece || nops == 7 ? len - o : piece;
+        ops[nops] = (io_op_t){w->b->fd, w->d->wbuf + o, l, w->base + o, 0};
+        o += l;
+    }
+    int rc = ring_run(&w->d->wring, ops, nops, 1);
+    for (size_t i = 0; i < nops && !rc; i++)
+        if (ops[i].res != (int64_t)ops[i].len) rc = ops[i].res < 0 ? (int)ops[i].res : -EIO;
+    if (rc) {
+        MC_LOGE(TAG, "write to bucket %016" PRIx64 " at %" PRIu64 ": %s", w->b->id, w->base,
+                strerror(-rc));
+        w->err = MC_ERR_WRITE_FAIL;
+        return w->err;
+    }
+    w->d->written += len;
+    w->base += len;
+    w->fill = 0;
+    return 0;
+}
+
+static int wr_bytes(wr_t *w, const void *src, uint64_t n)
+{
+    const uint8_t *s = src;
+    while (n && !w->err) {
+        uint64_t room = w->d->cfg.write_buf - w->fill, k = n < room ? n : room;
+        memcpy(w->d->wbuf + w->fill, s, k);
+        w->fill += k;
+        s += k;
+        n -= k;
+        if (w->fill == w->d->cfg.write_buf) wr_flush(w);
+    }
+    return w->err;
+}
+
+/* Starts a new bucket for the writer. */
+static int wr_new_bucket(wr_t *w)
+{
+    mc_ssd_disk_t *d = w->d;
+    if (wr_flush(w)) return w->err;
+    pthread_mutex_lock(&d->mu);
+    uint64_t id = d->next_id++;
+    pthread_mutex_unlock(&d->mu);
+    bucket_t *b;
+    if (bucket_open(d, id, 1, &b)) return w->err = MC_ERR_WRITE_FAIL;
+    pthread_mutex_lock(&d->mu);
+    int rc = bucket_add(d, b);
+    pthread_mutex_unlock(&d->mu);
+    if (rc) {
+        bucket_unlink(d, b);
+        free(b);
+        return w->err = MC_ERR_INTERNAL;
+    }
+    w->b = b;
+    w->base = 0;
+    return 0;
+}
+
+int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *const *srcs,
+                      const uint64_t *sizes, const uint64_t *stamps, size_t n, int *rcs)
+{
+    wr_t w = {d, NULL, 0, 0, 0};
+    pthread_mutex_lock(&d->mu);
+    w.b = d->nb ? d->b[d->nb - 1] : NULL;
+    w.base = w.b ? w.b->size : 0;
+    pthread_mutex_unlock(&d->mu);
+    uint64_t *offs = calloc(n ? n : 1, sizeof *offs);
+    bucket_t **bk = calloc(n ? n : 1, sizeof *bk);
+    if (!offs || !bk) {
+        free(offs);
+        free(bk);
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = MC_ERR_INTERNAL;
+        return MC_ERR_INTERNAL;
+    }
+    uint64_t reserved = 0; /* bytes this call adds */
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(keys[i]);
+        rcs[i] = 0;
+        if (kl == 0 || kl > MC_SSD_KEY_MAX || sizes[i] == 0 || sizes[i] > MC_SSD_DATA_MAX) {
+            rcs[i] = MC_ERR_INVALID_PARAMS;
+            continue;
+        }
+        uint64_t rl = mc_ssd_rec_len(kl, sizes[i]);
+        pthread_mutex_lock(&d->mu);
+        int full = d->used + reserved + rl > d->cfg.quota;
+        pthread_mutex_unlock(&d->mu);
+        if (full) {
+            rcs[i] = MC_ERR_NO_AVAILABLE_HANDLE;
+            continue;
+        }
+        if (!w.b || (w.base + w.fill > 0 && w.base + w.fill + rl > d->cfg.bucket)) {
+            /* records of the old bucket are complete once flushed */
+            if (wr_new_bucket(&w)) break;
+        }
+        mc_ssd_rec_t rec = {(uint32_t)kl,
+                            sizes[i],
+                            stamps[i],
+                            XXH3_64bits(srcs[i], sizes[i]),
+                            XXH3_64bits(keys[i], kl),
+                            rl};
+        uint8_t hdr[MC_SSD_REC_HDR];
+        mc_ssd_rec_encode(&rec, hdr);
+        offs[i] = w.base + w.fill;
+        bk[i] = w.b;
+        static const uint8_t zeros[MC_SSD_ALIGN];
+        uint64_t pad = rl - (MC_SSD_REC_HDR + kl + sizes[i]);
+        wr_bytes(&w, hdr, sizeof hdr);
+        wr_bytes(&w, keys[i], kl);
+        wr_bytes(&w, srcs[i], sizes[i]);
+        wr_bytes(&w, zeros, pad);
+        if (w.err) break;
+        reserved += rl;
+        pthread_mutex_lock(&d->mu);
+        d->used += rl;
+        reserved -= rl;
+        w.b->size = offs[i] + rl;
+        pthread_mutex_unlock(&d->mu);
+    }
+    wr_flush(&w);
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i]) continue;
+        if (w.err || !bk[i]) {
+            rcs[i] = w.err ? w.err : MC_ERR_WRITE_FAIL;
+            continue;
+        }
+        if (ent_put_locked(d, keys[i], bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]),
+                           sizes[i], stamps[i]) != 0)
+            rcs[i] = MC_ERR_INTERNAL;
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(offs);
+    free(bk);
+    return w.err;
+}
+
+/* ---- reads ---- */
+
+uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, uint64_t *stamp)
+{
+    pthread_mutex_lock(&d->mu);
+    ent_t *e = mc_map_get(d->index, key);
+    uint64_t rl = e ? e->rec_len : 0;
+    if (e && size) *size = e->data_len;
+    if (e && stamp) *stamp = e->stamp;
+    pthread_mutex_unlock(&d->mu);
+    return rl;
+}
+
+int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
+                     const uint8_t **data, uint64_t *size)
+{
+    pthread_mutex_lock(&d->mu);
+    ent_t *e = mc_map_get(d->index, key);
+    ent_t copy = e ? *e : (ent_t){0};
+    int fd = e ? dup(e->b->fd) : -1; /* the bucket may be dropped meanwhile */
+    pthread_mutex_unlock(&d->mu);
+    if (!e) return MC_ERR_OBJECT_NOT_FOUND;
+    if (fd < 0) return MC_ERR_INTERNAL;
+    if (copy.rec_len > cap) {
+        close(fd);
+        return MC_ERR_BUFFER_OVERFLOW;
+    }
+    struct io_uring *r = read_ring(d);
+    int rc = 0;
+    io_op_t op = {fd, buf, copy.rec_len, copy.off, 0};
+    if (!r || ring_run(r, &op, 1, 0) || op.res != (int64_t)copy.rec_len) {
+        MC_LOGW(TAG, "read of '%.128s' at %" PRIu64 ": %s", key, copy.off,
+                op.res < 0 ? strerror((int)-op.res) : "short read");
+        rc = MC_ERR_TRANSFER_FAIL;
+    }
+    close(fd);
+    if (rc) return rc;
+    mc_ssd_rec_t rec;
+    const char *why;
+    size_t kl = strlen(key);
+    if (mc_ssd_rec_verify(buf, copy.rec_len, &rec, &why) || rec.key_len != kl ||
+        memcmp((uint8_t *)buf + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy.data_len) {
+        MC_LOGW(TAG, "record of '%.128s' (bucket offset %" PRIu64 "): %s; dropped, not served", key,
+                copy.off, rec.key_len != kl ? "another key" : why);
+        pthread_mutex_lock(&d->mu);
+        d->corrupt++;
+        ent_t *now = mc_map_get(d->index, key);
+        if (now && now->b == copy.b && now->off == copy.off) ent_unlink_locked(d, key);
+        pthread_mutex_unlock(&d->mu);
+        return MC_ERR_CHECKSUM_MISMATCH;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->read += copy.rec_len;
+    pthread_mutex_unlock(&d->mu);
+    *data = (const uint8_t *)buf + MC_SSD_REC_HDR + kl;
+    *size = rec.data_len;
+    return 0;
+}
+
+void mc_ssd_disk_delete(mc_ssd_disk_t *d, const char *key)
+{
+    pthread_mutex_lock(&d->mu);
+    ent_unlink_locked(d, key);
+    pthread_mutex_unlock(&d->mu);
+}
+
+typedef struct {
+    void (*fn)(const char *, uint64_t, uint64_t, void *);
+    void *arg;
+} each_t;
+
+static int each_visit(const char *key, void *val, void *arg)
+{
+    each_t *c = arg;
+    const ent_t *e = val;
+    c->fn(key, e->data_len, e->stamp, c->arg);
+    return 0;
+}
+
+void mc_ssd_disk_each(mc_ssd_disk_t *d, void (*fn)(const char *, uint64_t, uint64_t, void *),
+                      void *arg)
+{
+    each_t c = {fn, arg};
+    pthread_mutex_lock(&d->mu);
+    mc_map_each(d->index, each_visit, &c);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- eviction ---- */
+
+typedef struct {
+    bucket_t *b;
+    char **keys;
+    size_t n, cap;
+    int oom;
+} vic_t;
+
+static int vic_visit(const char *key, void *val, void *arg)
+{
+    vic_t *c = arg;
+    if (((ent_t *)val)->b != c->b) return 0;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 64;
+        char **nv = realloc(c->keys, nc * sizeof *nv);
+        if (!nv) return c->oom = 1, 1;
+        c->keys = nv;
+        c->cap = nc;
+    }
+    if (!(c->keys[c->n] = strdup(key))) return c->oom = 1, 1;
+    c->n++;
+    return 0;
+}
+
+int mc_ssd_disk_victims(mc_ssd_disk_t *d, uint64_t *bucket, char ***keys, size_t *n)
+{
+    *keys = NULL;
+    *n = 0;
+    pthread_mutex_lock(&d->mu);
+    /* the newest bucket is the one being appended to: never a victim */
+    int over = (double)d->used > d->cfg.high * (double)d->cfg.quota && d->nb > 1;
+    if (!over) {
+        pthread_mutex_unlock(&d->mu);
+        return 0;
+    }
+    vic_t c = {d->b[0], NULL, 0, 0, 0};
+    if (c.b->nlive) mc_map_each(d->index, vic_visit, &c);
+    *bucket = c.b->id;
+    pthread_mutex_unlock(&d->mu);
+    if (c.oom) {
+        mc_ssd_keys_free(c.keys, c.n);
+        return MC_ERR_INTERNAL;
+    }
+    *keys = c.keys;
+    *n = c.n;
+    return 1;
+}
+
+int mc_ssd_disk_above_low(mc_ssd_disk_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    int above = (double)d->used > d->cfg.low * (double)d->cfg.quota && d->nb > 1;
+    pthread_mutex_unlock(&d->mu);
+    return above;
+}
+
+void mc_ssd_disk_drop_bucket(mc_ssd_disk_t *d, uint64_t id)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t i = 0;
+    while (i < d->nb && d->b[i]->id != id)
+        i++;
+    if (i == d->nb || i == d->nb - 1) { /* gone, or the one being appended to */
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    bucket_t *b = d->b[i];
+    if (b->nlive) {
+        vic_t c = {b, NULL, 0, 0, 0};
+        mc_map_each(d->index, vic_visit, &c);
+        for (size_t k = 0; k < c.n; k++)
+            ent_unlink_locked(d, c.keys[k]);
+        mc_ssd_keys_free(c.keys, c.n);
+    }
+    memmove(&d->b[i], &d->b[i + 1], (d->nb - i - 1) * sizeof *d->b);
+    d->nb--;
+    d->used -= b->size;
+    d->evicted++;
+    pthread_mutex_unlock(&d->mu);
+    bucket_unlink(d, b); /* readers hold dup'd descriptors */
+    free(b);
+}
+
+void mc_ssd_keys_free(char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+void mc_ssd_disk_stats(mc_ssd_disk_t *d, mc_ssd_disk_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&d->mu);
+    st->keys = mc_map_size(d->index);
+    for (size_t i = 0; i < d->nb; i++)
+        st->bytes_live += d->b[i]->live;
+    st->bytes_used = d->used;
+    st->quota = d->cfg.quota;
+    st->buckets = d->nb;
+    st->written_bytes = d->written;
+    st->read_bytes = d->read;
+    st->dropped_corrupt = d->corrupt;
+    st->evicted_buckets = d->evicted;
+    pthread_mutex_unlock(&d->mu);
+}

@@ -1,0 +1,192 @@
+"""The SSD tier against real processes: mooncake_master --enable_offload, a
+disk owner (mooncake_client --enable_offload on a directory of this test) and
+a pure client in a child python that checks every get byte for byte
+(cases/case_ssd.py): eviction to disk under pressure, disk-only objects after
+the owner restarts on the same path (re-registration), a corrupted record
+never served, a disk quota far below the data, the owner killed during disk
+reads, promotion on hit."""
+import glob
+import os
+import signal
+
+import pytest
+
+from mc_fixtures import SAN_RE, Master, StandaloneClient, core_so, py_dir, run_case
+
+SEG = "16 MB"
+
+
+@pytest.fixture
+def ssd_master(request, tmp_path):
+    if not core_so():
+        pytest.skip("mooncake._core not built under %s" % py_dir())
+    extra = getattr(request, "param", ["--offload_on_evict"])
+    m = Master(tmp_path, ["--enable_offload", "--client_ttl", "2"] + list(extra))
+    yield m
+    m.stop()
+    assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]
+
+
+class Owner:
+    """A disk owner on `path`, started (and restarted) with the tier's env."""
+
+    def __init__(self, tmp, master, path, monkeypatch, env=None):
+        self.tmp, self.master, self.path, self.mp = tmp, master, path, monkeypatch
+        self.env = {"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH": path,
+                    "MOONCAKE_OFFLOAD_LOCAL_BUFFER_SIZE_BYTES": str(64 << 20),
+                    "MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES": str(4 << 20)}
+        self.env.update(env or {})
+        self.c = None
+        self.start()
+
+    def start(self):
+        for k, v in self.env.items():
+            self.mp.setenv(k, v)
+        self.c = StandaloneClient(self.tmp, self.master,
+                                  ["--global_segment_size", SEG, "--enable_offload=true"])
+
+    def kill(self):
+        self.c.p.send_signal(signal.SIGKILL)
+        self.c.p.wait(10)
+
+    def stop(self):
+        rc = self.c.stop()
+        assert not SAN_RE.search(self.c.stderr()), self.c.stderr()[-4000:]
+        return rc
+
+
+def _env(tmp_path, **kw):
+    env = {"MC_TEST_MANIFEST": str(tmp_path / "manifest.json")}
+    env.update({k: str(v) for k, v in kw.items()})
+    return env
+
+
+@pytest.mark.parametrize("ssd_master", [["--offload_on_evict"]], indirect=True)
+def test_ssd_evict_to_disk(ssd_master, tmp_path, monkeypatch):
+    """256 x 256 KiB into a 16 MiB segment: evicted objects go to disk and
+    every one reads back exactly."""
+    o = Owner(tmp_path, ssd_master, str(tmp_path / "disk"), monkeypatch)
+    try:
+        run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_WANT_DISK=192))
+        run_case(ssd_master, "case_ssd", "case_check", env_extra=_env(tmp_path))
+    finally:
+        assert o.stop() == 0
+
+
+@pytest.mark.parametrize("ssd_master", [[]], indirect=True)
+def test_ssd_restart_recovery(ssd_master, tmp_path, monkeypatch):
+    """Offload at put end; the owner is killed and restarted on the same path:
+    its records are re-registered and served from disk alone."""
+    o = Owner(tmp_path, ssd_master, str(tmp_path / "disk"), monkeypatch)
+    run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+             env_extra=_env(tmp_path, MC_TEST_N=48))
+    o.kill()
+    o.start()
+    try:
+        run_case(ssd_master, "case_ssd", "case_disk_only_served", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_N=48))
+    finally:
+        assert o.stop() == 0
+
+
+def _flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("ssd_master", [[]], indirect=True)
+def test_ssd_corrupt_record_not_served(ssd_master, tmp_path, monkeypatch):
+    """A byte flipped in a record's value (owner stopped): the restart scan drops
+    it with a log line; a byte flipped while the owner runs: the read's check
+    drops it. Either way the get misses; it never returns the bad bytes."""
+    disk = str(tmp_path / "disk")
+    o = Owner(tmp_path, ssd_master, disk, monkeypatch)
+    run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+             env_extra=_env(tmp_path, MC_TEST_N=16, MC_TEST_SZ=65536))
+    o.kill()
+    buckets = sorted(glob.glob(os.path.join(disk, "bucket-*.dat")))
+    assert buckets
+    # record 0 of the first bucket: value starts after the 64-byte header and the key
+    _flip(buckets[0], 64 + 8 + 100)
+    o.start()
+    try:
+        assert "value checksum mismatch" in o.c.stderr()
+        # while running: the second record (65536 + 64 + key, rounded up to 4 KiB)
+        _flip(buckets[0], 69632 + 64 + 8 + 100)
+        run_case(ssd_master, "case_ssd", "case_check", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_N=16, MC_TEST_SZ=65536, MC_TEST_ALLOW_MISS=1,
+                                MC_TEST_MIN_OK=14, MC_TEST_DISK_ONLY=1))
+        assert "dropped, not served" in o.c.stderr()
+    finally:
+        assert o.stop() == 0
+
+
+@pytest.mark.parametrize("ssd_master", [["--offload_on_evict"]], indirect=True)
+def test_ssd_disk_full(ssd_master, tmp_path, monkeypatch):
+    """A 12 MiB disk quota under 64 MiB of puts: the puts succeed, the disk
+    evicts whole buckets (telling the master first) and stays under quota."""
+    disk = str(tmp_path / "disk")
+    o = Owner(tmp_path, ssd_master, disk, monkeypatch,
+              {"MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES": str(12 << 20),
+               "MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES": str(1 << 20)})
+    try:
+        run_case(ssd_master, "case_ssd", "case_disk_full", timeout=180,
+                 env_extra=_env(tmp_path))
+        used = sum(os.path.getsize(p) for p in glob.glob(os.path.join(disk, "bucket-*.dat")))
+        assert used <= 12 << 20, used
+    finally:
+        assert o.stop() == 0
+
+
+@pytest.mark.parametrize("ssd_master", [[]], indirect=True)
+def test_ssd_owner_killed_during_reads(ssd_master, tmp_path, monkeypatch):
+    """Disk-only objects read in a loop while their owner is SIGKILLed: every get
+    returns (an error) within the bound, none returns wrong bytes."""
+    o = Owner(tmp_path, ssd_master, str(tmp_path / "disk"), monkeypatch)
+    run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+             env_extra=_env(tmp_path, MC_TEST_N=32))
+    o.kill()
+    o.start()  # its memory copies are gone: the objects are on disk only
+    run_case(ssd_master, "case_ssd", "case_kill_owner_during_reads", timeout=120,
+             env_extra=_env(tmp_path, MC_TEST_N=32, MC_TEST_OWNER_PID=o.c.p.pid))
+    assert o.c.p.wait(10) == -9
+
+
+@pytest.mark.parametrize("ssd_master", [["--promotion_on_hit",
+                                         "--promotion_admission_threshold", "2"]], indirect=True)
+def test_ssd_promotion_on_hit(ssd_master, tmp_path, monkeypatch):
+    o = Owner(tmp_path, ssd_master, str(tmp_path / "disk"), monkeypatch)
+    run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+             env_extra=_env(tmp_path, MC_TEST_N=8))
+    o.kill()
+    o.start()
+    try:
+        run_case(ssd_master, "case_ssd", "case_promotion", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_N=8))
+    finally:
+        assert o.stop() == 0
+
+
+def test_root_fs_dir_refused(tmp_path):
+    """Upstream's legacy shared-FS DISK replica: refused with one clear line."""
+    import subprocess
+    from mc_fixtures import bin_dir, clean_env
+    exe = os.path.join(bin_dir(), "mooncake_master")
+    p = subprocess.run([exe, "--port", "0", "--root_fs_dir=%s" % tmp_path], capture_output=True,
+                       text=True, timeout=30, env=clean_env())
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "--root_fs_dir" in p.stderr and "--enable_offload" in p.stderr, p.stderr
+
+
+def test_offload_needs_master_flag(master, tmp_path, monkeypatch):
+    """A store asking for the tier from a master without --enable_offload fails
+    its setup, and both sides say why."""
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", str(tmp_path / "disk"))
+    with pytest.raises(RuntimeError) as e:
+        StandaloneClient(tmp_path, master, ["--enable_offload=true"])
+    assert "--enable_offload" in str(e.value)
+    assert "without --enable_offload" in master.stderr()
