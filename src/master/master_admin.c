@@ -671,7 +671,10 @@ static enum MHD_Result ad_route(mc_master_admin_t *a, struct MHD_Connection *con
         enum MHD_Result ret;
         if ((ad_routes[i].flags & AD_MUT) && ad_auth_refuses(a, conn, method, url, &ret))
             return ret;
-        return ad_routes[i].fn(a, conn, url);
+        ret = ad_routes[i].fn(a, conn, url);
+        /* MHD sends the queued answer after we return: the journal goes first */
+        if (ad_routes[i].flags & AD_MUT) mc_master_journal_flush(a->m);
+        return ret;
     }
     if (allow)
         return ad_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",

@@ -36,6 +36,7 @@
 #include "base_log.h"
 #include "base_time.h"
 
+#define WBUF_MAX (4u << 20) /* pending frames kept before a write */
 #define TAG "persist"
 #define FSYNC_EVERY_MS 1000
 #define SNAP_BUF (1u << 20)
@@ -52,6 +53,10 @@ struct mc_persist {
     int dirty;
     uint64_t err_log_ms;
     uint64_t write_errors;
+    /* appended frames not written yet (mc_persist_flush writes them, before
+     * any reply that depends on them leaves the master) */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
     /* snapshot child (poll/snapshot: tick thread) */
     pid_t child;
     uint64_t child_seq, child_start_ms, snap_failed_ms;
@@ -62,6 +67,8 @@ struct mc_persist {
     int thr_running, stop;
     pthread_cond_t cond;
 };
+
+static int flush_locked(mc_persist_t *p);
 
 struct mc_persist_snap {
     int fd;
@@ -400,6 +407,7 @@ static void *fsync_main(void *arg)
         ts.tv_sec += FSYNC_EVERY_MS / 1000;
         while (!p->stop && pthread_cond_timedwait(&p->cond, &p->mu, &ts) != ETIMEDOUT) {
         }
+        flush_locked(p);
         int fd = p->dirty && p->fd >= 0 ? dup(p->fd) : -1;
         int old = p->old_fd;
         p->old_fd = -1;
@@ -472,24 +480,65 @@ static int write_all(int fd, const uint8_t *b, size_t len)
     return 0;
 }
 
-int mc_persist_append(mc_persist_t *p, const void *frame, size_t len)
+/* Writes the pending frames to the current segment. Caller holds mu. */
+static int flush_locked(mc_persist_t *p)
 {
-    pthread_mutex_lock(&p->mu);
-    int rc = p->fd >= 0 ? write_all(p->fd, frame, len) : -EBADF;
+    if (!p->wlen) return 0;
+    int rc = p->fd >= 0 ? write_all(p->fd, p->wbuf, p->wlen) : -EBADF;
     if (rc == 0) {
-        p->log_bytes += len;
         p->dirty = 1;
     } else {
         p->write_errors++;
         uint64_t now = mc_now_ms();
         if (!p->err_log_ms || now >= p->err_log_ms + 10000) {
             MC_LOGE(TAG,
-                    "cannot append to the log in %s: %s (%" PRIu64 " records lost so far); "
+                    "cannot append to the log in %s: %s (%" PRIu64 " writes lost so far); "
                     "the index goes on in memory only",
                     p->dir, strerror(-rc), p->write_errors);
             p->err_log_ms = now;
         }
     }
+    p->wlen = 0;
+    return rc;
+}
+
+int mc_persist_append(mc_persist_t *p, const void *frame, size_t len)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->fd < 0) {
+        rc = -EBADF;
+    } else {
+        if (p->wlen + len > p->wcap) { /* grow up to WBUF_MAX, else write what is there */
+            size_t cap = p->wcap ? p->wcap : 65536;
+            while (cap < p->wlen + len && cap < WBUF_MAX)
+                cap *= 2;
+            uint8_t *nb = cap >= p->wlen + len ? realloc(p->wbuf, cap) : NULL;
+            if (nb) {
+                p->wbuf = nb;
+                p->wcap = cap;
+            } else {
+                rc = flush_locked(p);
+            }
+        }
+        if (p->wlen + len <= p->wcap) {
+            memcpy(p->wbuf + p->wlen, frame, len);
+            p->wlen += len;
+        } else if (rc == 0) { /* larger than the buffer: straight to the file */
+            rc = write_all(p->fd, frame, len);
+            if (rc == 0) p->dirty = 1;
+        }
+        if (rc == 0) p->log_bytes += len;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int mc_persist_flush(mc_persist_t *p)
+{
+    if (!p) return 0;
+    pthread_mutex_lock(&p->mu);
+    int rc = flush_locked(p);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -585,6 +634,7 @@ int mc_persist_snapshot_locked(mc_persist_t *p, uint64_t version,
         return -e;
     }
     if (pid == 0) snap_child(p, seq, version, fill, arg);
+    flush_locked(p);      /* what was appended so far belongs to the old segment */
     if (p->old_fd >= 0) { /* not synced yet: do it now, rarely matters */
         fdatasync(p->old_fd);
         close(p->old_fd);
@@ -673,6 +723,7 @@ void mc_persist_close(mc_persist_t *p)
         pthread_mutex_unlock(&p->mu);
         pthread_join(p->thr, NULL);
     }
+    flush_locked(p);
     if (p->old_fd >= 0) {
         fdatasync(p->old_fd);
         close(p->old_fd);
@@ -681,6 +732,7 @@ void mc_persist_close(mc_persist_t *p)
         fdatasync(p->fd);
         close(p->fd);
     }
+    free(p->wbuf);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cond);
     close(p->dir_fd);

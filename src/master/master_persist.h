@@ -5,8 +5,10 @@
  * objects: the core (master_recover.c) encodes records, applies replayed ones
  * and writes a snapshot's contents.
  *
- * - append: write(2) under the log mutex, so a record is in the page cache
- *   (and survives a kill of the process) before the caller replies; a thread
+ * - append: into a buffer under the log mutex; mc_persist_flush write(2)s it,
+ *   and the master flushes before every reply, so a record is in the page
+ *   cache (and survives a kill of the process) before the caller is answered,
+ *   with one write per batch of requests rather than one per record; a thread
  *   fdatasyncs the log every second (a machine crash loses at most that).
  * - snapshot: with the whole index quiesced by the caller, fork(); the child
  *   writes the snapshot from its copy-on-write view and exits; the parent
@@ -63,9 +65,15 @@ int mc_persist_replay(mc_persist_t *p, const mc_persist_replay_ops_t *ops,
  * thread. version goes into the segment's header. */
 int mc_persist_start(mc_persist_t *p, uint64_t version, char *err, size_t errlen);
 
-/* Appends one encoded frame (write(2), retried until whole). A failure is
- * logged (once per 10 s) and returned; the caller goes on in memory. */
+/* Appends one encoded frame to a buffer of pending frames (written by
+ * mc_persist_flush, or when 4 MiB are pending). A failure is logged (once
+ * per 10 s) and returned; the caller goes on in memory. */
 int mc_persist_append(mc_persist_t *p, const void *frame, size_t len);
+/* Writes the pending frames (write(2), retried until whole): they are then in
+ * the page cache and survive a kill of the process. Called before any reply
+ * leaves the master (the RPC loop after each batch of requests, the admin
+ * server after a mutating request) and by the tick; p NULL: nothing. */
+int mc_persist_flush(mc_persist_t *p);
 
 /* The log mutex, for a caller that quiesces the index around a snapshot. */
 void mc_persist_lock(mc_persist_t *p);

@@ -141,6 +141,11 @@ static int journaling(const mc_master_t *m)
     return m->persist || m->repl_sink;
 }
 
+void mc_master_journal_flush(mc_master_t *m)
+{
+    if (m->persist) mc_persist_flush(m->persist);
+}
+
 /* One record to the log and to the replication stream. 0 when it went to
  * at least one of them. */
 static int emit(mc_master_t *m, const uint8_t *frame, size_t n)

@@ -529,10 +529,12 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
     return 0;
 }
 
-/* Writes what serve appended to c->out. */
+/* Writes what serve appended to c->out, after the journal records those
+ * replies depend on (so a kill of the master after a reply loses nothing). */
 static void flush(conn_t *c)
 {
     if (!c->out.len || c->closing) return;
+    mc_master_journal_flush(c->srv->m);
     wreq_t *w = malloc(sizeof *w);
     if (!w) {
         bad_frame(c, "reply", "out of memory");

@@ -179,6 +179,10 @@ struct mc_persist;
  * line, at WARN, naming the first damaged place when records were torn or
  * corrupt). Call once, before the master serves; p must outlive m.
  * Errors: a replay or file error, with a message in err. */
+/* Writes the journal records appended so far (mc_persist_flush). The RPC
+ * server calls it before it sends the replies of a batch, the admin server
+ * after a mutating request, the tick every round. No-op without persistence. */
+void mc_master_journal_flush(mc_master_t *m);
 int mc_master_persist_attach(mc_master_t *m, struct mc_persist *p, uint64_t now_ms, char *err,
                              size_t errlen);
 

@@ -89,4 +89,5 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms)
         discard_zombies(m, now_ms);
     }
     mc__persist_tick(m, now_ms);
+    mc_master_journal_flush(m); /* what this round erased or restored */
 }
