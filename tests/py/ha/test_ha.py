@@ -24,6 +24,11 @@ from mc_fixtures import SAN_RE, Master, child_env, core_so
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "master"))
 from mp_wire import SERVICE_READY, Conn, s_str  # noqa: E402
+from waits import until as _until  # noqa: E402
+
+
+def until(fn, timeout=15.0, step=0.05):
+    return _until(fn, timeout, step)
 
 
 def http(addr, path):
@@ -32,13 +37,6 @@ def http(addr, path):
     return json.loads(body) if body.startswith("{") else body
 
 
-def until(fn, timeout=15.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    v = fn()
-    while not v and time.monotonic() < deadline:
-        time.sleep(step)
-        v = fn()
-    return v
 
 
 class Cluster:
