@@ -310,7 +310,12 @@ int main(int argc, char **argv)
     atomic_store(&glue.rpc, rpc);
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
     char repl_addr[320] = "";
-    if (fl.enable_ha && mc_env_int("MC_MASTER_REPL", 1, 0, 1)) {
+    /* Off by default: until freed ranges wait for the standbys' acknowledgment,
+     * a leader cut off from its standbys but still serving its clients (a
+     * partition) can reuse space whose removal the new leader never learns of,
+     * and the adopted index would then map a key to another key's bytes
+     * (docs/master.md "HA replication"). A new leader starts empty instead. */
+    if (fl.enable_ha && mc_env_int("MC_MASTER_REPL", 0, 0, 1)) {
         mc_repl_config_t rc_cfg = {.host = fl.rpc_address,
                                    .port = (uint16_t)mc_env_int("MC_MASTER_REPL_PORT", 0, 0, 65535),
                                    .serving = ha_gate,

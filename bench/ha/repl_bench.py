@@ -65,7 +65,7 @@ def main():
     seg_mb = max(64, (a.objects * max(a.value_size, 64) * 2) >> 20)
     env = dict(os.environ, MC_TEST_RPC="etcd://" + ";".join(etcd.endpoints),
                MC_TEST_META="etcd://" + ";".join(etcd.endpoints), MC_STORE_CLUSTER_ID=cluster,
-               MC_LOG_LEVEL="warn", MC_TEST_VALUE_SIZE=str(a.value_size),
+               MC_LOG_LEVEL="warn", MC_TEST_VALUE_SIZE=str(a.value_size), MC_MASTER_REPL="1",
                MC_TEST_SEGMENT_MB=str(seg_mb),
                PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(a.bin_dir)), "python"))
     werr = open(os.path.join(tmp, "workload.err"), "wb")

@@ -124,6 +124,7 @@ def ha_repl(tmp_path, etcd3, request, monkeypatch):
     if not core_so():
         pytest.skip("mooncake._core not built")
     monkeypatch.setenv("MC_LOG_LEVEL", "info")  # the masters' "restore finished" lines
+    monkeypatch.setenv("MC_MASTER_REPL", "1")  # opt-in (docs/master.md "HA replication")
     made = []
 
     def make(n=2):
