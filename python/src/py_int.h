@@ -1,0 +1,77 @@
+/* py_int.h: what the files of the `mooncake._core` extension share (py_core.c:
+ * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
+ * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
+ * py_engine.c: TransferEngine and EngineHandle). The module's conventions
+ * are in py_core.c's top comment. */
+#ifndef MC_PY_INT_H
+#define MC_PY_INT_H
+#define Py_LIMITED_API 0x030B0000
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mooncake/store.h"
+#include "mooncake/te.h"
+#include "store_srv.h"
+
+#ifndef MC_PY_VERSION
+#define MC_PY_VERSION "0.0.0"
+#endif
+
+typedef struct {
+    PyObject **refs;
+    const char **v;
+    size_t n;
+} strv_t;
+
+typedef struct {
+    mc_store_iov_t *flat;
+    const mc_store_iov_t **parts;
+    size_t *nparts;
+} iov2_t;
+
+typedef struct {
+    PyObject_HEAD void *ptr;
+    Py_ssize_t len;
+} bufh_t;
+
+/* A call into the C core on an object with a rwlock `lk`: the GIL released,
+ * the lock held for reading (RD) or writing (WR: setup, initialize, close). */
+#define RD_BEGIN(self)                                                                             \
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&(self)->lk);
+#define RD_END(self)                                                                               \
+    pthread_rwlock_unlock(&(self)->lk);                                                            \
+    Py_END_ALLOW_THREADS
+#define WR_BEGIN(self)                                                                             \
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_wrlock(&(self)->lk);
+
+/* the types, made from their specs at module init (py_core.c) */
+extern PyTypeObject *mc__py_BufferHandle_Type, *mc__py_TE_Type, *mc__py_EngineHandle_Type;
+extern PyType_Spec mc__py_bufh_spec, mc__py_store_spec, mc__py_te_spec, mc__py_eng_spec,
+    mc__py_alloc_spec;
+
+/* py_args.c: argument helpers (TypeError/ValueError naming the argument) */
+int mc__py_arg_u64(PyObject *o, const char *name, uint64_t *out);
+int mc__py_arg_str(PyObject *o, const char *name, const char **out);
+Py_ssize_t mc__py_arg_seq(PyObject *o, const char *name);
+void mc__py_strv_free(strv_t *s);
+int mc__py_strv_from(PyObject *seq, const char *name, strv_t *s);
+int mc__py_u64v_from(PyObject *seq, const char *name, uint64_t **out, size_t *n_out);
+int mc__py_check_len(size_t a, size_t b, const char *an, const char *bn);
+int mc__py_ptr_ok(uint64_t p, uint64_t len);
+int mc__py_ptr_ok_te(mc_te_t *te, uint64_t p, uint64_t len);
+int mc__py_ptrs_ok(mc_te_t *te, const uint64_t *p, const uint64_t *len, size_t n);
+void mc__py_iov2_free(iov2_t *v);
+int mc__py_iov2_from(PyObject *ptrs, PyObject *sizes, size_t n, iov2_t *v);
+int mc__py_iov2_ok(mc_te_t *te, const iov2_t *v, size_t n);
+PyObject *mc__py_int_list(const int64_t *v, size_t n);
+PyObject *mc__py_int_list32(const int *v, size_t n);
+PyObject *mc__py_bufh_new(void *ptr, size_t len);
+/* py_engine.c: the engine of a TransferEngine or EngineHandle argument */
+int mc__py_engine_arg(PyObject *o, mc_te_t **te);
+#endif
