@@ -48,7 +48,8 @@ class MasterProc:
             [os.path.join(bin_dir, "mooncake_master"), "--enable_ha=true",
              "--rpc_address=127.0.0.1", "--rpc_port=%d" % rpc, "--metrics_port=%d" % admin,
              "--etcd_endpoints=" + ";".join(etcd.endpoints), "--cluster_id=" + cluster,
-             "--client_ttl=3"], stdout=subprocess.PIPE, stderr=self.err, env=env, text=True)
+             "--client_ttl=3", "--persist_dir=" + os.path.join(tmp, "persist-%d" % rpc)],
+            stdout=subprocess.PIPE, stderr=self.err, env=env, text=True)
         for line in self.p.stdout:
             if line.strip().endswith("ready"):
                 break

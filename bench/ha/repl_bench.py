@@ -61,11 +61,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mc-repl-")
     etcd = EtcdCluster(tmp, members=3)
     cluster = "replbench%d" % os.getpid()
+    os.environ["MC_MASTER_REPL"] = "1"  # replication is opt-in (docs/master.md); the masters inherit it
     masters = [MasterProc(a.bin_dir, tmp, etcd, cluster) for _ in range(2)]
     seg_mb = max(64, (a.objects * max(a.value_size, 64) * 2) >> 20)
     env = dict(os.environ, MC_TEST_RPC="etcd://" + ";".join(etcd.endpoints),
                MC_TEST_META="etcd://" + ";".join(etcd.endpoints), MC_STORE_CLUSTER_ID=cluster,
-               MC_LOG_LEVEL="warn", MC_TEST_VALUE_SIZE=str(a.value_size), MC_MASTER_REPL="1",
+               MC_LOG_LEVEL="warn", MC_TEST_VALUE_SIZE=str(a.value_size),
                MC_TEST_SEGMENT_MB=str(seg_mb),
                PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(a.bin_dir)), "python"))
     werr = open(os.path.join(tmp, "workload.err"), "wb")

@@ -178,7 +178,9 @@ class Cluster:
                 "--rpc_port", str(RPC_PORT), "--metrics_port", str(ADMIN_PORT),
                 "--metrics_host", "127.0.0.1", "--etcd_endpoints", ";".join(self.etcd_eps),
                 "--cluster_id", self.cid, "--client_ttl=%d" % CLIENT_TTL_S,
-                "--default_kv_lease_ttl", "500"]
+                "--default_kv_lease_ttl", "500",
+                # its journal in the run's directory, kept across its restarts in the run
+                "--persist_dir", os.path.join(self.tmp, "persist-m%d" % i)]
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         env.update(ENV)
         log = self._log("master%d.log" % i)
