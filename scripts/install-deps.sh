@@ -9,7 +9,7 @@ APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           liburing-dev fio
           python3 python3-dev python3-pip curl
           etcd-server etcd-client redis-server
-          iproute2 nftables iperf3)
+          iproute2 nftables iperf3 tmux)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
