@@ -72,6 +72,19 @@ class MasterProc:
         self.err.close()
 
 
+def teardown(w, werr, masters, etcd):
+    """Ends the workload child (closing its stdin), then the masters and etcd."""
+    try:
+        w.stdin.close()
+        w.wait(30)
+    except (OSError, subprocess.TimeoutExpired):
+        w.kill()
+    werr.close()
+    for m in masters:
+        m.stop()
+    etcd.stop()
+
+
 def until(fn, timeout, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,15 +159,7 @@ def main():
         out.append(summary)
         print(json.dumps(summary), flush=True)
     finally:
-        try:
-            w.stdin.close()
-            w.wait(30)
-        except (OSError, subprocess.TimeoutExpired):
-            w.kill()
-        werr.close()
-        for m in masters:
-            m.stop()
-        etcd.stop()
+        teardown(w, werr, masters, etcd)
     if a.out:
         with open(a.out, "w") as f:
             for r in out:

@@ -25,30 +25,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "py", "common"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from servers import EtcdCluster  # noqa: E402
-from failover_bench import MasterProc, until  # noqa: E402
+from failover_bench import MasterProc, teardown, until  # noqa: E402
+from waits import admin_metrics  # noqa: E402
 
 
 def metrics(m):
-    try:
-        with urllib.request.urlopen("http://%s/metrics" % m.admin, timeout=3) as r:
-            body = r.read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.partition(" ")
-            try:
-                out[k] = int(v)
-            except ValueError:
-                pass
-    return out
+    return admin_metrics(m.admin)
 
 
 def main():
@@ -122,15 +110,7 @@ def main():
         rec["load"] = os.getloadavg()[0]
         print(json.dumps(rec), flush=True)
     finally:
-        try:
-            w.stdin.close()
-            w.wait(30)
-        except (OSError, subprocess.TimeoutExpired):
-            w.kill()
-        werr.close()
-        for m in masters:
-            m.stop()
-        etcd.stop()
+        teardown(w, werr, masters, etcd)
     if a.out:
         with open(a.out, "w") as f:
             f.write(json.dumps(rec) + "\n")

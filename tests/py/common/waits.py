@@ -2,6 +2,7 @@
 condition instead of sleeping for a guessed time, and read a process's
 resident memory."""
 import time
+import urllib.request
 
 
 def until(pred, timeout=10.0, step=0.02):
@@ -33,3 +34,22 @@ def rss_kib(pid):
     except OSError:
         pass
     return 0
+
+
+def admin_metrics(addr, timeout=3):
+    """The integer samples of http://addr/metrics as {name{labels}: value};
+    {} when the admin port does not answer."""
+    try:
+        with urllib.request.urlopen("http://%s/metrics" % addr, timeout=timeout) as r:
+            body = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.partition(" ")
+            try:
+                out[k] = int(v)
+            except ValueError:
+                pass
+    return out

@@ -82,7 +82,31 @@ class Cluster:
             assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]
 
 
-class Workload:
+class Child:
+    """A child python driven over stdin (self.p), its stderr in self.errpath
+    (self.err): closing stdin ends it; its stderr must hold no sanitizer report."""
+
+    def stderr(self):
+        with open(self.errpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.err.close()
+        out = self.stderr()
+        assert not SAN_RE.search(out), out[-4000:]
+        return out
+
+
+class Workload(Child):
     """ha_workload.py in a child python: lines of OK/ERR/BAD per operation."""
 
     def __init__(self, cluster, seconds=60):
@@ -112,24 +136,9 @@ class Workload:
     def bad(self):
         return [ln for ln in list(self.lines) if ln[0] == "BAD"]
 
-    def stderr(self):
-        with open(self.errpath, "rb") as f:
-            return f.read().decode(errors="replace")
-
     def stop(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        out = Child.stop(self)
         self.t.join(5)
-        self.err.close()
-        out = self.stderr()
-        assert not SAN_RE.search(out), out[-4000:]
         return out
 
 

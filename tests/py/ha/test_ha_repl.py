@@ -24,32 +24,19 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from mc_fixtures import SAN_RE, Master, child_env, core_so
+from mc_fixtures import Master, child_env, core_so
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from test_ha import Cluster, http, until  # noqa: E402
+from test_ha import Child, Cluster, http, until  # noqa: E402
+from waits import admin_metrics  # noqa: E402
 
 
 def metrics(m):
-    try:
-        with urllib.request.urlopen("http://%s/metrics" % m.admin, timeout=5) as r:
-            body = r.read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.partition(" ")
-            try:
-                out[k] = int(v)
-            except ValueError:
-                pass
-    return out
+    return admin_metrics(m.admin, timeout=5)
 
 
 def synced(m, n):
@@ -58,7 +45,7 @@ def synced(m, n):
     return x.get("master_repl_synced") == 1 and x.get("master_repl_objects", 0) >= n
 
 
-class Index:
+class Index(Child):
     """ha_workload.py in index mode: fill / check / mark over stdin."""
 
     def __init__(self, cluster, value_size=1024, segment_mb=32):
@@ -100,23 +87,6 @@ class Index:
         assert r[0] == "CHECKED", r
         return int(r[1]), int(r[2]), int(r[3]), float(r[4])  # ok, missing, bad, oldest
 
-    def stderr(self):
-        with open(self.errpath, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.err.close()
-        out = self.stderr()
-        assert not SAN_RE.search(out), out[-4000:]
 
 
 @pytest.fixture
