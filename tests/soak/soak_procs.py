@@ -9,8 +9,12 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py", "common"))
+from asan_env import extension_so, preload_asan  # noqa: E402
 
 SAN_RE = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
 
@@ -35,28 +39,6 @@ def kill_all():
             pass
 
 
-def core_so(py_dir):
-    d = os.path.join(py_dir, "mooncake")
-    if os.path.isdir(d):
-        for n in os.listdir(d):
-            if n.startswith("_core") and n.endswith(".so"):
-                return os.path.join(d, n)
-    return None
-
-
-def asan_runtime():
-    for cc, name in (("clang", "libclang_rt.asan-x86_64.so"), ("gcc", "libasan.so")):
-        try:
-            p = subprocess.run([cc, "-print-file-name=" + name], capture_output=True, text=True,
-                               timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        path = p.stdout.strip()
-        if p.returncode == 0 and os.path.isabs(path) and os.path.exists(path):
-            return path
-    return None
-
-
 def daemon_env():
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "ADMIN_API_KEY", "OPENAI_API_KEY"):
@@ -70,18 +52,11 @@ def worker_env(py_dir):
     runtime preloaded when the extension is sanitizer-built."""
     env = daemon_env()
     env["PYTHONPATH"] = py_dir
-    so = core_so(py_dir)
+    so = extension_so(py_dir)
     if so is None:
         raise RuntimeError("mooncake._core not built under %s" % py_dir)
-    with open(so, "rb") as f:
-        asan = b"__asan_init" in f.read()
-    if asan:
-        rt = asan_runtime()
-        if not rt:
-            raise RuntimeError("extension built with ASan but no ASan runtime found")
-        env["LD_PRELOAD"] = rt
-        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0"
-        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+    if not preload_asan(env, so):
+        raise RuntimeError("extension built with ASan but no ASan runtime found")
     return env
 
 

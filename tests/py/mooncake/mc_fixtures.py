@@ -23,6 +23,9 @@ import time
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from asan_env import extension_so, preload_asan  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 RUNNER = os.path.join(HERE, "cases", "runner.py")
@@ -38,31 +41,7 @@ def py_dir():
 
 
 def core_so():
-    d = os.path.join(py_dir(), "mooncake")
-    if os.path.isdir(d):
-        for n in os.listdir(d):
-            if n.startswith("_core") and n.endswith(".so"):
-                return os.path.join(d, n)
-    return None
-
-
-def _needs_asan(so):
-    with open(so, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-def _asan_runtime():
-    for cc in ("clang", "gcc"):
-        name = "libclang_rt.asan-x86_64.so" if cc == "clang" else "libasan.so"
-        try:
-            p = subprocess.run([cc, "-print-file-name=" + name], capture_output=True, text=True,
-                               timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        path = p.stdout.strip()
-        if p.returncode == 0 and os.path.isabs(path) and os.path.exists(path):
-            return path
-    return None
+    return extension_so(py_dir())
 
 
 def clean_env():
@@ -76,13 +55,8 @@ def child_env():
     so = core_so()
     env = clean_env()
     env["PYTHONPATH"] = py_dir()
-    if _needs_asan(so):
-        rt = _asan_runtime()
-        if not rt:
-            pytest.skip("extension built with ASan but no ASan runtime found")
-        env["LD_PRELOAD"] = rt
-        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0"
-        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+    if not preload_asan(env, so):
+        pytest.skip("extension built with ASan but no ASan runtime found")
     return env
 
 
