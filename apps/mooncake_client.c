@@ -30,6 +30,7 @@
 #include "mooncake/store.h"
 #include "net_sock.h"
 #include "store_srv.h"
+#include "base_version.h"
 
 static const char *const prog = "mooncake_client";
 
@@ -159,6 +160,7 @@ static void usage(FILE *out)
     fprintf(out, "  --%-26s %s (default \"text\")\n", "log_format",
             "log lines on stderr: text, or json (one object per line; MC_LOG_FORMAT)");
     fprintf(out, "  --%-26s show this help and exit\n", "help");
+    fprintf(out, "  --%-26s print the version and exit\n", "version");
 }
 
 /* Parses argv into f (defaults first). 0, MC_FLAGS_HELP or -EINVAL (err). */
@@ -183,6 +185,7 @@ static int parse(cl_flags_t *f, int argc, char **argv, char *err, size_t errlen)
 
 int main(int argc, char **argv)
 {
+    if (mc_version_flag(argc, argv, prog)) return 0;
     cl_flags_t fl;
     char err[512];
     if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {

@@ -15,18 +15,20 @@
 #include "base_log.h"
 #include "base_sig.h"
 #include "metasrv.h"
+#include "base_version.h"
 
 static const char *prog = "mooncake_http_metadata_server";
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--port PORT] [--host HOST] [--log-level LEVEL] [--help]\n"
+            "usage: %s [--port PORT] [--host HOST] [--log-level LEVEL] [--help] [--version]\n"
             "  --port PORT        TCP port to listen on, 0 = any free port (default 8080)\n"
             "  --host HOST        address to bind (default 0.0.0.0)\n"
             "  --log-level LEVEL  DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)\n"
             "  --log_format FMT   text or json (one object per line; default text)\n"
             "  --help             show this help and exit\n"
+            "  --version          print the version and exit\n"
             "Serves GET/PUT/DELETE /metadata?key=K and GET /health.\n",
             prog);
 }
@@ -54,6 +56,7 @@ static const char *map_level(const char *v)
 
 int main(int argc, char **argv)
 {
+    if (mc_version_flag(argc, argv, "mooncake_http_metadata_server")) return 0;
     const char *host = "0.0.0.0";
     long port = 8080;
     char lerr[256];

@@ -37,6 +37,7 @@
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
+#include "base_version.h"
 
 #define TICK_MS 10
 
@@ -204,6 +205,7 @@ static int ha_check(const mc_master_flags_t *fl)
 
 int main(int argc, char **argv)
 {
+    if (mc_version_flag(argc, argv, prog)) return 0;
     mc_master_flags_t fl;
     char err[1024];
     if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {

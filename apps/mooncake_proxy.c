@@ -5,6 +5,7 @@
 
 #include "base_fdlimit.h"
 #include "base_log.h"
+#include "base_version.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
+    if (mc_version_flag(argc, argv, "mooncake_proxy")) return 0;
     static mc_proxy_config_t cfg;
     char err[512] = "";
     if (mc_log_take_format_flag(&argc, argv, err, sizeof err)) {

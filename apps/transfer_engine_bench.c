@@ -21,6 +21,7 @@
 #include "bench_util.h"
 #include "mooncake/te.h"
 #include "net_sock.h"
+#include "base_version.h"
 
 typedef struct {
     const char *mode, *metadata, *segment, *local_name, *protocol, *device, *operation;
@@ -54,7 +55,8 @@ static void usage(FILE *f)
             "  --duration SECONDS    initiator run time (default 10)\n"
             "  --verify              initiator: write and read back a pattern, byte for byte\n"
             "  --json                print one JSON object with the results\n"
-            "  --help                this text\n");
+            "  --help                this text\n"
+            "  --version             print the version and exit\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -389,6 +391,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    if (mc_version_flag(argc, argv, "transfer_engine_bench")) return 0;
     opts_t o;
     if (parse_opts(argc, argv, &o)) {
         usage(stderr);

@@ -3,4 +3,20 @@
 from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
-__version__ = "0.1.0"
+
+
+def _version():
+    """The one version of mooncake-c: the C core's (CMake's project version),
+    or the installed distribution's when the extension cannot be loaded."""
+    try:
+        from ._core import VERSION
+        return VERSION
+    except ImportError:
+        from importlib import metadata
+        try:
+            return metadata.version("mooncake-c")
+        except metadata.PackageNotFoundError:
+            return "0+unknown"
+
+
+__version__ = _version()

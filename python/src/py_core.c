@@ -18,6 +18,7 @@
  * rwlock: setup/initialize/close take it for writing (the C headers forbid
  * them to run concurrently with other calls), everything else for reading. */
 #include "py_int.h"
+#include "base_version.h"
 
 /* ------------------------------------------------------------------ */
 /* MooncakeHostMemAllocator                                            */
@@ -157,7 +158,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddObject(m, "MooncakeDistributedStore", st) < 0 ||
         PyModule_AddObject(m, "TransferEngine", te) < 0 ||
         PyModule_AddObject(m, "MooncakeHostMemAllocator", al) < 0 ||
-        PyModule_AddStringConstant(m, "VERSION", MC_PY_VERSION) < 0)
+        PyModule_AddStringConstant(m, "VERSION", mc_version()) < 0)
         goto fail;
     return m;
 fail:

@@ -19,10 +19,6 @@
 #include "mooncake/te.h"
 #include "store_srv.h"
 
-#ifndef MC_PY_VERSION
-#define MC_PY_VERSION "0.0.0"
-#endif
-
 typedef struct {
     PyObject **refs;
     const char **v;

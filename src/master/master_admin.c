@@ -48,6 +48,7 @@
 #include "base_time.h"
 #include "net_http.h"
 #include "net_sock.h"
+#include "base_version.h"
 
 #define AD_THREADS 2
 #define AD_MAX_BODY 65536
@@ -181,13 +182,13 @@ static enum MHD_Result ad_summary(mc_master_admin_t *a, struct MHD_Connection *c
     ad_stream_t s;
     if (ad_stream_open(&s)) return MHD_NO;
     fprintf(s.f,
-            "Mooncake master " MC_MASTER_VERSION "\n"
+            "Mooncake master %s\n"
             "Storage: %s used of %s (%.1f%%)\n"
             "Keys: %" PRIu64 " (soft-pinned %" PRIu64 ")\n"
             "Clients: %" PRIu64 " active, segments: %" PRIu64 "\n"
             "Evicted: %" PRIu64 " keys, %s\n"
             "Unfinished puts: %" PRIu64 " discarded, %" PRIu64 " released\n",
-            used, cap, pct, st.key_count, st.soft_pin_key_count, st.active_clients,
+            mc_version(), used, cap, pct, st.key_count, st.soft_pin_key_count, st.active_clients,
             st.segment_count, st.evicted_key_count, ev, st.put_start_discard_cnt,
             st.put_start_release_cnt);
     return ad_stream_send(conn, &s, "text/plain; charset=utf-8");
@@ -547,7 +548,7 @@ static enum MHD_Result ad_index(mc_master_admin_t *a, struct MHD_Connection *con
     fprintf(s.f,
             "mooncake_master %s admin endpoints (JSON: GET /api; dashboard: open / in a "
             "browser)\n",
-            MC_MASTER_VERSION);
+            mc_version());
     for (size_t i = 0; i < AD_NROUTES; i++)
         fprintf(s.f, "%-5s %-28s %s%s\n", ad_routes[i].method == AD_GET ? "GET" : "POST",
                 ad_routes[i].path, ad_routes[i].help,
@@ -571,7 +572,7 @@ static enum MHD_Result ad_api(mc_master_admin_t *a, struct MHD_Connection *conn,
                            (ad_routes[i].flags & AD_MUT) != 0, "description", ad_routes[i].help));
     if (!arr) return MHD_NO;
     return ad_json(conn, MHD_HTTP_OK,
-                   json_pack("{s:s, s:o, s:b, s:b}", "version", MC_MASTER_VERSION, "endpoints", arr,
+                   json_pack("{s:s, s:o, s:b, s:b}", "version", mc_version(), "endpoints", arr,
                              "admin_key_configured", a->has_key, "loopback", a->loopback));
 }
 

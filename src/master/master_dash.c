@@ -10,6 +10,7 @@
 
 #include "base_time.h"
 #include "master_ha.h"
+#include "base_version.h"
 
 const mc_master_dash_asset_t *mc_master_dash_asset(const char *path)
 {
@@ -71,7 +72,7 @@ json_t *mc_master_dash_status(mc_master_t *m, mc_master_ha_t *ha, uint64_t start
     if (segs && cl.arr)
         j = json_pack(
             "{s:s, s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-            "version", MC_MASTER_VERSION, "implementation", "mooncake-c", "role", in.role,
+            "version", mc_version(), "implementation", "mooncake-c", "role", in.role,
             "ha_state", in.state, "ha_enabled", ha != NULL, "uptime_seconds",
             (double)(now - start_mono_ms) / 1000.0, "start_time_unix_ms", (json_int_t)start_unix_ms,
             "keys", (json_int_t)st.key_count, "soft_pinned_keys", (json_int_t)st.soft_pin_key_count,

@@ -721,6 +721,7 @@ void mc_master_flags_usage(FILE *out, const char *prog)
     fprintf(out, "  --%-32s %s (default \"text\")\n", "log_format",
             "log lines on stderr: text, or json (one object per line; MC_LOG_FORMAT)");
     fprintf(out, "  --%-32s show this help and exit\n", "help");
+    fprintf(out, "  --%-32s print the version and exit\n", "version");
     fprintf(out, "Config file keys are the flag names (client_ttl is client_live_ttl_sec);\n"
                  "port, max_threads and config_path are command-line only.\n"
                  "Accepted for compatibility and ignored (not implemented):");

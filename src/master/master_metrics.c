@@ -19,6 +19,7 @@
 #include <inttypes.h>
 
 #include "base_time.h"
+#include "base_version.h"
 
 static void mm_metric(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
 {
@@ -70,10 +71,10 @@ void mc_master_metrics_write(FILE *f, mc_master_t *m, const mc_master_metrics_in
     mm_metric(f, "master_purged_objects_total", "counter",
               "Objects dropped because their last replica's segment went away", st.purged_objects);
     fprintf(f,
-            "# HELP master_build_info The master's version (value 1)\n"
+            "# HELP master_build_info The master's version and its RPC protocol version (value 1)\n"
             "# TYPE master_build_info gauge\n"
-            "master_build_info{version=\"%s\",implementation=\"mooncake-c\"} 1\n",
-            MC_MASTER_VERSION);
+            "master_build_info{version=\"%s\",protocol=\"%s\",implementation=\"mooncake-c\"} 1\n",
+            mc_version(), MC_MASTER_VERSION);
     uint64_t up = mc_now_ms() - in->start_mono_ms;
     fprintf(f,
             "# HELP master_uptime_seconds Seconds since the master started\n"

@@ -28,6 +28,7 @@ void mc_proxy_usage(void *fp)
           "  --host ADDR                 listen address (default 127.0.0.1)\n"
           "  --port N                    listen port (default 8000; 0 = any)\n"
           "  --log_format text|json      log lines on stderr (default text; MC_LOG_FORMAT)\n"
+          "  --version                   print the version and exit\n"
           "  --scheduling round_robin|least_loaded   (default round_robin)\n"
           "  --connect-timeout-ms N      upstream connect timeout (default 10000)\n"
           "  --first-byte-timeout-ms N   upstream first-byte timeout (default 21600000)\n"
