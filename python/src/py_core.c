@@ -148,8 +148,9 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *te = PyType_FromSpec(&mc__py_te_spec);
     mc__py_EngineHandle_Type = (PyTypeObject *)PyType_FromSpec(&mc__py_eng_spec);
     PyObject *al = PyType_FromSpec(&mc__py_alloc_spec);
+    PyObject *ms = PyType_FromSpec(&mc__py_metasrv_spec);
     mc__py_TE_Type = (PyTypeObject *)te;
-    if (!mc__py_BufferHandle_Type || !st || !te || !mc__py_EngineHandle_Type || !al) goto fail;
+    if (!mc__py_BufferHandle_Type || !st || !te || !mc__py_EngineHandle_Type || !al || !ms) goto fail;
     Py_INCREF((PyObject *)mc__py_BufferHandle_Type);
     Py_INCREF(te); /* mc__py_TE_Type keeps one */
     Py_INCREF((PyObject *)mc__py_EngineHandle_Type);
@@ -158,6 +159,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddObject(m, "MooncakeDistributedStore", st) < 0 ||
         PyModule_AddObject(m, "TransferEngine", te) < 0 ||
         PyModule_AddObject(m, "MooncakeHostMemAllocator", al) < 0 ||
+        PyModule_AddObject(m, "MetadataServer", ms) < 0 ||
         PyModule_AddStringConstant(m, "VERSION", mc_version()) < 0)
         goto fail;
     return m;

@@ -1,7 +1,7 @@
 /* py_int.h: what the files of the `mooncake._core` extension share (py_core.c:
  * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
  * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
- * py_engine.c: TransferEngine and EngineHandle). The module's conventions
+ * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's conventions
  * are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
 #define MC_PY_INT_H
@@ -49,7 +49,7 @@ typedef struct {
 /* the types, made from their specs at module init (py_core.c) */
 extern PyTypeObject *mc__py_BufferHandle_Type, *mc__py_TE_Type, *mc__py_EngineHandle_Type;
 extern PyType_Spec mc__py_bufh_spec, mc__py_store_spec, mc__py_te_spec, mc__py_eng_spec,
-    mc__py_alloc_spec;
+    mc__py_alloc_spec, mc__py_metasrv_spec;
 
 /* py_args.c: argument helpers (TypeError/ValueError naming the argument) */
 int mc__py_arg_u64(PyObject *o, const char *name, uint64_t *out);

@@ -1,7 +1,7 @@
 /* metasrv.c: the HTTP metadata server core. A key -> bytes store kept in memory
  * (an mc_map_t under one mutex) behind upstream's HTTP protocol (spec §4):
  *
- *   GET    /metadata?key=K   200 stored bytes (application/json) | 404 "metadata not found"
+ *   GET    /metadata?key=K   200 stored bytes | 404 "metadata not found"
  *   PUT    /metadata?key=K   200 "metadata updated" | 200 "metadata unchanged" (identical
  *                            rpc_meta) | 400 "Duplicate rpc_meta key not allowed"
  *   DELETE /metadata?key=K   200 "metadata deleted" | 404 "metadata not found"
@@ -10,7 +10,9 @@
  * K is stripped of surrounding whitespace; a missing or blank key is 400, another
  * method 405, another path 404, a body over MC_METASRV_MAX_BODY 413. Every refused
  * request is logged in one line naming the peer and the reason; nothing a client
- * sends stops the server.
+ * sends stops the server. Every /metadata answer is labelled application/json
+ * (MS_CONTENT_TYPE). mc_metasrv_request applies the same rules in-process (the
+ * Python package's KVBootstrapServer): the HTTP handler calls the same ms_apply.
  *
  * Threading: libmicrohttpd with its internal polling threads, a pool of
  * MS_THREADS poll(2) loops sharing our listening socket. A pool rather than
@@ -51,6 +53,9 @@
  * 413; past this many dropped bytes the connection is simply closed. */
 #define MS_MAX_DISCARD (64u << 20)
 #define MS_THREADS 4
+/* Every /metadata answer, value or message, is labelled JSON, as upstream's
+ * Python server labels them (its clients and tests expect it). */
+#define MS_CONTENT_TYPE "application/json"
 
 struct mc_metasrv {
     mc_http_listener_t http;
@@ -94,13 +99,14 @@ typedef struct {
 
 static const char *const ms_tag = "metasrv";
 
-/* Queues a response with body `text` (a string literal, not copied) and status.
+/* Queues a response with body `text` (a string literal, not copied) and status;
+ * /metadata answers are labelled MS_CONTENT_TYPE, others plain text.
  * allow: value of the Allow header (405 only) or NULL. */
-static enum MHD_Result ms_reply_text(struct MHD_Connection *conn, unsigned status, const char *text,
-                                     const char *allow)
+static enum MHD_Result ms_reply_text(struct MHD_Connection *conn, const char *url, unsigned status,
+                                     const char *text, const char *allow)
 {
-    return mc_http_send(conn, status, "text/plain; charset=utf-8", text, strlen(text),
-                        MHD_RESPMEM_PERSISTENT, allow);
+    const char *type = !strcmp(url, "/metadata") ? MS_CONTENT_TYPE : "text/plain; charset=utf-8";
+    return mc_http_send(conn, status, type, text, strlen(text), MHD_RESPMEM_PERSISTENT, allow);
 }
 
 /* Logs a refused request in one line and answers it with status and text. */
@@ -110,20 +116,14 @@ static enum MHD_Result ms_refuse(struct MHD_Connection *conn, const char *method
     char peer[96];
     mc_http_peer(conn, peer, sizeof peer);
     MC_LOGW(ms_tag, "%s: %s %s -> %u %s", peer, method, url, status, text);
-    return ms_reply_text(conn, status, text, allow);
+    return ms_reply_text(conn, url, status, text, allow);
 }
 
-/* Finds the key argument, strips surrounding whitespace and returns a malloc'd
- * copy in *out. Returns 0, -EINVAL when absent, blank or holding a NUL byte,
- * -ENOMEM. */
-static int ms_key(struct MHD_Connection *conn, char **out)
+/* Copies v[0..vl) stripped of surrounding whitespace into a malloc'd string.
+ * Returns 0, -EINVAL when blank or holding a NUL byte, -ENOMEM. */
+static int ms_strip(const char *v, size_t vl, char **out)
 {
-    const char *v = NULL;
-    size_t vl = 0;
-    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "key", 3, &v, &vl) != MHD_YES ||
-        !v)
-        return -EINVAL;
-    if (memchr(v, '\0', vl)) return -EINVAL;
+    if (!v || memchr(v, '\0', vl)) return -EINVAL;
     while (vl && isspace((unsigned char)*v))
         v++, vl--;
     while (vl && isspace((unsigned char)v[vl - 1]))
@@ -137,76 +137,187 @@ static int ms_key(struct MHD_Connection *conn, char **out)
     return 0;
 }
 
-/* GET /metadata: copies the value into the response under the lock (the one
- * user-space copy), so a concurrent PUT may free the stored value right after. */
-static enum MHD_Result ms_get(mc_metasrv_t *s, struct MHD_Connection *conn, const char *key)
+/* The key argument of an HTTP request, stripped (ms_strip); -EINVAL when absent. */
+static int ms_key(struct MHD_Connection *conn, char **out)
 {
-    struct MHD_Response *r = NULL;
-    pthread_mutex_lock(&s->lock);
-    ms_val_t *v = mc_map_get(s->map, key);
-    if (v) r = MHD_create_response_from_buffer(v->len, v->data, MHD_RESPMEM_MUST_COPY);
-    pthread_mutex_unlock(&s->lock);
-    if (!v) {
-        MC_LOGD(ms_tag, "GET '%s': not found", key);
-        return ms_reply_text(conn, MHD_HTTP_NOT_FOUND, "metadata not found", NULL);
-    }
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return ret;
+    const char *v = NULL;
+    size_t vl = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "key", 3, &v, &vl) != MHD_YES ||
+        !v)
+        return -EINVAL;
+    return ms_strip(v, vl, out);
 }
 
-static enum MHD_Result ms_del(mc_metasrv_t *s, struct MHD_Connection *conn, const char *key)
+/* Sets a message answer. */
+static void ms_say(mc_metasrv_answer_t *ans, unsigned status, const char *text)
+{
+    ans->status = status;
+    ans->text = text;
+    ans->value = NULL;
+    ans->len = 0;
+}
+
+/* GET: copies the value out under the lock (the one user-space copy), so a
+ * concurrent PUT may free the stored value right after. */
+static int ms_get(mc_metasrv_t *s, const char *key, mc_metasrv_answer_t *ans)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    ms_val_t *v = mc_map_get(s->map, key);
+    if (!v) {
+        ms_say(ans, MHD_HTTP_NOT_FOUND, "metadata not found");
+    } else if (!(ans->value = malloc(v->len ? v->len : 1))) {
+        rc = -ENOMEM;
+    } else {
+        memcpy(ans->value, v->data, v->len);
+        ans->len = v->len;
+        ans->status = MHD_HTTP_OK;
+        ans->text = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!v) MC_LOGD(ms_tag, "GET '%s': not found", key);
+    return rc;
+}
+
+static int ms_del(mc_metasrv_t *s, const char *key, mc_metasrv_answer_t *ans)
 {
     pthread_mutex_lock(&s->lock);
     ms_val_t *v = mc_map_del(s->map, key);
     pthread_mutex_unlock(&s->lock);
     if (!v) {
         MC_LOGD(ms_tag, "DELETE '%s': not found", key);
-        return ms_reply_text(conn, MHD_HTTP_NOT_FOUND, "metadata not found", NULL);
+        ms_say(ans, MHD_HTTP_NOT_FOUND, "metadata not found");
+        return 0;
     }
     free(v);
-    return ms_reply_text(conn, MHD_HTTP_OK, "metadata deleted", NULL);
+    ms_say(ans, MHD_HTTP_OK, "metadata deleted");
+    return 0;
 }
 
-/* PUT /metadata once the whole body is in req. Applies the duplicate rpc_meta
- * rule: a key containing "rpc_meta" that exists keeps its value; the same body
- * again is 200 "metadata unchanged", a different one 400. Other keys are
- * replaced. */
-static enum MHD_Result ms_put(mc_metasrv_t *s, struct MHD_Connection *conn, const char *url,
-                              ms_req_t *req)
+/* PUT. Applies the duplicate rpc_meta rule: a key containing "rpc_meta" that
+ * exists keeps its value; the same body again is 200 "metadata unchanged", a
+ * different one 400. Other keys are replaced. */
+static int ms_put(mc_metasrv_t *s, const char *key, const void *body, size_t len,
+                  mc_metasrv_answer_t *ans)
 {
-    ms_val_t *nv = malloc(sizeof *nv + req->len);
-    if (!nv) return MHD_NO;
-    nv->len = req->len;
-    if (req->len) memcpy(nv->data, req->body, req->len);
-    int rpc = strstr(req->key, "rpc_meta") != NULL;
+    if (len > MC_METASRV_MAX_BODY) {
+        ms_say(ans, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+        return 0;
+    }
+    ms_val_t *nv = malloc(sizeof *nv + len);
+    if (!nv) return -ENOMEM;
+    nv->len = len;
+    if (len) memcpy(nv->data, body, len);
+    int rpc = strstr(key, "rpc_meta") != NULL;
     int dup = 0, same = 0, rc = 0;
     void *old = NULL;
     pthread_mutex_lock(&s->lock);
-    ms_val_t *cur = rpc ? mc_map_get(s->map, req->key) : NULL;
+    ms_val_t *cur = rpc ? mc_map_get(s->map, key) : NULL;
     if (cur) {
         dup = 1;
         same = cur->len == nv->len && !memcmp(cur->data, nv->data, nv->len);
     } else {
-        rc = mc_map_put(s->map, req->key, nv, &old);
+        rc = mc_map_put(s->map, key, nv, &old);
         if (rc == 0) nv = NULL;
     }
     pthread_mutex_unlock(&s->lock);
     free(old);
     free(nv);
-    if (rc) return MHD_NO;
-    if (dup && same) return ms_reply_text(conn, MHD_HTTP_OK, "metadata unchanged", NULL);
-    if (dup) {
+    if (rc) return -ENOMEM;
+    if (dup && same)
+        ms_say(ans, MHD_HTTP_OK, "metadata unchanged");
+    else if (dup)
+        ms_say(ans, MHD_HTTP_BAD_REQUEST, "Duplicate rpc_meta key not allowed");
+    else
+        ms_say(ans, MHD_HTTP_OK, "metadata updated");
+    return 0;
+}
+
+/* One request on a stripped key. */
+static int ms_apply(mc_metasrv_t *s, int op, const char *key, const void *body, size_t len,
+                    mc_metasrv_answer_t *ans)
+{
+    switch (op) {
+    case MS_GET:
+        return ms_get(s, key, ans);
+    case MS_PUT:
+        return ms_put(s, key, body, len, ans);
+    default:
+        return ms_del(s, key, ans);
+    }
+}
+
+static int ms_method_op(const char *method)
+{
+    if (!strcmp(method, MHD_HTTP_METHOD_GET)) return MS_GET;
+    if (!strcmp(method, MHD_HTTP_METHOD_PUT)) return MS_PUT;
+    if (!strcmp(method, MHD_HTTP_METHOD_DELETE)) return MS_DEL;
+    return 0;
+}
+
+int mc_metasrv_request(mc_metasrv_t *s, const char *method, const char *key, size_t keylen,
+                       const void *body, size_t len, mc_metasrv_answer_t *ans)
+{
+    int op = method ? ms_method_op(method) : 0;
+    if (!op) {
+        ms_say(ans, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+        return 0;
+    }
+    char *k = NULL;
+    int rc = key ? ms_strip(key, keylen, &k) : -EINVAL;
+    if (rc == -ENOMEM) return rc;
+    if (rc) {
+        ms_say(ans, MHD_HTTP_BAD_REQUEST, "Missing key");
+        return 0;
+    }
+    rc = ms_apply(s, op, k, body, len, ans);
+    free(k);
+    return rc;
+}
+
+typedef struct {
+    void (*fn)(const char *key, size_t len, void *arg);
+    void *arg;
+} ms_each_t;
+
+static int ms_each_key(const char *key, void *val, void *arg)
+{
+    ms_each_t *e = arg;
+    e->fn(key, strlen(key), e->arg);
+    return 0;
+}
+
+void mc_metasrv_keys(mc_metasrv_t *s, void (*fn)(const char *key, size_t len, void *arg), void *arg)
+{
+    ms_each_t e = {fn, arg};
+    pthread_mutex_lock(&s->lock);
+    mc_map_each(s->map, ms_each_key, &e);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Sends an answer of ms_apply; logs a refused PUT in one line naming the peer. */
+static enum MHD_Result ms_send(struct MHD_Connection *conn, const char *url, const char *key,
+                               mc_metasrv_answer_t *ans)
+{
+    if (ans->value || !ans->text) {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(ans->len, ans->value, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(ans->value);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, MS_CONTENT_TYPE);
+        enum MHD_Result ret = MHD_queue_response(conn, ans->status, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (ans->status == MHD_HTTP_BAD_REQUEST) {
         char peer[96];
         mc_http_peer(conn, peer, sizeof peer);
-        MC_LOGW(ms_tag, "%s: PUT %s key '%s' -> 400 Duplicate rpc_meta key not allowed", peer, url,
-                req->key);
-        return ms_reply_text(conn, MHD_HTTP_BAD_REQUEST, "Duplicate rpc_meta key not allowed",
-                             NULL);
+        MC_LOGW(ms_tag, "%s: PUT %s key '%s' -> 400 %s", peer, url, key, ans->text);
     }
-    return ms_reply_text(conn, MHD_HTTP_OK, "metadata updated", NULL);
+    return mc_http_send(conn, ans->status, MS_CONTENT_TYPE, ans->text, strlen(ans->text),
+                        MHD_RESPMEM_PERSISTENT, NULL);
 }
 
 /* Appends upload data to req, or counts it as dropped once over the limit.
@@ -255,16 +366,10 @@ static enum MHD_Result ms_begin(struct MHD_Connection *conn, const char *url, co
                              "GET");
         op = MS_HEALTH;
     } else if (!strcmp(url, "/metadata")) {
-        if (!strcmp(method, MHD_HTTP_METHOD_GET)) {
-            op = MS_GET;
-        } else if (!strcmp(method, MHD_HTTP_METHOD_PUT)) {
-            op = MS_PUT;
-        } else if (!strcmp(method, MHD_HTTP_METHOD_DELETE)) {
-            op = MS_DEL;
-        } else {
+        op = ms_method_op(method);
+        if (!op)
             return ms_refuse(conn, method, url, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
                              "GET, PUT, DELETE");
-        }
     } else {
         return ms_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);
     }
@@ -331,14 +436,16 @@ static enum MHD_Result ms_handle(void *cls, struct MHD_Connection *conn, const c
     if (req->too_big)
         return ms_refuse(conn, method, url, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
                          NULL);
-    if (req->op == MS_HEALTH) return ms_reply_text(conn, MHD_HTTP_OK, "OK", NULL);
-    if (req->op == MS_PUT) return ms_put(s, conn, url, req);
+    if (req->op == MS_HEALTH) return ms_reply_text(conn, url, MHD_HTTP_OK, "OK", NULL);
     char *key = req->key;
     if (shared) { /* validated in ms_begin; look it up again */
         int rc = ms_key(conn, &key);
         if (rc) return MHD_NO;
     }
-    enum MHD_Result ret = req->op == MS_GET ? ms_get(s, conn, key) : ms_del(s, conn, key);
+    mc_metasrv_answer_t ans;
+    enum MHD_Result ret = MHD_NO;
+    if (ms_apply(s, req->op, key, req->body, req->len, &ans) == 0)
+        ret = ms_send(conn, url, key, &ans);
     if (shared) free(key);
     return ret;
 }
@@ -396,25 +503,37 @@ static void ms_free_val(void *v)
     free(v);
 }
 
-/* Starts the server: binds host:port itself (so that port 0 and the bound port
- * are ours to report) and hands the socket to MHD, which closes it on stop.
- * Returns 0, a negative errno from bind/listen, -ENOMEM, or -EIO when MHD
- * refuses to start. Thread: the caller's; serving happens on MHD's threads. */
-int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
+int mc_metasrv_new(mc_metasrv_t **out)
 {
-    int fd = -1, rc = -ENOMEM;
     mc_metasrv_t *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
     mc_http_listener_init(&s->http, ms_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     s->map = mc_map_new();
-    if (!s->map) goto fail;
-    rc = mc_sock_listen(host, port, 512, &fd, &s->port);
+    if (!s->map) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Binds host:port itself (so that port 0 and the bound port are ours to
+ * report) and hands the socket to MHD, which closes it on stop. Returns 0, a
+ * negative errno from bind/listen, or -EIO when MHD refuses to start.
+ * Thread: the caller's; serving happens on MHD's threads. */
+int mc_metasrv_listen(mc_metasrv_t *s, const char *host, uint16_t port)
+{
+    if (s->http.mhd) return -EALREADY;
+    int fd = -1;
+    uint16_t bound = 0;
+    int rc = mc_sock_listen(host, port, 512, &fd, &bound);
     if (rc) {
         MC_LOGE(ms_tag, "cannot listen on %s:%u: %s", host && *host ? host : "0.0.0.0", port,
                 strerror(-rc));
-        goto fail;
+        return rc;
     }
     /* The pool threads share this socket; accept must not block one of them. */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -433,22 +552,27 @@ int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
     /* From here MHD owns the socket (it closes it on stop); whether it does on a
      * failed start is not documented, so a failed start may leak it rather than
      * risk closing a descriptor number that another thread has reused. */
-    fd = -1;
     if (!s->http.mhd) {
-        MC_LOGE(ms_tag, "libmicrohttpd failed to start on port %u", s->port);
-        rc = -EIO;
-        goto fail;
+        MC_LOGE(ms_tag, "libmicrohttpd failed to start on port %u", bound);
+        return -EIO;
     }
+    s->port = bound;
     MC_LOGI(ms_tag, "serving on %s:%u", host && *host ? host : "0.0.0.0", s->port);
+    return 0;
+}
+
+int mc_metasrv_start(const char *host, uint16_t port, mc_metasrv_t **out)
+{
+    mc_metasrv_t *s = NULL;
+    int rc = mc_metasrv_new(&s);
+    if (rc) return rc;
+    rc = mc_metasrv_listen(s, host, port);
+    if (rc) {
+        mc_metasrv_stop(s);
+        return rc;
+    }
     *out = s;
     return 0;
-fail:
-    if (fd >= 0) close(fd);
-    mc_http_listener_stop(&s->http);
-    mc_map_free(s->map, ms_free_val);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
-    return rc;
 }
 
 uint16_t mc_metasrv_port(const mc_metasrv_t *s)
