@@ -28,7 +28,6 @@
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,11 +65,6 @@ struct mc_master_admin {
     uint64_t start_unix_ms, start_mono_ms;
     mc_master_drains_t *drains;
 };
-
-/* Per-connection state (MHD's socket_context), touched by its MHD thread only. */
-typedef struct {
-    unsigned long requests;
-} ad_conn_t;
 
 static const char *const ad_tag = "admin";
 static int ad_mark; /* con_cls of a request in progress (no per-request state) */
@@ -693,9 +687,7 @@ static enum MHD_Result ad_handle(void *cls, struct MHD_Connection *conn, const c
 {
     mc_master_admin_t *a = cls;
     if (!*con_cls) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        if (ci && ci->socket_context) ((ad_conn_t *)ci->socket_context)->requests++;
+        mc_http_listener_saw_request(conn);
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > AD_MAX_BODY)
@@ -709,34 +701,6 @@ static enum MHD_Result ad_handle(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     return ad_route(a, conn, url, method);
-}
-
-static void ad_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe)
-{
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(ad_conn_t)); /* NULL only disables the log */
-        return;
-    }
-    ad_conn_t *c = *socket_context;
-    if (!c) return;
-    if (c->requests == 0) {
-        char peer[96];
-        mc_http_peer(conn, peer, sizeof peer);
-        MC_LOGW(ad_tag, "%s: connection closed without a valid HTTP request", peer);
-    }
-    free(c);
-    *socket_context = NULL;
-}
-
-static void ad_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    MC_LOGW(ad_tag, "mhd: %s", line);
 }
 
 /* Binds host:port itself (port 0 and the bound port are ours to report) and
@@ -795,13 +759,11 @@ int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
                         "refused");
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* shared by the pool threads */
     const struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)ad_mhd_log, a},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, AD_THREADS, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    a->http.notify = ad_conn_notify;
-    a->http.notify_cls = a;
+    a->http.log_silent = 1;
     mc_http_listener_start(&a->http,
                            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
                            ad_handle, a, opts);

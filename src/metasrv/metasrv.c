@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,13 +88,6 @@ static ms_req_t ms_marks[MS_NOPS] = {
     [MS_DEL] = {.op = MS_DEL},
     [MS_HEALTH] = {.op = MS_HEALTH},
 };
-
-/* Per-connection state (MHD's socket_context): requests seen, so that a
- * connection closed before any valid request (garbage, truncated headers) is
- * logged. Touched only by the connection's own MHD thread. */
-typedef struct {
-    unsigned long requests;
-} ms_conn_t;
 
 static const char *const ms_tag = "metasrv";
 
@@ -355,9 +347,7 @@ static int ms_body_append(ms_req_t *req, const char *data, size_t n)
 static enum MHD_Result ms_begin(struct MHD_Connection *conn, const char *url, const char *method,
                                 void **con_cls)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    if (ci && ci->socket_context) ((ms_conn_t *)ci->socket_context)->requests++;
+    mc_http_listener_saw_request(conn);
 
     int op;
     if (!strcmp(url, "/health")) {
@@ -462,42 +452,6 @@ static void ms_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req);
 }
 
-/* Connection start/close: counts requests per connection and logs connections
- * that closed before MHD handed us any request (malformed or incomplete HTTP,
- * which MHD drops or answers itself). */
-static void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe)
-{
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(ms_conn_t)); /* NULL only disables the log */
-        return;
-    }
-    ms_conn_t *c = *socket_context;
-    if (!c) return;
-    if (c->requests == 0) {
-        char peer[96];
-        mc_http_peer(conn, peer, sizeof peer);
-        MC_LOGW(ms_tag,
-                "%s: connection closed without a valid HTTP request "
-                "(malformed, incomplete or empty)",
-                peer);
-    }
-    free(c);
-    *socket_context = NULL;
-}
-
-/* Routes libmicrohttpd's own diagnostics (malformed requests, socket errors)
- * into our one-line log. */
-static void ms_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    MC_LOGW(ms_tag, "mhd: %s", line);
-}
-
 static void ms_free_val(void *v)
 {
     free(v);
@@ -538,14 +492,12 @@ int mc_metasrv_listen(mc_metasrv_t *s, const char *host, uint16_t port)
     /* The pool threads share this socket; accept must not block one of them. */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     const struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)ms_mhd_log, s},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, MS_THREADS, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)ms_completed, s},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->http.notify = ms_conn_notify;
-    s->http.notify_cls = s;
+    s->http.log_silent = 1;
     mc_http_listener_start(&s->http,
                            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
                            ms_handle, s, opts);

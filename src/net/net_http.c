@@ -5,6 +5,7 @@
 #include "net_http.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,11 +102,59 @@ static enum MHD_Result listener_accept(void *cls, const struct sockaddr *addr, s
     return ok;
 }
 
+/* Per-connection state of a log_silent listener (MHD's socket_context),
+ * touched by the connection's own MHD thread only. */
+typedef struct {
+    unsigned long requests;
+} listener_conn_t;
+
+void mc_http_listener_saw_request(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) ((listener_conn_t *)ci->socket_context)->requests++;
+}
+
+/* Counts a connection that closed before any request and logs it, the first
+ * at once and then at most once per MC_HTTP_REFUSAL_LOG_MS with the count.
+ * Caller holds l->lock. */
+static void silent_log_locked(mc_http_listener_t *l, struct MHD_Connection *conn)
+{
+    l->silent++;
+    uint64_t now = mc_now_ms();
+    if (now < l->next_silent_log_ms) return;
+    char peer[96];
+    mc_http_peer(conn, peer, sizeof peer);
+    if (l->silent > 1)
+        MC_LOGW(l->tag,
+                "%s: connection closed without a valid HTTP request (malformed, incomplete or "
+                "empty; %lu such connections since the last report, next report in %u s at the "
+                "earliest)",
+                peer, l->silent, MC_HTTP_REFUSAL_LOG_MS / 1000);
+    else
+        MC_LOGW(l->tag,
+                "%s: connection closed without a valid HTTP request (malformed, incomplete or "
+                "empty)",
+                peer);
+    l->silent = 0;
+    l->next_silent_log_ms = now + MC_HTTP_REFUSAL_LOG_MS;
+}
+
 static void listener_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                             enum MHD_ConnectionNotificationCode toe)
 {
     mc_http_listener_t *l = cls;
+    listener_conn_t *c = NULL;
+    if (l->log_silent) {
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+            *socket_context = calloc(1, sizeof(listener_conn_t)); /* NULL only skips the log */
+        } else {
+            c = *socket_context;
+            *socket_context = NULL;
+        }
+    }
     pthread_mutex_lock(&l->lock);
+    if (c && c->requests == 0) silent_log_locked(l, conn);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         if (++l->open >= l->max_conns) {
             l->at_limit++;
@@ -128,7 +177,20 @@ static void listener_notify(void *cls, struct MHD_Connection *conn, void **socke
         }
     }
     pthread_mutex_unlock(&l->lock);
-    if (l->notify) l->notify(l->notify_cls, conn, socket_context, toe);
+    free(c);
+}
+
+/* libmicrohttpd's diagnostics (malformed requests, socket errors): one line
+ * each under the owner's tag. */
+static void listener_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    mc_http_listener_t *l = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    MC_LOGW(l->tag, "mhd: %s", line);
 }
 
 void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_conns,
@@ -169,8 +231,9 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
         l->ips = mc_map_new();
         if (!l->ips) return NULL;
     }
-    /* The caller's options first: MHD wants its logger before anything else. */
-    l->mhd = MHD_start_daemon(flags, port, listener_accept, l, ahc, ahc_cls, MHD_OPTION_ARRAY,
+    /* The logger first: MHD wants it before anything else. */
+    l->mhd = MHD_start_daemon(flags, port, listener_accept, l, ahc, ahc_cls,
+                              MHD_OPTION_EXTERNAL_LOGGER, listener_mhd_log, l, MHD_OPTION_ARRAY,
                               opts ? opts : none, MHD_OPTION_CONNECTION_LIMIT, l->max_conns,
                               MHD_OPTION_CONNECTION_TIMEOUT, l->idle_s,
                               MHD_OPTION_NOTIFY_CONNECTION, listener_notify, l, MHD_OPTION_END);

@@ -46,16 +46,18 @@ enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const
  *   suspended connection and restarts the clock on resume, so a streamed
  *   answer that waits for its upstream is not cut; a client that stops reading
  *   for idle_s is.
- * - notify/notify_cls: the owner's MHD_OPTION_NOTIFY_CONNECTION, called from
- *   ours with the same arguments (the owner keeps socket_context to itself).
+ * - log_silent: log connections that close before any request reached the
+ *   owner (garbage, truncated headers, a port scan or a TCP health probe). The
+ *   owner then calls mc_http_listener_saw_request from its access handler.
  *
  * Refusals are logged in one line per MC_HTTP_REFUSAL_LOG_MS with the count
- * of refusals since the last line. */
+ * of refusals since the last line; so are silent connections (the first at
+ * once, naming the peer). libmicrohttpd's own diagnostics go to the log under
+ * the owner's tag, one line each. */
 typedef struct {
     const char *tag; /* log tag of the owner */
     unsigned max_conns, per_ip, idle_s;
-    MHD_NotifyConnectionCallback notify;
-    void *notify_cls;
+    int log_silent;
     /* ---- private */
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock;               /* guards what follows */
@@ -63,6 +65,8 @@ typedef struct {
     unsigned open;                      /* connections MHD has started and not closed */
     unsigned long refused_ip, at_limit; /* since the last log line */
     uint64_t next_log_ms;
+    unsigned long silent; /* silent connections since the last line about them */
+    uint64_t next_silent_log_ms;
 } mc_http_listener_t;
 
 /* Fills l with the given defaults, then overrides them from the environment:
@@ -74,7 +78,7 @@ void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_
 /* Starts MHD with flags and the listener's limits, plus the caller's options
  * (an MHD_OPTION_END-terminated array, or NULL; it must not hold
  * CONNECTION_LIMIT, CONNECTION_TIMEOUT, PER_IP_CONNECTION_LIMIT,
- * ACCEPT_POLICY_CALLBACK or NOTIFY_CONNECTION). port as MHD_start_daemon's.
+ * ACCEPT_POLICY_CALLBACK, NOTIFY_CONNECTION or EXTERNAL_LOGGER). port as MHD_start_daemon's.
  * A max_conns above what RLIMIT_NOFILE leaves room for (soft limit - 128) is
  * first lowered to it, with a warning, so that the listener meets its own
  * limit (which it logs) before accept fails with EMFILE.
@@ -82,6 +86,10 @@ void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_
 struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags, uint16_t port,
                                           MHD_AccessHandlerCallback ahc, void *ahc_cls,
                                           const struct MHD_OptionItem *opts);
+
+/* Notes that conn carried a request (for log_silent). Call it from the access
+ * handler's first call of each request, on MHD's thread. */
+void mc_http_listener_saw_request(struct MHD_Connection *conn);
 
 /* Stops the daemon (MHD_stop_daemon: joins its threads, closes connections)
  * and frees the listener's state. Safe on an initialised listener that never

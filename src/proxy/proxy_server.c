@@ -7,7 +7,6 @@
 #include "proxy_server_int.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,17 +280,6 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     mc__proxy_req_unref(r);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    (void)cls;
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = 0;
-    MC_LOGW("mhd", "%s", msg);
-}
-
 /* ------------------------------------------------------------- loop */
 
 /* Suspended connections are invisible to MHD; peek at their sockets so a client
@@ -516,7 +504,6 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     const struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, px},
         {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, px},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,17 +129,6 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const 
     return srv_route(srv, conn, url, method);
 }
 
-static void srv_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    MC_LOGW(srv_tag, "mhd: %s", line);
-}
-
 static char *srv_config_json(mc_store_t *s, const mc_store_srv_info_t *in)
 {
     char name[MC_NAME_MAX];
@@ -181,7 +169,6 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* shared by the pool threads */
     const struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)srv_mhd_log, srv},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, SRV_THREADS, NULL},
         {MHD_OPTION_END, 0, NULL},
