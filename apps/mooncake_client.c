@@ -11,8 +11,8 @@
  * (base_flags.h); sizes as upstream's C++ parser ("4 GB", "512MB", "0").
  * On start it prints, flushed:
  *   mooncake_client: store HOST:PORT mounted N bytes on master ADDR
- *   mooncake_client: dummy clients listening on 0.0.0.0:PORT
- *   [mooncake_client: http listening on 0.0.0.0:PORT]     (--enable_http_server)
+ *   mooncake_client: dummy clients listening on HOST:PORT  (HOST: --host's address)
+ *   [mooncake_client: http listening on HOST:PORT]         (--enable_http_server)
  *   mooncake_client: ready
  * SIGINT or SIGTERM unmount the segment and exit 0. A bad command line exits
  * 2 with the message and the usage; a failure to start exits 1. */
@@ -206,12 +206,18 @@ int main(int argc, char **argv)
     if (fl.threads != 1)
         MC_LOGI("client", "--threads=%d: the transfer engine runs one worker per CPU", fl.threads);
 
-    /* 0.0.0.0 cannot name a store that peers connect to: advertise this host. */
-    char host[256];
+    /* 0.0.0.0 cannot name a store that peers connect to: advertise this host.
+     * The dummy-client and http ports bind what --host names (its address
+     * part), all addresses only for 0.0.0.0. */
+    char host[256], bind_host[256];
     if (!strcmp(fl.host, "0.0.0.0"))
         mc_net_local_ip(host, sizeof host);
     else
         snprintf(host, sizeof host, "%s", fl.host);
+    snprintf(bind_host, sizeof bind_host, "%s", fl.host);
+    char *colon = strrchr(bind_host, ':');
+    if (colon && !strchr(bind_host, ']') && strchr(bind_host, ':') == colon) *colon = '\0';
+    const char *listen_host = strcmp(bind_host, "0.0.0.0") ? bind_host : NULL;
 
     /* Block the stop signals before any thread starts (they inherit the mask). */
     sigset_t stop;
@@ -243,21 +249,23 @@ int main(int argc, char **argv)
     const mc_store_srv_info_t info = {
         fl.master_server_address, fl.metadata_server,  fl.protocol, fl.device_names, fl.tenant_id,
         fl.global_segment_size,   fl.local_buffer_size};
-    rc = mc_store_srv_start(s, &info, NULL, (uint16_t)fl.port, &srv);
+    rc = mc_store_srv_start(s, &info, listen_host, (uint16_t)fl.port, &srv);
     if (rc) {
         fprintf(stderr, "%s: cannot serve dummy clients on port %d: %s\n", prog, fl.port,
                 strerror(-rc));
         goto out;
     }
-    printf("%s: dummy clients listening on 0.0.0.0:%u\n", prog, mc_store_srv_port(srv));
+    printf("%s: dummy clients listening on %s:%u\n", prog, listen_host ? listen_host : "0.0.0.0",
+           mc_store_srv_port(srv));
     if (fl.enable_http_server) {
-        rc = mc_store_srv_start(s, &info, NULL, (uint16_t)fl.http_port, &http);
+        rc = mc_store_srv_start(s, &info, listen_host, (uint16_t)fl.http_port, &http);
         if (rc) {
             fprintf(stderr, "%s: cannot serve http on port %d: %s\n", prog, fl.http_port,
                     strerror(-rc));
             goto out;
         }
-        printf("%s: http listening on 0.0.0.0:%u\n", prog, mc_store_srv_port(http));
+        printf("%s: http listening on %s:%u\n", prog, listen_host ? listen_host : "0.0.0.0",
+               mc_store_srv_port(http));
     }
     printf("%s: ready\n", prog);
     fflush(stdout);

@@ -115,6 +115,10 @@ def test_serves_and_unmounts(master, tmp_path):
             except OSError:
                 pass
         assert http(c.addr, "/v1/client_config")[0] == 200
+        # --host=127.0.0.1 binds that address only, not every address
+        assert [ln for ln in c.lines if "dummy clients listening on 127.0.0.1:" in ln], c.lines
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", int(port)), timeout=5).close()
     finally:
         rc = c.stop()
     assert rc == 0, c.stderr()
