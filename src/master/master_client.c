@@ -30,6 +30,7 @@
 #include "base_log.h"
 #include "base_time.h"
 #include "master_proto.h"
+#include "net_auth.h"
 #include "net_sock.h"
 
 #define TAG "master_client"
@@ -235,8 +236,110 @@ static void set_timeo(int fd, int opt, int ms)
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
+/* Sends the frame in b on a fresh blocking fd and receives one reply frame:
+ * its header in *h and, when its status is 0, its payload (malloc'd, at most
+ * max bytes) in *payload. Returns 0 or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT
+ * with *why. */
+static int round_trip(mc_master_client_t *c, int fd, const mc_mp_buf_t *b, size_t max,
+                      mc_mp_hdr_t *h, uint8_t **payload, const char **why)
+{
+    *payload = NULL;
+    int e = mc_sock_send_all(fd, b->p, b->len);
+    if (e) return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+    uint8_t hb[MC_MP_HDR_LEN];
+    e = mc_sock_recv_all(fd, hb, sizeof hb);
+    if (e) {
+        *why = "no answer";
+        return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+    }
+    if (mc_mp_hdr_decode(hb, sizeof hb, h, why)) return MC_ERR_RPC_FAIL;
+    if (h->status != 0 || !h->length) return 0;
+    if (h->length > max || !(*payload = malloc(h->length))) {
+        *why = "an oversized reply";
+        return MC_ERR_RPC_FAIL;
+    }
+    e = mc_sock_recv_all(fd, *payload, h->length);
+    if (e) {
+        free(*payload);
+        *payload = NULL;
+        *why = "a truncated reply";
+        return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
+    }
+    return 0;
+}
+
+/* Proves the cluster secret to the master on a fresh fd, and checks the
+ * master's proof (net_auth.h), when this process has a cluster key. Returns
+ * 0, MC_ERR_AUTH_OFF / MC_ERR_AUTH_FAILED / MC_ERR_INVALID_VERSION with one
+ * error line saying which, or an RPC error. */
+static int prove_secret(mc_master_client_t *c, int fd)
+{
+    const mc_auth_key_t *k = mc_auth_cluster_key();
+    if (!k) return 0;
+    mc_mp_buf_t b = {.view = c->view};
+    mc_mp_arena_t a = {0};
+    uint8_t *payload = NULL;
+    const char *why = NULL;
+    mc_mp_hdr_t h;
+    mc_mp_auth_hello_req_t q = {.auth_version = MC_AUTH_VERSION};
+    int rc = MC_ERR_INTERNAL;
+    if (mc_auth_nonce(q.nonce) || mc_mp_encode_auth_hello_req(&b, 0, &q)) goto out;
+    rc = round_trip(c, fd, &b, 4096, &h, &payload, &why);
+    if (rc) goto out;
+    rc = MC_ERR_RPC_FAIL;
+    if (h.method != (MC_MP_AUTH_HELLO | MC_MP_REPLY)) {
+        why = "an unexpected reply to the secret's HELLO";
+        goto out;
+    }
+    if (h.status) {
+        rc = h.status;
+        MC_LOGE(TAG, "master %s:%u: %s", c->host, c->port,
+                h.status == MC_ERR_AUTH_OFF
+                    ? "it has no cluster secret configured, and this client has one: not using it"
+                : h.status == MC_ERR_INVALID_VERSION
+                    ? "it speaks another version of the secret's handshake (upgrade one side)"
+                    : "it refused the secret's HELLO");
+        goto out;
+    }
+    mc_mp_auth_hello_rep_t r;
+    if (mc_mp_decode_auth_hello_rep(payload, h.length, &a, &r, &why)) goto out;
+    if (!mc_auth_mac_ok(k, 'S', "master", q.nonce, r.nonce, r.mac)) {
+        MC_LOGE(TAG,
+                "master %s:%u proved another cluster secret than this client's (the cluster "
+                "secrets differ): not using it",
+                c->host, c->port);
+        rc = MC_ERR_AUTH_FAILED;
+        goto out;
+    }
+    mc_mp_auth_proof_req_t p;
+    mc_auth_mac(k, 'C', "master", r.nonce, q.nonce, p.mac);
+    b.len = 0;
+    free(payload);
+    payload = NULL;
+    if (mc_mp_encode_auth_proof_req(&b, 1, &p)) {
+        rc = MC_ERR_INTERNAL;
+        goto out;
+    }
+    rc = round_trip(c, fd, &b, 0, &h, &payload, &why);
+    if (rc) goto out;
+    if (h.method != (MC_MP_AUTH_PROOF | MC_MP_REPLY) || h.status) {
+        rc = h.status ? h.status : MC_ERR_RPC_FAIL;
+        MC_LOGE(TAG, "master %s:%u refused this client's proof (the cluster secrets differ)",
+                c->host, c->port);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc && why) MC_LOGW(TAG, "master %s:%u: secret handshake failed: %s", c->host, c->port, why);
+    free(payload);
+    mc_mp_arena_free(&a);
+    mc_mp_buf_free(&b);
+    return rc;
+}
+
 /* Sends SERVICE_READY on a fresh blocking fd and checks the master's version.
- * Returns 0, MC_ERR_INVALID_VERSION, or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT. */
+ * Returns 0, MC_ERR_INVALID_VERSION, MC_ERR_AUTH_*, or MC_ERR_RPC_FAIL /
+ * MC_ERR_RPC_TIMEOUT. */
 static int handshake(mc_master_client_t *c, int fd)
 {
     mc_mp_buf_t b = {0};
@@ -246,8 +349,10 @@ static int handshake(mc_master_client_t *c, int fd)
     int rc = MC_ERR_RPC_FAIL;
     mc_mp_service_ready_req_t q = {.version = MC_MASTER_VERSION};
     b.view = c->view; /* caller holds mu */
-    if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
     set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
+    if ((rc = prove_secret(c, fd))) return rc;
+    rc = MC_ERR_RPC_FAIL;
+    if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
     int e = mc_sock_send_all(fd, b.p, b.len);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
@@ -265,6 +370,14 @@ static int handshake(mc_master_client_t *c, int fd)
     if (h.method == (MC_MP_SERVICE_READY | MC_MP_REPLY) &&
         h.status == MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS) {
         why = "it is not the leader (a standby, or a leader that lost its lease)";
+        goto out;
+    }
+    if (h.status == MC_ERR_AUTH_REQUIRED) {
+        MC_LOGE(TAG,
+                "master %s:%u requires the cluster secret, and this client has none (set "
+                "MC_CLUSTER_SECRET or MC_CLUSTER_SECRET_FILE)",
+                c->host, c->port);
+        rc = MC_ERR_AUTH_REQUIRED;
         goto out;
     }
     if (h.method != (MC_MP_SERVICE_READY | MC_MP_REPLY) || h.status != 0) {

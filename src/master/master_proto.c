@@ -521,6 +521,7 @@ static const mc_mp_result_t *dec_results(dec_t *d, size_t *n)
 #define MC__MP_ENC_U64(n) put_u64(b, m->n);
 #define MC__MP_ENC_I64(n) put_u64(b, (uint64_t)m->n);
 #define MC__MP_ENC_UUID(n) enc_uuid(b, m->n);
+#define MC__MP_ENC_B32(n) put_bytes(b, m->n, 32);
 #define MC__MP_ENC_STR(n) put_str(b, m->n);
 #define MC__MP_ENC_SEG(n) enc_seg(b, &m->n);
 #define MC__MP_ENC_SEGS(n) enc_segs(b, m->n, m->n_##n);
@@ -538,6 +539,7 @@ static const mc_mp_result_t *dec_results(dec_t *d, size_t *n)
 #define MC__MP_DEC_U64(n) m->n = mc_rd_u64(&d->r);
 #define MC__MP_DEC_I64(n) m->n = (int64_t)mc_rd_u64(&d->r);
 #define MC__MP_DEC_UUID(n) m->n = dec_uuid(d);
+#define MC__MP_DEC_B32(n) mc_rd_bytes(&d->r, m->n, 32);
 #define MC__MP_DEC_STR(n) m->n = dec_str(d);
 #define MC__MP_DEC_SEG(n) dec_seg(d, &m->n);
 #define MC__MP_DEC_SEGS(n) m->n = dec_segs(d, &m->n_##n);

@@ -82,7 +82,7 @@ typedef struct {
 } mc_mp_result_t;
 
 /* ---- messages ----
- * Field kinds: U8 U32 I32 U64 I64 (integers), UUID (2 x u64: hi, lo),
+ * Field kinds: U8 U32 I32 U64 I64 (integers), UUID (2 x u64: hi, lo), B32 (32 bytes),
  * STR (u32 length + bytes, <= MC_MP_STR_MAX, no NUL byte; decoded NUL-terminated),
  * SEG (mc_segment_t), SEGS (u32 count + SEG), RCFG (mc_replicate_config_t),
  * REPS (u32 count + replicas), STRS (u32 count + STR), U64S / I32S (u32 count + ints),
@@ -126,6 +126,10 @@ typedef struct {
 #define MC_MP_DISK_ADD_REQ(F)                                                                      \
     F(UUID, client) F(STRS, keys) F(U64S, sizes) F(U64S, stamps) F(U8, rescan)
 #define MC_MP_CLIENT_REQ(F) F(UUID, client)
+/* the cluster secret's challenge-response (net_auth.h, docs/security.md) */
+#define MC_MP_AUTH_HELLO_REQ(F) F(U8, auth_version) F(B32, nonce)
+#define MC_MP_AUTH_HELLO_REP(F) F(B32, nonce) F(B32, mac)
+#define MC_MP_AUTH_PROOF_REQ(F) F(B32, mac)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -134,6 +138,8 @@ typedef struct {
     X(REMOUNT_SEGMENTS, 0x03, remount_segments, MC_MP_REMOUNT_SEGMENTS_REQ, MC_MP_NONE)            \
     X(UNMOUNT_SEGMENT, 0x04, unmount_segment, MC_MP_UNMOUNT_SEGMENT_REQ, MC_MP_NONE)               \
     X(PING, 0x05, ping, MC_MP_PING_REQ, MC_MP_PING_REP)                                            \
+    X(AUTH_HELLO, 0x06, auth_hello, MC_MP_AUTH_HELLO_REQ, MC_MP_AUTH_HELLO_REP)                    \
+    X(AUTH_PROOF, 0x07, auth_proof, MC_MP_AUTH_PROOF_REQ, MC_MP_NONE)                              \
     X(PUT_START, 0x10, put_start, MC_MP_PUT_START_REQ, MC_MP_PUT_START_REP)                        \
     X(PUT_END, 0x11, put_end, MC_MP_KEY_CLIENT_REQ, MC_MP_NONE)                                    \
     X(PUT_REVOKE, 0x12, put_revoke, MC_MP_KEY_CLIENT_REQ, MC_MP_NONE)                              \
@@ -182,6 +188,7 @@ const char *mc_mp_method_name(unsigned method);
 #define MC__MP_DECL_U64(n) uint64_t n;
 #define MC__MP_DECL_I64(n) int64_t n;
 #define MC__MP_DECL_UUID(n) mc_uuid_t n;
+#define MC__MP_DECL_B32(n) uint8_t n[32];
 #define MC__MP_DECL_STR(n) const char *n;
 #define MC__MP_DECL_SEG(n) mc_segment_t n;
 #define MC__MP_DECL_SEGS(n)                                                                        \

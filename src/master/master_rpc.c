@@ -46,6 +46,7 @@
 #include "base_time.h"
 #include "master_disk.h"
 #include "master_proto.h"
+#include "net_auth.h"
 #include "net_sock.h"
 
 #define TAG "master_rpc"
@@ -76,6 +77,9 @@ typedef struct conn {
     struct job *job; /* a request running on the thread pool */
     int closing, paused;
     int close_after_write; /* refused by the gate: close once the answer is out */
+    /* the cluster secret's exchange (net_auth.h): authed once PROOF checked */
+    int authed, hello_seen;
+    uint8_t nonce_c[MC_AUTH_NONCE_LEN], nonce_s[MC_AUTH_NONCE_LEN];
 } conn_t;
 
 /* A request served off the loop: its own copy of the payload, arena and
@@ -108,6 +112,9 @@ struct mc_master_rpc {
     void *gate_arg;
     uint64_t refused; /* requests refused by the gate since the last log line */
     uint64_t last_refuse_log_ms;
+    const mc_auth_key_t *key; /* the cluster key, NULL: connections need no proof */
+    uint64_t auth_refused;    /* connections refused for the secret since the last line */
+    uint64_t last_auth_log_ms;
     uv_timer_t timer;
     uv_thread_t thread;
     uint16_t port;
@@ -567,6 +574,91 @@ static int is_scan(unsigned method)
 
 static void parse_frames(conn_t *c);
 
+/* Refuses c for the cluster secret: answers h with status, logs one line
+ * naming the peer (at most one a second, with the count since the last) and
+ * closes c once the answer is written. */
+static void auth_refuse(conn_t *c, const mc_mp_hdr_t *h, int status, const char *why)
+{
+    mc_master_rpc_t *srv = c->srv;
+    if (mc_mp_encode_status_rep(&c->out, h->method, h->req_id, status) == 0)
+        c->close_after_write = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    srv->auth_refused++;
+    if (c->active_ms >= srv->last_auth_log_ms + 1000) {
+        MC_LOGW(TAG,
+                "peer %s: refused: %s (%llu connections refused for the cluster secret since "
+                "the last line)",
+                c->peer, why, (unsigned long long)srv->auth_refused);
+        srv->last_auth_log_ms = c->active_ms;
+        srv->auth_refused = 0;
+    }
+    flush(c);
+    if (!c->closing && !c->close_after_write) conn_close(c);
+}
+
+/* The cluster secret's exchange, before any other request (net_auth.h).
+ * Returns 0 when h is for the service, 1 when it was an exchange frame that
+ * was answered, -1 when c was refused. */
+static int auth_step(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
+{
+    mc_master_rpc_t *srv = c->srv;
+    const char *why = NULL;
+    if (h->method != MC_MP_AUTH_HELLO && h->method != MC_MP_AUTH_PROOF) {
+        if (!srv->key || c->authed) return 0;
+        auth_refuse(c, h, MC_ERR_AUTH_REQUIRED,
+                    c->hello_seen ? "a request before its proof of the cluster secret"
+                                  : "no proof of the cluster secret (a client without "
+                                    "MC_CLUSTER_SECRET, or an old one)");
+        return -1;
+    }
+    if (!srv->key) { /* an open master: the client decides whether to go on */
+        mc_mp_encode_status_rep(&c->out, h->method, h->req_id, MC_ERR_AUTH_OFF);
+        return 1;
+    }
+    if (c->authed) {
+        auth_refuse(c, h, MC_ERR_AUTH_FAILED, "a second exchange on a proved connection");
+        return -1;
+    }
+    mc_mp_arena_reset(&c->arena);
+    if (h->method == MC_MP_AUTH_HELLO) {
+        mc_mp_auth_hello_req_t q;
+        if (c->hello_seen || mc_mp_decode_auth_hello_req(p, h->length, &c->arena, &q, &why)) {
+            auth_refuse(c, h, MC_ERR_AUTH_FAILED, why ? why : "a second HELLO");
+            return -1;
+        }
+        if (q.auth_version != MC_AUTH_VERSION) {
+            char w[96];
+            snprintf(w, sizeof w, "handshake version %u (this master speaks %u)", q.auth_version,
+                     MC_AUTH_VERSION);
+            auth_refuse(c, h, MC_ERR_INVALID_VERSION, w);
+            return -1;
+        }
+        if (mc_auth_nonce(c->nonce_s)) {
+            auth_refuse(c, h, MC_ERR_INTERNAL, "no random bytes for a nonce");
+            return -1;
+        }
+        memcpy(c->nonce_c, q.nonce, sizeof c->nonce_c);
+        c->hello_seen = 1;
+        mc_mp_auth_hello_rep_t r;
+        memcpy(r.nonce, c->nonce_s, sizeof r.nonce);
+        mc_auth_mac(srv->key, 'S', "master", c->nonce_c, c->nonce_s, r.mac);
+        mc_mp_encode_auth_hello_rep(&c->out, h->req_id, 0, &r);
+        return 1;
+    }
+    mc_mp_auth_proof_req_t q;
+    if (!c->hello_seen || mc_mp_decode_auth_proof_req(p, h->length, &c->arena, &q, &why)) {
+        auth_refuse(c, h, MC_ERR_AUTH_FAILED, why ? why : "a PROOF without a HELLO");
+        return -1;
+    }
+    if (!mc_auth_mac_ok(srv->key, 'C', "master", c->nonce_s, c->nonce_c, q.mac)) {
+        auth_refuse(c, h, MC_ERR_AUTH_FAILED, "wrong cluster secret");
+        return -1;
+    }
+    c->authed = 1;
+    mc_mp_encode_auth_proof_rep(&c->out, h->req_id, 0, NULL);
+    return 1;
+}
+
 /* Passes request h through the server's gate (HA). Sets the view replies
  * carry; when the gate refuses, answers h with -1010, stops reading and has
  * the connection closed once that is written. Returns 1 when refused. */
@@ -690,6 +782,9 @@ static void parse_frames(conn_t *c)
         c->active_ms = mc_now_ms();
         const uint8_t *p = c->buf + off + MC_MP_HDR_LEN;
         off += need;
+        int a = auth_step(c, &h, p);
+        if (a < 0) break;
+        if (a > 0) continue;
         if (gate_refuses(c, &h)) break;
         if (is_scan(h.method)) {
             flush(c); /* replies before it go first */
@@ -895,6 +990,7 @@ int mc_master_rpc_start_gated(mc_master_t *m, const char *host, uint16_t port,
     srv->m = m;
     srv->gate = gate;
     srv->gate_arg = gate_arg;
+    srv->key = mc_auth_cluster_key();
     srv->wq_high =
         (size_t)mc_env_int("MC_MASTER_RPC_MAX_QUEUED", WQ_HIGH_DEFAULT, 4096, (int64_t)1 << 40);
     srv->wq_low = srv->wq_high / 4;
@@ -932,6 +1028,7 @@ int mc_master_rpc_start_gated(mc_master_t *m, const char *host, uint16_t port,
         stop_cb(&srv->stop);
         goto fail_loop;
     }
+    mc_auth_note_listener(TAG, "master RPC", host, srv->port);
     *out = srv;
     return 0;
 fail_loop:

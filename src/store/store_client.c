@@ -323,7 +323,12 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
         rc = mc_master_client_connect(master_server_addr, &s->mc);
     }
     if (rc) {
-        MC_LOGE(TAG, "cannot connect to master %s: error %d", master_server_addr, rc);
+        /* the master client has logged the cause; auth refusals are final */
+        if (rc == MC_ERR_AUTH_REQUIRED || rc == MC_ERR_AUTH_FAILED || rc == MC_ERR_AUTH_OFF)
+            MC_LOGD(TAG, "cannot connect to master %s: %s", master_server_addr, mc_err_name(rc));
+        else
+            MC_LOGE(TAG, "cannot connect to master %s: error %d (%s)", master_server_addr, rc,
+                    mc_err_name(rc));
         s->mc = NULL;
         goto fail;
     }

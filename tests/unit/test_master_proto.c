@@ -112,6 +112,9 @@ static void fill_rcfg(mc_replicate_config_t *c)
 #define FILL_U64(f) m->f = rnd();
 #define FILL_I64(f) m->f = (int64_t)rnd();
 #define FILL_UUID(f) m->f = (mc_uuid_t){rnd(), rnd()};
+#define FILL_B32(f)                                                                                \
+    for (size_t i = 0; i < 32; i++)                                                                \
+        m->f[i] = (uint8_t)rnd();
 #define FILL_STR(f) m->f = rstr(100);
 #define FILL_SEG(f) fill_seg(&m->f);
 #define FILL_SEGS(f) ARR(mc_segment_t, f, fill_seg(&v_[i]));
@@ -171,6 +174,7 @@ static void cmp_rcfg(const mc_replicate_config_t *a, const mc_replicate_config_t
 #define CMP_U64(f) assert_true(x->f == y->f);
 #define CMP_I64(f) assert_true(x->f == y->f);
 #define CMP_UUID(f) assert_true(x->f.hi == y->f.hi && x->f.lo == y->f.lo);
+#define CMP_B32(f) assert_memory_equal(x->f, y->f, 32);
 #define CMP_STR(f) assert_string_equal(x->f, y->f);
 #define CMP_SEG(f) cmp_seg(&x->f, &y->f);
 #define CMP_SEGS(f) CMP_ARR(f, cmp_seg(&x->f[i], &y->f[i]));
