@@ -25,7 +25,7 @@
 #define MC_AUTH_NONCE_LEN 32
 #define MC_AUTH_MAC_LEN 32
 
-typedef struct {
+typedef struct mc_auth_key {
     uint8_t k[32];
 } mc_auth_key_t;
 

@@ -13,6 +13,7 @@
 #include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "net_auth.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -142,6 +143,7 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
     te->connect_timeout_ms = (int)mc_env_int("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 600) * 1000;
+    te->auth_key = mc_auth_cluster_key();
     /* server limits, docs/transfer-engine.md "Server limits" */
     te->frame_base_ms = (uint64_t)te->io_timeout_ms;
     te->frame_min_rate = (uint64_t)mc_env_int("MC_TE_FRAME_MIN_RATE", 1 << 20, 1, 1ll << 40);
@@ -162,6 +164,7 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         MC_LOGE(TAG, "cannot listen on %s in ports %u-%u: %s", te->ip, lo, hi, strerror(-rc));
         return MC_TE_ERR_SOCKET;
     }
+    mc_auth_note_listener(TAG, "transfer engine", te->ip, te->port);
     if (te->p2p)
         snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
     else

@@ -24,15 +24,26 @@ enum {
     MC_TE_OP_META = 0x10,   /* payload: requester's descriptor JSON; reply: ours */
     MC_TE_OP_NOTIFY = 0x11, /* payload: {"name","notify_msg"} */
     MC_TE_OP_PROBE = 0x12,  /* no payload */
-    MC_TE_OP_REPLY = 0x80,  /* or-ed into the opcode of a reply */
+    /* the cluster secret's exchange (net_auth.h), first on a connection when
+     * a secret is configured: HELLO payload u8 version + 32-byte nonce, its
+     * reply nonce + MAC (64 bytes); PROOF payload the 32-byte MAC */
+    MC_TE_OP_AUTH_HELLO = 0x13,
+    MC_TE_OP_AUTH_PROOF = 0x14,
+    MC_TE_OP_REPLY = 0x80, /* or-ed into the opcode of a reply */
 };
 /* Remote status codes carried in replies. */
 enum {
     MC_TE_ST_OK = 0,
     MC_TE_ST_OUT_OF_RANGE = 1, /* address range not inside one registered buffer */
     MC_TE_ST_BAD_REQUEST = 2,
-    MC_TE_ST_QUEUE_FULL = 3, /* NOTIFY: the target's notification queue is full; dropped */
+    MC_TE_ST_QUEUE_FULL = 3,    /* NOTIFY: the target's notification queue is full; dropped */
+    MC_TE_ST_AUTH_REQUIRED = 4, /* a request before the cluster secret was proved */
+    MC_TE_ST_AUTH_FAILED = 5,   /* a wrong proof, or an exchange out of order */
+    MC_TE_ST_AUTH_OFF = 6,      /* HELLO to an engine that has no cluster secret */
+    MC_TE_ST_AUTH_VERSION = 7,  /* HELLO of another handshake version */
 };
+#define MC_TE_AUTH_HELLO_LEN 33
+#define MC_TE_AUTH_HELLO_REP_LEN 64
 
 typedef struct {
     uint32_t magic;
@@ -69,6 +80,12 @@ int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_
 int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
                          uint64_t length, const void *payload, uint64_t deadline_ms, int io_ms,
                          int *cur_ms);
+
+/* Proves the cluster secret on a freshly connected fd to the engine at
+ * ip:port and checks its proof (te_auth.c), within deadline_ms; a no-op
+ * without a cluster key. Returns 0, or MC_TE_ERR_REJECT_HANDSHAKE /
+ * MC_TE_ERR_SOCKET after one line naming the peer and the cause. */
+int mc__te_auth_client(mc_te_t *te, int fd, const char *ip, uint16_t port, uint64_t deadline_ms);
 
 /* ---- segment descriptor (te_desc.c) ---- */
 typedef struct {
@@ -206,6 +223,8 @@ struct mc_te {
     uint64_t frame_base_ms;    /* whole-frame deadline: base + length / rate */
     uint64_t frame_min_rate;   /* bytes per second (MC_TE_FRAME_MIN_RATE) */
     atomic_int stopping;
+    const struct mc_auth_key *auth_key;  /* the cluster key (net_auth.h); NULL: open */
+    uint64_t auth_refused, auth_warn_ms; /* refusals since the last line about them (conns_lock) */
 
     /* notifications received, bounded in count and bytes; a full queue drops
      * (and counts) what arrives until the application fetches */

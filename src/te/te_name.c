@@ -65,6 +65,10 @@ static int probe_owner(mc_te_t *te, const char *ip, uint16_t port, char *why)
      * stall our start by answering a byte at a time */
     int io = te->connect_timeout_ms, cur = io;
     uint64_t deadline = mc_now_ms() + (uint64_t)io;
+    if (mc__te_auth_client(te, fd, ip, port, deadline)) {
+        snprintf(why, 256, "%s:%u did not complete the cluster secret's exchange", ip, port);
+        goto out;
+    }
     if ((rc = mc__te_send_frame_by(fd, MC_TE_OP_META, 1, 0, 0, 0, NULL, deadline, io, &cur)) ||
         (rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur))) {
         snprintf(why, 256, "no answer from %s:%u: %s", ip, port, strerror(-rc));

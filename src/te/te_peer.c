@@ -42,6 +42,10 @@ int mc__te_rpc_call(mc_te_t *te, const char *ip, uint16_t port, uint8_t opcode, 
     uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), plen + max);
     int cur = te->io_timeout_ms, io = te->io_timeout_ms;
     mc__te_hdr_t h;
+    if ((rc = mc__te_auth_client(te, fd, ip, port, deadline))) { /* logged */
+        close(fd);
+        return rc;
+    }
     rc = mc__te_send_frame_by(fd, opcode, 1, 0, 0, plen, payload, deadline, io, &cur);
     if (rc == 0) {
         uint8_t buf[MC_TE_HDR_LEN];
@@ -334,6 +338,16 @@ int mc__te_conn_get(mc_te_t *te, mc__te_peer_t *p, int *fd, int *reused)
     }
     mc_sock_tune(*fd);
     mc_sock_set_timeout(*fd, te->io_timeout_ms);
+    rc = mc__te_auth_client(te, *fd, ip, port, mc__te_frame_deadline(te, mc_now_ms(), 0));
+    if (rc) { /* logged; a lane that cannot prove the secret is not opened */
+        close(*fd);
+        *fd = -1;
+        pthread_mutex_lock(&p->lock);
+        p->nopen--;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +28,7 @@
 #include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "net_auth.h"
 #include "net_sock.h"
 #include "te_int.h"
 
@@ -42,6 +44,9 @@ typedef struct mc__te_conn {
     int fenced;           /* shut down by mc__te_server_fence */
     int cur_ms;           /* SO_RCVTIMEO/SO_SNDTIMEO now set on fd */
     uint64_t deadline_ms; /* of the frame being served */
+    /* the cluster secret's exchange (net_auth.h): authed once PROOF checked */
+    int authed, hello_seen;
+    uint8_t nonce_c[MC_AUTH_NONCE_LEN], nonce_s[MC_AUTH_NONCE_LEN];
 } conn_t;
 
 static void conn_forget(mc_te_t *te, conn_t *c)
@@ -208,11 +213,89 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
     return rc ? -1 : 0;
 }
 
+/* Answers h with an auth status and logs why in one line naming the peer (at
+ * most one a second, with the count since the last). The caller closes. */
+static void auth_refuse(conn_t *c, const mc__te_hdr_t *h, int32_t st, const char *why)
+{
+    mc_te_t *te = c->te;
+    conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, st, 0, 0, NULL);
+    uint64_t now = mc_now_ms(), n = 0;
+    pthread_mutex_lock(&te->conns_lock);
+    te->auth_refused++;
+    if (now >= te->auth_warn_ms + 1000) {
+        n = te->auth_refused;
+        te->auth_refused = 0;
+        te->auth_warn_ms = now;
+    }
+    pthread_mutex_unlock(&te->conns_lock);
+    if (n)
+        MC_LOGW(TAG,
+                "peer %s: refused: %s (%llu connections refused for the cluster secret since the "
+                "last line)",
+                c->peer, why, (unsigned long long)n);
+}
+
+/* One frame of the cluster secret's exchange (HELLO or PROOF). Returns 0 to
+ * keep the connection, -1 to close it. */
+static int serve_auth(conn_t *c, const mc__te_hdr_t *h)
+{
+    mc_te_t *te = c->te;
+    int hello = h->opcode == MC_TE_OP_AUTH_HELLO;
+    size_t want = hello ? MC_TE_AUTH_HELLO_LEN : MC_AUTH_MAC_LEN;
+    uint8_t p[MC_TE_AUTH_HELLO_LEN];
+    if (h->length != want) {
+        MC_LOGW(TAG, "peer %s: %s of %llu bytes (want %zu); closing", c->peer,
+                hello ? "AUTH_HELLO" : "AUTH_PROOF", (unsigned long long)h->length, want);
+        return -1;
+    }
+    int rc = conn_io(c, p, want, 0);
+    if (rc) {
+        log_io_fail(c, "auth payload", want, rc);
+        return -1;
+    }
+    if (!te->auth_key) /* an open engine: the client decides whether to go on */
+        return conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_AUTH_OFF, 0, 0, NULL)
+                   ? -1
+                   : 0;
+    if (c->authed || (hello && c->hello_seen) || (!hello && !c->hello_seen)) {
+        auth_refuse(c, h, MC_TE_ST_AUTH_FAILED, "the secret's exchange out of order");
+        return -1;
+    }
+    if (hello) {
+        if (p[0] != MC_AUTH_VERSION) {
+            char w[96];
+            snprintf(w, sizeof w, "handshake version %u (this engine speaks %u)", p[0],
+                     MC_AUTH_VERSION);
+            auth_refuse(c, h, MC_TE_ST_AUTH_VERSION, w);
+            return -1;
+        }
+        if (mc_auth_nonce(c->nonce_s)) {
+            auth_refuse(c, h, MC_TE_ST_AUTH_FAILED, "no random bytes for a nonce");
+            return -1;
+        }
+        memcpy(c->nonce_c, p + 1, MC_AUTH_NONCE_LEN);
+        c->hello_seen = 1;
+        uint8_t r[MC_TE_AUTH_HELLO_REP_LEN];
+        memcpy(r, c->nonce_s, MC_AUTH_NONCE_LEN);
+        mc_auth_mac(te->auth_key, 'S', "te", c->nonce_c, c->nonce_s, r + MC_AUTH_NONCE_LEN);
+        return conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0, sizeof r, r)
+                   ? -1
+                   : 0;
+    }
+    if (!mc_auth_mac_ok(te->auth_key, 'C', "te", c->nonce_s, c->nonce_c, p)) {
+        auth_refuse(c, h, MC_TE_ST_AUTH_FAILED, "wrong cluster secret");
+        return -1;
+    }
+    c->authed = 1;
+    return conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0, 0, NULL) ? -1 : 0;
+}
+
 static void *conn_main(void *arg)
 {
     conn_t *c = arg;
     mc_te_t *te = c->te;
     c->cur_ms = te->io_timeout_ms;
+    c->authed = te->auth_key == NULL;
     mc_sock_set_timeout(c->fd, te->io_timeout_ms);
     for (;;) {
         /* between frames a connection may idle as long as the peer keeps it
@@ -245,6 +328,17 @@ static void *conn_main(void *arg)
             break;
         }
         c->deadline_ms = mc__te_frame_deadline(te, start, h.length);
+        if (h.opcode == MC_TE_OP_AUTH_HELLO || h.opcode == MC_TE_OP_AUTH_PROOF) {
+            if (serve_auth(c, &h)) break;
+            continue;
+        }
+        if (!c->authed) {
+            auth_refuse(c, &h, MC_TE_ST_AUTH_REQUIRED,
+                        c->hello_seen ? "a request before its proof of the cluster secret"
+                                      : "no proof of the cluster secret (an engine without "
+                                        "MC_CLUSTER_SECRET, or an old one)");
+            break;
+        }
         int keep = (h.opcode == MC_TE_OP_READ || h.opcode == MC_TE_OP_WRITE) ? serve_data(c, &h)
                                                                              : serve_control(c, &h);
         if (keep) break;

@@ -51,6 +51,8 @@ int mc__te_hdr_decode(const uint8_t *buf, size_t len, mc__te_hdr_t *h, const cha
     case MC_TE_OP_META:
     case MC_TE_OP_NOTIFY:
     case MC_TE_OP_PROBE:
+    case MC_TE_OP_AUTH_HELLO:
+    case MC_TE_OP_AUTH_PROOF:
         break;
     default:
         *why = "unknown opcode";

@@ -51,7 +51,7 @@ static void test_header_rejects(void **state)
     bad[4] = 2;
     expect_reject(bad, sizeof bad, "unsupported protocol version");
     memcpy(bad, buf, sizeof bad);
-    bad[5] = 0x13;
+    bad[5] = 0x15;
     expect_reject(bad, sizeof bad, "unknown opcode");
     memcpy(bad, buf, sizeof bad);
     bad[6] = 1;
