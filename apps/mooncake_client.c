@@ -31,6 +31,7 @@
 #include "net_sock.h"
 #include "store_srv.h"
 #include "base_version.h"
+#include "net_auth.h"
 
 static const char *const prog = "mooncake_client";
 
@@ -49,6 +50,7 @@ typedef struct {
     int start_offload_rpc_server;
     int enable_http_server;
     int http_port;
+    char cluster_secret_file[4096];
 } cl_flags_t;
 
 enum { CL_STR, CL_INT, CL_SIZE, CL_BOOL };
@@ -89,6 +91,8 @@ static const cl_def_t cl_defs[] = {
     {"enable_http_server", CL_BOOL, CL_F(enable_http_server), 0, 0, "false",
      "also serve /health and /v1/client_config on --http_port"},
     {"http_port", CL_INT, CL_F(http_port), 0, 65535, "9300", "its port; 0 = any free port"},
+    {"cluster_secret_file", CL_STR, CL_F(cluster_secret_file), 0, 0, "",
+     "file holding the cluster secret (docs/security.md); default MC_CLUSTER_SECRET(_FILE)"},
 };
 #define CL_NDEFS (sizeof cl_defs / sizeof cl_defs[0])
 
@@ -201,6 +205,11 @@ int main(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err);
         usage(stderr);
+        return 2;
+    }
+    if (fl.cluster_secret_file[0] &&
+        mc_auth_use_secret_file(fl.cluster_secret_file, err, sizeof err)) {
+        fprintf(stderr, "%s: --cluster_secret_file: %s\n", prog, err);
         return 2;
     }
     if (fl.threads != 1)

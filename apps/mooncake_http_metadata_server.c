@@ -16,6 +16,7 @@
 #include "base_sig.h"
 #include "metasrv.h"
 #include "base_version.h"
+#include "net_auth.h"
 
 static const char *prog = "mooncake_http_metadata_server";
 
@@ -27,6 +28,8 @@ static void usage(FILE *f)
             "  --host HOST        address to bind (default 0.0.0.0)\n"
             "  --log-level LEVEL  DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)\n"
             "  --log_format FMT   text or json (one object per line; default text)\n"
+            "  --cluster-secret-file FILE  the cluster secret every request must prove\n"
+            "                     (docs/security.md; default MC_CLUSTER_SECRET(_FILE))\n"
             "  --help             show this help and exit\n"
             "  --version          print the version and exit\n"
             "Serves GET/PUT/DELETE /metadata?key=K and GET /health.\n",
@@ -78,7 +81,8 @@ int main(int argc, char **argv)
         /* Upstream's flags are spelled with '-'; accept '_' as well. */
         for (char *p = name + 2; *p; p++)
             if (*p == '_') *p = '-';
-        if (strcmp(name, "--port") && strcmp(name, "--host") && strcmp(name, "--log-level"))
+        if (strcmp(name, "--port") && strcmp(name, "--host") && strcmp(name, "--log-level") &&
+            strcmp(name, "--cluster-secret-file"))
             return bad_usage("unknown flag '%s'", a);
         if (eq) {
             val = eq + 1;
@@ -93,6 +97,9 @@ int main(int argc, char **argv)
             port = strtol(val, &end, 10);
             if (!*val || *end || errno || port < 0 || port > 65535)
                 return bad_usage("bad --port value '%s' (want 0..65535)", val);
+        } else if (!strcmp(name, "--cluster-secret-file")) {
+            char why[512];
+            if (mc_auth_use_secret_file(val, why, sizeof why)) return bad_usage("%s", why);
         } else if (!strcmp(name, "--host")) {
             if (!*val) return bad_usage("bad --host value '%s' (empty)", val);
             host = val;

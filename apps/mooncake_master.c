@@ -23,13 +23,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base_env.h"
+#include "base_fdlimit.h"
 #include "base_log.h"
 #include "base_sig.h"
 #include "base_time.h"
+#include "base_version.h"
 #include "master_admin.h"
 #include "master_flags.h"
-#include "base_env.h"
-#include "base_fdlimit.h"
 #include "master_ha.h"
 #include "master_metaclean.h"
 #include "master_persist.h"
@@ -37,7 +38,7 @@
 #include "master_rpc.h"
 #include "master_service.h"
 #include "metasrv.h"
-#include "base_version.h"
+#include "net_auth.h"
 
 #define TICK_MS 10
 
@@ -227,6 +228,11 @@ int main(int argc, char **argv)
     if ((rc = ha_check(&fl))) {
         mc_master_flags_usage(stderr, prog);
         return rc;
+    }
+    if (fl.cluster_secret_file[0] &&
+        mc_auth_use_secret_file(fl.cluster_secret_file, err, sizeof err)) {
+        fprintf(stderr, "%s: --cluster_secret_file: %s\n", prog, err);
+        return 2;
     }
     if (fl.rpc_thread_num > 1 || fl.max_threads != 16)
         MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");

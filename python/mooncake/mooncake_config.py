@@ -134,6 +134,17 @@ def load_json_lenient(text, path="<string>"):
         return data
 
 
+def use_cluster_secret_file(path):
+    """Makes the file at path (if any) this process's cluster secret, the one
+    every connection to the pool proves (docs/security.md): the config
+    names the file, never the secret. Returns the path ("" for none)."""
+    if not path:
+        return ""
+    from . import _core
+    _core.set_cluster_secret_file(str(path))
+    return str(path)
+
+
 @dataclass
 class MooncakeConfig:
     local_hostname: str
@@ -148,6 +159,7 @@ class MooncakeConfig:
     tenant_id: str = "default"
     enable_client_http_server: bool = False
     client_http_port: int = 9300
+    cluster_secret_file: str = ""
 
     @staticmethod
     def _build(get, source):
@@ -171,6 +183,7 @@ class MooncakeConfig:
             tenant_id=str(get("tenant_id") or "default"),
             enable_client_http_server=parse_bool(get("enable_client_http_server") or False),
             client_http_port=int(get("client_http_port") or 9300),
+            cluster_secret_file=use_cluster_secret_file(get("cluster_secret_file")),
         )
 
     @staticmethod
@@ -201,6 +214,7 @@ class MooncakeConfig:
             "tenant_id": os.getenv("MOONCAKE_TENANT_ID"),
             "enable_client_http_server": os.getenv("MOONCAKE_ENABLE_CLIENT_HTTP_SERVER"),
             "client_http_port": os.getenv("MOONCAKE_CLIENT_HTTP_PORT"),
+            "cluster_secret_file": os.getenv("MC_CLUSTER_SECRET_FILE"),
         }
         return MooncakeConfig._build(env.get, "environment")
 

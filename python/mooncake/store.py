@@ -4,9 +4,12 @@ Return conventions follow upstream: 0 or a negative error code (upstream's
 numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
 get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
 import enum
+import logging
 
 from . import _core
-from .mooncake_config import parse_byte_size
+from .mooncake_config import parse_byte_size, use_cluster_secret_file
+
+_log = logging.getLogger("mooncake.store")
 
 BufferHandle = _core.BufferHandle
 
@@ -175,6 +178,12 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
             port = int(get("client_http_port") or 9300)
         except ValueError:
             return _INVALID_PARAMS
+        if c.get("cluster_secret_file"):
+            try:
+                use_cluster_secret_file(c["cluster_secret_file"])
+            except ValueError as e:
+                _log.error("setup: %s", e)
+                return _INVALID_PARAMS
         return super().setup(c["local_hostname"], c["metadata_server"],
                              sizes["global_segment_size"], sizes["local_buffer_size"],
                              get("protocol"), get("rdma_devices"), get("master_server_addr"),

@@ -19,6 +19,7 @@
  * them to run concurrently with other calls), everything else for reading. */
 #include "py_int.h"
 #include "base_version.h"
+#include "net_auth.h"
 
 /* ------------------------------------------------------------------ */
 /* MooncakeHostMemAllocator                                            */
@@ -48,13 +49,14 @@ static PyObject *alloc_alloc(PyObject *o, PyObject *args, PyObject *kw)
     static char *kwl[] = {"size", NULL};
     PyObject *so;
     uint64_t size;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:alloc", kwl, &so) || mc__py_arg_u64(so, "size", &size))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:alloc", kwl, &so) ||
+        mc__py_arg_u64(so, "size", &size))
         return NULL;
     if (size == 0 || size > (1ull << 46)) return PyLong_FromLong(0);
     size_t len = (size_t)((size + 4095) & ~4095ull);
     void *p;
-    Py_BEGIN_ALLOW_THREADS p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                                    -1, 0);
+    Py_BEGIN_ALLOW_THREADS p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p != MAP_FAILED && len >= (2u << 20)) madvise(p, len, MADV_HUGEPAGE);
     Py_END_ALLOW_THREADS if (p == MAP_FAILED) return PyLong_FromLong(0);
     int ok = 1;
@@ -85,7 +87,8 @@ static PyObject *alloc_free(PyObject *o, PyObject *args, PyObject *kw)
     static char *kwl[] = {"ptr", NULL};
     PyObject *po;
     uint64_t ptr;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:free", kwl, &po) || mc__py_arg_u64(po, "ptr", &ptr))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:free", kwl, &po) ||
+        mc__py_arg_u64(po, "ptr", &ptr))
         return NULL;
     size_t len = 0;
     pthread_mutex_lock(&hm_lock);
@@ -129,14 +132,35 @@ static PyObject *mod_err_name(PyObject *m, PyObject *args)
     return PyUnicode_FromString(mc_err_name(code));
 }
 
+static PyObject *mod_secret_file(PyObject *m, PyObject *args)
+{
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
+    char err[512];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mc_auth_use_secret_file(path, err, sizeof err);
+    Py_END_ALLOW_THREADS if (rc) return PyErr_Format(PyExc_ValueError, "%s", err);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mod_methods[] = {
     {"error_name", mod_err_name, METH_VARARGS, "Upstream's name of a store error code."},
+    {"set_cluster_secret_file", mod_secret_file, METH_VARARGS,
+     "set_cluster_secret_file(path): the cluster secret this process proves on every "
+     "connection (over MC_CLUSTER_SECRET); ValueError when the file will not do."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moddef = {
-    PyModuleDef_HEAD_INIT, "_core", "C core of the mooncake package.", -1, mod_methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "_core",
+    "C core of the mooncake package.",
+    -1,
+    mod_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void)
@@ -150,7 +174,8 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *al = PyType_FromSpec(&mc__py_alloc_spec);
     PyObject *ms = PyType_FromSpec(&mc__py_metasrv_spec);
     mc__py_TE_Type = (PyTypeObject *)te;
-    if (!mc__py_BufferHandle_Type || !st || !te || !mc__py_EngineHandle_Type || !al || !ms) goto fail;
+    if (!mc__py_BufferHandle_Type || !st || !te || !mc__py_EngineHandle_Type || !al || !ms)
+        goto fail;
     Py_INCREF((PyObject *)mc__py_BufferHandle_Type);
     Py_INCREF(te); /* mc__py_TE_Type keeps one */
     Py_INCREF((PyObject *)mc__py_EngineHandle_Type);
@@ -167,4 +192,3 @@ fail:
     Py_DECREF(m);
     return NULL;
 }
-

@@ -664,6 +664,8 @@ static enum MHD_Result ad_route(mc_master_admin_t *a, struct MHD_Connection *con
                            ad_error_json(MC_ERR_UNAVAILABLE_IN_CURRENT_MODE,
                                          "service plane is not active (not the leader)"));
         enum MHD_Result ret;
+        if ((ad_routes[i].flags & AD_MUT) && !mc_http_listener_authorize(&a->http, conn, &ret))
+            return ret;
         if ((ad_routes[i].flags & AD_MUT) && ad_auth_refuses(a, conn, method, url, &ret))
             return ret;
         ret = ad_routes[i].fn(a, conn, url);
@@ -743,6 +745,8 @@ int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
     }
     mc_http_listener_init(&a->http, ad_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
+    a->http.auth_key = mc_auth_cluster_key(); /* mutating endpoints need its proof too */
+    a->http.auth_service = "admin";
     rc = mc_sock_listen(host, port, 128, &fd, &a->port);
     if (rc) {
         MC_LOGE(ad_tag, "cannot listen on %s:%u: %s", host && *host ? host : "0.0.0.0", port,

@@ -82,6 +82,9 @@ static const mf_def_t mf_defs[] = {
     {"admin_api_key", MF_STR, MF_F(admin_api_key), 0, 0, 0, 0, "", 0, NULL,
      "key the admin endpoints that change state require (Authorization: Bearer KEY); "
      "default MC_ADMIN_API_KEY; with none they are served only on a loopback --metrics_host"},
+    {"cluster_secret_file", MF_STR, MF_F(cluster_secret_file), 0, 0, 0, 0, "", 0, NULL,
+     "file holding the cluster secret every connection must prove (docs/security.md); "
+     "default MC_CLUSTER_SECRET / MC_CLUSTER_SECRET_FILE; with none the pool is open"},
     {"default_kv_lease_ttl", MF_DUR_MS, MF_C(default_kv_lease_ttl_ms), 0, 0, 0, 0, "10000", 0, NULL,
      "read lease granted by a get (ms, or 500ms/10s/1m/1h)"},
     {"default_kv_soft_pin_ttl", MF_DUR_MS, MF_C(default_kv_soft_pin_ttl_ms), 0, 0, 0, 0, "1800000",

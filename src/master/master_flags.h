@@ -31,6 +31,7 @@ typedef struct {
     int metrics_port;       /* 9003 */
     char metrics_host[256];
     char admin_api_key[256]; /* "": MC_ADMIN_API_KEY, else none (docs/master.md) */
+    char cluster_secret_file[4096]; /* "": MC_CLUSTER_SECRET(_FILE), else none */
     int enable_http_metadata_server;
     int http_metadata_server_port; /* 8080 */
     char http_metadata_server_host[256];

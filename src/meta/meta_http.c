@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "base_log.h"
+#include "net_http_auth.h"
 
 #define MH_TIMEOUT_MS 3000L
 #define MH_CONNECT_TIMEOUT_MS 1500L
@@ -72,6 +73,15 @@ static size_t mh_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     b->len += n;
     b->data[b->len] = '\0';
     return n;
+}
+
+/* Drops a partial answer before a retry (mc_http_auth_perform). */
+static void mh_buf_reset(void *arg)
+{
+    mh_buf_t *b = arg;
+    b->len = 0;
+    b->too_big = 0;
+    if (b->data) b->data[0] = '\0';
 }
 
 /* Takes a handle from the pool or makes a new one; NULL on allocation failure. */
@@ -133,7 +143,6 @@ static int mh_request(mh_t *h, const char *method, const char *key, const char *
         t = curl_slist_append(hdrs, "Expect:");
         if (!t) goto fail;
         hdrs = t;
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? strlen(body) : 0));
@@ -143,14 +152,19 @@ static int mh_request(mh_t *h, const char *method, const char *key, const char *
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     }
 
-    CURLcode cc = curl_easy_perform(c);
+    char what[300];
+    snprintf(what, sizeof what, "metadata server %s", h->url);
+    CURLcode cc = mc_http_auth_perform(c, &hdrs, "meta", what, mh_buf_reset, &buf, status);
     if (cc != CURLE_OK) {
         MC_LOGW("meta", "http %s %s (key '%s') failed: %s", method, h->url, key,
                 buf.too_big ? "response larger than 64 MiB" : curl_easy_strerror(cc));
         rc = -EIO;
         goto fail;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    if (*status == 0 || *status == 401 || *status == 403) { /* the secret: logged */
+        rc = -EACCES;
+        goto fail;
+    }
     if (out) {
         *out = buf;
         buf.data = NULL;

@@ -291,18 +291,9 @@ void mc_metasrv_keys(mc_metasrv_t *s, void (*fn)(const char *key, size_t len, vo
 static enum MHD_Result ms_send(struct MHD_Connection *conn, const char *url, const char *key,
                                mc_metasrv_answer_t *ans)
 {
-    if (ans->value || !ans->text) {
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(ans->len, ans->value, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-            free(ans->value);
-            return MHD_NO;
-        }
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, MS_CONTENT_TYPE);
-        enum MHD_Result ret = MHD_queue_response(conn, ans->status, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
+    if (ans->value || !ans->text)
+        return mc_http_send(conn, ans->status, MS_CONTENT_TYPE, ans->value, ans->len,
+                            MHD_RESPMEM_MUST_FREE, NULL);
     if (ans->status == MHD_HTTP_BAD_REQUEST) {
         char peer[96];
         mc_http_peer(conn, peer, sizeof peer);
@@ -344,8 +335,8 @@ static int ms_body_append(ms_req_t *req, const char *data, size_t n)
 /* First call of a request (headers only): routes it and validates what can be
  * validated, answering errors at once (MHD then closes the connection without
  * reading any body). Otherwise sets *con_cls for the later calls. */
-static enum MHD_Result ms_begin(struct MHD_Connection *conn, const char *url, const char *method,
-                                void **con_cls)
+static enum MHD_Result ms_begin(mc_metasrv_t *s, struct MHD_Connection *conn, const char *url,
+                                const char *method, void **con_cls)
 {
     mc_http_listener_saw_request(conn);
 
@@ -369,6 +360,11 @@ static enum MHD_Result ms_begin(struct MHD_Connection *conn, const char *url, co
         int rc = ms_key(conn, &key);
         if (rc == -ENOMEM) return MHD_NO;
         if (rc) return ms_refuse(conn, method, url, MHD_HTTP_BAD_REQUEST, "Missing key", NULL);
+        enum MHD_Result ret;
+        if (!mc_http_listener_authorize(&s->http, conn, &ret)) {
+            free(key);
+            return ret;
+        }
     }
     /* MHD hands us a body only when one was announced by either header. */
     const char *cl =
@@ -410,7 +406,7 @@ static enum MHD_Result ms_handle(void *cls, struct MHD_Connection *conn, const c
 {
     mc_metasrv_t *s = cls;
     ms_req_t *req = *con_cls;
-    if (!req) return ms_begin(conn, url, method, con_cls);
+    if (!req) return ms_begin(s, conn, url, method, con_cls);
     int shared = req >= ms_marks && req < ms_marks + MS_NOPS;
     if (*upload_size) {
         if (!shared && ms_body_append(req, upload, *upload_size)) {
@@ -464,6 +460,8 @@ int mc_metasrv_new(mc_metasrv_t **out)
     pthread_mutex_init(&s->lock, NULL);
     mc_http_listener_init(&s->http, ms_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT, MC_HTTP_PER_IP_DEFAULT,
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
+    s->http.auth_key = mc_auth_cluster_key(); /* reads too: descriptors hold addresses */
+    s->http.auth_service = "meta";
     s->map = mc_map_new();
     if (!s->map) {
         pthread_mutex_destroy(&s->lock);
@@ -510,6 +508,7 @@ int mc_metasrv_listen(mc_metasrv_t *s, const char *host, uint16_t port)
     }
     s->port = bound;
     MC_LOGI(ms_tag, "serving on %s:%u", host && *host ? host : "0.0.0.0", s->port);
+    mc_auth_note_listener(ms_tag, "metadata server", host, s->port);
     return 0;
 }
 

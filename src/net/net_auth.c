@@ -98,6 +98,15 @@ void mc_auth_set_cluster_key(const mc_auth_key_t *k)
     pthread_mutex_unlock(&key_mu);
 }
 
+int mc_auth_use_secret_file(const char *path, char *err, size_t errlen)
+{
+    mc_auth_key_t k;
+    int rc = mc_auth_key_from_file(path, &k, err, errlen);
+    if (rc == 0) mc_auth_set_cluster_key(&k);
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
 /* Loads the key from the environment. Caller holds key_mu. */
 static void key_load_env_locked(void)
 {

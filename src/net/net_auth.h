@@ -50,6 +50,10 @@ const mc_auth_key_t *mc_auth_cluster_key(void);
  * clears it (tests). */
 void mc_auth_set_cluster_key(const mc_auth_key_t *k);
 
+/* Loads path (mc_auth_key_from_file) and makes it the process's cluster key,
+ * over the environment. Returns 0, or -errno with the reason in err. */
+int mc_auth_use_secret_file(const char *path, char *err, size_t errlen);
+
 /* Says at a listener's start how it is guarded, in one line under tag: with
  * a cluster key, that connections must prove the secret (INFO); without one
  * and bound beyond loopback (host NULL, "", 0.0.0.0, ::, or an address not in

@@ -26,6 +26,22 @@ void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len)
     mc_sock_addr_str(ci ? ci->client_addr : NULL, buf, len);
 }
 
+/* Per-connection state of a log_silent or auth_key listener (MHD's socket_context),
+ * touched by the connection's own MHD thread only. */
+typedef struct {
+    unsigned long requests;
+    int authed;                    /* proved the cluster secret */
+    uint8_t ns[MC_AUTH_NONCE_LEN]; /* the server nonce it proved against */
+    /* the proof headers of the answer to the current request, if any */
+    char ans_nonce[2 * MC_AUTH_NONCE_LEN + 1], ans_mac[2 * MC_AUTH_MAC_LEN + 1];
+} listener_conn_t;
+
+struct http_challenge {
+    uint8_t nc[MC_AUTH_NONCE_LEN], ns[MC_AUTH_NONCE_LEN];
+    uint64_t at_ms; /* 0: free */
+};
+#define CHALLENGE_TTL_MS 30000
+
 enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              const char *body, size_t len, enum MHD_ResponseMemoryMode mode,
                              const char *allow)
@@ -37,6 +53,14 @@ enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    listener_conn_t *lc = ci ? ci->socket_context : NULL;
+    if (lc && lc->ans_mac[0]) { /* this answer's proof (mc_http_listener_authorize) */
+        MHD_add_response_header(r, MC_HTTP_AUTH_NONCE, lc->ans_nonce);
+        MHD_add_response_header(r, MC_HTTP_AUTH_MAC, lc->ans_mac);
+        lc->ans_mac[0] = '\0';
+    }
     if (status == MHD_HTTP_CONTENT_TOO_LARGE)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
@@ -102,11 +126,141 @@ static enum MHD_Result listener_accept(void *cls, const struct sockaddr *addr, s
     return ok;
 }
 
-/* Per-connection state of a log_silent listener (MHD's socket_context),
- * touched by the connection's own MHD thread only. */
-typedef struct {
-    unsigned long requests;
-} listener_conn_t;
+/* Logs a refusal for the secret: one line naming the peer, at most one per
+ * second with the count since the last. */
+static void auth_log(mc_http_listener_t *l, struct MHD_Connection *conn, const char *why)
+{
+    uint64_t now = mc_now_ms();
+    unsigned long n = 0;
+    pthread_mutex_lock(&l->lock);
+    l->auth_refused++;
+    if (now >= l->next_auth_log_ms) {
+        n = l->auth_refused;
+        l->auth_refused = 0;
+        l->next_auth_log_ms = now + 1000;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!n) return;
+    char peer[96];
+    mc_http_peer(conn, peer, sizeof peer);
+    MC_LOGW(l->tag,
+            "%s: refused: %s (%lu requests refused for the cluster secret since the last line)",
+            peer, why, n);
+}
+
+/* Queues a refusal: status with a JSON error; 403 also closes. */
+static enum MHD_Result auth_answer(struct MHD_Connection *conn, unsigned status, const char *json,
+                                   const char *nonce, const char *mac)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (nonce) {
+        MHD_add_response_header(r, MC_HTTP_AUTH_NONCE, nonce);
+        MHD_add_response_header(r, MC_HTTP_AUTH_MAC, mac);
+    }
+    if (status == MHD_HTTP_FORBIDDEN)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The server nonce of the outstanding challenge to nc, taken out (used
+ * once); 0 when there is none (never issued, used, replaced or expired). */
+static int challenge_take(mc_http_listener_t *l, const uint8_t *nc, uint8_t *ns, uint64_t now)
+{
+    int found = 0;
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; l->challenges && i < MC_HTTP_CHALLENGES && !found; i++) {
+        struct http_challenge *ch = &l->challenges[i];
+        if (ch->at_ms && now - ch->at_ms <= CHALLENGE_TTL_MS &&
+            !memcmp(ch->nc, nc, MC_AUTH_NONCE_LEN)) {
+            memcpy(ns, ch->ns, MC_AUTH_NONCE_LEN);
+            ch->at_ms = 0;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return found;
+}
+
+int mc_http_listener_authorize(mc_http_listener_t *l, struct MHD_Connection *conn,
+                               enum MHD_Result *ret)
+{
+    if (!l->auth_key) return 1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    listener_conn_t *c = ci ? ci->socket_context : NULL;
+    if (!c) { /* no memory for its state: close rather than serve unproved */
+        *ret = MHD_NO;
+        return 0;
+    }
+    const char *hello = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MC_HTTP_AUTH_HELLO);
+    const char *proof = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MC_HTTP_AUTH_PROOF);
+    uint8_t nc[MC_AUTH_NONCE_LEN], ns[MC_AUTH_NONCE_LEN], mac[MC_AUTH_MAC_LEN];
+    int have_nc = 0;
+    if (hello) {
+        if (strncmp(hello, "1:", 2) != 0) {
+            auth_log(l, conn, "a handshake version this server does not speak (it speaks 1)");
+            *ret = auth_answer(conn, MHD_HTTP_BAD_REQUEST,
+                               "{\"error\":\"cluster secret handshake version: this server speaks "
+                               "1\"}",
+                               NULL, NULL);
+            return 0;
+        }
+        have_nc = mc_auth_unhex(hello + 2, nc, sizeof nc) == 0;
+    }
+    uint64_t now = mc_now_ms();
+    if (!c->authed && have_nc && proof) {
+        if (mc_auth_unhex(proof, mac, sizeof mac) || !challenge_take(l, nc, ns, now) ||
+            !mc_auth_mac_ok(l->auth_key, 'C', l->auth_service, ns, nc, mac)) {
+            auth_log(l, conn, "wrong cluster secret (or a proof replayed or out of date)");
+            *ret = auth_answer(conn, MHD_HTTP_FORBIDDEN, "{\"error\":\"cluster secret mismatch\"}",
+                               NULL, NULL);
+            return 0;
+        }
+        c->authed = 1;
+        memcpy(c->ns, ns, sizeof ns);
+    }
+    if (c->authed) {
+        if (have_nc) { /* this answer's proof */
+            mc_auth_mac(l->auth_key, 'S', l->auth_service, nc, c->ns, mac);
+            mc_auth_hex(c->ns, sizeof c->ns, c->ans_nonce);
+            mc_auth_hex(mac, sizeof mac, c->ans_mac);
+        }
+        return 1;
+    }
+    if (!have_nc) {
+        auth_log(l, conn, "no proof of the cluster secret (a client without MC_CLUSTER_SECRET)");
+        *ret = auth_answer(conn, MHD_HTTP_UNAUTHORIZED,
+                           "{\"error\":\"this server requires the cluster secret\"}", NULL, NULL);
+        return 0;
+    }
+    /* a challenge to this hello, kept by its nonce so that the proof may
+     * come on another connection (a PUT's 401 closes this one) */
+    if (mc_auth_nonce(ns)) {
+        *ret = MHD_NO;
+        return 0;
+    }
+    pthread_mutex_lock(&l->lock);
+    if (!l->challenges) l->challenges = calloc(MC_HTTP_CHALLENGES, sizeof *l->challenges);
+    if (l->challenges) {
+        struct http_challenge *ch = &l->challenges[l->next_challenge++ % MC_HTTP_CHALLENGES];
+        memcpy(ch->nc, nc, sizeof nc);
+        memcpy(ch->ns, ns, sizeof ns);
+        ch->at_ms = now ? now : 1;
+    }
+    pthread_mutex_unlock(&l->lock);
+    char hn[2 * MC_AUTH_NONCE_LEN + 1], hm[2 * MC_AUTH_MAC_LEN + 1];
+    mc_auth_mac(l->auth_key, 'S', l->auth_service, nc, ns, mac);
+    mc_auth_hex(ns, sizeof ns, hn);
+    mc_auth_hex(mac, sizeof mac, hm);
+    *ret = auth_answer(conn, MHD_HTTP_UNAUTHORIZED, "{\"error\":\"prove the cluster secret\"}", hn,
+                       hm);
+    return 0;
+}
 
 void mc_http_listener_saw_request(struct MHD_Connection *conn)
 {
@@ -145,7 +299,7 @@ static void listener_notify(void *cls, struct MHD_Connection *conn, void **socke
 {
     mc_http_listener_t *l = cls;
     listener_conn_t *c = NULL;
-    if (l->log_silent) {
+    if (l->log_silent || l->auth_key) {
         if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
             *socket_context = calloc(1, sizeof(listener_conn_t)); /* NULL only skips the log */
         } else {
@@ -154,7 +308,7 @@ static void listener_notify(void *cls, struct MHD_Connection *conn, void **socke
         }
     }
     pthread_mutex_lock(&l->lock);
-    if (c && c->requests == 0) silent_log_locked(l, conn);
+    if (c && c->requests == 0 && l->log_silent) silent_log_locked(l, conn);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         if (++l->open >= l->max_conns) {
             l->at_limit++;
@@ -249,5 +403,7 @@ void mc_http_listener_stop(mc_http_listener_t *l)
     l->mhd = NULL;
     mc_map_free(l->ips, NULL);
     l->ips = NULL;
+    free(l->challenges);
+    l->challenges = NULL;
     pthread_mutex_destroy(&l->lock);
 }

@@ -12,6 +12,8 @@
 
 #include <microhttpd.h>
 
+#include "net_auth.h"
+
 /* Defaults of every listener unless its owner picks others (mc_http_listener_init). */
 #define MC_HTTP_MAX_CONNECTIONS_DEFAULT 4096u
 #define MC_HTTP_PER_IP_DEFAULT 512u
@@ -50,6 +52,10 @@ enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const
  *   owner (garbage, truncated headers, a port scan or a TCP health probe). The
  *   owner then calls mc_http_listener_saw_request from its access handler.
  *
+ * - auth_key/auth_service: the cluster key (net_auth.h) and the name proofs
+ *   are bound to ("meta", "admin", "dummy"); with a key, the owner passes each
+ *   request that needs it through mc_http_listener_authorize.
+ *
  * Refusals are logged in one line per MC_HTTP_REFUSAL_LOG_MS with the count
  * of refusals since the last line; so are silent connections (the first at
  * once, naming the peer). libmicrohttpd's own diagnostics go to the log under
@@ -58,6 +64,8 @@ typedef struct {
     const char *tag; /* log tag of the owner */
     unsigned max_conns, per_ip, idle_s;
     int log_silent;
+    const mc_auth_key_t *auth_key;
+    const char *auth_service;
     /* ---- private */
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock;               /* guards what follows */
@@ -67,6 +75,10 @@ typedef struct {
     uint64_t next_log_ms;
     unsigned long silent; /* silent connections since the last line about them */
     uint64_t next_silent_log_ms;
+    unsigned long auth_refused; /* refusals for the secret since the last line */
+    uint64_t next_auth_log_ms;
+    struct http_challenge *challenges; /* MC_HTTP_CHALLENGES outstanding, oldest replaced */
+    size_t next_challenge;
 } mc_http_listener_t;
 
 /* Fills l with the given defaults, then overrides them from the environment:
@@ -86,6 +98,29 @@ void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_
 struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags, uint16_t port,
                                           MHD_AccessHandlerCallback ahc, void *ahc_cls,
                                           const struct MHD_OptionItem *opts);
+
+/* The cluster secret over HTTP (docs/security.md). Every request of a client
+ * that holds the key carries MC_HTTP_AUTH_HELLO: "1:<hex Nc>", a fresh nonce.
+ * A connection that has not proved the secret gets 401 with
+ * MC_HTTP_AUTH_NONCE (hex Ns) and MC_HTTP_AUTH_MAC (hex mac('S', Nc, Ns));
+ * the client checks it and sends the request again with the same hello and
+ * MC_HTTP_AUTH_PROOF (hex mac('C', Ns, Nc)), on any connection (outstanding
+ * challenges are kept by nonce, used once). A proved connection is served;
+ * every answer to a request with a hello then carries the nonce and MAC of
+ * that hello, so the client knows each answer came from a holder of the
+ * secret. Without a hello or with a wrong proof: 401 or 403, one log line. */
+#define MC_HTTP_AUTH_HELLO "X-Mooncake-Auth-Hello"
+#define MC_HTTP_AUTH_PROOF "X-Mooncake-Auth-Proof"
+#define MC_HTTP_AUTH_NONCE "X-Mooncake-Auth-Nonce"
+#define MC_HTTP_AUTH_MAC "X-Mooncake-Auth-Mac"
+#define MC_HTTP_CHALLENGES 256
+
+/* With l->auth_key: 1 when the request on conn may be served (its answer
+ * through mc_http_send then carries the proof headers), or 0 when an answer
+ * (401/403/400) was queued, *ret holding MHD's result. Without a key: 1.
+ * Call it from the access handler's first call of the request. */
+int mc_http_listener_authorize(mc_http_listener_t *l, struct MHD_Connection *conn,
+                               enum MHD_Result *ret);
 
 /* Notes that conn carried a request (for log_silent). Call it from the access
  * handler's first call of each request, on MHD's thread. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base_log.h"
+#include "net_http_auth.h"
 #include "net_sock.h"
 #include "store_int.h"
 
@@ -95,6 +96,12 @@ static size_t dm_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Drops a partial answer before a retry (mc_http_auth_perform). */
+static void dm_buf_reset(void *arg)
+{
+    ((dm_buf_t *)arg)->len = 0;
+}
+
 /* GET http://addr/v1/client_config into cfg. Logs one line naming addr on failure. */
 static int dm_fetch(const char *addr, mc__store_dummy_cfg_t *cfg)
 {
@@ -115,12 +122,17 @@ static int dm_fetch(const char *addr, mc__store_dummy_cfg_t *cfg)
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)DUMMY_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dm_write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    CURLcode cc = curl_easy_perform(c);
+    char what[MC_NAME_MAX + 48];
+    snprintf(what, sizeof what, "standalone client %s", addr);
+    struct curl_slist *hdrs = NULL;
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    CURLcode cc = mc_http_auth_perform(c, &hdrs, "dummy", what, dm_buf_reset, &b, &status);
+    curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     int rc;
-    if (cc != CURLE_OK) {
+    if (cc == CURLE_OK && (status == 0 || status == 401 || status == 403)) {
+        rc = MC_ERR_AUTH_FAILED; /* the cluster secret: logged */
+    } else if (cc != CURLE_OK) {
         MC_LOGE(TAG, "setup_dummy: standalone client at %s unreachable: %s", addr,
                 curl_easy_strerror(cc));
         rc = MC_ERR_RPC_FAIL;

@@ -102,6 +102,8 @@ static enum MHD_Result srv_route(mc_store_srv_t *srv, struct MHD_Connection *con
                           "GET, HEAD");
     if (is_health) return srv_health(srv, conn);
     if (is_metrics) return srv_metrics(srv, conn);
+    enum MHD_Result ret;
+    if (!mc_http_listener_authorize(&srv->http, conn, &ret)) return ret;
     return srv_send(conn, MHD_HTTP_OK, srv->config, NULL);
 }
 
@@ -156,6 +158,8 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
     srv->s = s;
     mc_http_listener_init(&srv->http, srv_tag, MC_HTTP_MAX_CONNECTIONS_DEFAULT,
                           MC_HTTP_PER_IP_DEFAULT, MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
+    srv->http.auth_key = mc_auth_cluster_key(); /* the configuration names the pool */
+    srv->http.auth_service = "dummy";
     srv->config = srv_config_json(s, info);
     if (!srv->config) {
         rc = -ENOMEM;
@@ -182,6 +186,7 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
         rc = -EIO;
         goto fail;
     }
+    mc_auth_note_listener(srv_tag, "store client endpoint", host, srv->port);
     *out = srv;
     return 0;
 fail:

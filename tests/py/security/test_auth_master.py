@@ -161,3 +161,28 @@ def test_store_clients(start_master, client_secret, master_secret, case, needle)
     if needle:
         lines = [ln for ln in out.splitlines() if needle in ln]
         assert len(lines) == 1, out  # one line says why, not a retry per attempt
+
+
+def test_secret_file_flag_and_config_file(start_master, tmp_path):
+    secret_file = tmp_path / "cluster.secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    m = start_master(None, ["--cluster_secret_file", str(secret_file)])
+    env = child_env()
+    env.pop("MC_CLUSTER_SECRET", None)
+    env.update(MC_TEST_RPC=m.rpc, MC_TEST_META=m.meta, MC_TEST_SECRET_TEXT=SECRET)
+    p = subprocess.run([sys.executable, RUNNER, "case_auth", "case_config_file_names_the_secret"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-6000:]
+    assert SECRET not in p.stdout + p.stderr + m.stderr()  # never logged
+
+
+def test_bad_secret_file_is_a_clear_exit(tmp_path):
+    short = tmp_path / "short.secret"
+    short.write_text("tiny\n")
+    for prog, flag in (("mooncake_master", "--cluster_secret_file"),
+                       ("mooncake_http_metadata_server", "--cluster-secret-file")):
+        p = subprocess.run([os.path.join(bin_dir(), prog), flag, str(short)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (prog, p.stderr)
+        assert str(short) in p.stderr and "at least 16" in p.stderr and "tiny" not in p.stderr

@@ -21,3 +21,58 @@ def case_setup_refused():
     rc = s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC)
     assert rc != 0, "setup succeeded"
     print("setup rc", rc)
+
+
+def case_put_for_admin():
+    """Through a dummy of the standalone client, whose segment outlives us."""
+    s = MooncakeDistributedStore()
+    assert s.setup_dummy(32 * MB, 16 * MB, os.environ["MC_TEST_CLIENT"]) == 0
+    assert s.put("admin-probe", b"x" * 1000) == 0
+    assert s.close() == 0
+
+
+def case_dummy_works():
+    s = MooncakeDistributedStore()
+    assert s.setup_dummy(32 * MB, 16 * MB, os.environ["MC_TEST_CLIENT"]) == 0
+    key, value = uniq("dummy"), os.urandom(100_000)
+    assert s.put(key, value) == 0
+    assert s.get(key) == value
+    assert s.close() == 0
+
+
+def case_dummy_refused():
+    s = MooncakeDistributedStore()
+    rc = s.setup_dummy(32 * MB, 16 * MB, os.environ["MC_TEST_CLIENT"])
+    assert rc != 0, "setup_dummy succeeded"
+
+
+def case_config_file_names_the_secret():
+    """mooncake.json's cluster_secret_file, as vLLM's connectors load it."""
+    import json
+    import tempfile
+
+    from mooncake.mooncake_config import MooncakeConfig
+    d = tempfile.mkdtemp()
+    secret = os.path.join(d, "secret")
+    with open(secret, "w") as f:
+        f.write(os.environ["MC_TEST_SECRET_TEXT"] + "\n")
+    os.chmod(secret, 0o600)
+    cfg_path = os.path.join(d, "mooncake.json")
+    with open(cfg_path, "w") as f:
+        json.dump({"local_hostname": "127.0.0.1", "metadata_server": META,
+                   "master_server_address": RPC, "cluster_secret_file": secret}, f)
+    cfg = MooncakeConfig.from_file(cfg_path)
+    assert cfg.cluster_secret_file == secret
+    s = MooncakeDistributedStore()
+    assert s.setup(cfg.local_hostname, cfg.metadata_server, 16 * MB, 16 * MB, "tcp", "",
+                   cfg.master_server_address) == 0
+    assert s.put("cfg-key", b"v" * 1000) == 0 and s.get("cfg-key") == b"v" * 1000
+    assert s.close() == 0
+    with open(secret, "w") as f:
+        f.write("short\n")
+    try:
+        MooncakeConfig.from_file(cfg_path)
+    except ValueError as e:
+        assert "at least 16" in str(e) and "short" not in str(e), e
+    else:
+        raise AssertionError("a 5-byte secret was accepted")
