@@ -26,7 +26,8 @@ cluster from --cluster-id or MC_STORE_CLUSTER_ID, default mooncake_cluster).
 The admin port is not part of that address: --admin HOST:PORT (or
 MOONCAKE_ADMIN_ADDRESS), else the master's host with --metrics-port (MOONCAKE_METRICS_PORT,
 default 9003, the master's --metrics_port default). State-changing admin calls
-send --api-key (MC_ADMIN_API_KEY) as "Authorization: Bearer KEY".
+send --api-key (MC_ADMIN_API_KEY) as "Authorization: Bearer KEY", and prove the cluster
+secret (MC_CLUSTER_SECRET or MC_CLUSTER_SECRET_FILE) when the pool has one.
 """
 
 import argparse
@@ -43,6 +44,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from . import _auth
 
 DEFAULT_MASTER = "127.0.0.1:50051"
 DEFAULT_METRICS_PORT = 9003
@@ -186,8 +189,13 @@ def admin(target, path, method="GET", want_json=True, key=False):
     hint = ("the admin port comes from %s; pass --admin HOST:PORT (the master's "
             "--metrics_host:--metrics_port)" % target.admin_from)
     try:
-        with urllib.request.urlopen(req, timeout=target.timeout) as r:
+        ckey = _auth.cluster_key() if key else None
+        opener = ((lambda: _auth.urlopen(req, target.timeout, ckey, "admin")) if ckey else
+                  (lambda: urllib.request.urlopen(req, timeout=target.timeout)))
+        with opener() as r:
             body = r.read()
+    except _auth.AuthError as e:
+        raise CliError("%s %s: %s" % (method, path, e))
     except urllib.error.HTTPError as e:
         body = e.read()
         msg = body.decode(errors="replace").strip()

@@ -757,6 +757,7 @@ int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
     socklen_t sl = sizeof ss;
     a->loopback = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
                   mc_master_admin_sockaddr_is_loopback((struct sockaddr *)&ss);
+    mc_auth_note_listener(ad_tag, "master admin (its state-changing endpoints)", host, a->port);
     if (!a->has_key && !a->loopback)
         MC_LOGI(ad_tag, "no admin key (--admin_api_key, MC_ADMIN_API_KEY) and not bound to "
                         "loopback: endpoints that change state (remove_all, drain jobs) are "

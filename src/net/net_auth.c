@@ -204,6 +204,20 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
     return CRYPTO_memcmp(want, mac, MC_AUTH_MAC_LEN) == 0;
 }
 
+int mc_auth_parse_hello(const char *s, uint8_t nc[MC_AUTH_NONCE_LEN])
+{
+    if (!s) return -EINVAL;
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s || colon - s > 3) return -EINVAL;
+    unsigned v = 0;
+    for (const char *p = s; p < colon; p++) {
+        if (*p < '0' || *p > '9') return -EINVAL;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    if (mc_auth_unhex(colon + 1, nc, MC_AUTH_NONCE_LEN)) return -EINVAL;
+    return v == MC_AUTH_VERSION ? 0 : -EPROTO;
+}
+
 void mc_auth_hex(const uint8_t *p, size_t n, char *out)
 {
     static const char d[] = "0123456789abcdef";

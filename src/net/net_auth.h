@@ -79,6 +79,11 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
                    const uint8_t a[MC_AUTH_NONCE_LEN], const uint8_t b[MC_AUTH_NONCE_LEN],
                    const uint8_t mac[MC_AUTH_MAC_LEN]);
 
+/* Parses an HTTP hello value "<version>:<64 hex digits>" into nc. Returns 0,
+ * -EPROTO for another version (a decimal other than MC_AUTH_VERSION), or
+ * -EINVAL when malformed. Never reads past the NUL. */
+int mc_auth_parse_hello(const char *s, uint8_t nc[MC_AUTH_NONCE_LEN]);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes), and back: 0, or -EINVAL
  * when s is not exactly 2n hex digits. For HTTP headers. */
 void mc_auth_hex(const uint8_t *p, size_t n, char *out);

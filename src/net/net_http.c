@@ -5,6 +5,7 @@
 #include "net_http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -202,7 +203,8 @@ int mc_http_listener_authorize(mc_http_listener_t *l, struct MHD_Connection *con
     uint8_t nc[MC_AUTH_NONCE_LEN], ns[MC_AUTH_NONCE_LEN], mac[MC_AUTH_MAC_LEN];
     int have_nc = 0;
     if (hello) {
-        if (strncmp(hello, "1:", 2) != 0) {
+        int pr = mc_auth_parse_hello(hello, nc);
+        if (pr == -EPROTO) {
             auth_log(l, conn, "a handshake version this server does not speak (it speaks 1)");
             *ret = auth_answer(conn, MHD_HTTP_BAD_REQUEST,
                                "{\"error\":\"cluster secret handshake version: this server speaks "
@@ -210,7 +212,7 @@ int mc_http_listener_authorize(mc_http_listener_t *l, struct MHD_Connection *con
                                NULL, NULL);
             return 0;
         }
-        have_nc = mc_auth_unhex(hello + 2, nc, sizeof nc) == 0;
+        have_nc = pr == 0;
     }
     uint64_t now = mc_now_ms();
     if (!c->authed && have_nc && proof) {

@@ -73,3 +73,32 @@ def test_dummy_clients(start_master, tmp_path, monkeypatch, secret, case):
             assert "requires the cluster secret" in out, out[-3000:]
     finally:
         assert c.stop() == 0, c.stderr()[-3000:]
+
+
+def test_cli_proves_the_secret_for_mutations(start_master, tmp_path, monkeypatch):
+    m = start_master(SECRET, ["--metrics_host", "127.0.0.1"])
+    monkeypatch.setenv("MC_CLUSTER_SECRET", SECRET)
+    c = StandaloneClient(tmp_path, m)
+    try:
+        run_store_case(m, "case_put_for_admin", SECRET, {"MC_TEST_CLIENT": c.addr})
+
+        def cli(secret, *args):
+            env = child_env()
+            env.pop("MC_CLUSTER_SECRET", None)
+            if secret:
+                env["MC_CLUSTER_SECRET"] = secret
+            return subprocess.run([sys.executable, "-m", "mooncake.ctl", "--master", m.rpc,
+                                   "--admin", m.admin] + list(args), env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        p = cli(None, "rm", "--all")
+        assert p.returncode != 0 and "refused (401)" in p.stdout + p.stderr, p.stdout + p.stderr
+        assert "admin-probe" in keys(m)
+        p = cli("another secret, long enough as well", "rm", "--all")
+        assert p.returncode != 0 and "secret" in p.stdout + p.stderr
+        assert "admin-probe" in keys(m)
+        p = cli(SECRET, "rm", "--all")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "admin-probe" not in keys(m)
+    finally:
+        assert c.stop() == 0, c.stderr()[-3000:]
