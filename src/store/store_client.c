@@ -250,6 +250,7 @@ static void *st_heartbeat_main(void *arg)
             fails = 0;
             __atomic_store_n(&s->master_down, 0, __ATOMIC_RELAXED);
             if (status == MC_CLIENT_NEED_REMOUNT && st_remount(s) == 0) mc__ssd_need_remount(s);
+            if (status & MC_CLIENT_TASKS_PENDING) mc__store_run_tasks(s);
         }
         pthread_mutex_lock(&s->hb_lock);
     }

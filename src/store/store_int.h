@@ -53,6 +53,16 @@ struct mc_store {
     struct mc_ssd_tier *ssd;
 };
 
+/* ---- move tasks of drain jobs (store_task.c, master_move.h) ---- */
+/* Writes [src_addr, +size) of our own segment to dst_addr of the TE segment
+ * dst_endpoint (store_ops.c). INVALID_PARAMS when the source is not inside
+ * our segment; TRANSFER_FAIL and the like from the transfer. */
+int mc__store_write_out(mc_store_t *s, const char *key, uint64_t src_addr, uint64_t size,
+                        const char *dst_endpoint, uint64_t dst_addr);
+/* The heartbeat saw MC_CLIENT_TASKS_PENDING: fetches and runs tasks until
+ * none is left (bounded rounds), reporting each. */
+void mc__store_run_tasks(mc_store_t *s);
+
 /* ---- the SSD tier (store_ssd.c) ---- */
 /* Starts the tier on a store whose segment is mounted (setup). */
 int mc__ssd_start(mc_store_t *s);
