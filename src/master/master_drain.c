@@ -27,6 +27,7 @@ typedef struct {
     int gone;                 /* the segment was unmounted */
     uint64_t move;            /* its move job in the core */
     mc_master_move_info_t mv; /* the move job's progress when last read */
+    char message[512];        /* why it failed */
 } dj_t;
 
 struct mc_master_drains {
@@ -97,13 +98,14 @@ static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
     j->gone = !q.found || j->mv.segment_gone;
     j->remaining_bytes = q.found ? q.used : 0;
     if (j->mv.state == MC_MOVE_FAILED) {
+        snprintf(j->message, sizeof j->message, "%s", j->mv.message);
         dj_end_locked(d, j, DJ_FAILED, q.found);
     } else if (j->gone && before > 0) {
-        snprintf(j->mv.message, sizeof j->mv.message,
+        snprintf(j->message, sizeof j->message,
                  "segment '%s' was unmounted before it was drained (its owner unmounted it or "
                  "stopped sending heartbeats); %llu bytes were left on it",
                  j->segment, (unsigned long long)before);
-        MC_LOGW("drain", "drain of segment '%s' failed: %s", j->segment, j->mv.message);
+        MC_LOGW("drain", "drain of segment '%s' failed: %s", j->segment, j->message);
         dj_end_locked(d, j, DJ_FAILED, 0);
     } else if (j->gone || (q.used == 0 && j->mv.in_flight == 0)) {
         dj_end_locked(d, j, DJ_SUCCEEDED, q.found); /* empty: reusable */
@@ -129,7 +131,7 @@ static json_t *dj_json(const dj_t *j)
                      (json_int_t)j->remaining_bytes, "progress_percent", pct, "segment_unmounted",
                      j->gone, "moved_objects", (json_int_t)j->mv.moved_objects, "moved_bytes",
                      (json_int_t)j->mv.moved_bytes, "tasks_in_flight", (json_int_t)j->mv.in_flight,
-                     "failed_tasks", (json_int_t)j->mv.failed_tasks, "message", j->mv.message);
+                     "failed_tasks", (json_int_t)j->mv.failed_tasks, "message", j->message);
 }
 
 static dj_t *dj_get_locked(mc_master_drains_t *d, uint64_t id)
