@@ -47,6 +47,7 @@
 
 #include "base_env.h"
 #include "base_log.h"
+#include "master_disk.h"
 #include "master_int.h"
 
 #define TAG "drain"
@@ -306,8 +307,12 @@ static void task_commit_locked(mc_master_t *m, mtask_t *t, mobj_t *o, mrep_t *r,
     o->moving = 0;
     /* in the journal before the source range can be handed to another put */
     mc__journal_put_locked(m, o, now);
-    if (mc__obj_lease_active(o, now))
-        park_range(m, src, sblk, o->lease_ms);
+    /* readers under a lease may still read the source; with the SSD tier its
+     * owner may be offloading from it (as long as eviction would wait) */
+    uint64_t keep = mc__obj_lease_active(o, now) ? o->lease_ms : 0;
+    if (m->disk && keep < now + MC_MASTER_DISK_HOLD_MS) keep = now + MC_MASTER_DISK_HOLD_MS;
+    if (keep)
+        park_range(m, src, sblk, keep);
     else
         mc__master_range_free(m, src, sblk);
 }
@@ -589,7 +594,8 @@ static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, const char *
     } else if (!got) {
         job_fail_locked(v, j,
                         "no room elsewhere: no segment other than '%s' has %" PRIu64
-                        " free contiguous bytes for '%.128s' (the others are full or draining)",
+                        " free contiguous bytes for '%.128s' (the others are full, draining or "
+                        "hold a replica of it already)",
                         j->seg, o->size, key);
         stop = 1;
     } else if (!(t = calloc(1, sizeof *t)) || !(t->key = strdup(key))) {
