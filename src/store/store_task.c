@@ -7,7 +7,7 @@
  * bounded number of rounds of ST_TASK_BATCH tasks, with a ping after each
  * round (it keeps our heartbeat going and says whether more wait). A task
  * whose source is not inside our segment is refused (reported failed), never
- * read. */
+ * read. A close stops between tasks. */
 #include <inttypes.h>
 
 #include "base_log.h"
@@ -17,9 +17,19 @@
 #define ST_TASK_BATCH 8   /* tasks per fetch (the master bounds a client's in flight too) */
 #define ST_TASK_ROUNDS 64 /* fetches per heartbeat */
 
+/* 1 once close asked the heartbeat thread to stop: the tasks left are not
+ * run (the master revokes them at their deadline). */
+static int st_stopping(mc_store_t *s)
+{
+    pthread_mutex_lock(&s->hb_lock);
+    int stop = s->hb_stop;
+    pthread_mutex_unlock(&s->hb_lock);
+    return stop;
+}
+
 void mc__store_run_tasks(mc_store_t *s)
 {
-    for (int round = 0; round < ST_TASK_ROUNDS; round++) {
+    for (int round = 0; round < ST_TASK_ROUNDS && !st_stopping(s); round++) {
         mc_master_task_t *t = NULL;
         size_t n = 0;
         int rc = mc_master_client_task_fetch(s->mc, s->client_id, ST_TASK_BATCH, &t, &n);
@@ -28,7 +38,7 @@ void mc__store_run_tasks(mc_store_t *s)
             return;
         }
         if (n == 0) return;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && !st_stopping(s); i++) {
             int trc = mc__store_write_out(s, t[i].key, t[i].src_addr, t[i].size, t[i].dst_endpoint,
                                           t[i].dst_addr);
             if (trc)
