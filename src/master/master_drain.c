@@ -103,7 +103,7 @@ static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
     } else if (j->gone && before > 0) {
         snprintf(j->message, sizeof j->message,
                  "segment '%s' was unmounted before it was drained (its owner unmounted it or "
-                 "stopped sending heartbeats); %llu bytes were left on it",
+                 "stopped sending heartbeats); %llu bytes were in use on it when last read",
                  j->segment, (unsigned long long)before);
         MC_LOGW("drain", "drain of segment '%s' failed: %s", j->segment, j->message);
         dj_end_locked(d, j, DJ_FAILED, 0);
