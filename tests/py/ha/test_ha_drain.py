@@ -38,7 +38,7 @@ def admin(m, path, method="GET"):
         return json.loads(r.read())
 
 
-def test_standby_adopts_moved_objects(ha_repl, monkeypatch, tmp_path):
+def test_standby_adopts_moved_objects(ha_repl, monkeypatch, tmp_path):  # noqa: F811
     monkeypatch.setenv("MC_ADMIN_API_KEY", KEY)
     c = ha_repl(2)
     monkeypatch.setenv("MC_STORE_CLUSTER_ID", c.cluster_id)
