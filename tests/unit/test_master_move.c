@@ -315,6 +315,40 @@ static void test_move_target_segment_unmounted(void **st)
     mc_master_free(m);
 }
 
+static void test_move_waits_for_put_end(void **st)
+{
+    (void)st;
+    mc_master_t *m = two_segments(64 * MiB);
+    mc_replicate_config_t c;
+    memset(&c, 0, sizeof c);
+    c.replica_num = 1;
+    const char *pref = "A";
+    c.npreferred = 1;
+    c.preferred_segments = &pref;
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    uint64_t now = 10000, job;
+    assert_int_equal(mc_master_put_start(m, CA, "w", 4 * KiB, &c, now, &r, &n), 0);
+    free(r);
+    assert_int_equal(mc_master_move_start(m, "A", &job), 0);
+    mc_master_tick(m, now);
+    assert_false(mc_master_tasks_pending(m, CA)); /* being written: not moved yet */
+    assert_int_equal(mc_master_put_end(m, CA, "w", now), 0);
+    mc_master_tick(m, now + 100);
+    assert_true(mc_master_tasks_pending(m, CA));
+    mc_master_task_t *t = NULL;
+    assert_int_equal(mc_master_task_fetch(m, CA, 8, now + 100, &t, &n), 0);
+    assert_int_equal(n, 1);
+    /* a repeated put_end or a late revoke by the writer leaves the move alone */
+    assert_int_equal(mc_master_put_end(m, CA, "w", now + 100), 0);
+    assert_int_equal(mc_master_put_revoke(m, CA, "w"), MC_ERR_INVALID_WRITE);
+    assert_int_equal(mc_master_task_complete(m, CA, t[0].id, 0, now + 100), 0);
+    assert_int_equal(addr_of(m, "w", now + 100, NULL), t[0].dst_addr);
+    mc_master_tasks_free(t, n);
+    mc_master_move_forget(m, job);
+    mc_master_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_move_object_changes),
         cmocka_unit_test(test_move_bounds_deadline_stop),
         cmocka_unit_test(test_move_target_segment_unmounted),
+        cmocka_unit_test(test_move_waits_for_put_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,6 +182,36 @@ def test_drain_owner_killed_mid_drain(start_master, tmp_path):
         stop_peers(a, b)
 
 
+def test_drain_cancelled_mid_drain(start_master, tmp_path):
+    """A drain cancelled while objects move, one at a time: the job is
+    CANCELLED, its tasks end, A takes replicas again, and every key reads its
+    own bytes, from B where it was moved and from A where it was not."""
+    m = start_master(LOOP, env={"MC_MASTER_MOVE_JOB_INFLIGHT": 1})
+    a, b = Peer(tmp_path, m, 16 << 20), Peer(tmp_path, m, 64 << 20)
+    try:
+        objs = fill(a, 150, a.name, "cx")
+        j = drain(m, a.name)
+        wait_for(lambda: job(m, j["job_id"])["moved_objects"] >= 3, 60, "a few moves")
+        j = admin(m, "/api/v1/drain_jobs/cancel?job_id=" + j["job_id"], "POST")
+        assert j["status"] == "CANCELLED", j
+        wait_for(lambda: job(m, j["job_id"])["tasks_in_flight"] == 0, 60, "the tasks' end")
+        j = job(m, j["job_id"])
+        st = admin(m, "/api/v1/status")
+        assert [s["draining"] for s in st["segments"] if s["name"] == a.name] == [False]
+        c = Conn(m.rpc)
+        c.ready()
+        where = {a.name: 0, b.name: 0}
+        for key, size, seed in objs:
+            assert b.get(key, size, seed) == size, key
+            st, reps = c.get_replicas(key)
+            assert st == 0 and len(reps) == 1, (key, st, reps)
+            where[reps[0][2]] += 1
+        c.close()
+        assert where[b.name] == j["moved_objects"] and where[a.name] > 0, (where, j)
+    finally:
+        stop_peers(a, b)
+
+
 def test_master_killed_mid_drain(tmp_path):
     """The master is killed (SIGKILL) while A's objects move and restarted on
     its journal: every key reads its own bytes (moved ones from B, the others
