@@ -11,11 +11,13 @@
  *
  * Lock order: shard -> segment table (read) -> segment; shard -> parked ->
  * segment; shard -> segment table (read) -> moves -> parked / segment (the
- * move tasks of drain jobs, master_move.c). The client mutex and the segment table's write side are
- * only taken with no other lock held. A replica points at its segment and allocator block; such a
- * pointer is only followed under the object's shard lock (or the parked lock for parked space).
- * Unmount takes the segment out of the table first (so nothing new is allocated there), then visits
- * every shard and the parked list dropping references, and only then frees the segment.
+ * move tasks of drain jobs, master_move.c).
+ * The client mutex and the segment table's write side are only taken
+ * with no other lock held. A replica points at its segment and allocator
+ * block; such a pointer is only followed under the object's shard lock (or the
+ * parked lock for parked space). Unmount takes the segment out of the table
+ * first (so nothing new is allocated there), then visits every shard and the
+ * parked list dropping references, and only then frees the segment.
  *
  * Decisions (where upstream is silent or C-specific):
  * - empty keys, keys longer than MC_MASTER_KEY_MAX (4096) bytes, size 0,
