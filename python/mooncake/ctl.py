@@ -9,7 +9,7 @@
     get KEY [-o FILE]            the object's bytes (stdout or FILE)
     put KEY FILE                 FILE's bytes as KEY
     rm KEY | rm --all            remove one key (store API) or every key (admin API)
-    drain SEGMENT [--wait S]     no new replicas on SEGMENT until it is empty (drain job)
+    drain SEGMENT [--wait S]     move every object off SEGMENT (drain job); --wait follows it
     top [--interval S]           a live view of request rates and latencies
 
 Pure Python over the master's admin HTTP (status, segments, keys, rm --all, drain,
@@ -515,19 +515,33 @@ def cmd_rm(args, t):
     emit(args, {"key": args.key, "removed": True}, "%s removed" % args.key)
 
 
+def _drain_line(job):
+    return "drain job %s on %s: %s, moved %d objects (%s), %s of %s left (%.1f %%)" % (
+        job["job_id"], job["segment"], job["status"], job.get("moved_objects", 0),
+        human(job.get("moved_bytes", 0)), human(job["remaining_bytes"]),
+        human(job["initial_bytes"]), job["progress_percent"])
+
+
 def cmd_drain(args, t):
     path = "/api/v1/drain_jobs?segment=" + urllib.parse.quote(args.segment, safe="")
     job = admin(t, path, method="POST", key=True)
     deadline = time.monotonic() + args.wait
+    last = None
     while job.get("status") == "RUNNING" and time.monotonic() < deadline:
+        if not args.json:  # progress, one line per change, on stderr (stdout has the result)
+            line = _drain_line(job)
+            if line != last:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+                last = line
         time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         job = admin(t, "/api/v1/drain_jobs/query?job_id=" + job["job_id"])
-    text = ("drain job %s on %s: %s, %s of %s left (%.1f %%)" % (
-        job["job_id"], job["segment"], job["status"], human(job["remaining_bytes"]),
-        human(job["initial_bytes"]), job["progress_percent"]))
+    text = _drain_line(job)
+    if job.get("message"):
+        text += "\n" + job["message"]
     if job["status"] == "RUNNING":
-        text += "\nno new replica is placed there; it empties as its objects are removed or " \
-                "evicted (the master moves no data)"
+        text += "\nno new replica is placed there; its objects are being moved to other " \
+                "segments by their owner (--wait S to follow it)"
     emit(args, job, text)
 
 
@@ -658,7 +672,7 @@ def build_parser():
     s = sub.add_parser("rm", help="remove KEY, or every key with --all")
     s.add_argument("key", nargs="?")
     s.add_argument("--all", action="store_true")
-    s = sub.add_parser("drain", help="stop placing replicas on SEGMENT until it is empty")
+    s = sub.add_parser("drain", help="move every object off SEGMENT (no new replica there)")
     s.add_argument("segment")
     s.add_argument("--wait", type=float, default=0.0, help="wait up to S seconds for it to end")
     s = sub.add_parser("top", help="live request rates and latencies")

@@ -1196,3 +1196,51 @@ int mc_master_client_promote_start(mc_master_client_t *c, mc_uuid_t client, cons
     mc_mp_arena_free(&a);
     return rc;
 }
+
+int mc_master_client_task_fetch(mc_master_client_t *c, mc_uuid_t client, uint32_t max,
+                                mc_master_task_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    mc_mp_arena_t a = {0};
+    mc_mp_task_fetch_req_t q = {.client = client, .max = max};
+    mc_mp_task_fetch_rep_t rep;
+    int rc;
+    CALL(task_fetch, &q, &rep, &a, rc);
+    size_t k = rc ? 0 : rep.n_ids;
+    if (rc == 0 && (rep.n_keys != k || rep.n_sizes != k || rep.n_src_addrs != k ||
+                    rep.n_dst_addrs != k || rep.n_dst_endpoints != k || k > max)) {
+        MC_LOGE(TAG, "master %s:%u: move tasks of unequal lengths", c->host, c->port);
+        rc = MC_ERR_RPC_FAIL;
+    }
+    mc_master_task_t *t = NULL;
+    if (rc == 0 && k && !(t = calloc(k, sizeof *t))) rc = MC_ERR_INTERNAL;
+    for (size_t i = 0; rc == 0 && i < k; i++) {
+        t[i].id = rep.ids[i];
+        t[i].size = rep.sizes[i];
+        t[i].src_addr = rep.src_addrs[i];
+        t[i].dst_addr = rep.dst_addrs[i];
+        t[i].key = strdup(rep.keys[i]);
+        t[i].dst_endpoint = strdup(rep.dst_endpoints[i]);
+        if (!t[i].key || !t[i].dst_endpoint) rc = MC_ERR_INTERNAL;
+    }
+    mc_mp_arena_free(&a);
+    if (rc) {
+        mc_master_tasks_free(t, k);
+        return rc;
+    }
+    *out = t;
+    *n = k;
+    return 0;
+}
+
+int mc_master_client_task_complete(mc_master_client_t *c, mc_uuid_t client, uint64_t id, int rc_)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_task_complete_req_t q = {.client = client, .id = id, .rc = rc_};
+    mc_mp_task_complete_rep_t rep;
+    int rc;
+    CALL(task_complete, &q, &rep, &a, rc);
+    mc_mp_arena_free(&a);
+    return rc;
+}

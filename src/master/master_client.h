@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "master_move.h"
 #include "master_service.h"
 
 typedef struct mc_master_client mc_master_client_t;
@@ -112,4 +113,11 @@ int mc_master_client_disk_drop(mc_master_client_t *c, mc_uuid_t client, const ch
 int mc_master_client_promote_start(mc_master_client_t *c, mc_uuid_t client, const char *key,
                                    uint64_t size, const mc_replicate_config_t *cfg,
                                    mc_replica_t **out, size_t *n);
+
+/* ---- move tasks of drain jobs (master_move.h; docs/protocol.md TASK_*) ---- */
+/* Up to max tasks for this client; *out malloc'd (mc_master_tasks_free), *n may be 0. */
+int mc_master_client_task_fetch(mc_master_client_t *c, mc_uuid_t client, uint32_t max,
+                                mc_master_task_t **out, size_t *n);
+/* Reports task id done (rc 0: the target holds the bytes). */
+int mc_master_client_task_complete(mc_master_client_t *c, mc_uuid_t client, uint64_t id, int rc);
 #endif

@@ -1,18 +1,22 @@
 /* master_drain.c: drain jobs (master_drain.h). A short list of jobs under one
- * mutex; a job's state is brought up to date when it is read (the segment's
- * used bytes from the core), so no thread runs for them. At most
+ * mutex; each has a move job in the core (master_move.h), which the master's
+ * tick drives. A job's state is brought up to date when it is read (the
+ * segment's used bytes and the move job's progress from the core). At most
  * DRAIN_MAX_JOBS are kept: the oldest finished one goes for a new one. */
 #include "master_drain.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 
+#include "base_log.h"
 #include "base_time.h"
+#include "master_move.h"
 
 #define DRAIN_MAX_JOBS 256
 
-typedef enum { DJ_RUNNING, DJ_SUCCEEDED, DJ_CANCELLED } dj_state_t;
+typedef enum { DJ_RUNNING, DJ_SUCCEEDED, DJ_FAILED, DJ_CANCELLED } dj_state_t;
 
 typedef struct {
     uint64_t id;
@@ -20,7 +24,10 @@ typedef struct {
     dj_state_t state;
     uint64_t created_ms, finished_ms; /* wall clock */
     uint64_t initial_bytes, remaining_bytes;
-    int gone; /* the segment was unmounted */
+    int gone;                 /* the segment was unmounted */
+    uint64_t move;            /* its move job in the core */
+    mc_master_move_info_t mv; /* the move job's progress when last read */
+    char message[512];        /* why it failed */
 } dj_t;
 
 struct mc_master_drains {
@@ -51,6 +58,8 @@ mc_master_drains_t *mc_master_drains_new(mc_master_t *m)
 void mc_master_drains_free(mc_master_drains_t *d)
 {
     if (!d) return;
+    for (size_t i = 0; i < d->n; i++)
+        mc_master_move_forget(d->m, d->jobs[i].move);
     pthread_mutex_destroy(&d->mu);
     free(d->jobs);
     free(d);
@@ -71,23 +80,41 @@ static void dj_find(const mc_master_segment_info_t *si, void *arg)
 }
 
 /* Brings a running job up to date. Caller holds d->mu. */
+static void dj_end_locked(mc_master_drains_t *d, dj_t *j, dj_state_t state, int found)
+{
+    j->state = state;
+    j->finished_ms = dj_wall_ms();
+    mc_master_move_stop(d->m, j->move); /* tasks in flight finish or are revoked */
+    if (found) mc_master_set_draining(d->m, j->segment, 0, NULL); /* takes replicas again */
+}
+
 static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
 {
+    mc_master_move_info(d->m, j->move, &j->mv); /* counters also after the end */
     if (j->state != DJ_RUNNING) return;
     dj_find_t q = {j->segment, 0, 0};
     mc_master_each_segment(d->m, dj_find, &q);
-    j->gone = !q.found;
+    uint64_t before = j->remaining_bytes;
+    j->gone = !q.found || j->mv.segment_gone;
     j->remaining_bytes = q.found ? q.used : 0;
-    if (!q.found || q.used == 0) {
-        j->state = DJ_SUCCEEDED;
-        j->finished_ms = dj_wall_ms();
-        if (q.found) mc_master_set_draining(d->m, j->segment, 0, NULL); /* empty: reusable */
+    if (j->mv.state == MC_MOVE_FAILED) {
+        snprintf(j->message, sizeof j->message, "%s", j->mv.message);
+        dj_end_locked(d, j, DJ_FAILED, q.found);
+    } else if (j->gone && before > 0) {
+        snprintf(j->message, sizeof j->message,
+                 "segment '%s' was unmounted before it was drained (its owner unmounted it or "
+                 "stopped sending heartbeats); %llu bytes were in use on it when last read",
+                 j->segment, (unsigned long long)before);
+        MC_LOGW("drain", "drain of segment '%s' failed: %s", j->segment, j->message);
+        dj_end_locked(d, j, DJ_FAILED, 0);
+    } else if (j->gone || (q.used == 0 && j->mv.in_flight == 0)) {
+        dj_end_locked(d, j, DJ_SUCCEEDED, q.found); /* empty: reusable */
     }
 }
 
 static json_t *dj_json(const dj_t *j)
 {
-    static const char *const names[] = {"RUNNING", "SUCCEEDED", "CANCELLED"};
+    static const char *const names[] = {"RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"};
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)j->id);
     double pct = j->initial_bytes
@@ -97,12 +124,14 @@ static json_t *dj_json(const dj_t *j)
                                                             : j->initial_bytes)) /
                            (double)j->initial_bytes
                      : 100.0;
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:b}", "job_id", id, "segment",
-                     j->segment, "status", names[j->state], "created_ms", (json_int_t)j->created_ms,
-                     "finished_ms", (json_int_t)j->finished_ms, "initial_bytes",
-                     (json_int_t)j->initial_bytes, "remaining_bytes",
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I, s:I, s:s}",
+                     "job_id", id, "segment", j->segment, "status", names[j->state], "created_ms",
+                     (json_int_t)j->created_ms, "finished_ms", (json_int_t)j->finished_ms,
+                     "initial_bytes", (json_int_t)j->initial_bytes, "remaining_bytes",
                      (json_int_t)j->remaining_bytes, "progress_percent", pct, "segment_unmounted",
-                     j->gone);
+                     j->gone, "moved_objects", (json_int_t)j->mv.moved_objects, "moved_bytes",
+                     (json_int_t)j->mv.moved_bytes, "tasks_in_flight", (json_int_t)j->mv.in_flight,
+                     "failed_tasks", (json_int_t)j->mv.failed_tasks, "message", j->message);
 }
 
 static dj_t *dj_get_locked(mc_master_drains_t *d, uint64_t id)
@@ -127,22 +156,29 @@ int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **o
             goto out;
         }
     }
-    uint64_t used = 0;
+    uint64_t used = 0, move = 0;
     if ((rc = mc_master_set_draining(d->m, segment, 1, &used))) goto out;
+    if ((rc = mc_master_move_start(d->m, segment, &move))) {
+        mc_master_set_draining(d->m, segment, 0, NULL);
+        goto out;
+    }
     if (d->n == DRAIN_MAX_JOBS) { /* drop the oldest finished job */
         size_t k = 0;
         while (k < d->n && d->jobs[k].state == DJ_RUNNING)
             k++;
         if (k == d->n) {
+            mc_master_move_forget(d->m, move);
             mc_master_set_draining(d->m, segment, 0, NULL);
             rc = MC_ERR_INTERNAL;
             goto out;
         }
+        mc_master_move_forget(d->m, d->jobs[k].move);
         memmove(&d->jobs[k], &d->jobs[k + 1], (d->n - k - 1) * sizeof *d->jobs);
         d->n--;
     } else {
         dj_t *nj = realloc(d->jobs, (d->n + 1) * sizeof *nj);
         if (!nj) {
+            mc_master_move_forget(d->m, move);
             mc_master_set_draining(d->m, segment, 0, NULL);
             rc = MC_ERR_INTERNAL;
             goto out;
@@ -156,6 +192,7 @@ int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **o
     j->state = DJ_RUNNING;
     j->created_ms = dj_wall_ms();
     j->initial_bytes = j->remaining_bytes = used;
+    j->move = move;
     dj_refresh_locked(d, j);
     *out = dj_json(j);
 out:
@@ -190,11 +227,7 @@ int mc_master_drain_cancel(mc_master_drains_t *d, uint64_t id, json_t **out)
     dj_t *j = dj_get_locked(d, id);
     if (j) {
         dj_refresh_locked(d, j);
-        if (j->state == DJ_RUNNING) {
-            mc_master_set_draining(d->m, j->segment, 0, NULL);
-            j->state = DJ_CANCELLED;
-            j->finished_ms = dj_wall_ms();
-        }
+        if (j->state == DJ_RUNNING) dj_end_locked(d, j, DJ_CANCELLED, 1);
         *out = dj_json(j);
     } else {
         *out = NULL;

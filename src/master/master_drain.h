@@ -1,11 +1,14 @@
 /* master_drain.h: drain jobs of the admin API (upstream's /api/v1/drain_jobs).
- * A job marks one segment draining (mc_master_set_draining): no new replica
- * is placed there, the objects on it stay readable, and the job is done when
- * the segment holds no bytes (its objects were removed or evicted) or was
- * unmounted. The master never moves data, so a drain does not copy objects
- * elsewhere (upstream has clients copy them; docs/master.md). Jobs live in
- * memory (a restart forgets them and their marks). Thread rule: every call
- * is thread-safe (one mutex). */
+ * A job marks one segment draining (mc_master_set_draining: no new replica
+ * is placed there) and starts a move job in the core (master_move.h): the
+ * segment's owner copies each object to a range the master allocated on
+ * another segment, and the replica is swapped. The job is SUCCEEDED when the
+ * segment holds no bytes and no task is in flight (or it was unmounted
+ * empty), FAILED (with a message) when an object finds no room elsewhere,
+ * fails to move too often, or the segment leaves with bytes on it, and
+ * CANCELLED on request; at its end the mark is cleared. Jobs live in memory
+ * (a restart forgets them and their marks; every finished move is in the
+ * journal). Thread rule: every call is thread-safe (one mutex). */
 #ifndef MC_MASTER_DRAIN_H
 #define MC_MASTER_DRAIN_H
 #include <jansson.h>
@@ -24,7 +27,8 @@ int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **o
 /* The job id (0: {"jobs":[every job]}) as JSON, its state brought up to date.
  * Returns 0, or MC_ERR_INVALID_PARAMS for an unknown id. */
 int mc_master_drain_query(mc_master_drains_t *d, uint64_t id, json_t **out);
-/* Cancels job id (the segment takes new replicas again). Returns 0 with the
- * job's JSON, or MC_ERR_INVALID_PARAMS for an unknown id. */
+/* Cancels job id (the segment takes new replicas again; tasks not fetched
+ * yet are revoked, fetched ones finish). Returns 0 with the job's JSON, or
+ * MC_ERR_INVALID_PARAMS for an unknown id. */
 int mc_master_drain_cancel(mc_master_drains_t *d, uint64_t id, json_t **out);
 #endif

@@ -41,7 +41,7 @@ static void evict_log_locked(mc_master_t *m, uint64_t now)
 
 static int evictable(const mobj_t *o, uint64_t now)
 {
-    return !o->hard_pin && !mc__obj_lease_active(o, now) && mc__obj_all_complete(o);
+    return !o->hard_pin && !o->moving && !mc__obj_lease_active(o, now) && mc__obj_all_complete(o);
 }
 
 typedef struct {

@@ -50,6 +50,7 @@ typedef struct {
     uint8_t hard_pin;
     uint16_t shard;  /* index of its shard; set before any range is owned */
     uint8_t durable; /* its completion is in the persistence log (master_recover.c) */
+    uint8_t moving;  /* a drain's move task copies it (master_move.c): not evicted, not rewritten */
     mrep_t rep[];    /* allocated with room for cap replicas */
 } mobj_t;
 _Static_assert(sizeof(mobj_t) + sizeof(mrep_t) <= 104, "one-replica object outgrew its chunk");
@@ -112,7 +113,8 @@ struct mc_master {
     void (*repl_sink)(void *arg, const void *frame, size_t len);
     void *repl_arg;
 
-    struct mdisk *disk; /* the SSD tier's index (master_disk.c); NULL: --enable_offload off */
+    struct mdisk *disk;   /* the SSD tier's index (master_disk.c); NULL: --enable_offload off */
+    struct mmoves *moves; /* drain jobs' move tasks (master_move.c) */
 };
 #define MC__EPOCH_NONE UINT64_MAX
 
@@ -215,6 +217,19 @@ int mc__repl_dump_shard(mc_master_t *m, size_t i, mc__frame_fn fn, void *arg);
 /* Calls fn with a PUT frame for every restored object still awaiting its
  * segments (its replicas not known to be lost), under restore_mu. */
 int mc__repl_dump_pending(mc_master_t *m, mc__frame_fn fn, void *arg);
+
+/* master_move.c: move tasks of drain jobs (master_move.h). Lock order: a
+ * shard lock, the segment table (read), then the moves lock; the moves lock
+ * before the parked lock and a segment's lock. */
+int mc__move_init(mc_master_t *m);
+void mc__move_free(mc_master_t *m);
+/* Tick: plans new tasks for running jobs, revokes tasks past their deadline. */
+void mc__move_tick(mc_master_t *m, uint64_t now);
+/* o (moving) is about to be freed: its task loses it. Caller holds its shard lock. */
+void mc__move_obj_gone_locked(mc_master_t *m, mobj_t *o);
+/* s left the table and is about to be freed: task targets in it are lost.
+ * Caller holds no lock. */
+void mc__move_seg_gone(mc_master_t *m, mseg_t *s);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

@@ -226,6 +226,7 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
             for (size_t k = 0; k < c.n; k++) {
                 mobj_t *o = mc_map_del(sh->map, c.gone[k]);
                 if (o) {
+                    if (o->moving) mc__move_obj_gone_locked(m, o);
                     mc__master_set_soft_pin(m, o, 0);
                     atomic_fetch_sub(&m->key_count, 1);
                     free(o);
@@ -249,6 +250,7 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
         }
     }
     pthread_mutex_unlock(&m->parked_mu);
+    mc__move_seg_gone(m, s); /* task targets allocated in s */
     uint64_t used = atomic_load(&s->used);
     atomic_fetch_sub(&m->allocated, used);
     atomic_fetch_sub(&m->capacity, s->capacity);

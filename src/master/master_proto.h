@@ -130,6 +130,12 @@ typedef struct {
 #define MC_MP_AUTH_HELLO_REQ(F) F(U8, auth_version) F(B32, nonce)
 #define MC_MP_AUTH_HELLO_REP(F) F(B32, nonce) F(B32, mac)
 #define MC_MP_AUTH_PROOF_REQ(F) F(B32, mac)
+/* move tasks of drain jobs (master_move.h) */
+#define MC_MP_TASK_FETCH_REQ(F) F(UUID, client) F(U32, max)
+#define MC_MP_TASK_FETCH_REP(F)                                                                    \
+    F(U64S, ids)                                                                                   \
+    F(STRS, keys) F(U64S, sizes) F(U64S, src_addrs) F(U64S, dst_addrs) F(STRS, dst_endpoints)
+#define MC_MP_TASK_COMPLETE_REQ(F) F(UUID, client) F(U64, id) F(I32, rc)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -163,7 +169,9 @@ typedef struct {
     X(DISK_ADD, 0x32, disk_add, MC_MP_DISK_ADD_REQ, MC_MP_BATCH_RCS_REP)                           \
     X(DISK_DROP, 0x33, disk_drop, MC_MP_BATCH_KEYS_CLIENT_REQ, MC_MP_BATCH_RCS_REP)                \
     X(PROMOTE_START, 0x34, promote_start, MC_MP_PUT_START_REQ, MC_MP_PUT_START_REP)                \
-    X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)
+    X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)                              \
+    X(TASK_FETCH, 0x38, task_fetch, MC_MP_TASK_FETCH_REQ, MC_MP_TASK_FETCH_REP)                    \
+    X(TASK_COMPLETE, 0x39, task_complete, MC_MP_TASK_COMPLETE_REQ, MC_MP_NONE)
 
 #define MC__MP_ENUM(N, id, l, rq, rp) MC_MP_##N = id,
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;

@@ -45,6 +45,7 @@
 #include "base_log.h"
 #include "base_time.h"
 #include "master_disk.h"
+#include "master_move.h"
 #include "master_proto.h"
 #include "net_auth.h"
 #include "net_sock.h"
@@ -304,6 +305,44 @@ static void free_results(mc_mp_result_t *v, size_t n)
 /* Serves one request frame, appending its reply to x->out. Runs on the loop
  * thread or on the thread pool (the core is thread-safe). Returns 0, or -1
  * when the request is malformed (x->bad_* set). */
+/* The reply of TASK_FETCH (n tasks of t), as parallel arrays. */
+static int rpc_encode_tasks(mc_mp_buf_t *o, uint32_t id, int rc, const mc_master_task_t *t,
+                            size_t n)
+{
+    uint64_t *u = calloc(4 * (n ? n : 1), sizeof *u);
+    const char **s = calloc(2 * (n ? n : 1), sizeof *s);
+    if (!u || !s) {
+        free(u);
+        free(s);
+        return mc_mp_encode_status_rep(o, MC_MP_TASK_FETCH, id, MC_ERR_INTERNAL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        u[i] = t[i].id;
+        u[n + i] = t[i].size;
+        u[2 * n + i] = t[i].src_addr;
+        u[3 * n + i] = t[i].dst_addr;
+        s[i] = t[i].key;
+        s[n + i] = t[i].dst_endpoint;
+    }
+    size_t k = rc ? 0 : n;
+    mc_mp_task_fetch_rep_t rep = {.ids = u,
+                                  .n_ids = k,
+                                  .keys = s,
+                                  .n_keys = k,
+                                  .sizes = u + n,
+                                  .n_sizes = k,
+                                  .src_addrs = u + 2 * n,
+                                  .n_src_addrs = k,
+                                  .dst_addrs = u + 3 * n,
+                                  .n_dst_addrs = k,
+                                  .dst_endpoints = s + n,
+                                  .n_dst_endpoints = k};
+    int e = mc_mp_encode_task_fetch_rep(o, id, rc, &rep);
+    free(u);
+    free(s);
+    return e;
+}
+
 static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t len)
 {
     mc_master_t *m = x->srv->m;
@@ -351,6 +390,8 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         DECODE(ping, q);
         int st = 0;
         rc = mc_master_ping(m, q.client, now, &st);
+        if (rc == 0 && st == MC_CLIENT_OK && mc_master_tasks_pending(m, q.client))
+            st |= MC_CLIENT_TASKS_PENDING; /* the client fetches them (master_move.h) */
         e = mc_mp_encode_ping_rep(o, id, rc, &(mc_mp_ping_rep_t){.client_status = st});
         break;
     }
@@ -501,6 +542,23 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         mc_mp_batch_remove_req_t q;
         DECODE(batch_remove, q);
         BATCH_RCS(batch_remove, q, mc_master_remove(m, q.keys[i], q.force, now));
+        break;
+    }
+    case MC_MP_TASK_FETCH: {
+        mc_mp_task_fetch_req_t q;
+        DECODE(task_fetch, q);
+        mc_master_task_t *t = NULL;
+        size_t nt = 0;
+        rc = mc_master_task_fetch(m, q.client, q.max, now, &t, &nt);
+        e = rpc_encode_tasks(o, id, rc, t, nt);
+        mc_master_tasks_free(t, nt);
+        break;
+    }
+    case MC_MP_TASK_COMPLETE: {
+        mc_mp_task_complete_req_t q;
+        DECODE(task_complete, q);
+        rc = mc_master_task_complete(m, q.client, q.id, q.rc, now);
+        e = mc_mp_encode_task_complete_rep(o, id, rc, &(mc_mp_task_complete_rep_t){0});
         break;
     }
     default: { /* the SSD tier's methods (master_disk.c); the header decoder

@@ -10,7 +10,9 @@
  * Space of preempted zombie puts is "parked" in a list until its release time.
  *
  * Lock order: shard -> segment table (read) -> segment; shard -> parked ->
- * segment. The client mutex and the segment table's write side are only taken
+ * segment; shard -> segment table (read) -> moves -> parked / segment (the
+ * move tasks of drain jobs, master_move.c).
+ * The client mutex and the segment table's write side are only taken
  * with no other lock held. A replica points at its segment and allocator
  * block; such a pointer is only followed under the object's shard lock (or the
  * parked lock for parked space). Unmount takes the segment out of the table
@@ -137,6 +139,7 @@ void mc__master_set_soft_pin(mc_master_t *m, mobj_t *o, int on)
 void mc__master_erase_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o)
 {
     if (o->durable) mc__journal_remove_locked(m, o);
+    if (o->moving) mc__move_obj_gone_locked(m, o);
     for (size_t i = 0; i < o->nrep; i++)
         mc__master_rep_release(m, &o->rep[i]);
     mc_map_del(sh->map, key);
@@ -176,8 +179,11 @@ int mc_master_new(const mc_master_config_t *cfg, mc_master_t **out)
     pthread_mutex_init(&m->restore_mu, NULL);
     m->next_replica_id = 1;
     if (m->cfg.enable_offload && !(m->disk = mc__disk_new(&m->cfg))) goto fail_disk;
+    if (mc__move_init(m) != 0) goto fail_moves;
     *out = m;
     return 0;
+fail_moves:
+    mc__disk_free(m->disk);
 fail_disk:
     mc_map_free(m->clients, NULL);
 fail:
@@ -200,6 +206,7 @@ void mc_master_free(mc_master_t *m)
 {
     if (!m) return;
     mc__restore_free(m);
+    mc__move_free(m);
     mc__disk_free(m->disk);
     /* Allocators are destroyed wholesale, so replicas need not be returned. */
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
@@ -444,7 +451,7 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
             } else if (!upsert) { /* a promotion too: it is in memory already */
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_ALREADY_EXISTS;
-            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) ||
+            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) || o->moving ||
                        mc__obj_lease_active(o, now)) {
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_REPLICA_BUSY;

@@ -79,6 +79,7 @@ void mc_master_tick(mc_master_t *m, uint64_t now_ms)
     int forced = atomic_exchange(&m->need_evict, 0);
     mc__master_evict_pass(m, now_ms, forced, MC__EPOCH_NONE);
     release_parked(m, now_ms);
+    mc__move_tick(m, now_ms);
     uint64_t last = atomic_load(&m->last_zombie_scan_ms);
     /* The zombie scan walks every object (about 40 ms per million keys), so it
      * runs every tenth of the release timeout, within [1 s, 60 s]. */

@@ -46,6 +46,7 @@ int mc_store_create(mc_store_t **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->hb_cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->task_cond, NULL);
     s->port_fd = -1;
     *out = s;
     return 0;
@@ -57,6 +58,7 @@ void mc_store_destroy(mc_store_t *s)
     mc_store_close(s);
     pthread_mutex_destroy(&s->hb_lock);
     pthread_cond_destroy(&s->hb_cond);
+    pthread_cond_destroy(&s->task_cond);
     free(s);
 }
 
@@ -250,6 +252,7 @@ static void *st_heartbeat_main(void *arg)
             fails = 0;
             __atomic_store_n(&s->master_down, 0, __ATOMIC_RELAXED);
             if (status == MC_CLIENT_NEED_REMOUNT && st_remount(s) == 0) mc__ssd_need_remount(s);
+            if (status & MC_CLIENT_TASKS_PENDING) mc__store_run_tasks(s);
         }
         pthread_mutex_lock(&s->hb_lock);
     }
@@ -266,6 +269,7 @@ static void st_stop_heartbeat(mc_store_t *s)
     pthread_mutex_unlock(&s->hb_lock);
     pthread_join(s->hb_thread, NULL);
     s->hb_running = 0;
+    mc__store_stop_tasks(s); /* hb_stop is still set */
 }
 
 /* Frees everything setup acquired; safe on a partly set-up store. */

@@ -43,7 +43,13 @@ struct mc_store {
     int hb_interval_ms;
     pthread_mutex_t hb_lock;
     pthread_cond_t hb_cond;
-    int master_down;             /* last ping failed */
+    int master_down; /* last ping failed */
+    /* move tasks (store_task.c): their thread, started at the first task,
+     * woken by the heartbeat (task_wake and task_cond under hb_lock) */
+    pthread_t task_thread;
+    int task_running;
+    int task_wake;
+    pthread_cond_t task_cond;
     int memcpy_local;            /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
     mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
 
@@ -52,6 +58,19 @@ struct mc_store {
     char ssd_path[1024];
     struct mc_ssd_tier *ssd;
 };
+
+/* ---- move tasks of drain jobs (store_task.c, master_move.h) ---- */
+/* Writes [src_addr, +size) of our own segment to dst_addr of the TE segment
+ * dst_endpoint (store_ops.c). INVALID_PARAMS when the source is not inside
+ * our segment; TRANSFER_FAIL and the like from the transfer. */
+int mc__store_write_out(mc_store_t *s, const char *key, uint64_t src_addr, uint64_t size,
+                        const char *dst_endpoint, uint64_t dst_addr);
+/* The heartbeat saw MC_CLIENT_TASKS_PENDING: wakes the task thread (starts
+ * it the first time), which fetches and runs tasks until none is left. */
+void mc__store_run_tasks(mc_store_t *s);
+/* Close: stops and joins the task thread (after the heartbeat's, with
+ * hb_stop set). */
+void mc__store_stop_tasks(mc_store_t *s);
 
 /* ---- the SSD tier (store_ssd.c) ---- */
 /* Starts the tier on a store whose segment is mounted (setup). */

@@ -237,6 +237,22 @@ done:
     }
 }
 
+int mc__store_write_out(mc_store_t *s, const char *key, uint64_t src_addr, uint64_t size,
+                        const char *dst_endpoint, uint64_t dst_addr)
+{
+    uint64_t base = (uint64_t)(uintptr_t)s->seg;
+    if (!s->seg || size == 0 || src_addr < base || size > s->seg_size ||
+        src_addr - base > s->seg_size - size)
+        return MC_ERR_INVALID_PARAMS; /* not inside our segment: never read it */
+    mc_store_iov_t iov = {(void *)(uintptr_t)src_addr, size};
+    mc_replica_t rep = {.addr = dst_addr, .size = size, .status = MC_REPLICA_PROCESSING};
+    snprintf(rep.endpoint, sizeof rep.endpoint, "%s", dst_endpoint);
+    st_op_t op = {
+        .key = key, .iov = &iov, .niov = 1, .total = size, .started = 1, .reps = &rep, .nreps = 1};
+    st_transfer(s, &op, 1, MC_TE_WRITE);
+    return op.rc;
+}
+
 /* Returns the first per-key error, or 0. */
 static int st_first_error(const st_op_t *ops, size_t n)
 {

@@ -5,6 +5,7 @@
  * Prints "READY <hostname>" and serves one-line commands on stdin, one reply
  * line each:
  *   PUT <key> <size> <seed> [<preferred segment>]  th_pattern(seed) -> RC <rc>
+ *   PUTPIN <key> <size> <seed> [<preferred segment>]  the same, hard-pinned
  *   GET <key> <size> <seed>   get_into, bytes compared with th_pattern(seed)
  *                             -> RC <bytes or error> | BAD <first bad offset>
  *   QUIT                      -> OK, then closes the store and exits 0
@@ -59,9 +60,10 @@ int main(int argc, char **argv)
             continue;
         }
         th_pattern(want, size, seed);
-        if (strcmp(cmd, "PUT") == 0) {
+        if (strcmp(cmd, "PUT") == 0 || strcmp(cmd, "PUTPIN") == 0) {
             mc_store_config_t cfg;
             mc_store_config_init(&cfg);
+            cfg.with_hard_pin = strcmp(cmd, "PUTPIN") == 0;
             const char *p = pref;
             if (pref[0]) cfg.preferred_segments = &p, cfg.preferred_segments_count = 1;
             printf("RC %d\n", mc_store_put(s, key, want, size, &cfg));

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ops_pool import cli_env, run_cli
+from ops_pool import StandaloneClient, cli_env, run_cli
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
@@ -72,23 +72,46 @@ def test_status_and_segments(pool, tmp_path):
     assert p.client.name in p.cli("segments").stdout.decode()
 
 
-def test_drain(pool, tmp_path):
+def test_drain_with_no_room_elsewhere(pool, tmp_path):
+    """The only segment cannot be drained: the job FAILS with a message naming
+    the reason, its objects stay readable, the segment takes replicas again."""
     p = pool()
     (tmp_path / "v").write_bytes(b"d" * 4096)
     p.cli("put", "before", str(tmp_path / "v"))
-    job = json.loads(p.cli("drain", p.client.name, "--json").stdout)
-    assert job["status"] == "RUNNING" and job["remaining_bytes"] > 0
-    assert json.loads(p.cli("segments", "--json").stdout)[0]["draining"] is True
-    r = p.cli("put", "after", str(tmp_path / "v"), check=False)  # the only segment drains
-    assert r.returncode == 1 and b"-200" in r.stderr
-    assert p.cli("get", "before").stdout == b"d" * 4096  # still readable
-    time.sleep(0.6)  # the master's read lease (500 ms in these tests) must pass for rm
-    p.cli("rm", "before")
-    st, j = p.admin_json("/api/v1/drain_jobs/query?job_id=" + job["job_id"])
-    assert st == 200 and j["status"] == "SUCCEEDED" and j["remaining_bytes"] == 0
-    p.cli("put", "after", str(tmp_path / "v"))  # the empty segment takes replicas again
+    r = p.cli("drain", p.client.name, "--wait", "20")
+    out = r.stdout.decode()
+    assert "FAILED" in out and "no room elsewhere" in out, out
     st, j = p.admin_json("/api/v1/drain_jobs")
-    assert [x["status"] for x in j["jobs"]] == ["SUCCEEDED"]
+    assert [x["status"] for x in j["jobs"]] == ["FAILED"], j
+    assert "no room elsewhere" in j["jobs"][0]["message"], j
+    assert json.loads(p.cli("segments", "--json").stdout)[0]["draining"] is False
+    assert p.cli("get", "before").stdout == b"d" * 4096  # still readable
+    p.cli("put", "after", str(tmp_path / "v"))  # takes replicas again
+
+
+def test_drain_moves_objects(pool, tmp_path):
+    """Two segments: `drain SEG --wait` moves every object off SEG (progress on
+    stderr, the end on stdout), the job SUCCEEDS, every object still reads."""
+    p = pool()
+    other = StandaloneClient(p.tmp, p.master)
+    p.procs.insert(0, other)
+    vals = {}
+    for i in range(8):
+        vals["k%d" % i] = bytes([65 + i]) * (3000 + 1000 * i)
+        (tmp_path / ("v%d" % i)).write_bytes(vals["k%d" % i])
+        p.cli("put", "k%d" % i, str(tmp_path / ("v%d" % i)))
+    used = {s["name"]: s["used_bytes"] for s in json.loads(p.cli("segments", "--json").stdout)}
+    seg = max(used, key=lambda n: used[n])  # the one holding most of them
+    r = p.cli("drain", seg, "--wait", "30")
+    out = r.stdout.decode()
+    assert "SUCCEEDED" in out and "moved" in out, out + r.stderr.decode()
+    job = json.loads(p.cli("drain", seg, "--json").stdout)  # a new job: nothing left to move
+    st, j = p.admin_json("/api/v1/drain_jobs")
+    first = j["jobs"][0] if j["jobs"][0]["job_id"] != job["job_id"] else j["jobs"][1]
+    assert first["status"] == "SUCCEEDED" and first["remaining_bytes"] == 0, j
+    assert first["moved_objects"] >= 1 and first["moved_bytes"] >= 3000, first
+    for k, v in vals.items():
+        assert p.cli("get", k).stdout == v, k
 
 
 def test_errors_name_the_service(pool, tmp_path):

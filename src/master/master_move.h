@@ -1,0 +1,76 @@
+/* master_move.h: move tasks, the part of a drain job (master_drain.h) that
+ * moves objects off a segment. The master never touches data: for each
+ * object with a replica on the draining segment it allocates a target range
+ * on another segment and hands a task to the source segment's owner, which
+ * holds the bytes in its own memory and writes them to the target with its
+ * transfer engine (TASK_FETCH / TASK_COMPLETE, docs/protocol.md). A
+ * completed task swaps the replica (the target becomes COMPLETE, the source
+ * range is freed, or parked until the object's read lease ends) and journals
+ * the object's new state; a failed or timed-out one revokes the target and
+ * is retried a bounded number of times. Owners learn that tasks wait from
+ * their heartbeat's reply (MC_CLIENT_TASKS_PENDING). The core (master_move.c)
+ * keeps the tasks and a move job per drain job; the tick plans and expires.
+ * Thread rule: every call is thread-safe. */
+#ifndef MC_MASTER_MOVE_H
+#define MC_MASTER_MOVE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "master_service.h"
+
+/* Set in a PING reply's client_status next to MC_CLIENT_OK when move tasks
+ * wait for that client (never with NEED_REMOUNT). */
+#define MC_CLIENT_TASKS_PENDING 0x100
+
+enum { MC_MOVE_RUNNING = 0, MC_MOVE_FAILED = 1, MC_MOVE_STOPPED = 2 };
+
+typedef struct {
+    int state;        /* MC_MOVE_* */
+    int segment_gone; /* the segment left the table while the job ran */
+    uint64_t moved_objects, moved_bytes;
+    uint64_t in_flight;    /* tasks allocated and not finished */
+    uint64_t failed_tasks; /* tasks that failed or timed out (retried) */
+    char message[512];     /* why it failed; empty otherwise */
+} mc_master_move_info_t;
+
+/* Starts moving every object off the mounted segment name. *job: its id.
+ * MC_ERR_SEGMENT_NOT_FOUND, MC_ERR_INTERNAL. */
+int mc_master_move_start(mc_master_t *m, const char *segment, uint64_t *job);
+/* The job's progress; MC_ERR_INVALID_PARAMS for an unknown id. */
+int mc_master_move_info(mc_master_t *m, uint64_t job, mc_master_move_info_t *out);
+/* No new tasks for job: those not fetched yet are revoked, fetched ones may
+ * still finish (and count). A running job becomes STOPPED. */
+void mc_master_move_stop(mc_master_t *m, uint64_t job);
+/* Forgets a stopped or failed job (its remaining tasks are detached from it). */
+void mc_master_move_forget(mc_master_t *m, uint64_t job);
+
+/* 1 when tasks wait for client (not fetched yet). */
+int mc_master_tasks_pending(mc_master_t *m, mc_uuid_t client);
+
+typedef struct {
+    uint64_t id;
+    char *key;
+    uint64_t size;
+    uint64_t src_addr; /* in the client's own segment */
+    uint64_t dst_addr;
+    char *dst_endpoint; /* TE segment name of the target */
+} mc_master_task_t;
+/* Up to max of client's waiting tasks (at most the per-client bound in
+ * flight); each now runs against its deadline. *out malloc'd (free with
+ * mc_master_tasks_free), *n may be 0. */
+int mc_master_task_fetch(mc_master_t *m, mc_uuid_t client, uint32_t max, uint64_t now_ms,
+                         mc_master_task_t **out, size_t *n);
+static inline void mc_master_tasks_free(mc_master_task_t *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].key);
+        free(t[i].dst_endpoint);
+    }
+    free(t);
+}
+/* The client finished task id: rc 0 when the target holds the bytes.
+ * Returns 0, MC_ERR_OBJECT_NOT_FOUND (no such task: it timed out or was
+ * revoked), MC_ERR_ILLEGAL_CLIENT (not its task). */
+int mc_master_task_complete(mc_master_t *m, mc_uuid_t client, uint64_t id, int rc, uint64_t now_ms);
+#endif
