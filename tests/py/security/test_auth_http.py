@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import SECRET
+from auth_util import SECRET
 from mc_fixtures import SAN_RE, _readline, bin_dir, child_env, clean_env
 
 HELLO, PROOF = "X-Mooncake-Auth-Hello", "X-Mooncake-Auth-Proof"

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import SECRET
+from auth_util import SECRET
 from mc_fixtures import RUNNER, SAN_RE, bin_dir, child_env
 import mp_wire
 from mp_wire import Conn, s_str

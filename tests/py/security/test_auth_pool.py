@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import SECRET
+from auth_util import SECRET
 from mc_fixtures import RUNNER, SAN_RE, StandaloneClient, bin_dir, child_env
 from test_auth_http import Client
 

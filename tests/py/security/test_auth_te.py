@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import SECRET
+from auth_util import SECRET
 from mc_fixtures import HERE as MC_HERE, RUNNER, SAN_RE, child_env
 
 TE_MAGIC, TE_HDR = 0x4554434D, struct.Struct("<IBBHIiQQ")
