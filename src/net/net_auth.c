@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "base_log.h"
+#include "net_sock.h"
 
 #define TAG "auth"
 #define SECRET_MIN 16
@@ -202,6 +203,96 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
     uint8_t want[MC_AUTH_MAC_LEN];
     mc_auth_mac(k, role, service, a, b, want);
     return CRYPTO_memcmp(want, mac, MC_AUTH_MAC_LEN) == 0;
+}
+
+int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, char *err,
+                        size_t errlen)
+{
+    uint8_t hello[5 + MC_AUTH_NONCE_LEN], rep[5 + MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
+    uint8_t mac[MC_AUTH_MAC_LEN], st = 0;
+    memcpy(hello, MC_AUTH_SOCK_MAGIC, 4);
+    hello[4] = MC_AUTH_VERSION;
+    if (mc_auth_nonce(hello + 5)) {
+        snprintf(err, errlen, "no random bytes for a nonce");
+        return -EIO;
+    }
+    int rc = mc_sock_send_all(fd, hello, sizeof hello);
+    if (!rc) rc = mc_sock_recv_all(fd, rep, 5);
+    if (rc) {
+        snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
+        return rc;
+    }
+    if (memcmp(rep, MC_AUTH_SOCK_MAGIC, 4) != 0) {
+        snprintf(err, errlen, "the peer does not speak the cluster secret's exchange");
+        return -EPROTO;
+    }
+    if (rep[4] != 0) {
+        snprintf(err, errlen, "%s",
+                 rep[4] == 1 ? "it has no cluster secret configured, and this process has one"
+                             : "it speaks another version of the secret's handshake");
+        return -EACCES;
+    }
+    if ((rc = mc_sock_recv_all(fd, rep + 5, sizeof rep - 5))) {
+        snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
+        return rc;
+    }
+    if (!mc_auth_mac_ok(k, 'S', service, hello + 5, rep + 5, rep + 5 + MC_AUTH_NONCE_LEN)) {
+        snprintf(err, errlen, "it proved another cluster secret (the cluster secrets differ)");
+        return -EACCES;
+    }
+    mc_auth_mac(k, 'C', service, rep + 5, hello + 5, mac);
+    if ((rc = mc_sock_send_all(fd, mac, sizeof mac)) || (rc = mc_sock_recv_all(fd, &st, 1))) {
+        snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
+        return rc;
+    }
+    if (st != 0) {
+        snprintf(err, errlen, "it refused this process's proof (the cluster secrets differ)");
+        return -EACCES;
+    }
+    return 0;
+}
+
+int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, char *err,
+                        size_t errlen)
+{
+    uint8_t hello[5 + MC_AUTH_NONCE_LEN], rep[5 + MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
+    uint8_t mac[MC_AUTH_MAC_LEN];
+    int rc = mc_sock_recv_all(fd, hello, sizeof hello);
+    if (rc) {
+        snprintf(err, errlen, "no proof of the cluster secret (%s)", strerror(-rc));
+        return rc;
+    }
+    if (memcmp(hello, MC_AUTH_SOCK_MAGIC, 4) != 0) {
+        snprintf(err, errlen,
+                 "no proof of the cluster secret (a peer without MC_CLUSTER_SECRET, or an old "
+                 "one)");
+        return -EPROTO;
+    }
+    memcpy(rep, MC_AUTH_SOCK_MAGIC, 4);
+    if (hello[4] != MC_AUTH_VERSION) {
+        rep[4] = 2;
+        (void)mc_sock_send_all(fd, rep, 5);
+        snprintf(err, errlen, "handshake version %u (this process speaks %u)", hello[4],
+                 MC_AUTH_VERSION);
+        return -EACCES;
+    }
+    rep[4] = 0;
+    if (mc_auth_nonce(rep + 5)) {
+        snprintf(err, errlen, "no random bytes for a nonce");
+        return -EIO;
+    }
+    mc_auth_mac(k, 'S', service, hello + 5, rep + 5, rep + 5 + MC_AUTH_NONCE_LEN);
+    if ((rc = mc_sock_send_all(fd, rep, sizeof rep)) || (rc = mc_sock_recv_all(fd, mac, sizeof mac))) {
+        snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
+        return rc;
+    }
+    uint8_t st = mc_auth_mac_ok(k, 'C', service, rep + 5, hello + 5, mac) ? 0 : 3;
+    (void)mc_sock_send_all(fd, &st, 1);
+    if (st) {
+        snprintf(err, errlen, "wrong cluster secret");
+        return -EACCES;
+    }
+    return 0;
 }
 
 int mc_auth_parse_hello(const char *s, uint8_t nc[MC_AUTH_NONCE_LEN])

@@ -79,6 +79,23 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
                    const uint8_t a[MC_AUTH_NONCE_LEN], const uint8_t b[MC_AUTH_NONCE_LEN],
                    const uint8_t mac[MC_AUTH_MAC_LEN]);
 
+/* The exchange on a plain blocking socket, for the protocols that have no
+ * frames of their own to carry it (the masters' replication stream, the SSD
+ * tier's staging server), before their first byte:
+ *   client: "MCAH" u8 version, Nc[32]
+ *   server: "MCAH" u8 status, Ns[32], MAC_S[32]   (status 0; else only the
+ *           5 bytes: 1 no secret here, 2 another version)
+ *   client: MAC_C[32]
+ *   server: u8 status (0 proved, 3 wrong proof)
+ * The caller sets the socket's timeouts. Both return 0, or -EACCES with a
+ * one-line reason in err (the peer lacks the secret, or holds another),
+ * -EPROTO (not this exchange), or an I/O error; what names the peer. */
+#define MC_AUTH_SOCK_MAGIC "MCAH"
+int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, char *err,
+                        size_t errlen);
+int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, char *err,
+                        size_t errlen);
+
 /* Parses an HTTP hello value "<version>:<64 hex digits>" into nc. Returns 0,
  * -EPROTO for another version (a decimal other than MC_AUTH_VERSION), or
  * -EINVAL when malformed. Never reads past the NUL. */
