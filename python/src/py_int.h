@@ -63,6 +63,9 @@ int mc__py_ptr_ok(uint64_t p, uint64_t len);
 int mc__py_ptr_ok_te(mc_te_t *te, uint64_t p, uint64_t len);
 int mc__py_ptrs_ok(mc_te_t *te, const uint64_t *p, const uint64_t *len, size_t n);
 void mc__py_iov2_free(iov2_t *v);
+/* 0; -1 with an exception; 1 (no exception) when the lists' lengths differ
+ * (outer from n, or a row's pointers from its sizes): upstream's callers then
+ * answer INVALID_PARAMS for every key. */
 int mc__py_iov2_from(PyObject *ptrs, PyObject *sizes, size_t n, iov2_t *v);
 int mc__py_iov2_ok(mc_te_t *te, const iov2_t *v, size_t n);
 PyObject *mc__py_int_list(const int64_t *v, size_t n);

@@ -2,6 +2,8 @@
  * ReplicateConfig it reads (py_int.h). */
 #include "py_int.h"
 
+#include "base_log.h"
+
 /* ------------------------------------------------------------------ */
 /* ReplicateConfig (a Python object, read by attribute)                */
 
@@ -142,6 +144,20 @@ static int store_iov2_ok(pystore_t *self, const iov2_t *v, size_t n)
     int ok = mc__py_iov2_ok(mc_store_get_engine(self->s), v, n);
     pthread_rwlock_unlock(&self->lk);
     return ok;
+}
+
+/* Upstream's answer to batch lists of different lengths: INVALID_PARAMS for
+ * each of the n keys (n = len(keys)), no exception; one log line names the call. */
+static PyObject *store_len_mismatch(const char *call, size_t n)
+{
+    MC_LOGW("py", "%s: a list's length differs from the %zu keys' (or a row's pointers from its "
+                  "sizes): INVALID_PARAMS per key", call, n);
+    int64_t *v = calloc(n + 1, sizeof *v);
+    if (!v) return PyErr_NoMemory();
+    for (size_t i = 0; i < n; i++) v[i] = MC_ERR_INVALID_PARAMS;
+    PyObject *l = mc__py_int_list(v, n);
+    free(v);
+    return l;
 }
 
 static PyObject *store_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -427,9 +443,12 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
     strv_t keys;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
     Py_ssize_t nv = mc__py_arg_seq(vs, "values");
-    if (nv < 0 || mc__py_check_len(keys.n, (size_t)nv, "keys", "values")) {
+    if (nv < 0 || (size_t)nv != keys.n) { /* upstream: one INVALID_PARAMS, no exception */
+        if (nv >= 0)
+            MC_LOGW("py", "%s: %zu keys but %zd values: INVALID_PARAMS",
+                    upsert ? "upsert_batch" : "put_batch", keys.n, nv);
         mc__py_strv_free(&keys);
-        return NULL;
+        return nv < 0 ? NULL : PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     }
     size_t n = keys.n, got = 0;
     Py_buffer *bs = calloc(n + 1, sizeof *bs);
@@ -519,9 +538,12 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
     int *rcs = NULL;
     cfgh_t h;
     int hok = 0;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns) ||
-        mc__py_check_len(keys.n, np, "keys", "buffer_ptrs") || mc__py_check_len(keys.n, ns, "keys", "sizes"))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
+    if (np != keys.n || ns != keys.n) {
+        ret = store_len_mismatch(upsert ? "batch_upsert_from" : "batch_put_from", keys.n);
+        goto out;
+    }
     if (cfg_from(c, &h) < 0) goto out;
     hok = 1;
     size_t n = keys.n;
@@ -568,9 +590,11 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
     iov2_t v;
     cfgh_t h;
     int *rcs = NULL;
-    if (mc__py_iov2_from(ps, ss, keys.n, &v)) {
+    int vr = mc__py_iov2_from(ps, ss, keys.n, &v);
+    if (vr) {
+        ret = vr > 0 ? store_len_mismatch("batch_put_from_multi_buffers", keys.n) : NULL;
         mc__py_strv_free(&keys);
-        return NULL;
+        return ret;
     }
     if (cfg_from(c, &h) < 0) goto out2;
     rcs = calloc(keys.n + 1, sizeof *rcs);
@@ -719,9 +743,12 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
     int64_t *res = NULL;
     size_t np = 0, ns = 0;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns) ||
-        mc__py_check_len(keys.n, np, "keys", "buffer_ptrs") || mc__py_check_len(keys.n, ns, "keys", "sizes"))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
+    if (np != keys.n || ns != keys.n) {
+        ret = store_len_mismatch("batch_get_into", keys.n);
+        goto out;
+    }
     res = calloc(keys.n + 1, sizeof *res);
     if (!res) {
         PyErr_NoMemory();
@@ -755,9 +782,11 @@ static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw
     strv_t keys;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
     iov2_t v;
-    if (mc__py_iov2_from(ps, ss, keys.n, &v)) {
+    int vr = mc__py_iov2_from(ps, ss, keys.n, &v);
+    if (vr) {
+        ret = vr > 0 ? store_len_mismatch("batch_get_into_multi_buffers", keys.n) : NULL;
         mc__py_strv_free(&keys);
-        return NULL;
+        return ret;
     }
     int64_t *res = calloc(keys.n + 1, sizeof *res);
     if (!res) {
