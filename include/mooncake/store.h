@@ -49,7 +49,7 @@ typedef struct {
     size_t replica_num;                    /* >= 1 (default 1) */
     int with_soft_pin;                     /* 1: soft pin with the master's default TTL */
     int soft_pin_action;                   /* MC_STORE_SOFT_PIN_*; ENABLE also when with_soft_pin */
-    uint64_t soft_pin_ttl_ms;              /* 0: master default (only with ENABLE) */
+    uint64_t soft_pin_ttl_ms;              /* 0: master default; else needs ENABLE (INVALID_PARAMS) */
     int with_hard_pin;                     /* never evicted */
     const char *const *preferred_segments; /* segment names tried first, in order */
     size_t preferred_segments_count;

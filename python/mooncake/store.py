@@ -3,10 +3,16 @@
 Return conventions follow upstream: 0 or a negative error code (upstream's
 numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
 get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
-import enum
-
 from . import _core
 from .mooncake_config import parse_byte_size
+from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
+                           TaskStatus, TaskType)
+
+# upstream's bindings export these enums' values at module level (in this
+# order: TaskStatus.PROCESSING / FAILED replace ReplicaStatus's, as there)
+for _e in (ObjectDataType, ReplicaStatus, TaskType, TaskStatus):
+    globals().update(_e.__members__)
+del _e
 
 BufferHandle = _core.BufferHandle
 
@@ -15,59 +21,6 @@ class MooncakeHostMemAllocator(_core.MooncakeHostMemAllocator):
     """Host memory for store buffers: alloc(size) -> address (0 on failure),
     free(ptr) -> 0 / -1. SGLang allocates its host KV pool with it and then
     registers it with register_buffer (docs/python.md)."""
-
-
-class SoftPinAction(enum.IntEnum):
-    PRESERVE = 0
-    ENABLE = 1
-    DISABLE = 2
-
-
-class ReplicaStatus(enum.IntEnum):
-    UNDEFINED = 0
-    INITIALIZED = 1
-    PROCESSING = 2
-    COMPLETE = 3
-    REMOVED = 4
-    FAILED = 5
-
-
-class ReplicateConfig:
-    """Placement options of a put (upstream's ReplicateConfig)."""
-
-    __slots__ = ("replica_num", "with_soft_pin", "with_hard_pin", "preferred_segment",
-                 "preferred_segments", "prefer_alloc_in_same_node", "group_ids",
-                 "_soft_pin_ttl_ms")
-
-    def __init__(self):
-        self.replica_num = 1
-        self.with_soft_pin = False
-        self.with_hard_pin = False
-        self.preferred_segment = ""
-        self.preferred_segments = []
-        self.prefer_alloc_in_same_node = False
-        self.group_ids = None
-        self._soft_pin_ttl_ms = None
-
-    @property
-    def soft_pin_ttl_ms(self):
-        return self._soft_pin_ttl_ms
-
-    @soft_pin_ttl_ms.setter
-    def soft_pin_ttl_ms(self, v):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool)
-                              or v < 0 or v >= 1 << 64):
-            raise TypeError("soft_pin_ttl_ms must be None or an int in [0, 2**64)")
-        self._soft_pin_ttl_ms = v
-
-    def __str__(self):
-        return ("ReplicateConfig: { replica_num: %d, with_soft_pin: %s, with_hard_pin: %s, "
-                "preferred_segments: %s, preferred_segment: %s, prefer_alloc_in_same_node: %s }"
-                % (self.replica_num, self.with_soft_pin, self.with_hard_pin,
-                   list(self.preferred_segments), self.preferred_segment,
-                   self.prefer_alloc_in_same_node))
-
-    __repr__ = __str__
 
 
 class Descriptor:
@@ -197,4 +150,4 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
 
 
 __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
-           "SoftPinAction", "ReplicaStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]
+           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]

@@ -49,7 +49,30 @@ static int cfg_add_seg(cfgh_t *h, PyObject *s)
     return 0;
 }
 
-/* Fills h from a ReplicateConfig-like object (None: defaults). */
+/* A replica count of upstream's that the C core has no notion of: 0 when it is
+ * absent or 0, 1 (one log line naming it) when it asks for such replicas. */
+static int cfg_unsupported_count(PyObject *o, const char *name, const char *what)
+{
+    PyObject *v = PyObject_GetAttrString(o, name);
+    if (!v) {
+        PyErr_Clear();
+        return 0;
+    }
+    uint64_t n = 0;
+    int rc = mc__py_arg_u64(v, name, &n);
+    Py_DECREF(v);
+    if (rc < 0) return -1;
+    if (n == 0) return 0;
+    MC_LOGW("py",
+            "ReplicateConfig.%s=%llu: %s replicas are not supported by mooncake-c: "
+            "NOT_SUPPORTED (-1012)",
+            name, (unsigned long long)n, what);
+    return 1;
+}
+
+/* Fills h from a ReplicateConfig-like object (None: defaults). 0; -1 with an
+ * exception; 1 (h freed, no exception) when it asks for NVMe-oF or DFS
+ * replicas: the call then answers MC_ERR_NOT_SUPPORTED. */
 static int cfg_from(PyObject *o, cfgh_t *h)
 {
     memset(h, 0, sizeof *h);
@@ -83,6 +106,20 @@ static int cfg_from(PyObject *o, cfgh_t *h)
         Py_DECREF(v);
         if (rc < 0) goto fail;
     }
+    v = PyObject_GetAttrString(o, "soft_pin_action");
+    if (!v)
+        PyErr_Clear();
+    else {
+        uint64_t act = 0;
+        rc = mc__py_arg_u64(v, "config.soft_pin_action", &act);
+        Py_DECREF(v);
+        if (rc < 0) goto fail;
+        if (act > MC_STORE_SOFT_PIN_DISABLE) {
+            PyErr_SetString(PyExc_TypeError, "config.soft_pin_action must be a SoftPinAction");
+            goto fail;
+        }
+        h->c.soft_pin_action = (int)act;
+    }
     if (h->c.with_soft_pin) h->c.soft_pin_action = MC_STORE_SOFT_PIN_ENABLE;
     v = PyObject_GetAttrString(o, "preferred_segment");
     if (!v)
@@ -109,6 +146,13 @@ static int cfg_from(PyObject *o, cfgh_t *h)
         Py_DECREF(v);
     h->c.preferred_segments = h->nrefs ? h->segs : NULL;
     h->c.preferred_segments_count = (size_t)h->nrefs;
+    int un = cfg_unsupported_count(o, "nof_replica_num", "NVMe-oF");
+    if (un == 0) un = cfg_unsupported_count(o, "dfs_replica_num", "DFS");
+    if (un < 0) goto fail;
+    if (un > 0) {
+        cfg_free(h);
+        return 1;
+    }
     return 0;
 fail:
     cfg_free(h);
@@ -148,16 +192,24 @@ static int store_iov2_ok(pystore_t *self, const iov2_t *v, size_t n)
 
 /* Upstream's answer to batch lists of different lengths: INVALID_PARAMS for
  * each of the n keys (n = len(keys)), no exception; one log line names the call. */
-static PyObject *store_len_mismatch(const char *call, size_t n)
+static PyObject *store_err_list(size_t n, int code)
 {
-    MC_LOGW("py", "%s: a list's length differs from the %zu keys' (or a row's pointers from its "
-                  "sizes): INVALID_PARAMS per key", call, n);
     int64_t *v = calloc(n + 1, sizeof *v);
     if (!v) return PyErr_NoMemory();
-    for (size_t i = 0; i < n; i++) v[i] = MC_ERR_INVALID_PARAMS;
+    for (size_t i = 0; i < n; i++)
+        v[i] = code;
     PyObject *l = mc__py_int_list(v, n);
     free(v);
     return l;
+}
+
+static PyObject *store_len_mismatch(const char *call, size_t n)
+{
+    MC_LOGW("py",
+            "%s: a list's length differs from the %zu keys' (or a row's pointers from its "
+            "sizes): INVALID_PARAMS per key",
+            call, n);
+    return store_err_list(n, MC_ERR_INVALID_PARAMS);
 }
 
 static PyObject *store_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -353,9 +405,10 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
         return NULL;
     }
     cfgh_t h;
-    if (cfg_from(c, &h) < 0) {
+    int cr = cfg_from(c, &h);
+    if (cr) {
         PyBuffer_Release(&b);
-        return NULL;
+        return cr < 0 ? NULL : PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
     }
     int rc;
     RD_BEGIN(self)
@@ -415,7 +468,11 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
         iov[got].ptr = bs[got].buf;
         iov[got].len = (size_t)bs[got].len;
     }
-    if (cfg_from(c, &h) < 0) goto out;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     int rc;
     RD_BEGIN(self)
@@ -473,7 +530,11 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
         vals[got] = bs[got].buf;
         lens[got] = (size_t)bs[got].len;
     }
-    if (cfg_from(c, &h) < 0) goto out;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     int rc = 0;
     RD_BEGIN(self)
@@ -512,7 +573,8 @@ static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, in
         return NULL;
     if (!store_ptrs_ok(self, &ptr, &size, 1)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     cfgh_t h;
-    if (cfg_from(c, &h) < 0) return NULL;
+    int cr = cfg_from(c, &h);
+    if (cr) return cr < 0 ? NULL : PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
     int rc;
     RD_BEGIN(self)
     rc = upsert ? mc_store_upsert_from(self->s, key, (void *)(uintptr_t)ptr, size, &h.c)
@@ -538,13 +600,18 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
     int *rcs = NULL;
     cfgh_t h;
     int hok = 0;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) ||
+        mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
     if (np != keys.n || ns != keys.n) {
         ret = store_len_mismatch(upsert ? "batch_upsert_from" : "batch_put_from", keys.n);
         goto out;
     }
-    if (cfg_from(c, &h) < 0) goto out;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = store_err_list(keys.n, MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     size_t n = keys.n;
     rcs = calloc(n + 1, sizeof *rcs);
@@ -596,7 +663,11 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
         mc__py_strv_free(&keys);
         return ret;
     }
-    if (cfg_from(c, &h) < 0) goto out2;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = store_err_list(keys.n, MC_ERR_NOT_SUPPORTED);
+        goto out2;
+    }
     rcs = calloc(keys.n + 1, sizeof *rcs);
     if (!rcs) {
         PyErr_NoMemory();
@@ -743,7 +814,8 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
     int64_t *res = NULL;
     size_t np = 0, ns = 0;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) ||
+        mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
     if (np != keys.n || ns != keys.n) {
         ret = store_len_mismatch("batch_get_into", keys.n);
