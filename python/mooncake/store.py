@@ -5,6 +5,9 @@ numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
 get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
 from . import _core
 from .mooncake_config import parse_byte_size
+from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
+                          RegisteredBufferLeaseView, RegisteredBufferPool)
+from .store_ext import StoreExtras
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -97,7 +100,7 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
                    "protocol": "tcp", "rdma_devices": "", "master_server_addr": "127.0.0.1:50051"}
 
 
-class MooncakeDistributedStore(_core.MooncakeDistributedStore):
+class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
 
@@ -109,7 +112,9 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
         client_http_port=9300) -> int, or setup(config: dict) -> int."""
         if len(args) == 1 and not kwargs and isinstance(args[0], dict):
             return self._setup_dict(args[0])
-        return super().setup(*args, **kwargs)
+        rc = super().setup(*args, **kwargs)
+        lb = args[3] if len(args) > 3 else kwargs.get("local_buffer_size", 0)
+        return self._note_setup(rc, lb)
 
     def _setup_dict(self, cfg):
         c = {k: str(v) for k, v in cfg.items()}
@@ -128,11 +133,12 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
             port = int(get("client_http_port") or 9300)
         except ValueError:
             return _INVALID_PARAMS
-        return super().setup(c["local_hostname"], c["metadata_server"],
-                             sizes["global_segment_size"], sizes["local_buffer_size"],
-                             get("protocol"), get("rdma_devices"), get("master_server_addr"),
-                             enable_client_http_server=http, client_http_port=port,
-                             enable_ssd_offload=ssd, ssd_offload_path=get("ssd_offload_path"))
+        rc = super().setup(c["local_hostname"], c["metadata_server"],
+                           sizes["global_segment_size"], sizes["local_buffer_size"],
+                           get("protocol"), get("rdma_devices"), get("master_server_addr"),
+                           enable_client_http_server=http, client_http_port=port,
+                           enable_ssd_offload=ssd, ssd_offload_path=get("ssd_offload_path"))
+        return self._note_setup(rc, sizes["local_buffer_size"])
 
     def get_replica_desc(self, key):
         return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]
@@ -145,9 +151,8 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
                 out[k] = d
         return out
 
-    def get_into_ranges(self, *a, **k):
-        raise NotImplementedError("get_into_ranges is not supported by mooncake-c yet")
-
 
 __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
-           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]
+           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
+           "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
+           "RegisteredBufferLeaseView"]

@@ -1071,6 +1071,55 @@ static PyObject *store_replica_desc(PyObject *o, PyObject *args)
     return l;
 }
 
+/* batch_replica_clear(keys, segment_name="") -> list[str]: the keys whose
+ * replicas (on segment_name; "": all) were cleared (mc_store_batch_replica_clear);
+ * [] when the store is not set up or the round trip failed (one log line). */
+static PyObject *store_batch_replica_clear(PyObject *o, PyObject *args, PyObject *kw)
+{
+    pystore_t *self = (pystore_t *)o;
+    static char *kwl[] = {"keys", "segment_name", NULL};
+    PyObject *ks, *seg = NULL, *ret = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:batch_replica_clear", kwl, &ks, &seg))
+        return NULL;
+    const char *segment = "";
+    if (seg && mc__py_arg_str(seg, "segment_name", &segment)) return NULL;
+    strv_t keys;
+    if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
+    int *rcs = calloc(keys.n + 1, sizeof *rcs);
+    if (!rcs) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    int rc = 0;
+    if (keys.n) {
+        RD_BEGIN(self)
+        rc = mc_store_batch_replica_clear(self->s, keys.v, keys.n, segment, rcs);
+        RD_END(self)
+    }
+    if (rc) MC_LOGW("py", "batch_replica_clear of %zu keys failed: %s", keys.n, mc_err_str(rc));
+    ret = PyList_New(0);
+    for (size_t i = 0; ret && rc == 0 && i < keys.n; i++) {
+        if (rcs[i] != 0) continue;
+        if (PyList_Append(ret, keys.refs[i]) < 0) Py_CLEAR(ret);
+    }
+out:
+    free(rcs);
+    mc__py_strv_free(&keys);
+    return ret;
+}
+
+/* _mem_ok(ptr, len) -> bool: whether the store's calls would accept this
+ * memory (registered with its engine, or mapped: mc__py_ptrs_ok). */
+static PyObject *store_mem_ok(PyObject *o, PyObject *args)
+{
+    PyObject *p, *l;
+    uint64_t ptr, len;
+    if (!PyArg_ParseTuple(args, "OO:_mem_ok", &p, &l) || mc__py_arg_u64(p, "ptr", &ptr) ||
+        mc__py_arg_u64(l, "len", &len))
+        return NULL;
+    return PyBool_FromLong(store_ptrs_ok((pystore_t *)o, &ptr, &len, 1));
+}
+
 static PyMethodDef store_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))store_setup, METH_VARARGS | METH_KEYWORDS, NULL},
     {"setup_dummy", (PyCFunction)(void (*)(void))store_setup_dummy, METH_VARARGS | METH_KEYWORDS,
@@ -1121,6 +1170,9 @@ static PyMethodDef store_methods[] = {
     {"remove_by_regex", (PyCFunction)(void (*)(void))store_remove_by_regex,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_replica_desc", store_replica_desc, METH_VARARGS, NULL},
+    {"batch_replica_clear", (PyCFunction)(void (*)(void))store_batch_replica_clear,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_mem_ok", store_mem_ok, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
