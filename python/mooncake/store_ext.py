@@ -136,10 +136,10 @@ class StoreExtras:
                     out[k] = INVALID_PARAMS
         return out
 
-    def _copy_out(self, obj, dst, src_off, n):
+    def _copy_out(self, obj, dst, src_off, n, base=0):
         if src_off < 0 or n < 0 or src_off + n > obj.size:
             return INVALID_PARAMS
-        if n and not self._mem_ok(dst, n):
+        if n and not self._mem_ok(dst, n, base):
             return INVALID_PARAMS
         if n:
             ctypes.memmove(dst, obj.ptr + src_off, n)
@@ -150,7 +150,9 @@ class StoreExtras:
         all_sizes[i][j][k] bytes of the object from all_src_offsets[i][j][k]
         to buffer_ptrs[i] + all_dst_offsets[i][j][k]. Returns
         results[i][j][k]: bytes copied or a negative code (-600 for a range
-        past the object's end or mismatched list lengths)."""
+        past the object's end, past the end of the registered buffer that
+        buffer_ptrs[i] starts in, or mismatched list lengths). An unregistered
+        buffer has no known capacity: its ranges need only be mapped memory."""
         def shape(code):
             res = []
             for i in range(max(_seq_len(buffer_ptrs), 0)):
@@ -176,7 +178,7 @@ class StoreExtras:
                 o = objs[k]
                 for r in range(len(ds[j])):
                     res[i][j][r] = o if isinstance(o, int) else self._copy_out(
-                        o, buffer_ptrs[i] + ds[j][r], ss[j][r], ns[j][r])
+                        o, buffer_ptrs[i] + ds[j][r], ss[j][r], ns[j][r], buffer_ptrs[i])
         return res
 
     # ---- get sessions ----

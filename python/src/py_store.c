@@ -1108,16 +1108,29 @@ out:
     return ret;
 }
 
-/* _mem_ok(ptr, len) -> bool: whether the store's calls would accept this
- * memory (registered with its engine, or mapped: mc__py_ptrs_ok). */
+/* _mem_ok(ptr, len, base=0) -> bool: whether the store's calls would accept
+ * this memory (registered with its engine, or mapped: mc__py_ptrs_ok). With
+ * base (the start of the caller's buffer) inside a registered buffer, the
+ * range must lie inside a registered buffer too: a registration is the only
+ * capacity known for a buffer given by its address alone. */
 static PyObject *store_mem_ok(PyObject *o, PyObject *args)
 {
-    PyObject *p, *l;
-    uint64_t ptr, len;
-    if (!PyArg_ParseTuple(args, "OO:_mem_ok", &p, &l) || mc__py_arg_u64(p, "ptr", &ptr) ||
-        mc__py_arg_u64(l, "len", &len))
+    pystore_t *self = (pystore_t *)o;
+    PyObject *p, *l, *b = NULL;
+    uint64_t ptr, len, base = 0;
+    if (!PyArg_ParseTuple(args, "OO|O:_mem_ok", &p, &l, &b) || mc__py_arg_u64(p, "ptr", &ptr) ||
+        mc__py_arg_u64(l, "len", &len) || (b && mc__py_arg_u64(b, "base", &base)))
         return NULL;
-    return PyBool_FromLong(store_ptrs_ok((pystore_t *)o, &ptr, &len, 1));
+    int ok = -1;
+    if (base) {
+        pthread_rwlock_rdlock(&self->lk);
+        mc_te_t *te = mc_store_get_engine(self->s);
+        if (te && mc_te_is_registered(te, (const void *)(uintptr_t)base, 1))
+            ok = ptr + len >= ptr && mc_te_is_registered(te, (const void *)(uintptr_t)ptr, len);
+        pthread_rwlock_unlock(&self->lk);
+    }
+    if (ok < 0) ok = store_ptrs_ok(self, &ptr, &len, 1);
+    return PyBool_FromLong(ok);
 }
 
 static PyMethodDef store_methods[] = {

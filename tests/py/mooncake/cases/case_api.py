@@ -226,6 +226,14 @@ def case_get_into_ranges():
     res = s.get_into_ranges([p0], [[kb, miss]], [[[0, 0], [0]]], [[[4999, 0], [0]]],
                             [[[2, 1], [1]]])
     assert res == [[[BAD, 1], [-704]]], res
+    # a range past the end of the registered buffer it starts in: refused, nothing written
+    # (ASan reports the overflow of the 64-byte buffer if it were written)
+    small, ps = buf(64)
+    assert s.register_buffer(ps, 64) == 0
+    assert s.get_into_ranges([ps], [[ka]], [[[62, 0]]], [[[0, 0]]], [[[4, 64]]]) == [[[BAD, 64]]]
+    assert small.raw == da[:64]
+    assert s.get_into_ranges([ps + 8], [[ka]], [[[54]]], [[[0]]], [[[4]]]) == [[[BAD]]]
+    assert s.unregister_buffer(ps) == 0
     assert s.get_into_ranges([p0, p1], [[ka]], [[[0]]], [[[0]]], [[[1]]]) == [[[BAD]], []]
     assert s.get_into_ranges([p0], [[ka, kb]], [[[0]]], [[[0]]], [[[1]]]) == [[[BAD], []]]
     s.remove_all(force=True)
