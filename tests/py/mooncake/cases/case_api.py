@@ -1,7 +1,6 @@
 """Upstream's API surface beyond the byte paths (issue 17): the error contract of
 batch calls, ReplicateConfig, and the methods added for upstream's bindings;
 each against the session's master, data checked byte for byte."""
-import ctypes
 
 from util import MB, buf, mk_store, uniq, until
 
