@@ -32,8 +32,7 @@ def _aligned_alloc(size, alignment):
     p = ctypes.c_void_p()
     if _libc.posix_memalign(ctypes.byref(p), alignment, max(size, 1)) != 0 or not p.value:
         return 0
-    ctypes.memset(p.value, 0, max(size, 1))
-    return p.value
+    return p.value  # not cleared, as upstream's pool (a large one is fresh zero pages)
 
 
 class _Arena:
