@@ -264,6 +264,10 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
         mc__py_arg_str(p, "protocol", &ps) || mc__py_arg_str(d, "rdma_devices", &ds) ||
         mc__py_arg_str(ma, "master_server_addr", &mas))
         return NULL;
+    /* tenant_id: upstream's; the master has no tenants (docs/python.md) */
+    const char *tenant_s = "";
+    if (tenant != Py_None && mc__py_arg_str(tenant, "tenant_id", &tenant_s)) return NULL;
+    (void)tenant_s;
     /* SSD tier (mc_store_set_ssd_offload): path "" = MOONCAKE_OFFLOAD_FILE_STORAGE_PATH */
     int want_ssd = ssd != Py_None ? PyObject_IsTrue(ssd) : 0;
     const char *ssd_path = "";

@@ -9,6 +9,24 @@ from mooncake.store import MooncakeDistributedStore, ReplicateConfig
 BAD = -600  # INVALID_PARAMS
 
 
+def case_setup_tenant_id():
+    # vLLM's newest connector passes tenant_id=; a str is accepted, another type refused
+    s = MooncakeDistributedStore()
+    from util import META, RPC
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC, tenant_id="t-a") == 0
+    k = uniq("tenant")
+    assert s.put(k, b"tenant-bytes") == 0 and s.get(k) == b"tenant-bytes"
+    s.remove_all(force=True)
+    s.close()
+    try:
+        MooncakeDistributedStore().setup("127.0.0.1", META, 16 * MB, 16 * MB, "tcp", "", RPC,
+                                         tenant_id=5)
+    except TypeError as e:
+        assert "tenant_id" in str(e)
+    else:
+        raise AssertionError("tenant_id=5 accepted")
+
+
 def case_batch_len_mismatch():
     # upstream: lists of different lengths answer INVALID_PARAMS per key, no exception
     s = mk_store()
