@@ -7,7 +7,7 @@ from . import _core
 from .mooncake_config import parse_byte_size
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
-from .store_ext import StoreExtras
+from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -155,4 +155,5 @@ class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
 __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
            "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
            "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
-           "RegisteredBufferLeaseView"]
+           "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
+           "get_free_func_addr"]

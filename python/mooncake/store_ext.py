@@ -356,3 +356,62 @@ class StoreExtras:
         """Reads this client made through an SSD staging server: not counted
         here; 0 (as upstream's answer for a client without the count)."""
         return 0
+
+
+# ---- module-level functions of upstream's mooncake.store ----
+
+def _node_cpus(node):
+    """The CPUs of NUMA node `node` (sysfs cpulist), or None."""
+    try:
+        with open("/sys/devices/system/node/node%d/cpulist" % node) as f:
+            text = f.read().strip()
+    except (OSError, TypeError, ValueError):
+        return None
+    cpus = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus or None
+
+
+_SYS_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237}
+_MPOL_PREFERRED = 1
+
+
+def bind_to_numa_node(node):
+    """Upstream's: the calling thread runs on NUMA node `node`'s CPUs and its
+    allocations prefer that node's memory (not strict). A node that does not
+    exist, or a system without NUMA, is a warning and no change."""
+    import os
+    import platform
+    cpus = _node_cpus(node) if isinstance(node, int) and node >= 0 else None
+    if cpus is None:
+        logger.warning("bind_to_numa_node(%r): no such NUMA node; binding skipped", node)
+        return None
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as e:
+        logger.warning("bind_to_numa_node(%d): sched_setaffinity failed: %s", node, e)
+    nr = _SYS_SET_MEMPOLICY.get(platform.machine())
+    if nr is not None and node < 64:
+        libc = ctypes.CDLL(None, use_errno=True)
+        mask = ctypes.c_ulong(1 << node)
+        if libc.syscall(nr, _MPOL_PREFERRED, ctypes.byref(mask), ctypes.c_ulong(65)) != 0:
+            logger.warning("bind_to_numa_node(%d): set_mempolicy failed: %s", node,
+                           os.strerror(ctypes.get_errno()))
+    return None
+
+
+# Upstream hands out the addresses of its NVMe-oF (SPDK) hugepage allocator,
+# whose alloc returns NULL in a build without NVMe-oF; none is built here, so
+# these are the same functions of that case: alloc(size) -> NULL, free(ptr).
+_ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(lambda size: None)
+_FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda ptr: None)
+
+
+def get_alloc_func_addr():
+    return ctypes.cast(_ALLOC_FN, ctypes.c_void_p).value
+
+
+def get_free_func_addr():
+    return ctypes.cast(_FREE_FN, ctypes.c_void_p).value

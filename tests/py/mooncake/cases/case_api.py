@@ -2,6 +2,8 @@
 batch calls, ReplicateConfig, and the methods added for upstream's bindings;
 each against the session's master, data checked byte for byte."""
 
+import ctypes
+
 from util import MB, buf, mk_store, uniq, until
 
 from mooncake.store import MooncakeDistributedStore, ReplicateConfig
@@ -469,3 +471,24 @@ def case_buffer_pool():
     pool2.close()
     s.remove_all(force=True)
     s.close()
+
+
+def case_module_functions():
+    import os
+
+    import mooncake.store as ms
+    before = os.sched_getaffinity(0)
+    ms.bind_to_numa_node(10 ** 6)  # no such node: a warning, no change
+    assert os.sched_getaffinity(0) == before
+    with open("/sys/devices/system/node/node0/cpulist") as f:
+        first = int(f.read().split(",")[0].split("-")[0])
+    assert ms.bind_to_numa_node(0) is None
+    assert first in os.sched_getaffinity(0)
+    os.sched_setaffinity(0, before)
+    # upstream's hugepage allocator of a build without NVMe-oF: alloc gives NULL
+    a, f = ms.get_alloc_func_addr(), ms.get_free_func_addr()
+    assert a and f and a != f
+    alloc = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(a)
+    free = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(f)
+    assert alloc(4096) is None
+    free(None)
