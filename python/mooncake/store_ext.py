@@ -139,7 +139,7 @@ class StoreExtras:
     def _copy_out(self, obj, dst, src_off, n, base=0):
         if src_off < 0 or n < 0 or src_off + n > obj.size:
             return INVALID_PARAMS
-        if n and not self._mem_ok(dst, n, base):
+        if n and not self._mem_ok(dst, n, base, True):
             return INVALID_PARAMS
         if n:
             ctypes.memmove(dst, obj.ptr + src_off, n)
@@ -290,8 +290,8 @@ class StoreExtras:
             ps, ns, offs = all_buffer_ptrs[i], all_sizes[i], all_dst_offsets[i]
             if o is None or not (len(ps) == len(ns) == len(offs)):
                 continue
-            if any(off < 0 or n < 0 or off + n > o.size or (n and not self._mem_ok(p, n))
-                   for p, n, off in zip(ps, ns, offs)):
+            if any(off < 0 or n < 0 or off + n > o.size or
+                   (n and not self._mem_ok(p, n, 0, False)) for p, n, off in zip(ps, ns, offs)):
                 continue
             for p, n, off in zip(ps, ns, offs):
                 if n:

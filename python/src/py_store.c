@@ -3,6 +3,7 @@
 #include "py_int.h"
 
 #include "base_log.h"
+#include "base_mem.h"
 
 /* ------------------------------------------------------------------ */
 /* ReplicateConfig (a Python object, read by attribute)                */
@@ -1112,29 +1113,36 @@ out:
     return ret;
 }
 
-/* _mem_ok(ptr, len, base=0) -> bool: whether the store's calls would accept
- * this memory (registered with its engine, or mapped: mc__py_ptrs_ok). With
- * base (the start of the caller's buffer) inside a registered buffer, the
- * range must lie inside a registered buffer too: a registration is the only
- * capacity known for a buffer given by its address alone. */
+/* _mem_ok(ptr, len, base=0, write=False) -> bool: whether Python code of the
+ * store (store_ext.py) may copy to (write) or from [ptr, ptr+len) with memmove.
+ * Inside a buffer registered with the store's engine: yes (registering is the
+ * caller's promise that it stays mapped; no syscall). Else the range is probed
+ * by the kernel (mc_mem_check: a hole, a PROT_NONE page, or with write a
+ * read-only page, answer no), as the store's own copy paths do. With base (the
+ * start of the caller's buffer) inside a registered buffer, the range must lie
+ * inside a registered buffer too: a registration is the only capacity known
+ * for a buffer given by its address alone. */
 static PyObject *store_mem_ok(PyObject *o, PyObject *args)
 {
     pystore_t *self = (pystore_t *)o;
-    PyObject *p, *l, *b = NULL;
+    PyObject *p, *l, *b = NULL, *w = NULL;
     uint64_t ptr, len, base = 0;
-    if (!PyArg_ParseTuple(args, "OO|O:_mem_ok", &p, &l, &b) || mc__py_arg_u64(p, "ptr", &ptr) ||
-        mc__py_arg_u64(l, "len", &len) || (b && mc__py_arg_u64(b, "base", &base)))
+    if (!PyArg_ParseTuple(args, "OO|OO:_mem_ok", &p, &l, &b, &w) ||
+        mc__py_arg_u64(p, "ptr", &ptr) || mc__py_arg_u64(l, "len", &len) ||
+        (b && mc__py_arg_u64(b, "base", &base)))
         return NULL;
-    int ok = -1;
-    if (base) {
-        pthread_rwlock_rdlock(&self->lk);
-        mc_te_t *te = mc_store_get_engine(self->s);
-        if (te && mc_te_is_registered(te, (const void *)(uintptr_t)base, 1))
-            ok = ptr + len >= ptr && mc_te_is_registered(te, (const void *)(uintptr_t)ptr, len);
-        pthread_rwlock_unlock(&self->lk);
-    }
-    if (ok < 0) ok = store_ptrs_ok(self, &ptr, &len, 1);
-    return PyBool_FromLong(ok);
+    int write = w ? PyObject_IsTrue(w) : 0;
+    if (write < 0) return NULL;
+    if (len == 0) Py_RETURN_TRUE;
+    if (!ptr || ptr + len < ptr) Py_RETURN_FALSE;
+    int ok = -1, reg = 0;
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&self->lk);
+    mc_te_t *te = mc_store_get_engine(self->s);
+    reg = te && mc_te_is_registered(te, (const void *)(uintptr_t)ptr, len);
+    if (base && te && mc_te_is_registered(te, (const void *)(uintptr_t)base, 1)) ok = reg;
+    pthread_rwlock_unlock(&self->lk);
+    if (ok < 0) ok = reg || mc_mem_check((const void *)(uintptr_t)ptr, len, write) == 0;
+    Py_END_ALLOW_THREADS return PyBool_FromLong(ok);
 }
 
 static PyMethodDef store_methods[] = {

@@ -492,3 +492,37 @@ def case_module_functions():
     free = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(f)
     assert alloc(4096) is None
     free(None)
+
+
+def case_bad_pointers_ranges():
+    # the Python copy paths (ranges, sessions) probe unregistered memory as the
+    # store's copies do: a read-only or PROT_NONE page is -600, never a crash
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    ro = libc.mmap(None, 4096, 1, 0x22, -1, 0)    # PROT_READ, private anonymous
+    none = libc.mmap(None, 4096, 0, 0x22, -1, 0)  # PROT_NONE
+    assert ro and none and ro != ctypes.c_void_p(-1).value and none != ctypes.c_void_p(-1).value
+    s = mk_store()
+    k = uniq("bp")
+    data = pattern(1000, 12)
+    assert s.put(k, data) == 0
+    for bad in (ro, none):
+        assert s.get_into_ranges([bad], [[k]], [[[0]]], [[[0]]], [[[10]]]) == [[[BAD]]]
+    assert s.batch_get_session_start([k]) == [0]
+    for bad in (ro, none):
+        assert s.batch_get_into_multi_buffer_ranges([k], [[bad]], [[10]], [[0]]) == [BAD]
+    good, pg = buf(10)
+    assert s.batch_get_into_multi_buffer_ranges([k], [[pg]], [[10]], [[5]]) == [10]
+    assert good.raw == data[5:15]
+    assert s.batch_get_session_end([k]) == 0
+    k2 = uniq("bp2")
+    assert s.batch_put_session_start([k2], [10]) == [0]
+    assert s.batch_put_from_multi_buffer_ranges([k2], [[none]], [[10]], [[0]]) == [BAD]
+    # a read-only source is fine to read from
+    assert s.batch_put_from_multi_buffer_ranges([k2], [[ro]], [[10]], [[0]]) == [10]
+    assert s.batch_put_session_end([k2]) == [0]
+    assert s.get(k2) == bytes(10)
+    s.remove_all(force=True)
+    s.close()
