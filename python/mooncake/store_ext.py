@@ -4,10 +4,11 @@ ranged reads (get_into_ranges), the get and put sessions with their ranged
 multi-buffer forms, put_from_with_metadata, alloc_from_mem_pool, init_all,
 and the segment-management calls this store does not support.
 
-Ranged reads and sessions copy: the objects are read whole (batch_get_into,
-zero copy into a private buffer) and the ranges copied out; a put session
-assembles each object in a private buffer and stores it at session end with
-batch_put_from. Return conventions, error numbers and list shapes are
+get_into_ranges is zero copy (the engine reads each range into its
+destination, _read_ranges in py_store_ranges.c); the sessions copy: a get
+session reads its objects whole at start (batch_get_into into a private
+buffer) and copies ranges out of that snapshot, a put session assembles each
+object in a private buffer and stores it at session end with batch_put_from. Return conventions, error numbers and list shapes are
 upstream's; docs/python.md "Ranges and sessions" has the details."""
 import ctypes
 import logging
@@ -18,6 +19,7 @@ from . import _core
 logger = logging.getLogger("mooncake.store")
 
 INVALID_PARAMS = -600
+INVALID_REPLICA = -702
 OBJECT_ALREADY_EXISTS = -705
 NOT_SUPPORTED = -1012
 
@@ -167,7 +169,8 @@ class StoreExtras:
                                                             all_src_offsets, all_sizes)):
             return shape(INVALID_PARAMS)
         res = shape(INVALID_PARAMS)
-        objs = self._read_whole([k for ks in all_keys for k in ks])
+        # the ranges to read: destinations checked here, object bounds in C
+        keys, index, todo = [], {}, []  # todo: (i, j, r, key index, dst, src_off, len)
         for i in range(n):
             ks, ds, ss, ns = all_keys[i], all_dst_offsets[i], all_src_offsets[i], all_sizes[i]
             if not (len(ks) == len(ds) == len(ss) == len(ns)):
@@ -175,10 +178,31 @@ class StoreExtras:
             for j, k in enumerate(ks):
                 if not (len(ds[j]) == len(ss[j]) == len(ns[j])):
                     continue
-                o = objs[k]
+                ki = index.setdefault(k, len(keys))
+                if ki == len(keys):
+                    keys.append(k)
                 for r in range(len(ds[j])):
-                    res[i][j][r] = o if isinstance(o, int) else self._copy_out(
-                        o, buffer_ptrs[i] + ds[j][r], ss[j][r], ns[j][r], buffer_ptrs[i])
+                    dst, off, ln = buffer_ptrs[i] + ds[j][r], ss[j][r], ns[j][r]
+                    if off < 0 or ln < 0 or ds[j][r] < 0:
+                        continue
+                    if ln and not self._mem_ok(dst, ln, buffer_ptrs[i], True):
+                        continue
+                    todo.append((i, j, r, ki, dst, off, ln))
+        if not todo:
+            return res
+        # zero copy: the engine reads each range from a replica into its destination
+        got = self._read_ranges(keys, [t[3:] for t in todo])
+        # keys without a memory replica (the SSD tier's): read whole, copied out
+        slow = {keys[t[3]] for t, rc in zip(todo, got) if rc == INVALID_REPLICA}
+        objs = self._read_whole(sorted(slow)) if slow else {}
+        for t, rc in zip(todo, got):
+            i, j, r, ki, dst, off, ln = t
+            k = keys[ki]
+            if k in objs:
+                o = objs[k]
+                rc = o if isinstance(o, int) else self._copy_out(o, dst, off, ln,
+                                                                 buffer_ptrs[i])
+            res[i][j][r] = rc
         return res
 
     # ---- get sessions ----

@@ -1,8 +1,9 @@
 /* py_int.h: what the files of the `mooncake._core` extension share (py_core.c:
  * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
  * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
- * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's conventions
- * are in py_core.c's top comment. */
+ * py_store_ranges.c: its zero-copy ranged reads;
+ * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's
+ * conventions are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
 #define MC_PY_INT_H
 #define Py_LIMITED_API 0x030B0000
@@ -35,6 +36,14 @@ typedef struct {
     PyObject_HEAD void *ptr;
     Py_ssize_t len;
 } bufh_t;
+
+/* MooncakeDistributedStore (py_store.c; py_store_ranges.c reads it too) */
+typedef struct {
+    PyObject_HEAD mc_store_t *s;
+    pthread_rwlock_t lk;
+    PyObject *engine;     /* the TransferEngine (or its handle) setup was given; NULL: own engine */
+    mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
+} pystore_t;
 
 /* A call into the C core on an object with a rwlock `lk`: the GIL released,
  * the lock held for reading (RD) or writing (WR: setup, initialize, close). */
@@ -71,6 +80,8 @@ int mc__py_iov2_ok(mc_te_t *te, const iov2_t *v, size_t n);
 PyObject *mc__py_int_list(const int64_t *v, size_t n);
 PyObject *mc__py_int_list32(const int *v, size_t n);
 PyObject *mc__py_bufh_new(void *ptr, size_t len);
+/* py_store_ranges.c: MooncakeDistributedStore._read_ranges */
+PyObject *mc__py_store_read_ranges(PyObject *o, PyObject *args);
 /* py_engine.c: the engine of a TransferEngine or EngineHandle argument */
 int mc__py_engine_arg(PyObject *o, mc_te_t **te);
 #endif

@@ -163,15 +163,6 @@ fail:
 /* ------------------------------------------------------------------ */
 /* MooncakeDistributedStore                                            */
 
-typedef struct {
-    PyObject_HEAD mc_store_t *s;
-    pthread_rwlock_t lk;
-    PyObject *engine; /* the TransferEngine (or its handle) setup was given; NULL: own engine */
-    mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
-} pystore_t;
-
-
-
 /* Pointer checks of the store's calls (mc__py_ptr_ok_te on the store's engine). The
  * read lock keeps close from freeing the engine meanwhile; writers take the
  * lock with the GIL released, so holding the GIL here cannot deadlock. */
@@ -1198,6 +1189,7 @@ static PyMethodDef store_methods[] = {
     {"batch_replica_clear", (PyCFunction)(void (*)(void))store_batch_replica_clear,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_mem_ok", store_mem_ok, METH_VARARGS, NULL},
+    {"_read_ranges", mc__py_store_read_ranges, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

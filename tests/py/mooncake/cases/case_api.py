@@ -253,6 +253,24 @@ def case_get_into_ranges():
     assert small.raw == da[:64]
     assert s.get_into_ranges([ps + 8], [[ka]], [[[54]]], [[[0]]], [[[4]]]) == [[[BAD]]]
     assert s.unregister_buffer(ps) == 0
+    # a replica in another store's segment, read by the engine straight into the
+    # destination (large ranges: the engine's workers, not the inline path)
+    peer = mk_store(seg=16 * MB)
+    cfg = ReplicateConfig()
+    cfg.preferred_segment = peer.get_hostname()
+    kr = uniq("remote")
+    dr = pattern(3 * MB, 13)
+    assert s.put(kr, dr, cfg) == 0
+    eps = [d.get_memory_descriptor().buffer_descriptor.transport_endpoint
+           for d in s.get_replica_desc(kr)]
+    assert eps == [peer.get_hostname()], eps
+    big, pb = buf(2 * MB)
+    res = s.get_into_ranges([pb], [[kr, kr]], [[[0], [MB + 7]]], [[[2 * MB], [5]]],
+                            [[[MB], [MB - 7]]])
+    assert res == [[[MB], [MB - 7]]], res
+    assert big.raw[:MB] == dr[2 * MB:3 * MB] and big.raw[MB + 7:] == dr[5:MB - 2]
+    assert s.get_into_ranges([pb], [[kr]], [[[0]]], [[[3 * MB - 1]]], [[[2]]]) == [[[BAD]]]
+    peer.close()
     assert s.get_into_ranges([p0, p1], [[ka]], [[[0]]], [[[0]]], [[[1]]]) == [[[BAD]], []]
     assert s.get_into_ranges([p0], [[ka, kb]], [[[0]]], [[[0]]], [[[1]]]) == [[[BAD], []]]
     s.remove_all(force=True)
