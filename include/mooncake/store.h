@@ -49,7 +49,7 @@ typedef struct {
     size_t replica_num;                    /* >= 1 (default 1) */
     int with_soft_pin;                     /* 1: soft pin with the master's default TTL */
     int soft_pin_action;                   /* MC_STORE_SOFT_PIN_*; ENABLE also when with_soft_pin */
-    uint64_t soft_pin_ttl_ms;              /* 0: master default (only with ENABLE) */
+    uint64_t soft_pin_ttl_ms;              /* 0: master default; else needs ENABLE (INVALID_PARAMS) */
     int with_hard_pin;                     /* never evicted */
     const char *const *preferred_segments; /* segment names tried first, in order */
     size_t preferred_segments_count;
@@ -215,6 +215,14 @@ int64_t mc_store_get_size(mc_store_t *s, const char *key);
 int mc_store_remove(mc_store_t *s, const char *key, int force);
 /* rcs[i] as remove; one round trip. */
 int mc_store_batch_remove(mc_store_t *s, const char *const *keys, size_t n, int force, int *rcs);
+/* Upstream's batch_replica_clear: for each key this store wrote and no read
+ * lease holds, drops its replicas on segment (a segment name; NULL or "":
+ * all of them, and the object). rcs[i]: 0 cleared, else OBJECT_NOT_FOUND,
+ * ILLEGAL_CLIENT (written by another client), OBJECT_HAS_LEASE,
+ * REPLICA_IS_NOT_READY, REPLICA_NOT_FOUND (none on segment). One round trip;
+ * the return is 0 unless it failed. */
+int mc_store_batch_replica_clear(mc_store_t *s, const char *const *keys, size_t n,
+                                 const char *segment, int *rcs);
 /* Count removed (>= 0) or negative. */
 int64_t mc_store_remove_all(mc_store_t *s, int force);
 /* Keys matching a POSIX extended regex; count or negative (INVALID_PARAMS for a bad regex). */

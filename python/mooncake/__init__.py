@@ -20,3 +20,15 @@ def _version():
 
 
 __version__ = _version()
+
+
+def __getattr__(name):
+    """Upstream's top-level BufferPool / RegisteredBufferPool, imported on first
+    use (the rest of the package imports without the extension)."""
+    if name in ("BufferPool", "RegisteredBufferPool"):
+        from . import buffer_pool
+        return getattr(buffer_pool, name)
+    raise AttributeError("module 'mooncake' has no attribute %r" % (name,))
+
+
+__all__ = ["BufferPool", "RegisteredBufferPool"]

@@ -16,7 +16,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GLOBAL_SEGMENT_SIZE = 3355443200  # 3.125 GiB
 DEFAULT_LOCAL_BUFFER_SIZE = 1073741824  # 1 GiB
-_KNOWN_PROTOCOLS = ("tcp", "rdma", "efa", "nvlink", "ascend", "cxl", "barex")
+# Protocol names upstream's engine and store know (a hint for a warning, not a
+# gate: the C core decides what it supports and refuses the rest at setup).
+_KNOWN_PROTOCOLS = frozenset((
+    "tcp", "rdma", "efa", "nvmeof", "nvlink", "musa", "nvlink_intra", "hip", "barex", "cxl",
+    "ascend", "ub", "ubshmem", "maca", "sunrise_link", "rpc_only"))
+# present and not blank, checked on every MooncakeConfig however it is made
+_REQUIRED = ("local_hostname", "metadata_server", "master_server_address")
 
 _SUFFIXES = (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40),
              ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40), ("b", 1))
@@ -54,6 +60,17 @@ def parse_size(value):
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
           "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _parse_segment_size(value):
+    """Upstream's name for the size parser of MooncakeConfig: ints pass through
+    unchanged (a negative one is refused by MooncakeConfig, naming the field),
+    anything else goes through parse_size; "" and a bare unit are ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("invalid size: empty string")
+    return parse_size(value)
 
 
 def parse_byte_size(v):
@@ -161,23 +178,44 @@ class MooncakeConfig:
     client_http_port: int = 9300
     cluster_secret_file: str = ""
 
+    def __post_init__(self):
+        """Upstream's checks, whichever way the config was made: the protocol
+        a non-blank string, lower-cased and trimmed (the C core compares it
+        exactly), an unknown one logged as a warning and kept; sizes >= 0;
+        local_hostname, metadata_server and master_server_address non-blank."""
+        if not isinstance(self.protocol, str) or not self.protocol.strip():
+            raise ValueError("Invalid protocol: %r (a non-empty string such as 'tcp' or 'rdma')"
+                             % (self.protocol,))
+        self.protocol = self.protocol.strip().lower()
+        if self.protocol not in _KNOWN_PROTOCOLS:
+            logger.warning("Unrecognised protocol %r, passed on unchanged (known: %s)",
+                           self.protocol, ", ".join(sorted(_KNOWN_PROTOCOLS)))
+        for name in ("global_segment_size", "local_buffer_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError("Invalid %s: %r (a size in bytes, >= 0)" % (name, v))
+        for name in _REQUIRED:
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError("Config field %r must be a non-empty string, got %r" % (name, v))
+
     @staticmethod
     def _build(get, source):
-        for req in ("local_hostname", "metadata_server", "master_server_address"):
+        for req in _REQUIRED:
             if get(req) is None:
-                raise ValueError("%s: missing required field %r" % (source, req))
-        protocol = str(get("protocol") or "tcp").lower()
-        if protocol not in _KNOWN_PROTOCOLS:
-            logger.warning("%s: unknown protocol %r", source, protocol)
+                raise ValueError("%s: Missing required config field: %s" % (source, req))
         gs, lb = get("global_segment_size"), get("local_buffer_size")
+        protocol = get("protocol")
         return MooncakeConfig(
-            local_hostname=str(get("local_hostname")),
-            metadata_server=str(get("metadata_server")),
-            global_segment_size=parse_size(gs) if gs is not None else DEFAULT_GLOBAL_SEGMENT_SIZE,
-            local_buffer_size=parse_size(lb) if lb is not None else DEFAULT_LOCAL_BUFFER_SIZE,
-            protocol=protocol,
+            local_hostname=get("local_hostname"),
+            metadata_server=get("metadata_server"),
+            global_segment_size=(_parse_segment_size(gs) if gs is not None
+                                 else DEFAULT_GLOBAL_SEGMENT_SIZE),
+            local_buffer_size=(_parse_segment_size(lb) if lb is not None
+                               else DEFAULT_LOCAL_BUFFER_SIZE),
+            protocol="tcp" if protocol is None else protocol,
             device_name=str(get("device_name") or ""),
-            master_server_address=str(get("master_server_address")),
+            master_server_address=get("master_server_address"),
             enable_ssd_offload=parse_bool(get("enable_ssd_offload") or False),
             ssd_offload_path=str(get("ssd_offload_path") or ""),
             tenant_id=str(get("tenant_id") or "default"),
@@ -200,7 +238,8 @@ class MooncakeConfig:
         if path:
             return MooncakeConfig.from_file(path)
         if not os.getenv("MOONCAKE_MASTER"):
-            raise ValueError("neither MOONCAKE_CONFIG_PATH nor MOONCAKE_MASTER is set")
+            raise ValueError("Neither the environment variable 'MOONCAKE_CONFIG_PATH' nor "
+                             "'MOONCAKE_MASTER' is set.")
         env = {
             "local_hostname": os.getenv("MOONCAKE_LOCAL_HOSTNAME", "localhost"),
             "metadata_server": os.getenv("MOONCAKE_TE_META_DATA_SERVER", "P2PHANDSHAKE"),
@@ -219,4 +258,4 @@ class MooncakeConfig:
         return MooncakeConfig._build(env.get, "environment")
 
 
-__all__ = ["MooncakeConfig", "parse_size", "parse_byte_size", "parse_bool", "load_json_lenient"]
+__all__ = ["MooncakeConfig", "parse_size", "_parse_segment_size", "parse_byte_size", "parse_bool", "load_json_lenient"]

@@ -3,13 +3,23 @@
 Return conventions follow upstream: 0 or a negative error code (upstream's
 numbers, mooncake/err.h) for puts and removes; bytes read or negative for the
 get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
-import enum
 import logging
 
 from . import _core
 from .mooncake_config import parse_byte_size, use_cluster_secret_file
+from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
+                          RegisteredBufferLeaseView, RegisteredBufferPool)
+from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
+from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
+                           TaskStatus, TaskType)
 
 _log = logging.getLogger("mooncake.store")
+
+# upstream's bindings export these enums' values at module level (in this
+# order: TaskStatus.PROCESSING / FAILED replace ReplicaStatus's, as there)
+for _e in (ObjectDataType, ReplicaStatus, TaskType, TaskStatus):
+    globals().update(_e.__members__)
+del _e
 
 BufferHandle = _core.BufferHandle
 
@@ -18,59 +28,6 @@ class MooncakeHostMemAllocator(_core.MooncakeHostMemAllocator):
     """Host memory for store buffers: alloc(size) -> address (0 on failure),
     free(ptr) -> 0 / -1. SGLang allocates its host KV pool with it and then
     registers it with register_buffer (docs/python.md)."""
-
-
-class SoftPinAction(enum.IntEnum):
-    PRESERVE = 0
-    ENABLE = 1
-    DISABLE = 2
-
-
-class ReplicaStatus(enum.IntEnum):
-    UNDEFINED = 0
-    INITIALIZED = 1
-    PROCESSING = 2
-    COMPLETE = 3
-    REMOVED = 4
-    FAILED = 5
-
-
-class ReplicateConfig:
-    """Placement options of a put (upstream's ReplicateConfig)."""
-
-    __slots__ = ("replica_num", "with_soft_pin", "with_hard_pin", "preferred_segment",
-                 "preferred_segments", "prefer_alloc_in_same_node", "group_ids",
-                 "_soft_pin_ttl_ms")
-
-    def __init__(self):
-        self.replica_num = 1
-        self.with_soft_pin = False
-        self.with_hard_pin = False
-        self.preferred_segment = ""
-        self.preferred_segments = []
-        self.prefer_alloc_in_same_node = False
-        self.group_ids = None
-        self._soft_pin_ttl_ms = None
-
-    @property
-    def soft_pin_ttl_ms(self):
-        return self._soft_pin_ttl_ms
-
-    @soft_pin_ttl_ms.setter
-    def soft_pin_ttl_ms(self, v):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool)
-                              or v < 0 or v >= 1 << 64):
-            raise TypeError("soft_pin_ttl_ms must be None or an int in [0, 2**64)")
-        self._soft_pin_ttl_ms = v
-
-    def __str__(self):
-        return ("ReplicateConfig: { replica_num: %d, with_soft_pin: %s, with_hard_pin: %s, "
-                "preferred_segments: %s, preferred_segment: %s, prefer_alloc_in_same_node: %s }"
-                % (self.replica_num, self.with_soft_pin, self.with_hard_pin,
-                   list(self.preferred_segments), self.preferred_segment,
-                   self.prefer_alloc_in_same_node))
-
-    __repr__ = __str__
 
 
 class Descriptor:
@@ -147,7 +104,7 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
                    "protocol": "tcp", "rdma_devices": "", "master_server_addr": "127.0.0.1:50051"}
 
 
-class MooncakeDistributedStore(_core.MooncakeDistributedStore):
+class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
 
@@ -159,7 +116,9 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
         client_http_port=9300) -> int, or setup(config: dict) -> int."""
         if len(args) == 1 and not kwargs and isinstance(args[0], dict):
             return self._setup_dict(args[0])
-        return super().setup(*args, **kwargs)
+        rc = super().setup(*args, **kwargs)
+        lb = args[3] if len(args) > 3 else kwargs.get("local_buffer_size", 0)
+        return self._note_setup(rc, lb)
 
     def _setup_dict(self, cfg):
         c = {k: str(v) for k, v in cfg.items()}
@@ -184,11 +143,12 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
             except ValueError as e:
                 _log.error("setup: %s", e)
                 return _INVALID_PARAMS
-        return super().setup(c["local_hostname"], c["metadata_server"],
-                             sizes["global_segment_size"], sizes["local_buffer_size"],
-                             get("protocol"), get("rdma_devices"), get("master_server_addr"),
-                             enable_client_http_server=http, client_http_port=port,
-                             enable_ssd_offload=ssd, ssd_offload_path=get("ssd_offload_path"))
+        rc = super().setup(c["local_hostname"], c["metadata_server"],
+                           sizes["global_segment_size"], sizes["local_buffer_size"],
+                           get("protocol"), get("rdma_devices"), get("master_server_addr"),
+                           enable_client_http_server=http, client_http_port=port,
+                           enable_ssd_offload=ssd, ssd_offload_path=get("ssd_offload_path"))
+        return self._note_setup(rc, sizes["local_buffer_size"])
 
     def get_replica_desc(self, key):
         return [ReplicaDescriptor(*t) for t in self._replica_desc(key)]
@@ -201,9 +161,9 @@ class MooncakeDistributedStore(_core.MooncakeDistributedStore):
                 out[k] = d
         return out
 
-    def get_into_ranges(self, *a, **k):
-        raise NotImplementedError("get_into_ranges is not supported by mooncake-c yet")
-
 
 __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
-           "SoftPinAction", "ReplicaStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size"]
+           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
+           "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
+           "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
+           "get_free_func_addr"]

@@ -162,9 +162,7 @@ int mc__py_iov2_from(PyObject *ptrs, PyObject *sizes, size_t n, iov2_t *v)
     memset(v, 0, sizeof *v);
     Py_ssize_t np = mc__py_arg_seq(ptrs, "all_buffer_ptrs"), ns = mc__py_arg_seq(sizes, "all_sizes");
     if (np < 0 || ns < 0) return -1;
-    if (mc__py_check_len(n, (size_t)np, "keys", "all_buffer_ptrs") ||
-        mc__py_check_len(n, (size_t)ns, "keys", "all_sizes"))
-        return -1;
+    if ((size_t)np != n || (size_t)ns != n) return 1; /* upstream: -600 per key, no exception */
     uint64_t **pp = calloc(n + 1, sizeof *pp), **ss = calloc(n + 1, sizeof *ss);
     v->nparts = calloc(n + 1, sizeof *v->nparts);
     v->parts = calloc(n + 1, sizeof *v->parts);
@@ -185,7 +183,10 @@ int mc__py_iov2_from(PyObject *ptrs, PyObject *sizes, size_t n, iov2_t *v)
         Py_XDECREF(a);
         Py_XDECREF(b);
         if (r < 0) goto out;
-        if (mc__py_check_len(na, nb, "all_buffer_ptrs[i]", "all_sizes[i]")) goto out;
+        if (na != nb) {
+            rc = 1;
+            goto out;
+        }
         v->nparts[i] = na;
         total += na;
     }

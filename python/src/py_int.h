@@ -1,8 +1,9 @@
 /* py_int.h: what the files of the `mooncake._core` extension share (py_core.c:
  * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
  * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
- * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's conventions
- * are in py_core.c's top comment. */
+ * py_store_ranges.c: its zero-copy ranged reads;
+ * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's
+ * conventions are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
 #define MC_PY_INT_H
 #define Py_LIMITED_API 0x030B0000
@@ -36,6 +37,14 @@ typedef struct {
     Py_ssize_t len;
 } bufh_t;
 
+/* MooncakeDistributedStore (py_store.c; py_store_ranges.c reads it too) */
+typedef struct {
+    PyObject_HEAD mc_store_t *s;
+    pthread_rwlock_t lk;
+    PyObject *engine;     /* the TransferEngine (or its handle) setup was given; NULL: own engine */
+    mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
+} pystore_t;
+
 /* A call into the C core on an object with a rwlock `lk`: the GIL released,
  * the lock held for reading (RD) or writing (WR: setup, initialize, close). */
 #define RD_BEGIN(self)                                                                             \
@@ -63,11 +72,16 @@ int mc__py_ptr_ok(uint64_t p, uint64_t len);
 int mc__py_ptr_ok_te(mc_te_t *te, uint64_t p, uint64_t len);
 int mc__py_ptrs_ok(mc_te_t *te, const uint64_t *p, const uint64_t *len, size_t n);
 void mc__py_iov2_free(iov2_t *v);
+/* 0; -1 with an exception; 1 (no exception) when the lists' lengths differ
+ * (outer from n, or a row's pointers from its sizes): upstream's callers then
+ * answer INVALID_PARAMS for every key. */
 int mc__py_iov2_from(PyObject *ptrs, PyObject *sizes, size_t n, iov2_t *v);
 int mc__py_iov2_ok(mc_te_t *te, const iov2_t *v, size_t n);
 PyObject *mc__py_int_list(const int64_t *v, size_t n);
 PyObject *mc__py_int_list32(const int *v, size_t n);
 PyObject *mc__py_bufh_new(void *ptr, size_t len);
+/* py_store_ranges.c: MooncakeDistributedStore._read_ranges */
+PyObject *mc__py_store_read_ranges(PyObject *o, PyObject *args);
 /* py_engine.c: the engine of a TransferEngine or EngineHandle argument */
 int mc__py_engine_arg(PyObject *o, mc_te_t **te);
 #endif

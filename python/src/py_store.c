@@ -2,6 +2,9 @@
  * ReplicateConfig it reads (py_int.h). */
 #include "py_int.h"
 
+#include "base_log.h"
+#include "base_mem.h"
+
 /* ------------------------------------------------------------------ */
 /* ReplicateConfig (a Python object, read by attribute)                */
 
@@ -47,7 +50,30 @@ static int cfg_add_seg(cfgh_t *h, PyObject *s)
     return 0;
 }
 
-/* Fills h from a ReplicateConfig-like object (None: defaults). */
+/* A replica count of upstream's that the C core has no notion of: 0 when it is
+ * absent or 0, 1 (one log line naming it) when it asks for such replicas. */
+static int cfg_unsupported_count(PyObject *o, const char *name, const char *what)
+{
+    PyObject *v = PyObject_GetAttrString(o, name);
+    if (!v) {
+        PyErr_Clear();
+        return 0;
+    }
+    uint64_t n = 0;
+    int rc = mc__py_arg_u64(v, name, &n);
+    Py_DECREF(v);
+    if (rc < 0) return -1;
+    if (n == 0) return 0;
+    MC_LOGW("py",
+            "ReplicateConfig.%s=%llu: %s replicas are not supported by mooncake-c: "
+            "NOT_SUPPORTED (-1012)",
+            name, (unsigned long long)n, what);
+    return 1;
+}
+
+/* Fills h from a ReplicateConfig-like object (None: defaults). 0; -1 with an
+ * exception; 1 (h freed, no exception) when it asks for NVMe-oF or DFS
+ * replicas: the call then answers MC_ERR_NOT_SUPPORTED. */
 static int cfg_from(PyObject *o, cfgh_t *h)
 {
     memset(h, 0, sizeof *h);
@@ -81,6 +107,20 @@ static int cfg_from(PyObject *o, cfgh_t *h)
         Py_DECREF(v);
         if (rc < 0) goto fail;
     }
+    v = PyObject_GetAttrString(o, "soft_pin_action");
+    if (!v)
+        PyErr_Clear();
+    else {
+        uint64_t act = 0;
+        rc = mc__py_arg_u64(v, "config.soft_pin_action", &act);
+        Py_DECREF(v);
+        if (rc < 0) goto fail;
+        if (act > MC_STORE_SOFT_PIN_DISABLE) {
+            PyErr_SetString(PyExc_TypeError, "config.soft_pin_action must be a SoftPinAction");
+            goto fail;
+        }
+        h->c.soft_pin_action = (int)act;
+    }
     if (h->c.with_soft_pin) h->c.soft_pin_action = MC_STORE_SOFT_PIN_ENABLE;
     v = PyObject_GetAttrString(o, "preferred_segment");
     if (!v)
@@ -107,6 +147,13 @@ static int cfg_from(PyObject *o, cfgh_t *h)
         Py_DECREF(v);
     h->c.preferred_segments = h->nrefs ? h->segs : NULL;
     h->c.preferred_segments_count = (size_t)h->nrefs;
+    int un = cfg_unsupported_count(o, "nof_replica_num", "NVMe-oF");
+    if (un == 0) un = cfg_unsupported_count(o, "dfs_replica_num", "DFS");
+    if (un < 0) goto fail;
+    if (un > 0) {
+        cfg_free(h);
+        return 1;
+    }
     return 0;
 fail:
     cfg_free(h);
@@ -115,15 +162,6 @@ fail:
 
 /* ------------------------------------------------------------------ */
 /* MooncakeDistributedStore                                            */
-
-typedef struct {
-    PyObject_HEAD mc_store_t *s;
-    pthread_rwlock_t lk;
-    PyObject *engine; /* the TransferEngine (or its handle) setup was given; NULL: own engine */
-    mc_store_srv_t *http; /* enable_client_http_server: /metrics, /health on client_http_port */
-} pystore_t;
-
-
 
 /* Pointer checks of the store's calls (mc__py_ptr_ok_te on the store's engine). The
  * read lock keeps close from freeing the engine meanwhile; writers take the
@@ -142,6 +180,28 @@ static int store_iov2_ok(pystore_t *self, const iov2_t *v, size_t n)
     int ok = mc__py_iov2_ok(mc_store_get_engine(self->s), v, n);
     pthread_rwlock_unlock(&self->lk);
     return ok;
+}
+
+/* Upstream's answer to batch lists of different lengths: INVALID_PARAMS for
+ * each of the n keys (n = len(keys)), no exception; one log line names the call. */
+static PyObject *store_err_list(size_t n, int code)
+{
+    int64_t *v = calloc(n + 1, sizeof *v);
+    if (!v) return PyErr_NoMemory();
+    for (size_t i = 0; i < n; i++)
+        v[i] = code;
+    PyObject *l = mc__py_int_list(v, n);
+    free(v);
+    return l;
+}
+
+static PyObject *store_len_mismatch(const char *call, size_t n)
+{
+    MC_LOGW("py",
+            "%s: a list's length differs from the %zu keys' (or a row's pointers from its "
+            "sizes): INVALID_PARAMS per key",
+            call, n);
+    return store_err_list(n, MC_ERR_INVALID_PARAMS);
 }
 
 static PyObject *store_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -196,6 +256,10 @@ static PyObject *store_setup(PyObject *o, PyObject *args, PyObject *kw)
         mc__py_arg_str(p, "protocol", &ps) || mc__py_arg_str(d, "rdma_devices", &ds) ||
         mc__py_arg_str(ma, "master_server_addr", &mas))
         return NULL;
+    /* tenant_id: upstream's; the master has no tenants (docs/python.md) */
+    const char *tenant_s = "";
+    if (tenant != Py_None && mc__py_arg_str(tenant, "tenant_id", &tenant_s)) return NULL;
+    (void)tenant_s;
     /* SSD tier (mc_store_set_ssd_offload): path "" = MOONCAKE_OFFLOAD_FILE_STORAGE_PATH */
     int want_ssd = ssd != Py_None ? PyObject_IsTrue(ssd) : 0;
     const char *ssd_path = "";
@@ -337,9 +401,10 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
         return NULL;
     }
     cfgh_t h;
-    if (cfg_from(c, &h) < 0) {
+    int cr = cfg_from(c, &h);
+    if (cr) {
         PyBuffer_Release(&b);
-        return NULL;
+        return cr < 0 ? NULL : PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
     }
     int rc;
     RD_BEGIN(self)
@@ -399,7 +464,11 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
         iov[got].ptr = bs[got].buf;
         iov[got].len = (size_t)bs[got].len;
     }
-    if (cfg_from(c, &h) < 0) goto out;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     int rc;
     RD_BEGIN(self)
@@ -427,9 +496,12 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
     strv_t keys;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
     Py_ssize_t nv = mc__py_arg_seq(vs, "values");
-    if (nv < 0 || mc__py_check_len(keys.n, (size_t)nv, "keys", "values")) {
+    if (nv < 0 || (size_t)nv != keys.n) { /* upstream: one INVALID_PARAMS, no exception */
+        if (nv >= 0)
+            MC_LOGW("py", "%s: %zu keys but %zd values: INVALID_PARAMS",
+                    upsert ? "upsert_batch" : "put_batch", keys.n, nv);
         mc__py_strv_free(&keys);
-        return NULL;
+        return nv < 0 ? NULL : PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     }
     size_t n = keys.n, got = 0;
     Py_buffer *bs = calloc(n + 1, sizeof *bs);
@@ -454,7 +526,11 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
         vals[got] = bs[got].buf;
         lens[got] = (size_t)bs[got].len;
     }
-    if (cfg_from(c, &h) < 0) goto out;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     int rc = 0;
     RD_BEGIN(self)
@@ -493,7 +569,8 @@ static PyObject *store_from_common(PyObject *o, PyObject *args, PyObject *kw, in
         return NULL;
     if (!store_ptrs_ok(self, &ptr, &size, 1)) return PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     cfgh_t h;
-    if (cfg_from(c, &h) < 0) return NULL;
+    int cr = cfg_from(c, &h);
+    if (cr) return cr < 0 ? NULL : PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
     int rc;
     RD_BEGIN(self)
     rc = upsert ? mc_store_upsert_from(self->s, key, (void *)(uintptr_t)ptr, size, &h.c)
@@ -519,10 +596,18 @@ static PyObject *store_bfrom_common(PyObject *o, PyObject *args, PyObject *kw, i
     int *rcs = NULL;
     cfgh_t h;
     int hok = 0;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns) ||
-        mc__py_check_len(keys.n, np, "keys", "buffer_ptrs") || mc__py_check_len(keys.n, ns, "keys", "sizes"))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) ||
+        mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
-    if (cfg_from(c, &h) < 0) goto out;
+    if (np != keys.n || ns != keys.n) {
+        ret = store_len_mismatch(upsert ? "batch_upsert_from" : "batch_put_from", keys.n);
+        goto out;
+    }
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = store_err_list(keys.n, MC_ERR_NOT_SUPPORTED);
+        goto out;
+    }
     hok = 1;
     size_t n = keys.n;
     rcs = calloc(n + 1, sizeof *rcs);
@@ -568,11 +653,17 @@ static PyObject *store_batch_put_multi(PyObject *o, PyObject *args, PyObject *kw
     iov2_t v;
     cfgh_t h;
     int *rcs = NULL;
-    if (mc__py_iov2_from(ps, ss, keys.n, &v)) {
+    int vr = mc__py_iov2_from(ps, ss, keys.n, &v);
+    if (vr) {
+        ret = vr > 0 ? store_len_mismatch("batch_put_from_multi_buffers", keys.n) : NULL;
         mc__py_strv_free(&keys);
-        return NULL;
+        return ret;
     }
-    if (cfg_from(c, &h) < 0) goto out2;
+    int cr = cfg_from(c, &h);
+    if (cr) {
+        if (cr > 0) ret = store_err_list(keys.n, MC_ERR_NOT_SUPPORTED);
+        goto out2;
+    }
     rcs = calloc(keys.n + 1, sizeof *rcs);
     if (!rcs) {
         PyErr_NoMemory();
@@ -719,9 +810,13 @@ static PyObject *store_batch_get_into(PyObject *o, PyObject *args, PyObject *kw)
     int64_t *res = NULL;
     size_t np = 0, ns = 0;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
-    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) || mc__py_u64v_from(ss, "sizes", &sizes, &ns) ||
-        mc__py_check_len(keys.n, np, "keys", "buffer_ptrs") || mc__py_check_len(keys.n, ns, "keys", "sizes"))
+    if (mc__py_u64v_from(ps, "buffer_ptrs", &ptrs, &np) ||
+        mc__py_u64v_from(ss, "sizes", &sizes, &ns))
         goto out;
+    if (np != keys.n || ns != keys.n) {
+        ret = store_len_mismatch("batch_get_into", keys.n);
+        goto out;
+    }
     res = calloc(keys.n + 1, sizeof *res);
     if (!res) {
         PyErr_NoMemory();
@@ -755,9 +850,11 @@ static PyObject *store_batch_get_multi(PyObject *o, PyObject *args, PyObject *kw
     strv_t keys;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
     iov2_t v;
-    if (mc__py_iov2_from(ps, ss, keys.n, &v)) {
+    int vr = mc__py_iov2_from(ps, ss, keys.n, &v);
+    if (vr) {
+        ret = vr > 0 ? store_len_mismatch("batch_get_into_multi_buffers", keys.n) : NULL;
         mc__py_strv_free(&keys);
-        return NULL;
+        return ret;
     }
     int64_t *res = calloc(keys.n + 1, sizeof *res);
     if (!res) {
@@ -970,6 +1067,75 @@ static PyObject *store_replica_desc(PyObject *o, PyObject *args)
     return l;
 }
 
+/* batch_replica_clear(keys, segment_name="") -> list[str]: the keys whose
+ * replicas (on segment_name; "": all) were cleared (mc_store_batch_replica_clear);
+ * [] when the store is not set up or the round trip failed (one log line). */
+static PyObject *store_batch_replica_clear(PyObject *o, PyObject *args, PyObject *kw)
+{
+    pystore_t *self = (pystore_t *)o;
+    static char *kwl[] = {"keys", "segment_name", NULL};
+    PyObject *ks, *seg = NULL, *ret = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:batch_replica_clear", kwl, &ks, &seg))
+        return NULL;
+    const char *segment = "";
+    if (seg && mc__py_arg_str(seg, "segment_name", &segment)) return NULL;
+    strv_t keys;
+    if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
+    int *rcs = calloc(keys.n + 1, sizeof *rcs);
+    if (!rcs) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    int rc = 0;
+    if (keys.n) {
+        RD_BEGIN(self)
+        rc = mc_store_batch_replica_clear(self->s, keys.v, keys.n, segment, rcs);
+        RD_END(self)
+    }
+    if (rc) MC_LOGW("py", "batch_replica_clear of %zu keys failed: %s", keys.n, mc_err_str(rc));
+    ret = PyList_New(0);
+    for (size_t i = 0; ret && rc == 0 && i < keys.n; i++) {
+        if (rcs[i] != 0) continue;
+        if (PyList_Append(ret, keys.refs[i]) < 0) Py_CLEAR(ret);
+    }
+out:
+    free(rcs);
+    mc__py_strv_free(&keys);
+    return ret;
+}
+
+/* _mem_ok(ptr, len, base=0, write=False) -> bool: whether Python code of the
+ * store (store_ext.py) may copy to (write) or from [ptr, ptr+len) with memmove.
+ * Inside a buffer registered with the store's engine: yes (registering is the
+ * caller's promise that it stays mapped; no syscall). Else the range is probed
+ * by the kernel (mc_mem_check: a hole, a PROT_NONE page, or with write a
+ * read-only page, answer no), as the store's own copy paths do. With base (the
+ * start of the caller's buffer) inside a registered buffer, the range must lie
+ * inside a registered buffer too: a registration is the only capacity known
+ * for a buffer given by its address alone. */
+static PyObject *store_mem_ok(PyObject *o, PyObject *args)
+{
+    pystore_t *self = (pystore_t *)o;
+    PyObject *p, *l, *b = NULL, *w = NULL;
+    uint64_t ptr, len, base = 0;
+    if (!PyArg_ParseTuple(args, "OO|OO:_mem_ok", &p, &l, &b, &w) ||
+        mc__py_arg_u64(p, "ptr", &ptr) || mc__py_arg_u64(l, "len", &len) ||
+        (b && mc__py_arg_u64(b, "base", &base)))
+        return NULL;
+    int write = w ? PyObject_IsTrue(w) : 0;
+    if (write < 0) return NULL;
+    if (len == 0) Py_RETURN_TRUE;
+    if (!ptr || ptr + len < ptr) Py_RETURN_FALSE;
+    int ok = -1, reg = 0;
+    Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&self->lk);
+    mc_te_t *te = mc_store_get_engine(self->s);
+    reg = te && mc_te_is_registered(te, (const void *)(uintptr_t)ptr, len);
+    if (base && te && mc_te_is_registered(te, (const void *)(uintptr_t)base, 1)) ok = reg;
+    pthread_rwlock_unlock(&self->lk);
+    if (ok < 0) ok = reg || mc_mem_check((const void *)(uintptr_t)ptr, len, write) == 0;
+    Py_END_ALLOW_THREADS return PyBool_FromLong(ok);
+}
+
 static PyMethodDef store_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))store_setup, METH_VARARGS | METH_KEYWORDS, NULL},
     {"setup_dummy", (PyCFunction)(void (*)(void))store_setup_dummy, METH_VARARGS | METH_KEYWORDS,
@@ -1020,6 +1186,10 @@ static PyMethodDef store_methods[] = {
     {"remove_by_regex", (PyCFunction)(void (*)(void))store_remove_by_regex,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_replica_desc", store_replica_desc, METH_VARARGS, NULL},
+    {"batch_replica_clear", (PyCFunction)(void (*)(void))store_batch_replica_clear,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_mem_ok", store_mem_ok, METH_VARARGS, NULL},
+    {"_read_ranges", mc__py_store_read_ranges, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1040,6 +1040,22 @@ int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys
     return rc;
 }
 
+int mc_master_client_batch_replica_clear(mc_master_client_t *c, mc_uuid_t client,
+                                         const char *const *keys, size_t n, const char *segment,
+                                         int *rcs)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_batch_replica_clear_req_t q = {
+        .client = client, .keys = keys, .n_keys = n, .segment = segment ? segment : ""};
+    mc_mp_batch_replica_clear_rep_t rep;
+    int rc;
+    if (n == 0) return 0;
+    CALL(batch_replica_clear, &q, &rep, &a, rc);
+    if (rc == 0) rc = take_rcs(c, rep.rcs, rep.n_rcs, n, rcs);
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
 /* ---- the SSD tier ---- */
 
 int mc_master_client_disk_mount(mc_master_client_t *c, mc_uuid_t client, mc_uuid_t disk,

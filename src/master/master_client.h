@@ -84,6 +84,10 @@ int mc_master_client_batch_exist(mc_master_client_t *c, const char *const *keys,
                                  int *rcs);
 int mc_master_client_batch_remove(mc_master_client_t *c, const char *const *keys, size_t n,
                                   int force, int *rcs);
+/* BATCH_REPLICA_CLEAR (mc_master_replica_clear per key; segment NULL/"": all). */
+int mc_master_client_batch_replica_clear(mc_master_client_t *c, mc_uuid_t client,
+                                         const char *const *keys, size_t n, const char *segment,
+                                         int *rcs);
 
 /* ---- the SSD tier (master_disk.h; docs/protocol.md DISK_*) ---- */
 /* *mode: how the master runs the tier. UNAVAILABLE_IN_CURRENT_MODE: the

@@ -115,6 +115,7 @@ typedef struct {
 #define MC_MP_BATCH_GET_REPLICAS_REP(F) F(RESULTS, results) F(U64, lease_ttl_ms)
 #define MC_MP_BATCH_RCS_REP(F) F(I32S, rcs)
 #define MC_MP_BATCH_REMOVE_REQ(F) F(STRS, keys) F(U8, force)
+#define MC_MP_BATCH_REPLICA_CLEAR_REQ(F) F(UUID, client) F(STRS, keys) F(STR, segment)
 /* the SSD tier (master_disk.c, docs/store.md "SSD tier") */
 #define MC_MP_DISK_MOUNT_REQ(F)                                                                    \
     F(UUID, client) F(UUID, disk) F(STR, name) F(STR, endpoint) F(U64, quota)
@@ -164,6 +165,8 @@ typedef struct {
     X(BATCH_REMOVE, 0x25, batch_remove, MC_MP_BATCH_REMOVE_REQ, MC_MP_BATCH_RCS_REP)               \
     X(BATCH_UPSERT_START, 0x26, batch_upsert_start, MC_MP_BATCH_PUT_START_REQ,                     \
       MC_MP_BATCH_RESULTS_REP)                                                                     \
+    X(BATCH_REPLICA_CLEAR, 0x2A, batch_replica_clear, MC_MP_BATCH_REPLICA_CLEAR_REQ,               \
+      MC_MP_BATCH_RCS_REP)                                                                         \
     X(DISK_MOUNT, 0x30, disk_mount, MC_MP_DISK_MOUNT_REQ, MC_MP_DISK_MOUNT_REP)                    \
     X(DISK_TASKS, 0x31, disk_tasks, MC_MP_DISK_TASKS_REQ, MC_MP_DISK_TASKS_REP)                    \
     X(DISK_ADD, 0x32, disk_add, MC_MP_DISK_ADD_REQ, MC_MP_BATCH_RCS_REP)                           \

@@ -561,6 +561,13 @@ static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t le
         e = mc_mp_encode_task_complete_rep(o, id, rc, &(mc_mp_task_complete_rep_t){0});
         break;
     }
+    case MC_MP_BATCH_REPLICA_CLEAR: {
+        mc_mp_batch_replica_clear_req_t q;
+        DECODE(batch_replica_clear, q);
+        BATCH_RCS(batch_replica_clear, q,
+                  mc_master_replica_clear(m, q.client, q.keys[i], q.segment, now));
+        break;
+    }
     default: { /* the SSD tier's methods (master_disk.c); the header decoder
                 * accepts known methods only */
         int drc = mc_master_disk_serve(m, h->method, id, p, len, x->arena, o, now, &x->bad_why);

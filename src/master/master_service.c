@@ -679,6 +679,54 @@ int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms
     return rc;
 }
 
+static int rep_on_segment(const mrep_t *r, const char *segment)
+{
+    return strcmp(r->seg->info.name, segment) == 0 ||
+           strcmp(r->seg->info.te_endpoint, segment) == 0;
+}
+
+int mc_master_replica_clear(mc_master_t *m, mc_uuid_t client, const char *key, const char *segment,
+                            uint64_t now_ms)
+{
+    if (mc__master_key_check(key)) return MC_ERR_OBJECT_NOT_FOUND;
+    shard_t *sh = mc__master_shard_of(m, key);
+    int rc = 0;
+    pthread_mutex_lock(&sh->mu);
+    mobj_t *o = mc_map_get(sh->map, key);
+    size_t on = 0;
+    if (o && segment && *segment)
+        for (size_t i = 0; i < o->nrep; i++)
+            on += o->rep[i].status == MC_REPLICA_COMPLETE && rep_on_segment(&o->rep[i], segment);
+    if (!o)
+        rc = MC_ERR_OBJECT_NOT_FOUND;
+    else if (!mc__uuid_eq(o->client, client))
+        rc = MC_ERR_ILLEGAL_CLIENT;
+    else if (mc__obj_lease_active(o, now_ms))
+        rc = MC_ERR_OBJECT_HAS_LEASE;
+    else if (!segment || !*segment || on == o->nrep) {
+        /* every replica goes: the object goes, as remove (its disk copy too) */
+        if (!mc__obj_all_complete(o))
+            rc = MC_ERR_REPLICA_IS_NOT_READY;
+        else
+            mc__master_erase_locked(m, sh, key, o);
+        rc = mc__disk_remove(m, key, 0, now_ms, rc);
+    } else if (on == 0) {
+        rc = MC_ERR_REPLICA_NOT_FOUND;
+    } else { /* some replicas stay: drop those on segment, log what is left */
+        size_t j = 0;
+        for (size_t i = 0; i < o->nrep; i++) {
+            if (o->rep[i].status == MC_REPLICA_COMPLETE && rep_on_segment(&o->rep[i], segment))
+                mc__master_rep_release(m, &o->rep[i]);
+            else
+                o->rep[j++] = o->rep[i];
+        }
+        o->nrep = (uint16_t)j;
+        if (o->durable) mc__journal_put_locked(m, o, now_ms);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
 int mc__master_push_key(char ***keys, size_t *n, size_t *cap, const char *key)
 {
     if (*n == *cap) {

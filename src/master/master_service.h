@@ -141,6 +141,14 @@ int mc_master_exist(mc_master_t *m, const char *key, uint64_t now_ms);
 /* Removal rules of upstream: OBJECT_NOT_FOUND, OBJECT_HAS_LEASE (unless force),
  * REPLICA_IS_NOT_READY (even with force). */
 int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms);
+/* Upstream's BatchReplicaClear for one key: drops the COMPLETE replicas of key
+ * on segment (its name or TE endpoint; NULL or "": every replica, and the
+ * object with them, as remove) when client wrote it and no read lease is
+ * active. The object goes when no replica is left. 0 when cleared, else
+ * OBJECT_NOT_FOUND, ILLEGAL_CLIENT (another client wrote it), OBJECT_HAS_LEASE,
+ * REPLICA_IS_NOT_READY (a write in progress), REPLICA_NOT_FOUND (none on segment). */
+int mc_master_replica_clear(mc_master_t *m, mc_uuid_t client, const char *key, const char *segment,
+                            uint64_t now_ms);
 /* Removes every removable object (lease expired or force, all replicas
  * complete); returns the count (>= 0). */
 int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms);

@@ -559,6 +559,14 @@ int mc_store_batch_remove(mc_store_t *s, const char *const *keys, size_t n, int 
     return mc_master_client_batch_remove(s->mc, keys, n, force, rcs);
 }
 
+int mc_store_batch_replica_clear(mc_store_t *s, const char *const *keys, size_t n,
+                                 const char *segment, int *rcs)
+{
+    if (!s || !s->ready || (n && (!keys || !rcs))) return MC_ERR_INVALID_PARAMS;
+    if (n == 0) return 0;
+    return mc_master_client_batch_replica_clear(s->mc, s->client_id, keys, n, segment, rcs);
+}
+
 int64_t mc_store_remove_all(mc_store_t *s, int force)
 {
     if (!s || !s->ready) return MC_ERR_INVALID_PARAMS;

@@ -61,7 +61,9 @@ static int st_cfg(const mc_store_t *s, const mc_store_config_t *c, mc_replicate_
     o->replica_num = (uint32_t)c->replica_num;
     o->soft_pin_action = (uint8_t)c->soft_pin_action;
     if (c->with_soft_pin) o->soft_pin_action = MC_SOFT_PIN_ENABLE;
-    if (c->soft_pin_ttl_ms && o->soft_pin_action == MC_SOFT_PIN_ENABLE) {
+    /* a TTL goes to the master with any action: it refuses one without ENABLE
+     * (INVALID_PARAMS), as upstream's does */
+    if (c->soft_pin_ttl_ms) {
         o->has_soft_pin_ttl = 1;
         o->soft_pin_ttl_ms = c->soft_pin_ttl_ms;
     }

@@ -282,6 +282,37 @@ static void test_restore_on_remount(void **state)
     mp_close(&x);
 }
 
+/* batch_replica_clear of one segment's replica is logged: after a restart the
+ * object comes back with the other replica only, and the cleared range is free. */
+static void test_replica_clear_logged(void **state)
+{
+    (void)state;
+    const mc_uuid_t seg2 = {78, 1};
+    mp_t x = mp_open(1000);
+    mc_segment_t s1 = segdesc(SEG, 0x100000, 1 << 20), s2 = segdesc(seg2, 0x900000, 1 << 20);
+    assert_int_equal(mc_master_mount_segment(x.m, &s1, CA, 1000), 0);
+    assert_int_equal(mc_master_mount_segment(x.m, &s2, CA, 1000), 0);
+    mc_replicate_config_t c = {.replica_num = 2};
+    mc_replica_t *r;
+    size_t n;
+    assert_int_equal(mc_master_put_start(x.m, CA, "two", 4096, &c, 1000, &r, &n), 0);
+    assert_int_equal(n, 2);
+    free(r);
+    assert_int_equal(mc_master_put_end(x.m, CA, "two", 1000), 0);
+    assert_int_equal(mc_master_replica_clear(x.m, CA, "two", s1.name, 1000), 0);
+    mp_close(&x);
+
+    x = mp_open(5000);
+    assert_int_equal(mc_master_remount_segments(x.m, &s1, 1, CA, 5000), 0);
+    assert_int_equal(mc_master_remount_segments(x.m, &s2, 1, CA, 5000), 0);
+    assert_int_equal(keys(x.m), 1);
+    assert_int_equal(mc_master_get_replicas(x.m, "two", 5000, &r, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].endpoint, s2.name);
+    free(r);
+    mp_close(&x);
+}
+
 /* A remount whose restored ranges fall outside the segment (another size) or
  * overlap (two logged objects claiming the same bytes): those entries are
  * refused with a line, the rest are kept, and the refusal is logged so a
@@ -472,6 +503,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grace, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_snapshot, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_lock, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_replica_clear_logged, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -389,6 +389,54 @@ static void test_leases_and_remove(void **state)
     mc_master_free(m);
 }
 
+/* upstream's BatchReplicaClear, one key at a time */
+static void test_replica_clear(void **state)
+{
+    (void)state;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    cfg.default_kv_lease_ttl_ms = 500;
+    mc_master_t *m = mk(&cfg);
+    mount(m, CA, 1, "a:1", 0x100000, 4 * MiB, 0);
+    mount(m, CB, 1, "b:1", 0x100000, 4 * MiB, 0);
+    assert_int_equal(mc_master_replica_clear(m, CA, "nope", "", 0), MC_ERR_OBJECT_NOT_FOUND);
+    mc_replicate_config_t two = rcfg(2);
+    assert_int_equal(put_full(m, CA, "k", 100 * KiB, &two, 1000), 0);
+    uint64_t full = allocated(m);
+    /* only its writer clears it, and not under a read lease */
+    assert_int_equal(mc_master_replica_clear(m, CB, "k", "", 1000), MC_ERR_ILLEGAL_CLIENT);
+    assert_int_equal(mc_master_exist(m, "k", 1000), 1);
+    assert_int_equal(mc_master_replica_clear(m, CA, "k", "", 1499), MC_ERR_OBJECT_HAS_LEASE);
+    /* one segment's replica: the other stays, its space is freed */
+    assert_int_equal(mc_master_replica_clear(m, CA, "k", "c:1", 1500), MC_ERR_REPLICA_NOT_FOUND);
+    assert_int_equal(mc_master_replica_clear(m, CA, "k", "a:1", 1500), 0);
+    assert_int_equal(allocated(m), full / 2);
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    uint64_t ttl;
+    assert_int_equal(mc_master_get_replicas(m, "k", 1500, &r, &n, &ttl), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].endpoint, "b:1");
+    free(r);
+    assert_int_equal(mc_master_replica_clear(m, CA, "k", "a:1", 2000), MC_ERR_REPLICA_NOT_FOUND);
+    /* its last replica: the object goes */
+    assert_int_equal(mc_master_replica_clear(m, CA, "k", "b:1", 2000), 0);
+    assert_false(has_key(m, "k"));
+    assert_int_equal(allocated(m), 0);
+    /* "" clears every replica; a write in progress is not cleared */
+    assert_int_equal(put_full(m, CA, "k2", 100, &two, 3000), 0);
+    assert_int_equal(mc_master_replica_clear(m, CA, "k2", NULL, 3000), 0);
+    assert_false(has_key(m, "k2"));
+    mc_replicate_config_t one = rcfg(1);
+    assert_int_equal(mc_master_put_start(m, CA, "p", 100, &one, 4000, &r, &n), 0);
+    free(r);
+    assert_int_equal(mc_master_replica_clear(m, CA, "p", "", 4000), MC_ERR_REPLICA_IS_NOT_READY);
+    assert_int_equal(mc_master_put_end(m, CA, "p", 4001), 0);
+    assert_int_equal(mc_master_replica_clear(m, CA, "p", "", 4001), 0);
+    assert_int_equal(allocated(m), 0);
+    mc_master_free(m);
+}
+
 typedef struct {
     int calls;
     size_t reps;
@@ -1055,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_best_effort_partial),
         cmocka_unit_test(test_no_segments),
         cmocka_unit_test(test_leases_and_remove),
+        cmocka_unit_test(test_replica_clear),
         cmocka_unit_test(test_remove_all_and_regex),
         cmocka_unit_test(test_regex_hostile_refused),
         cmocka_unit_test(test_mount_overlap_other_client),

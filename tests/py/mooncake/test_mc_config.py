@@ -88,3 +88,59 @@ def test_from_env(clean_env):
     assert c.local_hostname == "localhost" and c.metadata_server == "P2PHANDSHAKE"
     assert c.global_segment_size == 1 << 30 and c.local_buffer_size == 1 << 30
     assert c.protocol == "tcp" and c.tenant_id == "default" and c.client_http_port == 9300
+
+
+BASE = dict(local_hostname="h", metadata_server="P2PHANDSHAKE", master_server_address="m:50051")
+
+
+def test_validation_as_upstream(caplog):
+    # every MooncakeConfig is checked, however it is made (upstream's __post_init__)
+    from mooncake.mooncake_config import _parse_segment_size
+    assert MooncakeConfig(**BASE, protocol="  RDMA ").protocol == "rdma"
+    assert MooncakeConfig(**BASE, protocol="Tcp").protocol == "tcp"
+    for bad in ("", "   ", None, 5):
+        with pytest.raises(ValueError, match="Invalid protocol"):
+            MooncakeConfig(**BASE, protocol=bad)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mooncake.mooncake_config"):
+        assert MooncakeConfig(**BASE, protocol="Rmda").protocol == "rmda"
+    assert any("Unrecognised protocol" in r.getMessage() for r in caplog.records)
+    c = MooncakeConfig(**BASE, global_segment_size=0, local_buffer_size=0)
+    assert (c.global_segment_size, c.local_buffer_size) == (0, 0)
+    for field in ("global_segment_size", "local_buffer_size"):
+        with pytest.raises(ValueError, match=field):
+            MooncakeConfig(**BASE, **{field: -1})
+    for field in BASE:
+        for bad in ("", "  "):
+            with pytest.raises(ValueError, match=field):
+                MooncakeConfig(**dict(BASE, **{field: bad}))
+    assert _parse_segment_size(-5) == -5  # refused by MooncakeConfig, naming the field
+    assert _parse_segment_size("1e9") == 10 ** 9 and _parse_segment_size(" 3 gb ") == 3 << 30
+    for bad in ("", "  ", "gb", "abc"):
+        with pytest.raises(ValueError):
+            _parse_segment_size(bad)
+
+
+def test_validation_from_file_and_env(tmp_path, clean_env):
+    p = tmp_path / "c.json"
+    for field in BASE:
+        p.write_text(json.dumps({k: v for k, v in BASE.items() if k != field}))
+        with pytest.raises(ValueError, match="Missing required config field: " + field):
+            MooncakeConfig.from_file(str(p))
+    p.write_text(json.dumps(dict(BASE, protocol="")))
+    with pytest.raises(ValueError, match="Invalid protocol"):
+        MooncakeConfig.from_file(str(p))
+    p.write_text(json.dumps(dict(BASE, global_segment_size=-4096)))
+    with pytest.raises(ValueError, match="global_segment_size"):
+        MooncakeConfig.from_file(str(p))
+    p.write_text(json.dumps(dict(BASE, master_server_address=" ")))
+    with pytest.raises(ValueError, match="master_server_address"):
+        MooncakeConfig.from_file(str(p))
+    with pytest.raises(ValueError, match="Neither the environment variable"):
+        MooncakeConfig.load_from_env()
+    clean_env.setenv("MOONCAKE_MASTER", "m:1")
+    clean_env.setenv("MOONCAKE_PROTOCOL", "TCP")
+    assert MooncakeConfig.load_from_env().protocol == "tcp"
+    clean_env.setenv("MOONCAKE_LOCAL_BUFFER_SIZE", "-1")
+    with pytest.raises(ValueError):
+        MooncakeConfig.load_from_env()

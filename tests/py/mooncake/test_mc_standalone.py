@@ -24,7 +24,7 @@ def _env(c, extra=None):
 
 
 @pytest.mark.parametrize("case", ["case_sglang_standalone_sequence", "case_bad_client_address",
-                                  "case_bad_pointers_remote"])
+                                  "case_bad_pointers_remote", "case_dummy_mem_pool"])
 def test_standalone(master, client, case):
     run_case(master, "case_standalone", case, env_extra=_env(client))
 

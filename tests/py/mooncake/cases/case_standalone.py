@@ -103,6 +103,29 @@ def case_sglang_standalone_sequence():
     assert alloc.free(ptr) == -1
 
 
+def case_dummy_mem_pool():
+    # upstream's alloc_from_mem_pool on a dummy client: host memory usable with
+    # the zero-copy calls (here the process's MooncakeHostMemAllocator)
+    s = dummy()
+    size = 256 * 1024
+    p = s.alloc_from_mem_pool(size)
+    assert p and p % 4096 == 0
+    data = os.urandom(size)
+    ctypes.memmove(p, data, size)
+    assert s.register_buffer(p, size) == 0
+    k = uniq("pool")
+    assert s.put_from(k, p, size) == 0
+    assert replica_endpoints(k) == [CLIENT_NAME]
+    ctypes.memset(p, 0, size)
+    assert s.get_into(k, p, size) == size
+    assert ctypes.string_at(p, size) == data
+    assert s.unregister_buffer(p) == 0
+    assert MooncakeHostMemAllocator().free(p) == 0
+    s.remove_all(force=True)
+    s.close()
+    assert s.alloc_from_mem_pool(4096) == 0  # closed: no longer a dummy client
+
+
 def case_allocator():
     a = MooncakeHostMemAllocator()
     b = MooncakeHostMemAllocator()
