@@ -45,7 +45,7 @@
 #define SRV_FRAME_TIMEOUT_MS 10000
 #define SRV_IDLE_TIMEOUT_MS 60000
 #define STAGE_MAX 4096 /* staged reads held at once */
-#define TASKS_PER_POLL 256
+#define TASKS_PER_POLL 1024
 #define ADD_CHUNK 1024
 
 typedef struct {
