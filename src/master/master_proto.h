@@ -126,6 +126,7 @@ typedef struct {
 #define MC_MP_DISK_ADD_REQ(F)                                                                      \
     F(UUID, client) F(STRS, keys) F(U64S, sizes) F(U64S, stamps) F(U8, rescan)
 #define MC_MP_CLIENT_REQ(F) F(UUID, client)
+#define MC_MP_DISK_CONFIG_REP(F) F(U8, enabled) F(STR, root_fs_dir)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -157,7 +158,8 @@ typedef struct {
     X(DISK_ADD, 0x32, disk_add, MC_MP_DISK_ADD_REQ, MC_MP_BATCH_RCS_REP)                           \
     X(DISK_DROP, 0x33, disk_drop, MC_MP_BATCH_KEYS_CLIENT_REQ, MC_MP_BATCH_RCS_REP)                \
     X(PROMOTE_START, 0x34, promote_start, MC_MP_PUT_START_REQ, MC_MP_PUT_START_REP)                \
-    X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)
+    X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)                              \
+    X(DISK_CONFIG, 0x36, disk_config, MC_MP_CLIENT_REQ, MC_MP_DISK_CONFIG_REP)
 
 #define MC__MP_ENUM(N, id, l, rq, rp) MC_MP_##N = id,
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;

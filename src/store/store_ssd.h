@@ -101,6 +101,9 @@ typedef struct {
  * directory cannot be created, locked (another store uses it) or read. */
 int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out);
 void mc_ssd_disk_close(mc_ssd_disk_t *d);
+/* 1 when directory path (created if missing) is held by no open disk, of
+ * this process or another, at the time of the call. */
+int mc_ssd_dir_free(const char *path);
 mc_uuid_t mc_ssd_disk_id(const mc_ssd_disk_t *d);
 /* 1 when O_DIRECT is in use (the filesystem took it). */
 int mc_ssd_disk_direct(const mc_ssd_disk_t *d);

@@ -292,6 +292,17 @@ static int mkdirs(const char *path)
     return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+int mc_ssd_dir_free(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s/lock", path) >= (int)sizeof p || mkdirs(path) != 0) return 0;
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return 0;
+    int free_ = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd); /* drops the lock */
+    return free_;
+}
+
 static int read_identity(mc_ssd_disk_t *d)
 {
     char p[4096];
