@@ -202,6 +202,10 @@ def test_root_fs_dir_legacy(tmp_path, monkeypatch):
         run_case(m, "case_ssd", "case_self_owner", timeout=180,
                  env_extra=_env(tmp_path, MC_TEST_N=128, MC_TEST_SELF="root"))
         assert glob.glob(str(root / "store-0" / "bucket-*.dat"))
+        # upstream's concurrent stress on the same keys, every get checked
+        out = run_case(m, "case_ssd", "case_concurrent_same_keys", timeout=180,
+                       env_extra=_env(tmp_path, MC_TEST_N=128, MC_TEST_PREFIX="conc"))
+        print(out)
     finally:
         m.stop()
     assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]

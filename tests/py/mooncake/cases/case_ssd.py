@@ -251,3 +251,48 @@ def case_self_owner():
     assert s.unregister_buffer(base) == 0
     print(json.dumps({"put": len(done), "disk_reads": s.get_offload_rpc_read_count()}))
     s.close()
+
+
+def case_concurrent_same_keys():
+    """Upstream's concurrent stress of its legacy --root_fs_dir test, checked:
+    4 threads put the same N keys into this store (which owns the disk), then
+    each reads them all. Every key some put stored (rc 0, or already there)
+    reads back exactly; a key is missing only when every put of it was
+    refused for room (-200)."""
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", META, 16 * MB, 64 * MB, "tcp", "", RPC)
+    assert rc == 0, rc
+    ks = keys()
+    stored = set()
+    errors = []
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            for k in ks:
+                rc = s.put(k, value(k, SZ))
+                assert rc in (0, -200, -706), (k, rc)
+                if rc != -200:
+                    with lock:
+                        stored.add(k)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    th = [threading.Thread(target=worker) for _ in range(4)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    assert not errors, errors
+    assert len(stored) >= N // 2, len(stored)
+    miss = 0
+    for k in ks:
+        v = s.get(k)
+        if v == b"":
+            assert k not in stored, "%s was stored and came back empty" % k
+            miss += 1
+            continue
+        assert v == value(k, SZ), "wrong bytes for %s" % k
+    print(json.dumps({"stored": len(stored), "miss": miss,
+                      "disk_reads": s.get_offload_rpc_read_count()}))
+    s.close()
