@@ -475,6 +475,7 @@ void mc_master_disk_stats(mc_master_t *m, mc_master_disk_stats_t *st)
     pthread_mutex_unlock(&d->mu);
     st->offloads = atomic_load(&d->offloads);
     st->promotions = atomic_load(&d->promotions);
+    st->promotions_deferred = atomic_load(&d->promotions_deferred);
 }
 
 /* ---- the DISK_* methods ---- */

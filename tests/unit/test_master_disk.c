@@ -137,6 +137,10 @@ static void test_promotion_stays_under_high_watermark(void **state)
     mc_master_get_stats(m, &st);
     assert_int_equal(st.key_count, objects);
     assert_int_equal(st.allocated_bytes, used);
+    mc_master_disk_stats_t ds;
+    mc_master_disk_stats(m, &ds);
+    assert_int_equal(ds.promotions_deferred, 1);
+    assert_int_equal(ds.promotions, 0);
 
     /* room below the watermark: the promotion goes ahead */
     for (int i = 1; i < 10 && st.allocated_bytes + MiB > 9 * MiB; i++) {
