@@ -22,6 +22,10 @@
 static double fio_gbps(const char *dir, const char *rw, uint64_t bs, int qd, uint64_t size)
 {
     char cmd[2048];
+    if (strcmp(rw, "write") == 0) { /* a new file each time, as the tier writes new buckets */
+        snprintf(cmd, sizeof cmd, "%s/fio.lim", dir);
+        unlink(cmd);
+    }
     snprintf(cmd, sizeof cmd,
              "fio --name=lim --directory=%s --filename=fio.lim --rw=%s --bs=%" PRIu64
              " --iodepth=%d --direct=1 --ioengine=io_uring --size=%" PRIu64
@@ -81,10 +85,6 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
     static const uint64_t sizes[] = {4096, 65536, 262144, 1 << 20, 4 << 20};
     mkdir(dir, 0755);
     uint64_t total = 1ull << 30; /* written per cell */
-    double fw = fio_gbps(dir, "write", 1 << 20, 8, total);
-    printf("{\"bench\":\"ssd\",\"cell\":\"fio_limit\",\"dir\":\"%s\",\"seq_write_1m_qd8_gbps\":%.3f}\n",
-           dir, fw);
-    fflush(stdout);
     int bad_run = 0;
     for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
         uint64_t size = sizes[c];
@@ -93,15 +93,19 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
         char rm[4200];
         snprintf(rm, sizeof rm, "rm -rf '%s'", sub);
         if (system(rm) != 0) return 1;
-        mc_ssd_disk_config_t cfg = {.path = sub, .quota = 4ull << 30, .bucket = 256ull << 20,
-                                    .high = 0.99, .low = 0.98, .write_buf = 8ull << 20};
+        mc_ssd_disk_config_t cfg = {.path = sub,
+                                    .quota = 4ull << 30,
+                                    .bucket = 256ull << 20,
+                                    .high = 0.99,
+                                    .low = 0.98,
+                                    .write_buf = 8ull << 20};
         mc_ssd_disk_t *d;
         if (mc_ssd_disk_open(&cfg, &d)) return 1;
         size_t n = (size_t)(total / size);
         char **keys = calloc(n, sizeof *keys);
         uint8_t *val = malloc(size);
         mc_bench_pattern(val, size);
-        size_t batch = (size_t)((8ull << 20) / size) + 1;
+        size_t batch = 1024; /* what the offload thread hands the disk at most per call */
         const void **srcs = calloc(batch, sizeof *srcs);
         uint64_t *szs = calloc(batch, sizeof *szs), *stamps = calloc(batch, sizeof *stamps);
         int *rcs = calloc(batch, sizeof *rcs);
@@ -114,6 +118,8 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
             srcs[i] = val;
             szs[i] = size;
         }
+        /* the limit right before the tier's writes: the disk's speed drifts */
+        double fw = fio_gbps(dir, "write", 1 << 20, 8, total);
         uint64_t t0 = mc_now_ns(), wbytes = 0;
         for (size_t i = 0; i < n; i += batch) {
             size_t k = n - i < batch ? n - i : batch;
@@ -123,13 +129,15 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
         }
         double wsec = (double)(mc_now_ns() - t0) / 1e9;
         double wg = (double)wbytes / wsec / 1e9;
-        uint64_t rec = mc_ssd_rec_len(strlen(keys[0]), size);
+        /* a record and the 4 KiB blocks around it */
+        uint64_t rec = MC_SSD_ALIGN_UP(mc_ssd_rec_len(strlen(keys[0]), size)) + MC_SSD_ALIGN;
         rd_t *rs = calloc((size_t)qd, sizeof *rs);
         pthread_t *th = calloc((size_t)qd, sizeof *th);
         uint64_t deadline = mc_now_ns() + (uint64_t)(seconds * 1e9);
         t0 = mc_now_ns();
         for (int q = 0; q < qd; q++) {
-            rs[q] = (rd_t){d, keys, n, size, rec, deadline, 0, 0, {{0}, 0}, (unsigned)q * 7919u + 1};
+            rs[q] =
+                (rd_t){d, keys, n, size, rec, deadline, 0, 0, {{0}, 0}, (unsigned)q * 7919u + 1};
             pthread_create(&th[q], NULL, reader, &rs[q]);
         }
         uint64_t rbytes = 0, bad = 0;

@@ -135,6 +135,10 @@ typedef struct {
     uint64_t offloaded, promoted, served;
 } mc_store_ssd_stats_t;
 int mc_store_ssd_stats(mc_store_t *s, mc_store_ssd_stats_t *st);
+/* Objects this store's gets were served from a LOCAL_DISK replica (staged
+ * by the disk's owner), since it was created: upstream's
+ * get_offload_rpc_read_count. Any thread. */
+uint64_t mc_store_offload_read_count(mc_store_t *s);
 /* Unmounts the segment, stops the heartbeat, disconnects, frees the memory
  * (and destroys the engine unless it is the caller's). A store never set up: 0. */
 int mc_store_close(mc_store_t *s);

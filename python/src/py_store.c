@@ -361,6 +361,14 @@ static PyObject *store_client_http_port(PyObject *o, PyObject *unused)
     return PyLong_FromLong(self->http ? mc_store_srv_port(self->http) : 0);
 }
 
+/* get_offload_rpc_read_count() -> int: objects this store's gets read from
+ * a LOCAL_DISK replica (upstream's name for it). */
+static PyObject *store_get_offload_rpc_read_count(PyObject *o, PyObject *unused)
+{
+    pystore_t *self = (pystore_t *)o;
+    return PyLong_FromUnsignedLongLong(mc_store_offload_read_count(self->s));
+}
+
 static PyObject *store_get_hostname(PyObject *o, PyObject *unused)
 {
     pystore_t *self = (pystore_t *)o;
@@ -1143,6 +1151,7 @@ static PyMethodDef store_methods[] = {
     {"close", store_close, METH_NOARGS, NULL},
     {"get_hostname", store_get_hostname, METH_NOARGS, NULL},
     {"client_http_port", store_client_http_port, METH_NOARGS, NULL},
+    {"get_offload_rpc_read_count", store_get_offload_rpc_read_count, METH_NOARGS, NULL},
     {"health_check", store_health_check, METH_NOARGS, NULL},
     {"put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS, NULL},
     {"upsert", (PyCFunction)(void (*)(void))store_upsert, METH_VARARGS | METH_KEYWORDS, NULL},

@@ -1058,6 +1058,25 @@ int mc_master_client_batch_replica_clear(mc_master_client_t *c, mc_uuid_t client
 
 /* ---- the SSD tier ---- */
 
+int mc_master_client_disk_config(mc_master_client_t *c, mc_uuid_t client, int *enabled, char *root,
+                                 size_t cap)
+{
+    mc_mp_arena_t a = {0};
+    mc_mp_disk_config_req_t q = {.client = client};
+    mc_mp_disk_config_rep_t rep;
+    int rc;
+    CALL(disk_config, &q, &rep, &a, rc);
+    if (rc == 0) {
+        *enabled = rep.enabled;
+        if (strlen(rep.root_fs_dir) >= cap)
+            rc = MC_ERR_INVALID_PARAMS;
+        else
+            memcpy(root, rep.root_fs_dir, strlen(rep.root_fs_dir) + 1);
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
 int mc_master_client_disk_mount(mc_master_client_t *c, mc_uuid_t client, mc_uuid_t disk,
                                 const char *name, const char *endpoint, uint64_t quota,
                                 int *offload_on_evict, int *promotion_on_hit,

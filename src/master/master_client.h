@@ -97,6 +97,11 @@ int mc_master_client_disk_mount(mc_master_client_t *c, mc_uuid_t client, mc_uuid
                                 int *offload_on_evict, int *promotion_on_hit,
                                 uint32_t *promotion_threshold);
 int mc_master_client_disk_unmount(mc_master_client_t *c, mc_uuid_t client);
+/* How the master runs the tier (DISK_CONFIG): *enabled, and its
+ * --root_fs_dir into root[0..cap) ("" without). A master older than the
+ * method answers an error. */
+int mc_master_client_disk_config(mc_master_client_t *c, mc_uuid_t client, int *enabled, char *root,
+                                 size_t cap);
 /* Work for this client's disk; arrays malloc'd (free with
  * mc_master_client_disk_tasks_free). */
 typedef struct {

@@ -65,7 +65,7 @@ struct mdisk {
     uint32_t threshold;
     uint64_t lease_ttl_ms;
     uint64_t bytes; /* of attached entries... of all entries (mu) */
-    _Atomic uint64_t offloads, promotions;
+    _Atomic uint64_t offloads, promotions, promotions_deferred;
 };
 
 /* ---- small helpers ---- */
@@ -132,6 +132,13 @@ struct mdisk *mc__disk_new(const mc_master_config_t *cfg)
     d->threshold =
         cfg->promotion_admission_threshold > 0 ? (uint32_t)cfg->promotion_admission_threshold : 1;
     d->lease_ttl_ms = cfg->default_kv_lease_ttl_ms;
+    if (cfg->root_fs_dir[0]) /* not upstream's shared directory: a warning */
+        MC_LOGW(TAG,
+                "--root_fs_dir=%s: upstream's legacy DISK replica is served by the SSD tier: "
+                "stores set up without enable_ssd_offload keep their objects under %s/store-N "
+                "as LOCAL_DISK replicas (offload %s)",
+                cfg->root_fs_dir, cfg->root_fs_dir,
+                cfg->offload_on_evict ? "on eviction" : "at put end");
     return d;
 }
 
@@ -468,6 +475,7 @@ void mc_master_disk_stats(mc_master_t *m, mc_master_disk_stats_t *st)
     pthread_mutex_unlock(&d->mu);
     st->offloads = atomic_load(&d->offloads);
     st->promotions = atomic_load(&d->promotions);
+    st->promotions_deferred = atomic_load(&d->promotions_deferred);
 }
 
 /* ---- the DISK_* methods ---- */
@@ -716,13 +724,26 @@ int mc_master_promote_start(mc_master_t *m, mc_uuid_t client, const char *key, u
     *out = NULL;
     *n = 0;
     if (!d) return MC_ERR_UNAVAILABLE_IN_CURRENT_MODE;
-    int rc = mc__master_start(m, client, key, size, cfg, now, out, n, MC__START_PROMOTE);
+    /* Promotion never evicts: a copy that would take the pool past the high
+     * watermark waits (the next get re-queues it). Promoting by eviction
+     * churns: each copy pushes out the one promoted before it. */
+    uint64_t cap = atomic_load(&m->capacity), used = atomic_load(&m->allocated);
+    int rc = (double)(used + size) > m->cfg.eviction_high_watermark_ratio * (double)cap
+                 ? MC_ERR_NO_AVAILABLE_HANDLE
+                 : mc__master_start(m, client, key, size, cfg, now, out, n, MC__START_PROMOTE);
+    if (rc == MC_ERR_NO_AVAILABLE_HANDLE) atomic_fetch_add(&d->promotions_deferred, 1);
     pthread_mutex_lock(&d->mu);
     dent_t *e = mc_map_get(d->ents, key);
     if (e) e->promoting = rc == 0; /* cleared at put end; a failure may be retried */
     pthread_mutex_unlock(&d->mu);
     if (rc == 0) atomic_fetch_add(&d->promotions, 1);
     return rc;
+}
+
+void mc_master_disk_config(mc_master_t *m, int *enabled, const char **root_fs_dir)
+{
+    *enabled = m->disk != NULL;
+    *root_fs_dir = m->disk ? m->cfg.root_fs_dir : "";
 }
 
 int mc_master_disk_unmount(mc_master_t *m, mc_uuid_t client)

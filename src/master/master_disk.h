@@ -41,6 +41,11 @@ int mc_master_disk_mount(mc_master_t *m, mc_uuid_t client, mc_uuid_t disk, const
 /* The client's disk is no longer served (its objects are kept, detached,
  * until the same disk mounts again). */
 int mc_master_disk_unmount(mc_master_t *m, mc_uuid_t client);
+/* How this master runs the tier, for a store about to set up (DISK_CONFIG):
+ * *enabled 1 with --enable_offload (or --root_fs_dir); *root_fs_dir the
+ * directory of --root_fs_dir ("" without), under which a store set up
+ * without enable_ssd_offload keeps its disk. Never fails. */
+void mc_master_disk_config(mc_master_t *m, int *enabled, const char **root_fs_dir);
 
 /* Work for a disk's owner: objects to copy from its segment (key, address
  * in its segment, size, stamp), keys to delete, keys to promote. */
@@ -73,6 +78,7 @@ int mc_master_promote_start(mc_master_t *m, mc_uuid_t client, const char *key, u
 
 typedef struct {
     uint64_t keys, bytes, clients, offloads, promotions;
+    uint64_t promotions_deferred; /* refused: the copy would pass the high watermark */
 } mc_master_disk_stats_t;
 void mc_master_disk_stats(mc_master_t *m, mc_master_disk_stats_t *st);
 

@@ -1,5 +1,6 @@
-/* master_disk_rpc.c: the SSD tier's methods of the master RPC (DISK_MOUNT,
- * DISK_UNMOUNT, DISK_TASKS, DISK_ADD, DISK_DROP, PROMOTE_START; docs/protocol.md):
+/* master_disk_rpc.c: the SSD tier's methods of the master RPC (DISK_CONFIG,
+ * DISK_MOUNT, DISK_UNMOUNT, DISK_TASKS, DISK_ADD, DISK_DROP, PROMOTE_START;
+ * docs/protocol.md):
  * decode the request, call master_disk.c, encode the reply. master_rpc.c
  * hands every method it does not serve itself to mc_master_disk_serve. */
 #include <errno.h>
@@ -28,6 +29,16 @@ int mc_master_disk_serve(mc_master_t *m, unsigned method, uint32_t id, const uin
         if (mc_mp_decode_disk_unmount_req(p, len, a, &q, why)) return MC_MASTER_DISK_BAD;
         rc = mc_master_disk_unmount(m, q.client);
         e = mc_mp_encode_disk_unmount_rep(o, id, rc, &(mc_mp_disk_unmount_rep_t){0});
+        break;
+    }
+    case MC_MP_DISK_CONFIG: {
+        mc_mp_disk_config_req_t q;
+        if (mc_mp_decode_disk_config_req(p, len, a, &q, why)) return MC_MASTER_DISK_BAD;
+        int on;
+        const char *root;
+        mc_master_disk_config(m, &on, &root);
+        mc_mp_disk_config_rep_t rep = {.enabled = (uint8_t)on, .root_fs_dir = root};
+        e = mc_mp_encode_disk_config_rep(o, id, 0, &rep);
         break;
     }
     case MC_MP_DISK_TASKS: {

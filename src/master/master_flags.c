@@ -139,7 +139,8 @@ static const mf_def_t mf_defs[] = {
     {"promotion_admission_threshold", MF_INT, MF_C(promotion_admission_threshold), 1, 1000000, 0, 0,
      "2", 0, NULL, "gets of a disk-only object before it is promoted"},
     {"root_fs_dir", MF_STR, MF_F(root_fs_dir), 0, 0, 0, 0, "", 0, NULL,
-     "legacy shared-FS DISK replica: refused (use --enable_offload)"},
+     "upstream's legacy DISK replica: turns the SSD tier on (--enable_offload); stores set up "
+     "without enable_ssd_offload keep their objects under DIR/store-N"},
 
     /* persistence (ours): mc_master_flags_persist_dir */
     {"enable_persistence", MF_BOOL, MF_F(enable_persistence), 0, 0, 0, 0, "true", 0, NULL,
@@ -615,12 +616,10 @@ int mc_master_flags_parse(mc_master_flags_t *f, int argc, char *const argv[], ch
         if (rc) return rc;
     }
 
-    if (f->root_fs_dir[0]) {
-        mf_err(err, errlen,
-               "--root_fs_dir=%s: the legacy shared-FS DISK replica is not supported; use "
-               "--enable_offload (and enable_ssd_offload on the clients) for the SSD tier",
-               f->root_fs_dir);
-        return -EINVAL;
+    if (f->root_fs_dir[0]) { /* upstream's legacy DISK replica, served by the SSD tier */
+        _Static_assert(sizeof f->core.root_fs_dir == sizeof f->root_fs_dir, "same size");
+        f->core.enable_offload = 1;
+        memcpy(f->core.root_fs_dir, f->root_fs_dir, sizeof f->root_fs_dir);
     }
     const mc_master_config_t *c = &f->core;
     if (c->put_start_release_timeout_ms < c->put_start_discard_timeout_ms) {

@@ -45,7 +45,7 @@ typedef struct {
     /* persistence (ours; docs/master.md "Persistence and recovery") */
     int enable_persistence;  /* true */
     char persist_dir[1024];  /* "": the default below */
-    char root_fs_dir[1024];  /* upstream's legacy DISK replica: refused when set */
+    char root_fs_dir[1024];  /* upstream's legacy DISK replica: the SSD tier (core.root_fs_dir) */
     mc_master_config_t core; /* what mc_master_new gets */
 } mc_master_flags_t;
 

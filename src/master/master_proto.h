@@ -137,6 +137,7 @@ typedef struct {
     F(U64S, ids)                                                                                   \
     F(STRS, keys) F(U64S, sizes) F(U64S, src_addrs) F(U64S, dst_addrs) F(STRS, dst_endpoints)
 #define MC_MP_TASK_COMPLETE_REQ(F) F(UUID, client) F(U64, id) F(I32, rc)
+#define MC_MP_DISK_CONFIG_REP(F) F(U8, enabled) F(STR, root_fs_dir)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -173,6 +174,7 @@ typedef struct {
     X(DISK_DROP, 0x33, disk_drop, MC_MP_BATCH_KEYS_CLIENT_REQ, MC_MP_BATCH_RCS_REP)                \
     X(PROMOTE_START, 0x34, promote_start, MC_MP_PUT_START_REQ, MC_MP_PUT_START_REP)                \
     X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)                              \
+    X(DISK_CONFIG, 0x36, disk_config, MC_MP_CLIENT_REQ, MC_MP_DISK_CONFIG_REP)                    \
     X(TASK_FETCH, 0x38, task_fetch, MC_MP_TASK_FETCH_REQ, MC_MP_TASK_FETCH_REP)                    \
     X(TASK_COMPLETE, 0x39, task_complete, MC_MP_TASK_COMPLETE_REQ, MC_MP_NONE)
 

@@ -87,6 +87,9 @@ typedef struct {
     int offload_on_evict;              /* false: offload at put end instead */
     int promotion_on_hit;              /* copy disk-only objects back to DRAM */
     int promotion_admission_threshold; /* 2: gets of a disk-only object before */
+    /* upstream's legacy --root_fs_dir: the tier is on, and stores set up
+     * without enable_ssd_offload put theirs under this directory ("": none) */
+    char root_fs_dir[1024];
 } mc_master_config_t;
 
 /* Fills cfg with upstream's defaults. */

@@ -396,6 +396,7 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
         }
         s->hb_running = 1;
     }
+    mc__ssd_from_master(s);
     if (s->ssd_enable && (rc = mc__ssd_start(s))) goto fail;
     s->ready = 1;
     MC_LOGI(TAG, "store '%s' up: segment %llu bytes, local buffer %llu bytes, master %s",
@@ -602,6 +603,11 @@ int mc_store_set_ssd_offload(mc_store_t *s, int enable, const char *path)
     s->ssd_enable = enable != 0;
     snprintf(s->ssd_path, sizeof s->ssd_path, "%s", path ? path : "");
     return 0;
+}
+
+uint64_t mc_store_offload_read_count(mc_store_t *s)
+{
+    return s ? __atomic_load_n(&s->disk_reads, __ATOMIC_RELAXED) : 0;
 }
 
 int mc_store_ssd_stats(mc_store_t *s, mc_store_ssd_stats_t *st)

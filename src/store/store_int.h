@@ -57,6 +57,7 @@ struct mc_store {
     int ssd_enable;
     char ssd_path[1024];
     struct mc_ssd_tier *ssd;
+    uint64_t disk_reads; /* objects this store read from a LOCAL_DISK replica (atomic) */
 };
 
 /* ---- move tasks of drain jobs (store_task.c, master_move.h) ---- */
@@ -75,6 +76,12 @@ void mc__store_stop_tasks(mc_store_t *s);
 /* ---- the SSD tier (store_ssd.c) ---- */
 /* Starts the tier on a store whose segment is mounted (setup). */
 int mc__ssd_start(mc_store_t *s);
+/* Without enable_ssd_offload: when the master runs with upstream's legacy
+ * --root_fs_dir, asks for the tier on ROOT/store-N (the first free one). */
+void mc__ssd_from_master(mc_store_t *s);
+/* 1 when [addr, addr+size) lies inside the staging buffer of s's running
+ * tier (where its staging server puts the disk records it serves). */
+int mc__ssd_staging_has(const mc_store_t *s, uint64_t addr, uint64_t size);
 /* Stops it (close): the master stops serving the disk's objects. */
 void mc__ssd_stop(mc_store_t *s);
 /* The master asked for a remount: mount the disk again and re-register. */

@@ -75,16 +75,18 @@ static int st_cfg(const mc_store_t *s, const mc_store_config_t *c, mc_replicate_
     return 0;
 }
 
-/* 1 when the replica lives in our own segment and is to be copied with memcpy
- * (then [addr, addr+size) must lie inside it: -1 otherwise, a replica we must
- * not touch). With MC_STORE_MEMCPY=0 our own replicas go through the TE too. */
+/* 1 when the replica lives in our own memory and is to be copied with memcpy:
+ * our segment, or our SSD tier's staging buffer (a disk replica of our own
+ * disk, staged for this get). [addr, addr+size) must lie inside one of them:
+ * -1 otherwise, a replica we must not touch. With MC_STORE_MEMCPY=0 our own
+ * replicas go through the TE too. */
 static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
 {
     if (!s->seg || !s->memcpy_local || strcmp(r->endpoint, s->te_name) != 0) return 0;
     uint64_t base = (uint64_t)(uintptr_t)s->seg;
-    if (r->addr < base || r->size > s->seg_size || r->addr - base > s->seg_size - r->size)
-        return -1;
-    return 1;
+    if (r->addr >= base && r->size <= s->seg_size && r->addr - base <= s->seg_size - r->size)
+        return 1;
+    return mc__ssd_staging_has(s, r->addr, r->size) ? 1 : -1;
 }
 
 /* Copies between the op's pieces and local memory at `mem` (object bytes
@@ -468,6 +470,7 @@ static void st_stage_disk(mc_store_t *s, st_op_t *ops, size_t n, st_stage_t *g)
             r->addr = v[k].addr;
             snprintf(r->endpoint, sizeof r->endpoint, "%s", te_name);
             r->kind = MC_REPLICA_MEMORY;
+            __atomic_fetch_add(&s->disk_reads, 1, __ATOMIC_RELAXED);
         }
         free(keys);
         free(v);

@@ -45,7 +45,8 @@
 #define SRV_FRAME_TIMEOUT_MS 10000
 #define SRV_IDLE_TIMEOUT_MS 60000
 #define STAGE_MAX 4096 /* staged reads held at once */
-#define TASKS_PER_POLL 256
+#define TASKS_PER_POLL 1024
+#define SSD_ROOT_DIRS_MAX 1024 /* store-N directories tried under the master's --root_fs_dir */
 #define ADD_CHUNK 1024
 
 typedef struct {
@@ -690,6 +691,39 @@ static void tier_free(struct mc_ssd_tier *t)
     pthread_mutex_destroy(&t->stg_mu);
     pthread_cond_destroy(&t->cond);
     free(t);
+}
+
+int mc__ssd_staging_has(const mc_store_t *s, uint64_t addr, uint64_t size)
+{
+    const struct mc_ssd_tier *t = s->ssd;
+    if (!t || !t->stg) return 0;
+    uint64_t base = (uint64_t)(uintptr_t)t->stg;
+    return addr >= base && size <= t->stg_size && addr - base <= t->stg_size - size;
+}
+
+void mc__ssd_from_master(mc_store_t *s)
+{
+    if (s->ssd_enable || !s->seg) return;
+    int on = 0;
+    char root[sizeof s->ssd_path];
+    if (mc_master_client_disk_config(s->mc, s->client_id, &on, root, sizeof root) != 0 || !on ||
+        !root[0])
+        return;
+    for (int n = 0; n < SSD_ROOT_DIRS_MAX; n++) {
+        if (snprintf(s->ssd_path, sizeof s->ssd_path, "%s/store-%d", root, n) >=
+            (int)sizeof s->ssd_path)
+            break;
+        if (!mc_ssd_dir_free(s->ssd_path)) continue;
+        s->ssd_enable = 1;
+        MC_LOGI(TAG, "the master's --root_fs_dir=%s: the SSD tier of '%s' on %s", root, s->hostname,
+                s->ssd_path);
+        return;
+    }
+    s->ssd_path[0] = '\0';
+    MC_LOGW(TAG,
+            "the master's --root_fs_dir=%s: no directory store-0..%d there is free; '%s' runs "
+            "without the SSD tier",
+            root, SSD_ROOT_DIRS_MAX - 1, s->hostname);
 }
 
 int mc__ssd_start(mc_store_t *s)

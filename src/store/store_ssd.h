@@ -20,14 +20,18 @@
 #define MC_SSD_KEY_MAX 4096u
 #define MC_SSD_DATA_MAX (1ull << 40)
 #define MC_SSD_ALIGN_UP(x) (((uint64_t)(x) + MC_SSD_ALIGN - 1) / MC_SSD_ALIGN * MC_SSD_ALIGN)
+#define MC_SSD_REC_ALIGN 64u            /* records are packed at this alignment */
+#define MC_SSD_WRITE_PIECE (1ull << 20) /* bytes of one write */
+#define MC_SSD_WRITE_SLOTS_MAX 33u      /* pieces of the writer's staging at most */
 
 /* ---- store_ssd_rec.c: records ----
- * A record starts on a 4 KiB boundary of a bucket file: a 64-byte header,
- * the key, the value, zeros up to the next 4 KiB boundary. Header (LE):
- *   u32 magic "MCSR", u16 version 1, u16 header length 64, u32 key length,
+ * Records are packed in a bucket file, each on a 64-byte boundary: a 64-byte
+ * header, the key, the value, zeros up to the next 64-byte boundary
+ * (version 2; version 1, still read, padded records to 4 KiB). Header (LE):
+ *   u32 magic "MCSR", u16 version 2, u16 header length 64, u32 key length,
  *   u32 0, u64 value length, u64 stamp (the master's incarnation of the
  *   object), u64 XXH3 of the value, u64 XXH3 of the key, u64 record length
- *   (aligned), u64 XXH3 of the 56 bytes before it. */
+ *   (padded), u64 XXH3 of the 56 bytes before it. */
 typedef struct {
     uint32_t key_len;
     uint64_t data_len, stamp, data_sum, key_sum, rec_len;
@@ -88,7 +92,7 @@ typedef struct {
     uint64_t quota;     /* bytes of bucket files at most */
     uint64_t bucket;    /* bucket file size (a larger record gets a bucket of its own) */
     double high, low;   /* watermarks of the quota: eviction starts / stops */
-    uint64_t write_buf; /* bytes of one batched write */
+    uint64_t write_buf; /* bytes of writes in flight (1 MiB each; plus one being filled) */
 } mc_ssd_disk_config_t;
 
 /* Opens (and locks) the directory, reads its identity (disk.id, created the
@@ -97,6 +101,9 @@ typedef struct {
  * directory cannot be created, locked (another store uses it) or read. */
 int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out);
 void mc_ssd_disk_close(mc_ssd_disk_t *d);
+/* 1 when directory path (created if missing) is held by no open disk, of
+ * this process or another, at the time of the call. */
+int mc_ssd_dir_free(const char *path);
 mc_uuid_t mc_ssd_disk_id(const mc_ssd_disk_t *d);
 /* 1 when O_DIRECT is in use (the filesystem took it). */
 int mc_ssd_disk_direct(const mc_ssd_disk_t *d);
@@ -114,7 +121,8 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
  * ring per calling thread). */
 int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
                      const uint8_t **data, uint64_t *size);
-/* Record length of key (what a read needs), 0 when absent. */
+/* Bytes a read of key needs (its record and the 4 KiB blocks around it,
+ * for O_DIRECT), 0 when absent. */
 uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, uint64_t *stamp);
 /* Forgets key (its space comes back with its bucket). */
 void mc_ssd_disk_delete(mc_ssd_disk_t *d, const char *key);

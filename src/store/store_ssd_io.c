@@ -38,8 +38,9 @@
 typedef struct bucket {
     uint64_t id;
     int fd;
-    uint64_t size; /* bytes written (aligned): the tail */
-    uint64_t live; /* bytes of live records */
+    uint64_t size;  /* end of the last record: the tail */
+    uint64_t alloc; /* length of the file (the tail bucket is allocated ahead) */
+    uint64_t live;  /* bytes of live records */
     uint64_t nlive;
 } bucket_t;
 
@@ -60,7 +61,13 @@ struct mc_ssd_disk {
     size_t nb, capb;
     uint64_t used; /* sum of bucket sizes */
     uint64_t next_id;
-    uint8_t *wbuf; /* the writer's aligned buffer */
+    uint8_t *wbuf;      /* the writer's staging: nslot pieces of `piece` bytes */
+    uint64_t piece;     /* bytes of one write */
+    unsigned nslot, qd; /* pieces; writes in flight at most (nslot - 1) */
+    /* the written part of the tail bucket's last, partly filled block, which
+     * the next batch rewrites (carry_len 0: none) */
+    uint8_t carry[MC_SSD_ALIGN];
+    uint64_t carry_bucket, carry_off, carry_len;
     struct io_uring wring;
     int wring_ok;
     pthread_key_t rkey; /* a read ring per thread */
@@ -175,6 +182,18 @@ static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
     return err;
 }
 
+/* Bytes a bucket takes from the quota: its file, or its records. */
+static uint64_t foot(const bucket_t *b)
+{
+    return b->size > b->alloc ? b->size : b->alloc;
+}
+
+/* Bytes of the 4 KiB blocks a record at off of rec_len bytes touches. */
+static uint64_t span_len(uint64_t off, uint64_t rec_len)
+{
+    return MC_SSD_ALIGN_UP(off % MC_SSD_ALIGN + rec_len);
+}
+
 /* ---- buckets ---- */
 
 static int bucket_open(mc_ssd_disk_t *d, uint64_t id, int create, bucket_t **out)
@@ -273,6 +292,17 @@ static int mkdirs(const char *path)
     return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+int mc_ssd_dir_free(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s/lock", path) >= (int)sizeof p || mkdirs(path) != 0) return 0;
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return 0;
+    int free_ = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd); /* drops the lock */
+    return free_;
+}
+
 static int read_identity(mc_ssd_disk_t *d)
 {
     char p[4096];
@@ -303,9 +333,18 @@ static int read_identity(mc_ssd_disk_t *d)
     return rename(tmp, p);
 }
 
+static int all_zero(const uint8_t *p, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
 /* Scans bucket b into the index; sets b->size to the end of its last good
- * record. Records read in SCAN_CHUNK pieces (a record larger than that is
- * read whole). */
+ * record. Records are read in SCAN_CHUNK pieces from 4 KiB boundaries (a
+ * record larger than that is read whole). Zeros up to the end of a 4 KiB
+ * block are padding (a batch, or a writer restarted, began at the next
+ * block): the scan goes on at the next block. */
 static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *cap)
 {
     struct stat st;
@@ -315,62 +354,76 @@ static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *c
     if (!r) return -1;
     uint64_t nrec = 0, ndrop = 0;
     const char *stop = NULL;
-    while (off < fsize) {
-        uint64_t want = fsize - off < SCAN_CHUNK ? fsize - off : SCAN_CHUNK;
-        io_op_t op = {b->fd, *buf, want, off, 0};
+    int end = 0;
+    while (off < fsize && !end) {
+        uint64_t aoff = off / MC_SSD_ALIGN * MC_SSD_ALIGN, skip = off - aoff;
+        uint64_t want = fsize - aoff < SCAN_CHUNK ? fsize - aoff : SCAN_CHUNK;
+        io_op_t op = {b->fd, *buf, want, aoff, 0};
         if (ring_run(r, &op, 1, 0) || op.res < (int64_t)MC_SSD_ALIGN) {
             stop = "read error";
             break;
         }
-        uint64_t got = (uint64_t)op.res / MC_SSD_ALIGN * MC_SSD_ALIGN, pos = 0;
+        uint64_t got = (uint64_t)op.res / MC_SSD_ALIGN * MC_SSD_ALIGN, pos = skip;
         while (pos < got) {
             mc_ssd_rec_t rec;
             const char *why;
+            uint64_t blk_end = MC_SSD_ALIGN_UP(pos + 1);
+            if (all_zero(*buf + pos, blk_end - pos)) {
+                if (pos % MC_SSD_ALIGN == 0) { /* a zero block: the end (allocated, or torn) */
+                    end = 1;
+                    break;
+                }
+                pos = blk_end; /* padding */
+                continue;
+            }
             if (mc_ssd_rec_decode(*buf + pos, got - pos, &rec, &why)) {
                 stop = why;
                 break;
             }
             if (pos + rec.rec_len > got) { /* runs past this chunk */
-                if (pos == 0) {            /* a record larger than the chunk: read it whole */
-                    if (rec.rec_len > *cap) {
+                if (pos == skip) {         /* a record larger than the chunk: read it whole */
+                    uint64_t need = MC_SSD_ALIGN_UP(skip + rec.rec_len);
+                    if (need > *cap) {
                         uint8_t *nb = NULL;
-                        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, rec.rec_len)) {
+                        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, need)) {
                             stop = "out of memory";
                             break;
                         }
                         free(*buf);
                         *buf = nb;
-                        *cap = rec.rec_len;
+                        *cap = need;
                     }
-                    io_op_t big = {b->fd, *buf, rec.rec_len, off, 0};
-                    if (ring_run(r, &big, 1, 0) || big.res < (int64_t)rec.rec_len) {
+                    io_op_t big = {b->fd, *buf, need, aoff, 0};
+                    if (ring_run(r, &big, 1, 0) || big.res < (int64_t)need) {
                         stop = "torn record";
                         break;
                     }
-                    got = rec.rec_len;
+                    got = need;
                 } else {
                     break; /* read on from here */
                 }
             }
             if (mc_ssd_rec_verify(*buf + pos, got - pos, &rec, &why)) {
                 MC_LOGW(TAG, "bucket %016" PRIx64 " offset %" PRIu64 ": %s; record dropped", b->id,
-                        off + pos, why);
+                        aoff + pos, why);
                 ndrop++;
                 d->corrupt++;
             } else {
                 char key[MC_SSD_KEY_MAX + 1];
                 memcpy(key, *buf + pos + MC_SSD_REC_HDR, rec.key_len);
                 key[rec.key_len] = '\0';
-                if (strlen(key) == rec.key_len &&
-                    ent_put_locked(d, key, b, off + pos, rec.rec_len, rec.data_len, rec.stamp) == 0)
+                if (strlen(key) == rec.key_len && ent_put_locked(d, key, b, aoff + pos, rec.rec_len,
+                                                                 rec.data_len, rec.stamp) == 0)
                     nrec++;
             }
             pos += rec.rec_len;
         }
-        off += pos;
-        if (stop || pos == 0) break;
+        uint64_t adv = pos - skip;
+        off += adv;
+        if (stop || (adv == 0 && !end)) break;
     }
-    b->size = off;
+    b->size = off < fsize ? off : fsize;
+    b->alloc = (uint64_t)st.st_size;
     if (stop && off < fsize)
         MC_LOGW(TAG,
                 "bucket %016" PRIx64 ": %s at offset %" PRIu64 " of %" PRIu64
@@ -398,6 +451,12 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
     if (!d->cfg.bucket) d->cfg.bucket = 256ull << 20;
     if (!d->cfg.write_buf) d->cfg.write_buf = 8ull << 20;
     d->cfg.write_buf = MC_SSD_ALIGN_UP(d->cfg.write_buf);
+    d->piece = d->cfg.write_buf < MC_SSD_WRITE_PIECE ? d->cfg.write_buf : MC_SSD_WRITE_PIECE;
+    uint64_t qd = d->cfg.write_buf / d->piece;
+    d->qd = qd < 1                            ? 1
+            : qd > MC_SSD_WRITE_SLOTS_MAX - 1 ? MC_SSD_WRITE_SLOTS_MAX - 1
+                                              : (unsigned)qd;
+    d->nslot = d->qd + 1;
     if (d->cfg.high <= 0 || d->cfg.high > 1) d->cfg.high = 0.9;
     if (d->cfg.low <= 0 || d->cfg.low > d->cfg.high) d->cfg.low = d->cfg.high * 0.9;
     d->path = strdup(cfg->path);
@@ -429,7 +488,7 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
         MC_LOGE(TAG, "%s/disk.id: %s", d->path, strerror(errno));
         goto fail;
     }
-    if (posix_memalign((void **)&d->wbuf, MC_SSD_ALIGN, d->cfg.write_buf) ||
+    if (posix_memalign((void **)&d->wbuf, MC_SSD_ALIGN, d->piece * d->nslot) ||
         posix_memalign((void **)&buf, MC_SSD_ALIGN, cap))
         goto fail;
     if (io_uring_queue_init(RING_DEPTH, &d->wring, 0) != 0) {
@@ -464,7 +523,7 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
             goto fail;
         }
         if (scan_bucket(d, b, &buf, &cap) != 0) goto fail;
-        d->used += b->size;
+        d->used += foot(b);
     }
     MC_LOGI(TAG, "%s: %zu objects in %zu buckets, %" PRIu64 " of %" PRIu64 " bytes used%s", d->path,
             mc_map_size(d->index), d->nb, d->used, d->cfg.quota,
@@ -515,72 +574,217 @@ int mc_ssd_disk_direct(const mc_ssd_disk_t *d)
     return d->direct;
 }
 
-/* ---- writes ---- */
+/* ---- writes ----
+ * The writer stages records in nslot pieces of `piece` bytes (1 MiB) and
+ * keeps up to qd of them in flight: while the disk writes the pieces already
+ * full, the writer copies and checksums the next objects into a free one, so
+ * the copy overlaps the I/O. Records are packed (64-byte aligned) one after
+ * the other; every write is 4 KiB aligned, so the last, partly filled block
+ * of a batch is written padded and kept (`carry`): the next batch starts by
+ * rewriting that block with the same bytes and more records after them. No
+ * fsync: a record becomes a replica once its write completed, and a crash
+ * loses at most a torn tail, which the scan drops. */
 
 typedef struct {
     mc_ssd_disk_t *d;
     bucket_t *b;   /* the bucket being appended to */
-    uint64_t base; /* file offset of wbuf[0] */
-    uint64_t fill; /* bytes in wbuf */
+    uint64_t base; /* file offset of the current piece (4 KiB aligned) */
+    uint64_t fill; /* bytes in the current piece */
+    unsigned cur;  /* the piece being filled */
+    unsigned inflight;
+    uint8_t busy[MC_SSD_WRITE_SLOTS_MAX];
+    struct {
+        int fd;
+        uint64_t off, len, done;
+        uint64_t bucket;
+    } io[MC_SSD_WRITE_SLOTS_MAX];
     int err;
 } wr_t;
 
-/* Writes wbuf (fill rounded up: records are padded) at base. */
-static int wr_flush(wr_t *w)
+static uint8_t *wr_slot(wr_t *w, unsigned i)
 {
-    if (w->fill == 0 || w->err) return w->err;
-    uint64_t len = MC_SSD_ALIGN_UP(w->fill);
-    memset(w->d->wbuf + w->fill, 0, len - w->fill);
-    /* a few large writes in flight rather than one huge one */
-    io_op_t ops[8];
-    size_t nops = 0;
-    uint64_t piece = len / 8 >= (1u << 20) ? MC_SSD_ALIGN_UP(len / 8) : len;
-    for (uint64_t o = 0; o < len && nops < 8; nops++) {
-        uint64_t l = len - o < piece || nops == 7 ? len - o : piece;
-        ops[nops] = (io_op_t){w->b->fd, w->d->wbuf + o, l, w->base + o, 0};
-        o += l;
-    }
-    int rc = ring_run(&w->d->wring, ops, nops, 1);
-    for (size_t i = 0; i < nops && !rc; i++)
-        if (ops[i].res != (int64_t)ops[i].len) rc = ops[i].res < 0 ? (int)ops[i].res : -EIO;
-    if (rc) {
-        MC_LOGE(TAG, "write to bucket %016" PRIx64 " at %" PRIu64 ": %s", w->b->id, w->base,
-                strerror(-rc));
-        w->err = MC_ERR_WRITE_FAIL;
-        return w->err;
-    }
-    w->d->written += len;
-    w->base += len;
-    w->fill = 0;
-    return 0;
+    return w->d->wbuf + (uint64_t)i * w->d->piece;
 }
 
-static int wr_bytes(wr_t *w, const void *src, uint64_t n)
+static void wr_fail(wr_t *w, unsigned i, int res)
+{
+    if (!w->err)
+        MC_LOGE(TAG, "write to bucket %016" PRIx64 " at %" PRIu64 ": %s", w->io[i].bucket,
+                w->io[i].off, res < 0 ? strerror(-res) : "no progress");
+    w->err = MC_ERR_WRITE_FAIL;
+}
+
+static void wr_prep(wr_t *w, unsigned i)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->d->wring);
+    if (!sqe) { /* cannot happen: the ring is deeper than the pieces */
+        w->busy[i] = 0;
+        w->inflight--;
+        wr_fail(w, i, -EAGAIN);
+        return;
+    }
+    io_uring_prep_write(sqe, w->io[i].fd, wr_slot(w, i) + w->io[i].done,
+                        (unsigned)(w->io[i].len - w->io[i].done), w->io[i].off + w->io[i].done);
+    io_uring_sqe_set_data64(sqe, i);
+}
+
+/* Waits for one completion and books it (a short write is resubmitted). */
+static void wr_reap(wr_t *w)
+{
+    struct io_uring_cqe *cqe;
+    int rc = io_uring_wait_cqe(&w->d->wring, &cqe);
+    if (rc == -EINTR) return;
+    if (rc < 0) { /* the ring itself failed: nothing more completes */
+        MC_LOGE(TAG, "io_uring_wait_cqe: %s", strerror(-rc));
+        w->err = MC_ERR_WRITE_FAIL;
+        memset(w->busy, 0, sizeof w->busy);
+        w->inflight = 0;
+        return;
+    }
+    unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&w->d->wring, cqe);
+    if (i >= w->d->nslot || !w->busy[i]) { /* a completion we never asked for */
+        MC_LOGE(TAG, "io_uring: stray completion %u", i);
+        abort();
+    }
+    if (res > 0) w->io[i].done += (uint64_t)res;
+    /* short: the rest, while the descriptor is surely still the bucket's */
+    if (res > 0 && w->io[i].done < w->io[i].len && !w->err && w->io[i].bucket == w->b->id) {
+        wr_prep(w, i);
+        if (w->busy[i]) io_uring_submit(&w->d->wring);
+        return;
+    }
+    w->busy[i] = 0;
+    w->inflight--;
+    if (res <= 0 || w->io[i].done < w->io[i].len) {
+        wr_fail(w, i, res);
+        return;
+    }
+    w->d->written += w->io[i].len;
+}
+
+/* Submits the current piece (padded to 4 KiB) and moves on to the next one,
+ * waiting until it is free. */
+static void wr_submit(wr_t *w)
+{
+    unsigned i = w->cur;
+    uint64_t len = MC_SSD_ALIGN_UP(w->fill);
+    if (w->fill && !w->err) {
+        memset(wr_slot(w, i) + w->fill, 0, len - w->fill);
+        w->io[i].fd = w->b->fd;
+        w->io[i].bucket = w->b->id;
+        w->io[i].off = w->base;
+        w->io[i].len = len;
+        w->io[i].done = 0;
+        w->busy[i] = 1;
+        w->inflight++;
+        wr_prep(w, i);
+        if (w->busy[i]) io_uring_submit(&w->d->wring);
+    }
+    w->base += len;
+    w->fill = 0;
+    w->cur = (i + 1) % w->d->nslot;
+    while (w->busy[w->cur])
+        wr_reap(w);
+}
+
+static void wr_drain(wr_t *w)
+{
+    while (w->inflight)
+        wr_reap(w);
+}
+
+static void wr_bytes(wr_t *w, const void *src, uint64_t n)
 {
     const uint8_t *s = src;
     while (n && !w->err) {
-        uint64_t room = w->d->cfg.write_buf - w->fill, k = n < room ? n : room;
-        memcpy(w->d->wbuf + w->fill, s, k);
+        uint64_t room = w->d->piece - w->fill, k = n < room ? n : room;
+        memcpy(wr_slot(w, w->cur) + w->fill, s, k);
         w->fill += k;
         s += k;
         n -= k;
-        if (w->fill == w->d->cfg.write_buf) wr_flush(w);
+        if (w->fill == w->d->piece) wr_submit(w);
     }
-    return w->err;
 }
 
-/* Starts a new bucket for the writer. */
-static int wr_new_bucket(wr_t *w)
+/* Books the bytes appended to the current bucket (its tail and the usage). */
+static void wr_commit(wr_t *w)
+{
+    if (!w->b) return;
+    uint64_t tail = w->base + w->fill;
+    pthread_mutex_lock(&w->d->mu);
+    uint64_t old = foot(w->b);
+    if (tail > w->b->size) w->b->size = tail;
+    w->d->used += foot(w->b) - old;
+    pthread_mutex_unlock(&w->d->mu);
+}
+
+/* Continues the last bucket at its tail: its last block rewritten from the
+ * carry, or, without one (after a restart or a failed write), from the next
+ * 4 KiB boundary. */
+static void wr_begin(wr_t *w)
 {
     mc_ssd_disk_t *d = w->d;
-    if (wr_flush(w)) return w->err;
+    pthread_mutex_lock(&d->mu);
+    w->b = d->nb ? d->b[d->nb - 1] : NULL;
+    uint64_t size = w->b ? w->b->size : 0;
+    pthread_mutex_unlock(&d->mu);
+    if (!w->b) return;
+    if (d->carry_len && d->carry_bucket == w->b->id && d->carry_off + d->carry_len == size) {
+        w->base = d->carry_off;
+        memcpy(wr_slot(w, w->cur), d->carry, d->carry_len);
+        w->fill = d->carry_len;
+    } else {
+        w->base = MC_SSD_ALIGN_UP(size);
+    }
+    d->carry_len = 0;
+}
+
+/* Length a new bucket is allocated to, for a first record of need bytes. */
+static uint64_t bucket_len(const mc_ssd_disk_t *d, uint64_t need)
+{
+    return MC_SSD_ALIGN_UP(need > d->cfg.bucket ? need : d->cfg.bucket);
+}
+
+/* Starts a new bucket for the writer (the pieces of the old one stay in
+ * flight), of at least `need` bytes. The file is allocated to its full size
+ * up front: writes inside the file's size run in parallel on filesystems
+ * that serialise the ones extending it (ext4), and the zeros after the last
+ * record end the scan. The old bucket is cut to its tail. */
+static int wr_new_bucket(wr_t *w, uint64_t need)
+{
+    mc_ssd_disk_t *d = w->d;
+    if (w->b) {
+        wr_commit(w);
+        uint64_t end = MC_SSD_ALIGN_UP(w->base + w->fill);
+        if (w->fill) wr_submit(w);
+        if (ftruncate(w->b->fd, (off_t)end) == 0) {
+            pthread_mutex_lock(&d->mu);
+            uint64_t old = foot(w->b);
+            w->b->alloc = end;
+            d->used = d->used - old + foot(w->b);
+            pthread_mutex_unlock(&d->mu);
+        } else {
+            MC_LOGW(TAG, "bucket %016" PRIx64 ": cannot cut to %" PRIu64 ": %s", w->b->id, end,
+                    strerror(errno));
+        }
+    }
+    if (w->err) return w->err;
     pthread_mutex_lock(&d->mu);
     uint64_t id = d->next_id++;
     pthread_mutex_unlock(&d->mu);
     bucket_t *b;
     if (bucket_open(d, id, 1, &b)) return w->err = MC_ERR_WRITE_FAIL;
+    uint64_t len = bucket_len(d, need);
+    if (fallocate(b->fd, 0, 0, (off_t)len) == 0 || ftruncate(b->fd, (off_t)len) == 0)
+        b->alloc = len;
+    else
+        MC_LOGW(TAG, "bucket %016" PRIx64 ": cannot size it to %" PRIu64 ": %s", id, len,
+                strerror(errno));
     pthread_mutex_lock(&d->mu);
     int rc = bucket_add(d, b);
+    if (!rc) d->used += b->alloc;
     pthread_mutex_unlock(&d->mu);
     if (rc) {
         bucket_unlink(d, b);
@@ -589,27 +793,58 @@ static int wr_new_bucket(wr_t *w)
     }
     w->b = b;
     w->base = 0;
+    w->fill = 0;
+    return 0;
+}
+
+/* Ends a batch: the partly filled piece goes out (wr_drain then waits for
+ * everything in flight), the last partial block is kept for the next batch. */
+static void wr_end(wr_t *w)
+{
+    mc_ssd_disk_t *d = w->d;
+    wr_commit(w);
+    if (w->fill && !w->err) {
+        uint64_t blk = w->fill / MC_SSD_ALIGN * MC_SSD_ALIGN;
+        d->carry_len = w->fill - blk;
+        memcpy(d->carry, wr_slot(w, w->cur) + blk, d->carry_len);
+        d->carry_off = w->base + blk;
+        d->carry_bucket = w->b->id;
+        wr_submit(w);
+    }
+}
+
+/* 1 while b is still in the table (eviction may drop an older bucket). */
+static int bucket_live_locked(mc_ssd_disk_t *d, const bucket_t *b)
+{
+    for (size_t i = d->nb; i-- > 0;)
+        if (d->b[i] == b) return 1;
     return 0;
 }
 
 int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *const *srcs,
                       const uint64_t *sizes, const uint64_t *stamps, size_t n, int *rcs)
 {
-    wr_t w = {d, NULL, 0, 0, 0};
-    pthread_mutex_lock(&d->mu);
-    w.b = d->nb ? d->b[d->nb - 1] : NULL;
-    w.base = w.b ? w.b->size : 0;
-    pthread_mutex_unlock(&d->mu);
+    wr_t w;
+    memset(&w, 0, sizeof w);
+    w.d = d;
     uint64_t *offs = calloc(n ? n : 1, sizeof *offs);
     bucket_t **bk = calloc(n ? n : 1, sizeof *bk);
-    if (!offs || !bk) {
+    uint8_t *early = calloc(n ? n : 1, 1); /* indexed before the last writes completed */
+    if (!offs || !bk || !early) {
         free(offs);
         free(bk);
+        free(early);
         for (size_t i = 0; i < n; i++)
             rcs[i] = MC_ERR_INTERNAL;
         return MC_ERR_INTERNAL;
     }
-    uint64_t reserved = 0; /* bytes this call adds */
+    wr_begin(&w);
+    pthread_mutex_lock(&d->mu);
+    /* usage at the start (drops only lower it meanwhile), what the current
+     * bucket took then, what the buckets this call left took more */
+    uint64_t used0 = d->used, foot0 = w.b ? foot(w.b) : 0, added = 0;
+    pthread_mutex_unlock(&d->mu);
+    static const uint8_t zeros[MC_SSD_REC_ALIGN];
     for (size_t i = 0; i < n; i++) {
         size_t kl = strlen(keys[i]);
         rcs[i] = 0;
@@ -618,16 +853,18 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
             continue;
         }
         uint64_t rl = mc_ssd_rec_len(kl, sizes[i]);
-        pthread_mutex_lock(&d->mu);
-        int full = d->used + reserved + rl > d->cfg.quota;
-        pthread_mutex_unlock(&d->mu);
-        if (full) {
+        uint64_t tail = w.b ? w.base + w.fill : 0;
+        int fresh = !w.b || (tail > 0 && tail + rl > d->cfg.bucket);
+        uint64_t alloc = w.b ? w.b->alloc : 0, end = tail + rl > alloc ? tail + rl : alloc;
+        uint64_t grow = fresh ? bucket_len(d, rl) : end - foot0;
+        if (used0 + added + grow > d->cfg.quota) {
             rcs[i] = MC_ERR_NO_AVAILABLE_HANDLE;
             continue;
         }
-        if (!w.b || (w.base + w.fill > 0 && w.base + w.fill + rl > d->cfg.bucket)) {
-            /* records of the old bucket are complete once flushed */
-            if (wr_new_bucket(&w)) break;
+        if (fresh) {
+            if (w.b) added += MC_SSD_ALIGN_UP(tail) - foot0; /* it is cut to its tail */
+            if (wr_new_bucket(&w, rl)) break;
+            foot0 = 0;
         }
         mc_ssd_rec_t rec = {(uint32_t)kl,
                             sizes[i],
@@ -639,35 +876,62 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
         mc_ssd_rec_encode(&rec, hdr);
         offs[i] = w.base + w.fill;
         bk[i] = w.b;
-        static const uint8_t zeros[MC_SSD_ALIGN];
-        uint64_t pad = rl - (MC_SSD_REC_HDR + kl + sizes[i]);
         wr_bytes(&w, hdr, sizeof hdr);
         wr_bytes(&w, keys[i], kl);
         wr_bytes(&w, srcs[i], sizes[i]);
-        wr_bytes(&w, zeros, pad);
+        wr_bytes(&w, zeros, rl - (MC_SSD_REC_HDR + kl + sizes[i]));
         if (w.err) break;
-        reserved += rl;
-        pthread_mutex_lock(&d->mu);
-        d->used += rl;
-        reserved -= rl;
-        w.b->size = offs[i] + rl;
-        pthread_mutex_unlock(&d->mu);
     }
-    wr_flush(&w);
+    wr_end(&w);
+    /* While the last pieces are written, the keys new to the disk are
+     * indexed: nobody asks for them before the master hears of them, after
+     * this call. A key replaced waits for the end (a reader may be reading
+     * its older record). */
+    const bucket_t *ok = NULL;
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < n && !w.err; i++) {
+        if (rcs[i] || !bk[i] || mc_map_get(d->index, keys[i])) continue;
+        if (bk[i] != ok && !bucket_live_locked(d, bk[i])) continue;
+        ok = bk[i];
+        ent_t *e = calloc(1, sizeof *e);
+        if (!e) continue;
+        *e =
+            (ent_t){bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]), sizes[i], stamps[i]};
+        if (mc_map_put(d->index, keys[i], e, NULL) != 0) {
+            free(e);
+            continue;
+        }
+        bk[i]->live += e->rec_len;
+        bk[i]->nlive++;
+        early[i] = 1;
+    }
+    pthread_mutex_unlock(&d->mu);
+    wr_drain(&w);
+    if (w.err) d->carry_len = 0;
+    ok = NULL;
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < n; i++) {
         if (rcs[i]) continue;
         if (w.err || !bk[i]) {
             rcs[i] = w.err ? w.err : MC_ERR_WRITE_FAIL;
+            ent_t *e = early[i] ? mc_map_get(d->index, keys[i]) : NULL;
+            if (e && e->b == bk[i] && e->off == offs[i]) ent_unlink_locked(d, keys[i]);
             continue;
         }
-        if (ent_put_locked(d, keys[i], bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]),
+        if (bk[i] != ok && !bucket_live_locked(d, bk[i])) {
+            rcs[i] = MC_ERR_WRITE_FAIL; /* its bucket was evicted meanwhile */
+            continue;
+        }
+        ok = bk[i];
+        if (!early[i] &&
+            ent_put_locked(d, keys[i], bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]),
                            sizes[i], stamps[i]) != 0)
             rcs[i] = MC_ERR_INTERNAL;
     }
     pthread_mutex_unlock(&d->mu);
     free(offs);
     free(bk);
+    free(early);
     return w.err;
 }
 
@@ -677,7 +941,7 @@ uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, 
 {
     pthread_mutex_lock(&d->mu);
     ent_t *e = mc_map_get(d->index, key);
-    uint64_t rl = e ? e->rec_len : 0;
+    uint64_t rl = e ? span_len(e->off, e->rec_len) : 0;
     if (e && size) *size = e->data_len;
     if (e && stamp) *stamp = e->stamp;
     pthread_mutex_unlock(&d->mu);
@@ -694,14 +958,15 @@ int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
     pthread_mutex_unlock(&d->mu);
     if (!e) return MC_ERR_OBJECT_NOT_FOUND;
     if (fd < 0) return MC_ERR_INTERNAL;
-    if (copy.rec_len > cap) {
+    uint64_t skip = copy.off % MC_SSD_ALIGN, span = span_len(copy.off, copy.rec_len);
+    if (span > cap) {
         close(fd);
         return MC_ERR_BUFFER_OVERFLOW;
     }
     struct io_uring *r = read_ring(d);
     int rc = 0;
-    io_op_t op = {fd, buf, copy.rec_len, copy.off, 0};
-    if (!r || ring_run(r, &op, 1, 0) || op.res != (int64_t)copy.rec_len) {
+    io_op_t op = {fd, buf, span, copy.off - skip, 0};
+    if (!r || ring_run(r, &op, 1, 0) || op.res != (int64_t)span) {
         MC_LOGW(TAG, "read of '%.128s' at %" PRIu64 ": %s", key, copy.off,
                 op.res < 0 ? strerror((int)-op.res) : "short read");
         rc = MC_ERR_TRANSFER_FAIL;
@@ -711,8 +976,9 @@ int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
     mc_ssd_rec_t rec;
     const char *why;
     size_t kl = strlen(key);
-    if (mc_ssd_rec_verify(buf, copy.rec_len, &rec, &why) || rec.key_len != kl ||
-        memcmp((uint8_t *)buf + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy.data_len) {
+    const uint8_t *p = (const uint8_t *)buf + skip;
+    if (mc_ssd_rec_verify(p, copy.rec_len, &rec, &why) || rec.key_len != kl ||
+        memcmp(p + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy.data_len) {
         MC_LOGW(TAG, "record of '%.128s' (bucket offset %" PRIu64 "): %s; dropped, not served", key,
                 copy.off, rec.key_len != kl ? "another key" : why);
         pthread_mutex_lock(&d->mu);
@@ -725,7 +991,7 @@ int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
     pthread_mutex_lock(&d->mu);
     d->read += copy.rec_len;
     pthread_mutex_unlock(&d->mu);
-    *data = (const uint8_t *)buf + MC_SSD_REC_HDR + kl;
+    *data = p + MC_SSD_REC_HDR + kl;
     *size = rec.data_len;
     return 0;
 }
@@ -836,7 +1102,7 @@ void mc_ssd_disk_drop_bucket(mc_ssd_disk_t *d, uint64_t id)
     }
     memmove(&d->b[i], &d->b[i + 1], (d->nb - i - 1) * sizeof *d->b);
     d->nb--;
-    d->used -= b->size;
+    d->used -= foot(b);
     d->evicted++;
     pthread_mutex_unlock(&d->mu);
     bucket_unlink(d, b); /* readers hold dup'd descriptors */

@@ -11,11 +11,12 @@
 #include "store_ssd.h"
 
 #define REC_MAGIC 0x5253434Du /* "MCSR" */
-#define REC_VERSION 1
+#define REC_VERSION 2
 
 uint64_t mc_ssd_rec_len(size_t key_len, uint64_t data_len)
 {
-    return MC_SSD_ALIGN_UP(MC_SSD_REC_HDR + key_len + data_len);
+    uint64_t n = MC_SSD_REC_HDR + key_len + data_len;
+    return (n + MC_SSD_REC_ALIGN - 1) / MC_SSD_REC_ALIGN * MC_SSD_REC_ALIGN;
 }
 
 void mc_ssd_rec_encode(const mc_ssd_rec_t *r, uint8_t out[MC_SSD_REC_HDR])
@@ -50,11 +51,13 @@ int mc_ssd_rec_decode(const uint8_t *buf, size_t len, mc_ssd_rec_t *r, const cha
     uint64_t sum = mc_rd_u64(&rd);
     if (magic != REC_MAGIC) return *why = "bad magic", -1;
     if (sum != XXH3_64bits(buf, 56)) return *why = "header checksum mismatch", -1;
-    if (ver != REC_VERSION || hl != MC_SSD_REC_HDR || zero) return *why = "unknown version", -1;
+    if ((ver != 1 && ver != REC_VERSION) || hl != MC_SSD_REC_HDR || zero)
+        return *why = "unknown version", -1;
     if (r->key_len == 0 || r->key_len > MC_SSD_KEY_MAX) return *why = "bad key length", -1;
     if (r->data_len == 0 || r->data_len > MC_SSD_DATA_MAX) return *why = "bad value length", -1;
-    if (r->rec_len != mc_ssd_rec_len(r->key_len, r->data_len))
-        return *why = "bad record length", -1;
+    uint64_t want = ver == 1 ? MC_SSD_ALIGN_UP(MC_SSD_REC_HDR + r->key_len + r->data_len)
+                             : mc_ssd_rec_len(r->key_len, r->data_len);
+    if (r->rec_len != want) return *why = "bad record length", -1;
     return 0;
 }
 

@@ -206,3 +206,93 @@ def case_promotion():
     assert promoted, s.get_replica_desc(k)
     assert s.get(k) == value(k, SZ)
     s.close()
+
+
+def disk_only(s, key):
+    d = s.get_replica_desc(key)
+    return bool(d) and all(r.is_local_disk_replica() for r in d)
+
+
+def case_self_owner():
+    """This process owns the disk and reads it: puts N objects (several times
+    its own 16 MiB segment), then reads every one back exactly, the ones left
+    on its disk only included, with get and with batch_get_into into a
+    registered buffer; the count of reads served from disk moves. MC_TEST_SELF
+    "ssd": setup(..., enable_ssd_offload=True) (MOONCAKE_OFFLOAD_FILE_STORAGE_PATH),
+    "root": the 7-argument setup of upstream's legacy --root_fs_dir test."""
+    import ctypes
+    s = MooncakeDistributedStore()
+    args = ["127.0.0.1", META, 16 * MB, 64 * MB, "tcp", "", RPC]
+    if os.environ.get("MC_TEST_SELF", "ssd") == "ssd":
+        rc = s.setup(*args, None, True)
+    else:
+        rc = s.setup(*args)
+    assert rc == 0, rc
+    done = keys()
+    for k in done:
+        rc = put_retry(s, k, value(k, SZ), timeout=30)
+        assert rc == 0, (k, rc)
+    assert until(lambda: sum(disk_only(s, k) for k in done) >= N // 2, timeout=30), \
+        "only %d of %d keys on disk only" % (sum(disk_only(s, k) for k in done), N)
+    before = s.get_offload_rpc_read_count()
+    ok, _ = check_all(s, done, allow_miss=False)
+    assert ok == len(done)
+    assert s.get_offload_rpc_read_count() - before >= N // 2
+    batch = 8
+    buf = (ctypes.c_ubyte * (SZ * batch))()
+    base = ctypes.addressof(buf)
+    assert s.register_buffer(base, SZ * batch) == 0
+    for i in range(0, len(done), batch):
+        ks = done[i:i + batch]
+        res = s.batch_get_into(ks, [base + j * SZ for j in range(len(ks))], [SZ] * len(ks))
+        assert list(res) == [SZ] * len(ks), (ks, list(res))
+        for j, k in enumerate(ks):
+            assert bytes(buf[j * SZ:(j + 1) * SZ]) == value(k, SZ), "wrong bytes for %s" % k
+    assert s.unregister_buffer(base) == 0
+    print(json.dumps({"put": len(done), "disk_reads": s.get_offload_rpc_read_count()}))
+    s.close()
+
+
+def case_concurrent_same_keys():
+    """Upstream's concurrent stress of its legacy --root_fs_dir test, checked:
+    4 threads put the same N keys into this store (which owns the disk), then
+    each reads them all. Every key some put stored (rc 0, or already there)
+    reads back exactly; a key is missing only when every put of it was
+    refused for room (-200)."""
+    s = MooncakeDistributedStore()
+    rc = s.setup("127.0.0.1", META, 16 * MB, 64 * MB, "tcp", "", RPC)
+    assert rc == 0, rc
+    ks = keys()
+    stored = set()
+    errors = []
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            for k in ks:
+                rc = s.put(k, value(k, SZ))
+                assert rc in (0, -200, -706), (k, rc)
+                if rc != -200:
+                    with lock:
+                        stored.add(k)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    th = [threading.Thread(target=worker) for _ in range(4)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    assert not errors, errors
+    assert len(stored) >= N // 2, len(stored)
+    miss = 0
+    for k in ks:
+        v = s.get(k)
+        if v == b"":
+            assert k not in stored, "%s was stored and came back empty" % k
+            miss += 1
+            continue
+        assert v == value(k, SZ), "wrong bytes for %s" % k
+    print(json.dumps({"stored": len(stored), "miss": miss,
+                      "disk_reads": s.get_offload_rpc_read_count()}))
+    s.close()
