@@ -376,11 +376,6 @@ class StoreExtras:
     def unmount_local_disk_segment(self, grace_period_seconds=0):
         return self._unsupported("unmount_local_disk_segment")
 
-    def get_offload_rpc_read_count(self):
-        """Reads this client made through an SSD staging server: not counted
-        here; 0 (as upstream's answer for a client without the count)."""
-        return 0
-
 
 # ---- module-level functions of upstream's mooncake.store ----
 
