@@ -61,6 +61,14 @@ typedef struct parked {
     struct parked *next;
 } parked_t;
 
+/* A freed range held until the standbys acknowledged its removal (master_hold.c). */
+typedef struct held {
+    mseg_t *seg;
+    mc_alloc_blk_t *blk;
+    uint64_t pos, size;
+    struct held *next;
+} held_t;
+
 typedef struct {
     mc_uuid_t id;
     uint64_t deadline_ms;
@@ -111,6 +119,12 @@ struct mc_master {
      * set once before the master serves (mc_master_set_repl_sink) */
     void (*repl_sink)(void *arg, const void *frame, size_t len);
     void *repl_arg;
+    /* held frees (master_hold.c): set once before the master serves */
+    int (*free_hold)(void *arg, uint64_t *pos);
+    void *free_hold_arg;
+    pthread_mutex_t held_mu; /* innermost but a segment's mu (taken inside it) */
+    held_t *held_head, **held_tail;
+    _Atomic uint64_t held_bytes, held_total;
 
     struct mdisk *disk; /* the SSD tier's index (master_disk.c); NULL: --enable_offload off */
 };
@@ -215,6 +229,14 @@ int mc__repl_dump_shard(mc_master_t *m, size_t i, mc__frame_fn fn, void *arg);
 /* Calls fn with a PUT frame for every restored object still awaiting its
  * segments (its replicas not known to be lost), under restore_mu. */
 int mc__repl_dump_pending(mc_master_t *m, mc__frame_fn fn, void *arg);
+
+/* master_hold.c */
+/* 1 when s/blk was held (its bytes are off the counters), 0 to free it now.
+ * Caller as for mc__master_range_free. */
+int mc__hold_range(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk);
+/* s leaves: its held ranges go with its allocator. Caller holds no core lock. */
+void mc__hold_seg_gone(mc_master_t *m, mseg_t *s);
+void mc__hold_free(mc_master_t *m);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

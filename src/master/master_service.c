@@ -96,6 +96,7 @@ int mc__master_key_check(const char *key)
 }
 void mc__master_range_free(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk)
 {
+    if (m->free_hold && mc__hold_range(m, s, blk)) return;
     pthread_mutex_lock(&s->mu);
     uint64_t sz = mc_alloc_blk_size(blk);
     mc_alloc_put(s->alloc, blk);
@@ -200,6 +201,7 @@ void mc_master_free(mc_master_t *m)
 {
     if (!m) return;
     mc__restore_free(m);
+    mc__hold_free(m);
     mc__disk_free(m->disk);
     /* Allocators are destroyed wholesale, so replicas need not be returned. */
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {

@@ -16,7 +16,10 @@ commands on stdin, one a line, and prints one line per command:
                     "FILLED <ok> <t_first> <t_last> <seconds>"
     check           gets every object put so far, byte for byte:
                     "CHECKED <ok> <missing> <bad> <t>", t: the end of the
-                    oldest missing object's put (0 when none is missing)
+                    oldest missing object's put (0 when none is missing);
+                    a removed object must be absent or hold its own bytes
+                    (anything else counts as bad)
+    remove A B      removes the objects put as A..B-1 (force): "REMOVED <n>"
     mark            "MARK <t>"  (time.monotonic() now)
 Values are MC_TEST_VALUE_SIZE bytes (default 1024) derived from the key.
 MC_TEST_SEGMENT_MB sets the segment this client contributes (default 32)."""
@@ -44,6 +47,7 @@ def ivalue(i, size):
 def index_mode(s):
     size = int(os.environ.get("MC_TEST_VALUE_SIZE", "1024"))
     done = []  # (i, t of its put's end)
+    removed = []
     nxt = 0
     for line in sys.stdin:
         cmd = line.split()
@@ -87,7 +91,21 @@ def index_mode(s):
                     else:
                         missing += 1
                         oldest = t if not oldest else min(oldest, t)
+            for k in range(0, len(removed), 256):
+                part = removed[k:k + 256]
+                got = s.get_batch(["ix-%d" % i for i in part])
+                bad += sum(1 for i, g in zip(part, got) if g and g != ivalue(i, size))
             print("CHECKED %d %d %d %.4f" % (ok, missing, bad, oldest), flush=True)
+        elif cmd[0] == "remove":
+            a, b = int(cmd[1]), int(cmd[2])
+            n = 0
+            for i in range(a, b):
+                if s.remove("ix-%d" % i, force=True) == 0:
+                    n += 1
+            gone = set(range(a, b))
+            removed.extend(i for i, _ in done if i in gone)
+            done = [(i, t) for i, t in done if i not in gone]
+            print("REMOVED %d" % n, flush=True)
         elif cmd[0] == "mark":
             print("MARK %.4f" % time.monotonic(), flush=True)
     s.close()

@@ -13,7 +13,16 @@ serves the whole index as the clients remount:
 - a standby started late catches up with an existing leader's index;
 - three failovers in a row, each killing the new leader, lose nothing;
 - a standby stopped with SIGSTOP does not slow the leader (rates printed),
-  is cut off once it falls behind, and re-syncs once resumed.
+  is cut off once it falls behind, and re-syncs once resumed;
+- freed ranges are held until the in-sync standby acks their removal, and
+  released then (mooncake_master_repl_held_bytes back to 0);
+- a standby stopped with SIGSTOP leaves the in-sync set (the leader rewrites
+  the key and releases what it held, and keeps serving); elected after the
+  leader's kill -9, it does not adopt its stale table (one line says why),
+  so no get returns another key's bytes;
+- the same on redis (--ha_backend_type=redis): a failover adopts the
+  replicated index through the in-sync set key there.
+Replication is on by default with --enable_ha (--enable_ha_replication).
 
 Readiness is read from the masters' /metrics (mooncake_master_repl_*) and
 their log lines ("restore finished"), never from sleeps."""
@@ -82,6 +91,11 @@ class Index(Child):
         assert r[0] == "FILLED" and int(r[1]) == n, r
         return float(r[3]), float(r[4])  # end of the last put, seconds taken
 
+    def remove(self, a, b):
+        r = self.cmd("remove %d %d" % (a, b))
+        assert r[0] == "REMOVED", r
+        return int(r[1])
+
     def check(self):
         r = self.cmd("check", 300)
         assert r[0] == "CHECKED", r
@@ -94,11 +108,12 @@ def ha_repl(tmp_path, etcd3, request, monkeypatch):
     if not core_so():
         pytest.skip("mooncake._core not built")
     monkeypatch.setenv("MC_LOG_LEVEL", "info")  # the masters' "restore finished" lines
-    monkeypatch.setenv("MC_MASTER_REPL", "1")  # opt-in (docs/master.md "HA replication")
+    monkeypatch.delenv("MC_MASTER_REPL", raising=False)  # on by default with --enable_ha
     made = []
 
-    def make(n=2):
-        c = Cluster(tmp_path, etcd3, n, "repl-%s-%d" % (request.node.name[:20], len(made)))
+    def make(n=2, redis=None):
+        c = Cluster(tmp_path, etcd3, n, "repl-%s-%d" % (request.node.name[:20], len(made)),
+                    redis)
         made.append(c)
         return c
 
@@ -249,5 +264,141 @@ def test_stalled_standby_does_not_slow_leader(ha_repl, monkeypatch):
         # resumed, it re-syncs from scratch and holds everything
         assert until(lambda: synced(standby, 40000), 30), metrics(standby)
         assert metrics(standby).get("master_repl_resyncs_total", 0) >= 2
+    finally:
+        ix.stop()
+
+
+def in_sync(lead, n):
+    """lead's in-sync set (as written to etcd) has n standbys."""
+    return metrics(lead).get("master_repl_isr_size") == n
+
+
+def test_held_frees_released_after_ack(ha_repl):
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    standby = others(c, lead)[0]
+    try:
+        ix.fill(600)
+        assert until(lambda: synced(standby, 600), 20), metrics(standby)
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
+        before = metrics(lead).get("master_repl_held_total", 0)
+        assert ix.remove(0, 300) == 300
+        # every removed range went through the hold, and came back once acked
+        assert until(lambda: metrics(lead).get("master_repl_held_total", 0) >= before + 300, 10), \
+            metrics(lead)
+        assert until(lambda: metrics(lead).get("master_repl_held_bytes") == 0, 10), metrics(lead)
+        ix.fill(300)  # the released space is handed out again
+        ok, missing, bad, _ = ix.check()
+        assert (ok, missing, bad) == (600, 0, 0)
+        assert until(lambda: synced(standby, 600) and
+                     metrics(standby).get("master_repl_objects") == 600, 20), metrics(standby)
+    finally:
+        ix.stop()
+
+
+def test_stopped_standby_leaves_isr_and_is_not_adopted(ha_repl, monkeypatch):
+    # long enough that the removes below happen while the standby is still a member
+    monkeypatch.setenv("MC_MASTER_REPL_ACK_TIMEOUT_MS", "3000")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    standby = others(c, lead)[0]
+    stopped = False
+    try:
+        ix.fill(2000, batch=50)
+        assert until(lambda: synced(standby, 2000), 20), metrics(standby)
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
+        os.kill(standby.p.pid, signal.SIGSTOP)
+        stopped = True
+        assert ix.remove(0, 1000) == 1000
+        # the standby acks nothing: what the removes freed is held
+        held = metrics(lead).get("master_repl_held_bytes", 0)
+        assert held >= 1000 * 1024, metrics(lead)
+        # cut off after the ack timeout, out of the set, and the held space released
+        assert until(lambda: metrics(lead).get("master_repl_cutoffs_total", 0) >= 1 and
+                     in_sync(lead, 0) and metrics(lead).get("master_repl_held_bytes") == 0, 20), \
+            metrics(lead)
+        assert "no ack for 3000 ms" in lead.stderr(), lead.stderr()[-2000:]
+        # the leader keeps serving, and hands the freed space out again
+        ix.fill(1000, batch=50)
+        ok, missing, bad, _ = ix.check()
+        assert (ok, missing, bad) == (2000, 0, 0)
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        os.kill(standby.p.pid, signal.SIGCONT)
+        stopped = False
+        assert c.leader(timeout=30) is standby
+        assert until(lambda: "not adopting" in standby.stderr(), 10), standby.stderr()[-3000:]
+        line = [x for x in standby.stderr().splitlines() if "not adopting" in x][0]
+        print(line)
+        assert "does not list this standby" in line, line
+        # no get returns another key's bytes: the new leader starts empty
+        ok, missing, bad, _ = ix.check()
+        assert bad == 0, (ok, missing, bad)
+        assert ok == 0, (ok, missing, bad)
+        ix.fill(100)
+        ok, missing, bad, _ = ix.check()
+        assert (ok, bad) == (100, 0), (ok, missing, bad)
+    finally:
+        if stopped:
+            os.kill(standby.p.pid, signal.SIGCONT)
+        ix.stop()
+
+
+def test_cut_off_standby_serves_no_reused_range(ha_repl, monkeypatch):
+    """A standby cut off (its queue overflowed while it was stopped) misses the
+    removal of objects whose space the leader then hands to new ones. Elected
+    after the leader's kill -9, it must not serve the removed keys from that
+    space (before the in-sync set, it adopted its stale table and did)."""
+    monkeypatch.setenv("MC_MASTER_REPL_QUEUE_BYTES", "65536")
+    monkeypatch.setenv("MC_MASTER_REPL_STALL_MS", "2000")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c, value_size=512, segment_mb=64)
+    standby = others(c, lead)[0]
+    stopped = False
+    try:
+        ix.fill(4000, batch=100)
+        assert until(lambda: synced(standby, 4000), 20), metrics(standby)
+        os.kill(standby.p.pid, signal.SIGSTOP)
+        stopped = True
+        ix.fill(20000, batch=100)  # overflows its queue: it is cut off
+        assert until(lambda: metrics(lead).get("master_repl_cutoffs_total", 0) >= 1, 20), \
+            metrics(lead)
+        ix.remove(0, 4000)
+        ix.fill(4000, batch=100)  # lands in the space of the removed ones
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        os.kill(standby.p.pid, signal.SIGCONT)
+        stopped = False
+        assert c.leader(timeout=30) is standby
+        assert until(lambda: "restore finished" in standby.stderr() or
+                     "not adopting" in standby.stderr(), 30), standby.stderr()[-3000:]
+        ok, missing, bad, _ = ix.check()
+        print("after the failover: %d readable, %d missing, %d wrong" % (ok, missing, bad))
+        assert bad == 0, (ok, missing, bad)
+    finally:
+        if stopped:
+            os.kill(standby.p.pid, signal.SIGCONT)
+        ix.stop()
+
+
+def test_redis_failover_adopts_through_isr(ha_repl, redis):
+    c = ha_repl(2, redis=redis)
+    lead = c.leader()
+    ix = Index(c)
+    standby = others(c, lead)[0]
+    try:
+        ix.fill(500)
+        assert until(lambda: synced(standby, 500), 20), metrics(standby)
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        assert c.leader(timeout=20) is standby
+        assert until(lambda: restored(standby), 30), standby.stderr()[-3000:]
+        ok, missing, bad, _ = ix.check()
+        assert (ok, missing, bad) == (500, 0, 0)
+        assert "not adopting" not in standby.stderr()
     finally:
         ix.stop()
