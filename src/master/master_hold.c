@@ -17,18 +17,45 @@
  * Lock order: held_mu, then a segment's mu (release); the hold itself takes
  * the segment's mu and then held_mu one after the other, never nested. A
  * segment that leaves drops its held ranges (its allocator goes with it). */
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "master_int.h"
 
-void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg)
+void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg,
+                             uint64_t wait_ms)
 {
     if (!m->held_tail) {
         pthread_mutex_init(&m->held_mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->held_cv, &ca);
+        pthread_condattr_destroy(&ca);
         m->held_tail = &m->held_head;
     }
     m->free_hold_arg = arg;
+    m->hold_wait_ms = wait_ms;
     m->free_hold = hold;
+}
+
+int mc__hold_wait(mc_master_t *m, uint64_t size)
+{
+    if (!m->free_hold || !m->hold_wait_ms || atomic_load(&m->held_bytes) < size) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + m->hold_wait_ms * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&m->held_mu);
+    uint64_t gen = m->held_gen;
+    int rc = 0;
+    while (m->held_gen == gen && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&m->held_cv, &m->held_mu, &ts);
+    int released = m->held_gen != gen;
+    pthread_mutex_unlock(&m->held_mu);
+    return released;
 }
 
 int mc__hold_range(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk)
@@ -67,6 +94,10 @@ uint64_t mc_master_release_held(mc_master_t *m, uint64_t upto)
         pthread_mutex_unlock(&h->seg->mu);
         bytes += h->size;
         free(h);
+    }
+    if (bytes) {
+        m->held_gen++;
+        pthread_cond_broadcast(&m->held_cv);
     }
     pthread_mutex_unlock(&m->held_mu);
     atomic_fetch_sub(&m->held_bytes, bytes);
@@ -114,4 +145,5 @@ void mc__hold_free(mc_master_t *m)
         free(h);
     }
     pthread_mutex_destroy(&m->held_mu);
+    pthread_cond_destroy(&m->held_cv);
 }

@@ -123,6 +123,8 @@ struct mc_master {
     int (*free_hold)(void *arg, uint64_t *pos);
     void *free_hold_arg;
     pthread_mutex_t held_mu; /* innermost but a segment's mu (taken inside it) */
+    pthread_cond_t held_cv;  /* a release happened (held_gen moved) */
+    uint64_t held_gen, hold_wait_ms;
     held_t *held_head, **held_tail;
     _Atomic uint64_t held_bytes, held_total;
 
@@ -236,6 +238,10 @@ int mc__repl_dump_pending(mc_master_t *m, mc__frame_fn fn, void *arg);
 int mc__hold_range(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk);
 /* s leaves: its held ranges go with its allocator. Caller holds no core lock. */
 void mc__hold_seg_gone(mc_master_t *m, mseg_t *s);
+/* A put found no room: when at least size bytes are held, waits up to
+ * hold_wait_ms for a release; 1 when one happened (try again), else 0.
+ * Caller holds no core lock. */
+int mc__hold_wait(mc_master_t *m, uint64_t size);
 void mc__hold_free(mc_master_t *m);
 
 /* master_evict.c */

@@ -74,6 +74,7 @@
 #define RCV_BUF (256u << 10)
 #define SND_BUF (256u << 10)
 #define ISR_LOG_MS 5000
+#define ISR_MS 10 /* the ISR thread's period (an ack wakes it at once) */
 enum { CUT_BEHIND = 1, CUT_BYE = 2, CUT_SILENT = 3, CUT_BADACK = 4 };
 
 typedef struct sub {
@@ -269,6 +270,7 @@ static void *ack_main(void *arg)
                 s->acked = s->base_seq + applied;
                 s->ack_synced = (flags & MC_REPL_ACK_SYNCED) != 0;
                 s->last_ack_ms = mc_now_ms();
+                pthread_cond_signal(&r->isr_cv); /* release what it acked now */
             }
             pthread_mutex_unlock(&r->mu);
             if (bad) return NULL;
@@ -637,7 +639,7 @@ static void *isr_main(void *arg)
         if (atomic_load(&r->stop)) break;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += MC_REPL_ACK_MS * 1000000L;
+        ts.tv_nsec += ISR_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
@@ -705,7 +707,8 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
     uint8_t *buf = malloc(cap);
     mc_prec_t *scratch = malloc(sizeof *scratch);
     if (!buf || !scratch || mc_sock_send_all(fd, hello, sizeof hello)) goto out;
-    mc_sock_set_timeout(fd, MC_REPL_ACK_MS); /* the ack cadence */
+    int tmo = PING_MS;
+    mc_sock_set_timeout(fd, tmo);
     mc_repl_reader_t rd = {0};
     fol_ctx_t c = {r, addr, view, mc_now_ms(), 0};
     uint64_t last_rx = mc_now_ms(), last_ack = 0, acked = UINT64_MAX;
@@ -713,16 +716,17 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
     const char *why = NULL;
     for (;;) {
         if (atomic_load(&r->stop) || atomic_load(&r->leading)) break;
-        /* the back channel: what this standby applied, every MC_REPL_ACK_MS
-         * while it changes, and every PING_MS regardless (the leader cuts a
+        /* the back channel: what this standby applied, as soon as it changed
+         * (at most one ack per MC_REPL_ACK_MS: the leader holds freed ranges
+         * until then), and every PING_MS regardless (the leader cuts a
          * standby whose acks stop) */
         uint64_t now = mc_now_ms();
         pthread_mutex_lock(&r->fmu);
         uint64_t applied = rd.have_hdr ? r->applied : 0;
         int syn = rd.have_hdr && r->synced;
         pthread_mutex_unlock(&r->fmu);
-        if (now >= last_ack + MC_REPL_ACK_MS &&
-            (applied != acked || syn != acked_synced || now >= last_ack + PING_MS)) {
+        int pending = applied != acked || syn != acked_synced;
+        if ((pending && now >= last_ack + MC_REPL_ACK_MS) || now >= last_ack + PING_MS) {
             uint8_t ack[MC_REPL_ACK_LEN];
             mc_repl_ack_encode(ack, applied, syn ? MC_REPL_ACK_SYNCED : 0);
             if (mc_sock_send_all(fd, ack, sizeof ack)) {
@@ -732,7 +736,10 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
             last_ack = now;
             acked = applied;
             acked_synced = syn;
+            pending = 0;
         }
+        int want_tmo = pending ? MC_REPL_ACK_MS : PING_MS; /* wake for a held-back ack */
+        if (want_tmo != tmo) mc_sock_set_timeout(fd, tmo = want_tmo);
         char cur[320];
         uint64_t cv = 0;
         if (!r->cfg.target(r->cfg.arg, cur, sizeof cur, &cv) || cv != view || strcmp(cur, addr)) {
@@ -876,7 +883,8 @@ int mc_repl_start(mc_master_t *m, const mc_repl_config_t *cfg, mc_repl_t **out)
     int rc = mc_sock_listen(cfg->host, cfg->port, 16, &r->lfd, &r->port);
     if (rc) goto fail;
     mc_master_set_repl_sink(m, repl_sink, r);
-    mc_master_set_free_hold(m, repl_hold, r);
+    mc_master_set_free_hold(m, repl_hold, r,
+                            (uint64_t)mc_env_int("MC_MASTER_REPL_HOLD_WAIT_MS", 20, 0, 1000));
     if (pthread_create(&r->isr_thr, NULL, isr_main, r) != 0) {
         rc = -EAGAIN;
         goto fail;
@@ -1047,7 +1055,7 @@ void mc_repl_stop(mc_repl_t *r)
     if (r->fol_running) pthread_join(r->fol_thr, NULL);
     if (r->acc_running) pthread_join(r->acc_thr, NULL);
     mc_master_set_repl_sink(r->m, NULL, NULL);
-    mc_master_set_free_hold(r->m, NULL, NULL);
+    mc_master_set_free_hold(r->m, NULL, NULL, 0);
     mc_master_release_held(r->m, UINT64_MAX); /* the core may live on */
     reap(r, 1);
     if (r->lfd >= 0) close(r->lfd);

@@ -7,8 +7,8 @@
  *     before. Then acks (the back channel), 32 bytes each: magic "MCREPLA1",
  *     u64 applied (tail records applied since the END of the base; 0 before),
  *     u64 flags (MC_REPL_ACK_SYNCED: the whole base was applied), u64 XXH3-64
- *     of the 24 before; every MC_REPL_ACK_MS while records arrive, and at
- *     least every PING interval.
+ *     of the 24 before; after the records of each read are applied (at most
+ *     one per MC_REPL_ACK_MS), and at least every PING interval.
  *   leader -> standby: header, 32 bytes: magic "MCREPLS1", u64 view, u64
  *     version (the leader's mutation counter when the standby subscribed),
  *     u64 XXH3-64 of the 24 before; then record frames (master_persist_rec.h):
@@ -29,7 +29,7 @@
 #define MC_REPL_HDR_LEN 32
 #define MC_REPL_ACK_LEN 32
 #define MC_REPL_ACK_SYNCED 1u
-#define MC_REPL_ACK_MS 10
+#define MC_REPL_ACK_MS 1
 
 void mc_repl_hello_encode(uint8_t out[MC_REPL_HELLO_LEN], uint64_t view, uint64_t id);
 /* 0 with *view and *id (nonzero), or -1 when it is not a hello. */

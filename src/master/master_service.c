@@ -434,6 +434,7 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
     shard_t *sh = mc__master_shard_of(m, key);
     size_t want =
         cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS : cfg->replica_num;
+    int waits = 0;
     for (int attempt = 0;; attempt++) {
         uint64_t epoch = atomic_load(&m->evict_epoch);
         pthread_mutex_lock(&sh->mu);
@@ -501,6 +502,14 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
         if (o->nrep == 0) {
             free(o);
             pthread_mutex_unlock(&sh->mu);
+            /* Ranges freed just before, or by the eviction below, may be held
+             * for the in-sync standbys (master_hold.c): they come back within
+             * one ack, so wait for that (twice at most) before evicting more. */
+            if (waits < 2 && mc__hold_wait(m, size)) {
+                waits++;
+                attempt--;
+                continue;
+            }
             /* First make contiguous room for this very put; failing that (all
              * candidates leased or pinned), one general pass; then give up. */
             if (attempt == 0 && mc__master_evict_room(m, size, now) > 0) continue;

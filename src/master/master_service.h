@@ -200,10 +200,12 @@ void mc_master_set_repl_sink(mc_master_t *m, void (*sink)(void *arg, const void 
  * (the journal position of the record that freed it, or a later one) until
  * mc_master_release_held(m, p) with p >= pos. Its bytes leave the usage
  * counters at once (eviction does not evict more for them) and show in
- * mc_master_held_bytes; a put that finds no room because of them gets
- * NO_AVAILABLE_HANDLE, as for any full pool. hold runs on the freeing thread
+ * mc_master_held_bytes. A put that finds no room while at least its size is
+ * held waits up to wait_ms for a release (twice at most: before it evicts,
+ * and after), then evicts or fails as usual. hold runs on the freeing thread
  * under core locks: it must not block. Call before the master serves. */
-void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg);
+void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg,
+                             uint64_t wait_ms);
 /* Returns every held range whose position is <= upto to its allocator
  * (UINT64_MAX: all of them); the bytes released. Any thread. */
 uint64_t mc_master_release_held(mc_master_t *m, uint64_t upto);
