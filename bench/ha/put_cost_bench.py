@@ -94,6 +94,7 @@ def one_mode(a, etcd, tmp, mode, rnd):
         for size, n, batch in ((4096, a.small, 64), (MB, a.large, 1)):
             seg = max(64, (n * size * 2) >> 20)
             c = Client(a, etcd, cluster, tmp, size, seg)
+            peak[0] = 0
             try:
                 r = c.cmd("fill %d %d" % (n, batch))
                 assert r[0] == "FILLED" and int(r[1]) == n, r
@@ -109,6 +110,8 @@ def one_mode(a, etcd, tmp, mode, rnd):
                     row["remove_refill_s"] = round(time.monotonic() - t0, 4)
                     r = c.cmd("check")
                     row["check_bad"] = int(r[3])
+                if mode == "on":
+                    row["held_bytes_peak"] = peak[0]  # this cell's, its client still up
                 rows.append(row)
             finally:
                 c.close()
@@ -116,8 +119,6 @@ def one_mode(a, etcd, tmp, mode, rnd):
         th.join()
         if mode == "on":
             x = metrics(lead)
-            for row in rows:
-                row["held_bytes_peak"] = peak[0]
             rows[-1]["held_bytes_end"] = x.get("master_repl_held_bytes")
             rows[-1]["held_total"] = x.get("master_repl_held_total")
     finally:

@@ -13,7 +13,8 @@ checked byte for byte against the put of that key.
 commands on stdin, one a line, and prints one line per command:
     fill N [BATCH]  puts N new objects (batches of BATCH, default 1), with a
                     pacing-free retry while no leader serves:
-                    "FILLED <ok> <t_first> <t_last> <seconds>"
+                    "FILLED <ok> <t_first> <t_last> <seconds> <failed>"
+                    (failed: puts that failed and were tried again)
     check           gets every object put so far, byte for byte:
                     "CHECKED <ok> <missing> <bad> <t>", t: the end of the
                     oldest missing object's put (0 when none is missing);
@@ -55,7 +56,7 @@ def index_mode(s):
             continue
         if cmd[0] == "fill":
             n, batch = int(cmd[1]), int(cmd[2]) if len(cmd) > 2 else 1
-            t0, ok, first, last = time.monotonic(), 0, 0.0, 0.0
+            t0, ok, first, last, failed = time.monotonic(), 0, 0.0, 0.0, 0
             end = nxt + n
             while nxt < end:
                 ids = list(range(nxt, min(end, nxt + batch)))
@@ -66,6 +67,7 @@ def index_mode(s):
                     rc = s.put_batch(keys, [ivalue(i, size) for i in ids])
                 t = time.monotonic()
                 if rc != 0:
+                    failed += 1
                     if t - t0 > 60:
                         break
                     time.sleep(0.02)  # pacing while no leader serves, not synchronisation
@@ -75,8 +77,8 @@ def index_mode(s):
                 first = first or t
                 last = t
                 nxt = ids[-1] + 1
-            print("FILLED %d %.4f %.4f %.4f" % (ok, first, last, time.monotonic() - t0),
-                  flush=True)
+            print("FILLED %d %.4f %.4f %.4f %d" % (ok, first, last, time.monotonic() - t0,
+                                                   failed), flush=True)
         elif cmd[0] == "check":
             ok = missing = bad = 0
             oldest = 0.0

@@ -297,6 +297,33 @@ def test_held_frees_released_after_ack(ha_repl):
         ix.stop()
 
 
+def test_full_pool_puts_wait_for_held_frees(ha_repl, monkeypatch):
+    """Puts into a full pool with a standby in sync: the space eviction frees
+    for a put is held until the standby acks, and the put waits for that
+    (MC_MASTER_REPL_HOLD_WAIT_MS, generous here) instead of failing or
+    evicting more; no put fails, nothing wrong is read, nothing stays held."""
+    monkeypatch.setenv("MC_MASTER_REPL_HOLD_WAIT_MS", "1000")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c, value_size=64 << 10, segment_mb=16)
+    standby = others(c, lead)[0]
+    try:
+        ix.fill(10)
+        assert until(lambda: synced(standby, 10), 20), metrics(standby)
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
+        r = ix.cmd("fill 700")  # 44 MiB of puts into a 16 MiB pool
+        assert r[0] == "FILLED" and int(r[1]) == 700, r
+        assert int(r[5]) == 0, "%s puts failed" % r[5]
+        x = metrics(lead)
+        assert x.get("master_evicted_key_count", x.get("master_evicted_keys", 1)) > 0, x
+        assert x.get("master_repl_held_total", 0) > 0, x
+        assert until(lambda: metrics(lead).get("master_repl_held_bytes") == 0, 10), metrics(lead)
+        ok, missing, bad, _ = ix.check()
+        assert bad == 0 and ok > 0, (ok, missing, bad)
+    finally:
+        ix.stop()
+
+
 def test_stopped_standby_leaves_isr_and_is_not_adopted(ha_repl, monkeypatch):
     # long enough that the removes below happen while the standby is still a member
     monkeypatch.setenv("MC_MASTER_REPL_ACK_TIMEOUT_MS", "3000")
