@@ -6,7 +6,9 @@
  * and then every journal record, in order, from a bounded queue of its own
  * (the journal's sink, mc_master_set_repl_sink): the leader never waits for a
  * standby; one that falls behind (queue full, or nothing sent for stall_ms)
- * is cut off with one log line and re-syncs from scratch.
+ * is cut off with one log line and re-syncs from scratch. Standbys ack what
+ * they applied; ranges the leader frees are held until every member of the
+ * in-sync set (kept in etcd/redis through cfg.isr_write) acked them.
  * Standby side: a thread follows the current leader (cfg.target) and applies
  * the stream to a restore table; mc_repl_take hands it over when this master
  * is elected.
@@ -43,7 +45,9 @@ typedef struct {
  * m's journal sink and free hold (mc_master_set_free_hold). Limits from the
  * environment: MC_MASTER_REPL_QUEUE_BYTES (64 MiB per standby),
  * MC_MASTER_REPL_STALL_MS (5000), MC_MASTER_REPL_ACK_TIMEOUT_MS (1000: a
- * standby silent that long is cut off and leaves the in-sync set).
+ * standby silent that long is cut off and leaves the in-sync set),
+ * MC_MASTER_REPL_HOLD_WAIT_MS (20: how long a put that finds no room waits
+ * for held frees to come back, mc_master_set_free_hold).
  * Errors: -errno (listen). */
 int mc_repl_start(mc_master_t *m, const mc_repl_config_t *cfg, mc_repl_t **out);
 uint16_t mc_repl_port(const mc_repl_t *r);
