@@ -22,6 +22,8 @@ serves the whole index as the clients remount:
   so no get returns another key's bytes;
 - the same on redis (--ha_backend_type=redis): a failover adopts the
   replicated index through the in-sync set key there.
+- puts into a full pool wait for held frees instead of failing;
+- --enable_ha_replication=false: no stream, a new leader starts empty.
 Replication is on by default with --enable_ha (--enable_ha_replication).
 
 Readiness is read from the masters' /metrics (mooncake_master_repl_*) and
@@ -427,5 +429,27 @@ def test_redis_failover_adopts_through_isr(ha_repl, redis):
         ok, missing, bad, _ = ix.check()
         assert (ok, missing, bad) == (500, 0, 0)
         assert "not adopting" not in standby.stderr()
+    finally:
+        ix.stop()
+
+
+def test_replication_off_by_flag(ha_repl):
+    """--enable_ha_replication=false: that master neither serves nor follows a
+    stream, and elected it starts empty (the default one replicates)."""
+    c = ha_repl(1)
+    lead = c.leader()
+    off = Master(c.tmp, extra=c.flags + ["--enable_ha_replication=false"])
+    c.masters.append(off)
+    ix = Index(c)
+    try:
+        ix.fill(100)
+        assert "master_repl_isr_size" in metrics(lead)
+        assert not [k for k in metrics(off) if k.startswith("master_repl_")], metrics(off)
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        assert c.leader(timeout=20) is off
+        ok, missing, bad, _ = ix.check()
+        assert (ok, bad) == (0, 0), (ok, missing, bad)
+        assert "adopted" not in off.stderr()
     finally:
         ix.stop()
