@@ -14,6 +14,9 @@
  * entry may carry a smaller position than the one before it: it is then
  * released a little late, never early. A held range has no owner (eviction
  * skips it, as parked space) and its bytes leave the usage counters at once.
+ * A put that finds no room waits for a release (mc__hold_wait) on the RPC
+ * loop; once a wait times out, no put waits again until a release happened,
+ * so a stalled standby costs the loop one wait, not one per put.
  * Lock order: held_mu, then a segment's mu (release); the hold itself takes
  * the segment's mu and then held_mu one after the other, never nested. A
  * segment that leaves drops its held ranges (its allocator goes with it). */
@@ -42,7 +45,9 @@ void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *po
 
 int mc__hold_wait(mc_master_t *m, uint64_t size)
 {
-    if (!m->free_hold || !m->hold_wait_ms || atomic_load(&m->held_bytes) < size) return 0;
+    if (!m->free_hold || !m->hold_wait_ms || atomic_load(&m->held_bytes) < size ||
+        atomic_load(&m->hold_stalled))
+        return 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t ns = (uint64_t)ts.tv_nsec + m->hold_wait_ms * 1000000ull;
@@ -54,6 +59,9 @@ int mc__hold_wait(mc_master_t *m, uint64_t size)
     while (m->held_gen == gen && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&m->held_cv, &m->held_mu, &ts);
     int released = m->held_gen != gen;
+    /* the acks stopped (a standby stalls until it is cut off): later puts do
+     * not wait on the RPC loop until a release shows they flow again */
+    if (!released) atomic_store(&m->hold_stalled, 1);
     pthread_mutex_unlock(&m->held_mu);
     return released;
 }
@@ -97,6 +105,7 @@ uint64_t mc_master_release_held(mc_master_t *m, uint64_t upto)
     }
     if (bytes) {
         m->held_gen++;
+        atomic_store(&m->hold_stalled, 0);
         pthread_cond_broadcast(&m->held_cv);
     }
     pthread_mutex_unlock(&m->held_mu);

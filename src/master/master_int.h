@@ -125,6 +125,7 @@ struct mc_master {
     pthread_mutex_t held_mu; /* innermost but a segment's mu (taken inside it) */
     pthread_cond_t held_cv;  /* a release happened (held_gen moved) */
     uint64_t held_gen, hold_wait_ms;
+    _Atomic int hold_stalled; /* a wait timed out: none until the next release */
     held_t *held_head, **held_tail;
     _Atomic uint64_t held_bytes, held_total;
 

@@ -202,7 +202,8 @@ void mc_master_set_repl_sink(mc_master_t *m, void (*sink)(void *arg, const void 
  * counters at once (eviction does not evict more for them) and show in
  * mc_master_held_bytes. A put that finds no room while at least its size is
  * held waits up to wait_ms for a release (twice at most: before it evicts,
- * and after), then evicts or fails as usual. hold runs on the freeing thread
+ * and after; none while a wait timed out and no release followed), then
+ * evicts or fails as usual. hold runs on the freeing thread
  * under core locks: it must not block. Call before the master serves. */
 void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg,
                              uint64_t wait_ms);
