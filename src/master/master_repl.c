@@ -555,18 +555,21 @@ static void isr_pass(mc_repl_t *r, uint64_t now, uint64_t *last_fail_log)
             pthread_cond_signal(&x->cv);
             continue;
         }
-        if (!leading || !x->ack_synced) continue;
-        candidates = 1;
-        if (x->acked < low) low = x->acked;
-        int k = member_find(r->isr, r->isr_n, x->id);
-        if (k >= 0 && x->acked > r->isr[k].acked) r->isr[k].acked = x->acked;
-        if (atomic_load(&r->holding) && x->acked >= r->hold_since &&
-            member_find(want, nwant, x->id) < 0)
-            want[nwant++] = (member_t){x->id, x->acked};
+        if (leading && x->ack_synced) candidates = 1;
     }
     if (candidates && !atomic_load(&r->holding)) {
         r->hold_since = atomic_load(&r->seq);
         atomic_store(&r->holding, 1); /* from here on every free waits for the acks */
+    }
+    for (sub_t *x = r->subs; x && candidates; x = x->next) {
+        if (!x->subscribed || x->cut || x->done || !x->ack_synced) continue;
+        if (x->acked < low) low = x->acked;
+        int k = member_find(r->isr, r->isr_n, x->id);
+        if (k >= 0 && x->acked > r->isr[k].acked) r->isr[k].acked = x->acked;
+        /* it applied every record up to the start of holding: every free it
+         * has not seen the record of is held */
+        if (x->acked >= r->hold_since && member_find(want, nwant, x->id) < 0)
+            want[nwant++] = (member_t){x->id, x->acked};
     }
     /* written at the start of each term too: the key then names the latest
      * replicating leader (a restarted master trusts its own files only when

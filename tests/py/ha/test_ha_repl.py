@@ -56,6 +56,13 @@ def synced(m, n):
     return x.get("master_repl_synced") == 1 and x.get("master_repl_objects", 0) >= n
 
 
+def in_sync(lead, n):
+    """lead's in-sync set (as written to etcd) has n standbys: only a standby
+    listed there adopts its table when elected (a standby that just received
+    its base joins within an ack and one etcd write)."""
+    return metrics(lead).get("master_repl_isr_size") == n
+
+
 class Index(Child):
     """ha_workload.py in index mode: fill / check / mark over stdin."""
 
@@ -179,6 +186,7 @@ def test_paused_leader_new_leader_serves_index(ha_repl):
         ix.fill(800)
         standby = others(c, lead)[0]
         assert until(lambda: synced(standby, 800), 20), metrics(standby)
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
         os.kill(lead.p.pid, signal.SIGSTOP)
         try:
             assert until(lambda: http(standby.admin, "/role") == "leader", 20)
@@ -208,6 +216,7 @@ def test_late_standby_catches_up(ha_repl):
         late = add_master(c)
         assert until(lambda: synced(late, 20000), 30), metrics(late)
         assert "base of 20000 objects" in late.stderr(), late.stderr()[-2000:]
+        assert until(lambda: in_sync(lead, 1), 20), metrics(lead)
         os.kill(lead.p.pid, signal.SIGKILL)
         lead.p.wait()
         assert c.leader(timeout=20) is late
@@ -231,6 +240,7 @@ def test_three_failovers_in_a_row(ha_repl):
             assert len(live) >= 2
             for m in live:
                 assert until(lambda: synced(m, total), 20), (k, metrics(m))
+            assert until(lambda: in_sync(lead, len(live)), 20), (k, metrics(lead))
             os.kill(lead.p.pid, signal.SIGKILL)
             lead.p.wait()
             new = c.leader(timeout=20)
@@ -268,11 +278,6 @@ def test_stalled_standby_does_not_slow_leader(ha_repl, monkeypatch):
         assert metrics(standby).get("master_repl_resyncs_total", 0) >= 2
     finally:
         ix.stop()
-
-
-def in_sync(lead, n):
-    """lead's in-sync set (as written to etcd) has n standbys."""
-    return metrics(lead).get("master_repl_isr_size") == n
 
 
 def test_held_frees_released_after_ack(ha_repl):
