@@ -122,6 +122,7 @@ typedef struct {
     mc_master_rpc_t *_Atomic rpc;
     mc_repl_t *_Atomic repl;
     mc_master_t *m;
+    char self[320]; /* this master's "<rpc_address>:<port>" */
 } ha_glue_t;
 
 static int ha_gate(void *arg, uint64_t now_ms, uint64_t *view)
@@ -146,6 +147,61 @@ static int repl_target(void *arg, char *addr, size_t len, uint64_t *view)
     return 1;
 }
 
+/* The in-sync set of this leader's view (the ISR thread of master_repl.c). */
+static int repl_isr_write(void *arg, uint64_t view, const char *val)
+{
+    ha_glue_t *g = arg;
+    mc_master_ha_t *h = atomic_load(&g->ha);
+    return h ? mc_master_ha_isr_put(h, view, val) : -1;
+}
+
+/* A standby elected leader: adopts its replicated table only when the
+ * in-sync set of the view it followed lists it (docs/master.md "HA
+ * replication"); otherwise the old leader may have handed out again ranges
+ * whose removal this table lacks, so it starts empty (its own files' table
+ * is older still). */
+static void ha_adopt(ha_glue_t *g, mc_repl_t *repl)
+{
+    mc_repl_taken_t tk;
+    struct mrestore *t = mc_repl_take(repl, &tk);
+    char *isr = NULL;
+    mc_master_ha_t *h = atomic_load(&g->ha);
+    int rc = h ? mc_master_ha_isr_get(h, &isr) : -1;
+    if (!t) { /* never followed: its own files' table, if it was the last leader */
+        char last[320];
+        if (rc == 0 && mc_repl_isr_leader(isr, last, sizeof last) && strcmp(last, g->self) != 0) {
+            mc_master_restore_adopt(g->m, NULL, 0, "", 0);
+            MC_LOGW("master",
+                    "not restoring from this master's own files (if any): leader %s served after "
+                    "them (the in-sync set names it); starting with an empty index",
+                    last);
+        }
+        free(isr);
+        return;
+    }
+    const char *why = NULL;
+    if (!tk.synced)
+        why = "its base was incomplete";
+    else if (rc == -ENOENT)
+        why = "no in-sync set was written";
+    else if (rc)
+        why = "the in-sync set could not be read";
+    else if (!mc_repl_isr_lists(isr, tk.view, tk.id))
+        why = "the in-sync set of the view it followed does not list this standby";
+    if (why) {
+        MC_LOGW("master",
+                "not adopting %llu objects replicated from %s at view %llu: %s (in-sync set: "
+                "'%s', this standby %016llx); starting with an empty index",
+                (unsigned long long)mc_master_restore_table_count(t), tk.from,
+                (unsigned long long)tk.view, why, isr ? isr : "", (unsigned long long)tk.id);
+        mc_master_restore_table_free(t);
+        mc_master_restore_adopt(g->m, NULL, 0, "", 0); /* nor its own files' older table */
+    } else {
+        mc_master_restore_adopt(g->m, t, tk.version, tk.from, mc_now_ms());
+    }
+    free(isr);
+}
+
 static void ha_change(void *arg, int leading, uint64_t view)
 {
     ha_glue_t *g = arg;
@@ -153,11 +209,7 @@ static void ha_change(void *arg, int leading, uint64_t view)
     (void)view;
     mc_master_clear(g->m, leading ? "a new leader term starts" : "this master stopped leading");
     if (leading) {
-        if (!repl) return;
-        uint64_t ver = 0;
-        char from[400];
-        struct mrestore *t = mc_repl_take(repl, &ver, from, sizeof from);
-        if (t) mc_master_restore_adopt(g->m, t, ver, from, mc_now_ms());
+        if (repl) ha_adopt(g, repl);
         return;
     }
     if (repl) mc_repl_lost(repl);
@@ -252,7 +304,7 @@ int main(int argc, char **argv)
     mc_master_ha_t *ha = NULL;
     mc_master_metaclean_t *clean = NULL;
     mc_repl_t *repl = NULL;
-    ha_glue_t glue = {NULL, NULL, NULL, NULL};
+    ha_glue_t glue = {NULL, NULL, NULL, NULL, ""};
     ticker_t tick;
     int ticking = 0;
 
@@ -318,17 +370,19 @@ int main(int argc, char **argv)
     atomic_store(&glue.rpc, rpc);
     announce("rpc", fl.rpc_address, mc_master_rpc_port(rpc));
     char repl_addr[320] = "";
-    /* Off by default: until freed ranges wait for the standbys' acknowledgment,
-     * a leader cut off from its standbys but still serving its clients (a
-     * partition) can reuse space whose removal the new leader never learns of,
-     * and the adopted index would then map a key to another key's bytes
-     * (docs/master.md "HA replication"). A new leader starts empty instead. */
-    if (fl.enable_ha && mc_env_int("MC_MASTER_REPL", 0, 0, 1)) {
+    snprintf(glue.self, sizeof glue.self, "%s:%u", fl.rpc_address, mc_master_rpc_port(rpc));
+    /* On with HA unless --enable_ha_replication=false or MC_MASTER_REPL=0:
+     * freed ranges wait for the in-sync standbys' acknowledgment, and a new
+     * leader adopts its table only when the in-sync set lists it
+     * (docs/master.md "HA replication"). Off, a new leader starts empty. */
+    if (fl.enable_ha && fl.enable_ha_replication && mc_env_int("MC_MASTER_REPL", 1, 0, 1)) {
         mc_repl_config_t rc_cfg = {.host = fl.rpc_address,
                                    .port = (uint16_t)mc_env_int("MC_MASTER_REPL_PORT", 0, 0, 65535),
                                    .serving = ha_gate,
                                    .target = repl_target,
+                                   .isr_write = repl_isr_write,
                                    .arg = &glue};
+        snprintf(rc_cfg.self, sizeof rc_cfg.self, "%s", glue.self);
         if ((rc = mc_repl_start(m, &rc_cfg, &repl))) {
             fprintf(stderr, "%s: replication cannot serve on %s: %s\n", prog, fl.rpc_address,
                     strerror(-rc));

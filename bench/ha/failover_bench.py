@@ -38,7 +38,7 @@ def http(addr, path):
 
 
 class MasterProc:
-    def __init__(self, bin_dir, tmp, etcd, cluster):
+    def __init__(self, bin_dir, tmp, etcd, cluster, extra=()):
         # the replication port too: a port 0 listener could take one picked here
         rpc, admin, repl = free_ports(3)
         self.rpc, self.admin = "127.0.0.1:%d" % rpc, "127.0.0.1:%d" % admin
@@ -48,7 +48,8 @@ class MasterProc:
             [os.path.join(bin_dir, "mooncake_master"), "--enable_ha=true",
              "--rpc_address=127.0.0.1", "--rpc_port=%d" % rpc, "--metrics_port=%d" % admin,
              "--etcd_endpoints=" + ";".join(etcd.endpoints), "--cluster_id=" + cluster,
-             "--client_ttl=3", "--persist_dir=" + os.path.join(tmp, "persist-%d" % rpc)],
+             "--client_ttl=3", "--persist_dir=" + os.path.join(tmp, "persist-%d" % rpc)] +
+            list(extra),
             stdout=subprocess.PIPE, stderr=self.err, env=env, text=True)
         for line in self.p.stdout:
             if line.strip().endswith("ready"):

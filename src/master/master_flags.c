@@ -118,6 +118,9 @@ static const mf_def_t mf_defs[] = {
     /* HA (docs/master.md "HA masters") */
     {"enable_ha", MF_BOOL, MF_F(enable_ha), 0, 0, 0, 0, "false", 0, NULL,
      "elect a leader among masters on etcd; only the leader serves"},
+    {"enable_ha_replication", MF_BOOL, MF_F(enable_ha_replication), 0, 0, 0, 0, "true", 0, NULL,
+     "with --enable_ha: standbys follow the leader's journal and a new leader serves the whole "
+     "index (MC_MASTER_REPL=0 also turns it off)"},
     {"ha_backend_type", MF_STR, MF_F(ha_backend_type), 0, 0, 0, 0, "etcd", 0, NULL,
      "where the election runs: etcd or redis"},
     {"ha_backend_connstring", MF_STR, MF_F(ha_backend_connstring), 0, 0, 0, 0, "", 0, NULL,

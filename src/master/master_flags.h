@@ -37,6 +37,7 @@ typedef struct {
     char http_metadata_server_host[256];
     char cluster_id[129];
     int enable_ha;
+    int enable_ha_replication; /* with enable_ha (docs/master.md "HA replication") */
     char ha_backend_type[16];
     char ha_backend_connstring[1024];
     char etcd_endpoints[1024];

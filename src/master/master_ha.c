@@ -55,11 +55,15 @@ typedef struct {
     /* the replication key: publish this leader's (under its lease), read the current one */
     int (*put_repl)(struct mc_master_ha *h, const char *val);
     int (*get_repl)(struct mc_master_ha *h, char **val);
+    /* the in-sync set key: written only while this master holds view's key */
+    int (*put_isr)(struct mc_master_ha *h, uint64_t view, const char *val);
+    int (*get_isr)(struct mc_master_ha *h, char **val);
 } ha_backend_t;
 
 struct mc_master_ha {
     mc_master_ha_config_t cfg;
-    char key[256], vkey[272], rkey[272], me[320], cluster[160], repl_val[360], repl_adv[320];
+    char key[256], vkey[272], rkey[272], ikey[280], me[320], cluster[160], repl_val[360],
+        repl_adv[320];
     const ha_backend_t *be;
     mc_etcd_t *etcd;
     int64_t lease; /* etcd: the lease of this term */
@@ -169,8 +173,21 @@ static int etcd_get_repl(mc_master_ha_t *h, char **val)
     return mc_etcd_get(h->etcd, h->rkey, strlen(h->rkey), val, &len, NULL, NULL);
 }
 
-static const ha_backend_t etcd_backend = {"etcd",    etcd_campaign, etcd_refresh, etcd_resign,
-                                          etcd_read, etcd_put_repl, etcd_get_repl};
+static int etcd_put_isr(mc_master_ha_t *h, uint64_t view, const char *val)
+{
+    return mc_etcd_put_if_created(h->etcd, h->key, strlen(h->key), (int64_t)view, h->ikey,
+                                  strlen(h->ikey), val, strlen(val), NULL);
+}
+
+static int etcd_get_isr(mc_master_ha_t *h, char **val)
+{
+    size_t len = 0;
+    return mc_etcd_get(h->etcd, h->ikey, strlen(h->ikey), val, &len, NULL, NULL);
+}
+
+static const ha_backend_t etcd_backend = {"etcd",        etcd_campaign, etcd_refresh,
+                                          etcd_resign,   etcd_read,     etcd_put_repl,
+                                          etcd_get_repl, etcd_put_isr,  etcd_get_isr};
 
 /* ---- redis ---- */
 
@@ -230,8 +247,22 @@ static int redis_get_repl(mc_master_ha_t *h, char **val)
     return mc_redis_get(h->redis, h->rkey, val, &len);
 }
 
-static const ha_backend_t redis_backend = {"redis",    redis_campaign, redis_refresh, redis_resign,
-                                           redis_read, redis_put_repl, redis_get_repl};
+static int redis_put_isr(mc_master_ha_t *h, uint64_t view, const char *val)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)view);
+    return mc_redis_set_if_term(h->redis, h->key, h->me, h->vkey, v, h->ikey, val, strlen(val));
+}
+
+static int redis_get_isr(mc_master_ha_t *h, char **val)
+{
+    size_t len = 0;
+    return mc_redis_get(h->redis, h->ikey, val, &len);
+}
+
+static const ha_backend_t redis_backend = {"redis",        redis_campaign, redis_refresh,
+                                           redis_resign,   redis_read,     redis_put_repl,
+                                           redis_get_repl, redis_put_isr,  redis_get_isr};
 
 /* Holds the term while it can; returns when the term ends or on stop. */
 static void lead(mc_master_ha_t *h, uint64_t view, uint64_t granted_at)
@@ -407,6 +438,7 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
         snprintf(h->key, sizeof h->key, "mooncake-store/{%s}/master_view", h->cluster);
         snprintf(h->vkey, sizeof h->vkey, "%s_version", h->key);
         snprintf(h->rkey, sizeof h->rkey, "mooncake-store/{%s}/master_repl", h->cluster);
+        snprintf(h->ikey, sizeof h->ikey, "mooncake-store/{%s}/master_repl_isr", h->cluster);
         mc_redis_cfg_t rc;
         h->be = &redis_backend;
         if (mc_redis_parse_url(cfg->endpoints, &rc) || mc_redis_open(&rc, &h->redis)) {
@@ -418,6 +450,7 @@ int mc_master_ha_start(const mc_master_ha_config_t *cfg, mc_master_ha_t **out)
     } else {
         snprintf(h->key, sizeof h->key, "mooncake-store/%s/master_view", h->cluster);
         snprintf(h->rkey, sizeof h->rkey, "mooncake-store/%s/master_repl", h->cluster);
+        snprintf(h->ikey, sizeof h->ikey, "mooncake-store/%s/master_repl_isr", h->cluster);
         h->be = &etcd_backend;
         if (mc_etcd_open(cfg->endpoints, &h->etcd)) {
             free(h);
@@ -481,4 +514,15 @@ void mc_master_ha_info(mc_master_ha_t *h, mc_master_ha_info_t *out)
     pthread_mutex_unlock(&h->mu);
     out->elections_won = atomic_load(&h->won);
     out->leadership_lost = atomic_load(&h->lost);
+}
+
+int mc_master_ha_isr_put(mc_master_ha_t *h, uint64_t view, const char *val)
+{
+    return h->be->put_isr(h, view, val);
+}
+
+int mc_master_ha_isr_get(mc_master_ha_t *h, char **val)
+{
+    *val = NULL;
+    return h->be->get_isr(h, val);
 }

@@ -15,8 +15,8 @@
  *
  * A leader that has a replication address publishes it next to the view key,
  * under the same lease; a standby reads it (mc_master_ha_info) to follow the
- * leader's journal. The change callback runs before the gate opens: nothing
- * is served under a new term until on_change(1) returned.
+ * leader's journal. The in-sync set key (mc_master_ha_isr_put) is not leased. The change callback
+ * runs before the gate opens: nothing is served under a new term until on_change(1) returned.
  *
  * Thread rule: start and stop from one thread; mc_master_ha_serving and
  * mc_master_ha_info from any (they read atomics or take a short lock). The
@@ -62,8 +62,18 @@ typedef struct {
     char leader[320]; /* the leader's "<address>:<port>" when known */
     uint64_t view;    /* its view */
     uint64_t elections_won, leadership_lost;
-    int repl_known;       /* the leader's replication address for view is known */
+    int repl_known;        /* the leader's replication address for view is known */
     char leader_repl[320]; /* its "<host>:<port>" */
 } mc_master_ha_info_t;
 void mc_master_ha_info(mc_master_ha_t *h, mc_master_ha_info_t *out);
+
+/* The in-sync set of HA replication (master_repl.h), key
+ * "mooncake-store/<cluster_id>/master_repl_isr" (redis: with the hash tag),
+ * NOT bound to the lease: it must outlive the leader. put writes val only
+ * while this master's view key of view still exists (etcd: one transaction
+ * comparing its create revision; redis: one EVAL comparing the key and the
+ * version): 0 when written, else -ECANCELED/-ESTALE (the term is over) or
+ * -EIO. get: 0 with *val malloc'd, -ENOENT, -EIO. Any thread. */
+int mc_master_ha_isr_put(mc_master_ha_t *h, uint64_t view, const char *val);
+int mc_master_ha_isr_get(mc_master_ha_t *h, char **val);
 #endif

@@ -62,6 +62,14 @@ typedef struct parked {
     struct parked *next;
 } parked_t;
 
+/* A freed range held until the standbys acknowledged its removal (master_hold.c). */
+typedef struct held {
+    mseg_t *seg;
+    mc_alloc_blk_t *blk;
+    uint64_t pos, size;
+    struct held *next;
+} held_t;
+
 typedef struct {
     mc_uuid_t id;
     uint64_t deadline_ms;
@@ -112,6 +120,15 @@ struct mc_master {
      * set once before the master serves (mc_master_set_repl_sink) */
     void (*repl_sink)(void *arg, const void *frame, size_t len);
     void *repl_arg;
+    /* held frees (master_hold.c): set once before the master serves */
+    int (*free_hold)(void *arg, uint64_t *pos);
+    void *free_hold_arg;
+    pthread_mutex_t held_mu; /* innermost but a segment's mu (taken inside it) */
+    pthread_cond_t held_cv;  /* a release happened (held_gen moved) */
+    uint64_t held_gen, hold_wait_ms;
+    _Atomic int hold_stalled; /* a wait timed out: none until the next release */
+    held_t *held_head, **held_tail;
+    _Atomic uint64_t held_bytes, held_total;
 
     struct mdisk *disk;   /* the SSD tier's index (master_disk.c); NULL: --enable_offload off */
     struct mmoves *moves; /* drain jobs' move tasks (master_move.c) */
@@ -230,6 +247,17 @@ void mc__move_obj_gone_locked(mc_master_t *m, mobj_t *o);
 /* s left the table and is about to be freed: task targets in it are lost.
  * Caller holds no lock. */
 void mc__move_seg_gone(mc_master_t *m, mseg_t *s);
+/* master_hold.c */
+/* 1 when s/blk was held (its bytes are off the counters), 0 to free it now.
+ * Caller as for mc__master_range_free. */
+int mc__hold_range(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk);
+/* s leaves: its held ranges go with its allocator. Caller holds no core lock. */
+void mc__hold_seg_gone(mc_master_t *m, mseg_t *s);
+/* A put found no room: when at least size bytes are held, waits up to
+ * hold_wait_ms for a release; 1 when one happened (try again), else 0.
+ * Caller holds no core lock. */
+int mc__hold_wait(mc_master_t *m, uint64_t size);
+void mc__hold_free(mc_master_t *m);
 
 /* master_evict.c */
 /* One eviction pass (see master_evict.c); returns the number of objects evicted. */

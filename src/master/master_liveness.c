@@ -251,6 +251,7 @@ void mc__master_seg_purge(mc_master_t *m, mseg_t *s, const char *why)
     }
     pthread_mutex_unlock(&m->parked_mu);
     mc__move_seg_gone(m, s); /* task targets allocated in s */
+    mc__hold_seg_gone(m, s);
     uint64_t used = atomic_load(&s->used);
     atomic_fetch_sub(&m->allocated, used);
     atomic_fetch_sub(&m->capacity, s->capacity);

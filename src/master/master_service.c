@@ -98,6 +98,7 @@ int mc__master_key_check(const char *key)
 }
 void mc__master_range_free(mc_master_t *m, mseg_t *s, mc_alloc_blk_t *blk)
 {
+    if (m->free_hold && mc__hold_range(m, s, blk)) return;
     pthread_mutex_lock(&s->mu);
     uint64_t sz = mc_alloc_blk_size(blk);
     mc_alloc_put(s->alloc, blk);
@@ -207,6 +208,7 @@ void mc_master_free(mc_master_t *m)
     if (!m) return;
     mc__restore_free(m);
     mc__move_free(m);
+    mc__hold_free(m);
     mc__disk_free(m->disk);
     /* Allocators are destroyed wholesale, so replicas need not be returned. */
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
@@ -439,6 +441,7 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
     shard_t *sh = mc__master_shard_of(m, key);
     size_t want =
         cfg->replica_num > MC_MASTER_MAX_REPLICAS ? MC_MASTER_MAX_REPLICAS : cfg->replica_num;
+    int waits = 0;
     for (int attempt = 0;; attempt++) {
         uint64_t epoch = atomic_load(&m->evict_epoch);
         pthread_mutex_lock(&sh->mu);
@@ -506,6 +509,14 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
         if (o->nrep == 0) {
             free(o);
             pthread_mutex_unlock(&sh->mu);
+            /* Ranges freed just before, or by the eviction below, may be held
+             * for the in-sync standbys (master_hold.c): they come back within
+             * one ack, so wait for that (twice at most) before evicting more. */
+            if (waits < 2 && mc__hold_wait(m, size)) {
+                waits++;
+                attempt--;
+                continue;
+            }
             /* First make contiguous room for this very put; failing that (all
              * candidates leased or pinned), one general pass; then give up. */
             if (attempt == 0 && mc__master_evict_room(m, size, now) > 0) continue;

@@ -205,6 +205,25 @@ struct mrestore;
  * persistence is off. */
 void mc_master_set_repl_sink(mc_master_t *m, void (*sink)(void *arg, const void *frame, size_t len),
                              void *arg);
+/* Held frees (master_hold.c): while hold(arg, &pos) returns 1, a range the
+ * core frees (remove, eviction, replacement, revoke, a discarded put's parked
+ * space...) is not returned to its allocator at once: it is held with pos
+ * (the journal position of the record that freed it, or a later one) until
+ * mc_master_release_held(m, p) with p >= pos. Its bytes leave the usage
+ * counters at once (eviction does not evict more for them) and show in
+ * mc_master_held_bytes. A put that finds no room while at least its size is
+ * held waits up to wait_ms for a release (twice at most: before it evicts,
+ * and after; none while a wait timed out and no release followed), then
+ * evicts or fails as usual. hold runs on the freeing thread
+ * under core locks: it must not block. Call before the master serves. */
+void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg,
+                             uint64_t wait_ms);
+/* Returns every held range whose position is <= upto to its allocator
+ * (UINT64_MAX: all of them); the bytes released. Any thread. */
+uint64_t mc_master_release_held(mc_master_t *m, uint64_t upto);
+/* Bytes held now, and ranges held since start. */
+uint64_t mc_master_held_bytes(mc_master_t *m);
+uint64_t mc_master_held_total(mc_master_t *m);
 /* A table of objects to restore, filled from a leader's replication stream. */
 struct mrestore *mc_master_restore_table_new(void);
 void mc_master_restore_table_free(struct mrestore *t);

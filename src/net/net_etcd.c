@@ -681,6 +681,19 @@ int mc_etcd_put_if_rev(mc_etcd_t *e, const char *key, size_t keylen, const void 
     return rc < 0 ? rc : rc ? 0 : -ECANCELED;
 }
 
+int mc_etcd_put_if_created(mc_etcd_t *e, const char *guard, size_t guardlen, int64_t create_rev,
+                           const char *key, size_t keylen, const void *val, size_t len,
+                           int64_t *rev)
+{
+    char r[32];
+    snprintf(r, sizeof r, "%lld", (long long)create_rev);
+    json_t *cmp =
+        json_pack("{s:s,s:s,s:s}", "target", "CREATE", "result", "EQUAL", "create_revision", r);
+    int rc =
+        ee_txn(e, guard, guardlen, cmp, ee_put_op(key, keylen, val, len, 0), NULL, NULL, NULL, rev);
+    return rc < 0 ? rc : rc ? 0 : -ECANCELED;
+}
+
 int mc_etcd_del_if_value(mc_etcd_t *e, const char *key, size_t keylen, const void *val, size_t len,
                          int64_t *rev)
 {

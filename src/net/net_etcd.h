@@ -72,6 +72,12 @@ int mc_etcd_create(mc_etcd_t *e, const char *key, size_t keylen, const void *val
  * (0 = only when absent). 0 when written, -ECANCELED when the compare failed. */
 int mc_etcd_put_if_rev(mc_etcd_t *e, const char *key, size_t keylen, const void *val, size_t len,
                        int64_t lease, int64_t mod_rev, int64_t *rev);
+/* Guarded put: stores key = val (no lease) only while guard exists with
+ * create_revision create_rev (a leader's view key: only the holder of that
+ * term writes). 0 when written, -ECANCELED when the compare failed. */
+int mc_etcd_put_if_created(mc_etcd_t *e, const char *guard, size_t guardlen, int64_t create_rev,
+                           const char *key, size_t keylen, const void *val, size_t len,
+                           int64_t *rev);
 /* Compare-and-delete: deletes key only when its value is exactly val.
  * 0 when deleted, -ECANCELED when the value differs or the key is absent. */
 int mc_etcd_del_if_value(mc_etcd_t *e, const char *key, size_t keylen, const void *val, size_t len,

@@ -289,6 +289,24 @@ int mc_redis_del_if(mc_redis_t *r, const char *key, const void *val, size_t len)
     return rc ? rc : res ? 0 : -ESTALE;
 }
 
+int mc_redis_set_if_term(mc_redis_t *r, const char *guard, const char *me, const char *vkey,
+                         const char *view, const char *key, const void *val, size_t len)
+{
+    static const char lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] and "
+                              "redis.call('GET', KEYS[2]) == ARGV[2] then "
+                              "redis.call('SET', KEYS[3], ARGV[3]) return 1 end return 0";
+    const char *av[9] = {"EVAL", lua, "3", guard, vkey, key, me, view, val};
+    size_t al[9] = {4,          strlen(lua),  1,  strlen(guard), strlen(vkey), strlen(key),
+                    strlen(me), strlen(view), len};
+    redisReply *rep;
+    int rc = rr_cmd(r, 9, av, al, &rep);
+    if (rc) return rc;
+    if (rep->type != REDIS_REPLY_INTEGER) return rr_unexpected(r, "set-if-term", rep);
+    long long res = rep->integer;
+    freeReplyObject(rep);
+    return res ? 0 : -ESTALE;
+}
+
 int mc_redis_incr(mc_redis_t *r, const char *key, int64_t *val)
 {
     const char *av[2] = {"INCR", key};

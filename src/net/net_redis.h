@@ -61,6 +61,10 @@ int mc_redis_del_if(mc_redis_t *r, const char *key, const void *val, size_t len)
 int mc_redis_parse_url(const char *url, mc_redis_cfg_t *cfg);
 /* INCR key: the new value in *val. */
 int mc_redis_incr(mc_redis_t *r, const char *key, int64_t *val);
+/* Guarded SET (one EVAL): key = val only while guard holds me and vkey holds
+ * view (a leader's term). 0 when set, -ESTALE when the term is not current. */
+int mc_redis_set_if_term(mc_redis_t *r, const char *guard, const char *me, const char *vkey,
+                         const char *view, const char *key, const void *val, size_t len);
 /* "host:port" of the server, for logs. */
 const char *mc_redis_name(const mc_redis_t *r);
 #endif

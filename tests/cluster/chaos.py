@@ -2,6 +2,7 @@
 bounded time, reproducible from a seed.
 
     python3 tests/cluster/chaos.py --seconds N --seed S [--hosts 4] [--tmp DIR]
+        [--only SCENARIO]   (one scenario over and over, e.g. leader_partition)
     (make chaos: CHAOS_SECONDS, CHAOS_SEED; the release build's MC_BIN_DIR)
 
 The seed fixes the sequence of scenarios and every choice inside them (which
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("--hosts", type=int, default=4)
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--only", choices=sorted(scenarios.SCENARIOS), default=None)
     a = ap.parse_args()
     seed = a.seed
     if seed is None:
@@ -86,7 +88,7 @@ def main():
             print(json.dumps(throughput(c)), flush=True)
         c.start()
         t_end = time.monotonic() + a.seconds
-        names = sorted(scenarios.SCENARIOS)
+        names = [a.only] if a.only else sorted(scenarios.SCENARIOS)
         while time.monotonic() < t_end:
             name = rng.choice(names)
             row = scenarios.run(c, name, rng, False)

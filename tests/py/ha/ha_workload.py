@@ -13,10 +13,14 @@ checked byte for byte against the put of that key.
 commands on stdin, one a line, and prints one line per command:
     fill N [BATCH]  puts N new objects (batches of BATCH, default 1), with a
                     pacing-free retry while no leader serves:
-                    "FILLED <ok> <t_first> <t_last> <seconds>"
+                    "FILLED <ok> <t_first> <t_last> <seconds> <failed>"
+                    (failed: puts that failed and were tried again)
     check           gets every object put so far, byte for byte:
                     "CHECKED <ok> <missing> <bad> <t>", t: the end of the
-                    oldest missing object's put (0 when none is missing)
+                    oldest missing object's put (0 when none is missing);
+                    a removed object must be absent or hold its own bytes
+                    (anything else counts as bad)
+    remove A B      removes the objects put as A..B-1 (force): "REMOVED <n>"
     mark            "MARK <t>"  (time.monotonic() now)
 Values are MC_TEST_VALUE_SIZE bytes (default 1024) derived from the key.
 MC_TEST_SEGMENT_MB sets the segment this client contributes (default 32)."""
@@ -44,6 +48,7 @@ def ivalue(i, size):
 def index_mode(s):
     size = int(os.environ.get("MC_TEST_VALUE_SIZE", "1024"))
     done = []  # (i, t of its put's end)
+    removed = []
     nxt = 0
     for line in sys.stdin:
         cmd = line.split()
@@ -51,7 +56,7 @@ def index_mode(s):
             continue
         if cmd[0] == "fill":
             n, batch = int(cmd[1]), int(cmd[2]) if len(cmd) > 2 else 1
-            t0, ok, first, last = time.monotonic(), 0, 0.0, 0.0
+            t0, ok, first, last, failed = time.monotonic(), 0, 0.0, 0.0, 0
             end = nxt + n
             while nxt < end:
                 ids = list(range(nxt, min(end, nxt + batch)))
@@ -62,6 +67,7 @@ def index_mode(s):
                     rc = s.put_batch(keys, [ivalue(i, size) for i in ids])
                 t = time.monotonic()
                 if rc != 0:
+                    failed += 1
                     if t - t0 > 60:
                         break
                     time.sleep(0.02)  # pacing while no leader serves, not synchronisation
@@ -71,8 +77,8 @@ def index_mode(s):
                 first = first or t
                 last = t
                 nxt = ids[-1] + 1
-            print("FILLED %d %.4f %.4f %.4f" % (ok, first, last, time.monotonic() - t0),
-                  flush=True)
+            print("FILLED %d %.4f %.4f %.4f %d" % (ok, first, last, time.monotonic() - t0,
+                                                   failed), flush=True)
         elif cmd[0] == "check":
             ok = missing = bad = 0
             oldest = 0.0
@@ -87,7 +93,21 @@ def index_mode(s):
                     else:
                         missing += 1
                         oldest = t if not oldest else min(oldest, t)
+            for k in range(0, len(removed), 256):
+                part = removed[k:k + 256]
+                got = s.get_batch(["ix-%d" % i for i in part])
+                bad += sum(1 for i, g in zip(part, got) if g and g != ivalue(i, size))
             print("CHECKED %d %d %d %.4f" % (ok, missing, bad, oldest), flush=True)
+        elif cmd[0] == "remove":
+            a, b = int(cmd[1]), int(cmd[2])
+            n = 0
+            for i in range(a, b):
+                if s.remove("ix-%d" % i, force=True) == 0:
+                    n += 1
+            gone = set(range(a, b))
+            removed.extend(i for i, _ in done if i in gone)
+            done = [(i, t) for i, t in done if i not in gone]
+            print("REMOVED %d" % n, flush=True)
         elif cmd[0] == "mark":
             print("MARK %.4f" % time.monotonic(), flush=True)
     s.close()
