@@ -64,6 +64,7 @@
 #include "base_time.h"
 #include "master_int.h"
 #include "master_repl_wire.h"
+#include "net_auth.h"
 #include "net_sock.h"
 
 #define TAG "repl"
@@ -297,6 +298,12 @@ static void *sub_main(void *arg)
     uint8_t hello[MC_REPL_HELLO_LEN];
     uint64_t want = 0, view = 0, id = 0, t0 = mc_now_ms();
     mc_sock_set_timeout(s->fd, 2000);
+    const mc_auth_key_t *key = mc_auth_cluster_key();
+    char aerr[256];
+    if (key && mc_auth_sock_server(s->fd, key, "repl", aerr, sizeof aerr)) {
+        MC_LOGW(TAG, "standby %s refused: %s", s->peer, aerr); /* the index is not for it */
+        goto out;
+    }
     int rc = mc_sock_recv_all(s->fd, hello, sizeof hello);
     if (rc || mc_repl_hello_check(hello, sizeof hello, &want, &id)) {
         MC_LOGW(TAG, "standby %s refused: %s", s->peer, rc ? strerror(-rc) : "bad hello");
@@ -701,9 +708,19 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
             MC_LOGW(TAG, "cannot reach leader %s to follow it: %s", addr, strerror(-rc));
         return;
     }
-    *quiet = 0;
     int rb = RCV_BUF;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    const mc_auth_key_t *key = mc_auth_cluster_key();
+    char aerr[256];
+    if (key) { /* the index is the pool's: both masters prove the secret */
+        mc_sock_set_timeout(fd, 2000);
+        if (mc_auth_sock_client(fd, key, "repl", aerr, sizeof aerr)) {
+            if (!(*quiet)++) MC_LOGE(TAG, "leader %s: not following it: %s", addr, aerr);
+            close(fd);
+            return;
+        }
+    }
+    *quiet = 0;
     uint8_t hello[MC_REPL_HELLO_LEN];
     mc_repl_hello_encode(hello, view, r->id);
     size_t cap = RCV_BUF + MC_PREC_HDR + MC_PREC_MAX_BODY, have = 0;
@@ -885,6 +902,7 @@ int mc_repl_start(mc_master_t *m, const mc_repl_config_t *cfg, mc_repl_t **out)
     pthread_condattr_destroy(&ca);
     int rc = mc_sock_listen(cfg->host, cfg->port, 16, &r->lfd, &r->port);
     if (rc) goto fail;
+    mc_auth_note_listener(TAG, "HA replication", cfg->host, r->port);
     mc_master_set_repl_sink(m, repl_sink, r);
     mc_master_set_free_hold(m, repl_hold, r,
                             (uint64_t)mc_env_int("MC_MASTER_REPL_HOLD_WAIT_MS", 20, 0, 1000));

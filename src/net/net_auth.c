@@ -282,7 +282,8 @@ int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, cha
         return -EIO;
     }
     mc_auth_mac(k, 'S', service, hello + 5, rep + 5, rep + 5 + MC_AUTH_NONCE_LEN);
-    if ((rc = mc_sock_send_all(fd, rep, sizeof rep)) || (rc = mc_sock_recv_all(fd, mac, sizeof mac))) {
+    if ((rc = mc_sock_send_all(fd, rep, sizeof rep)) ||
+        (rc = mc_sock_recv_all(fd, mac, sizeof mac))) {
         snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
         return rc;
     }

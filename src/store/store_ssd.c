@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,6 +37,7 @@
 #include "base_env.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "net_auth.h"
 #include "net_sock.h"
 #include "store_int.h"
 #include "store_ssd.h"
@@ -63,6 +65,9 @@ typedef struct {
     uint32_t body_len;
     uint64_t frame_start_ms, last_ms;
     char peer[64];
+    /* the cluster secret's exchange (net_auth.h): authed once PROOF checked */
+    int authed, hello_seen;
+    uint8_t nc[MC_AUTH_NONCE_LEN], ns[MC_AUTH_NONCE_LEN];
 } sconn_t;
 
 struct mc_ssd_tier {
@@ -221,6 +226,74 @@ static void conn_close(sconn_t *c)
     c->fd = -1;
 }
 
+/* Answers an exchange frame (or a refusal) with status and an optional body. */
+static int auth_reply(sconn_t *c, uint8_t op, int32_t status, const void *body, uint32_t len)
+{
+    uint8_t out[MC_SSD_SRV_HDR + MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
+    mc_ssd_hdr_t h = {(uint8_t)(op | 0x80), status, len};
+    mc_ssd_hdr_encode(&h, out);
+    if (len) memcpy(out + MC_SSD_SRV_HDR, body, len);
+    return send_all(c->fd, out, MC_SSD_SRV_HDR + len, 5000);
+}
+
+/* Logs a refusal for the secret in one line naming the peer, at most one a
+ * second (the count since the last in it). */
+static void auth_log(sconn_t *c, const char *why)
+{
+    static _Atomic uint64_t last_ms, refused;
+    uint64_t now = mc_now_ms(), n = atomic_fetch_add(&refused, 1) + 1;
+    uint64_t prev = atomic_load(&last_ms);
+    if (now < prev + 1000 || !atomic_compare_exchange_strong(&last_ms, &prev, now)) return;
+    atomic_fetch_sub(&refused, n);
+    MC_LOGW(TAG,
+            "staging peer %s: refused: %s (%llu connections refused for the cluster secret since "
+            "the last line)",
+            c->peer, why, (unsigned long long)n);
+}
+
+/* One frame of the exchange, or a request that needs it first. Returns 1
+ * when h was handled here (0 ok), -1 to close, 0 when h is for the service. */
+static int auth_step(sconn_t *c, const mc_ssd_hdr_t *h)
+{
+    const mc_auth_key_t *k = mc_auth_cluster_key();
+    if (h->op != MC_SSD_OP_AUTH_HELLO && h->op != MC_SSD_OP_AUTH_PROOF) {
+        if (!k || c->authed) return 0;
+        auth_log(c, "no proof of the cluster secret (a store without MC_CLUSTER_SECRET, or an "
+                    "old one)");
+        if (h->op == MC_SSD_OP_STAGE) (void)auth_reply(c, h->op, MC_ERR_AUTH_REQUIRED, NULL, 0);
+        return -1;
+    }
+    if (!k) return auth_reply(c, h->op, MC_ERR_AUTH_OFF, NULL, 0) ? -1 : 1;
+    int hello = h->op == MC_SSD_OP_AUTH_HELLO;
+    if (c->authed || hello == c->hello_seen ||
+        c->body_len != (hello ? 1 + MC_AUTH_NONCE_LEN : MC_AUTH_MAC_LEN)) {
+        auth_log(c, "the secret's exchange out of order or malformed");
+        (void)auth_reply(c, h->op, MC_ERR_AUTH_FAILED, NULL, 0);
+        return -1;
+    }
+    if (hello) {
+        if (c->body[0] != MC_AUTH_VERSION) {
+            auth_log(c, "another version of the secret's handshake");
+            (void)auth_reply(c, h->op, MC_ERR_INVALID_VERSION, NULL, 0);
+            return -1;
+        }
+        if (mc_auth_nonce(c->ns)) return -1;
+        memcpy(c->nc, c->body + 1, MC_AUTH_NONCE_LEN);
+        c->hello_seen = 1;
+        uint8_t r[MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
+        memcpy(r, c->ns, MC_AUTH_NONCE_LEN);
+        mc_auth_mac(k, 'S', "ssd", c->nc, c->ns, r + MC_AUTH_NONCE_LEN);
+        return auth_reply(c, h->op, 0, r, sizeof r) ? -1 : 1;
+    }
+    if (!mc_auth_mac_ok(k, 'C', "ssd", c->ns, c->nc, c->body)) {
+        auth_log(c, "wrong cluster secret");
+        (void)auth_reply(c, h->op, MC_ERR_AUTH_FAILED, NULL, 0);
+        return -1;
+    }
+    c->authed = 1;
+    return auth_reply(c, h->op, 0, NULL, 0) ? -1 : 1;
+}
+
 /* Reads what c has; serves whole frames. Returns -1 to close it. */
 static int conn_read(struct mc_ssd_tier *t, sconn_t *c, uint64_t now)
 {
@@ -255,7 +328,11 @@ static int conn_read(struct mc_ssd_tier *t, sconn_t *c, uint64_t now)
             mc_ssd_hdr_t h;
             const char *why;
             (void)mc_ssd_hdr_decode(c->hdr, MC_SSD_SRV_HDR, 0, &h, &why);
-            if (h.op == MC_SSD_OP_STAGE) {
+            int a = auth_step(c, &h);
+            if (a < 0) return -1;
+            if (a > 0) {
+                /* an exchange frame: answered */
+            } else if (h.op == MC_SSD_OP_STAGE) {
                 mc_ssd_stage_req_t *q = malloc(sizeof *q);
                 if (!q) return -1;
                 if (mc_ssd_stage_req_decode(c->body, c->body_len, q, &why)) {
@@ -364,6 +441,7 @@ static int srv_listen(struct mc_ssd_tier *t)
     if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     t->lfd = fd;
     snprintf(t->endpoint, sizeof t->endpoint, "%s:%u", host, p);
+    mc_auth_note_listener(TAG, "SSD staging server", host, p);
     return 0;
 }
 
@@ -886,6 +964,61 @@ static int recv_all(int fd, void *buf, size_t len, uint64_t end)
     return 0;
 }
 
+/* One exchange frame to the staging server: sends op with body, receives the
+ * reply header into *h and want bytes of body into out (status 0 only). */
+static int stage_auth_rt(int fd, uint8_t op, const void *body, uint32_t len, mc_ssd_hdr_t *h,
+                         void *out, uint32_t want, int timeout, uint64_t end)
+{
+    uint8_t buf[MC_SSD_SRV_HDR + 1 + MC_AUTH_NONCE_LEN];
+    mc_ssd_hdr_t q = {op, 0, len};
+    mc_ssd_hdr_encode(&q, buf);
+    memcpy(buf + MC_SSD_SRV_HDR, body, len);
+    if (send_all(fd, buf, MC_SSD_SRV_HDR + len, timeout)) return MC_ERR_TRANSFER_FAIL;
+    uint8_t hb[MC_SSD_SRV_HDR];
+    const char *why;
+    int rc = recv_all(fd, hb, sizeof hb, end);
+    if (rc) return rc;
+    if (mc_ssd_hdr_decode(hb, sizeof hb, 1, h, &why) || h->op != (op | 0x80))
+        return MC_ERR_RPC_FAIL;
+    if (h->status) return 0;
+    if (h->len != want) return MC_ERR_RPC_FAIL;
+    return want ? recv_all(fd, out, want, end) : 0;
+}
+
+/* Proves the cluster secret to a staging server and checks its proof, when
+ * this process has one. 0, or an error after one line naming the server. */
+static int stage_prove(int fd, const char *endpoint, int timeout, uint64_t end)
+{
+    const mc_auth_key_t *k = mc_auth_cluster_key();
+    if (!k) return 0;
+    uint8_t hello[1 + MC_AUTH_NONCE_LEN], r[MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
+    uint8_t mac[MC_AUTH_MAC_LEN];
+    hello[0] = MC_AUTH_VERSION;
+    if (mc_auth_nonce(hello + 1)) return MC_ERR_INTERNAL;
+    mc_ssd_hdr_t h;
+    int rc =
+        stage_auth_rt(fd, MC_SSD_OP_AUTH_HELLO, hello, sizeof hello, &h, r, sizeof r, timeout, end);
+    const char *why = NULL;
+    if (!rc && h.status)
+        why = h.status == MC_ERR_AUTH_OFF ? "it has no cluster secret configured, and this store "
+                                            "has one"
+                                          : "it refused the secret's HELLO",
+        rc = h.status;
+    if (!rc && !mc_auth_mac_ok(k, 'S', "ssd", hello + 1, r, r + MC_AUTH_NONCE_LEN))
+        why = "it proved another cluster secret (the cluster secrets differ)",
+        rc = MC_ERR_AUTH_FAILED;
+    if (!rc) {
+        mc_auth_mac(k, 'C', "ssd", r, hello + 1, mac);
+        rc = stage_auth_rt(fd, MC_SSD_OP_AUTH_PROOF, mac, sizeof mac, &h, NULL, 0, timeout, end);
+        if (!rc && h.status)
+            why = "it refused this store's proof (the cluster secrets differ)", rc = h.status;
+    }
+    if (rc)
+        MC_LOGE(TAG, "staging server %s of a disk replica: %s", endpoint,
+                why ? why : "the cluster secret's exchange failed");
+    return rc;
+}
+
 int mc__ssd_stage(const char *endpoint, const char *const *keys, size_t n, uint64_t bytes,
                   char te_name[256], int *fd_out, uint64_t *token, mc_ssd_staged_t *v)
 {
@@ -901,6 +1034,11 @@ int mc__ssd_stage(const char *endpoint, const char *const *keys, size_t n, uint6
     if (mc_sock_connect(host, port, timeout, &fd) != 0) {
         MC_LOGW(TAG, "staging server %s of a disk replica unreachable", endpoint);
         return MC_ERR_TRANSFER_FAIL;
+    }
+    int arc = stage_prove(fd, endpoint, timeout, end);
+    if (arc) {
+        close(fd);
+        return arc;
     }
     size_t plen = 4;
     for (size_t i = 0; i < n; i++)

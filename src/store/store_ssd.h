@@ -55,12 +55,21 @@ int mc_ssd_rec_verify(const uint8_t *buf, size_t len, mc_ssd_rec_t *r, const cha
  *   STAGE request:  u32 count (<= 1024), count x (u32 key length <= 4096, key)
  *   STAGE reply:    u32 name length (<= 255), TE segment name, u64 token,
  *                   u32 count, count x (i32 rc, u64 addr, u64 size)
- *   RELEASE request: u64 token; no reply. */
+ *   RELEASE request: u64 token; no reply.
+ *   AUTH_HELLO / AUTH_PROOF: the cluster secret's exchange (net_auth.h), first
+ *   on a connection when the store has a secret: HELLO u8 version + 32-byte
+ *   nonce, reply 32-byte nonce + MAC; PROOF the 32-byte MAC, reply header
+ *   only; errors are the reply's status (MC_ERR_AUTH_*, INVALID_VERSION). */
 #define MC_SSD_SRV_MAGIC 0x5353434Du
 #define MC_SSD_SRV_HDR 16u
 #define MC_SSD_SRV_FRAME_MAX (1u << 20)
 #define MC_SSD_SRV_KEYS_MAX 1024u
-enum { MC_SSD_OP_STAGE = 1, MC_SSD_OP_RELEASE = 2 };
+enum {
+    MC_SSD_OP_STAGE = 1,
+    MC_SSD_OP_RELEASE = 2,
+    MC_SSD_OP_AUTH_HELLO = 3,
+    MC_SSD_OP_AUTH_PROOF = 4
+};
 typedef struct {
     uint8_t op;
     int32_t status;

@@ -100,7 +100,9 @@ int mc_ssd_hdr_decode(const uint8_t *buf, size_t len, int reply, mc_ssd_hdr_t *h
     if (flags) return *why = "bad flags", -1;
     if (((h->op & 0x80) != 0) != (reply != 0)) return *why = "wrong direction", -1;
     uint8_t op = h->op & 0x7f;
-    if (op != MC_SSD_OP_STAGE && !(op == MC_SSD_OP_RELEASE && !reply)) return *why = "bad op", -1;
+    if (op != MC_SSD_OP_STAGE && op != MC_SSD_OP_AUTH_HELLO && op != MC_SSD_OP_AUTH_PROOF &&
+        !(op == MC_SSD_OP_RELEASE && !reply))
+        return *why = "bad op", -1;
     if (!reply && h->status) return *why = "status in a request", -1;
     if (h->len > MC_SSD_SRV_FRAME_MAX) return *why = "frame too large", -1;
     return 0;

@@ -31,6 +31,7 @@ their log lines ("restore finished"), never from sleeps."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -458,5 +459,44 @@ def test_replication_off_by_flag(ha_repl):
         ok, missing, bad, _ = ix.check()
         assert (ok, bad) == (0, 0), (ok, missing, bad)
         assert "adopted" not in off.stderr()
+    finally:
+        ix.stop()
+
+
+def test_replication_with_cluster_secret(ha_repl, monkeypatch):
+    """With a cluster secret the standbys prove it on the replication port
+    (and the leader proves it back): failover serves the whole index, and an
+    anonymous connection to that port gets nothing of the index."""
+    monkeypatch.setenv("MC_CLUSTER_SECRET", "correct horse battery staple, 32+")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    try:
+        ix.fill(500)
+        assert until(lambda: in_sync(lead, 1), 20)
+        m = re.search(r"repl listening on (\S+):(\d+)", "\n".join(lead.lines))
+        assert m, lead.lines
+        s = socket.create_connection((m.group(1), int(m.group(2))), timeout=10)
+        s.sendall(b"MCREPLH2" + b"\0" * 56)  # a hello with no proof before it
+        s.settimeout(10)
+        got = b""
+        try:
+            while len(got) < 1 << 20:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+        assert len(got) <= 5, got[:64]  # at most the exchange's refusal, no stream
+        assert until(lambda: "refused: no proof of the cluster secret" in lead.stderr(), 10)
+        standby = others(c, lead)[0]
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        new = c.leader(timeout=20)
+        assert new is standby
+        assert until(lambda: restored(new), 30), new.stderr()[-3000:]
+        ok, missing, bad, _ = ix.check()
+        assert bad == 0 and ok == 500, (ok, missing, bad)
     finally:
         ix.stop()

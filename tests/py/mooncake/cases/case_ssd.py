@@ -296,3 +296,15 @@ def case_concurrent_same_keys():
     print(json.dumps({"stored": len(stored), "miss": miss,
                       "disk_reads": s.get_offload_rpc_read_count()}))
     s.close()
+
+
+def case_print_staging_endpoint():
+    """Prints the staging server of the first manifest key's disk replica."""
+    s = client()
+    with open(MANIFEST) as f:
+        ks = json.load(f)
+    for d in s.get_replica_desc(ks[0]):
+        if d.is_local_disk_replica():
+            print("STAGING", d.get_local_disk_descriptor().transport_endpoint)
+            break
+    s.close()
