@@ -18,7 +18,7 @@ the machine does not favour one mode. One JSON line per cell:
 then a summary line with the on/off ratio per cell (medians over rounds).
 
   put_cost_bench.py --bin-dir build/release/bin [--small 40000] [--large 200]
-      [--rounds 2] [--out FILE]"""
+      [--rounds 2] [--pin] [--out FILE]"""
 import argparse
 import json
 import os
@@ -42,6 +42,26 @@ MB = 1 << 20
 
 def metrics(m):
     return admin_metrics(m.admin)
+
+
+def pin(pid, cpus):
+    """Every thread of pid onto cpus (threads made later inherit it)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass  # a thread that ended meanwhile
+
+
+def cpu_split(a):
+    """--pin: (cpus of the leader and its client, cpus of the standby and
+    etcd), the last CPU for the latter; else None. It stands for the
+    deployment, where the standby and etcd run on other hosts: on one small
+    machine their CPU time would otherwise be taken from the leader's puts."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not a.pin or len(cpus) < 2:
+        return None
+    return set(cpus[:-1]), {cpus[-1]}
 
 
 class Client:
@@ -79,13 +99,21 @@ def one_mode(a, etcd, tmp, mode, rnd):
     rows = []
     try:
         lead = until(lambda: next((m for m in masters if m.role() == "leader"), None), 30)
+        split = cpu_split(a)
+        if split:
+            pin(lead.p.pid, split[0])
+            for m in masters:
+                if m is not lead:
+                    pin(m.p.pid, split[1])
+            for p in etcd.procs:
+                pin(p.pid, split[1])
         if mode == "on":
             assert until(lambda: metrics(lead).get("master_repl_isr_size") == 1, 30), \
                 "the standby did not join the in-sync set"
         peak = [0]
         stop = threading.Event()
 
-        def sample():
+        def sample():  # in both modes, so that its scrapes cost both the same
             while not stop.is_set():
                 peak[0] = max(peak[0], metrics(lead).get("master_repl_held_bytes", 0))
                 time.sleep(0.01)  # sampling period, not synchronisation
@@ -94,6 +122,8 @@ def one_mode(a, etcd, tmp, mode, rnd):
         for size, n, batch in ((4096, a.small, 64), (MB, a.large, 1)):
             seg = max(64, (n * size * 2) >> 20)
             c = Client(a, etcd, cluster, tmp, size, seg)
+            if split:
+                pin(c.p.pid, split[0])
             peak[0] = 0
             try:
                 r = c.cmd("fill %d %d" % (n, batch))
@@ -137,6 +167,9 @@ def main():
     ap.add_argument("--large", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out")
+    ap.add_argument("--pin", action="store_true",
+                    help="the standby and etcd on the last CPU, the leader and its client on the "
+                         "others (as on separate hosts)")
     a = ap.parse_args()
     os.environ.pop("MC_MASTER_REPL", None)
     tmp = tempfile.mkdtemp(prefix="mc-putcost-")

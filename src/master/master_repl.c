@@ -176,6 +176,9 @@ static void repl_sink(void *arg, const void *frame, size_t len)
             shutdown(s->fd, SHUT_RDWR);
         } else {
             ring_put(s, frame, len);
+            /* the sender waits only on an empty queue: records that find it
+             * filling are taken with the ones before them, unsignalled */
+            if (s->qlen != len) continue;
         }
         pthread_cond_signal(&s->cv);
     }
