@@ -12,7 +12,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "mooncake"))
 sys.path.insert(0, os.path.join(HERE, "..", "master"))
 from mc_fixtures import SAN_RE, Master  # noqa: E402
 
-from auth_util import SECRET  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ dummy-client endpoint. A Python client of the protocol checks the server's
 MAC on every answer; requests without a proof, with a wrong one or with a
 replayed one are refused with one line naming the peer and change nothing;
 /health and /metrics stay open."""
-import hashlib
-import hmac
 import http.client
 import os
 import re
@@ -14,20 +12,11 @@ import sys
 
 import pytest
 
-from auth_util import SECRET
+from auth_util import SECRET, key, mac
 from mc_fixtures import SAN_RE, _readline, bin_dir, child_env, clean_env
 
 HELLO, PROOF = "X-Mooncake-Auth-Hello", "X-Mooncake-Auth-Proof"
 NONCE, MAC = "X-Mooncake-Auth-Nonce", "X-Mooncake-Auth-Mac"
-
-
-def key(secret):
-    return hashlib.sha256(b"mooncake-c cluster secret" + secret.encode()).digest()
-
-
-def mac(k, role, service, a, b):
-    msg = b"mooncake-c/auth/1" + role + bytes([len(service)]) + service.encode() + a + b
-    return hmac.new(k, msg, hashlib.sha256).digest()
 
 
 class Client:
@@ -118,7 +107,7 @@ def test_metadata_server_needs_the_secret(meta):
     st, _, r = bad.raw("GET", "/metadata?key=mooncake/ram/a", headers={HELLO: "1:" + nc.hex()})
     assert st == 401
     ns = bytes.fromhex(r.getheader(NONCE))
-    forged = mac(key("another secret that is long enough"), b"C", b"meta".decode(), ns, nc)
+    forged = mac(key("another secret that is long enough"), b"C", "meta", ns, nc)
     st, _, _ = Client(s.addr, "meta").raw("GET", "/metadata?key=mooncake/ram/a", headers={
         HELLO: "1:" + nc.hex(), PROOF: forged.hex()})
     assert st == 403

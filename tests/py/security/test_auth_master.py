@@ -4,8 +4,6 @@ format is pinned by a second implementation; refusals name the peer in one
 line and change nothing; a replayed proof is refused; an old handshake gets
 a clear error, not a hang; real store clients with the right, a wrong or no
 secret."""
-import hashlib
-import hmac
 import os
 import subprocess
 import struct
@@ -13,39 +11,13 @@ import sys
 
 import pytest
 
-from auth_util import SECRET
-from mc_fixtures import RUNNER, SAN_RE, bin_dir, child_env
+from auth_util import SECRET, key, mac, run_store_case
+from mc_fixtures import RUNNER, bin_dir, child_env
 import mp_wire
 from mp_wire import Conn, s_str
 
 AUTH_HELLO, AUTH_PROOF = 0x06, 0x07
 AUTH_REQUIRED, AUTH_FAILED, AUTH_OFF, INVALID_VERSION = -1020, -1021, -1022, -300
-
-
-def run_store_case(master, func, secret):
-    """cases/case_auth.py:func in a child python holding secret (or none);
-    returns its stdout and stderr together."""
-    env = child_env()
-    env.pop("MC_CLUSTER_SECRET", None)
-    env.pop("MC_CLUSTER_SECRET_FILE", None)
-    if secret:
-        env["MC_CLUSTER_SECRET"] = secret
-    env.update(MC_TEST_RPC=master.rpc, MC_TEST_META=master.meta, MC_TEST_BIN_DIR=bin_dir())
-    p = subprocess.run([sys.executable, RUNNER, "case_auth", func], env=env,
-                       capture_output=True, text=True, timeout=60)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-8000:]
-    assert not SAN_RE.search(out), out[-8000:]
-    return out
-
-
-def key(secret):
-    return hashlib.sha256(b"mooncake-c cluster secret" + secret.encode()).digest()
-
-
-def mac(k, role, service, a, b):
-    msg = b"mooncake-c/auth/1" + role + bytes([len(service)]) + service + a + b
-    return hmac.new(k, msg, hashlib.sha256).digest()
 
 
 def hello(c, nonce, version=1):
@@ -69,8 +41,8 @@ def test_exchange_then_service(start_master):
     nc = os.urandom(32)
     status, ns, smac = hello(c, nc)
     assert status == 0
-    assert smac == mac(k, b"S", b"master", nc, ns)  # the master holds the secret
-    assert c.call(AUTH_PROOF, mac(k, b"C", b"master", ns, nc))[0] == 0
+    assert smac == mac(k, b"S", "master", nc, ns)  # the master holds the secret
+    assert c.call(AUTH_PROOF, mac(k, b"C", "master", ns, nc))[0] == 0
     c.ready()
     assert c.call(mp_wire.EXIST, s_str("nothing"))[0] == 0
     c.close()
@@ -93,7 +65,7 @@ def test_replayed_proof_is_refused(start_master):
     nc = os.urandom(32)
     first = Conn(m.rpc)
     _, ns, _ = hello(first, nc)
-    proof = mac(k, b"C", b"master", ns, nc)
+    proof = mac(k, b"C", "master", ns, nc)
     assert first.call(AUTH_PROOF, proof)[0] == 0
     # an eavesdropper replays the client's frames on a connection of its own
     thief = Conn(m.rpc)
@@ -110,7 +82,7 @@ def test_wrong_proof_changes_nothing(start_master):
     c = Conn(m.rpc)
     nc = os.urandom(32)
     _, ns, _ = hello(c, nc)
-    bad = mac(key("another secret, also long enough"), b"C", b"master", ns, nc)
+    bad = mac(key("another secret, also long enough"), b"C", "master", ns, nc)
     assert c.call(AUTH_PROOF, bad)[0] == AUTH_FAILED
     assert closed(c)
     # a request pipelined after a bad proof is never served
@@ -125,7 +97,7 @@ def test_wrong_proof_changes_nothing(start_master):
     ok = Conn(m.rpc)
     nc = os.urandom(32)
     _, ns, _ = hello(ok, nc)
-    assert ok.call(AUTH_PROOF, mac(key(SECRET), b"C", b"master", ns, nc))[0] == 0
+    assert ok.call(AUTH_PROOF, mac(key(SECRET), b"C", "master", ns, nc))[0] == 0
     ok.ready()
     import urllib.request
     segs = urllib.request.urlopen("http://%s/get_all_segments" % m.admin, timeout=10).read()

@@ -2,7 +2,6 @@
 endpoints and mooncake_client's dummy-client endpoint (the metadata server,
 the master RPC and the engines are covered by their own files)."""
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -10,25 +9,9 @@ import urllib.request
 
 import pytest
 
-from auth_util import SECRET
-from mc_fixtures import RUNNER, SAN_RE, StandaloneClient, bin_dir, child_env
+from auth_util import SECRET, run_store_case
+from mc_fixtures import StandaloneClient, child_env
 from test_auth_http import Client
-
-
-def run_store_case(master, func, secret, extra=None):
-    env = child_env()
-    env.pop("MC_CLUSTER_SECRET", None)
-    env.pop("MC_CLUSTER_SECRET_FILE", None)
-    if secret:
-        env["MC_CLUSTER_SECRET"] = secret
-    env.update(MC_TEST_RPC=master.rpc, MC_TEST_META=master.meta, MC_TEST_BIN_DIR=bin_dir())
-    env.update(extra or {})
-    p = subprocess.run([sys.executable, RUNNER, "case_auth", func], env=env,
-                       capture_output=True, text=True, timeout=60)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-8000:]
-    assert not SAN_RE.search(out), out[-8000:]
-    return out
 
 
 def keys(m):

@@ -3,7 +3,6 @@ handshake prove it (the same exchange as the master's, service "te"); a
 READ or WRITE before the proof is refused and closes the connection; an
 anonymous WRITE cannot change a byte of registered memory."""
 import hashlib
-import hmac
 import os
 import socket
 import struct
@@ -12,21 +11,17 @@ import sys
 
 import pytest
 
-from auth_util import SECRET
+from auth_util import SECRET, key, mac as auth_mac
+
+
+def mac(k, role, a, b):
+    return auth_mac(k, role, "te", a, b)
 from mc_fixtures import HERE as MC_HERE, RUNNER, SAN_RE, child_env
 
 TE_MAGIC, TE_HDR = 0x4554434D, struct.Struct("<IBBHIiQQ")
 READ, WRITE, AUTH_HELLO, AUTH_PROOF, REPLY = 0x00, 0x01, 0x13, 0x14, 0x80
 ST_AUTH_REQUIRED, ST_AUTH_FAILED = 4, 5
 TARGET = os.path.join(MC_HERE, "cases", "te_target.py")
-
-
-def key(secret):
-    return hashlib.sha256(b"mooncake-c cluster secret" + secret.encode()).digest()
-
-
-def mac(k, role, a, b):
-    return hmac.new(k, b"mooncake-c/auth/1" + role + b"\x02te" + a + b, hashlib.sha256).digest()
 
 
 def run_case(func, mine, target):
