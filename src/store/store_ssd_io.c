@@ -1102,10 +1102,15 @@ void mc_ssd_disk_drop_bucket(mc_ssd_disk_t *d, uint64_t id)
     }
     memmove(&d->b[i], &d->b[i + 1], (d->nb - i - 1) * sizeof *d->b);
     d->nb--;
-    d->used -= foot(b);
     d->evicted++;
+    uint64_t gone = foot(b);
     pthread_mutex_unlock(&d->mu);
     bucket_unlink(d, b); /* readers hold dup'd descriptors */
+    /* its bytes leave the quota once its file is gone, never before: the
+     * writer cannot take them while the disk still holds them */
+    pthread_mutex_lock(&d->mu);
+    d->used -= gone;
+    pthread_mutex_unlock(&d->mu);
     free(b);
 }
 
