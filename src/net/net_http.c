@@ -198,6 +198,7 @@ int mc_http_listener_authorize(mc_http_listener_t *l, struct MHD_Connection *con
         *ret = MHD_NO;
         return 0;
     }
+    c->ans_mac[0] = '\0'; /* a proof is for the answer to this request only */
     const char *hello = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MC_HTTP_AUTH_HELLO);
     const char *proof = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MC_HTTP_AUTH_PROOF);
     uint8_t nc[MC_AUTH_NONCE_LEN], ns[MC_AUTH_NONCE_LEN], mac[MC_AUTH_MAC_LEN];
