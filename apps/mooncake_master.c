@@ -61,13 +61,7 @@ static void *ticker_main(void *arg)
         pthread_mutex_unlock(&t->lock);
         mc_master_tick(t->m, mc_now_ms());
         pthread_mutex_lock(&t->lock);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, TICK_MS);
         while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
         }
     }

@@ -573,13 +573,7 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     pthread_cond_init(&w.cv, &c->cattr);
     struct timespec dl, *dlp = NULL;
     if (c->timeout_ms > 0) {
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += c->timeout_ms / 1000;
-        dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        dl = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)c->timeout_ms);
         dlp = &dl;
     }
     pthread_mutex_lock(&c->mu);

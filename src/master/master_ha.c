@@ -87,11 +87,7 @@ struct mc_master_ha {
 /* Sleeps ms or until stop; returns 1 when stopping. */
 static int nap(mc_master_ha_t *h, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
+    struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)ms);
     pthread_mutex_lock(&h->mu);
     while (!h->stop && pthread_cond_timedwait(&h->cv, &h->mu, &ts) != ETIMEDOUT) {
     }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base_time.h"
 #include "master_int.h"
 
 void mc_master_set_free_hold(mc_master_t *m, int (*hold)(void *arg, uint64_t *pos), void *arg,
@@ -48,11 +49,7 @@ int mc__hold_wait(mc_master_t *m, uint64_t size)
     if (!m->free_hold || !m->hold_wait_ms || atomic_load(&m->held_bytes) < size ||
         atomic_load(&m->hold_stalled))
         return 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + m->hold_wait_ms * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
+    struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, m->hold_wait_ms);
     pthread_mutex_lock(&m->held_mu);
     uint64_t gen = m->held_gen;
     int rc = 0;

@@ -402,9 +402,7 @@ static void *fsync_main(void *arg)
     mc_persist_t *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += FSYNC_EVERY_MS / 1000;
+        struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, FSYNC_EVERY_MS);
         while (!p->stop && pthread_cond_timedwait(&p->cond, &p->mu, &ts) != ETIMEDOUT) {
         }
         flush_locked(p);

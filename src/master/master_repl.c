@@ -358,13 +358,7 @@ static void *sub_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         if (!s->qlen && !s->cut && !atomic_load(&r->stop)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += PING_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, PING_MS);
             pthread_cond_timedwait(&s->cv, &r->mu, &ts);
         }
         int cut = s->cut, stop = atomic_load(&r->stop);
@@ -650,13 +644,7 @@ static void *isr_main(void *arg)
         isr_pass(r, mc_now_ms(), &last_fail_log);
         pthread_mutex_lock(&r->mu);
         if (atomic_load(&r->stop)) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += ISR_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, ISR_MS);
         pthread_cond_timedwait(&r->isr_cv, &r->mu, &ts);
     }
     pthread_mutex_unlock(&r->mu);

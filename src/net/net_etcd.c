@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "base_log.h"
+#include "base_time.h"
 
 #define TAG "etcd"
 #define EE_POOL_MAX 8
@@ -919,11 +920,7 @@ static void *ew_main(void *arg)
             down_logged = 1;
         }
         if (!was) k++;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += EE_WATCH_BACKOFF_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, EE_WATCH_BACKOFF_MS);
         pthread_mutex_lock(&w->lock);
         if (!was && !atomic_load(&w->stop)) pthread_cond_timedwait(&w->cond, &w->lock, &ts);
         pthread_mutex_unlock(&w->lock);
@@ -969,12 +966,7 @@ int mc_etcd_watch_start(mc_etcd_t *e, const char *key, size_t keylen, int prefix
 
 int mc_etcd_watch_wait_created(mc_etcd_watch_t *w, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
     pthread_mutex_lock(&w->lock);
     int rc = 0;
     while (!w->created && rc == 0)

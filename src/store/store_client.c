@@ -229,14 +229,10 @@ static void *st_heartbeat_main(void *arg)
     int fails = 0;
     pthread_mutex_lock(&s->hb_lock);
     while (!s->hb_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         /* while the master is unreachable, try every 200 ms: a restarted master
          * or a new HA leader gets the remount within a fraction of a second */
         int every = fails && s->hb_interval_ms > 200 ? 200 : s->hb_interval_ms;
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)every * 1000000ull;
-        ts.tv_sec += (time_t)(ns / 1000000000ull);
-        ts.tv_nsec = (long)(ns % 1000000000ull);
+        struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)every);
         while (!s->hb_stop && pthread_cond_timedwait(&s->hb_cond, &s->hb_lock, &ts) != ETIMEDOUT) {
         }
         if (s->hb_stop) break;

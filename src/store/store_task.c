@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "base_log.h"
+#include "base_time.h"
 #include "store_int.h"
 
 #define TAG "store"
@@ -31,11 +32,7 @@ static int st_stopping(mc_store_t *s)
 /* Waits ms (or until close). */
 static void st_nap(mc_store_t *s, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
+    struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, (uint64_t)ms);
     pthread_mutex_lock(&s->hb_lock);
     if (!s->hb_stop) pthread_cond_timedwait(&s->task_cond, &s->hb_lock, &ts);
     pthread_mutex_unlock(&s->hb_lock);

@@ -10,6 +10,7 @@
 
 #include "base_log.h"
 #include "base_mem.h"
+#include "base_time.h"
 #include "te_int.h"
 
 #define TAG "te-batch"
@@ -65,7 +66,8 @@ int mc_te_batch_alloc(mc_te_t *te, size_t capacity, uint64_t *batch_id)
     pthread_cond_init(&b->cond, NULL);
     pthread_mutex_lock(&te->batch_lock);
     size_t slot = 0;
-    while (slot < te->nbatch_slots && te->batches[slot]) slot++;
+    while (slot < te->nbatch_slots && te->batches[slot])
+        slot++;
     if (slot == te->nbatch_slots) {
         size_t n = te->nbatch_slots ? te->nbatch_slots * 2 : 64;
         mc__te_batch_t **nb = realloc(te->batches, n * sizeof *nb);
@@ -77,7 +79,8 @@ int mc_te_batch_alloc(mc_te_t *te, size_t capacity, uint64_t *batch_id)
             return MC_TE_ERR_MEMORY;
         }
         te->batch_gen = ng;
-        for (size_t i = te->nbatch_slots; i < n; i++) te->batches[i] = NULL, ng[i] = 1;
+        for (size_t i = te->nbatch_slots; i < n; i++)
+            te->batches[i] = NULL, ng[i] = 1;
         te->nbatch_slots = n;
     }
     te->batches[slot] = b;
@@ -167,9 +170,8 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
     size_t npieces = 0;
     for (size_t i = 0; i < n; i++) {
         const mc_te_request_t *r = &reqs[i];
-        if ((r->opcode != MC_TE_READ && r->opcode != MC_TE_WRITE) ||
-            (r->length && !r->source) || r->target_id < 0 ||
-            (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
+        if ((r->opcode != MC_TE_READ && r->opcode != MC_TE_WRITE) || (r->length && !r->source) ||
+            r->target_id < 0 || (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
             return MC_TE_ERR_INVALID_ARGUMENT;
         npieces += (size_t)pieces_for(te, r);
         if (run && r->target_id > 0) { /* tcp pieces go to the workers: see mc_te_batch_run */
@@ -225,9 +227,15 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
         for (uint64_t j = 0; j < k; j++) {
             mc__te_piece_t *p = &c->pieces[used++];
             uint64_t len = r->length - off < step ? r->length - off : step;
-            *p = (mc__te_piece_t){NULL,      b,         (uint32_t)(first + i), r->opcode,
-                                  r->target_id, (char *)r->source + off, r->target_offset + off,
-                                  len, r->target_id > 0 && shm};
+            *p = (mc__te_piece_t){NULL,
+                                  b,
+                                  (uint32_t)(first + i),
+                                  r->opcode,
+                                  r->target_id,
+                                  (char *)r->source + off,
+                                  r->target_offset + off,
+                                  len,
+                                  r->target_id > 0 && shm};
             off += len;
             *tail = p;
             tail = &p->next;
@@ -237,8 +245,10 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
         run_list(te, head);
     } else if (head) {
         pthread_mutex_lock(&te->work_lock);
-        if (te->work_tail) te->work_tail->next = head;
-        else te->work_head = head;
+        if (te->work_tail)
+            te->work_tail->next = head;
+        else
+            te->work_head = head;
         te->work_tail = (mc__te_piece_t *)((char *)tail - offsetof(mc__te_piece_t, next));
         pthread_cond_broadcast(&te->work_cond);
         pthread_mutex_unlock(&te->work_lock);
@@ -274,8 +284,10 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
         }
         if (ok) {
             void *remote = (void *)(uintptr_t)pc->remote;
-            if (pc->opcode == MC_TE_WRITE) memmove(remote, pc->local, pc->len);
-            else memmove(pc->local, remote, pc->len);
+            if (pc->opcode == MC_TE_WRITE)
+                memmove(remote, pc->local, pc->len);
+            else
+                memmove(pc->local, remote, pc->len);
         }
         pthread_rwlock_unlock(&te->bufs_lock);
         return ok ? 0 : MC_TE_ERR_ADDRESS_NOT_REGISTERED;
@@ -287,8 +299,8 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
         pthread_mutex_lock(&p->lock);
         int shm = !use_tcp && p->shm_state == 1;
         pthread_mutex_unlock(&p->lock);
-        rc = (shm ? &mc__te_shm : &mc__te_tcp)->xfer(te, p, pc->opcode, pc->local, pc->remote,
-                                                     pc->len, timed_out);
+        rc = (shm ? &mc__te_shm : &mc__te_tcp)
+                 ->xfer(te, p, pc->opcode, pc->local, pc->remote, pc->len, timed_out);
         if (!shm || rc == 0) break;
         if (rc == MC_TE_ERR_NOT_IMPLEMENTED) { /* shm cannot decide: the owner's server will */
             use_tcp = 1;
@@ -431,7 +443,8 @@ void mc__te_workers_stop(mc_te_t *te)
     atomic_store(&te->stopping, 1);
     pthread_cond_broadcast(&te->work_cond);
     pthread_mutex_unlock(&te->work_lock);
-    for (int i = 0; i < te->nworkers; i++) pthread_join(te->workers[i], NULL);
+    for (int i = 0; i < te->nworkers; i++)
+        pthread_join(te->workers[i], NULL);
     free(te->workers);
     te->workers = NULL;
 }
@@ -478,17 +491,14 @@ int mc_te_batch_wait(mc_te_t *te, uint64_t batch_id, int timeout_ms, mc_te_statu
 {
     mc__te_batch_t *b = lookup(te, batch_id);
     if (!b) return MC_TE_ERR_INVALID_ARGUMENT;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    if (timeout_ms >= 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = {0, 0}; /* unused without a timeout */
+    if (timeout_ms >= 0) deadline = mc_deadline_ts(CLOCK_REALTIME, (uint64_t)timeout_ms);
     pthread_mutex_lock(&b->lock);
     while (atomic_load(&b->pending)) {
-        if (timeout_ms < 0) pthread_cond_wait(&b->cond, &b->lock);
-        else if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) == ETIMEDOUT) break;
+        if (timeout_ms < 0)
+            pthread_cond_wait(&b->cond, &b->lock);
+        else if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) == ETIMEDOUT)
+            break;
     }
     *status = summarize(b, b->n);
     pthread_mutex_unlock(&b->lock);
