@@ -114,8 +114,7 @@ struct mc_master_rpc {
     uint64_t refused; /* requests refused by the gate since the last log line */
     uint64_t last_refuse_log_ms;
     const mc_auth_key_t *key; /* the cluster key, NULL: connections need no proof */
-    uint64_t auth_refused;    /* connections refused for the secret since the last line */
-    uint64_t last_auth_log_ms;
+    mc_auth_refusals_t auth_refusals;
     uv_timer_t timer;
     uv_thread_t thread;
     uint16_t port;
@@ -642,23 +641,23 @@ static void parse_frames(conn_t *c);
 /* Refuses c for the cluster secret: answers h with status, logs one line
  * naming the peer (at most one a second, with the count since the last) and
  * closes c once the answer is written. */
-static void auth_refuse(conn_t *c, const mc_mp_hdr_t *h, int status, const char *why)
+/* Answers h with status, reads nothing more from c and closes it once the
+ * answer is written. */
+static void refuse_and_close(conn_t *c, const mc_mp_hdr_t *h, int32_t status)
 {
-    mc_master_rpc_t *srv = c->srv;
     if (mc_mp_encode_status_rep(&c->out, h->method, h->req_id, status) == 0)
         c->close_after_write = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    srv->auth_refused++;
-    if (c->active_ms >= srv->last_auth_log_ms + 1000) {
-        MC_LOGW(TAG,
-                "peer %s: refused: %s (%llu connections refused for the cluster secret since "
-                "the last line)",
-                c->peer, why, (unsigned long long)srv->auth_refused);
-        srv->last_auth_log_ms = c->active_ms;
-        srv->auth_refused = 0;
-    }
     flush(c);
     if (!c->closing && !c->close_after_write) conn_close(c);
+}
+
+static void auth_refuse(conn_t *c, const mc_mp_hdr_t *h, int status, const char *why)
+{
+    char who[80];
+    snprintf(who, sizeof who, "peer %s", c->peer);
+    mc_auth_refused(&c->srv->auth_refusals, TAG, who, why);
+    refuse_and_close(c, h, status);
 }
 
 /* The cluster secret's exchange, before any other request (net_auth.h).
@@ -725,8 +724,8 @@ static int auth_step(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
 }
 
 /* Passes request h through the server's gate (HA). Sets the view replies
- * carry; when the gate refuses, answers h with -1010, stops reading and has
- * the connection closed once that is written. Returns 1 when refused. */
+ * carry; when the gate refuses, answers h with -1010 and closes the
+ * connection (refuse_and_close). Returns 1 when refused. */
 static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
 {
     mc_master_rpc_t *srv = c->srv;
@@ -735,10 +734,6 @@ static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
     int serving = srv->gate(srv->gate_arg, now, &view);
     c->out.view = view;
     if (serving && h->view <= view) return 0;
-    if (mc_mp_encode_status_rep(&c->out, h->method, h->req_id,
-                                MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS) == 0)
-        c->close_after_write = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
     srv->refused++;
     if (now >= srv->last_refuse_log_ms + 10000) { /* one line per 10 s */
         MC_LOGW(TAG, "peer %s: %s refused: %s (%llu refused since the last line)", c->peer,
@@ -748,8 +743,7 @@ static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
         srv->last_refuse_log_ms = now;
         srv->refused = 0;
     }
-    flush(c);
-    if (!c->closing && !c->close_after_write) conn_close(c);
+    refuse_and_close(c, h, MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS);
     return 1;
 }
 

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "base_log.h"
+#include "base_time.h"
 #include "net_sock.h"
 
 #define TAG "auth"
@@ -140,6 +141,16 @@ const mc_auth_key_t *mc_auth_cluster_key(void)
     const mc_auth_key_t *k = key_present ? &key_value : NULL;
     pthread_mutex_unlock(&key_mu);
     return k;
+}
+
+void mc_auth_refused(mc_auth_refusals_t *r, const char *tag, const char *who, const char *why)
+{
+    uint64_t n = atomic_fetch_add(&r->count, 1) + 1, now = mc_now_ms();
+    uint64_t next = atomic_load(&r->next_ms);
+    if (now < next || !atomic_compare_exchange_strong(&r->next_ms, &next, now + 1000)) return;
+    atomic_fetch_sub(&r->count, n);
+    MC_LOGW(tag, "%s: refused: %s (%llu refused for the cluster secret since the last line)", who,
+            why, (unsigned long long)n);
 }
 
 int mc_auth_host_is_loopback(const char *host)

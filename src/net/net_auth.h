@@ -18,6 +18,7 @@
  * once); the other functions touch only their arguments. */
 #ifndef MC_NET_AUTH_H
 #define MC_NET_AUTH_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,18 @@ void mc_auth_set_cluster_key(const mc_auth_key_t *k);
 /* Loads path (mc_auth_key_from_file) and makes it the process's cluster key,
  * over the environment. Returns 0, or -errno with the reason in err. */
 int mc_auth_use_secret_file(const char *path, char *err, size_t errlen);
+
+/* A listener's refusals for the secret, logged at most once a second. Zero
+ * it to start (a static or calloc'd one is). */
+typedef struct {
+    _Atomic uint64_t next_ms, count;
+} mc_auth_refusals_t;
+
+/* Counts one refusal and logs it under tag as "<who>: refused: <why> (N
+ * refused for the cluster secret since the last line)" when a second has
+ * passed since the last line of r; who names the peer ("peer 10.0.0.9:4123").
+ * Any thread. */
+void mc_auth_refused(mc_auth_refusals_t *r, const char *tag, const char *who, const char *why);
 
 /* Says at a listener's start how it is guarded, in one line under tag: with
  * a cluster key, that connections must prove the secret (INFO); without one

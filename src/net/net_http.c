@@ -131,22 +131,9 @@ static enum MHD_Result listener_accept(void *cls, const struct sockaddr *addr, s
  * second with the count since the last. */
 static void auth_log(mc_http_listener_t *l, struct MHD_Connection *conn, const char *why)
 {
-    uint64_t now = mc_now_ms();
-    unsigned long n = 0;
-    pthread_mutex_lock(&l->lock);
-    l->auth_refused++;
-    if (now >= l->next_auth_log_ms) {
-        n = l->auth_refused;
-        l->auth_refused = 0;
-        l->next_auth_log_ms = now + 1000;
-    }
-    pthread_mutex_unlock(&l->lock);
-    if (!n) return;
     char peer[96];
     mc_http_peer(conn, peer, sizeof peer);
-    MC_LOGW(l->tag,
-            "%s: refused: %s (%lu requests refused for the cluster secret since the last line)",
-            peer, why, n);
+    mc_auth_refused(&l->auth_refusals, l->tag, peer, why);
 }
 
 /* Queues a refusal: status with a JSON error; 403 also closes. */

@@ -75,8 +75,7 @@ typedef struct {
     uint64_t next_log_ms;
     unsigned long silent; /* silent connections since the last line about them */
     uint64_t next_silent_log_ms;
-    unsigned long auth_refused; /* refusals for the secret since the last line */
-    uint64_t next_auth_log_ms;
+    mc_auth_refusals_t auth_refusals;
     struct http_challenge *challenges; /* MC_HTTP_CHALLENGES outstanding, oldest replaced */
     size_t next_challenge;
 } mc_http_listener_t;

@@ -26,7 +26,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -240,15 +239,10 @@ static int auth_reply(sconn_t *c, uint8_t op, int32_t status, const void *body, 
  * second (the count since the last in it). */
 static void auth_log(sconn_t *c, const char *why)
 {
-    static _Atomic uint64_t last_ms, refused;
-    uint64_t now = mc_now_ms(), n = atomic_fetch_add(&refused, 1) + 1;
-    uint64_t prev = atomic_load(&last_ms);
-    if (now < prev + 1000 || !atomic_compare_exchange_strong(&last_ms, &prev, now)) return;
-    atomic_fetch_sub(&refused, n);
-    MC_LOGW(TAG,
-            "staging peer %s: refused: %s (%llu connections refused for the cluster secret since "
-            "the last line)",
-            c->peer, why, (unsigned long long)n);
+    static mc_auth_refusals_t refusals; /* the process's staging servers together */
+    char who[96];
+    snprintf(who, sizeof who, "staging peer %s", c->peer);
+    mc_auth_refused(&refusals, TAG, who, why);
 }
 
 /* One frame of the exchange, or a request that needs it first. Returns 1
@@ -714,11 +708,7 @@ static void *off_main(void *arg)
         }
         pthread_mutex_lock(&t->mu);
         if (t->stop) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)t->poll_ms * 1000000ull;
-        ts.tv_sec += (time_t)(ns / 1000000000ull);
-        ts.tv_nsec = (long)(ns % 1000000000ull);
+        struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)t->poll_ms);
         while (!t->stop && !t->need_mount &&
                pthread_cond_timedwait(&t->cond, &t->mu, &ts) != ETIMEDOUT) {
         }

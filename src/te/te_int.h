@@ -13,6 +13,7 @@
 #include "base_map.h"
 #include "mooncake/meta.h"
 #include "mooncake/te.h"
+#include "net_auth.h"
 
 /* ---- wire (te_wire.c), documented in docs/protocol.md ---- */
 #define MC_TE_MAGIC 0x4554434Du /* "MCTE" little-endian */
@@ -223,8 +224,8 @@ struct mc_te {
     uint64_t frame_base_ms;    /* whole-frame deadline: base + length / rate */
     uint64_t frame_min_rate;   /* bytes per second (MC_TE_FRAME_MIN_RATE) */
     atomic_int stopping;
-    const struct mc_auth_key *auth_key;  /* the cluster key (net_auth.h); NULL: open */
-    uint64_t auth_refused, auth_warn_ms; /* refusals since the last line about them (conns_lock) */
+    const mc_auth_key_t *auth_key; /* the cluster key (net_auth.h); NULL: open */
+    mc_auth_refusals_t auth_refusals;
 
     /* notifications received, bounded in count and bytes; a full queue drops
      * (and counts) what arrives until the application fetches */

@@ -217,22 +217,10 @@ static int serve_control(conn_t *c, const mc__te_hdr_t *h)
  * most one a second, with the count since the last). The caller closes. */
 static void auth_refuse(conn_t *c, const mc__te_hdr_t *h, int32_t st, const char *why)
 {
-    mc_te_t *te = c->te;
     conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, st, 0, 0, NULL);
-    uint64_t now = mc_now_ms(), n = 0;
-    pthread_mutex_lock(&te->conns_lock);
-    te->auth_refused++;
-    if (now >= te->auth_warn_ms + 1000) {
-        n = te->auth_refused;
-        te->auth_refused = 0;
-        te->auth_warn_ms = now;
-    }
-    pthread_mutex_unlock(&te->conns_lock);
-    if (n)
-        MC_LOGW(TAG,
-                "peer %s: refused: %s (%llu connections refused for the cluster secret since the "
-                "last line)",
-                c->peer, why, (unsigned long long)n);
+    char who[96];
+    snprintf(who, sizeof who, "peer %s", c->peer);
+    mc_auth_refused(&c->te->auth_refusals, TAG, who, why);
 }
 
 /* One frame of the cluster secret's exchange (HELLO or PROOF). Returns 0 to
