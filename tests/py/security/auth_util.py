@@ -26,19 +26,25 @@ def mac(k, role, service, a, b):
                     hashlib.sha256).digest()
 
 
-def run_store_case(master, func, secret, extra=None):
-    """cases/case_auth.py:func in a child python holding secret (or none);
-    returns its stdout and stderr together."""
+def run_case(module, func, secret, extra=None, timeout=60):
+    """cases/<module>.py:func in a child python holding secret (or none),
+    with extra in its environment; returns its stdout and stderr together."""
     env = child_env()
     env.pop("MC_CLUSTER_SECRET", None)
     env.pop("MC_CLUSTER_SECRET_FILE", None)
     if secret:
         env["MC_CLUSTER_SECRET"] = secret
-    env.update(MC_TEST_RPC=master.rpc, MC_TEST_META=master.meta, MC_TEST_BIN_DIR=bin_dir())
     env.update(extra or {})
-    p = subprocess.run([sys.executable, RUNNER, "case_auth", func], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, RUNNER, module, func], env=env,
+                       capture_output=True, text=True, timeout=timeout)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-8000:]
     assert not SAN_RE.search(out), out[-8000:]
     return out
+
+
+def run_store_case(master, func, secret, extra=None):
+    """cases/case_auth.py:func against master (run_case)."""
+    env = dict(MC_TEST_RPC=master.rpc, MC_TEST_META=master.meta, MC_TEST_BIN_DIR=bin_dir())
+    env.update(extra or {})
+    return run_case("case_auth", func, secret, env)

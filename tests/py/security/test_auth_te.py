@@ -11,12 +11,8 @@ import sys
 
 import pytest
 
-from auth_util import SECRET, key, mac as auth_mac
-
-
-def mac(k, role, a, b):
-    return auth_mac(k, role, "te", a, b)
-from mc_fixtures import HERE as MC_HERE, RUNNER, SAN_RE, child_env
+from auth_util import SECRET, key, mac as auth_mac, run_case
+from mc_fixtures import HERE as MC_HERE, SAN_RE, child_env
 
 TE_MAGIC, TE_HDR = 0x4554434D, struct.Struct("<IBBHIiQQ")
 READ, WRITE, AUTH_HELLO, AUTH_PROOF, REPLY = 0x00, 0x01, 0x13, 0x14, 0x80
@@ -24,21 +20,15 @@ ST_AUTH_REQUIRED, ST_AUTH_FAILED = 4, 5
 TARGET = os.path.join(MC_HERE, "cases", "te_target.py")
 
 
-def run_case(func, mine, target):
-    env = child_env()
-    env.pop("MC_CLUSTER_SECRET", None)
-    env.pop("MC_CLUSTER_SECRET_FILE", None)
-    env["MC_FORCE_TCP"] = "1"
-    if mine:
-        env["MC_CLUSTER_SECRET"] = mine
+def mac(k, role, a, b):
+    return auth_mac(k, role, "te", a, b)
+
+
+def run_te_case(func, mine, target):
+    extra = {"MC_FORCE_TCP": "1"}
     if target:
-        env["MC_TEST_TARGET_SECRET"] = target
-    p = subprocess.run([sys.executable, RUNNER, "case_auth_te", func], env=env,
-                       capture_output=True, text=True, timeout=120)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-8000:]
-    assert not SAN_RE.search(out), out[-8000:]
-    return out
+        extra["MC_TEST_TARGET_SECRET"] = target
+    return run_case("case_auth_te", func, mine, extra, timeout=120)
 
 
 @pytest.mark.parametrize("mine,target,func,needle", [
@@ -49,7 +39,7 @@ def run_case(func, mine, target):
     (SECRET, None, "case_transfer_refused", "has no cluster secret configured"),
 ])
 def test_engines(mine, target, func, needle):
-    out = run_case(func, mine, target)
+    out = run_te_case(func, mine, target)
     if needle:
         assert needle in out, out[-4000:]
 
