@@ -76,6 +76,10 @@
 #define SND_BUF (256u << 10)
 #define ISR_LOG_MS 5000
 #define ISR_MS 10 /* the ISR thread's period (an ack wakes it at once) */
+/* A sender that just sent records gathers the next ones for this long before it sends again,
+ * unsignalled, so that a stream of puts wakes it (and preempts the RPC thread) at most
+ * 1000 times a second rather than once per record or two (see "Stream" in docs/master.md). */
+#define GATHER_MS 1
 enum { CUT_BEHIND = 1, CUT_BYE = 2, CUT_SILENT = 3, CUT_BADACK = 4 };
 
 typedef struct sub {
@@ -89,6 +93,7 @@ typedef struct sub {
     uint8_t *q;
     size_t qcap, qhead, qlen;
     int subscribed, done;
+    int gathering; /* the sender sleeps GATHER_MS on its own: records need not wake it */
     int cut; /* CUT_*: why it was cut (the sender logs it) */
     uint64_t base_objs;
     /* mu: its id (hello), the seq at its subscription, its acks */
@@ -176,9 +181,11 @@ static void repl_sink(void *arg, const void *frame, size_t len)
             shutdown(s->fd, SHUT_RDWR);
         } else {
             ring_put(s, frame, len);
-            /* the sender waits only on an empty queue: records that find it
-             * filling are taken with the ones before them, unsignalled */
-            if (s->qlen != len) continue;
+            /* an idle sender waits on an empty queue, a gathering one for a whole chunk:
+             * other records are taken with the ones before them, unsignalled */
+            int was_empty = s->qlen == len;
+            int chunk_ready = s->qlen >= CHUNK && s->qlen - len < CHUNK;
+            if (s->gathering ? !chunk_ready : !was_empty) continue;
         }
         pthread_cond_signal(&s->cv);
     }
@@ -271,10 +278,14 @@ static void *ack_main(void *arg)
                     pthread_cond_signal(&s->cv);
                 }
             } else {
+                int was_synced = s->ack_synced;
                 s->acked = s->base_seq + applied;
                 s->ack_synced = (flags & MC_REPL_ACK_SYNCED) != 0;
                 s->last_ack_ms = mc_now_ms();
-                pthread_cond_signal(&r->isr_cv); /* release what it acked now */
+                /* release what it acked now, or let it join the set; with nothing held
+                 * the ISR thread's own period is soon enough */
+                if (atomic_load(&r->m->held_bytes) || s->ack_synced != was_synced)
+                    pthread_cond_signal(&r->isr_cv);
             }
             pthread_mutex_unlock(&r->mu);
             if (bad) return NULL;
@@ -355,9 +366,15 @@ static void *sub_main(void *arg)
     MC_LOGI(TAG, "standby %s subscribed: base of %" PRIu64 " objects sent in %" PRIu64 " ms",
             s->peer, s->base_objs, mc_now_ms() - t0);
     uint64_t last_ping = 0;
+    int sent = 0; /* the last pass sent records: gather before the next */
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        if (!s->qlen && !s->cut && !atomic_load(&r->stop)) {
+        if (sent && s->qlen < CHUNK && !s->cut && !atomic_load(&r->stop)) {
+            s->gathering = 1;
+            struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, GATHER_MS);
+            pthread_cond_timedwait(&s->cv, &r->mu, &ts);
+            s->gathering = 0;
+        } else if (!s->qlen && !s->cut && !atomic_load(&r->stop)) {
             struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, PING_MS);
             pthread_cond_timedwait(&s->cv, &r->mu, &ts);
         }
@@ -367,6 +384,7 @@ static void *sub_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (cut) goto failed;
         if (stop) goto out;
+        sent = n != 0;
         if (n && (rc = mc_sock_send_all(s->fd, chunk, n))) goto failed;
         uint64_t now = mc_now_ms();
         if (now >= last_ping + PING_MS && backlog < CHUNK) {
