@@ -10,6 +10,7 @@
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
 #   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
+#   make bench-secret the bench-store cells with and without a cluster secret, same run (ABBA rounds)
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
@@ -111,6 +112,13 @@ bench-meta: build
 bench-ha: build
 	mkdir -p build/bench
 	python3 bench/ha/failover_bench.py --bin-dir $(REL)/bin --kills 10 --out build/bench/ha.jsonl
+
+# The cluster secret's cost: bench-store's cells with and without MC_CLUSTER_SECRET, 4 ABBA
+# rounds in one run (release build); JSON to build/bench/secret.jsonl.
+.PHONY: bench-secret
+bench-secret: build
+	mkdir -p build/bench
+	python3 bench/security/secret_cost_bench.py --bin-dir $(REL)/bin --rounds 4 --out build/bench/secret.jsonl
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy
