@@ -280,8 +280,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --cluster_secret_file: %s\n", prog, err);
         return 2;
     }
-    if (fl.rpc_thread_num > 1 || fl.max_threads != 16)
-        MC_LOGI("master", "--rpc_thread_num/--max_threads: the RPC server runs one event loop");
+    /* --rpc_thread_num: the RPC server's event loops (0: min(--max_threads, cores)) */
+    unsigned rpc_loops = fl.rpc_thread_num > 0 ? (unsigned)fl.rpc_thread_num
+                                               : mc_master_rpc_default_loops();
+    if (fl.rpc_thread_num <= 0 && rpc_loops > (unsigned)fl.max_threads)
+        rpc_loops = (unsigned)fl.max_threads;
+    if (rpc_loops > 64) {
+        MC_LOGW("master", "--rpc_thread_num %u: the RPC server runs at most 64 event loops",
+                rpc_loops);
+        rpc_loops = 64;
+    }
 
     /* Block the stop signals before any thread starts (they inherit the mask),
      * so that only mc_sig_wait_stop below sees them. */
@@ -354,8 +362,8 @@ int main(int argc, char **argv)
     ticking = 1;
     uint16_t rpc_port = mc_master_flags_rpc_port(&fl);
     glue.m = m;
-    rc = fl.enable_ha ? mc_master_rpc_start_gated(m, fl.rpc_address, rpc_port, ha_gate, &glue, &rpc)
-                      : mc_master_rpc_start(m, fl.rpc_address, rpc_port, &rpc);
+    mc_master_rpc_opts_t ro = {fl.enable_ha ? ha_gate : NULL, &glue, rpc_loops};
+    rc = mc_master_rpc_start_opts(m, fl.rpc_address, rpc_port, &ro, &rpc);
     if (rc) {
         fprintf(stderr, "%s: rpc cannot serve on %s:%u: error %d\n", prog, fl.rpc_address, rpc_port,
                 rc);

@@ -72,7 +72,7 @@ static const mf_def_t mf_defs[] = {
     {"rpc_interface", MF_STR, MF_F(rpc_interface), 0, 0, 0, 0, "", 0, NULL,
      "network interface whose IPv4 address overrides --rpc_address"},
     {"rpc_thread_num", MF_INT, MF_F(rpc_thread_num), 0, 1024, 0, 0, "0", 0, NULL,
-     "RPC threads; 0 = min(--max_threads, cores) (the RPC server runs one event loop)"},
+     "RPC event loops, each on its own thread; 0 = min(--max_threads, cores, 64)"},
     {"max_threads", MF_INT, MF_F(max_threads), 1, 1024, 0, 0, "16", MF_FLAG_ONLY, NULL,
      "RPC threads (deprecated)"},
     {"metrics_port", MF_INT, MF_F(metrics_port), 0, 65535, 0, 0, "9003", 0, NULL,

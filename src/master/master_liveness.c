@@ -363,11 +363,11 @@ void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, cons
                 who, (unsigned long long)(end_ms - start_ms), n, (unsigned long long)gap);
 }
 
-void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms)
+void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms, uint64_t oldest_ms)
 {
     if (now_ms && prev_ms && now_ms > prev_ms + 1000)
         mc__master_stalled(m, prev_ms, now_ms, "RPC event loop");
-    atomic_store(&m->loop_alive_ms, now_ms);
+    atomic_store(&m->loop_alive_ms, oldest_ms);
 }
 
 /* Forgets clients whose heartbeat deadline passed and unmounts their

@@ -1,5 +1,10 @@
-/* master_rpc.c: the master's RPC server. One libuv loop on its own thread
- * accepts connections; each connection reads into its own buffer (alloc_cb
+/* master_rpc.c: the master's RPC server. N libuv loops (--rpc_thread_num), each
+ * on its own thread. The first one also accepts: it hands each new connection
+ * to the loops in turn (a queue and a uv_async each), and a connection lives
+ * on its loop from then on. The core
+ * is thread-safe (sharded index, its own locks), so loops share nothing but
+ * the counters, the buffer budget and the connection cap (atomics). Each
+ * connection reads into its own buffer (alloc_cb
  * hands out the free tail), parses every complete frame in what arrived,
  * decodes the request, calls the core (master_service.h) with a monotonic
  * now_ms and appends the reply to an output buffer that is written with one
@@ -31,12 +36,15 @@
 #include "master_rpc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -44,9 +52,8 @@
 #include "base_hist.h"
 #include "base_log.h"
 #include "base_time.h"
-#include "master_disk.h"
-#include "master_move.h"
 #include "master_proto.h"
+#include "master_rpc_int.h"
 #include "net_auth.h"
 #include "net_sock.h"
 
@@ -56,16 +63,18 @@
  * (MC_MASTER_RPC_MAX_QUEUED, default 64 MiB); reading resumes below a quarter. */
 #define WQ_HIGH_DEFAULT (64 << 20)
 
-#define RPC_METHODS 64 /* method ids are below 0x40 (master_proto.h) */
 #define LOOP_TIMER_MS 100
 #define SWEEP_EVERY_MS 1000
 #define IDLE_EVICT_MS 5000
+#define MAX_LOOPS 64
 
 struct job;
+struct rpc_loop;
 
 typedef struct conn {
     uv_tcp_t tcp;
     mc_master_rpc_t *srv;
+    struct rpc_loop *lp; /* the loop it lives on */
     struct conn *prev, *next;
     char peer[64];
     uint8_t *buf;
@@ -103,34 +112,50 @@ typedef struct {
     uint8_t *data;
 } wreq_t;
 
-struct mc_master_rpc {
-    mc_master_t *m;
+/* One event loop and what only its thread touches. */
+typedef struct rpc_loop {
+    mc_master_rpc_t *srv;
+    unsigned idx;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    uv_async_t adopt; /* sockets accepted for this loop wait in afd */
+    pthread_mutex_t amu;
+    int *afd;
+    size_t nafd, cafd;
     uv_async_t stop;
     uv_async_t drop; /* mc_master_rpc_drop_clients */
-    mc_master_rpc_gate_fn gate;
-    void *gate_arg;
-    uint64_t refused; /* requests refused by the gate since the last log line */
-    uint64_t last_refuse_log_ms;
-    const mc_auth_key_t *key; /* the cluster key, NULL: connections need no proof */
-    mc_auth_refusals_t auth_refusals;
     uv_timer_t timer;
     uv_thread_t thread;
-    uint16_t port;
-    size_t wq_high, wq_low;
+    int running;
     conn_t *conns;
-    size_t nconns, max_conns;
-    size_t buffered, max_buffered; /* receive buffer bytes of every connection */
-    uint64_t idle_timeout_ms, frame_timeout_ms;
+    _Atomic size_t nconns; /* read by the metrics */
+    uint64_t refused; /* requests refused by the gate since the last log line */
+    uint64_t last_refuse_log_ms;
     uint64_t last_timer_ms, last_sweep_ms, last_cap_log_ms;
     uint64_t cap_refused; /* connections refused at the cap since the last log line */
-    /* Per method id: requests served, those answered with an error status,
-     * and for batches the keys asked and the keys that failed. Written by
-     * the loop thread, read by the admin server's threads. */
-    _Atomic uint64_t n_req[RPC_METHODS], n_fail[RPC_METHODS];
-    _Atomic uint64_t n_items[RPC_METHODS], n_failed_items[RPC_METHODS];
-    mc_hist_t lat[RPC_METHODS]; /* serve()'s time per request, decode to reply encoded */
+} rpc_loop_t;
+
+struct mc_master_rpc {
+    mc_master_t *m;
+    mc_master_rpc_gate_fn gate; /* called from every loop's thread */
+    void *gate_arg;
+    const mc_auth_key_t *key; /* the cluster key, NULL: connections need no proof */
+    mc_auth_refusals_t auth_refusals;
+    uint16_t port;
+    size_t wq_high, wq_low;
+    size_t max_conns, max_buffered;
+    _Atomic size_t nconns;   /* of every loop */
+    _Atomic size_t buffered; /* receive buffer bytes of every connection */
+    uint64_t idle_timeout_ms, frame_timeout_ms;
+    unsigned nloops;
+    rpc_loop_t *loops;
+    _Atomic uint64_t *alive_ms; /* per loop: its timer's last turn */
+    /* the listening socket, watched by loop 0 (accept_cb) */
+    int lfd;
+    uv_poll_t accept_poll;
+    int accept_paused; /* out of descriptors: loop 0's timer resumes accepting */
+    unsigned next_loop;
+    uint64_t last_accept_log_ms;
+    mc_rpc_stats_t st; /* per method (master_rpc_int.h) */
 };
 
 /* ---------------------------------------------------------------- conns */
@@ -139,7 +164,7 @@ static void conn_free_cb(uv_handle_t *h)
 {
     conn_t *c = h->data;
     if (c->job) c->job->conn = NULL; /* its reply is dropped when it ends */
-    c->srv->buffered -= c->cap;
+    atomic_fetch_sub(&c->srv->buffered, c->cap);
     free(c->buf);
     mc_mp_arena_free(&c->arena);
     mc_mp_buf_free(&c->out);
@@ -154,9 +179,10 @@ static void conn_close(conn_t *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        c->srv->conns = c->next;
+        c->lp->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    c->srv->nconns--;
+    c->lp->nconns--;
+    atomic_fetch_sub(&c->srv->nconns, 1);
     uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
 
@@ -171,10 +197,19 @@ static void bad_frame(conn_t *c, const char *what, const char *why)
 static int conn_resize(conn_t *c, size_t ncap)
 {
     mc_master_rpc_t *srv = c->srv;
-    if (ncap > c->cap && srv->buffered + (ncap - c->cap) > srv->max_buffered) return -1;
+    if (ncap > c->cap) { /* reserve the growth in the budget first: loops race for it */
+        size_t more = ncap - c->cap;
+        if (atomic_fetch_add(&srv->buffered, more) + more > srv->max_buffered) {
+            atomic_fetch_sub(&srv->buffered, more);
+            return -1;
+        }
+    }
     uint8_t *nb = realloc(c->buf, ncap);
-    if (!nb) return -1;
-    srv->buffered = srv->buffered - c->cap + ncap;
+    if (!nb) {
+        if (ncap > c->cap) atomic_fetch_sub(&srv->buffered, ncap - c->cap);
+        return -1;
+    }
+    if (ncap < c->cap) atomic_fetch_sub(&srv->buffered, c->cap - ncap);
     c->buf = nb;
     c->cap = ncap;
     return 0;
@@ -191,14 +226,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
         MC_LOGW(TAG,
                 "peer %s: no memory for a receive buffer (MC_MASTER_RPC_MAX_BUFFERED: %zu "
                 "bytes buffered in all)",
-                c->peer, c->srv->buffered);
+                c->peer, atomic_load(&c->srv->buffered));
     if (c->cap && c->len == c->cap && c->need > c->cap) {
         size_t ncap = c->cap * 2 < c->need ? c->cap * 2 : c->need;
         if (conn_resize(c, ncap))
             MC_LOGW(TAG,
                     "peer %s: no memory for %zu more bytes of a %zu-byte frame "
                     "(MC_MASTER_RPC_MAX_BUFFERED: %zu bytes buffered in all)",
-                    c->peer, ncap - c->cap, c->need, c->srv->buffered);
+                    c->peer, ncap - c->cap, c->need, atomic_load(&c->srv->buffered));
     }
     if (c->cap == c->len) { /* libuv reports UV_ENOBUFS and read_cb closes */
         out->base = NULL;
@@ -234,372 +269,6 @@ static void write_cb(uv_write_t *req, int status)
         uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     }
 }
-/* ---------------------------------------------------------------- dispatch */
-
-/* Where a request is served: on the loop (a connection's arena and output)
- * or on the thread pool (a job's). bad_* say why a request did not decode. */
-typedef struct {
-    mc_master_rpc_t *srv;
-    mc_mp_arena_t *arena;
-    mc_mp_buf_t *out;
-    const char *peer;
-    const char *bad_what, *bad_why;
-} rpc_ctx_t;
-
-/* Decodes request payload p/len of type l into q; on failure returns -1 with
- * x->bad_* set (the caller closes the connection). */
-#define DECODE(l, q)                                                                               \
-    do {                                                                                           \
-        const char *why_;                                                                          \
-        if (mc_mp_decode_##l##_req(p, len, x->arena, &q, &why_)) {                                 \
-            x->bad_what = "bad " #l " request";                                                    \
-            x->bad_why = why_;                                                                     \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-
-/* Runs `call` (using i) for each key of batch request q and encodes the
- * per-key results as the reply of method l. */
-#define BATCH_RCS(l, q, call)                                                                      \
-    do {                                                                                           \
-        int32_t *rcs_ = malloc((q.n_keys ? q.n_keys : 1) * sizeof *rcs_);                          \
-        if (!rcs_) {                                                                               \
-            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);                        \
-            break;                                                                                 \
-        }                                                                                          \
-        size_t bad_ = 0;                                                                           \
-        for (size_t i = 0; i < q.n_keys; i++) {                                                    \
-            rcs_[i] = call;                                                                        \
-            bad_ += rcs_[i] < 0;                                                                   \
-        }                                                                                          \
-        count_items(x->srv, h->method, q.n_keys, bad_);                                            \
-        e = mc_mp_encode_##l##_rep(o, id, 0,                                                       \
-                                   &(mc_mp_##l##_rep_t){.rcs = rcs_, .n_rcs = q.n_keys});          \
-        free(rcs_);                                                                                \
-    } while (0)
-
-static void count_items(mc_master_rpc_t *srv, unsigned method, size_t n, size_t bad)
-{
-    atomic_fetch_add_explicit(&srv->n_items[method % RPC_METHODS], n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&srv->n_failed_items[method % RPC_METHODS], bad,
-                              memory_order_relaxed);
-}
-
-/* Per-key results of a batch: counts them, returns nothing. */
-static void count_results(mc_master_rpc_t *srv, unsigned method, const mc_mp_result_t *v, size_t n)
-{
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += v[i].rc != 0;
-    count_items(srv, method, n, bad);
-}
-
-static void free_results(mc_mp_result_t *v, size_t n)
-{
-    for (size_t i = 0; i < n && v; i++)
-        free(v[i].reps);
-    free(v);
-}
-
-/* Serves one request frame, appending its reply to x->out. Runs on the loop
- * thread or on the thread pool (the core is thread-safe). Returns 0, or -1
- * when the request is malformed (x->bad_* set). */
-/* The reply of TASK_FETCH (n tasks of t), as parallel arrays. */
-static int rpc_encode_tasks(mc_mp_buf_t *o, uint32_t id, int rc, const mc_master_task_t *t,
-                            size_t n)
-{
-    uint64_t *u = calloc(4 * (n ? n : 1), sizeof *u);
-    const char **s = calloc(2 * (n ? n : 1), sizeof *s);
-    if (!u || !s) {
-        free(u);
-        free(s);
-        return mc_mp_encode_status_rep(o, MC_MP_TASK_FETCH, id, MC_ERR_INTERNAL);
-    }
-    for (size_t i = 0; i < n; i++) {
-        u[i] = t[i].id;
-        u[n + i] = t[i].size;
-        u[2 * n + i] = t[i].src_addr;
-        u[3 * n + i] = t[i].dst_addr;
-        s[i] = t[i].key;
-        s[n + i] = t[i].dst_endpoint;
-    }
-    size_t k = rc ? 0 : n;
-    mc_mp_task_fetch_rep_t rep = {.ids = u,
-                                  .n_ids = k,
-                                  .keys = s,
-                                  .n_keys = k,
-                                  .sizes = u + n,
-                                  .n_sizes = k,
-                                  .src_addrs = u + 2 * n,
-                                  .n_src_addrs = k,
-                                  .dst_addrs = u + 3 * n,
-                                  .n_dst_addrs = k,
-                                  .dst_endpoints = s + n,
-                                  .n_dst_endpoints = k};
-    int e = mc_mp_encode_task_fetch_rep(o, id, rc, &rep);
-    free(u);
-    free(s);
-    return e;
-}
-
-static int serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t len)
-{
-    mc_master_t *m = x->srv->m;
-    mc_mp_buf_t *o = x->out;
-    uint32_t id = h->req_id;
-    uint64_t t0 = mc_now_ns(), now = t0 / 1000000u;
-    int rc = 0, e = 0;
-    mc_replica_t *r = NULL;
-    size_t n = 0;
-    mc_mp_arena_reset(x->arena);
-    switch (h->method) {
-    case MC_MP_SERVICE_READY: {
-        mc_mp_service_ready_req_t q;
-        DECODE(service_ready, q);
-        if (strcmp(q.version, MC_MASTER_VERSION) != 0)
-            MC_LOGW(TAG, "peer %s: client version %s, master %s", x->peer, q.version,
-                    MC_MASTER_VERSION);
-        mc_mp_service_ready_rep_t rep = {.version = MC_MASTER_VERSION};
-        e = mc_mp_encode_service_ready_rep(o, id, 0, &rep);
-        break;
-    }
-    case MC_MP_MOUNT_SEGMENT: {
-        mc_mp_mount_segment_req_t q;
-        DECODE(mount_segment, q);
-        rc = mc_master_mount_segment(m, &q.seg, q.client, now);
-        e = mc_mp_encode_mount_segment_rep(o, id, rc, &(mc_mp_mount_segment_rep_t){0});
-        break;
-    }
-    case MC_MP_REMOUNT_SEGMENTS: {
-        mc_mp_remount_segments_req_t q;
-        DECODE(remount_segments, q);
-        rc = mc_master_remount_segments(m, q.segs, q.n_segs, q.client, now);
-        e = mc_mp_encode_remount_segments_rep(o, id, rc, &(mc_mp_remount_segments_rep_t){0});
-        break;
-    }
-    case MC_MP_UNMOUNT_SEGMENT: {
-        mc_mp_unmount_segment_req_t q;
-        DECODE(unmount_segment, q);
-        rc = mc_master_unmount_segment(m, q.segment, q.client);
-        e = mc_mp_encode_unmount_segment_rep(o, id, rc, &(mc_mp_unmount_segment_rep_t){0});
-        break;
-    }
-    case MC_MP_PING: {
-        mc_mp_ping_req_t q;
-        DECODE(ping, q);
-        int st = 0;
-        rc = mc_master_ping(m, q.client, now, &st);
-        if (rc == 0 && st == MC_CLIENT_OK && mc_master_tasks_pending(m, q.client))
-            st |= MC_CLIENT_TASKS_PENDING; /* the client fetches them (master_move.h) */
-        e = mc_mp_encode_ping_rep(o, id, rc, &(mc_mp_ping_rep_t){.client_status = st});
-        break;
-    }
-    case MC_MP_PUT_START: {
-        mc_mp_put_start_req_t q;
-        DECODE(put_start, q);
-        rc = mc_master_put_start(m, q.client, q.key, q.size, &q.cfg, now, &r, &n);
-        e = mc_mp_encode_put_start_rep(o, id, rc,
-                                       &(mc_mp_put_start_rep_t){.reps = r, .n_reps = rc ? 0 : n});
-        break;
-    }
-    case MC_MP_PUT_END: {
-        mc_mp_put_end_req_t q;
-        DECODE(put_end, q);
-        rc = mc_master_put_end(m, q.client, q.key, now);
-        e = mc_mp_encode_put_end_rep(o, id, rc, &(mc_mp_put_end_rep_t){0});
-        break;
-    }
-    case MC_MP_PUT_REVOKE: {
-        mc_mp_put_revoke_req_t q;
-        DECODE(put_revoke, q);
-        rc = mc_master_put_revoke(m, q.client, q.key);
-        e = mc_mp_encode_put_revoke_rep(o, id, rc, &(mc_mp_put_revoke_rep_t){0});
-        break;
-    }
-    case MC_MP_UPSERT_START: {
-        mc_mp_upsert_start_req_t q;
-        DECODE(upsert_start, q);
-        rc = mc_master_upsert_start(m, q.client, q.key, q.size, &q.cfg, now, &r, &n);
-        e = mc_mp_encode_upsert_start_rep(
-            o, id, rc, &(mc_mp_upsert_start_rep_t){.reps = r, .n_reps = rc ? 0 : n});
-        break;
-    }
-    case MC_MP_GET_REPLICAS: {
-        mc_mp_get_replicas_req_t q;
-        DECODE(get_replicas, q);
-        uint64_t ttl = 0;
-        rc = mc_master_get_replicas(m, q.key, now, &r, &n, &ttl);
-        e = mc_mp_encode_get_replicas_rep(
-            o, id, rc,
-            &(mc_mp_get_replicas_rep_t){.reps = r, .n_reps = rc ? 0 : n, .lease_ttl_ms = ttl});
-        break;
-    }
-    case MC_MP_EXIST: {
-        mc_mp_exist_req_t q;
-        DECODE(exist, q);
-        rc = mc_master_exist(m, q.key, now);
-        e = mc_mp_encode_exist_rep(o, id, rc < 0 ? rc : 0,
-                                   &(mc_mp_exist_rep_t){.exists = rc > 0 ? 1 : 0});
-        break;
-    }
-    case MC_MP_REMOVE: {
-        mc_mp_remove_req_t q;
-        DECODE(remove, q);
-        rc = mc_master_remove(m, q.key, q.force, now);
-        e = mc_mp_encode_remove_rep(o, id, rc, &(mc_mp_remove_rep_t){0});
-        break;
-    }
-    case MC_MP_REMOVE_ALL: {
-        mc_mp_remove_all_req_t q;
-        DECODE(remove_all, q);
-        int64_t cnt = mc_master_remove_all(m, q.force, now);
-        e = mc_mp_encode_remove_all_rep(o, id, cnt < 0 ? (int32_t)cnt : 0,
-                                        &(mc_mp_remove_all_rep_t){.count = cnt});
-        break;
-    }
-    case MC_MP_REMOVE_BY_REGEX: {
-        mc_mp_remove_by_regex_req_t q;
-        DECODE(remove_by_regex, q);
-        int64_t cnt = mc_master_remove_by_regex(m, q.regex, q.force, now);
-        e = mc_mp_encode_remove_by_regex_rep(o, id, cnt < 0 ? (int32_t)cnt : 0,
-                                             &(mc_mp_remove_by_regex_rep_t){.count = cnt});
-        break;
-    }
-    case MC_MP_BATCH_PUT_START:
-    case MC_MP_BATCH_UPSERT_START: { /* same request and reply shapes */
-        int upsert = h->method == MC_MP_BATCH_UPSERT_START;
-        mc_mp_batch_put_start_req_t q;
-        DECODE(batch_put_start, q);
-        if (q.n_sizes != q.n_keys) {
-            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INVALID_PARAMS);
-            break;
-        }
-        mc_mp_result_t *v = calloc(q.n_keys ? q.n_keys : 1, sizeof *v);
-        if (!v) {
-            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);
-            break;
-        }
-        for (size_t i = 0; i < q.n_keys; i++) {
-            v[i].rc = (upsert ? mc_master_upsert_start : mc_master_put_start)(
-                m, q.client, q.keys[i], q.sizes[i], &q.cfg, now, &v[i].reps, &v[i].n);
-            if (v[i].rc) v[i].n = 0;
-        }
-        count_results(x->srv, h->method, v, q.n_keys);
-        if (upsert)
-            e = mc_mp_encode_batch_upsert_start_rep(
-                o, id, 0, &(mc_mp_batch_upsert_start_rep_t){.results = v, .n_results = q.n_keys});
-        else
-            e = mc_mp_encode_batch_put_start_rep(
-                o, id, 0, &(mc_mp_batch_put_start_rep_t){.results = v, .n_results = q.n_keys});
-        free_results(v, q.n_keys);
-        break;
-    }
-    case MC_MP_BATCH_GET_REPLICAS: {
-        mc_mp_batch_get_replicas_req_t q;
-        DECODE(batch_get_replicas, q);
-        mc_mp_result_t *v = calloc(q.n_keys ? q.n_keys : 1, sizeof *v);
-        if (!v) {
-            e = mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL);
-            break;
-        }
-        uint64_t ttl = 0;
-        for (size_t i = 0; i < q.n_keys; i++) {
-            uint64_t t = 0;
-            v[i].rc = mc_master_get_replicas(m, q.keys[i], now, &v[i].reps, &v[i].n, &t);
-            if (v[i].rc)
-                v[i].n = 0;
-            else
-                ttl = t;
-        }
-        count_results(x->srv, h->method, v, q.n_keys);
-        e = mc_mp_encode_batch_get_replicas_rep(
-            o, id, 0,
-            &(mc_mp_batch_get_replicas_rep_t){
-                .results = v, .n_results = q.n_keys, .lease_ttl_ms = ttl});
-        free_results(v, q.n_keys);
-        break;
-    }
-    case MC_MP_BATCH_PUT_END: {
-        mc_mp_batch_put_end_req_t q;
-        DECODE(batch_put_end, q);
-        BATCH_RCS(batch_put_end, q, mc_master_put_end(m, q.client, q.keys[i], now));
-        break;
-    }
-    case MC_MP_BATCH_PUT_REVOKE: {
-        mc_mp_batch_put_revoke_req_t q;
-        DECODE(batch_put_revoke, q);
-        BATCH_RCS(batch_put_revoke, q, mc_master_put_revoke(m, q.client, q.keys[i]));
-        break;
-    }
-    case MC_MP_BATCH_EXIST: {
-        mc_mp_batch_exist_req_t q;
-        DECODE(batch_exist, q);
-        BATCH_RCS(batch_exist, q, mc_master_exist(m, q.keys[i], now));
-        break;
-    }
-    case MC_MP_BATCH_REMOVE: {
-        mc_mp_batch_remove_req_t q;
-        DECODE(batch_remove, q);
-        BATCH_RCS(batch_remove, q, mc_master_remove(m, q.keys[i], q.force, now));
-        break;
-    }
-    case MC_MP_TASK_FETCH: {
-        mc_mp_task_fetch_req_t q;
-        DECODE(task_fetch, q);
-        mc_master_task_t *t = NULL;
-        size_t nt = 0;
-        rc = mc_master_task_fetch(m, q.client, q.max, now, &t, &nt);
-        e = rpc_encode_tasks(o, id, rc, t, nt);
-        mc_master_tasks_free(t, nt);
-        break;
-    }
-    case MC_MP_TASK_COMPLETE: {
-        mc_mp_task_complete_req_t q;
-        DECODE(task_complete, q);
-        rc = mc_master_task_complete(m, q.client, q.id, q.rc, now);
-        e = mc_mp_encode_task_complete_rep(o, id, rc, &(mc_mp_task_complete_rep_t){0});
-        break;
-    }
-    case MC_MP_BATCH_REPLICA_CLEAR: {
-        mc_mp_batch_replica_clear_req_t q;
-        DECODE(batch_replica_clear, q);
-        BATCH_RCS(batch_replica_clear, q,
-                  mc_master_replica_clear(m, q.client, q.keys[i], q.segment, now));
-        break;
-    }
-    default: { /* the SSD tier's methods (master_disk.c); the header decoder
-                * accepts known methods only */
-        int drc = mc_master_disk_serve(m, h->method, id, p, len, x->arena, o, now, &x->bad_why);
-        if (drc == MC_MASTER_DISK_NOT_MINE || drc == MC_MASTER_DISK_BAD) {
-            x->bad_what = drc == MC_MASTER_DISK_BAD ? "bad disk request" : "request";
-            if (drc == MC_MASTER_DISK_NOT_MINE) x->bad_why = "unknown method";
-            return -1;
-        }
-        if (drc == -ENOMEM)
-            e = drc;
-        else
-            rc = drc;
-        break;
-    }
-    }
-    free(r);
-    atomic_fetch_add_explicit(&x->srv->n_req[h->method % RPC_METHODS], 1, memory_order_relaxed);
-    if (rc < 0 || e)
-        atomic_fetch_add_explicit(&x->srv->n_fail[h->method % RPC_METHODS], 1,
-                                  memory_order_relaxed);
-    mc_hist_observe(&x->srv->lat[h->method % RPC_METHODS], mc_now_ns() - t0);
-    if (e) { /* reply too large or out of memory: an error reply instead */
-        MC_LOGW(TAG, "peer %s: %s reply not encodable (%d)", x->peer, mc_mp_method_name(h->method),
-                e);
-        if (mc_mp_encode_status_rep(o, h->method, id, MC_ERR_INTERNAL)) {
-            x->bad_what = "reply";
-            x->bad_why = "out of memory";
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Writes what serve appended to c->out, after the journal records those
  * replies depend on (so a kill of the master after a reply loses nothing). */
 static void flush(conn_t *c)
@@ -729,19 +398,20 @@ static int auth_step(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
 static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
 {
     mc_master_rpc_t *srv = c->srv;
+    rpc_loop_t *lp = c->lp;
     if (!srv->gate) return 0;
     uint64_t view = 0, now = c->active_ms;
     int serving = srv->gate(srv->gate_arg, now, &view);
     c->out.view = view;
     if (serving && h->view <= view) return 0;
-    srv->refused++;
-    if (now >= srv->last_refuse_log_ms + 10000) { /* one line per 10 s */
+    lp->refused++;
+    if (now >= lp->last_refuse_log_ms + 10000) { /* one line per 10 s (per loop) */
         MC_LOGW(TAG, "peer %s: %s refused: %s (%llu refused since the last line)", c->peer,
                 mc_mp_method_name(h->method),
                 serving ? "the client knows a newer leader view" : "this master is not the leader",
-                (unsigned long long)srv->refused);
-        srv->last_refuse_log_ms = now;
-        srv->refused = 0;
+                (unsigned long long)lp->refused);
+        lp->last_refuse_log_ms = now;
+        lp->refused = 0;
     }
     refuse_and_close(c, h, MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS);
     return 1;
@@ -750,8 +420,8 @@ static int gate_refuses(conn_t *c, const mc_mp_hdr_t *h)
 static void job_work(uv_work_t *w)
 {
     job_t *j = w->data;
-    rpc_ctx_t x = {j->srv, &j->arena, &j->out, j->peer, NULL, NULL};
-    if (serve(&x, &j->hdr, j->payload, j->hdr.length)) {
+    rpc_ctx_t x = {j->srv->m, &j->srv->st, &j->arena, &j->out, j->peer, NULL, NULL};
+    if (mc__rpc_serve(&x, &j->hdr, j->payload, j->hdr.length)) {
         j->bad = 1;
         j->bad_what = x.bad_what;
         j->bad_why = x.bad_why;
@@ -805,7 +475,7 @@ static int queue_job(conn_t *c, const mc_mp_hdr_t *h, const uint8_t *p)
     j->conn = c;
     j->work.data = j;
     snprintf(j->peer, sizeof j->peer, "%s", c->peer);
-    if (uv_queue_work(&c->srv->loop, &j->work, job_work, job_done)) {
+    if (uv_queue_work(&c->lp->loop, &j->work, job_work, job_done)) {
         free(j->payload);
         free(j);
         bad_frame(c, "request", "cannot queue it");
@@ -850,8 +520,8 @@ static void parse_frames(conn_t *c)
             if (c->closing || queue_job(c, &h, p)) return;
             break;
         }
-        rpc_ctx_t x = {c->srv, &c->arena, &c->out, c->peer, NULL, NULL};
-        if (serve(&x, &h, p, h.length)) {
+        rpc_ctx_t x = {c->srv->m, &c->srv->st, &c->arena, &c->out, c->peer, NULL, NULL};
+        if (mc__rpc_serve(&x, &h, p, h.length)) {
             bad_frame(c, x.bad_what, x.bad_why);
             return;
         }
@@ -885,12 +555,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     parse_frames(c);
 }
 
-/* At the connection cap: closes the connection idle longest when it has been
- * idle IDLE_EVICT_MS, making room. Returns 1 when room was made. */
-static int make_room(mc_master_rpc_t *srv, uint64_t now)
+/* At the connection cap: closes the connection of lp idle longest when it has
+ * been idle IDLE_EVICT_MS, making room. Returns 1 when room was made. */
+static int make_room(rpc_loop_t *lp, uint64_t now)
 {
     conn_t *oldest = NULL;
-    for (conn_t *c = srv->conns; c; c = c->next)
+    for (conn_t *c = lp->conns; c; c = c->next)
         if (!c->job && !c->len && (!oldest || c->active_ms < oldest->active_ms)) oldest = c;
     if (!oldest || now < oldest->active_ms + IDLE_EVICT_MS) return 0;
     MC_LOGD(TAG, "peer %s: closed (idle %llu ms) to make room at the connection cap", oldest->peer,
@@ -899,41 +569,40 @@ static int make_room(mc_master_rpc_t *srv, uint64_t now)
     return 1;
 }
 
-static void on_conn(uv_stream_t *l, int status)
+/* Serves socket fd on lp (lp's thread), or refuses it at the connection cap. */
+static void adopt_one(rpc_loop_t *lp, int fd)
 {
-    mc_master_rpc_t *srv = l->data;
-    if (status < 0) {
-        MC_LOGW(TAG, "accept failed: %s", uv_strerror(status));
+    mc_master_rpc_t *srv = lp->srv;
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
         return;
     }
-    conn_t *c = calloc(1, sizeof *c);
-    if (!c) return;
     c->srv = srv;
-    uv_tcp_init(&srv->loop, &c->tcp);
+    c->lp = lp;
+    uv_tcp_init(&lp->loop, &c->tcp);
     c->tcp.data = c;
-    c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconns++;
+    c->next = lp->conns;
+    if (lp->conns) lp->conns->prev = c;
+    lp->conns = c;
+    lp->nconns++;
+    size_t total = atomic_fetch_add(&srv->nconns, 1) + 1;
     c->active_ms = mc_now_ms();
-    if (uv_accept(l, (uv_stream_t *)&c->tcp)) {
+    mc_sock_peer_str(fd, c->peer, sizeof c->peer);
+    if (uv_tcp_open(&c->tcp, fd)) {
+        close(fd);
         conn_close(c);
         return;
     }
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
-        mc_sock_peer_str(fd, c->peer, sizeof c->peer);
-    else
-        snprintf(c->peer, sizeof c->peer, "?");
-    if (srv->nconns > srv->max_conns && !make_room(srv, c->active_ms)) {
-        srv->cap_refused++;
-        if (c->active_ms - srv->last_cap_log_ms >= 10000) { /* one line per 10 s */
+    if (total > srv->max_conns && !make_room(lp, c->active_ms)) {
+        lp->cap_refused++;
+        if (c->active_ms - lp->last_cap_log_ms >= 10000) { /* one line per 10 s */
             MC_LOGW(TAG,
                     "connection cap of %zu reached (MC_MASTER_RPC_MAX_CONNECTIONS): refused "
                     "peer %s and %llu more since the last line",
-                    srv->max_conns, c->peer, (unsigned long long)(srv->cap_refused - 1));
-            srv->last_cap_log_ms = c->active_ms;
-            srv->cap_refused = 0;
+                    srv->max_conns, c->peer, (unsigned long long)(lp->cap_refused - 1));
+            lp->last_cap_log_ms = c->active_ms;
+            lp->cap_refused = 0;
         }
         conn_close(c);
         return;
@@ -942,15 +611,81 @@ static void on_conn(uv_stream_t *l, int status)
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
+static void adopt_cb(uv_async_t *a)
+{
+    rpc_loop_t *lp = a->data;
+    for (;;) {
+        pthread_mutex_lock(&lp->amu);
+        int fd = lp->nafd ? lp->afd[--lp->nafd] : -1;
+        pthread_mutex_unlock(&lp->amu);
+        if (fd < 0) return;
+        adopt_one(lp, fd);
+    }
+}
+
+/* Hands fd to lp. Returns 0, or -1 (fd not taken). */
+static int hand_over(rpc_loop_t *lp, int fd)
+{
+    pthread_mutex_lock(&lp->amu);
+    if (lp->nafd == lp->cafd) {
+        size_t nc = lp->cafd ? lp->cafd * 2 : 16;
+        int *n = realloc(lp->afd, nc * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&lp->amu);
+            return -1;
+        }
+        lp->afd = n;
+        lp->cafd = nc;
+    }
+    lp->afd[lp->nafd++] = fd;
+    pthread_mutex_unlock(&lp->amu);
+    uv_async_send(&lp->adopt);
+    return 0;
+}
+
+/* Loop 0: the listening socket is readable. Accepts what waits and deals the
+ * sockets to the loops in turn (its own ones directly). */
+static void accept_cb(uv_poll_t *h, int status, int events)
+{
+    mc_master_rpc_t *srv = h->data;
+    (void)events;
+    if (status < 0) return;
+    for (int i = 0; i < 64; i++) { /* then let the loop serve its connections */
+        int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED)
+                return;
+            uint64_t now = mc_now_ms();
+            if (now >= srv->last_accept_log_ms + 10000) {
+                MC_LOGW(TAG, "accept failed: %s; accepting again in %d ms", strerror(errno),
+                        LOOP_TIMER_MS);
+                srv->last_accept_log_ms = now;
+            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                uv_poll_stop(h); /* it would stay readable: loop 0's timer resumes it */
+                srv->accept_paused = 1;
+            }
+            return;
+        }
+        rpc_loop_t *lp = &srv->loops[srv->next_loop++ % srv->nloops];
+        if (lp == &srv->loops[0])
+            adopt_one(lp, fd);
+        else if (hand_over(lp, fd))
+            close(fd);
+    }
+}
+
 /* ---------------------------------------------------------------- timer */
 
 /* Closes connections idle past the idle timeout (one line per sweep for all
  * of them) and frames incomplete past the frame timeout (one line each). */
-static void sweep(mc_master_rpc_t *srv, uint64_t now)
+static void sweep(rpc_loop_t *lp, uint64_t now)
 {
+    mc_master_rpc_t *srv = lp->srv;
     size_t idle = 0;
     char first[64] = "";
-    for (conn_t *c = srv->conns, *next; c; c = next) {
+    for (conn_t *c = lp->conns, *next; c; c = next) {
         next = c->next;
         if (c->job) continue;
         if (c->len && now > c->frame_start_ms + srv->frame_timeout_ms) {
@@ -972,23 +707,35 @@ static void sweep(mc_master_rpc_t *srv, uint64_t now)
                 idle, (unsigned long long)(srv->idle_timeout_ms / 1000), first);
 }
 
-/* Every LOOP_TIMER_MS: tells the core the loop turns (or how long it stalled)
- * and sweeps the connections once a second. */
+/* Every LOOP_TIMER_MS: tells the core the loops turn (or how long this one
+ * stalled) and sweeps the connections once a second. The core is told the
+ * last turn of the slowest loop: its clients' heartbeats wait on that one. */
 static void timer_cb(uv_timer_t *t)
 {
-    mc_master_rpc_t *srv = t->data;
+    rpc_loop_t *lp = t->data;
+    mc_master_rpc_t *srv = lp->srv;
     uint64_t now = mc_now_ms();
-    uint64_t late = now - srv->last_timer_ms;
+    uint64_t late = now - lp->last_timer_ms;
     if (late > LOOP_TIMER_MS + 1000) /* the loop stalled: it was not the peers' fault */
-        for (conn_t *c = srv->conns; c; c = c->next) { /* a read may have come first */
+        for (conn_t *c = lp->conns; c; c = c->next) { /* a read may have come first */
             c->active_ms = c->active_ms + late < now ? c->active_ms + late : now;
             c->frame_start_ms = c->frame_start_ms + late < now ? c->frame_start_ms + late : now;
         }
-    mc_master_note_loop(srv->m, now, srv->last_timer_ms);
-    srv->last_timer_ms = now;
-    if (now - srv->last_sweep_ms >= SWEEP_EVERY_MS) {
-        srv->last_sweep_ms = now;
-        sweep(srv, now);
+    atomic_store(&srv->alive_ms[lp->idx], now);
+    uint64_t oldest = now;
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        uint64_t a = atomic_load(&srv->alive_ms[i]);
+        if (a && a < oldest) oldest = a;
+    }
+    mc_master_note_loop(srv->m, now, lp->last_timer_ms, oldest);
+    if (lp->idx == 0 && srv->accept_paused && !uv_is_closing((uv_handle_t *)&srv->accept_poll)) {
+        srv->accept_paused = 0;
+        uv_poll_start(&srv->accept_poll, UV_READABLE, accept_cb);
+    }
+    lp->last_timer_ms = now;
+    if (now - lp->last_sweep_ms >= SWEEP_EVERY_MS) {
+        lp->last_sweep_ms = now;
+        sweep(lp, now);
     }
 }
 
@@ -996,34 +743,43 @@ static void timer_cb(uv_timer_t *t)
 
 static void drop_cb(uv_async_t *a)
 {
-    mc_master_rpc_t *srv = a->data;
-    size_t n = srv->nconns;
-    while (srv->conns)
-        conn_close(srv->conns);
-    if (n) MC_LOGI(TAG, "closed all %zu client connections (no longer the leader)", n);
+    rpc_loop_t *lp = a->data;
+    size_t n = lp->nconns;
+    while (lp->conns)
+        conn_close(lp->conns);
+    if (n)
+        MC_LOGI(TAG, "closed %zu client connections of loop %u (no longer the leader)", n,
+                lp->idx);
 }
 
 void mc_master_rpc_drop_clients(mc_master_rpc_t *r)
 {
-    if (r) uv_async_send(&r->drop);
+    if (!r) return;
+    for (unsigned i = 0; i < r->nloops; i++)
+        uv_async_send(&r->loops[i].drop);
 }
 
 static void stop_cb(uv_async_t *a)
 {
-    mc_master_rpc_t *srv = a->data;
-    while (srv->conns)
-        conn_close(srv->conns);
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    uv_close((uv_handle_t *)&srv->stop, NULL);
-    uv_close((uv_handle_t *)&srv->drop, NULL);
-    uv_close((uv_handle_t *)&srv->timer, NULL);
-    mc_master_note_loop(srv->m, 0, 0); /* no loop to watch any more */
+    rpc_loop_t *lp = a->data;
+    while (lp->conns)
+        conn_close(lp->conns);
+    if (lp->idx == 0) uv_close((uv_handle_t *)&lp->srv->accept_poll, NULL);
+    adopt_cb(&lp->adopt); /* sockets handed over meanwhile: served, then closed below */
+    while (lp->conns)
+        conn_close(lp->conns);
+    uv_close((uv_handle_t *)&lp->adopt, NULL);
+    uv_close((uv_handle_t *)&lp->stop, NULL);
+    uv_close((uv_handle_t *)&lp->drop, NULL);
+    uv_close((uv_handle_t *)&lp->timer, NULL);
+    atomic_store(&lp->srv->alive_ms[lp->idx], 0);
+    mc_master_note_loop(lp->srv->m, 0, 0, 0); /* no loop to watch any more */
 }
 
 static void loop_main(void *arg)
 {
-    mc_master_rpc_t *srv = arg;
-    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    rpc_loop_t *lp = arg;
+    uv_run(&lp->loop, UV_RUN_DEFAULT);
 }
 
 /* libuv writes with write(2): a peer that resets must not kill the process
@@ -1034,21 +790,106 @@ static void ignore_sigpipe(void)
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
 }
 
-int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_master_rpc_t **out)
+/* Sets up loop lp (loop 0 also watches the listening socket) and starts its
+ * thread. Returns 0 or a libuv error (lp is then torn down). */
+static int loop_start(mc_master_rpc_t *srv, rpc_loop_t *lp, unsigned idx)
 {
-    return mc_master_rpc_start_gated(m, host, port, NULL, NULL, out);
+    lp->srv = srv;
+    lp->idx = idx;
+    lp->last_timer_ms = lp->last_sweep_ms = mc_now_ms();
+    pthread_mutex_init(&lp->amu, NULL);
+    int e;
+    if ((e = uv_loop_init(&lp->loop))) return e;
+    if (idx == 0) {
+        if ((e = uv_poll_init(&lp->loop, &srv->accept_poll, srv->lfd))) {
+            uv_loop_close(&lp->loop);
+            return e;
+        }
+        srv->accept_poll.data = srv;
+        uv_poll_start(&srv->accept_poll, UV_READABLE, accept_cb);
+    }
+    uv_async_init(&lp->loop, &lp->adopt, adopt_cb);
+    lp->adopt.data = lp;
+    uv_async_init(&lp->loop, &lp->stop, stop_cb);
+    lp->stop.data = lp;
+    uv_async_init(&lp->loop, &lp->drop, drop_cb);
+    lp->drop.data = lp;
+    uv_timer_init(&lp->loop, &lp->timer);
+    lp->timer.data = lp;
+    uv_timer_start(&lp->timer, timer_cb, LOOP_TIMER_MS, LOOP_TIMER_MS);
+    if ((e = uv_thread_create(&lp->thread, loop_main, lp))) {
+        stop_cb(&lp->stop);
+        uv_run(&lp->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&lp->loop);
+        return e;
+    }
+    lp->running = 1;
+    return 0;
 }
 
-int mc_master_rpc_start_gated(mc_master_t *m, const char *host, uint16_t port,
-                              mc_master_rpc_gate_fn gate, void *gate_arg, mc_master_rpc_t **out)
+static void loop_join(rpc_loop_t *lp)
+{
+    if (!lp->running) return;
+    uv_thread_join(&lp->thread);
+    uv_loop_close(&lp->loop);
+    lp->running = 0;
+}
+
+/* Loop 0 first: once it has stopped, nobody hands the others a socket. */
+static void loops_stop(mc_master_rpc_t *r)
+{
+    if (r->loops[0].running) uv_async_send(&r->loops[0].stop);
+    loop_join(&r->loops[0]);
+    for (unsigned i = 1; i < r->nloops; i++)
+        if (r->loops[i].running) uv_async_send(&r->loops[i].stop);
+    for (unsigned i = 1; i < r->nloops; i++)
+        loop_join(&r->loops[i]);
+}
+
+static void rpc_free(mc_master_rpc_t *r)
+{
+    for (unsigned i = 0; r->loops && i < r->nloops; i++) {
+        for (size_t k = 0; k < r->loops[i].nafd; k++)
+            close(r->loops[i].afd[k]);
+        free(r->loops[i].afd);
+        if (r->loops[i].srv) pthread_mutex_destroy(&r->loops[i].amu);
+    }
+    if (r->lfd >= 0) close(r->lfd);
+    free(r->loops);
+    free((void *)r->alive_ms);
+    free(r);
+}
+
+unsigned mc_master_rpc_default_loops(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_LOOPS ? MAX_LOOPS : (unsigned)n;
+}
+
+int mc_master_rpc_start(mc_master_t *m, const char *host, uint16_t port, mc_master_rpc_t **out)
+{
+    return mc_master_rpc_start_opts(m, host, port, NULL, out);
+}
+
+int mc_master_rpc_start_opts(mc_master_t *m, const char *host, uint16_t port,
+                             const mc_master_rpc_opts_t *o, mc_master_rpc_t **out)
 {
     *out = NULL;
     ignore_sigpipe();
     mc_master_rpc_t *srv = calloc(1, sizeof *srv);
     if (!srv) return MC_ERR_INTERNAL;
     srv->m = m;
-    srv->gate = gate;
-    srv->gate_arg = gate_arg;
+    srv->lfd = -1;
+    srv->gate = o ? o->gate : NULL;
+    srv->gate_arg = o ? o->gate_arg : NULL;
+    srv->nloops = o && o->loops ? o->loops : 1;
+    if (srv->nloops > MAX_LOOPS) srv->nloops = MAX_LOOPS;
+    srv->loops = calloc(srv->nloops, sizeof *srv->loops);
+    srv->alive_ms = calloc(srv->nloops, sizeof *srv->alive_ms);
+    if (!srv->loops || !srv->alive_ms) {
+        rpc_free(srv);
+        return MC_ERR_INTERNAL;
+    }
     srv->key = mc_auth_cluster_key();
     srv->wq_high =
         (size_t)mc_env_int("MC_MASTER_RPC_MAX_QUEUED", WQ_HIGH_DEFAULT, 4096, (int64_t)1 << 40);
@@ -1060,44 +901,30 @@ int mc_master_rpc_start_gated(mc_master_t *m, const char *host, uint16_t port,
         (uint64_t)mc_env_int("MC_MASTER_RPC_IDLE_TIMEOUT_S", 120, 1, 86400 * 365) * 1000;
     srv->frame_timeout_ms =
         (uint64_t)mc_env_int("MC_MASTER_RPC_FRAME_TIMEOUT_S", 30, 1, 86400) * 1000;
-    srv->last_timer_ms = srv->last_sweep_ms = mc_now_ms();
-    int fd = -1, e;
-    e = mc_sock_listen(host, port, 511, &fd, &srv->port);
+    int e = mc_sock_listen(host, port, 511, &srv->lfd, &srv->port);
     if (e) {
         MC_LOGE(TAG, "cannot listen on %s:%u: %s", host ? host : "*", port, strerror(-e));
-        free(srv);
+        srv->lfd = -1;
+        rpc_free(srv);
         return MC_ERR_RPC_FAIL;
     }
-    if ((e = uv_loop_init(&srv->loop))) goto fail_fd;
-    uv_tcp_init(&srv->loop, &srv->listener);
-    srv->listener.data = srv;
-    if ((e = uv_tcp_open(&srv->listener, fd)) == 0) fd = -1; /* the listener owns it */
-    if (e || (e = uv_listen((uv_stream_t *)&srv->listener, 511, on_conn))) {
-        uv_close((uv_handle_t *)&srv->listener, NULL);
-        goto fail_loop;
+    int fl = fcntl(srv->lfd, F_GETFL);
+    if (fl < 0 || fcntl(srv->lfd, F_SETFL, fl | O_NONBLOCK) < 0) e = uv_translate_sys_error(errno);
+    /* loops other than 0 first: loop 0 accepts, and hands sockets to the others */
+    for (unsigned k = 0; !e && k < srv->nloops; k++) {
+        unsigned i = (k + 1) % srv->nloops;
+        e = loop_start(srv, &srv->loops[i], i);
     }
-    uv_async_init(&srv->loop, &srv->stop, stop_cb);
-    srv->stop.data = srv;
-    uv_async_init(&srv->loop, &srv->drop, drop_cb);
-    srv->drop.data = srv;
-    uv_timer_init(&srv->loop, &srv->timer);
-    srv->timer.data = srv;
-    uv_timer_start(&srv->timer, timer_cb, LOOP_TIMER_MS, LOOP_TIMER_MS);
-    if ((e = uv_thread_create(&srv->thread, loop_main, srv))) {
-        stop_cb(&srv->stop);
-        goto fail_loop;
+    if (e) {
+        loops_stop(srv);
+        MC_LOGE(TAG, "cannot serve on %s:%u: %s", host ? host : "*", port, uv_strerror(e));
+        rpc_free(srv);
+        return MC_ERR_RPC_FAIL;
     }
     mc_auth_note_listener(TAG, "master RPC", host, srv->port);
+    if (srv->nloops > 1) MC_LOGI(TAG, "serving on %u event loops", srv->nloops);
     *out = srv;
     return 0;
-fail_loop:
-    uv_run(&srv->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&srv->loop);
-fail_fd:
-    if (fd >= 0) close(fd);
-    MC_LOGE(TAG, "cannot serve on %s:%u: %s", host ? host : "*", port, uv_strerror(e));
-    free(srv);
-    return MC_ERR_RPC_FAIL;
 }
 
 uint16_t mc_master_rpc_port(const mc_master_rpc_t *r)
@@ -1105,13 +932,16 @@ uint16_t mc_master_rpc_port(const mc_master_rpc_t *r)
     return r->port;
 }
 
+unsigned mc_master_rpc_loops(const mc_master_rpc_t *r)
+{
+    return r->nloops;
+}
+
 void mc_master_rpc_stop(mc_master_rpc_t *r)
 {
     if (!r) return;
-    uv_async_send(&r->stop);
-    uv_thread_join(&r->thread);
-    uv_loop_close(&r->loop);
-    free(r);
+    loops_stop(r);
+    rpc_free(r);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -1155,15 +985,23 @@ void mc_master_rpc_metrics(FILE *out, void *rpc)
         const char *stem = metric_stem(m, buf, sizeof buf);
         if (!stem) continue;
         rpc_metric(out, stem, "requests", "Requests served",
-                   atomic_load_explicit(&r->n_req[m], memory_order_relaxed));
+                   atomic_load_explicit(&r->st.n_req[m], memory_order_relaxed));
         rpc_metric(out, stem, "failures", "Requests answered with an error status",
-                   atomic_load_explicit(&r->n_fail[m], memory_order_relaxed));
+                   atomic_load_explicit(&r->st.n_fail[m], memory_order_relaxed));
         if (strncmp(stem, "batch_", 6) != 0) continue;
         rpc_metric(out, stem, "items", "Keys in batch requests",
-                   atomic_load_explicit(&r->n_items[m], memory_order_relaxed));
+                   atomic_load_explicit(&r->st.n_items[m], memory_order_relaxed));
         rpc_metric(out, stem, "failed_items", "Keys of batch requests that failed (not found, ...)",
-                   atomic_load_explicit(&r->n_failed_items[m], memory_order_relaxed));
+                   atomic_load_explicit(&r->st.n_failed_items[m], memory_order_relaxed));
     }
+    fprintf(out, "# HELP master_rpc_loops RPC event loops (--rpc_thread_num)\n"
+                 "# TYPE master_rpc_loops gauge\nmaster_rpc_loops %u\n",
+            r->nloops);
+    fprintf(out, "# HELP master_rpc_connections Client connections served by each event loop\n"
+                 "# TYPE master_rpc_connections gauge\n");
+    for (unsigned i = 0; i < r->nloops; i++)
+        fprintf(out, "master_rpc_connections{loop=\"%u\"} %zu\n", i,
+                atomic_load(&r->loops[i].nconns));
     mc_hist_write_header(out, "master_rpc_duration_seconds",
                          "Time the master spent on one request, decode to reply encoded");
     for (unsigned m = 0; m < RPC_METHODS; m++) {
@@ -1171,6 +1009,6 @@ void mc_master_rpc_metrics(FILE *out, void *rpc)
         if (!stem) continue;
         char label[80];
         snprintf(label, sizeof label, "method=\"%s\"", stem);
-        mc_hist_write(out, "master_rpc_duration_seconds", label, &r->lat[m]);
+        mc_hist_write(out, "master_rpc_duration_seconds", label, &r->st.lat[m]);
     }
 }

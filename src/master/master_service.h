@@ -173,13 +173,14 @@ int mc_master_get_replicas_by_regex(mc_master_t *m, const char *regex, uint64_t 
  * segments), discards zombie puts and releases their parked space. */
 void mc_master_tick(mc_master_t *m, uint64_t now_ms);
 
-/* Called by the RPC server's event loop every ~100 ms with the time of this
- * and of the previous call (prev 0: first call; now 0: the loop stopped).
- * When now - prev passes a second the loop was stalled, and client deadlines
- * are extended by the stall (once, also when the tick saw the same stall);
- * while the loop has not called for a second, no client is expired, since no
- * heartbeat could have been served. */
-void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms);
+/* Called by each of the RPC server's event loops every ~100 ms with the time
+ * of this and of its previous call (prev 0: first call; now 0: the loops
+ * stopped), and oldest_ms, the last call of the slowest loop. When now - prev
+ * passes a second that loop was stalled, and client deadlines are extended by
+ * the stall (once, also when another loop or the tick saw the same stall);
+ * while oldest_ms is a second old, no client is expired, since that loop's
+ * clients could not have been served. */
+void mc_master_note_loop(mc_master_t *m, uint64_t now_ms, uint64_t prev_ms, uint64_t oldest_ms);
 
 /* ---- persistence (master_recover.c, master_persist.h) ---- */
 struct mc_persist;

@@ -277,6 +277,69 @@ static void test_threads(void **state)
     server_stop(&s);
 }
 
+/* Several event loops (--rpc_thread_num): connections are dealt to the loops
+ * in turn, each served by its own thread against the one core, every reply
+ * right; a second server still cannot take the port; stop with connections
+ * open on every loop. */
+static void test_loops(void **state)
+{
+    (void)state;
+    enum { LOOPS = 4, CONNS = 16 };
+    server_t s;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    assert_int_equal(mc_master_new(&cfg, &s.m), 0);
+    mc_master_rpc_opts_t o = {NULL, NULL, LOOPS};
+    assert_int_equal(mc_master_rpc_start_opts(s.m, "127.0.0.1", 0, &o, &s.rpc), 0);
+    assert_int_equal(mc_master_rpc_loops(s.rpc), LOOPS);
+    snprintf(s.addr, sizeof s.addr, "127.0.0.1:%u", mc_master_rpc_port(s.rpc));
+    mc_master_rpc_t *dup = NULL;
+    assert_int_equal(
+        mc_master_rpc_start_opts(s.m, "127.0.0.1", mc_master_rpc_port(s.rpc), &o, &dup),
+        MC_ERR_RPC_FAIL);
+    assert_null(dup);
+    mc_master_client_t *c[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        assert_int_equal(mc_master_client_connect(s.addr, &c[i]), 0);
+        int st;
+        assert_int_equal(mc_master_client_ping(c[i], CLIENT, &st), 0); /* served: adopted */
+    }
+    mount(c[0], 1, "127.0.0.1:20001");
+    /* dealt in turn: CONNS / LOOPS each */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    mc_master_rpc_metrics(f, s.rpc);
+    fclose(f);
+    assert_non_null(strstr(text, "\nmaster_rpc_loops 4\n"));
+    for (int i = 0; i < LOOPS; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\nmaster_rpc_connections{loop=\"%d\"} %d\n", i,
+                 CONNS / LOOPS);
+        if (!strstr(text, want)) fail_msg("metrics lack %s:\n%s", want, text);
+    }
+    free(text);
+    pthread_t th[CONNS];
+    worker_t w[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        w[i] = (worker_t){c[i], i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
+    }
+    for (int i = 0; i < CONNS; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(w[i].ok);
+    }
+    assert_int_equal(mc_master_client_remove_all(c[1], 1), CONNS * OPS);
+    mc_master_rpc_stop(s.rpc); /* every loop still has its connections */
+    int st;
+    for (int i = 0; i < CONNS; i++) {
+        assert_int_equal(mc_master_client_ping(c[i], CLIENT, &st), MC_ERR_RPC_FAIL);
+        mc_master_client_close(c[i]);
+    }
+    mc_master_free(s.m);
+}
+
 /* ---------------------------------------------------------------- big frames */
 
 enum { PIPE_FRAMES = 24 };
@@ -686,7 +749,7 @@ int main(void)
         cmocka_unit_test(test_calls),     cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_threads),   cmocka_unit_test(test_large_batches),
         cmocka_unit_test(test_reconnect), cmocka_unit_test(test_timeout_and_version),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics),   cmocka_unit_test(test_loops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
