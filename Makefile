@@ -11,6 +11,7 @@
 #   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
 #   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
 #   make bench-secret the bench-store cells with and without a cluster secret, same run (ABBA rounds)
+#   make bench-master master keys/s against connections (1-64), batch (1, 64) and --rpc_thread_num (1, 2)
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
@@ -119,6 +120,14 @@ bench-ha: build
 bench-secret: build
 	mkdir -p build/bench
 	python3 bench/security/secret_cost_bench.py --bin-dir $(REL)/bin --rounds 4 --out build/bench/secret.jsonl
+
+# The master's RPC scaling: keys/s against client connections, batch size and --rpc_thread_num
+# (release build); JSON to build/bench/master_scale.jsonl, plot build/bench/master_scale.png.
+.PHONY: bench-master
+bench-master: build
+	mkdir -p build/bench
+	python3 bench/master/scale_bench.py --bin-dir $(REL)/bin --out build/bench/master_scale.jsonl \
+	  --plot build/bench/master_scale.png
 
 # mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy
