@@ -104,6 +104,15 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
                    "protocol": "tcp", "rdma_devices": "", "master_server_addr": "127.0.0.1:50051"}
 
 
+# The keys setup(dict) reads (upstream's list), and the spellings other clients use for them
+# (LMCache passes master_server_address).
+_SETUP_KEYS = frozenset(("local_hostname", "metadata_server", "global_segment_size",
+                         "local_buffer_size", "protocol", "rdma_devices", "master_server_addr",
+                         "ipc_socket_path", "enable_ssd_offload", "ssd_offload_path", "tenant_id",
+                         "enable_client_http_server", "client_http_port", "cluster_secret_file"))
+_SETUP_ALIASES = {"master_server_address": "master_server_addr"}
+
+
 class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
@@ -121,9 +130,23 @@ class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
         return self._note_setup(rc, lb)
 
     def _setup_dict(self, cfg):
-        c = {k: str(v) for k, v in cfg.items()}
+        c = {str(k): str(v) for k, v in cfg.items()}
+        for k in sorted(set(c) - _SETUP_KEYS - set(_SETUP_ALIASES)):
+            _log.warning("setup: unknown key %r ignored (known: %s)", k,
+                         ", ".join(sorted(_SETUP_KEYS)))
+        for alias, key in _SETUP_ALIASES.items():
+            if alias not in c:
+                continue
+            if key in c and c[key] != c[alias]:
+                _log.error("setup: %s=%r and %s=%r name two masters", key, c[key], alias,
+                           c[alias])
+                return _INVALID_PARAMS
+            c.setdefault(key, c.pop(alias))
         if not c.get("local_hostname") or not c.get("metadata_server"):
             return _INVALID_PARAMS
+        if not c.get("master_server_addr"):
+            _log.warning("setup: no master_server_addr given: using the default %s",
+                      _SETUP_DEFAULTS["master_server_addr"])
         sizes = {}
         for k in ("global_segment_size", "local_buffer_size"):
             v = parse_byte_size(c[k]) if k in c else _SETUP_DEFAULTS[k]

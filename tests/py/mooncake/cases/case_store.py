@@ -212,6 +212,33 @@ def case_setup_variants():
     name = s.get_hostname()
     s.close()
     assert s.get_hostname() == ""
+    # LMCache's spelling of the master's address; an unknown key is named in a warning; two
+    # different masters are refused
+    import logging
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+    logging.getLogger("mooncake.store").addHandler(Keep())
+    alias = {k: v for k, v in cfg.items() if k != "master_server_addr"}
+    alias.update(master_server_address=RPC, colour="blue")
+    s4 = MooncakeDistributedStore()
+    assert s4.setup(alias) == 0
+    k = uniq()
+    assert s4.put(k, b"alias") == 0 and s4.get(k) == b"alias"
+    s4.close()
+    assert any("unknown key 'colour'" in m for m in seen), seen
+    assert not any("master_server_address" in m for m in seen), seen
+    s5 = MooncakeDistributedStore()
+    assert s5.setup(dict(cfg, master_server_address="127.0.0.1:1")) == -600
+    assert any("name two masters" in m for m in seen), seen
+    # no master address at all: the default is named (nothing listens there in this test)
+    bare = {k: v for k, v in cfg.items() if k != "master_server_addr"}
+    del seen[:]
+    s5.setup(bare)
+    s5.close()
+    assert any("using the default 127.0.0.1:50051" in m for m in seen), seen
     s2 = MooncakeDistributedStore()
     assert s2.setup(dict(cfg, global_segment_size="50%")) == -600
     assert s2.setup(dict(cfg, local_buffer_size="12 parsecs")) == -600
