@@ -28,11 +28,24 @@ static int server_proof(CURL *c, uint8_t *ns, uint8_t *mac)
            mc_auth_unhex(resp_header(c, MC_HTTP_AUTH_MAC), mac, MC_AUTH_MAC_LEN) == 0;
 }
 
+void mc_http_tls_setup(CURL *c)
+{
+    const mc_tls_files_t *f = mc_tls_files();
+    if (!f) return;
+    if (f->ca[0]) curl_easy_setopt(c, CURLOPT_CAINFO, f->ca);
+    if (f->cert[0]) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, f->cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, f->key);
+    }
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+}
+
 CURLcode mc_http_auth_perform(CURL *c, struct curl_slist **hdrs, const char *service,
                               const char *what, void (*reset)(void *), void *arg, long *status)
 {
     const mc_auth_key_t *k = mc_auth_cluster_key();
     *status = 0;
+    mc_http_tls_setup(c);
     if (!k) {
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
         CURLcode cc = curl_easy_perform(c);
