@@ -338,7 +338,11 @@ static void listener_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    MC_LOGW(l->tag, "mhd: %s", line);
+    /* a failed TLS handshake: the connection's own line names the peer */
+    if (l->tls && (strstr(line, "handshake") || strstr(line, "TLS")))
+        MC_LOGD(l->tag, "mhd: %s", line);
+    else
+        MC_LOGW(l->tag, "mhd: %s", line);
 }
 
 void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_conns,
@@ -418,6 +422,9 @@ static const char *tls_client_problem(struct MHD_Connection *conn, char *buf, si
     if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
         snprintf(buf, len, "TLS client certificate refused: %s", (const char *)out.data);
         gnutls_free(out.data);
+        size_t k = strlen(buf);
+        while (k && buf[k - 1] == ' ')
+            buf[--k] = '\0';
     } else {
         snprintf(buf, len, "TLS client certificate refused (not signed by the cluster CA)");
     }
@@ -444,9 +451,10 @@ static enum MHD_Result tls_ahc(void *cls, struct MHD_Connection *conn, const cha
             c->requests++; /* this one is logged here, not as a silent connection */
             mc_http_peer(conn, peer, sizeof peer);
             mc_tls_refused(&l->tls_refusals, l->tag, peer, why);
+            static const char body[] = "{\"error\":\"a client certificate signed by the "
+                                       "cluster CA is required\"}";
             struct MHD_Response *r = MHD_create_response_from_buffer(
-                strlen("{\"error\":\"client certificate required\"}"),
-                (void *)"{\"error\":\"client certificate required\"}", MHD_RESPMEM_PERSISTENT);
+                sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
             if (!r) return MHD_NO;
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -520,6 +528,10 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
     if (l->mhd)
         MC_LOGD(l->tag, "limits: %u connections, %u per IP, idle timeout %u s", l->max_conns,
                 l->per_ip, l->idle_s);
+    if (l->mhd && l->tls) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        mc_tls_note_listener(l->tag, "HTTPS", NULL, di ? di->port : port);
+    }
     return l->mhd;
 }
 

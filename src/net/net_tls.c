@@ -76,7 +76,12 @@ static SSL_CTX *ctx_make(int is_server, const mc_tls_files_t *f, char *err, size
         goto fail;
     }
     if (f->key[0] && SSL_CTX_use_PrivateKey_file(x, f->key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errlen, "TLS key file %s: %s", f->key, ssl_reason(why, sizeof why));
+        ssl_reason(why, sizeof why);
+        if (strstr(why, "mismatch"))
+            snprintf(err, errlen, "TLS key file %s does not match the certificate %s", f->key,
+                     f->cert);
+        else
+            snprintf(err, errlen, "TLS key file %s: %s", f->key, why);
         goto fail;
     }
     if (f->cert[0] && SSL_CTX_check_private_key(x) != 1) {
@@ -181,13 +186,17 @@ void mc_tls_note_listener(const char *tag, const char *what, const char *host, u
 {
     const mc_tls_files_t *f = mc_tls_files();
     if (!f) return;
-    const char *h = host && *host ? host : "0.0.0.0";
-    if (f->ca[0])
-        MC_LOGI(tag, "%s on %s:%u: TLS, client certificates signed by the CA in %s required", what,
-                h, port, f->ca);
+    char where[300];
+    if (host)
+        snprintf(where, sizeof where, "%s:%u", *host ? host : "0.0.0.0", port);
     else
-        MC_LOGI(tag, "%s on %s:%u: TLS, no client certificates asked (no --tls_ca_file)", what, h,
-                port);
+        snprintf(where, sizeof where, "port %u", port);
+    if (f->ca[0])
+        MC_LOGI(tag, "%s on %s: TLS, client certificates signed by the CA in %s required", what,
+                where, f->ca);
+    else
+        MC_LOGI(tag, "%s on %s: TLS, no client certificates asked (no --tls_ca_file)", what,
+                where);
 }
 
 void mc_tls_refused(mc_auth_refusals_t *r, const char *tag, const char *peer, const char *why)
