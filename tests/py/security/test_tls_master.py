@@ -159,3 +159,24 @@ def test_tls_and_the_secret_combine(masters, pki):
     c = Conn(m.rpc)
     c.sock = client_context(pki).wrap_socket(c.sock, server_hostname="127.0.0.1")
     assert c.call(mp_wire.SERVICE_READY, s_str("2.0.0"))[0] == AUTH_REQUIRED
+
+
+def test_standalone_client_and_its_dummies_over_tls(masters, pki, tmp_path):
+    """mooncake_client with --tls_* flags on a TLS master (RPC and HTTPS
+    metadata); a dummy client fetches its configuration over HTTPS and puts
+    and gets through it; a dummy without TLS is refused."""
+    from mc_fixtures import StandaloneClient
+    m = masters(pki)
+    # it serves dummies too: its certificate names the address they dial
+    flags = ["--tls_cert_file", pki["server"], "--tls_key_file", key_of(pki["server"]),
+             "--tls_ca_file", pki["ca"]]
+    c = StandaloneClient(tmp_path, m, extra=flags)
+    try:
+        e = dict(MC_TEST_RPC=m.rpc, MC_TEST_META=m.meta, MC_TEST_CLIENT=c.addr)
+        e.update(tls_env(pki))
+        run_case("case_auth", "case_dummy_works", None, e)
+        e.update(tls_env(pki, cert=None, ca=None))
+        run_case("case_auth", "case_dummy_refused", None, e)
+    finally:
+        c.stop()
+    assert not SAN_RE.search(c.stderr()), c.stderr()[-4000:]
