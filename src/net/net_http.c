@@ -416,7 +416,8 @@ static const char *tls_client_problem(struct MHD_Connection *conn, char *buf, si
     if (!gnutls_certificate_get_peers(s, &n) || !n)
         return "TLS client certificate required (mutual TLS: --tls_cert_file/--tls_key_file "
                "signed by the cluster CA)";
-    if (gnutls_certificate_verify_peers2(s, &status) < 0) return "TLS client certificate unreadable";
+    if (gnutls_certificate_verify_peers2(s, &status) < 0)
+        return "TLS client certificate unreadable";
     if (!status) return NULL;
     gnutls_datum_t out = {0};
     if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {

@@ -52,7 +52,8 @@ const mc_tls_files_t *mc_tls_files(void);
 int mc_tls_use_files(const char *cert, const char *key, const char *ca, char *err, size_t errlen);
 
 /* Says at a TLS listener's start, in one line under tag, that what (on
- * host:port, or "port N" when host is NULL) serves TLS and whether client certificates are required. */
+ * host:port, or "port N" when host is NULL) serves TLS and whether client
+ * certificates are required. */
 void mc_tls_note_listener(const char *tag, const char *what, const char *host, unsigned port);
 
 /* Counts one TLS refusal of a listener (its own counter r) and logs it under
