@@ -459,6 +459,8 @@ static enum MHD_Result tls_ahc(void *cls, struct MHD_Connection *conn, const cha
             if (!r) return MHD_NO;
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+            MHD_add_response_header(r, MC_HTTP_TLS_REFUSED,
+                                    strstr(why, "required") ? "missing" : "untrusted");
             enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_FORBIDDEN, r);
             MHD_destroy_response(r);
             return ret;

@@ -124,6 +124,9 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
 #define MC_HTTP_AUTH_NONCE "X-Mooncake-Auth-Nonce"
 #define MC_HTTP_AUTH_MAC "X-Mooncake-Auth-Mac"
 #define MC_HTTP_CHALLENGES 256
+/* Header of a 403 that refuses a connection's TLS client certificate:
+ * "missing" or "untrusted" (mc_http_listener_t.tls). */
+#define MC_HTTP_TLS_REFUSED "X-Mooncake-TLS-Refused"
 
 /* With l->auth_key: 1 when the request on conn may be served (its answer
  * through mc_http_send then carries the proof headers), or 0 when an answer
