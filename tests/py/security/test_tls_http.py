@@ -195,3 +195,25 @@ def test_master_admin_over_https(tmp_path, pki, monkeypatch):
     finally:
         m.stop()
     assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]
+
+
+def test_cli_over_https(tmp_path, pki, monkeypatch):
+    """The `mooncake` CLI reads the TLS files from MC_TLS_* and speaks https
+    to a TLS master's admin port; without them it fails with a message."""
+    for v in ("MC_CLUSTER_SECRET", "MC_CLUSTER_SECRET_FILE"):
+        monkeypatch.delenv(v, raising=False)
+    m = TlsMaster(tmp_path, pki, ["--enable_persistence=false", "--metrics_host", "127.0.0.1"])
+    try:
+        def cli(env_tls, *args):
+            env = child_env()
+            env.update(env_tls)
+            return subprocess.run([sys.executable, "-m", "mooncake.ctl", "--master", m.rpc,
+                                   "--admin", m.admin] + list(args), env=env,
+                                  capture_output=True, text=True, timeout=60)
+        p = cli(tls_env(pki), "status")
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = cli(tls_env(pki, cert=None, ca=None), "status")
+        assert p.returncode != 0 and "TLS (https) server" in p.stdout + p.stderr, p.stdout + p.stderr
+    finally:
+        m.stop()
+    assert not SAN_RE.search(m.stderr()), m.stderr()[-4000:]
