@@ -432,9 +432,10 @@ static const char *tls_client_problem(struct MHD_Connection *conn, char *buf, si
     return buf;
 }
 
-/* The access handler of a listener that checks client certificates: the
- * first request of each connection is checked, then every call goes to the
- * owner's handler. */
+/* The access handler of a TLS listener: counts the connection's requests (a
+ * connection that closes without one is logged as a failed handshake), checks
+ * the client certificate at the first request when the listener has a CA,
+ * then hands every call to the owner's handler. */
 static enum MHD_Result tls_ahc(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -444,12 +445,12 @@ static enum MHD_Result tls_ahc(void *cls, struct MHD_Connection *conn, const cha
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     listener_conn_t *c = ci ? ci->socket_context : NULL;
     if (!c) return MHD_NO; /* no memory for its state: close rather than serve unchecked */
-    if (!c->tls_ok) {
+    c->requests++;
+    if (l->tls_verify && !c->tls_ok) {
         char buf[300];
         const char *why = tls_client_problem(conn, buf, sizeof buf);
         if (why) {
             char peer[96];
-            c->requests++; /* this one is logged here, not as a silent connection */
             mc_http_peer(conn, peer, sizeof peer);
             mc_tls_refused(&l->tls_refusals, l->tag, peer, why);
             static const char body[] = "{\"error\":\"a client certificate signed by the "
@@ -509,12 +510,10 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
         {MHD_OPTION_END, 0, NULL}};
     if (l->tls) {
         flags |= MHD_USE_TLS;
-        if (l->tls_verify) {
-            l->ahc = ahc;
-            l->ahc_cls = ahc_cls;
-            ahc = tls_ahc;
-            ahc_cls = l;
-        }
+        l->ahc = ahc;
+        l->ahc_cls = ahc_cls;
+        ahc = tls_ahc;
+        ahc_cls = l;
     }
     fit_fdlimit(l);
     if (l->per_ip && !l->ips) {

@@ -86,7 +86,7 @@ typedef struct {
     size_t next_challenge;
     char *tls_pem[3];         /* certificate, key, CA (MHD keeps pointers while it runs) */
     int tls_verify;           /* client certificates are checked against the CA */
-    MHD_AccessHandlerCallback ahc;  /* the owner's, behind the client-certificate check */
+    MHD_AccessHandlerCallback ahc; /* the owner's, behind tls_ahc (TLS listeners) */
     void *ahc_cls;
     mc_auth_refusals_t tls_refusals;
 } mc_http_listener_t;

@@ -105,6 +105,7 @@ def refused_line(s, port):
 def test_metadata_put_get_over_https(servers, pki, python):
     s = servers(pki, python=python)
     put_get_exact(s.addr, client_context(pki))
+    assert "without a valid HTTP request" not in s.stop()  # served connections are not "silent"
 
 
 def test_missing_client_certificate_refused(servers, pki):
