@@ -358,6 +358,7 @@ ssize_t mc_tls_conn_read(mc_tls_conn_t *t, void *buf, size_t cap)
     ssize_t rc = -EPROTO;
     if (!t->failed) {
         int k = cap > INT_MAX ? INT_MAX : (int)cap;
+        ERR_clear_error(); /* SSL_get_error reads this thread's queue */
         rc = outcome_locked(t, SSL_read(t->ssl, buf, k));
     }
     pthread_mutex_unlock(&t->mu);
@@ -370,6 +371,7 @@ int mc_tls_conn_write(mc_tls_conn_t *t, const void *p, size_t n)
     int rc = t->failed || !t->ready ? -EPROTO : 0;
     while (rc == 0 && n) {
         int k = n > INT_MAX ? INT_MAX : (int)n;
+        ERR_clear_error();
         int w = SSL_write(t->ssl, p, k);
         if (w <= 0) {
             int o = outcome_locked(t, w);
@@ -442,6 +444,7 @@ int mc_tls_sock_handshake(mc_tls_conn_t *t, int fd, char *err, size_t errlen)
     uint8_t buf[RECV_CHUNK];
     for (;;) {
         pthread_mutex_lock(&t->mu);
+        ERR_clear_error();
         int r = t->failed ? -EPROTO : outcome_locked(t, SSL_do_handshake(t->ssl));
         pthread_mutex_unlock(&t->mu);
         int s = send_out(t, fd); /* our flight, or the alert of a failure */
