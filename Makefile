@@ -9,6 +9,7 @@
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
+#   make bench-tls    TLS on the master RPC: CPU per round trip, store cells with and without
 #   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
 #   make bench-secret the bench-store cells with and without a cluster secret, same run (ABBA rounds)
 #   make bench-master master keys/s against connections (1-64), batch (1, 64) and --rpc_thread_num (1, 2)
@@ -92,6 +93,13 @@ bench-store: build
 	$(SB) --clients 2 --active 1 --threads 2 --batch 8 --value_size 1M --ops put,get --duration 5 --force_tcp | tee -a build/bench/store.jsonl
 	$(SB) --clients 2 --active 1 --threads 2 --batch 64 --value_size 4K --ops put,exist,get --duration 5 | tee -a build/bench/store.jsonl
 	$(SB) --clients 2 --ops master_mem --objects 1000000 | tee -a build/bench/store.jsonl
+
+# TLS on the master RPC: net_tls_bench, then the 4 KiB batch-64 store cells
+# without and with TLS in alternating rounds (docs/security.md).
+.PHONY: bench-tls
+bench-tls: build
+	mkdir -p build/bench
+	bash bench/tls_bench.sh $(REL)/bin | tee build/bench/tls.jsonl
 
 # Eviction: the utilization at which an 8 MiB put first fails under a mixed
 # workload (the master's core in-process); JSON to build/bench/evict.jsonl.

@@ -32,6 +32,7 @@
 #include "store_srv.h"
 #include "base_version.h"
 #include "net_auth.h"
+#include "net_tls.h"
 
 static const char *const prog = "mooncake_client";
 
@@ -51,6 +52,7 @@ typedef struct {
     int enable_http_server;
     int http_port;
     char cluster_secret_file[4096];
+    char tls_cert_file[4096], tls_key_file[4096], tls_ca_file[4096];
 } cl_flags_t;
 
 enum { CL_STR, CL_INT, CL_SIZE, CL_BOOL };
@@ -93,6 +95,14 @@ static const cl_def_t cl_defs[] = {
     {"http_port", CL_INT, CL_F(http_port), 0, 65535, "9300", "its port; 0 = any free port"},
     {"cluster_secret_file", CL_STR, CL_F(cluster_secret_file), 0, 0, "",
      "file holding the cluster secret (docs/security.md); default MC_CLUSTER_SECRET(_FILE)"},
+    {"tls_cert_file", CL_STR, CL_F(tls_cert_file), 0, 0, "",
+     "PEM certificate this client presents (mutual TLS; docs/security.md); default "
+     "MC_TLS_CERT_FILE"},
+    {"tls_key_file", CL_STR, CL_F(tls_key_file), 0, 0, "",
+     "PEM private key of --tls_cert_file; default MC_TLS_KEY_FILE"},
+    {"tls_ca_file", CL_STR, CL_F(tls_ca_file), 0, 0, "",
+     "PEM cluster CA: the master and metadata server are TLS and must prove it signed their "
+     "certificates; default MC_TLS_CA_FILE"},
 };
 #define CL_NDEFS (sizeof cl_defs / sizeof cl_defs[0])
 
@@ -210,6 +220,10 @@ int main(int argc, char **argv)
     if (fl.cluster_secret_file[0] &&
         mc_auth_use_secret_file(fl.cluster_secret_file, err, sizeof err)) {
         fprintf(stderr, "%s: --cluster_secret_file: %s\n", prog, err);
+        return 2;
+    }
+    if (mc_tls_use_files(fl.tls_cert_file, fl.tls_key_file, fl.tls_ca_file, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
         return 2;
     }
     if (fl.threads != 1)

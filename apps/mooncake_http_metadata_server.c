@@ -17,6 +17,7 @@
 #include "metasrv.h"
 #include "base_version.h"
 #include "net_auth.h"
+#include "net_tls.h"
 
 static const char *prog = "mooncake_http_metadata_server";
 
@@ -30,6 +31,10 @@ static void usage(FILE *f)
             "  --log_format FMT   text or json (one object per line; default text)\n"
             "  --cluster-secret-file FILE  the cluster secret every request must prove\n"
             "                     (docs/security.md; default MC_CLUSTER_SECRET(_FILE))\n"
+            "  --tls-cert-file FILE, --tls-key-file FILE  serve HTTPS with this PEM\n"
+            "                     certificate and key (default MC_TLS_CERT_FILE/KEY_FILE)\n"
+            "  --tls-ca-file FILE  require client certificates signed by this CA (mutual\n"
+            "                     TLS; default MC_TLS_CA_FILE)\n"
             "  --help             show this help and exit\n"
             "  --version          print the version and exit\n"
             "Serves GET/PUT/DELETE /metadata?key=K and GET /health.\n",
@@ -62,6 +67,7 @@ int main(int argc, char **argv)
     if (mc_version_flag(argc, argv, "mooncake_http_metadata_server")) return 0;
     const char *host = "0.0.0.0";
     long port = 8080;
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     char lerr[256];
     if (mc_log_take_format_flag(&argc, argv, lerr, sizeof lerr)) return bad_usage("%s", lerr);
     for (int i = 1; i < argc; i++) {
@@ -82,7 +88,8 @@ int main(int argc, char **argv)
         for (char *p = name + 2; *p; p++)
             if (*p == '_') *p = '-';
         if (strcmp(name, "--port") && strcmp(name, "--host") && strcmp(name, "--log-level") &&
-            strcmp(name, "--cluster-secret-file"))
+            strcmp(name, "--cluster-secret-file") && strcmp(name, "--tls-cert-file") &&
+            strcmp(name, "--tls-key-file") && strcmp(name, "--tls-ca-file"))
             return bad_usage("unknown flag '%s'", a);
         if (eq) {
             val = eq + 1;
@@ -100,6 +107,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(name, "--cluster-secret-file")) {
             char why[512];
             if (mc_auth_use_secret_file(val, why, sizeof why)) return bad_usage("%s", why);
+        } else if (!strcmp(name, "--tls-cert-file")) {
+            tls_cert = val;
+        } else if (!strcmp(name, "--tls-key-file")) {
+            tls_key = val;
+        } else if (!strcmp(name, "--tls-ca-file")) {
+            tls_ca = val;
         } else if (!strcmp(name, "--host")) {
             if (!*val) return bad_usage("bad --host value '%s' (empty)", val);
             host = val;
@@ -108,6 +121,12 @@ int main(int argc, char **argv)
             if (!lvl) return bad_usage("bad --log-level value '%s'", val);
             setenv("MC_LOG_LEVEL", lvl, 1); /* read by the logger on first use */
         }
+    }
+
+    char terr[4352];
+    if (mc_tls_use_files(tls_cert, tls_key, tls_ca, terr, sizeof terr)) {
+        fprintf(stderr, "%s: %s\n", prog, terr);
+        return 2;
     }
 
     /* Block the stop signals before MHD starts its threads (they inherit the

@@ -39,6 +39,7 @@
 #include "master_service.h"
 #include "metasrv.h"
 #include "net_auth.h"
+#include "net_tls.h"
 
 #define TICK_MS 10
 
@@ -278,6 +279,10 @@ int main(int argc, char **argv)
     if (fl.cluster_secret_file[0] &&
         mc_auth_use_secret_file(fl.cluster_secret_file, err, sizeof err)) {
         fprintf(stderr, "%s: --cluster_secret_file: %s\n", prog, err);
+        return 2;
+    }
+    if (mc_tls_use_files(fl.tls_cert_file, fl.tls_key_file, fl.tls_ca_file, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
         return 2;
     }
     /* --rpc_thread_num: the RPC server's event loops (0: min(--max_threads, cores)) */

@@ -37,6 +37,7 @@
 #include "base_time.h"
 #include "bench_util.h"
 #include "mooncake/store.h"
+#include "net_tls.h"
 
 #define MAX_CLIENTS 16
 #define MAX_THREADS 64
@@ -806,7 +807,8 @@ static int start_master(opts_t *o, const char *self, char *master, char *metadat
     while (fgets(line, sizeof line, c->out)) {
         if (sscanf(line, "mooncake_master: http metadata server listening on %255[^:]:%u", host,
                    &port) == 2)
-            snprintf(metadata, 512, "http://%s:%u/metadata", host, port);
+            snprintf(metadata, 512, "%s://%s:%u/metadata", mc_tls_files() ? "https" : "http",
+                     host, port); /* MC_TLS_*_FILE: the master serves TLS (net_tls.h) */
         else if (sscanf(line, "mooncake_master: rpc listening on %255[^:]:%u", host, &port) == 2)
             snprintf(master, 512, "%s:%u", host, port);
         else if (strncmp(line, "mooncake_master: ready", 22) == 0)

@@ -1,16 +1,36 @@
-"""The cluster secret from Python (docs/security.md), for the parts of the
-package that speak HTTP themselves (the `mooncake` CLI's admin requests).
+"""The cluster secret and TLS files from Python (docs/security.md), for the
+parts of the package that speak HTTP themselves (the `mooncake` CLI's admin
+requests).
 The exchange is the C core's (src/net/net_auth.h, src/net/net_http.h):
 HMAC-SHA256 under SHA-256("mooncake-c cluster secret" | secret), with
 Python's hashlib and hmac."""
 import hashlib
 import hmac
 import os
+import ssl
 import urllib.error
 import urllib.request
 
 HELLO, PROOF = "X-Mooncake-Auth-Hello", "X-Mooncake-Auth-Proof"
 NONCE, MAC = "X-Mooncake-Auth-Nonce", "X-Mooncake-Auth-Mac"
+
+
+def tls_context():
+    """A TLS client context of the process's TLS files (MC_TLS_CA_FILE, and
+    MC_TLS_CERT_FILE / MC_TLS_KEY_FILE for mutual TLS), or None without any:
+    the pool's HTTP listeners then serve https (docs/security.md)."""
+    ca, cert = os.environ.get("MC_TLS_CA_FILE"), os.environ.get("MC_TLS_CERT_FILE")
+    if not ca and not cert:
+        return None
+    ctx = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        ctx.load_cert_chain(cert, os.environ.get("MC_TLS_KEY_FILE") or None)
+    return ctx
+
+
+def open_url(req, timeout):
+    """urllib.request.urlopen with the process's TLS files, if any."""
+    return urllib.request.urlopen(req, timeout=timeout, context=tls_context())
 
 
 class AuthError(Exception):
@@ -63,7 +83,7 @@ def urlopen(req, timeout, key, service):
     nc = os.urandom(32)
     req.add_header(HELLO, "1:" + nc.hex())
     try:
-        r = urllib.request.urlopen(req, timeout=timeout)
+        r = open_url(req, timeout)
     except urllib.error.HTTPError as e:
         if e.code != 401 or NONCE not in e.headers:
             raise
@@ -72,7 +92,7 @@ def urlopen(req, timeout, key, service):
             raise AuthError("%s proved another cluster secret (the secrets differ)"
                             % req.full_url)
         req.add_header(PROOF, mac(key, b"C", service, ns, nc).hex())
-        r = urllib.request.urlopen(req, timeout=timeout)
+        r = open_url(req, timeout)
     if _proved(key, service, nc, r.headers) is None:
         r.close()
         raise AuthError("%s did not prove the cluster secret (it has none, or another)"

@@ -39,6 +39,7 @@ import re
 import select
 import shutil
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -139,10 +140,25 @@ class Target:
     def admin_url(self, path):
         host, port = self.admin
         h = "[%s]" % host if ":" in host else host
-        return "http://%s:%d%s" % (h, port, path)
+        scheme = "https" if _auth.tls_context() else "http"  # MC_TLS_*: the pool serves TLS
+        return "%s://%s:%d%s" % (scheme, h, port, path)
 
 
 # ---------------------------------------------------------------- admin HTTP
+
+def _speaks_tls(host, port, timeout):
+    """True when host:port completes a TLS handshake (its certificate unchecked:
+    this only names the service)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            with ctx.wrap_socket(s):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
 
 def _identify(target):
     """Names the service at the admin address when it is not a master's admin server."""
@@ -153,6 +169,9 @@ def _identify(target):
             return "the master's RPC port (binary protocol, not HTTP)"
     except CliError:
         pass
+    if _auth.tls_context() is None and _speaks_tls(host, port, target.timeout):
+        return ("a TLS (https) server, and this CLI has no TLS files (set MC_TLS_CA_FILE, "
+                "MC_TLS_CERT_FILE and MC_TLS_KEY_FILE; docs/security.md)")
     probes = [("/v1/client_config", lambda s, b: s == 200 and b"global_segment_size" in b,
                "a mooncake_client (store client) HTTP port"),
               ("/version", lambda s, b: s == 200 and b"etcdserver" in b, "etcd"),
@@ -191,7 +210,7 @@ def admin(target, path, method="GET", want_json=True, key=False):
     try:
         ckey = _auth.cluster_key() if key else None
         opener = ((lambda: _auth.urlopen(req, target.timeout, ckey, "admin")) if ckey else
-                  (lambda: urllib.request.urlopen(req, timeout=target.timeout)))
+                  (lambda: _auth.open_url(req, target.timeout)))
         with opener() as r:
             body = r.read()
     except _auth.AuthError as e:

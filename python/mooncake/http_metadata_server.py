@@ -1,7 +1,7 @@
 """The HTTP metadata server of mooncake-c, from Python.
 
 `python -m mooncake.http_metadata_server [--port 8080] [--host 0.0.0.0]
-[--log-level INFO]` serves the transfer engine's metadata (GET/PUT/DELETE
+[--log-level INFO] [--tls-cert-file F --tls-key-file F [--tls-ca-file F]]` serves the transfer engine's metadata (GET/PUT/DELETE
 /metadata?key=K, GET /health) as the `mooncake_http_metadata_server` binary
 does, and `KVBootstrapServer` embeds it in a Python program under upstream's
 names (`run`, `close`, `poll`, `store`, `_handle_metadata`).
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from enum import Enum
 
 from . import _core
+from .mooncake_config import use_tls_files
 
 log = logging.getLogger("mooncake.http_metadata_server")
 
@@ -130,6 +131,13 @@ def parse_args(argv=None):
     p.add_argument("--host", default="0.0.0.0", help="address to bind")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="log level")
+    p.add_argument("--tls-cert-file", "--tls_cert_file", default="",
+                   help="serve HTTPS with this PEM certificate (default MC_TLS_CERT_FILE)")
+    p.add_argument("--tls-key-file", "--tls_key_file", default="",
+                   help="its PEM private key (default MC_TLS_KEY_FILE)")
+    p.add_argument("--tls-ca-file", "--tls_ca_file", default="",
+                   help="require client certificates signed by this CA, mutual TLS "
+                        "(default MC_TLS_CA_FILE)")
     p.add_argument("--version", action="version", version="%(prog)s (mooncake-c) "
                    + _core.VERSION)
     return p.parse_args(argv)
@@ -141,6 +149,11 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MC_LOG_LEVEL", {"CRITICAL": "error"}.get(args.log_level,
                                                                      args.log_level.lower()))
+    try:
+        use_tls_files(args.tls_cert_file, args.tls_key_file, args.tls_ca_file)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     server = KVBootstrapServer(port=args.port, host=args.host)
     if server.run() is None:
         return 1

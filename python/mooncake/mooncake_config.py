@@ -162,6 +162,20 @@ def use_cluster_secret_file(path):
     return str(path)
 
 
+def use_tls_files(cert="", key="", ca=""):
+    """Makes the PEM files this process's TLS files for the control plane
+    (docs/security.md): the master RPC and the metadata server are then
+    reached over TLS (an https:// metadata_server), presenting cert/key and
+    checking the servers against the cluster CA. Empty fields fall back to
+    MC_TLS_CERT_FILE / MC_TLS_KEY_FILE / MC_TLS_CA_FILE. Returns (cert, key,
+    ca) as given; ValueError when the files do not load."""
+    cert, key, ca = str(cert or ""), str(key or ""), str(ca or "")
+    if cert or key or ca:
+        from . import _core
+        _core.set_tls_files(cert, key, ca)
+    return cert, key, ca
+
+
 @dataclass
 class MooncakeConfig:
     local_hostname: str
@@ -177,6 +191,9 @@ class MooncakeConfig:
     enable_client_http_server: bool = False
     client_http_port: int = 9300
     cluster_secret_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
 
     def __post_init__(self):
         """Upstream's checks, whichever way the config was made: the protocol
@@ -206,6 +223,7 @@ class MooncakeConfig:
                 raise ValueError("%s: Missing required config field: %s" % (source, req))
         gs, lb = get("global_segment_size"), get("local_buffer_size")
         protocol = get("protocol")
+        tls = use_tls_files(get("tls_cert_file"), get("tls_key_file"), get("tls_ca_file"))
         return MooncakeConfig(
             local_hostname=get("local_hostname"),
             metadata_server=get("metadata_server"),
@@ -222,6 +240,7 @@ class MooncakeConfig:
             enable_client_http_server=parse_bool(get("enable_client_http_server") or False),
             client_http_port=int(get("client_http_port") or 9300),
             cluster_secret_file=use_cluster_secret_file(get("cluster_secret_file")),
+            tls_cert_file=tls[0], tls_key_file=tls[1], tls_ca_file=tls[2],
         )
 
     @staticmethod
@@ -254,6 +273,9 @@ class MooncakeConfig:
             "enable_client_http_server": os.getenv("MOONCAKE_ENABLE_CLIENT_HTTP_SERVER"),
             "client_http_port": os.getenv("MOONCAKE_CLIENT_HTTP_PORT"),
             "cluster_secret_file": os.getenv("MC_CLUSTER_SECRET_FILE"),
+            "tls_cert_file": os.getenv("MC_TLS_CERT_FILE"),
+            "tls_key_file": os.getenv("MC_TLS_KEY_FILE"),
+            "tls_ca_file": os.getenv("MC_TLS_CA_FILE"),
         }
         return MooncakeConfig._build(env.get, "environment")
 

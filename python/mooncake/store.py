@@ -6,7 +6,7 @@ get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
 import logging
 
 from . import _core
-from .mooncake_config import parse_byte_size, use_cluster_secret_file
+from .mooncake_config import parse_byte_size, use_cluster_secret_file, use_tls_files
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
 from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
@@ -163,6 +163,13 @@ class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
         if c.get("cluster_secret_file"):
             try:
                 use_cluster_secret_file(c["cluster_secret_file"])
+            except ValueError as e:
+                _log.error("setup: %s", e)
+                return _INVALID_PARAMS
+        if c.get("tls_cert_file") or c.get("tls_key_file") or c.get("tls_ca_file"):
+            try:
+                use_tls_files(c.get("tls_cert_file"), c.get("tls_key_file"),
+                              c.get("tls_ca_file"))
             except ValueError as e:
                 _log.error("setup: %s", e)
                 return _INVALID_PARAMS

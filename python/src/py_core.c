@@ -20,6 +20,7 @@
 #include "py_int.h"
 #include "base_version.h"
 #include "net_auth.h"
+#include "net_tls.h"
 
 /* ------------------------------------------------------------------ */
 /* MooncakeHostMemAllocator                                            */
@@ -143,11 +144,26 @@ static PyObject *mod_secret_file(PyObject *m, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_tls_files(PyObject *m, PyObject *args)
+{
+    const char *cert, *key, *ca;
+    if (!PyArg_ParseTuple(args, "sss", &cert, &key, &ca)) return NULL;
+    char err[MC_TLS_PATH_MAX + 256];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mc_tls_use_files(cert, key, ca, err, sizeof err);
+    Py_END_ALLOW_THREADS if (rc) return PyErr_Format(PyExc_ValueError, "%s", err);
+    return PyBool_FromLong(mc_tls_files() != NULL);
+}
+
 static PyMethodDef mod_methods[] = {
     {"error_name", mod_err_name, METH_VARARGS, "Upstream's name of a store error code."},
     {"set_cluster_secret_file", mod_secret_file, METH_VARARGS,
      "set_cluster_secret_file(path): the cluster secret this process proves on every "
      "connection (over MC_CLUSTER_SECRET); ValueError when the file will not do."},
+    {"set_tls_files", mod_tls_files, METH_VARARGS,
+     "set_tls_files(cert, key, ca): this process's TLS files for the control plane ('' falls "
+     "back to MC_TLS_CERT_FILE / MC_TLS_KEY_FILE / MC_TLS_CA_FILE); True when TLS is on; "
+     "ValueError when they do not load."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -747,6 +747,7 @@ int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     a->http.auth_key = mc_auth_cluster_key(); /* mutating endpoints need its proof too */
     a->http.auth_service = "admin";
+    a->http.tls = 1; /* HTTPS with the process's TLS files, if any */
     rc = mc_sock_listen(host, port, 128, &fd, &a->port);
     if (rc) {
         MC_LOGE(ad_tag, "cannot listen on %s:%u: %s", host && *host ? host : "0.0.0.0", port,

@@ -12,7 +12,9 @@
  * master through etcd or redis: the next call resolves and connects again). When the connection
  * fails, the leader fails every waiter with RPC_FAIL and marks the connection broken; the next call
  * connects again (with the version handshake). Before sending, an idle connection is checked for a
- * hang-up, so a master restart costs no call. Lock order: mu before wmu. */
+ * hang-up, so a master restart costs no call. With TLS files (net_tls.h)
+ * the connection is TLS from its first byte (mc_tls_sock_*), under the
+ * secret's exchange and the version handshake. Lock order: mu before wmu. */
 #include "master_client.h"
 
 #include <errno.h>
@@ -32,6 +34,7 @@
 #include "master_proto.h"
 #include "net_auth.h"
 #include "net_sock.h"
+#include "net_tls.h"
 
 #define TAG "master_client"
 #define RBUF_MIN 65536
@@ -55,6 +58,7 @@ struct mc_master_client {
     pthread_mutex_t wmu;                /* writes on fd; fd changes under mu + wmu */
     pthread_condattr_t cattr;
     int fd;                 /* -1: not connected */
+    mc_tls_conn_t *tls;     /* fd's TLS session, NULL: plaintext; changes with fd */
     uint64_t gen;           /* connection generation */
     int broken;             /* the connection failed; the next call reconnects */
     int leader;             /* a caller is reading the socket */
@@ -171,7 +175,8 @@ static int parse_replies(mc_master_client_t *c, const char **why)
  * deadline (dl, CLOCK_MONOTONIC; NULL: none) passes. On a failure of the
  * connection marks it broken and fails every waiter (w included). Called
  * without mu, with c->leader set by the caller. */
-static void lead(mc_master_client_t *c, int fd, waiter_t *w, const struct timespec *dl)
+static void lead(mc_master_client_t *c, int fd, mc_tls_conn_t *t, waiter_t *w,
+                 const struct timespec *dl)
 {
     const char *why = NULL;
     char ebuf[128];
@@ -191,18 +196,23 @@ static void lead(mc_master_client_t *c, int fd, waiter_t *w, const struct timesp
             int64_t left = (left_ns + 999999) / 1000000; /* round up: no busy loop */
             ms = left > 1000000 ? 1000000 : (int)left;
         }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, ms);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0) return;           /* deadline */
         if (c->rcap - c->rlen == 0) { /* cannot happen: parse_replies keeps room */
             why = "read buffer full";
             goto fail;
         }
-        ssize_t n = r < 0 ? -1 : recv(fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        /* what already came first (TLS may hold decrypted bytes), then wait */
+        ssize_t n = mc_tls_sock_recv(t, fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            int r = poll(&p, 1, ms);
+            if (r == 0) return; /* deadline */
+            if (r > 0 || errno == EINTR) continue;
+        }
         if (n <= 0) {
-            why = n == 0 ? "closed by the master" : strerror_r(errno, ebuf, sizeof ebuf);
+            why = n == 0                        ? "closed by the master"
+                  : errno == EPROTO && t        ? mc_tls_conn_why(t)
+                                                : strerror_r(errno, ebuf, sizeof ebuf);
             goto fail;
         }
         c->rlen += (size_t)n;
@@ -244,12 +254,13 @@ static int round_trip(mc_master_client_t *c, int fd, const mc_mp_buf_t *b, size_
                       mc_mp_hdr_t *h, uint8_t **payload, const char **why)
 {
     *payload = NULL;
-    int e = mc_sock_send_all(fd, b->p, b->len);
+    mc_tls_conn_t *t = c->tls;
+    int e = mc_tls_sock_send_all(t, fd, b->p, b->len);
     if (e) return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
     uint8_t hb[MC_MP_HDR_LEN];
-    e = mc_sock_recv_all(fd, hb, sizeof hb);
+    e = mc_tls_sock_recv_all(t, fd, hb, sizeof hb);
     if (e) {
-        *why = "no answer";
+        *why = e == -EPROTO && t ? mc_tls_conn_why(t) : "no answer";
         return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
     }
     if (mc_mp_hdr_decode(hb, sizeof hb, h, why)) return MC_ERR_RPC_FAIL;
@@ -258,7 +269,7 @@ static int round_trip(mc_master_client_t *c, int fd, const mc_mp_buf_t *b, size_
         *why = "an oversized reply";
         return MC_ERR_RPC_FAIL;
     }
-    e = mc_sock_recv_all(fd, *payload, h->length);
+    e = mc_tls_sock_recv_all(t, fd, *payload, h->length);
     if (e) {
         free(*payload);
         *payload = NULL;
@@ -353,17 +364,17 @@ static int handshake(mc_master_client_t *c, int fd)
     if ((rc = prove_secret(c, fd))) return rc;
     rc = MC_ERR_RPC_FAIL;
     if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
-    int e = mc_sock_send_all(fd, b.p, b.len);
+    int e = mc_tls_sock_send_all(c->tls, fd, b.p, b.len);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
         goto out;
     }
     uint8_t hb[MC_MP_HDR_LEN];
     mc_mp_hdr_t h;
-    e = mc_sock_recv_all(fd, hb, sizeof hb);
+    e = mc_tls_sock_recv_all(c->tls, fd, hb, sizeof hb);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
-        why = "no answer to SERVICE_READY";
+        why = e == -EPROTO && c->tls ? mc_tls_conn_why(c->tls) : "no answer to SERVICE_READY";
         goto out;
     }
     if (mc_mp_hdr_decode(hb, sizeof hb, &h, &why)) goto out;
@@ -393,7 +404,7 @@ static int handshake(mc_master_client_t *c, int fd)
         why = "oversized SERVICE_READY reply";
         goto out;
     }
-    e = mc_sock_recv_all(fd, payload, h.length);
+    e = mc_tls_sock_recv_all(c->tls, fd, payload, h.length);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
         goto out;
@@ -414,6 +425,25 @@ out:
     mc_mp_arena_free(&a);
     mc_mp_buf_free(&b);
     return rc;
+}
+
+/* With TLS files, runs the TLS handshake on the fresh fd and keeps its
+ * session in c->tls (nobody sends or reads yet: fd is not published).
+ * Returns 0 or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT after one line saying
+ * why. Caller holds mu. */
+static int connect_tls_locked(mc_master_client_t *c, int fd)
+{
+    if (!mc_tls_files()) return 0;
+    char err[320];
+    c->tls = mc_tls_conn_new(0, c->host, err, sizeof err);
+    int e = c->tls ? 0 : -EPROTO;
+    if (c->tls) {
+        set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
+        e = mc_tls_sock_handshake(c->tls, fd, err, sizeof err);
+    }
+    if (e == 0) return 0;
+    MC_LOGE(TAG, "master %s:%u: %s", c->host, c->port, err);
+    return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
 }
 
 /* Marks an idle connection broken when the master hung up (it stopped or
@@ -442,6 +472,8 @@ static int ensure_connected_locked(mc_master_client_t *c)
         pthread_mutex_lock(&c->wmu);
         close(c->fd);
         c->fd = -1;
+        mc_tls_conn_free(c->tls);
+        c->tls = NULL;
         c->gen++;
         pthread_mutex_unlock(&c->wmu);
     }
@@ -469,8 +501,11 @@ static int ensure_connected_locked(mc_master_client_t *c)
     }
     mc_sock_tune(fd);
     set_timeo(fd, SO_SNDTIMEO, c->timeout_ms);
-    int rc = handshake(c, fd);
+    int rc = connect_tls_locked(c, fd);
+    if (rc == 0) rc = handshake(c, fd);
     if (rc) {
+        mc_tls_conn_free(c->tls);
+        c->tls = NULL;
         close(fd);
         return rc;
     }
@@ -526,6 +561,7 @@ void mc_master_client_close(mc_master_client_t *c)
     c->closing = 1;
     pthread_mutex_unlock(&c->mu);
     if (c->fd >= 0) close(c->fd);
+    mc_tls_conn_free(c->tls);
     free(c->rbuf);
     pthread_cond_destroy(&c->idle_cv);
     pthread_condattr_destroy(&c->cattr);
@@ -594,7 +630,7 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     mc_wr_t wv = mc_wr_init(f->p + 20, 8);
     mc_wr_u64(&wv, view);
     pthread_mutex_lock(&c->wmu);
-    int e = gen == c->gen ? mc_sock_send_all(fd, f->p, f->len) : -EPIPE;
+    int e = gen == c->gen ? mc_tls_sock_send_all(c->tls, fd, f->p, f->len) : -EPIPE;
     if (e && gen == c->gen) shutdown(fd, SHUT_RDWR); /* the stream is cut mid-frame */
     pthread_mutex_unlock(&c->wmu);
     if (e) {
@@ -619,8 +655,9 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
         }
         if (!c->leader) {
             c->leader = 1;
+            mc_tls_conn_t *t = c->tls; /* fd's: it stays while this thread leads */
             pthread_mutex_unlock(&c->mu);
-            lead(c, fd, &w, dlp);
+            lead(c, fd, t, &w, dlp);
             pthread_mutex_lock(&c->mu);
             c->leader = 0;
             pthread_cond_broadcast(&c->idle_cv);

@@ -85,6 +85,14 @@ static const mf_def_t mf_defs[] = {
     {"cluster_secret_file", MF_STR, MF_F(cluster_secret_file), 0, 0, 0, 0, "", 0, NULL,
      "file holding the cluster secret every connection must prove (docs/security.md); "
      "default MC_CLUSTER_SECRET / MC_CLUSTER_SECRET_FILE; with none the pool is open"},
+    {"tls_cert_file", MF_STR, MF_F(tls_cert_file), 0, 0, 0, 0, "", 0, NULL,
+     "PEM certificate: the RPC, metadata and admin listeners serve TLS (docs/security.md); "
+     "default MC_TLS_CERT_FILE; with none they are plaintext"},
+    {"tls_key_file", MF_STR, MF_F(tls_key_file), 0, 0, 0, 0, "", 0, NULL,
+     "PEM private key of --tls_cert_file; default MC_TLS_KEY_FILE"},
+    {"tls_ca_file", MF_STR, MF_F(tls_ca_file), 0, 0, 0, 0, "", 0, NULL,
+     "PEM cluster CA: clients must present a certificate it signed (mutual TLS); default "
+     "MC_TLS_CA_FILE"},
     {"default_kv_lease_ttl", MF_DUR_MS, MF_C(default_kv_lease_ttl_ms), 0, 0, 0, 0, "10000", 0, NULL,
      "read lease granted by a get (ms, or 500ms/10s/1m/1h)"},
     {"default_kv_soft_pin_ttl", MF_DUR_MS, MF_C(default_kv_soft_pin_ttl_ms), 0, 0, 0, 0, "1800000",

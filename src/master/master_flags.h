@@ -32,6 +32,7 @@ typedef struct {
     char metrics_host[256];
     char admin_api_key[256]; /* "": MC_ADMIN_API_KEY, else none (docs/master.md) */
     char cluster_secret_file[4096]; /* "": MC_CLUSTER_SECRET(_FILE), else none */
+    char tls_cert_file[4096], tls_key_file[4096], tls_ca_file[4096]; /* "": MC_TLS_*_FILE */
     int enable_http_metadata_server;
     int http_metadata_server_port; /* 8080 */
     char http_metadata_server_host[256];

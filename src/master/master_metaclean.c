@@ -12,6 +12,7 @@
 
 #include "base_log.h"
 #include "mooncake/meta.h"
+#include "net_tls.h"
 
 #define TAG "master"
 #define QUEUE_MAX 4096
@@ -127,7 +128,8 @@ int mc_master_metaclean_conn(char *buf, size_t len, int embedded_port)
         if (v && *v) return 0;
     }
     if (embedded_port > 0) {
-        snprintf(buf, len, "http://127.0.0.1:%d/metadata", embedded_port);
+        snprintf(buf, len, "%s://127.0.0.1:%d/metadata", mc_tls_files() ? "https" : "http",
+                 embedded_port);
         return 0;
     }
     return -ENOENT;

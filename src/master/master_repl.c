@@ -66,6 +66,7 @@
 #include "master_repl_wire.h"
 #include "net_auth.h"
 #include "net_sock.h"
+#include "net_tls.h"
 
 #define TAG "repl"
 #define MAX_STANDBYS 8
@@ -86,6 +87,7 @@ typedef struct sub {
     struct sub *next;
     struct mc_repl *r;
     int fd;
+    mc_tls_conn_t *tls; /* fd's TLS session (net_tls.h), NULL: plaintext */
     char peer[64];
     pthread_t thr, ack_thr;
     int ack_running;
@@ -224,7 +226,7 @@ static int base_add(void *arg, const void *frame, size_t n)
 /* Sends b's bytes; -errno (the stall limit is the socket's send timeout). */
 static int base_flush(base_buf_t *b)
 {
-    int rc = b->len ? mc_sock_send_all(b->s->fd, b->buf, b->len) : 0;
+    int rc = b->len ? mc_tls_sock_send_all(b->s->tls, b->s->fd, b->buf, b->len) : 0;
     b->len = 0;
     return rc;
 }
@@ -259,7 +261,7 @@ static void *ack_main(void *arg)
     uint8_t buf[MC_REPL_ACK_LEN * 8];
     size_t have = 0;
     for (;;) {
-        ssize_t n = recv(s->fd, buf + have, sizeof buf - have, 0);
+        ssize_t n = mc_tls_sock_recv(s->tls, s->fd, buf + have, sizeof buf - have, 0);
         if (n == 0) break;
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
@@ -313,12 +315,17 @@ static void *sub_main(void *arg)
     uint64_t want = 0, view = 0, id = 0, t0 = mc_now_ms();
     mc_sock_set_timeout(s->fd, 2000);
     const mc_auth_key_t *key = mc_auth_cluster_key();
-    char aerr[256];
-    if (key && mc_auth_sock_server(s->fd, key, "repl", aerr, sizeof aerr)) {
+    char aerr[320];
+    if (mc_tls_files() && (!(s->tls = mc_tls_conn_new(1, NULL, aerr, sizeof aerr)) ||
+                           mc_tls_sock_handshake(s->tls, s->fd, aerr, sizeof aerr))) {
+        MC_LOGW(TAG, "standby %s refused: %s", s->peer, aerr);
+        goto out;
+    }
+    if (key && mc_auth_sock_server(s->fd, s->tls, key, "repl", aerr, sizeof aerr)) {
         MC_LOGW(TAG, "standby %s refused: %s", s->peer, aerr); /* the index is not for it */
         goto out;
     }
-    int rc = mc_sock_recv_all(s->fd, hello, sizeof hello);
+    int rc = mc_tls_sock_recv_all(s->tls, s->fd, hello, sizeof hello);
     if (rc || mc_repl_hello_check(hello, sizeof hello, &want, &id)) {
         MC_LOGW(TAG, "standby %s refused: %s", s->peer, rc ? strerror(-rc) : "bad hello");
         goto out;
@@ -347,7 +354,7 @@ static void *sub_main(void *arg)
     s->ack_running = 1;
     uint8_t hdr[MC_REPL_HDR_LEN];
     mc_repl_hdr_encode(hdr, view, version);
-    if ((rc = mc_sock_send_all(s->fd, hdr, sizeof hdr))) goto failed;
+    if ((rc = mc_tls_sock_send_all(s->tls, s->fd, hdr, sizeof hdr))) goto failed;
     if (mc__repl_dump_pending(m, base_add, &b)) goto oom;
     for (size_t i = 0; i < MC_MASTER_SHARDS; i++) {
         if (mc__repl_dump_shard(m, i, base_add, &b)) goto oom;
@@ -385,12 +392,12 @@ static void *sub_main(void *arg)
         if (cut) goto failed;
         if (stop) goto out;
         sent = n != 0;
-        if (n && (rc = mc_sock_send_all(s->fd, chunk, n))) goto failed;
+        if (n && (rc = mc_tls_sock_send_all(s->tls, s->fd, chunk, n))) goto failed;
         uint64_t now = mc_now_ms();
         if (now >= last_ping + PING_MS && backlog < CHUNK) {
             last_ping = now;
             fn = small_frame(MC_PREC_PING, atomic_load(&m->version), now, f, sizeof f);
-            if ((rc = mc_sock_send_all(s->fd, f, fn))) goto failed;
+            if ((rc = mc_tls_sock_send_all(s->tls, s->fd, f, fn))) goto failed;
         }
     }
 oom:
@@ -464,6 +471,7 @@ static void reap(mc_repl_t *r, int all)
         if (!victim) return;
         pthread_join(victim->thr, NULL);
         close(victim->fd);
+        mc_tls_conn_free(victim->tls);
         pthread_cond_destroy(&victim->cv);
         free(victim->q);
         free(victim);
@@ -720,14 +728,17 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
     int rb = RCV_BUF;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
     const mc_auth_key_t *key = mc_auth_cluster_key();
-    char aerr[256];
-    if (key) { /* the index is the pool's: both masters prove the secret */
-        mc_sock_set_timeout(fd, 2000);
-        if (mc_auth_sock_client(fd, key, "repl", aerr, sizeof aerr)) {
-            if (!(*quiet)++) MC_LOGE(TAG, "leader %s: not following it: %s", addr, aerr);
-            close(fd);
-            return;
-        }
+    char aerr[320];
+    mc_tls_conn_t *tls = NULL; /* with TLS files, the stream is TLS (net_tls.h) */
+    mc_sock_set_timeout(fd, 2000);
+    if ((mc_tls_files() && (!(tls = mc_tls_conn_new(0, host, aerr, sizeof aerr)) ||
+                            mc_tls_sock_handshake(tls, fd, aerr, sizeof aerr))) ||
+        (key && mc_auth_sock_client(fd, tls, key, "repl", aerr, sizeof aerr))) {
+        /* the index is the pool's: both masters prove the secret */
+        if (!(*quiet)++) MC_LOGE(TAG, "leader %s: not following it: %s", addr, aerr);
+        mc_tls_conn_free(tls);
+        close(fd);
+        return;
     }
     *quiet = 0;
     uint8_t hello[MC_REPL_HELLO_LEN];
@@ -735,7 +746,7 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
     size_t cap = RCV_BUF + MC_PREC_HDR + MC_PREC_MAX_BODY, have = 0;
     uint8_t *buf = malloc(cap);
     mc_prec_t *scratch = malloc(sizeof *scratch);
-    if (!buf || !scratch || mc_sock_send_all(fd, hello, sizeof hello)) goto out;
+    if (!buf || !scratch || mc_tls_sock_send_all(tls, fd, hello, sizeof hello)) goto out;
     int tmo = PING_MS;
     mc_sock_set_timeout(fd, tmo);
     mc_repl_reader_t rd = {0};
@@ -758,7 +769,7 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
         if ((pending && now >= last_ack + MC_REPL_ACK_MS) || now >= last_ack + PING_MS) {
             uint8_t ack[MC_REPL_ACK_LEN];
             mc_repl_ack_encode(ack, applied, syn ? MC_REPL_ACK_SYNCED : 0);
-            if (mc_sock_send_all(fd, ack, sizeof ack)) {
+            if (mc_tls_sock_send_all(tls, fd, ack, sizeof ack)) {
                 why = "its ack could not be sent";
                 break;
             }
@@ -775,7 +786,7 @@ static void follow_one(mc_repl_t *r, const char *addr, uint64_t view, int *quiet
             why = "the leader changed or is gone";
             break;
         }
-        ssize_t n = recv(fd, buf + have, cap - have, 0);
+        ssize_t n = mc_tls_sock_recv(tls, fd, buf + have, cap - have, 0);
         if (n == 0) {
             why = "it closed the stream";
             break;
@@ -848,6 +859,7 @@ out:
     pthread_mutex_unlock(&r->fmu);
     free(scratch);
     free(buf);
+    mc_tls_conn_free(tls);
     close(fd);
 }
 

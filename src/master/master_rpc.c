@@ -32,7 +32,12 @@
  *     within that time of its first byte;
  *   the receive buffer grows with the bytes that arrived (at most doubling),
  *     never to a frame's announced length up front, and all connections'
- *     buffers together stay under MC_MASTER_RPC_MAX_BUFFERED (default 1 GiB). */
+ *     buffers together stay under MC_MASTER_RPC_MAX_BUFFERED (default 1 GiB).
+ * With TLS files (net_tls.h) every connection is TLS: what libuv reads goes
+ * into the connection's TLS session (a buffer per loop receives it), the
+ * plaintext it yields lands in the receive buffer as above (tls_pump), and
+ * replies are encrypted on flush. A peer that sends plaintext, or fails the
+ * handshake, is closed with one line naming it and the cause. */
 #include "master_rpc.h"
 
 #include <errno.h>
@@ -56,6 +61,7 @@
 #include "master_rpc_int.h"
 #include "net_auth.h"
 #include "net_sock.h"
+#include "net_tls.h"
 
 #define TAG "master_rpc"
 #define CONN_BUF_MIN 65536
@@ -67,6 +73,7 @@
 #define SWEEP_EVERY_MS 1000
 #define IDLE_EVICT_MS 5000
 #define MAX_LOOPS 64
+#define TLS_RX_LEN 65536
 
 struct job;
 struct rpc_loop;
@@ -90,6 +97,8 @@ typedef struct conn {
     /* the cluster secret's exchange (net_auth.h): authed once PROOF checked */
     int authed, hello_seen;
     uint8_t nonce_c[MC_AUTH_NONCE_LEN], nonce_s[MC_AUTH_NONCE_LEN];
+    int any_frame;       /* a frame header was seen */
+    mc_tls_conn_t *tls; /* NULL: plaintext */
 } conn_t;
 
 /* A request served off the loop: its own copy of the payload, arena and
@@ -117,6 +126,7 @@ typedef struct rpc_loop {
     mc_master_rpc_t *srv;
     unsigned idx;
     uv_loop_t loop;
+    uint8_t *tls_rx; /* TLS_RX_LEN bytes (TLS only): what libuv read, before decryption */
     uv_async_t adopt; /* sockets accepted for this loop wait in afd */
     pthread_mutex_t amu;
     int *afd;
@@ -140,6 +150,8 @@ struct mc_master_rpc {
     void *gate_arg;
     const mc_auth_key_t *key; /* the cluster key, NULL: connections need no proof */
     mc_auth_refusals_t auth_refusals;
+    int tls; /* connections are TLS (net_tls.h) */
+    mc_auth_refusals_t tls_refusals;
     uint16_t port;
     size_t wq_high, wq_low;
     size_t max_conns, max_buffered;
@@ -165,6 +177,7 @@ static void conn_free_cb(uv_handle_t *h)
     conn_t *c = h->data;
     if (c->job) c->job->conn = NULL; /* its reply is dropped when it ends */
     atomic_fetch_sub(&c->srv->buffered, c->cap);
+    mc_tls_conn_free(c->tls);
     free(c->buf);
     mc_mp_arena_free(&c->arena);
     mc_mp_buf_free(&c->out);
@@ -218,10 +231,8 @@ static int conn_resize(conn_t *c, size_t ncap)
 /* Hands libuv the free tail of c's buffer. A full buffer holding part of a
  * frame grows, at most doubling, so memory follows the bytes that arrived
  * rather than the length a header announced. */
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+static void conn_room(conn_t *c)
 {
-    conn_t *c = h->data;
-    (void)suggested;
     if (!c->cap && conn_resize(c, CONN_BUF_MIN))
         MC_LOGW(TAG,
                 "peer %s: no memory for a receive buffer (MC_MASTER_RPC_MAX_BUFFERED: %zu "
@@ -235,6 +246,18 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
                     "(MC_MASTER_RPC_MAX_BUFFERED: %zu bytes buffered in all)",
                     c->peer, ncap - c->cap, c->need, atomic_load(&c->srv->buffered));
     }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    conn_t *c = h->data;
+    (void)suggested;
+    if (c->tls) { /* ciphertext: decrypted into c->buf by tls_pump */
+        out->base = (char *)c->lp->tls_rx;
+        out->len = TLS_RX_LEN;
+        return;
+    }
+    conn_room(c);
     if (c->cap == c->len) { /* libuv reports UV_ENOBUFS and read_cb closes */
         out->base = NULL;
         out->len = 0;
@@ -245,6 +268,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_pump(conn_t *c);
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -267,22 +291,20 @@ static void write_cb(uv_write_t *req, int status)
         c->paused = 0;
         MC_LOGD(TAG, "peer %s: replies drained, reading again", c->peer);
         uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+        if (c->tls) tls_pump(c); /* requests decrypted before the pause */
     }
 }
-/* Writes what serve appended to c->out, after the journal records those
- * replies depend on (so a kill of the master after a reply loses nothing). */
-static void flush(conn_t *c)
+/* Queues len bytes at data (malloc'd, owned from here) for the peer. */
+static void send_bytes(conn_t *c, uint8_t *data, size_t len)
 {
-    if (!c->out.len || c->closing) return;
-    mc_master_journal_flush(c->srv->m);
     wreq_t *w = malloc(sizeof *w);
     if (!w) {
+        free(data);
         bad_frame(c, "reply", "out of memory");
         return;
     }
-    w->data = c->out.p;
-    uv_buf_t b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
-    memset(&c->out, 0, sizeof c->out);
+    w->data = data;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int e = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
     if (e) {
         free(w->data);
@@ -297,6 +319,43 @@ static void flush(conn_t *c)
                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
+}
+
+/* Sends what c's TLS session has for the peer (handshake records, replies,
+ * an alert). */
+static void tls_send_out(conn_t *c)
+{
+    uint8_t *data;
+    size_t len;
+    if (c->closing) return;
+    if (mc_tls_conn_take_out(c->tls, &data, &len)) {
+        bad_frame(c, "TLS", "out of memory");
+        return;
+    }
+    if (len) send_bytes(c, data, len);
+}
+
+/* Writes what serve appended to c->out, after the journal records those
+ * replies depend on (so a kill of the master after a reply loses nothing);
+ * on TLS, encrypted. */
+static void flush(conn_t *c)
+{
+    if (!c->out.len || c->closing) return;
+    mc_master_journal_flush(c->srv->m);
+    if (c->tls) {
+        int e = mc_tls_conn_write(c->tls, c->out.p, c->out.len);
+        c->out.len = 0; /* the buffer is kept for the next replies */
+        if (e) {
+            bad_frame(c, "TLS", e == -ENOMEM ? "out of memory" : mc_tls_conn_why(c->tls));
+            return;
+        }
+        tls_send_out(c);
+        return;
+    }
+    uint8_t *data = c->out.p;
+    size_t len = c->out.len;
+    memset(&c->out, 0, sizeof c->out);
+    send_bytes(c, data, len);
 }
 
 /* Methods that walk the whole index: served on the thread pool. */
@@ -446,6 +505,7 @@ static void job_done(uv_work_t *w, int status)
             if (!c->closing && !c->paused) {
                 uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
                 parse_frames(c); /* requests that arrived before the pause */
+                if (c->tls) tls_pump(c);
             }
         }
     } else if (c) {
@@ -496,9 +556,15 @@ static void parse_frames(conn_t *c)
         mc_mp_hdr_t h;
         const char *why;
         if (mc_mp_hdr_decode(c->buf + off, c->len - off, &h, &why)) {
-            bad_frame(c, "bad frame", why);
+            if (!c->any_frame && !c->tls && mc_tls_looks_like_tls(c->buf, c->len))
+                bad_frame(c, "TLS handshake on a plaintext listener",
+                          "the peer expects TLS and this master has none (start it with "
+                          "--tls_cert_file/--tls_key_file, or connect without TLS)");
+            else
+                bad_frame(c, "bad frame", why);
             return;
         }
+        c->any_frame = 1;
         if (h.method & MC_MP_REPLY) {
             bad_frame(c, "bad frame", "a reply frame sent to the master");
             return;
@@ -550,9 +616,54 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0 || c->closing) return;
+    if (c->tls) {
+        if (mc_tls_conn_feed(c->tls, buf->base, (size_t)nread)) {
+            bad_frame(c, "TLS", "out of memory");
+            return;
+        }
+        if (!c->len) c->frame_start_ms = mc_now_ms(); /* a handshake is held to it too */
+        tls_pump(c);
+        return;
+    }
     if (c->len == 0) c->frame_start_ms = mc_now_ms();
     c->len += (size_t)nread;
     parse_frames(c);
+}
+
+/* Decrypts what c's TLS session holds into c->buf and serves it, while c
+ * reads (not closing, no scan running, not paused), then sends what the
+ * session has for the peer. A failed handshake or record is one line naming
+ * the peer; its alert goes out before the connection closes. */
+static void tls_pump(conn_t *c)
+{
+    while (!c->closing && !c->job && !c->paused) {
+        conn_room(c);
+        if (c->cap == c->len) {
+            bad_frame(c, "frame", "no buffer for it");
+            return;
+        }
+        ssize_t n = mc_tls_conn_read(c->tls, c->buf + c->len, c->cap - c->len);
+        if (n == 0) break;
+        if (n < 0) {
+            if (n == -EPIPE) {
+                conn_close(c); /* the peer's close_notify */
+                return;
+            }
+            mc_tls_refused(&c->srv->tls_refusals, TAG, c->peer, mc_tls_conn_why(c->tls));
+            tls_send_out(c); /* the alert, then close once it is written */
+            if (c->closing) return;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
+                conn_close(c);
+            else
+                c->close_after_write = 1;
+            return;
+        }
+        if (c->len == 0) c->frame_start_ms = mc_now_ms();
+        c->len += (size_t)n;
+        parse_frames(c);
+    }
+    tls_send_out(c);
 }
 
 /* At the connection cap: closes the connection of lp idle longest when it has
@@ -606,6 +717,14 @@ static void adopt_one(rpc_loop_t *lp, int fd)
         }
         conn_close(c);
         return;
+    }
+    if (srv->tls) {
+        char err[256];
+        if (!(c->tls = mc_tls_conn_new(1, NULL, err, sizeof err))) {
+            MC_LOGW(TAG, "peer %s: %s; closing the connection", c->peer, err);
+            conn_close(c);
+            return;
+        }
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
@@ -798,6 +917,7 @@ static int loop_start(mc_master_rpc_t *srv, rpc_loop_t *lp, unsigned idx)
     lp->idx = idx;
     lp->last_timer_ms = lp->last_sweep_ms = mc_now_ms();
     pthread_mutex_init(&lp->amu, NULL);
+    if (srv->tls && !(lp->tls_rx = malloc(TLS_RX_LEN))) return UV_ENOMEM;
     int e;
     if ((e = uv_loop_init(&lp->loop))) return e;
     if (idx == 0) {
@@ -852,6 +972,7 @@ static void rpc_free(mc_master_rpc_t *r)
         for (size_t k = 0; k < r->loops[i].nafd; k++)
             close(r->loops[i].afd[k]);
         free(r->loops[i].afd);
+        free(r->loops[i].tls_rx);
         if (r->loops[i].srv) pthread_mutex_destroy(&r->loops[i].amu);
     }
     if (r->lfd >= 0) close(r->lfd);
@@ -901,6 +1022,18 @@ int mc_master_rpc_start_opts(mc_master_t *m, const char *host, uint16_t port,
         (uint64_t)mc_env_int("MC_MASTER_RPC_IDLE_TIMEOUT_S", 120, 1, 86400 * 365) * 1000;
     srv->frame_timeout_ms =
         (uint64_t)mc_env_int("MC_MASTER_RPC_FRAME_TIMEOUT_S", 30, 1, 86400) * 1000;
+    if (mc_tls_files()) { /* a server context must exist: try one connection */
+        char err[256];
+        mc_tls_conn_t *t = mc_tls_conn_new(1, NULL, err, sizeof err);
+        int ok = t != NULL;
+        mc_tls_conn_free(t);
+        if (!ok) {
+            MC_LOGE(TAG, "cannot serve TLS on %s:%u: %s", host ? host : "*", port, err);
+            rpc_free(srv);
+            return MC_ERR_RPC_FAIL;
+        }
+        srv->tls = 1;
+    }
     int e = mc_sock_listen(host, port, 511, &srv->lfd, &srv->port);
     if (e) {
         MC_LOGE(TAG, "cannot listen on %s:%u: %s", host ? host : "*", port, strerror(-e));
@@ -922,6 +1055,7 @@ int mc_master_rpc_start_opts(mc_master_t *m, const char *host, uint16_t port,
         return MC_ERR_RPC_FAIL;
     }
     mc_auth_note_listener(TAG, "master RPC", host, srv->port);
+    if (srv->tls) mc_tls_note_listener(TAG, "master RPC", host, srv->port);
     if (srv->nloops > 1) MC_LOGI(TAG, "serving on %u event loops", srv->nloops);
     *out = srv;
     return 0;

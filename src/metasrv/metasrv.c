@@ -462,6 +462,7 @@ int mc_metasrv_new(mc_metasrv_t **out)
                           MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     s->http.auth_key = mc_auth_cluster_key(); /* reads too: descriptors hold addresses */
     s->http.auth_service = "meta";
+    s->http.tls = 1; /* HTTPS with the process's TLS files, if any */
     s->map = mc_map_new();
     if (!s->map) {
         pthread_mutex_destroy(&s->lock);

@@ -20,6 +20,7 @@
 #include "base_log.h"
 #include "base_time.h"
 #include "net_sock.h"
+#include "net_tls.h"
 
 #define TAG "auth"
 #define SECRET_MIN 16
@@ -216,8 +217,8 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
     return CRYPTO_memcmp(want, mac, MC_AUTH_MAC_LEN) == 0;
 }
 
-int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, char *err,
-                        size_t errlen)
+int mc_auth_sock_client(int fd, struct mc_tls_conn *tls, const mc_auth_key_t *k,
+                        const char *service, char *err, size_t errlen)
 {
     uint8_t hello[5 + MC_AUTH_NONCE_LEN], rep[5 + MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
     uint8_t mac[MC_AUTH_MAC_LEN], st = 0;
@@ -227,8 +228,8 @@ int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, cha
         snprintf(err, errlen, "no random bytes for a nonce");
         return -EIO;
     }
-    int rc = mc_sock_send_all(fd, hello, sizeof hello);
-    if (!rc) rc = mc_sock_recv_all(fd, rep, 5);
+    int rc = mc_tls_sock_send_all(tls, fd, hello, sizeof hello);
+    if (!rc) rc = mc_tls_sock_recv_all(tls, fd, rep, 5);
     if (rc) {
         snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
         return rc;
@@ -243,7 +244,7 @@ int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, cha
                              : "it speaks another version of the secret's handshake");
         return -EACCES;
     }
-    if ((rc = mc_sock_recv_all(fd, rep + 5, sizeof rep - 5))) {
+    if ((rc = mc_tls_sock_recv_all(tls, fd, rep + 5, sizeof rep - 5))) {
         snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
         return rc;
     }
@@ -252,7 +253,8 @@ int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, cha
         return -EACCES;
     }
     mc_auth_mac(k, 'C', service, rep + 5, hello + 5, mac);
-    if ((rc = mc_sock_send_all(fd, mac, sizeof mac)) || (rc = mc_sock_recv_all(fd, &st, 1))) {
+    if ((rc = mc_tls_sock_send_all(tls, fd, mac, sizeof mac)) ||
+        (rc = mc_tls_sock_recv_all(tls, fd, &st, 1))) {
         snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
         return rc;
     }
@@ -263,12 +265,12 @@ int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, cha
     return 0;
 }
 
-int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, char *err,
-                        size_t errlen)
+int mc_auth_sock_server(int fd, struct mc_tls_conn *tls, const mc_auth_key_t *k,
+                        const char *service, char *err, size_t errlen)
 {
     uint8_t hello[5 + MC_AUTH_NONCE_LEN], rep[5 + MC_AUTH_NONCE_LEN + MC_AUTH_MAC_LEN];
     uint8_t mac[MC_AUTH_MAC_LEN];
-    int rc = mc_sock_recv_all(fd, hello, sizeof hello);
+    int rc = mc_tls_sock_recv_all(tls, fd, hello, sizeof hello);
     if (rc) {
         snprintf(err, errlen, "no proof of the cluster secret (%s)", strerror(-rc));
         return rc;
@@ -282,7 +284,7 @@ int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, cha
     memcpy(rep, MC_AUTH_SOCK_MAGIC, 4);
     if (hello[4] != MC_AUTH_VERSION) {
         rep[4] = 2;
-        (void)mc_sock_send_all(fd, rep, 5);
+        (void)mc_tls_sock_send_all(tls, fd, rep, 5);
         snprintf(err, errlen, "handshake version %u (this process speaks %u)", hello[4],
                  MC_AUTH_VERSION);
         return -EACCES;
@@ -293,13 +295,13 @@ int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, cha
         return -EIO;
     }
     mc_auth_mac(k, 'S', service, hello + 5, rep + 5, rep + 5 + MC_AUTH_NONCE_LEN);
-    if ((rc = mc_sock_send_all(fd, rep, sizeof rep)) ||
-        (rc = mc_sock_recv_all(fd, mac, sizeof mac))) {
+    if ((rc = mc_tls_sock_send_all(tls, fd, rep, sizeof rep)) ||
+        (rc = mc_tls_sock_recv_all(tls, fd, mac, sizeof mac))) {
         snprintf(err, errlen, "the cluster secret's exchange: %s", strerror(-rc));
         return rc;
     }
     uint8_t st = mc_auth_mac_ok(k, 'C', service, rep + 5, hello + 5, mac) ? 0 : 3;
-    (void)mc_sock_send_all(fd, &st, 1);
+    (void)mc_tls_sock_send_all(tls, fd, &st, 1);
     if (st) {
         snprintf(err, errlen, "wrong cluster secret");
         return -EACCES;

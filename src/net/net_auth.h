@@ -100,14 +100,16 @@ int mc_auth_mac_ok(const mc_auth_key_t *k, char role, const char *service,
  *           5 bytes: 1 no secret here, 2 another version)
  *   client: MAC_C[32]
  *   server: u8 status (0 proved, 3 wrong proof)
- * The caller sets the socket's timeouts. Both return 0, or -EACCES with a
- * one-line reason in err (the peer lacks the secret, or holds another),
- * -EPROTO (not this exchange), or an I/O error; what names the peer. */
+ * The caller sets the socket's timeouts. tls: the socket's TLS session
+ * (net_tls.h; the exchange then runs inside it), or NULL. Both return 0, or
+ * -EACCES with a one-line reason in err (the peer lacks the secret, or holds
+ * another), -EPROTO (not this exchange), or an I/O error; what names the peer. */
 #define MC_AUTH_SOCK_MAGIC "MCAH"
-int mc_auth_sock_client(int fd, const mc_auth_key_t *k, const char *service, char *err,
-                        size_t errlen);
-int mc_auth_sock_server(int fd, const mc_auth_key_t *k, const char *service, char *err,
-                        size_t errlen);
+struct mc_tls_conn;
+int mc_auth_sock_client(int fd, struct mc_tls_conn *tls, const mc_auth_key_t *k,
+                        const char *service, char *err, size_t errlen);
+int mc_auth_sock_server(int fd, struct mc_tls_conn *tls, const mc_auth_key_t *k,
+                        const char *service, char *err, size_t errlen);
 
 /* Parses an HTTP hello value "<version>:<64 hex digits>" into nc. Returns 0,
  * -EPROTO for another version (a decimal other than MC_AUTH_VERSION), or

@@ -19,6 +19,10 @@
 #include "base_map.h"
 #include "base_time.h"
 #include "net_sock.h"
+#include "net_tls.h"
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len)
 {
@@ -31,6 +35,7 @@ void mc_http_peer(struct MHD_Connection *conn, char *buf, size_t len)
  * touched by the connection's own MHD thread only. */
 typedef struct {
     unsigned long requests;
+    int tls_ok;                    /* its client certificate was checked and is good */
     int authed;                    /* proved the cluster secret */
     uint8_t ns[MC_AUTH_NONCE_LEN]; /* the server nonce it proved against */
     /* the proof headers of the answer to the current request, if any */
@@ -269,17 +274,16 @@ static void silent_log_locked(mc_http_listener_t *l, struct MHD_Connection *conn
     if (now < l->next_silent_log_ms) return;
     char peer[96];
     mc_http_peer(conn, peer, sizeof peer);
+    const char *what = l->tls ? "TLS expected: a plaintext client, a failed TLS handshake, or "
+                                "nothing sent"
+                              : "malformed, incomplete or empty";
     if (l->silent > 1)
         MC_LOGW(l->tag,
-                "%s: connection closed without a valid HTTP request (malformed, incomplete or "
-                "empty; %lu such connections since the last report, next report in %u s at the "
-                "earliest)",
-                peer, l->silent, MC_HTTP_REFUSAL_LOG_MS / 1000);
+                "%s: connection closed without a valid HTTP request (%s; %lu such connections "
+                "since the last report, next report in %u s at the earliest)",
+                peer, what, l->silent, MC_HTTP_REFUSAL_LOG_MS / 1000);
     else
-        MC_LOGW(l->tag,
-                "%s: connection closed without a valid HTTP request (malformed, incomplete or "
-                "empty)",
-                peer);
+        MC_LOGW(l->tag, "%s: connection closed without a valid HTTP request (%s)", peer, what);
     l->silent = 0;
     l->next_silent_log_ms = now + MC_HTTP_REFUSAL_LOG_MS;
 }
@@ -289,7 +293,7 @@ static void listener_notify(void *cls, struct MHD_Connection *conn, void **socke
 {
     mc_http_listener_t *l = cls;
     listener_conn_t *c = NULL;
-    if (l->log_silent || l->auth_key) {
+    if (l->log_silent || l->auth_key || l->tls) {
         if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
             *socket_context = calloc(1, sizeof(listener_conn_t)); /* NULL only skips the log */
         } else {
@@ -298,7 +302,7 @@ static void listener_notify(void *cls, struct MHD_Connection *conn, void **socke
         }
     }
     pthread_mutex_lock(&l->lock);
-    if (c && c->requests == 0 && l->log_silent) silent_log_locked(l, conn);
+    if (c && c->requests == 0 && (l->log_silent || l->tls)) silent_log_locked(l, conn);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         if (++l->open >= l->max_conns) {
             l->at_limit++;
@@ -334,7 +338,11 @@ static void listener_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    MC_LOGW(l->tag, "mhd: %s", line);
+    /* a failed TLS handshake: the connection's own line names the peer */
+    if (l->tls && (strstr(line, "handshake") || strstr(line, "TLS")))
+        MC_LOGD(l->tag, "mhd: %s", line);
+    else
+        MC_LOGW(l->tag, "mhd: %s", line);
 }
 
 void mc_http_listener_init(mc_http_listener_t *l, const char *tag, unsigned max_conns,
@@ -364,12 +372,149 @@ static void fit_fdlimit(mc_http_listener_t *l)
     }
 }
 
+/* ------------------------------------------------------------ TLS */
+
+/* A PEM file's bytes, NUL-terminated (malloc'd), or NULL after a line naming it. */
+static char *read_pem(mc_http_listener_t *l, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    if (f) {
+        for (;;) {
+            if (n + 4096 + 1 > cap) {
+                char *nb = realloc(b, cap = cap ? cap * 2 : 8192);
+                if (!nb) break;
+                b = nb;
+            }
+            size_t k = fread(b + n, 1, cap - n - 1, f);
+            n += k;
+            if (k == 0) break;
+        }
+        int bad = ferror(f) || n > (1u << 20);
+        fclose(f);
+        if (b && !bad) {
+            b[n] = '\0';
+            return b;
+        }
+    }
+    free(b);
+    MC_LOGE(l->tag, "cannot read the TLS file %s: %s", path, f ? "read error" : strerror(errno));
+    return NULL;
+}
+
+/* Why the client certificate of conn is not good (a phrase), or NULL when it
+ * is: present, and signed by the listener's CA (GnuTLS checked it against the
+ * CA given to MHD as its trust list). */
+static const char *tls_client_problem(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t s = ci ? (gnutls_session_t)ci->tls_session : NULL;
+    unsigned n = 0, status = 0;
+    if (!s) return "no TLS session";
+    if (!gnutls_certificate_get_peers(s, &n) || !n)
+        return "TLS client certificate required (mutual TLS: --tls_cert_file/--tls_key_file "
+               "signed by the cluster CA)";
+    if (gnutls_certificate_verify_peers2(s, &status) < 0)
+        return "TLS client certificate unreadable";
+    if (!status) return NULL;
+    gnutls_datum_t out = {0};
+    if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
+        snprintf(buf, len, "TLS client certificate refused: %s", (const char *)out.data);
+        gnutls_free(out.data);
+        size_t k = strlen(buf);
+        while (k && buf[k - 1] == ' ')
+            buf[--k] = '\0';
+    } else {
+        snprintf(buf, len, "TLS client certificate refused (not signed by the cluster CA)");
+    }
+    return buf;
+}
+
+/* The access handler of a TLS listener: counts the connection's requests (a
+ * connection that closes without one is logged as a failed handshake), checks
+ * the client certificate at the first request when the listener has a CA,
+ * then hands every call to the owner's handler. */
+static enum MHD_Result tls_ahc(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+    mc_http_listener_t *l = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    listener_conn_t *c = ci ? ci->socket_context : NULL;
+    if (!c) return MHD_NO; /* no memory for its state: close rather than serve unchecked */
+    c->requests++;
+    if (l->tls_verify && !c->tls_ok) {
+        char buf[300];
+        const char *why = tls_client_problem(conn, buf, sizeof buf);
+        if (why) {
+            char peer[96];
+            mc_http_peer(conn, peer, sizeof peer);
+            mc_tls_refused(&l->tls_refusals, l->tag, peer, why);
+            static const char body[] = "{\"error\":\"a client certificate signed by the "
+                                       "cluster CA is required\"}";
+            struct MHD_Response *r = MHD_create_response_from_buffer(
+                sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+            if (!r) return MHD_NO;
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+            MHD_add_response_header(r, MC_HTTP_TLS_REFUSED,
+                                    strstr(why, "required") ? "missing" : "untrusted");
+            enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_FORBIDDEN, r);
+            MHD_destroy_response(r);
+            return ret;
+        }
+        c->tls_ok = 1;
+    }
+    return l->ahc(l->ahc_cls, conn, url, method, version, upload, upload_size, con_cls);
+}
+
+/* Loads the process's TLS files for l: 0 (also when l serves plaintext), or
+ * -1 after a line saying which file failed. */
+static int tls_load(mc_http_listener_t *l)
+{
+    const mc_tls_files_t *f = l->tls ? mc_tls_files() : NULL;
+    if (!f) {
+        l->tls = 0;
+        return 0;
+    }
+    if (!f->cert[0]) {
+        MC_LOGE(l->tag, "serving TLS needs a certificate and its key (--tls_cert_file, "
+                        "--tls_key_file)");
+        return -1;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        MC_LOGE(l->tag, "this libmicrohttpd was built without TLS");
+        return -1;
+    }
+    const char *paths[3] = {f->cert, f->key, f->ca};
+    for (int i = 0; i < 3; i++)
+        if (paths[i][0] && !(l->tls_pem[i] = read_pem(l, paths[i]))) return -1;
+    l->tls_verify = f->ca[0] != 0;
+    return 0;
+}
+
 struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags, uint16_t port,
                                           MHD_AccessHandlerCallback ahc, void *ahc_cls,
                                           const struct MHD_OptionItem *opts)
 {
     static const struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
     if (!l->max_conns) l->max_conns = 1;
+    if (tls_load(l)) return NULL;
+    struct MHD_OptionItem tls_opts[] = {
+        {l->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, l->tls_pem[0]},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_pem[1]},
+        {l->tls_verify ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, l->tls_pem[2]},
+        {MHD_OPTION_END, 0, NULL}};
+    if (l->tls) {
+        flags |= MHD_USE_TLS;
+        l->ahc = ahc;
+        l->ahc_cls = ahc_cls;
+        ahc = tls_ahc;
+        ahc_cls = l;
+    }
     fit_fdlimit(l);
     if (l->per_ip && !l->ips) {
         l->ips = mc_map_new();
@@ -380,10 +525,15 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
                               MHD_OPTION_EXTERNAL_LOGGER, listener_mhd_log, l, MHD_OPTION_ARRAY,
                               opts ? opts : none, MHD_OPTION_CONNECTION_LIMIT, l->max_conns,
                               MHD_OPTION_CONNECTION_TIMEOUT, l->idle_s,
-                              MHD_OPTION_NOTIFY_CONNECTION, listener_notify, l, MHD_OPTION_END);
+                              MHD_OPTION_NOTIFY_CONNECTION, listener_notify, l, MHD_OPTION_ARRAY,
+                              tls_opts, MHD_OPTION_END);
     if (l->mhd)
         MC_LOGD(l->tag, "limits: %u connections, %u per IP, idle timeout %u s", l->max_conns,
                 l->per_ip, l->idle_s);
+    if (l->mhd && l->tls) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        mc_tls_note_listener(l->tag, "HTTPS", NULL, di ? di->port : port);
+    }
     return l->mhd;
 }
 
@@ -395,5 +545,9 @@ void mc_http_listener_stop(mc_http_listener_t *l)
     l->ips = NULL;
     free(l->challenges);
     l->challenges = NULL;
+    for (int i = 0; i < 3; i++) {
+        free(l->tls_pem[i]);
+        l->tls_pem[i] = NULL;
+    }
     pthread_mutex_destroy(&l->lock);
 }

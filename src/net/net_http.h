@@ -55,6 +55,11 @@ enum MHD_Result mc_http_send(struct MHD_Connection *conn, unsigned status, const
  * - auth_key/auth_service: the cluster key (net_auth.h) and the name proofs
  *   are bound to ("meta", "admin", "dummy"); with a key, the owner passes each
  *   request that needs it through mc_http_listener_authorize.
+ * - tls: serve HTTPS with the process's TLS files (net_tls.h) when it has
+ *   them (set by the control plane's listeners; the proxy's front stays as
+ *   it is). libmicrohttpd does the TLS (GnuTLS) from the same PEM files; with
+ *   a CA, every connection's first request must come with a client
+ *   certificate the CA signed, else it gets 403 and is closed, in one line.
  *
  * Refusals are logged in one line per MC_HTTP_REFUSAL_LOG_MS with the count
  * of refusals since the last line; so are silent connections (the first at
@@ -66,6 +71,7 @@ typedef struct {
     int log_silent;
     const mc_auth_key_t *auth_key;
     const char *auth_service;
+    int tls;
     /* ---- private */
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock;               /* guards what follows */
@@ -78,6 +84,11 @@ typedef struct {
     mc_auth_refusals_t auth_refusals;
     struct http_challenge *challenges; /* MC_HTTP_CHALLENGES outstanding, oldest replaced */
     size_t next_challenge;
+    char *tls_pem[3];         /* certificate, key, CA (MHD keeps pointers while it runs) */
+    int tls_verify;           /* client certificates are checked against the CA */
+    MHD_AccessHandlerCallback ahc; /* the owner's, behind tls_ahc (TLS listeners) */
+    void *ahc_cls;
+    mc_auth_refusals_t tls_refusals;
 } mc_http_listener_t;
 
 /* Fills l with the given defaults, then overrides them from the environment:
@@ -113,6 +124,9 @@ struct MHD_Daemon *mc_http_listener_start(mc_http_listener_t *l, unsigned flags,
 #define MC_HTTP_AUTH_NONCE "X-Mooncake-Auth-Nonce"
 #define MC_HTTP_AUTH_MAC "X-Mooncake-Auth-Mac"
 #define MC_HTTP_CHALLENGES 256
+/* Header of a 403 that refuses a connection's TLS client certificate:
+ * "missing" or "untrusted" (mc_http_listener_t.tls). */
+#define MC_HTTP_TLS_REFUSED "X-Mooncake-TLS-Refused"
 
 /* With l->auth_key: 1 when the request on conn may be served (its answer
  * through mc_http_send then carries the proof headers), or 0 when an answer

@@ -28,15 +28,42 @@ static int server_proof(CURL *c, uint8_t *ns, uint8_t *mac)
            mc_auth_unhex(resp_header(c, MC_HTTP_AUTH_MAC), mac, MC_AUTH_MAC_LEN) == 0;
 }
 
+/* 1 after one line naming the server when its answer is a refusal of this
+ * process's TLS client certificate (MC_HTTP_TLS_REFUSED), else 0. */
+static int tls_refused(CURL *c, const char *what)
+{
+    const char *v = resp_header(c, MC_HTTP_TLS_REFUSED);
+    if (!v) return 0;
+    MC_LOGE(TAG,
+            "%s refused this process's TLS client certificate (%s): it wants one signed by its "
+            "cluster CA (--tls_cert_file/--tls_key_file or MC_TLS_CERT_FILE/MC_TLS_KEY_FILE)",
+            what, v);
+    return 1;
+}
+
+void mc_http_tls_setup(CURL *c)
+{
+    const mc_tls_files_t *f = mc_tls_files();
+    if (!f) return;
+    if (f->ca[0]) curl_easy_setopt(c, CURLOPT_CAINFO, f->ca);
+    if (f->cert[0]) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, f->cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, f->key);
+    }
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+}
+
 CURLcode mc_http_auth_perform(CURL *c, struct curl_slist **hdrs, const char *service,
                               const char *what, void (*reset)(void *), void *arg, long *status)
 {
     const mc_auth_key_t *k = mc_auth_cluster_key();
     *status = 0;
+    mc_http_tls_setup(c);
     if (!k) {
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
         CURLcode cc = curl_easy_perform(c);
         if (cc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        if (cc == CURLE_OK && tls_refused(c, what)) return cc;
         if (cc == CURLE_OK && *status == 401 && !resp_header(c, MC_HTTP_AUTH_NONCE))
             MC_LOGE(TAG,
                     "%s requires the cluster secret, and this process has none (set "
@@ -65,6 +92,10 @@ CURLcode mc_http_auth_perform(CURL *c, struct curl_slist **hdrs, const char *ser
         if (cc != CURLE_OK) break;
         long st = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+        if (tls_refused(c, what)) {
+            *status = st;
+            break;
+        }
         if (!server_proof(c, ns, mac)) {
             MC_LOGE(TAG,
                     st == 403   ? "%s refused this process's proof (the cluster secrets differ)"

@@ -7,6 +7,13 @@
 #define MC_NET_HTTP_AUTH_H
 #include <curl/curl.h>
 
+#include "net_tls.h"
+
+/* With the process's TLS files (net_tls.h), sets c to check https servers
+ * against the cluster CA and to present this process's certificate; else
+ * nothing. mc_http_auth_perform calls it. */
+void mc_http_tls_setup(CURL *c);
+
 /* Performs the request set up on c (URL, method, body, write callback),
  * proving the process's cluster key when it has one: adds the hello header to
  * hdrs (the caller's list or NULL; set on c here and freed by the caller

@@ -113,7 +113,8 @@ static int dm_fetch(const char *addr, mc__store_dummy_cfg_t *cfg)
     CURL *c = curl_easy_init();
     if (!c) return MC_ERR_INTERNAL;
     char url[MC_NAME_MAX + 64];
-    snprintf(url, sizeof url, "http://%s" MC__STORE_DUMMY_PATH, addr);
+    snprintf(url, sizeof url, "%s://%s" MC__STORE_DUMMY_PATH, mc_tls_files() ? "https" : "http",
+             addr);
     dm_buf_t b = {NULL, 0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

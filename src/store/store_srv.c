@@ -160,6 +160,7 @@ int mc_store_srv_start(mc_store_t *s, const mc_store_srv_info_t *info, const cha
                           MC_HTTP_PER_IP_DEFAULT, MC_HTTP_IDLE_TIMEOUT_DEFAULT_S);
     srv->http.auth_key = mc_auth_cluster_key(); /* the configuration names the pool */
     srv->http.auth_service = "dummy";
+    srv->http.tls = 1; /* HTTPS with the process's TLS files, if any */
     srv->config = srv_config_json(s, info);
     if (!srv->config) {
         rc = -ENOMEM;

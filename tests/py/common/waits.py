@@ -1,8 +1,23 @@
 """Readiness checks shared by the process tests and the Python benches: poll a
 condition instead of sleeping for a guessed time, and read a process's
 resident memory."""
+import os
+import ssl
 import time
 import urllib.request
+
+
+def admin_urlopen(addr, path, timeout):
+    """urlopen of an admin port's path: https with this process's MC_TLS_*
+    files when MC_TLS_CA_FILE is set (a pool run with TLS, docs/security.md),
+    else http."""
+    ca = os.environ.get("MC_TLS_CA_FILE")
+    if not ca:
+        return urllib.request.urlopen("http://%s%s" % (addr, path), timeout=timeout)
+    ctx = ssl.create_default_context(cafile=ca)
+    if os.environ.get("MC_TLS_CERT_FILE"):
+        ctx.load_cert_chain(os.environ["MC_TLS_CERT_FILE"], os.environ.get("MC_TLS_KEY_FILE"))
+    return urllib.request.urlopen("https://%s%s" % (addr, path), timeout=timeout, context=ctx)
 
 
 def until(pred, timeout=10.0, step=0.02):
@@ -40,7 +55,7 @@ def admin_metrics(addr, timeout=3):
     """The integer samples of http://addr/metrics as {name{labels}: value};
     {} when the admin port does not answer."""
     try:
-        with urllib.request.urlopen("http://%s/metrics" % addr, timeout=timeout) as r:
+        with admin_urlopen(addr, "/metrics", timeout) as r:
             body = r.read().decode()
     except OSError:
         return {}

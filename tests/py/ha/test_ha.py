@@ -24,7 +24,7 @@ from mc_fixtures import SAN_RE, Master, child_env, core_so
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "master"))
 from mp_wire import SERVICE_READY, Conn, s_str  # noqa: E402
-from waits import until as _until  # noqa: E402
+from waits import admin_urlopen, until as _until  # noqa: E402
 
 
 def until(fn, timeout=15.0, step=0.05):
@@ -32,7 +32,7 @@ def until(fn, timeout=15.0, step=0.05):
 
 
 def http(addr, path):
-    with urllib.request.urlopen("http://%s%s" % (addr, path), timeout=5) as r:
+    with admin_urlopen(addr, path, 5) as r:  # https when the test runs the pool with TLS
         body = r.read().decode()
     return json.loads(body) if body.startswith("{") else body
 

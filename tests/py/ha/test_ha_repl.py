@@ -500,3 +500,42 @@ def test_replication_with_cluster_secret(ha_repl, monkeypatch):
         assert bad == 0 and ok == 500, (ok, missing, bad)
     finally:
         ix.stop()
+
+
+def test_replication_over_tls(ha_repl, monkeypatch, tmp_path):
+    """With TLS files (and the secret, inside TLS) the replication stream is
+    TLS: the standby follows and failover serves the whole index; a plaintext
+    connection to the port is refused in one line and gets no index."""
+    sys.path.insert(0, os.path.join(HERE, "..", "security"))
+    from tls_util import make_pki, tls_env
+    pki = make_pki(tmp_path)
+    for k, v in tls_env(pki, cert="server").items():  # every process serves 127.0.0.1
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("MC_CLUSTER_SECRET", "correct horse battery staple, 32+")
+    c = ha_repl(2)
+    lead = c.leader()
+    ix = Index(c)
+    try:
+        ix.fill(500)
+        assert until(lambda: in_sync(lead, 1), 20), lead.stderr()[-3000:]
+        m = re.search(r"repl listening on (\S+):(\d+)", "\n".join(lead.lines))
+        assert m, lead.lines
+        s = socket.create_connection((m.group(1), int(m.group(2))), timeout=10)
+        s.sendall(b"MCAH\1" + b"\0" * 32)  # the secret's hello, outside TLS
+        s.settimeout(10)
+        try:
+            got = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            got = b""
+        assert got == b"", got[:64]
+        assert until(lambda: "TLS expected, the peer sent plaintext" in lead.stderr(), 10)
+        standby = others(c, lead)[0]
+        os.kill(lead.p.pid, signal.SIGKILL)
+        lead.p.wait()
+        new = c.leader(timeout=20)
+        assert new is standby
+        assert until(lambda: restored(new), 30), new.stderr()[-3000:]
+        ok, missing, bad, _ = ix.check()
+        assert bad == 0 and ok == 500, (ok, missing, bad)
+    finally:
+        ix.stop()
