@@ -235,7 +235,8 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
                                   (char *)r->source + off,
                                   r->target_offset + off,
                                   len,
-                                  r->target_id > 0 && shm};
+                                  r->target_id > 0 && shm,
+                                  r->target_id > 0 && !shm && te->tcp_pipeline};
             off += len;
             *tail = p;
             tail = &p->next;
@@ -341,38 +342,43 @@ static void piece_done(mc__te_piece_t *pc, int rc, int timed_out)
     if (atomic_fetch_sub(&t->pieces_left, 1) == 1) task_finish(b, t);
 }
 
-/* Small pieces in a row to the same same-host peer and in the same direction run
- * as one group: on shm that is one liveness and generation check and one
+/* Small pieces in a row to the same remote peer and in the same direction run
+ * as one group. On shm that is one liveness and generation check and one
  * process_vm_readv/writev for all of them (mc__te_shm_xfer_many) instead of
- * three syscalls each. Large pieces stay single, so that the workers share
- * them. */
+ * three syscalls each; on tcp one pipeline on one connection
+ * (mc__te_tcp_xfer_many): one round trip for the group instead of one per
+ * piece. Large pieces stay single, so that the workers and lanes share them. */
 #define GROUP_PIECE_MAX (64 * 1024)
 #define GROUP_BYTES_MAX (512 * 1024)
 #define GROUP_MAX 256
 
-/* Whether b joins the group that a starts (bytes so far). Only pieces to shm
- * peers group: on tcp each piece is a round trip, better spread over the
- * workers and connections. */
+/* Whether b joins the group that a starts (bytes so far). */
 static int groups_with(const mc__te_piece_t *a, const mc__te_piece_t *b, uint64_t bytes)
 {
-    return a->shm && a->len <= GROUP_PIECE_MAX && b->shm && b->target == a->target &&
-           b->opcode == a->opcode && b->len <= GROUP_PIECE_MAX && bytes + b->len <= GROUP_BYTES_MAX;
+    return (a->shm || a->tcp) && a->len <= GROUP_PIECE_MAX && b->shm == a->shm &&
+           b->tcp == a->tcp && b->target == a->target && b->opcode == a->opcode &&
+           b->len <= GROUP_PIECE_MAX && bytes + b->len <= GROUP_BYTES_MAX;
 }
 
 /* Runs a group (see above) and finishes its pieces. */
 static void run_group(mc_te_t *te, mc__te_piece_t **pcs, size_t n)
 {
     size_t moved = 0;
+    int rest_rc = 0, rest_timed_out = 0;
     if (n > 1) {
         mc__te_peer_t *p = mc__te_peer_get(te, pcs[0]->target);
         pthread_mutex_lock(&p->lock);
         int shm = p->shm_state == 1;
         pthread_mutex_unlock(&p->lock);
-        if (shm) moved = mc__te_shm_xfer_many(te, p, pcs[0]->opcode, pcs, n);
+        if (shm && pcs[0]->shm)
+            moved = mc__te_shm_xfer_many(te, p, pcs[0]->opcode, pcs, n);
+        else if (!shm && pcs[0]->tcp)
+            moved = mc__te_tcp_xfer_many(te, p, pcs[0]->opcode, pcs, n, &rest_rc,
+                                         &rest_timed_out);
     }
     for (size_t i = 0; i < n; i++) {
-        int timed_out = 0;
-        int rc = i < moved ? 0 : run_piece(te, pcs[i], &timed_out);
+        int timed_out = rest_timed_out;
+        int rc = i < moved ? 0 : rest_rc ? rest_rc : run_piece(te, pcs[i], &timed_out);
         piece_done(pcs[i], rc, timed_out);
     }
 }

@@ -77,7 +77,12 @@ int mc__te_send_frame(int fd, uint8_t opcode, uint32_t req_id, int32_t status, u
  * io_ms, -ECONNRESET on a peer close, or another -errno. */
 int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_ms, int io_ms,
                  int *cur_ms);
-/* mc__te_send_frame under a deadline, as mc__te_io_by. */
+/* Sends every byte of iov[0..n) (sendmsg, as many at once as the socket takes)
+ * under the rules of mc__te_io_by; advances iov as it goes. */
+struct iovec;
+int mc__te_iov_send_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms, int io_ms,
+                       int *cur_ms);
+/* mc__te_send_frame under a deadline, as mc__te_io_by, header and payload in one call. */
 int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
                          uint64_t length, const void *payload, uint64_t deadline_ms, int io_ms,
                          int *cur_ms);
@@ -163,6 +168,15 @@ typedef struct mc__te_piece mc__te_piece_t;
  * one by one (which refreshes, falls back to tcp or fails as usual). */
 size_t mc__te_shm_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
                             size_t n);
+/* Moves n pieces (one direction, all to peer p over tcp) as one pipeline on one
+ * pooled connection: every request frame in one sendmsg (the payloads of WRITEs
+ * with them), then the replies in order, matched by request id (the piece's
+ * index). Returns how many leading pieces were moved. When the peer timed out,
+ * *rest_rc is MC_TE_ERR_SOCKET and *rest_timed_out 1: the caller fails the rest
+ * without trying again (one line says why); otherwise *rest_rc is 0 and the
+ * caller runs the rest one by one (a refused range, a stale connection). */
+size_t mc__te_tcp_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                            size_t n, int *rest_rc, int *rest_timed_out);
 /* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
 uint64_t mc__te_proc_start_time(int64_t pid);
 /* Opens a pidfd for pid if it is still the process that started at start_time;
@@ -182,6 +196,7 @@ struct mc__te_piece {
     uint64_t remote;
     uint64_t len;
     int shm; /* the peer was reached over shm at submit: the piece may join a group */
+    int tcp; /* a remote peer not reached over shm at submit: it may join a tcp pipeline */
 };
 
 /* ---- the engine ---- */
@@ -250,6 +265,7 @@ struct mc_te {
     pthread_t *workers;
     int nworkers;
     int lanes;
+    int tcp_pipeline; /* MC_TE_TCP_PIPELINE: small tcp pieces group into pipelines */
     uint64_t piece_min;
     int io_timeout_ms;
     int connect_timeout_ms;

@@ -1,7 +1,9 @@
 /* te_wire.c: the transfer engine's frame header, the one binary format spoken
  * between engines (handshake and data alike). Layout in docs/protocol.md. */
 #include <errno.h>
+#include <limits.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 
 #include "base_codec.h"
@@ -83,36 +85,79 @@ static ssize_t io_once(int fd, void *buf, size_t len, int dir_send)
     return dir_send ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, MSG_WAITALL);
 }
 
+/* Lowers (or raises back) the socket timeouts of fd for what is left until
+ * deadline_ms; -ETIME when it passed. See mc__te_io_by. */
+static int fit_timeout(int fd, uint64_t deadline_ms, int io_ms, int *cur_ms)
+{
+    uint64_t now = mc_now_ms();
+    if (now >= deadline_ms) return -ETIME;
+    uint64_t left = deadline_ms - now;
+    int ms = left < (uint64_t)io_ms ? (int)left : io_ms;
+    /* the socket timeout may run past the deadline by tol: so only a frame
+     * that used up its time (the slow path) costs setsockopt calls */
+    int tol = io_ms / 8 < 1000 ? io_ms / 8 : 1000;
+    if (ms + tol < *cur_ms || ms > *cur_ms + tol) {
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        *cur_ms = ms;
+    }
+    return 0;
+}
+
+/* What a failed send/recv means under the deadline rules: 1 to try again,
+ * else the error to return. */
+static int io_error(int io_ms, int cur_ms)
+{
+    if (errno == EINTR) return 1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return cur_ms >= io_ms ? -ETIMEDOUT /* silent for a whole I/O timeout */
+                               : 1;         /* the frame deadline decides at the top */
+    return -errno;
+}
+
 int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_ms, int io_ms,
                  int *cur_ms)
 {
     char *p = buf;
     while (len) {
-        uint64_t now = mc_now_ms();
-        if (now >= deadline_ms) return -ETIME;
-        uint64_t left = deadline_ms - now;
-        int ms = left < (uint64_t)io_ms ? (int)left : io_ms;
-        /* the socket timeout may run past the deadline by tol: so only a frame
-         * that used up its time (the slow path) costs setsockopt calls */
-        int tol = io_ms / 8 < 1000 ? io_ms / 8 : 1000;
-        if (ms + tol < *cur_ms || ms > *cur_ms + tol) {
-            struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-            *cur_ms = ms;
-        }
+        int rc = fit_timeout(fd, deadline_ms, io_ms, cur_ms);
+        if (rc) return rc;
         ssize_t n = io_once(fd, p, len, dir_send);
         if (n == 0) return -ECONNRESET;
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (*cur_ms >= io_ms) return -ETIMEDOUT; /* silent for a whole I/O timeout */
-                continue;                                /* the frame deadline decides at the top */
-            }
-            return -errno;
+            if ((rc = io_error(io_ms, *cur_ms)) == 1) continue;
+            return rc;
         }
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mc__te_iov_send_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms, int io_ms,
+                       int *cur_ms)
+{
+    while (n) {
+        if (!iov->iov_len) { /* sent, or nothing to send */
+            iov++, n--;
+            continue;
+        }
+        int rc = fit_timeout(fd, deadline_ms, io_ms, cur_ms);
+        if (rc) return rc;
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n < IOV_MAX ? n : IOV_MAX};
+        ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (k < 0) {
+            if ((rc = io_error(io_ms, *cur_ms)) == 1) continue;
+            return rc;
+        }
+        for (size_t done = (size_t)k; done;) { /* step over what went */
+            size_t step = done < iov->iov_len ? done : iov->iov_len;
+            iov->iov_base = (char *)iov->iov_base + step;
+            iov->iov_len -= step;
+            done -= step;
+            if (!iov->iov_len) iov++, n--;
+        }
     }
     return 0;
 }
@@ -124,8 +169,8 @@ int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status
     mc__te_hdr_t h = {MC_TE_MAGIC, MC_TE_VERSION, opcode, 0, req_id, status, addr, length};
     uint8_t buf[MC_TE_HDR_LEN];
     mc__te_hdr_encode(&h, buf);
-    int rc = mc__te_io_by(fd, buf, sizeof buf, 1, deadline_ms, io_ms, cur_ms);
-    if (rc == 0 && length && payload)
-        rc = mc__te_io_by(fd, (void *)(uintptr_t)payload, length, 1, deadline_ms, io_ms, cur_ms);
-    return rc;
+    /* header and payload in one call: a small frame is one segment on the wire */
+    struct iovec iov[2] = {{buf, sizeof buf},
+                           {(void *)(uintptr_t)payload, length && payload ? (size_t)length : 0}};
+    return mc__te_iov_send_by(fd, iov, 2, deadline_ms, io_ms, cur_ms);
 }

@@ -807,6 +807,46 @@ static void test_kill_tcp(void **state)
     mc_te_close_segment(te_tcp, h);
 }
 
+/* A pipeline of small READs (te_tcp.c) to a peer that stops answering fails
+ * as a whole after one I/O timeout, not one timeout per piece. */
+static void test_pipeline_stalled_tcp(void **state)
+{
+    (void)state;
+    enum { N = 32, LEN = 4096, IO_MS = 1000 };
+    setenv("MC_TE_IO_TIMEOUT_MS", "1000", 1);
+    mc_te_t *te = engine("te-pipeline-stall", meta_url, 1);
+    unsetenv("MC_TE_IO_TIMEOUT_MS");
+    assert_non_null(te);
+    th_peer_t pb;
+    assert_int_equal(th_peer_start(&pb, "te-peer-stall-tcp", meta_url, 1 * MIB, T_MS), 0);
+    int32_t h;
+    assert_int_equal(mc_te_open_segment(te, pb.segment, &h), 0);
+    write_and_verify(te, h, &pb, 1, 3, 65536); /* it works before; a connection is pooled */
+    assert_int_equal(th_signal(&pb.proc, SIGSTOP), 0);
+    mc_te_request_t r[N];
+    for (int i = 0; i < N; i++)
+        r[i] = (mc_te_request_t){MC_TE_READ, lbuf2 + (size_t)i * LEN, h,
+                                 pb.addr + (uint64_t)i * LEN, LEN};
+    uint64_t b;
+    mc_te_status_t st;
+    assert_int_equal(mc_te_batch_alloc(te, N, &b), 0);
+    int64_t t0 = now_ms();
+    assert_int_equal(mc_te_batch_submit(te, b, r, N), 0);
+    assert_int_equal(mc_te_batch_wait(te, b, T_MS, &st), 0);
+    int64_t took = now_ms() - t0;
+    assert_int_equal(st, MC_TE_TIMEOUT);
+    for (int i = 0; i < N; i++) {
+        mc_te_status_t ts;
+        assert_int_equal(mc_te_task_status(te, b, (size_t)i, &ts, NULL), 0);
+        assert_int_equal(ts, MC_TE_TIMEOUT);
+    }
+    if (took > 4 * IO_MS) fail_msg("the stalled pipeline took %" PRId64 " ms to fail", took);
+    assert_int_equal(mc_te_batch_free(te, b), 0);
+    assert_int_equal(th_signal(&pb.proc, SIGKILL), 0);
+    mc_te_close_segment(te, h);
+    mc_te_destroy(te);
+}
+
 static void test_kill_shm(void **state)
 {
     (void)state;
@@ -1019,7 +1059,7 @@ int main(void)
         cmocka_unit_test(test_bounds_api),   cmocka_unit_test(test_bounds_wire),
         cmocka_unit_test(test_rereg),        cmocka_unit_test(test_notify_http),
         cmocka_unit_test(test_kill_tcp),     cmocka_unit_test(test_kill_shm),
-        cmocka_unit_test(test_p2p),
+        cmocka_unit_test(test_p2p),          cmocka_unit_test(test_pipeline_stalled_tcp),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

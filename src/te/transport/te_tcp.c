@@ -3,9 +3,14 @@
  * reply header, then the payload for a READ. Bytes go straight between the
  * socket and the caller's buffer. A connection that fails is closed; a piece
  * that failed on a reused (possibly stale) connection is retried once on a new
- * one, after re-reading the peer's descriptor. The server half is te_server.c. */
+ * one, after re-reading the peer's descriptor. Small pieces in a row to one
+ * peer run as a pipeline (mc__te_tcp_xfer_many): all requests out in one
+ * sendmsg, then the replies in order, so a batch of them costs about one round
+ * trip plus its bytes. The server half is te_server.c. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "base_log.h"
 #include "base_time.h"
@@ -75,6 +80,74 @@ static int tcp_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint
                 rc == -EPROTO ? "protocol error" : strerror(-rc));
         return MC_TE_ERR_SOCKET;
     }
+}
+
+size_t mc__te_tcp_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                            size_t n, int *rest_rc, int *rest_timed_out)
+{
+    *rest_rc = 0;
+    *rest_timed_out = 0;
+    for (size_t i = 0; i < n; i++) /* the pipeline stops before a range the descriptor lacks */
+        if (mc__te_peer_check_range(te, p, pcs[i]->remote, pcs[i]->len)) {
+            n = i;
+            break;
+        }
+    if (n < 2) return 0; /* one piece: the single path, with its retries */
+    uint8_t(*hdrs)[MC_TE_HDR_LEN] = malloc(n * sizeof *hdrs);
+    struct iovec *iov = malloc(2 * n * sizeof *iov);
+    int fd = -1, reused = 0;
+    if (!hdrs || !iov || mc__te_conn_get(te, p, &fd, &reused)) {
+        free(hdrs);
+        free(iov);
+        return 0;
+    }
+    int write = opcode == MC_TE_OP_WRITE;
+    uint64_t total = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        mc__te_hdr_t h = {MC_TE_MAGIC,     MC_TE_VERSION, (uint8_t)opcode, 0, (uint32_t)i, 0,
+                          pcs[i]->remote, pcs[i]->len};
+        mc__te_hdr_encode(&h, hdrs[i]);
+        iov[k++] = (struct iovec){hdrs[i], MC_TE_HDR_LEN};
+        if (write) iov[k++] = (struct iovec){pcs[i]->local, pcs[i]->len};
+        total += pcs[i]->len;
+    }
+    int io = te->io_timeout_ms, cur = io;
+    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), total);
+    int rc = mc__te_iov_send_by(fd, iov, k, deadline, io, &cur);
+    size_t moved = 0;
+    while (rc == 0 && moved < n) {
+        uint8_t buf[MC_TE_HDR_LEN];
+        mc__te_hdr_t h;
+        const char *why;
+        mc__te_piece_t *pc = pcs[moved];
+        rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
+        if (rc == 0 && (mc__te_hdr_decode(buf, sizeof buf, &h, &why) ||
+                        h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != (uint32_t)moved))
+            rc = -EPROTO;
+        if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1; /* refused: the single path says so */
+        if (rc == 0 && !write)
+            rc = h.length != pc->len ? -EPROTO : mc__te_io_by(fd, pc->local, pc->len, 0, deadline,
+                                                              io, &cur);
+        if (rc == 0) moved++;
+    }
+    if (rc == 0 && cur != io) mc_sock_set_timeout(fd, io); /* back in the pool as it was */
+    /* replies left unread (or a refused WRITE's payload): the connection goes */
+    mc__te_conn_put(te, p, fd, moved != n);
+    free(hdrs);
+    free(iov);
+    if (rc == -ETIMEDOUT || rc == -ETIME) { /* the peer is stuck: no piece tries again */
+        MC_LOGW(TAG, "segment '%s': %s; %zu of %zu pipelined pieces not moved", p->name,
+                rc == -ETIME ? "the pipeline's bytes not moved by their deadline"
+                             : "no answer within the I/O timeout",
+                n - moved, n);
+        *rest_rc = MC_TE_ERR_SOCKET;
+        *rest_timed_out = 1;
+    } else if (rc && rc != 1 && !reused) {
+        MC_LOGD(TAG, "segment '%s': pipeline of %zu pieces stopped after %zu: %s", p->name, n,
+                moved, rc == -EPROTO ? "protocol error" : strerror(-rc));
+    }
+    return moved;
 }
 
 const mc__te_transport_t mc__te_tcp = {"tcp", tcp_xfer};
