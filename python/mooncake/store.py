@@ -10,6 +10,8 @@ from .mooncake_config import parse_byte_size, use_cluster_secret_file
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
 from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
+from .store_tensor import TensorMethods
+from .store_tensor_parallel import ParallelAxis, ParallelTensorMethods, ReadTarget, TensorParallelism
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -104,7 +106,8 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
                    "protocol": "tcp", "rdma_devices": "", "master_server_addr": "127.0.0.1:50051"}
 
 
-class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
+class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras,
+                               _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
 
@@ -166,4 +169,4 @@ __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateCon
            "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
            "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
            "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
-           "get_free_func_addr"]
+           "get_free_func_addr", "ParallelAxis", "TensorParallelism", "ReadTarget"]

@@ -11,6 +11,9 @@
 #     BUILD_DIR  default build/release (its bin/ and python/)
 #     UPSTREAM_GIT  upstream's bare git dir (default /work/.mirror/kvcache-ai+Mooncake/repo)
 #     UPSTREAM_REV  revision (default HEAD)
+#     ONLY          space-separated test file names (e.g. "test_put_get_tensor.py
+#                   test_tensor_api.py"): run just those, against the master (no TE
+#                   pair, no standalone client)
 # As run_tests.sh, each test file runs in its own python (pytest, one JUnit file
 # each), in its phases: the transfer-engine pair with transfer_engine_target.py
 # running; the store files against the master; the standalone mooncake_client
@@ -73,6 +76,35 @@ run_file() { # file [pytest args]
     tail -n 1 "$OUT_DIR/$name.log" | sed "s|^|$name: |"
 }
 
+summary() {
+    python3 - "$OUT_DIR" <<'PY'
+import glob, os, sys, xml.etree.ElementTree as ET
+out = sys.argv[1]
+c = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+for f in sorted(glob.glob(os.path.join(out, "junit-*.xml"))):
+    for ts in ET.parse(f).iter("testsuite"):
+        t, fl, e, s = (int(ts.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+        c["passed"] += t - fl - e - s
+        c["failed"] += fl
+        c["errors"] += e
+        c["skipped"] += s
+for f in sorted(glob.glob(os.path.join(out, "script-*.rc"))):
+    c["passed" if open(f).read().strip() == "0" else "failed"] += 1
+print("upstream suite: %(passed)d passed, %(failed)d failed, %(errors)d errors, "
+      "%(skipped)d skipped" % c)
+PY
+}
+
+if [ -n "${ONLY:-}" ]; then
+    for name in $ONLY; do
+        for f in "$name" "$WORK/scripts/$name"; do
+            [ -f "$f" ] && run_file "$f"
+        done
+    done
+    summary
+    exit 0
+fi
+
 # 1. the transfer engine pair (run_tests.sh: target in the background)
 MC_FORCE_TCP=true PYTHONUNBUFFERED=1 python3 transfer_engine_target.py >"$OUT_DIR/te_target.log" 2>&1 &
 TARGET=$!
@@ -104,19 +136,4 @@ M2=$!
 wait $M1; echo $? >"$OUT_DIR/script-multi1.rc"
 wait $M2; echo $? >"$OUT_DIR/script-multi2.rc"
 
-python3 - "$OUT_DIR" <<'PY'
-import glob, os, sys, xml.etree.ElementTree as ET
-out = sys.argv[1]
-c = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-for f in sorted(glob.glob(os.path.join(out, "junit-*.xml"))):
-    for ts in ET.parse(f).iter("testsuite"):
-        t, fl, e, s = (int(ts.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-        c["passed"] += t - fl - e - s
-        c["failed"] += fl
-        c["errors"] += e
-        c["skipped"] += s
-for f in sorted(glob.glob(os.path.join(out, "script-*.rc"))):
-    c["passed" if open(f).read().strip() == "0" else "failed"] += 1
-print("upstream suite: %(passed)d passed, %(failed)d failed, %(errors)d errors, "
-      "%(skipped)d skipped" % c)
-PY
+summary
