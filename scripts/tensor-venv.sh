@@ -1,13 +1,14 @@
 #!/bin/bash
 # tensor-venv.sh: the venv the tensor tests run in (make test-tensor):
 # build/tensor-venv with torch (PyPI's 2.13.0, runs on CPU), numpy,
-# safetensors, pytest and pytest-timeout. Idempotent: a venv that already
+# safetensors, pytest, pytest-timeout and msgpack. Idempotent: a venv that already
 # imports them is left as it is (a second run takes a second).
 #   scripts/tensor-venv.sh [VENV]   default build/tensor-venv
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${1:-$ROOT/build/tensor-venv}
-PKGS=(torch==2.13.0 numpy safetensors pytest pytest-timeout)
+# msgpack: upstream's test_put_get_tensor.py imports a module that needs it (upstream_suite.sh)
+PKGS=(torch==2.13.0 numpy safetensors pytest pytest-timeout msgpack)
 # installed is enough (importing torch cold takes many seconds)
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "${PKGS[@]}" 2>/dev/null <<'PY'; then
 import sys

@@ -10,7 +10,8 @@ from .mooncake_config import parse_byte_size, use_cluster_secret_file
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
 from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
-from .store_tensor import TensorMethods
+from .store_tensor import (TensorMethods, _deserialize_tensor, _serialize_tensor,  # noqa: F401
+                           _tensor_metadata_size)
 from .store_tensor_parallel import ParallelAxis, ParallelTensorMethods, ReadTarget, TensorParallelism
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)

@@ -483,3 +483,45 @@ class TensorMethods:
             _log.error("load_tensor_from_safetensor: put %s failed: %d", store_key, rc)
             return None
         return t
+
+    # ---- CUDA-only forms ----
+
+    def get_tensor_into_cuda(self, key, tensor):
+        """Upstream reads into CUDA tensors through CUDA IPC on a dummy
+        client only: -600 here (no CUDA IPC), as upstream's real client."""
+        return self.batch_get_tensor_into_cuda([key], [tensor])[0]
+
+    def batch_get_tensor_into_cuda(self, keys, tensors_list):
+        keys = list(keys)
+        _log.error("batch_get_tensor_into_cuda: CUDA IPC reads are not supported here")
+        return [INVALID_PARAMS] * len(keys)
+
+
+# ---- upstream's module-level helpers (mooncake.store._serialize_tensor, ...) ----
+
+def _tensor_metadata_size():
+    """The size of the metadata block before a tensor's bytes (304)."""
+    return tl.METADATA_SIZE
+
+
+def _serialize_tensor(tensor):
+    """(metadata bytes, data address, data length, owner) of a tensor as
+    upstream's client would store it; owner is the contiguous CPU tensor
+    whose memory the address points into (keep it alive). ValueError for a
+    value the layout cannot hold."""
+    tl.require_torch()
+    enc = encode_full(tensor)
+    if enc is None:
+        raise ValueError("unsupported tensor for Mooncake tensor serialization")
+    return bytes(enc.header.raw), enc.ptr, enc.size, enc.tensor
+
+
+def _deserialize_tensor(payload):
+    """The tensor of a stored object's bytes ([metadata][data]); ValueError
+    when they are not a valid tensor object."""
+    tl.require_torch()
+    mv = memoryview(payload).cast("B")
+    md = tl.parse(mv, len(mv))
+    if md is None:
+        raise ValueError("invalid serialized Mooncake tensor payload")
+    return tl.tensor_from_bytes(md, mv, copy=True)

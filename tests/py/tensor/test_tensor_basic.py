@@ -5,7 +5,8 @@ import struct
 
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch not installed: the tensor tests run with "
+                                                 "`make test-tensor`")
 
 DTYPES = [torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16, torch.uint16,
           torch.int32, torch.uint32, torch.int64, torch.uint64, torch.bool, torch.float16,
@@ -220,3 +221,19 @@ def test_zero_size_into_and_from(store, keyp):
         assert tuple(store.get_tensor(keyp + "_f").shape) == (2, 0, 3)
     finally:
         reg.close()
+
+
+def test_module_helpers_and_cuda_forms(store, keyp):
+    from mooncake import store as ms
+    assert ms._tensor_metadata_size() == HDR
+    t = make((3, 7), torch.float16, seed=9)
+    head, ptr, size, owner = ms._serialize_tensor(t)
+    assert head == expected_object(t, 11)[:HDR] and size == 42 and ptr == owner.data_ptr()
+    assert store.put_tensor(keyp, t) == 0
+    assert same_bytes(ms._deserialize_tensor(store.get(keyp)), t)
+    with pytest.raises(ValueError):
+        ms._deserialize_tensor(b"\0" * HDR)
+    with pytest.raises(ValueError):
+        ms._serialize_tensor("x")
+    assert store.get_tensor_into_cuda(keyp, t) == -600
+    assert store.batch_get_tensor_into_cuda([keyp, keyp], [t, t]) == [-600, -600]

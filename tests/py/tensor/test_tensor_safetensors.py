@@ -1,7 +1,8 @@
 """save_tensor_to_safetensor / load_tensor_from_safetensor against a real master."""
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch not installed: the tensor tests run with "
+                                                 "`make test-tensor`")
 pytest.importorskip("safetensors")
 
 

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch not installed: the tensor tests run with "
+                                                 "`make test-tensor`")
 HDR = 304
 
 
