@@ -56,7 +56,8 @@ def encode_full(tensor):
     """_Encoded for a whole tensor, or None when it cannot be stored."""
     info = tl.tensor_info(tensor)
     if info is None:
-        _log.error("put_tensor: not a torch tensor of a supported dtype (%s)", type(tensor).__name__)
+        _log.error("put_tensor: not a torch tensor of a supported dtype (%s)",
+                   type(tensor).__name__)
         return None
     t, code = info
     return _Encoded(tl.Metadata(code, list(t.shape)), t)

@@ -564,8 +564,7 @@ class ParallelTensorMethods:
                 if len(mv) > size:
                     _log.error("%s: %d bytes needed, the buffer has %d", what, len(mv), size)
                     return None
-                ctypes.memmove(buffer_ptr, (ctypes.c_ubyte * len(mv)).from_buffer_copy(mv),
-                               len(mv))
+                ctypes.memmove(buffer_ptr, h.ptr(), len(mv))
                 return tl.tensor_from_bytes(md, tl.memory_at(buffer_ptr, len(mv)), copy=False)
             res = self._shard_of_full(key, specs, what)
             if res is None:
