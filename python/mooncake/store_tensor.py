@@ -29,27 +29,29 @@ def _valid_config(config):
 
 
 class _Encoded:
-    """A tensor ready to be written: its metadata block and its bytes
-    (address and length of the contiguous CPU tensor, kept alive here)."""
+    """A tensor ready to be written: its metadata block and where its bytes
+    are, as (address, length) ranges in order inside owner (a CPU tensor,
+    kept alive here): one range for a contiguous tensor, one per row for a
+    shard cut out of a whole tensor along an inner dim (no copy)."""
 
-    __slots__ = ("header", "tensor", "ptr", "size")
+    __slots__ = ("header", "owner", "ranges", "size")
 
-    def __init__(self, md, tensor):
-        md.data_bytes = tensor.numel() * tensor.element_size()
+    def __init__(self, md, owner, ranges=None):
+        if ranges is None:
+            ranges = [tl.memory_of(owner)]
+        self.ranges = [r for r in ranges if r[1] > 0]
+        self.size = sum(n for _, n in self.ranges)
+        md.data_bytes = self.size
         self.header = ctypes.create_string_buffer(md.pack(), tl.METADATA_SIZE)
-        self.tensor = tensor
-        self.ptr, self.size = tl.memory_of(tensor)
+        self.owner = owner
 
     def parts(self):
         """Buffer-protocol parts for put_parts / upsert_parts (no copy)."""
-        if self.size == 0:
-            return (self.header,)
-        return (self.header, tl.memory_at(self.ptr, self.size))
+        return (self.header,) + tuple(tl.memory_at(p, n) for p, n in self.ranges)
 
     def ptrs(self):
-        if self.size == 0:
-            return [ctypes.addressof(self.header)], [tl.METADATA_SIZE]
-        return [ctypes.addressof(self.header), self.ptr], [tl.METADATA_SIZE, self.size]
+        return ([ctypes.addressof(self.header)] + [p for p, _ in self.ranges],
+                [tl.METADATA_SIZE] + [n for _, n in self.ranges])
 
 
 def encode_full(tensor):
@@ -64,11 +66,45 @@ def encode_full(tensor):
 
 
 def encode_shard(full_shape, shard, code, axes):
-    """_Encoded for a shard of a tensor of full_shape, described by axes."""
+    """_Encoded for a contiguous shard of a tensor of full_shape, described by axes."""
     for a in axes:
         if a.split_dim >= 0:
             a.local_extent = shard.shape[a.split_dim]
     return _Encoded(tl.Metadata(code, full_shape, list(shard.shape), tl.LAYOUT_SHARD, axes), shard)
+
+
+_MAX_RANGES = 1024  # rows per shard written in place; beyond, one copy makes it contiguous
+
+
+def encode_cut(t, code, split_dim, rank, count, axes):
+    """_Encoded for rank's part of count of the contiguous tensor t along
+    split_dim (uniform, checked by the caller), its bytes left where they are
+    in t: one range per row before split_dim (upstream's data ranges)."""
+    n = t.shape[split_dim] // count
+    shard_shape = list(t.shape)
+    shard_shape[split_dim] = n
+    for a in axes:
+        if a.split_dim >= 0:
+            a.local_extent = shard_shape[a.split_dim]
+    md = tl.Metadata(code, list(t.shape), shard_shape, tl.LAYOUT_SHARD, axes)
+    outer = 1
+    for d in t.shape[:split_dim]:
+        outer *= d
+    if outer > _MAX_RANGES:
+        return _Encoded(md, t.narrow(split_dim, rank * n, n).contiguous())
+    inner = t.element_size()
+    for d in t.shape[split_dim + 1:]:
+        inner *= d
+    base, row = t.data_ptr(), t.shape[split_dim] * inner
+    return _Encoded(md, t, [(base + i * row + rank * n * inner, n * inner) for i in range(outer)])
+
+
+def uniform_split_ok(t, split_dim, count, what):
+    if count <= 0 or not 0 <= split_dim < t.dim() or t.shape[split_dim] % count:
+        _log.error("%s: cannot split shape %s along dim %d into %d equal parts", what,
+                   tuple(t.shape), split_dim, count)
+        return False
+    return True
 
 
 def tp_key(base_key, rank):
@@ -79,25 +115,22 @@ def split_uniform(t, split_dim, count, what):
     """The count contiguous parts of t along split_dim, or None (one log line)
     when split_dim is out of range or the dimension does not divide evenly
     (upstream shards uniformly only)."""
-    if count <= 0 or not 0 <= split_dim < t.dim() or t.shape[split_dim] % count:
-        _log.error("%s: cannot split shape %s along dim %d into %d equal parts", what,
-                   tuple(t.shape), split_dim, count)
+    if not uniform_split_ok(t, split_dim, count, what):
         return None
     n = t.shape[split_dim] // count
     return [t.narrow(split_dim, r * n, n).contiguous() for r in range(count)]
 
 
 def tp_shards(tensor, tp_size, split_dim, what):
-    """[(rank, _Encoded)] for a whole tensor split into tp_size TP shards."""
+    """[_Encoded] of every TP rank's shard of a whole tensor, in place."""
     info = tl.tensor_info(tensor)
     if info is None:
         return None
     t, code = info
-    parts = split_uniform(t, split_dim, tp_size, what)
-    if parts is None:
+    if not uniform_split_ok(t, split_dim, tp_size, what):
         return None
-    return [encode_shard(list(t.shape), p, code, [tl.Axis(tl.AXIS_TP, r, tp_size, split_dim)])
-            for r, p in enumerate(parts)]
+    return [encode_cut(t, code, split_dim, r, tp_size, [tl.Axis(tl.AXIS_TP, r, tp_size, split_dim)])
+            for r in range(tp_size)]
 
 
 class TensorMethods:
@@ -514,7 +547,7 @@ def _serialize_tensor(tensor):
     enc = encode_full(tensor)
     if enc is None:
         raise ValueError("unsupported tensor for Mooncake tensor serialization")
-    return bytes(enc.header.raw), enc.ptr, enc.size, enc.tensor
+    return bytes(enc.header.raw), enc.owner.data_ptr(), enc.size, enc.owner
 
 
 def _deserialize_tensor(payload):

@@ -6,8 +6,8 @@ import ctypes
 import logging
 
 from . import tensor_layout as tl
-from .store_tensor import (INVALID_PARAMS, _valid_config, encode_full, encode_shard,
-                           split_uniform, tp_key)
+from .store_tensor import (INVALID_PARAMS, _valid_config, encode_cut, encode_full,
+                           encode_shard, split_uniform, tp_key, uniform_split_ok)
 
 _log = logging.getLogger("mooncake.store")
 OBJECT_ALREADY_EXISTS = -705
@@ -262,11 +262,9 @@ class ParallelTensorMethods:
                 return INVALID_PARAMS
             t, code = info
             rank, size, sd = w
-            parts = split_uniform(t, sd, size, what)
-            if parts is None:
+            if not uniform_split_ok(t, sd, size, what):
                 return INVALID_PARAMS
-            enc = encode_shard(list(t.shape), parts[rank], code, [tl.Axis(tl.AXIS_TP, rank, size,
-                                                                          sd)])
+            enc = encode_cut(t, code, sd, rank, size, [tl.Axis(tl.AXIS_TP, rank, size, sd)])
             rc = self._write_one(writer_key(key, rank, size, sd), enc, config, upsert)
             return rc or self._write_manifest(key, writer_manifest_key(key),
                                               tl.pack_manifest(code, t.shape, sd, size), config,
@@ -287,27 +285,26 @@ class ParallelTensorMethods:
             _log.error("%s: split_dim %d of a %d-dim tensor", what, tp.split_dim, t.dim())
             return INVALID_PARAMS
         if whole_tp:
-            parts = split_uniform(t, tp.split_dim, tp.size, what)
-            if parts is None:
+            if not uniform_split_ok(t, tp.split_dim, tp.size, what):
                 return INVALID_PARAMS
             keys, encs = [], []
-            for r, p in enumerate(parts):
+            for r in range(tp.size):
                 rs = [s.with_rank(r) if i == ti else s for i, s in enumerate(specs)]
                 keys.append(parallelism_key(key, rs))
-                encs.append(encode_shard(list(t.shape), p, code, [s.stored() for s in rs]))
+                encs.append(encode_cut(t, code, tp.split_dim, r, tp.size,
+                                       [s.stored() for s in rs]))
             for rc in self._write_encoded(keys, encs, config, upsert):
                 if rc:
                     return rc
             return 0
+        full_shape = list(t.shape)
         if len(specs) == 1:
-            shard, full_shape = t, list(t.shape)
             full_shape[tp.split_dim] *= tp.size
+            enc = encode_shard(full_shape, t, code, [s.stored() for s in specs])
         else:
-            parts = split_uniform(t, tp.split_dim, tp.size, what)
-            if parts is None:
+            if not uniform_split_ok(t, tp.split_dim, tp.size, what):
                 return INVALID_PARAMS
-            shard, full_shape = parts[tp.rank], list(t.shape)
-        enc = encode_shard(full_shape, shard, code, [s.stored() for s in specs])
+            enc = encode_cut(t, code, tp.split_dim, tp.rank, tp.size, [s.stored() for s in specs])
         rc = self._write_one(parallelism_key(key, specs), enc, config, upsert)
         return rc or self._write_manifest(key, parallelism_manifest_key(key),
                                           tl.pack_manifest(code, full_shape, tp.split_dim,

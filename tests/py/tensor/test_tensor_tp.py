@@ -291,3 +291,19 @@ def test_parallelism_upsert(store, keyp):
     assert torch.equal(store.get_tensor(keyp + "_tp_0"), t * 3)
     assert store.batch_upsert_tensor_with_parallelism([keyp + "_b"], [t]) == [0]
     assert torch.equal(store.get_tensor(keyp + "_b"), t)
+
+
+def test_tp_inner_split_many_rows(store, keyp):
+    """Shards cut along an inner dim are written from the whole tensor's
+    rows in place, or (past 1024 rows) from one contiguous copy: same bytes."""
+    for rows in (1024, 1025, 3000):
+        t = det((rows, 6), torch.int16)
+        key = "%s_%d" % (keyp, rows)
+        assert store.put_tensor_with_tp(key, t, tp_size=3, split_dim=1) == 0
+        for r in range(3):
+            obj = store.get("%s_tp_%d" % (key, r))
+            assert obj[HDR:] == bytes(t.chunk(3, 1)[r].contiguous().view(-1).view(torch.uint8)
+                                      .numpy())
+        assert store.put_tensor_with_parallelism(key + "_w", t, writer_partition=Writer(1, 2, 1)) \
+            == 0
+        assert torch.equal(store.get_tensor(key + "_w__writer_1of2_sd1"), t.chunk(2, 1)[1])
