@@ -455,21 +455,36 @@ class ParallelTensorMethods:
                 return k, md, h
         return None
 
-    def _full_tensor(self, key, specs, what):
-        """The whole tensor rebuilt from its shards (the manifest names how
-        many and along which dim; without one, the target's TP axis does),
-        or the object under key when it is a whole tensor; None otherwise."""
-        torch = tl.require_torch()
+    def _shard_plan(self, key, specs):
+        """(dtype or None, global shape or None, split dim, shard keys) of the
+        shards that make key's whole tensor: the manifest names how many and
+        along which dim (without one, the target's TP axis does); None when
+        neither says."""
         specs = specs or []
         ti = _tp_index(specs)
         manifest, writer = tl.parse_manifest(self.get(parallelism_manifest_key(key)) or None), False
         if manifest is None:
             manifest, writer = tl.parse_manifest(self.get(writer_manifest_key(key)) or None), True
         if manifest is not None:
-            _dtype, gshape, sd, count = manifest
+            dtype, gshape, sd, count = manifest
         elif ti is not None:
-            gshape, sd, count = None, specs[ti].split_dim, specs[ti].size
+            dtype, gshape, sd, count = None, None, specs[ti].split_dim, specs[ti].size
         else:
+            return None
+        if writer:
+            return dtype, gshape, sd, [writer_key(key, r, count, sd) for r in range(count)]
+        base = list(specs) if ti is not None else [_Spec(tl.AXIS_TP, 0, count, sd)]
+        ti2 = _tp_index(base)
+        return dtype, gshape, sd, [parallelism_key(key, [s.with_rank(r, count, sd) if i == ti2
+                                                         else s for i, s in enumerate(base)])
+                                   for r in range(count)]
+
+    def _full_tensor(self, key, specs, what):
+        """The whole tensor rebuilt from its shards (_shard_plan), or the
+        object under key when it is a whole tensor; None otherwise."""
+        torch = tl.require_torch()
+        plan = self._shard_plan(key, specs)
+        if plan is None:
             h = self.get_buffer(key)
             if h is None:
                 _log.error("%s: %s: no tensor and no shard manifest", what, key)
@@ -480,13 +495,7 @@ class ParallelTensorMethods:
                 _log.error("%s: %s does not hold a whole tensor", what, key)
                 return None
             return tl.tensor_from_bytes(md, mv)
-        if writer:
-            keys = [writer_key(key, r, count, sd) for r in range(count)]
-        else:
-            base = list(specs) if ti is not None else [_Spec(tl.AXIS_TP, 0, count, sd)]
-            ti2 = _tp_index(base)
-            keys = [parallelism_key(key, [s.with_rank(r, count, sd) if i == ti2 else s
-                                          for i, s in enumerate(base)]) for r in range(count)]
+        _dtype, gshape, sd, keys = plan
         shards = []
         for k, h in zip(keys, self.batch_get_buffer(keys)):
             t = self._decode_handle(h, k)
@@ -500,6 +509,60 @@ class ParallelTensorMethods:
                        tuple(full.shape), tuple(gshape))
             return None
         return full
+
+    def _full_into_ranges(self, key, specs, buffer_ptr, size, what):
+        """The whole tensor assembled in the caller's buffer straight from
+        its shards (zero copy: one ranged read, each shard's rows to their
+        place; their metadata to a scratch buffer and checked), as a view; None
+        when there is no manifest, the shapes are not a uniform split, or
+        anything read does not check out (the caller then rebuilds by copy);
+        False when the whole tensor does not fit."""
+        plan = self._shard_plan(key, specs)
+        if plan is None or plan[0] is None or plan[0] not in tl.DTYPES:
+            return None
+        dtype, gshape, sd, keys = plan
+        count = len(keys)
+        if gshape[sd] % count:
+            return None
+        outer = 1
+        for d in gshape[:sd]:
+            outer *= d
+        inner = tl.DTYPES[dtype][1]
+        for d in gshape[sd + 1:]:
+            inner *= d
+        ext = gshape[sd] // count
+        row = ext * inner
+        if row == 0 or outer * count > 4096:
+            return None
+        total = tl.METADATA_SIZE + outer * gshape[sd] * inner
+        if total > size:
+            _log.error("%s: %d bytes needed, the buffer has %d", what, total, size)
+            return False
+        hdr = tl.METADATA_SIZE
+        scratch = (ctypes.c_ubyte * (count * hdr))()
+        dst = [[hdr + i * gshape[sd] * inner + r * row for i in range(outer)] for r in range(count)]
+        src = [[hdr + i * row for i in range(outer)] for _ in range(count)]
+        got = self.get_into_ranges([ctypes.addressof(scratch), buffer_ptr], [keys, keys],
+                                   [[[r * hdr] for r in range(count)], dst],
+                                   [[[0]] * count, src],
+                                   [[[hdr]] * count, [[row] * outer for _ in range(count)]])
+        try:
+            ok = all(n == hdr for key_res in got[0] for n in key_res) and \
+                all(n == row for key_res in got[1] for n in key_res)
+        except (TypeError, IndexError):
+            ok = False
+        local = list(gshape)
+        local[sd] = ext
+        for r in range(count) if ok else ():
+            md = tl.parse(memoryview(scratch)[r * hdr:(r + 1) * hdr], hdr + outer * row)
+            if (md is None or md.dtype != dtype or md.global_shape != list(gshape) or
+                    md.local_shape != local):
+                ok = False
+        if not ok:
+            return None
+        md = tl.Metadata(dtype, list(gshape), data_bytes=total - hdr)
+        ctypes.memmove(buffer_ptr, md.pack(), hdr)
+        return tl.tensor_from_bytes(md, tl.memory_at(buffer_ptr, total), copy=False)
 
     def _shard_of_full(self, key, specs, what):
         ti = _tp_index(specs)
@@ -554,15 +617,18 @@ class ParallelTensorMethods:
             _log.error("%s: buffer 0x%x (%d bytes) is not writable", what, buffer_ptr, size)
             return None
         if mode == "shard":
-            found = self._stored_shard(key, specs)
-            if found is not None:
-                _k, md, h = found
-                mv = memoryview(h)
-                if len(mv) > size:
-                    _log.error("%s: %d bytes needed, the buffer has %d", what, len(mv), size)
-                    return None
-                ctypes.memmove(buffer_ptr, h.ptr(), len(mv))
-                return tl.tensor_from_bytes(md, tl.memory_at(buffer_ptr, len(mv)), copy=False)
+            # the stored shard straight into the buffer (get_into, zero copy)
+            cands = [parallelism_key(key, specs)]
+            if len(specs) == 1 and specs[0].kind == tl.AXIS_TP:
+                cands.append(writer_key(key, specs[0].rank, specs[0].size, specs[0].split_dim))
+            for k in cands:
+                n = self.get_into(k, buffer_ptr, size)
+                if n < tl.METADATA_SIZE:
+                    continue
+                mem = tl.memory_at(buffer_ptr, n)
+                md = tl.parse(mem, n)
+                if md is not None and _matches(specs, md):
+                    return tl.tensor_from_bytes(md, mem, copy=False)
             res = self._shard_of_full(key, specs, what)
             if res is None:
                 return None
@@ -576,6 +642,9 @@ class ParallelTensorMethods:
                 if a.split_dim >= 0:
                     a.local_extent = res.shape[a.split_dim]
             return _put_to_buffer(info[0], md, buffer_ptr, size, what)
+        view = self._full_into_ranges(key, specs, buffer_ptr, size, what)
+        if view is not None:
+            return None if view is False else view
         res = self._full_tensor(key, specs, what)
         if res is None:
             return None

@@ -307,3 +307,33 @@ def test_tp_inner_split_many_rows(store, keyp):
         assert store.put_tensor_with_parallelism(key + "_w", t, writer_partition=Writer(1, 2, 1)) \
             == 0
         assert torch.equal(store.get_tensor(key + "_w__writer_1of2_sd1"), t.chunk(2, 1)[1])
+
+
+def test_full_into_is_assembled_in_place(store, keyp, monkeypatch):
+    """With a manifest, a whole-tensor read into a buffer places every shard's
+    rows straight there (one ranged read): the rebuild-by-copy path is not taken."""
+    def no_copy(*a):
+        raise AssertionError("rebuilt by copy")
+    size = 1 << 20
+    buf = (ctypes.c_ubyte * size)()
+    ptr = ctypes.addressof(buf)
+    assert store.register_buffer(ptr, size) == 0
+    try:
+        for sd in (0, 1, 2):
+            t = det((4, 6, 8), torch.bfloat16)
+            key = "%s_%d" % (keyp, sd)
+            for r, shard in enumerate(t.chunk(2, sd)):
+                assert store.put_tensor_with_parallelism(key, shard.contiguous(), tp(2, sd, r)) == 0
+            with monkeypatch.context() as m:
+                m.setattr(type(store), "_full_tensor", no_copy)
+                got = store.get_tensor_with_parallelism_into(key, ptr, size,
+                                                             target("full", tp(4, sd, 3)))
+            assert torch.equal(got, t) and got.data_ptr() == ptr + HDR
+            # and what it left in the buffer is the whole tensor's object
+            n = HDR + t.numel() * 2
+            assert store.put_tensor_from(key + "_copy", ptr, n) == 0
+            assert torch.equal(store.get_tensor(key + "_copy"), t)
+            assert store.get_tensor_with_parallelism_into(key, ptr, n - 1,
+                                                          target("full", tp(2, sd))) is None
+    finally:
+        assert store.unregister_buffer(ptr) == 0
