@@ -377,7 +377,9 @@ class ParallelTensorMethods:
                        writer_partitions):
         tl.require_torch()
         keys, buffer_ptrs, sizes = list(keys), list(buffer_ptrs), list(sizes)
-        if len(sizes) != len(keys):
+        if len(sizes) != len(keys) or len(buffer_ptrs) != len(keys):
+            _log.error("batch tensor write from buffers: %d keys, %d buffers, %d sizes",
+                       len(keys), len(buffer_ptrs), len(sizes))
             return [INVALID_PARAMS] * len(keys)
         vals = list(zip(buffer_ptrs, sizes))
 

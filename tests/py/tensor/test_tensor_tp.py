@@ -337,3 +337,31 @@ def test_full_into_is_assembled_in_place(store, keyp, monkeypatch):
                                                           target("full", tp(2, sd))) is None
     finally:
         assert store.unregister_buffer(ptr) == 0
+
+
+def test_parallelism_batch_from_forms(store, keyp):
+    size = 1 << 16
+    buf = (ctypes.c_ubyte * size)()
+    ptr = ctypes.addressof(buf)
+    assert store.register_buffer(ptr, size) == 0
+    try:
+        t = det((4, 6), torch.int64)
+        assert store.put_tensor(keyp + "_seed", t) == 0
+        assert store.get_tensor_into(keyp + "_seed", ptr, size) is not None
+        n = HDR + t.numel() * 8
+        keys = [keyp + "_a", keyp + "_b"]
+        assert store.batch_put_tensor_with_parallelism_from(keys, [ptr, ptr], [n]) == [-600] * 2
+        assert store.batch_put_tensor_with_parallelism_from(keys, [ptr, ptr, ptr], [n, n]) == \
+            [-600] * 2
+        assert store.batch_put_tensor_with_parallelism_from(keys, [ptr, ptr], [n, n]) == [0, 0]
+        assert [store.get(k) for k in keys] == [store.get(keyp + "_seed")] * 2
+        ps = [par(axis("dp", 0, 2), axis("tp", 0, 3, 1)), tp(2, 0)]
+        assert store.batch_upsert_tensor_with_parallelism_from(keys, [ptr, ptr], [n, n],
+                                                               parallelisms=ps) == [0, 0]
+        for r in range(3):
+            got = store.get_tensor(keyp + "_a__dp_0of2__tp_%dof3_sd1" % r)
+            assert torch.equal(got, t.chunk(3, 1)[r])
+        assert torch.equal(store.get_tensor(keyp + "_b_tp_1"), t.chunk(2, 0)[1])
+        assert store.put_tensor_with_parallelism_from(keyp + "_c", ptr, n - 1, tp(2, 0)) == -600
+    finally:
+        assert store.unregister_buffer(ptr) == 0
