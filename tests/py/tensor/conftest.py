@@ -13,12 +13,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "mooncake"))
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 
-NO_TORCH = "torch not installed: the tensor tests run with `make test-tensor`"
 try:
     import torch  # noqa: F401
     _NO_TORCH = None
-except ImportError:
-    _NO_TORCH = NO_TORCH
+except ImportError:  # the test files skip with this same reason (importorskip)
+    _NO_TORCH = "torch not installed: the tensor tests run with `make test-tensor`"
 
 from mc_fixtures import Master, core_so, py_dir  # noqa: E402
 from asan_env import needs_asan  # noqa: E402
