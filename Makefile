@@ -2,6 +2,7 @@
 #   make demo   install what is missing, build (release), run the store demo (KV-cache workload)
 #   make demo-te   the transfer-engine demo
 #   make test   install what is missing, build (clang, ASan+UBSan, -Werror, fuzzers), run every test
+#   make test-tensor  the tensor API tests (torch, own venv build/tensor-venv)
 #   make test-browser  the master's dashboard in headless Chromium (installs chromium, ~300 MB)
 #   make build  release build only (build/release)
 #   make asan   sanitizer build only (build/test)
@@ -62,6 +63,13 @@ test-py: asan
 	MC_BIN_DIR=$(CURDIR)/$(TST)/bin python3 -m pytest -q tests/py tests/cluster \
 	  --ignore=tests/py/ops/test_ops_dashboard.py; rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+# The tensor API (tests/py/tensor) against the release build, in build/tensor-venv with torch
+# (scripts/tensor-venv.sh: made once, several GB; quick when done). In `make test` these skip.
+.PHONY: test-tensor
+test-tensor: build
+	bash scripts/tensor-venv.sh
+	MC_BIN_DIR=$(CURDIR)/$(REL)/bin build/tensor-venv/bin/python -m pytest -q tests/py/tensor
 
 # The master's web dashboard in headless Chromium (tests/py/ops/test_ops_dashboard.py). Not in
 # `make test`: chromium is ~300 MB, installed here by scripts/install-browser.sh.

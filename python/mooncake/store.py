@@ -10,6 +10,9 @@ from .mooncake_config import parse_byte_size, use_cluster_secret_file, use_tls_f
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
 from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
+from .store_tensor import (TensorMethods, _deserialize_tensor, _serialize_tensor,  # noqa: F401
+                           _tensor_metadata_size)
+from .store_tensor_parallel import ParallelAxis, ParallelTensorMethods, ReadTarget, TensorParallelism
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -109,11 +112,13 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
 _SETUP_KEYS = frozenset(("local_hostname", "metadata_server", "global_segment_size",
                          "local_buffer_size", "protocol", "rdma_devices", "master_server_addr",
                          "ipc_socket_path", "enable_ssd_offload", "ssd_offload_path", "tenant_id",
-                         "enable_client_http_server", "client_http_port", "cluster_secret_file"))
+                         "enable_client_http_server", "client_http_port", "cluster_secret_file",
+                         "tls_cert_file", "tls_key_file", "tls_ca_file"))
 _SETUP_ALIASES = {"master_server_address": "master_server_addr"}
 
 
-class MooncakeDistributedStore(StoreExtras, _core.MooncakeDistributedStore):
+class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras,
+                               _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
 
@@ -196,4 +201,4 @@ __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateCon
            "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
            "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
            "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
-           "get_free_func_addr"]
+           "get_free_func_addr", "ParallelAxis", "TensorParallelism", "ReadTarget"]

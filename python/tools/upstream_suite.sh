@@ -11,6 +11,9 @@
 #     BUILD_DIR  default build/release (its bin/ and python/)
 #     UPSTREAM_GIT  upstream's bare git dir (default /work/.mirror/kvcache-ai+Mooncake/repo)
 #     UPSTREAM_REV  revision (default HEAD)
+#     ONLY          space-separated test file names (e.g. "test_put_get_tensor.py
+#                   test_tensor_api.py"): run just those, against the master (no TE
+#                   pair, no standalone client)
 # As run_tests.sh, each test file runs in its own python (pytest, one JUnit file
 # each), in its phases: the transfer-engine pair with transfer_engine_target.py
 # running; the store files against the master; the standalone mooncake_client
@@ -65,13 +68,50 @@ wait_port 50051 $! mooncake_master || exit 1
 cd "$WORK/mooncake-wheel/tests" || exit 1
 rm -f "$OUT_DIR"/junit-*.xml "$OUT_DIR"/script-*.rc
 PYTEST=(python3 -m pytest -q -p no:cacheprovider --timeout=300 -rfE)
+# upstream's CI runs its scripts/test_*.py with the store named by these
+# (MooncakeConfig.load_from_env); its wheel tests read their own defaults
+SCRIPT_ENV=(MOONCAKE_MASTER=127.0.0.1:50051 MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:8080/metadata
+    MOONCAKE_PROTOCOL=tcp LOCAL_HOSTNAME=127.0.0.1)
 run_file() { # file [pytest args]
-    local f=$1 name
+    local f=$1 name envs=()
     shift
     name=$(basename "$f" .py)
-    "${PYTEST[@]}" --junitxml="$OUT_DIR/junit-$name.xml" "$f" "$@" >"$OUT_DIR/$name.log" 2>&1
-    tail -n 1 "$OUT_DIR/$name.log" | sed "s|^|$name: |"
+    case "$f" in "$WORK"/scripts/*) envs=("${SCRIPT_ENV[@]}") ;; esac
+    env "${envs[@]}" "${PYTEST[@]}" --junitxml="$OUT_DIR/junit-$name.xml" "$f" "$@" \
+        >"$OUT_DIR/$name.log" 2>&1
+    # pytest's summary line (a daemon's log line may follow it)
+    { grep -E "[0-9]+ (passed|failed|errors?|skipped)|no tests ran" "$OUT_DIR/$name.log" ||
+        tail -n 1 "$OUT_DIR/$name.log"; } | tail -n 1 | sed "s|^|$name: |"
 }
+
+summary() {
+    python3 - "$OUT_DIR" <<'PY'
+import glob, os, sys, xml.etree.ElementTree as ET
+out = sys.argv[1]
+c = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+for f in sorted(glob.glob(os.path.join(out, "junit-*.xml"))):
+    for ts in ET.parse(f).iter("testsuite"):
+        t, fl, e, s = (int(ts.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+        c["passed"] += t - fl - e - s
+        c["failed"] += fl
+        c["errors"] += e
+        c["skipped"] += s
+for f in sorted(glob.glob(os.path.join(out, "script-*.rc"))):
+    c["passed" if open(f).read().strip() == "0" else "failed"] += 1
+print("upstream suite: %(passed)d passed, %(failed)d failed, %(errors)d errors, "
+      "%(skipped)d skipped" % c)
+PY
+}
+
+if [ -n "${ONLY:-}" ]; then
+    for name in $ONLY; do
+        for f in "$name" "$WORK/scripts/$name"; do
+            [ -f "$f" ] && run_file "$f"
+        done
+    done
+    summary
+    exit 0
+fi
 
 # 1. the transfer engine pair (run_tests.sh: target in the background)
 MC_FORCE_TCP=true PYTHONUNBUFFERED=1 python3 transfer_engine_target.py >"$OUT_DIR/te_target.log" 2>&1 &
@@ -104,19 +144,4 @@ M2=$!
 wait $M1; echo $? >"$OUT_DIR/script-multi1.rc"
 wait $M2; echo $? >"$OUT_DIR/script-multi2.rc"
 
-python3 - "$OUT_DIR" <<'PY'
-import glob, os, sys, xml.etree.ElementTree as ET
-out = sys.argv[1]
-c = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-for f in sorted(glob.glob(os.path.join(out, "junit-*.xml"))):
-    for ts in ET.parse(f).iter("testsuite"):
-        t, fl, e, s = (int(ts.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-        c["passed"] += t - fl - e - s
-        c["failed"] += fl
-        c["errors"] += e
-        c["skipped"] += s
-for f in sorted(glob.glob(os.path.join(out, "script-*.rc"))):
-    c["passed" if open(f).read().strip() == "0" else "failed"] += 1
-print("upstream suite: %(passed)d passed, %(failed)d failed, %(errors)d errors, "
-      "%(skipped)d skipped" % c)
-PY
+summary
