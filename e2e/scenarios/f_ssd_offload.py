@@ -19,7 +19,8 @@ no earlier prompt worth a hit. Pass 1 asks every prompt once (each a miss,
 its blocks saved); pass 2 asks them again in a fixed shuffled order and is
 what is measured. The same is run twice, each with its own master, client
 and vLLM instance (started together): without the SSD tier (DRAM only,
-mooncake_client without --enable_offload) and with it.
+mooncake_client without --enable_offload) and with it; both masters run
+--eviction_high_watermark_ratio=HIGH_WATERMARK (why: below).
 
 Measured, per run: the pool hit rate of pass 2, vLLM's
 vllm:external_prefix_cache_hits_total over vllm:external_prefix_cache_queries_total
