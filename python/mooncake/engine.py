@@ -3,9 +3,13 @@
 Session ids are "host:port" with the port from get_rpc_port(). Methods return
 upstream's integers (0 ok, -1 failure; batch ids, 0 on failure)."""
 import enum
+import logging
 from collections import namedtuple
 
 from . import _core
+from .mooncake_config import use_config_path_secret
+
+_log = logging.getLogger("mooncake.engine")
 
 
 class TransferOpcode(enum.IntEnum):
@@ -23,6 +27,17 @@ class TransferEngine(_core.TransferEngine):
     and write by absolute address."""
 
     TransferOpcode = TransferOpcode
+
+    def initialize(self, local_hostname, metadata_server, protocol, device_name, /):
+        """As upstream's; the cluster secret may also come from the
+        `cluster_secret_file` of the mooncake.json MOONCAKE_CONFIG_PATH names
+        (mooncake_config.use_config_path_secret); -1 when that file will not do."""
+        try:
+            use_config_path_secret()
+        except ValueError as e:
+            _log.error("initialize: MOONCAKE_CONFIG_PATH: %s", e)
+            return -1
+        return super().initialize(local_hostname, metadata_server, protocol, device_name)
 
     def initialize_ext(self, local_hostname, metadata_server, protocol, device_name,
                        metadata_type, /):

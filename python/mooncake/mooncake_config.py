@@ -151,14 +151,19 @@ def load_json_lenient(text, path="<string>"):
         return data
 
 
+_secret_file_in_use = ""  # the file use_cluster_secret_file last made the secret
+
+
 def use_cluster_secret_file(path):
     """Makes the file at path (if any) this process's cluster secret, the one
     every connection to the pool proves (docs/security.md): the config
     names the file, never the secret. Returns the path ("" for none)."""
+    global _secret_file_in_use
     if not path:
         return ""
     from . import _core
     _core.set_cluster_secret_file(str(path))
+    _secret_file_in_use = str(path)
     return str(path)
 
 
@@ -174,6 +179,34 @@ def use_tls_files(cert="", key="", ca=""):
         from . import _core
         _core.set_tls_files(cert, key, ca)
     return cert, key, ca
+
+
+def use_config_path_secret():
+    """The `cluster_secret_file` of the mooncake.json that MOONCAKE_CONFIG_PATH
+    names, made this process's secret (use_cluster_secret_file) unless a
+    config already named one; returns the path in use ("" for none).
+
+    Called by the store's positional setup() and the engine's initialize():
+    connectors that parse mooncake.json themselves pass setup() only the
+    fields they know (vLLM's store connector reads it with its own
+    MooncakeStoreConfig, vllm/distributed/mooncake_store.py, and calls
+    setup(local_hostname, metadata_server, ...)), so the field must be read
+    here for it to reach the pool. A file that is missing or not JSON is left
+    to its reader (nothing is raised here); a secret file that will not do
+    raises ValueError as use_cluster_secret_file does."""
+    if _secret_file_in_use:
+        return _secret_file_in_use
+    path = os.getenv("MOONCAKE_CONFIG_PATH")
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = load_json_lenient(f.read(), path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ""
+    if not isinstance(data, dict) or not data.get("cluster_secret_file"):
+        return ""
+    return use_cluster_secret_file(data["cluster_secret_file"])
 
 
 @dataclass

@@ -6,7 +6,8 @@ get_into family; get() gives b"" on a miss; is_exist gives 1/0."""
 import logging
 
 from . import _core
-from .mooncake_config import parse_byte_size, use_cluster_secret_file, use_tls_files
+from .mooncake_config import (parse_byte_size, use_cluster_secret_file, use_config_path_secret,
+                              use_tls_files)
 from .buffer_pool import (BufferLease, BufferLeaseView, BufferPool, RegisteredBufferLease,
                           RegisteredBufferLeaseView, RegisteredBufferPool)
 from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_free_func_addr
@@ -127,9 +128,17 @@ class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras
         local_buffer_size, protocol, rdma_devices, master_server_addr,
         engine=None, enable_ssd_offload=False, ssd_offload_path="",
         tenant_id="default", enable_client_http_server=False,
-        client_http_port=9300) -> int, or setup(config: dict) -> int."""
+        client_http_port=9300) -> int, or setup(config: dict) -> int.
+        The positional form also takes the cluster secret from the
+        `cluster_secret_file` of the mooncake.json MOONCAKE_CONFIG_PATH names
+        (mooncake_config.use_config_path_secret)."""
         if len(args) == 1 and not kwargs and isinstance(args[0], dict):
             return self._setup_dict(args[0])
+        try:
+            use_config_path_secret()  # mooncake.json's cluster_secret_file
+        except ValueError as e:
+            _log.error("setup: MOONCAKE_CONFIG_PATH: %s", e)
+            return _INVALID_PARAMS
         rc = super().setup(*args, **kwargs)
         lb = args[3] if len(args) > 3 else kwargs.get("local_buffer_size", 0)
         return self._note_setup(rc, lb)

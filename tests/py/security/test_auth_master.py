@@ -144,6 +144,25 @@ def test_secret_file_flag_and_config_file(start_master, tmp_path):
     assert SECRET not in out + m.stderr()  # never logged
 
 
+@pytest.mark.parametrize("case", ["case_config_path_setup_positional",
+                                  "case_config_path_engine"])
+def test_config_path_secret_reaches_positional_setup(start_master, case):
+    """The way vLLM's connectors call us: MOONCAKE_CONFIG_PATH names a
+    mooncake.json with cluster_secret_file, and the caller passes setup() or
+    initialize() only the other fields (no secret in the environment)."""
+    m = start_master(SECRET)
+    out = run_store_case(m, case, None, {"MC_TEST_SECRET_TEXT": SECRET})
+    assert SECRET not in out + m.stderr()
+    assert "no proof of the cluster secret" not in m.stderr()
+
+
+def test_config_path_short_secret_is_refused(start_master):
+    m = start_master(SECRET)
+    out = run_store_case(m, "case_config_path_short_secret", None)
+    lines = [ln for ln in out.splitlines() if "MOONCAKE_CONFIG_PATH" in ln]
+    assert len(lines) == 1 and "at least 16" in lines[0] and "short" not in lines[0], out
+
+
 def test_bad_secret_file_is_a_clear_exit(tmp_path):
     short = tmp_path / "short.secret"
     short.write_text("tiny\n")
