@@ -79,8 +79,9 @@
 #define ISR_MS 10 /* the ISR thread's period (an ack wakes it at once) */
 /* A sender that just sent records gathers the next ones for this long before it sends again,
  * unsignalled, so that a stream of puts wakes it (and preempts the RPC thread) at most
- * 1000 times a second rather than once per record or two (see "Stream" in docs/master.md). */
-#define GATHER_MS 1
+ * 200 times a second rather than once per record or two; not while freed ranges are held,
+ * since those wait for the standby's ack (see "The sender gathers" in docs/master.md). */
+#define GATHER_MS 5
 enum { CUT_BEHIND = 1, CUT_BYE = 2, CUT_SILENT = 3, CUT_BADACK = 4 };
 
 typedef struct sub {
@@ -187,7 +188,9 @@ static void repl_sink(void *arg, const void *frame, size_t len)
              * other records are taken with the ones before them, unsignalled */
             int was_empty = s->qlen == len;
             int chunk_ready = s->qlen >= CHUNK && s->qlen - len < CHUNK;
-            if (s->gathering ? !chunk_ready : !was_empty) continue;
+            /* freed ranges wait for the standby's ack: no gathering then */
+            int urgent = atomic_load_explicit(&r->m->held_bytes, memory_order_relaxed) != 0;
+            if (s->gathering ? !chunk_ready && !urgent : !was_empty) continue;
         }
         pthread_cond_signal(&s->cv);
     }
@@ -376,7 +379,8 @@ static void *sub_main(void *arg)
     int sent = 0; /* the last pass sent records: gather before the next */
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        if (sent && s->qlen < CHUNK && !s->cut && !atomic_load(&r->stop)) {
+        if (sent && s->qlen < CHUNK && !s->cut && !atomic_load(&r->stop) &&
+            !atomic_load(&m->held_bytes)) {
             s->gathering = 1;
             struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, GATHER_MS);
             pthread_cond_timedwait(&s->cv, &r->mu, &ts);
