@@ -11,7 +11,7 @@ ratio (on / off). The secret is proved once per connection, so the ratio is
 the per-request cost, expected to be 1 within the noise.
 
   secret_cost_bench.py [--bin-dir build/release/bin] [--rounds 4] [--duration 3]
-      [--out FILE]"""
+      [--cells 1M-b8-shm,1M-b8-tcp,4K-b64-shm] [--out FILE]"""
 import argparse
 import json
 import os
@@ -51,14 +51,20 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "release", "bin"))
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration", type=int, default=3)
+    ap.add_argument("--cells", default=",".join(c[0] for c in CELLS),
+                    help="the cells to run (more rounds of fewer cells narrow the noise)")
     ap.add_argument("--out")
     a = ap.parse_args()
+    known = dict(CELLS)
+    cells = [(c, known[c]) for c in a.cells.split(",") if c in known]
+    if len(cells) != len(a.cells.split(",")):
+        ap.error("--cells: known cells are " + ", ".join(known))
     secret = secrets.token_hex(32)
     runs = []
     for rnd in range(a.rounds):
         order = ("off", "on", "on", "off") if rnd % 2 == 0 else ("on", "off", "off", "on")
         for mode in order:
-            for name, args in CELLS:
+            for name, args in cells:
                 for r in run_cell(a, args, secret if mode == "on" else None):
                     row = {"bench": "secret_cost", "secret": mode, "round": rnd, "cell": name,
                            "op": r["op"], "transport": r["transport"],
@@ -69,7 +75,7 @@ def main():
                     print(json.dumps(row), flush=True)
     summary = {"bench": "secret_cost_summary", "rounds": a.rounds, "cells": {}}
     worst = None
-    for name, _ in CELLS:
+    for name, _ in cells:
         for op in sorted({r["op"] for r in runs if r["cell"] == name}):
             med = {m: statistics.median(r["ops_per_s"] for r in runs
                                         if r["cell"] == name and r["op"] == op and r["secret"] == m)
