@@ -63,6 +63,18 @@ static void mount(mc_master_client_t *c, uint64_t hi, const char *name)
     assert_int_equal(mc_master_client_mount_segment(c, &seg, CLIENT), 0);
 }
 
+/* What mc_master_rpc_metrics appends to /metrics, as a malloc'd string. */
+static char *metrics_text(mc_master_rpc_t *rpc)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    mc_master_rpc_metrics(f, rpc);
+    fclose(f);
+    return text;
+}
+
 static mc_replicate_config_t one_replica(void)
 {
     mc_replicate_config_t cfg;
@@ -306,12 +318,7 @@ static void test_loops(void **state)
     }
     mount(c[0], 1, "127.0.0.1:20001");
     /* dealt in turn: CONNS / LOOPS each */
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    mc_master_rpc_metrics(f, s.rpc);
-    fclose(f);
+    char *text = metrics_text(s.rpc);
     assert_non_null(strstr(text, "\nmaster_rpc_loops 4\n"));
     for (int i = 0; i < LOOPS; i++) {
         char want[64];
@@ -717,12 +724,7 @@ static void test_metrics(void **state)
         free(reps[i]);
     assert_int_equal(mc_master_client_batch_exist(c, keys, 3, rcs), 0);
 
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    mc_master_rpc_metrics(f, s.rpc);
-    fclose(f);
+    char *text = metrics_text(s.rpc);
     const char *want[] = {
         "\nmaster_put_start_requests_total 1\n",
         "\nmaster_put_end_requests_total 1\n",
