@@ -24,22 +24,32 @@
  * rather than holding the worker. Returns 0, a negative errno for
  * connection-level failures (-ETIME past the deadline), or 1 when the peer
  * refused the range. */
+/* Reads the reply to request req_id (opcode, len bytes at local) under the
+ * deadline: for a READ its payload lands in local. Returns 0, 1 when the peer
+ * refused the range, or a negative errno (-EPROTO: not the reply expected). */
+static int read_reply(int fd, int opcode, uint32_t req_id, void *local, uint64_t len,
+                      uint64_t deadline, int io, int *cur)
+{
+    uint8_t buf[MC_TE_HDR_LEN];
+    mc__te_hdr_t h;
+    const char *why;
+    int rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, cur);
+    if (rc == 0 && (mc__te_hdr_decode(buf, sizeof buf, &h, &why) ||
+                    h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != req_id))
+        rc = -EPROTO;
+    if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1;
+    if (rc == 0 && opcode == MC_TE_OP_READ)
+        rc = h.length != len ? -EPROTO : mc__te_io_by(fd, local, len, 0, deadline, io, cur);
+    return rc;
+}
+
 static int exchange(mc_te_t *te, int fd, int opcode, void *local, uint64_t remote, uint64_t len)
 {
     int io = te->io_timeout_ms, cur = io;
     uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), len);
     int rc = mc__te_send_frame_by(fd, (uint8_t)opcode, 0, 0, remote, len,
                                   opcode == MC_TE_OP_WRITE ? local : NULL, deadline, io, &cur);
-    uint8_t buf[MC_TE_HDR_LEN];
-    mc__te_hdr_t h;
-    const char *why;
-    if (rc == 0) rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
-    if (rc == 0 &&
-        (mc__te_hdr_decode(buf, sizeof buf, &h, &why) || h.opcode != (opcode | MC_TE_OP_REPLY)))
-        rc = -EPROTO;
-    if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1;
-    if (rc == 0 && opcode == MC_TE_OP_READ)
-        rc = h.length != len ? -EPROTO : mc__te_io_by(fd, local, len, 0, deadline, io, &cur);
+    if (rc == 0) rc = read_reply(fd, opcode, 0, local, len, deadline, io, &cur);
     if (rc == 0 && cur != io) mc_sock_set_timeout(fd, io); /* back in the pool as it was */
     return rc;
 }
@@ -116,19 +126,9 @@ size_t mc__te_tcp_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_pi
     uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), total);
     int rc = mc__te_iov_send_by(fd, iov, k, deadline, io, &cur);
     size_t moved = 0;
-    while (rc == 0 && moved < n) {
-        uint8_t buf[MC_TE_HDR_LEN];
-        mc__te_hdr_t h;
-        const char *why;
-        mc__te_piece_t *pc = pcs[moved];
-        rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, &cur);
-        if (rc == 0 && (mc__te_hdr_decode(buf, sizeof buf, &h, &why) ||
-                        h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != (uint32_t)moved))
-            rc = -EPROTO;
-        if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1; /* refused: the single path says so */
-        if (rc == 0 && !write)
-            rc = h.length != pc->len ? -EPROTO : mc__te_io_by(fd, pc->local, pc->len, 0, deadline,
-                                                              io, &cur);
+    while (rc == 0 && moved < n) { /* a refused range (1) is left to the single path to report */
+        rc = read_reply(fd, opcode, (uint32_t)moved, pcs[moved]->local, pcs[moved]->len, deadline,
+                        io, &cur);
         if (rc == 0) moved++;
     }
     if (rc == 0 && cur != io) mc_sock_set_timeout(fd, io); /* back in the pool as it was */
