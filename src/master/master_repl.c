@@ -189,7 +189,7 @@ static void repl_sink(void *arg, const void *frame, size_t len)
             int was_empty = s->qlen == len;
             int chunk_ready = s->qlen >= CHUNK && s->qlen - len < CHUNK;
             /* freed ranges wait for the standby's ack: no gathering then */
-            int urgent = atomic_load_explicit(&r->m->held_bytes, memory_order_relaxed) != 0;
+            int urgent = mc_master_held_bytes(r->m) != 0;
             if (s->gathering ? !chunk_ready && !urgent : !was_empty) continue;
         }
         pthread_cond_signal(&s->cv);
@@ -289,7 +289,7 @@ static void *ack_main(void *arg)
                 s->last_ack_ms = mc_now_ms();
                 /* release what it acked now, or let it join the set; with nothing held
                  * the ISR thread's own period is soon enough */
-                if (atomic_load(&r->m->held_bytes) || s->ack_synced != was_synced)
+                if (mc_master_held_bytes(r->m) || s->ack_synced != was_synced)
                     pthread_cond_signal(&r->isr_cv);
             }
             pthread_mutex_unlock(&r->mu);
@@ -380,7 +380,7 @@ static void *sub_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         if (sent && s->qlen < CHUNK && !s->cut && !atomic_load(&r->stop) &&
-            !atomic_load(&m->held_bytes)) {
+            !mc_master_held_bytes(m)) {
             s->gathering = 1;
             struct timespec ts = mc_deadline_ts(CLOCK_MONOTONIC, GATHER_MS);
             pthread_cond_timedwait(&s->cv, &r->mu, &ts);
