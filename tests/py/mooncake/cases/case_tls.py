@@ -38,18 +38,21 @@ def case_setup_refused():
     print("setup rc %d after %.1f s" % (rc, took))
 
 
+def _tls_config(key_file):
+    """A mooncake.json naming the test PKI's certificate and CA, with key_file as the key."""
+    path = os.path.join(tempfile.mkdtemp(), "mooncake.json")
+    with open(path, "w") as f:
+        json.dump({"local_hostname": "127.0.0.1", "metadata_server": META,
+                   "master_server_address": RPC,
+                   "tls_cert_file": os.environ["MC_TEST_TLS_CERT"], "tls_key_file": key_file,
+                   "tls_ca_file": os.environ["MC_TEST_TLS_CA"]}, f)
+    return path
+
+
 def case_config_file_names_tls():
     """mooncake.json's tls_* fields, as vLLM's connectors load it."""
     from mooncake.mooncake_config import MooncakeConfig
-    d = tempfile.mkdtemp()
-    cfg_path = os.path.join(d, "mooncake.json")
-    with open(cfg_path, "w") as f:
-        json.dump({"local_hostname": "127.0.0.1", "metadata_server": META,
-                   "master_server_address": RPC,
-                   "tls_cert_file": os.environ["MC_TEST_TLS_CERT"],
-                   "tls_key_file": os.environ["MC_TEST_TLS_KEY"],
-                   "tls_ca_file": os.environ["MC_TEST_TLS_CA"]}, f)
-    cfg = MooncakeConfig.from_file(cfg_path)
+    cfg = MooncakeConfig.from_file(_tls_config(os.environ["MC_TEST_TLS_KEY"]))
     assert cfg.tls_ca_file == os.environ["MC_TEST_TLS_CA"]
     s = MooncakeDistributedStore()
     assert s.setup(cfg.local_hostname, cfg.metadata_server, 16 * MB, 16 * MB, "tcp", "",
@@ -61,16 +64,8 @@ def case_config_file_names_tls():
 def case_config_file_bad_tls():
     """A key that is not the certificate's is a ValueError naming the file."""
     from mooncake.mooncake_config import MooncakeConfig
-    d = tempfile.mkdtemp()
-    cfg_path = os.path.join(d, "mooncake.json")
-    with open(cfg_path, "w") as f:
-        json.dump({"local_hostname": "127.0.0.1", "metadata_server": META,
-                   "master_server_address": RPC,
-                   "tls_cert_file": os.environ["MC_TEST_TLS_CERT"],
-                   "tls_key_file": os.environ["MC_TEST_TLS_OTHER_KEY"],
-                   "tls_ca_file": os.environ["MC_TEST_TLS_CA"]}, f)
     try:
-        MooncakeConfig.from_file(cfg_path)
+        MooncakeConfig.from_file(_tls_config(os.environ["MC_TEST_TLS_OTHER_KEY"]))
     except ValueError as e:
         assert "does not match" in str(e) and os.environ["MC_TEST_TLS_OTHER_KEY"] in str(e), e
     else:
