@@ -107,8 +107,10 @@ def main():
 def plot(rows, threads, batches, path):
     venv = os.path.join(ROOT, "build", "bench", "venv-plot")
     py = os.path.join(venv, "bin", "python")
-    if subprocess.run([py, "-c", "import matplotlib"], stderr=subprocess.DEVNULL,
-                      stdout=subprocess.DEVNULL).returncode if os.path.exists(py) else True:
+    have = os.path.exists(py) and subprocess.run(
+        [py, "-c", "import matplotlib"], stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL).returncode == 0
+    if not have:
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         subprocess.run([py, "-m", "pip", "install", "-q", "matplotlib"], check=True)
     script = r'''
