@@ -15,6 +15,7 @@ the per-request cost, expected to be 1 within the noise.
 import argparse
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -44,6 +45,19 @@ def run_cell(a, args, secret):
     if p.returncode != 0 or not rows:
         sys.exit("mooncake_store_bench failed (rc %d): %s" % (p.returncode, p.stderr[-2000:]))
     return rows
+
+
+def ratio_ci(runs, cell, op, draws=2000):
+    """95% bootstrap interval of the on/off ratio of medians: the runs of each mode
+    resampled with replacement. An interval that holds 1 says the cell cannot tell
+    the modes apart at this noise."""
+    xs = {m: [r["ops_per_s"] for r in runs if r["cell"] == cell and r["op"] == op and
+              r["secret"] == m] for m in ("on", "off")}
+    rng = random.Random(7)
+    rs = sorted(statistics.median(rng.choices(xs["on"], k=len(xs["on"]))) /
+                statistics.median(rng.choices(xs["off"], k=len(xs["off"])))
+                for _ in range(draws))
+    return round(rs[int(0.025 * draws)], 3), round(rs[int(0.975 * draws) - 1], 3)
 
 
 def main():
@@ -81,9 +95,11 @@ def main():
                                         if r["cell"] == name and r["op"] == op and r["secret"] == m)
                    for m in ("on", "off")}
             ratio = round(med["on"] / med["off"], 3)
+            lo, hi = ratio_ci(runs, name, op)
             summary["cells"]["%s-%s" % (name, op)] = {"on_ops_per_s": med["on"],
                                                       "off_ops_per_s": med["off"],
-                                                      "on_over_off": ratio}
+                                                      "on_over_off": ratio,
+                                                      "ci95": [lo, hi]}
             worst = ratio if worst is None else min(worst, ratio)
     summary["worst_on_over_off"] = worst
     summary["target"] = 0.98

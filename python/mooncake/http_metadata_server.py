@@ -157,12 +157,12 @@ def main(argv=None):
     server = KVBootstrapServer(port=args.port, host=args.host)
     if server.run() is None:
         return 1
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the line: a script may signal at once
+        signal.signal(sig, lambda *_: done.set())
     # The line scripts wait for (the bound port matters with --port 0).
     print("mooncake_http_metadata_server: serving on %s:%d" % (args.host, server.port),
           flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     while not done.wait(3600):
         pass
     server.close()

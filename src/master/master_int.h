@@ -176,6 +176,16 @@ void mc__master_rep_release(mc_master_t *m, mrep_t *r);
 void mc__master_set_soft_pin(mc_master_t *m, mobj_t *o, int on);
 /* Frees o's replicas and o; erases key. Caller holds the shard lock. */
 void mc__master_erase_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o);
+/* Erases o, its ranges parked (allocated, ownerless) until release_ms, when the
+ * tick frees them. Caller holds sh's lock. */
+void mc__master_erase_parked_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o,
+                                    uint64_t release_ms);
+/* A removal of o (forced, or with no lease): while a read lease still runs, its
+ * ranges are parked until the lease ends, so a reader holding the lease (a get
+ * in flight, or a client's lease cache) never sees them reused. Caller holds
+ * sh's lock. */
+void mc__master_erase_removed_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o,
+                                     uint64_t now);
 /* o's replicas (COMPLETE ones only when only_complete) as a malloc'd array. */
 int mc__master_fill_out(const mobj_t *o, int only_complete, mc_replica_t **out, size_t *n);
 void mc__master_grant_lease(mc_master_t *m, mobj_t *o, uint64_t now);

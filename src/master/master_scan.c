@@ -134,7 +134,7 @@ static int64_t erase_keys(mc_master_t *m, char **keys, size_t n, int force, uint
         pthread_mutex_lock(&sh->mu);
         mobj_t *o = mc_map_get(sh->map, keys[k]);
         if (o && removable(o, force, now)) {
-            mc__master_erase_locked(m, sh, keys[k], o);
+            mc__master_erase_removed_locked(m, sh, keys[k], o, now);
             mc__disk_forget_locked(m, keys[k]);
             count++;
         }
@@ -156,7 +156,7 @@ int64_t mc_master_remove_all(mc_master_t *m, int force, uint64_t now_ms)
         for (size_t k = 0; k < c.n; k++) {
             mobj_t *o = mc_map_get(sh->map, c.keys[k]);
             if (o) {
-                mc__master_erase_locked(m, sh, c.keys[k], o);
+                mc__master_erase_removed_locked(m, sh, c.keys[k], o, now_ms);
                 mc__disk_forget_locked(m, c.keys[k]);
                 count++;
             }

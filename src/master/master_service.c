@@ -332,7 +332,14 @@ static void alloc_replicas(mc_master_t *m, mobj_t *o, size_t want, const mc_repl
  * erases o. Caller holds the shard lock. */
 static void obj_discard_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o)
 {
-    uint64_t rel = o->put_start_ms + m->cfg.put_start_release_timeout_ms;
+    mc__master_erase_parked_locked(m, sh, key, o,
+                                   o->put_start_ms + m->cfg.put_start_release_timeout_ms);
+    atomic_fetch_add(&m->discard_cnt, 1);
+}
+
+void mc__master_erase_parked_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o,
+                                    uint64_t rel)
+{
     pthread_mutex_lock(&m->parked_mu);
     for (size_t i = 0; i < o->nrep; i++) {
         parked_t *p = malloc(sizeof *p);
@@ -354,7 +361,15 @@ static void obj_discard_locked(mc_master_t *m, shard_t *sh, const char *key, mob
     pthread_mutex_unlock(&m->parked_mu);
     o->nrep = 0;
     mc__master_erase_locked(m, sh, key, o);
-    atomic_fetch_add(&m->discard_cnt, 1);
+}
+
+void mc__master_erase_removed_locked(mc_master_t *m, shard_t *sh, const char *key, mobj_t *o,
+                                     uint64_t now)
+{
+    if (mc__obj_lease_active(o, now))
+        mc__master_erase_parked_locked(m, sh, key, o, o->lease_ms);
+    else
+        mc__master_erase_locked(m, sh, key, o);
 }
 
 int mc__master_fill_out(const mobj_t *o, int only_complete, mc_replica_t **out, size_t *n)
@@ -684,7 +699,7 @@ int mc_master_remove(mc_master_t *m, const char *key, int force, uint64_t now_ms
     else if (!mc__obj_all_complete(o))
         rc = MC_ERR_REPLICA_IS_NOT_READY;
     else
-        mc__master_erase_locked(m, sh, key, o);
+        mc__master_erase_removed_locked(m, sh, key, o, now_ms);
     rc = mc__disk_remove(m, key, force, now_ms, rc); /* its disk copy goes with it */
     pthread_mutex_unlock(&sh->mu);
     return rc;

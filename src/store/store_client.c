@@ -25,6 +25,7 @@
 #include "net_sock.h"
 #include "master_view.h"
 #include "store_int.h"
+#include "store_lcache.h"
 
 #define TAG "store"
 
@@ -214,6 +215,7 @@ static void st_republish(mc_store_t *s)
 
 static int st_remount(mc_store_t *s)
 {
+    mc__lcache_clear(s->lcache); /* a new master: take its word again */
     st_republish(s);
     int rc = mc_master_client_remount_segments(s->mc, &s->segdesc, 1, s->client_id);
     if (rc)
@@ -296,6 +298,8 @@ static void st_teardown(mc_store_t *s)
     s->seg_size = s->lbuf_size = 0;
     s->port_fd = -1;
     s->seg_mounted = 0;
+    mc__lcache_free(s->lcache);
+    s->lcache = NULL;
     s->hb_stop = 0;
     s->master_down = 0;
 }
@@ -313,6 +317,9 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
     s->client_id = st_uuid();
     s->hb_interval_ms = (int)mc_env_int("MC_STORE_HEARTBEAT_MS", 1000, 10, 60000);
     s->memcpy_local = mc_env_bool("MC_STORE_MEMCPY", 1);
+    if ((rc = mc__lcache_new((size_t)mc_env_int("MC_STORE_LEASE_CACHE", 4096, 0, 1 << 24),
+                             &s->lcache)))
+        goto fail;
     st_read_host_id(s->host_id, sizeof s->host_id);
 
     if (mc_master_view_is_ha(master_server_addr)) { /* HA masters: follow the leader */
@@ -546,6 +553,7 @@ int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_d
 int mc_store_remove(mc_store_t *s, const char *key, int force)
 {
     if (!s || !s->ready || !st_key_ok(key)) return MC_ERR_INVALID_PARAMS;
+    mc__lcache_drop(s->lcache, key);
     return mc_master_client_remove(s->mc, key, force);
 }
 
@@ -553,6 +561,8 @@ int mc_store_batch_remove(mc_store_t *s, const char *const *keys, size_t n, int 
 {
     if (!s || !s->ready || (n && (!keys || !rcs))) return MC_ERR_INVALID_PARAMS;
     if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (keys[i]) mc__lcache_drop(s->lcache, keys[i]);
     return mc_master_client_batch_remove(s->mc, keys, n, force, rcs);
 }
 
@@ -561,18 +571,22 @@ int mc_store_batch_replica_clear(mc_store_t *s, const char *const *keys, size_t 
 {
     if (!s || !s->ready || (n && (!keys || !rcs))) return MC_ERR_INVALID_PARAMS;
     if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (keys[i]) mc__lcache_drop(s->lcache, keys[i]);
     return mc_master_client_batch_replica_clear(s->mc, s->client_id, keys, n, segment, rcs);
 }
 
 int64_t mc_store_remove_all(mc_store_t *s, int force)
 {
     if (!s || !s->ready) return MC_ERR_INVALID_PARAMS;
+    mc__lcache_clear(s->lcache);
     return mc_master_client_remove_all(s->mc, force);
 }
 
 int64_t mc_store_remove_by_regex(mc_store_t *s, const char *regex, int force)
 {
     if (!s || !s->ready || !regex) return MC_ERR_INVALID_PARAMS;
+    mc__lcache_clear(s->lcache);
     return mc_master_client_remove_by_regex(s->mc, regex, force);
 }
 

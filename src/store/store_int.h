@@ -50,6 +50,7 @@ struct mc_store {
     int task_running;
     int task_wake;
     pthread_cond_t task_cond;
+    struct mc__lcache *lcache;   /* leased replicas (store_lcache.h); NULL: MC_STORE_LEASE_CACHE=0 */
     int memcpy_local;            /* MC_STORE_MEMCPY (default 1): own-segment replicas by memcpy */
     mc__store_metrics_t metrics; /* store_metrics.h: what /metrics on the client port shows */
 

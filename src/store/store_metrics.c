@@ -54,6 +54,9 @@ void mc__store_metrics_write(const mc__store_metrics_t *mt, const char *name, FI
     sm_counter(f, "mooncake_client_local_hits_total",
                "Gets served from this client's own segment (no transfer)", labels, 0,
                LD(mt->local_hits), 0);
+    sm_counter(f, "mooncake_client_lease_cache_hits_total",
+               "Keys read with the replica of a read lease still running (no master round trip)",
+               labels, 0, LD(mt->lease_hits), 0);
     sm_counter(f, "mooncake_client_transfer_bytes_total",
                "Bytes moved by the transfer engine to (put) or from (get) other segments", labels,
                LD(mt->te_bytes[P]), LD(mt->te_bytes[G]), 1);

@@ -22,6 +22,7 @@ typedef struct {
     _Atomic uint64_t errors[MC__STORE_NOPS];      /* keys that failed (a get miss excluded) */
     _Atomic uint64_t get_misses;                  /* gets of a key not in the pool */
     _Atomic uint64_t local_hits;                  /* gets served from our own segment */
+    _Atomic uint64_t lease_hits; /* keys read with a cached leased replica (no master trip) */
     _Atomic uint64_t te_bytes[MC__STORE_NOPS];    /* sent/received through the TE (not local) */
     _Atomic uint64_t local_bytes[MC__STORE_NOPS]; /* copied within our own segment */
     mc_hist_t lat[MC__STORE_NOPS];                /* per call, master round trips included */

@@ -8,6 +8,9 @@
  *   get:  GetReplicaList (one round trip; the lease starts at the request) ->
  *         one replica per key, our own segment first -> TE READ of all keys in
  *         one batch -> LEASE_EXPIRED for every key when the lease ran out.
+ *         A key whose lease from an earlier get still runs skips the master
+ *         (store_lcache.h); should its read fail or outlast the lease, it is
+ *         asked again through the master.
  * Requests for small operations live on the stack; batches allocate their
  * arrays once per call. */
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "base_time.h"
 #include "base_mem.h"
 #include "store_int.h"
+#include "store_lcache.h"
 #include "store_ssd.h"
 
 #define TAG "store"
@@ -34,6 +38,11 @@ typedef struct {
     int pick;       /* get: replica chosen */
     mc_replica_t *reps;
     size_t nreps;
+    int cached;           /* get: the replica came from the lease cache (store_lcache.h) */
+    uint64_t deadline_ms; /* get: the read lease's end, this client's clock */
+    const mc_store_iov_t *iov0; /* as the caller gave them (a retry starts again from these) */
+    size_t niov0;
+    uint64_t total0;
 } st_op_t;
 
 static void st_ops_free_replicas(st_op_t *ops, size_t n)
@@ -482,7 +491,30 @@ static void st_stage_disk(mc_store_t *s, st_op_t *ops, size_t n, st_stage_t *g)
  * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
  * replica's size in alloc[i], which ops[i].iov then points to; the caller
  * frees it. */
-static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+/* Takes from the lease cache the replica of every op it holds; returns how
+ * many ops are left for the master. */
+static size_t st_from_cache(mc_store_t *s, st_op_t *ops, size_t n, uint64_t now)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (op->rc) continue;
+        mc_replica_t rep;
+        if (mc__lcache_get(s->lcache, op->key, now, &rep, &op->deadline_ms) &&
+            (op->reps = malloc(sizeof rep))) {
+            op->reps[0] = rep;
+            op->nreps = 1;
+            op->cached = 1;
+            atomic_fetch_add_explicit(&s->metrics.lease_hits, 1, memory_order_relaxed);
+        } else {
+            left++;
+        }
+    }
+    return left;
+}
+
+static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc,
+                           int use_cache)
 {
     int rc = 0;
     uint64_t ttl = 0;
@@ -493,7 +525,10 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
     const char **keys = skeys;
     mc_replica_t **reps = NULL;
     size_t *nreps = NULL;
-    if (n == 1) {
+    size_t ask = use_cache && s->lcache ? st_from_cache(s, ops, n, t0) : n;
+    if (!ask) {
+        /* every key from the cache */
+    } else if (n == 1) {
         if (!ops[0].rc)
             ops[0].rc =
                 mc_master_client_get_replicas(s->mc, ops[0].key, &ops[0].reps, &ops[0].nreps, &ttl);
@@ -510,7 +545,7 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
         }
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
-            if (!ops[i].rc) keys[m++] = ops[i].key;
+            if (!ops[i].rc && !ops[i].cached) keys[m++] = ops[i].key;
         rc = m ? mc_master_client_batch_get_replicas(s->mc, keys, m, rcs, reps, nreps, &ttl) : 0;
         if (rc) {
             for (size_t i = 0; i < m; i++)
@@ -519,7 +554,7 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
         }
         m = 0;
         for (size_t i = 0; i < n; i++) {
-            if (ops[i].rc) continue;
+            if (ops[i].rc || ops[i].cached) continue;
             ops[i].rc = rcs[m];
             ops[i].reps = reps[m];
             ops[i].nreps = nreps[m++];
@@ -546,6 +581,11 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
             continue;
         }
         op->pick = pick;
+        if (!op->cached) {
+            op->deadline_ms = t0 + ttl;
+            if (use_cache && ttl && op->reps[pick].kind == MC_REPLICA_MEMORY)
+                mc__lcache_put(s->lcache, op->key, &op->reps[pick], op->deadline_ms, ttl);
+        }
         if (alloc) {
             uint64_t size = op->reps[pick].size;
             void *buf = size <= s->lbuf_size ? malloc(size ? size : 1) : NULL;
@@ -568,10 +608,9 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
     st_stage_disk(s, ops, n, &stg);
     st_transfer(s, ops, n, MC_TE_READ);
     st_stage_release(&stg);
-    if (mc_now_ms() > t0 + ttl) {
-        for (size_t i = 0; i < n; i++)
-            if (!ops[i].rc) ops[i].rc = MC_ERR_LEASE_EXPIRED;
-    }
+    uint64_t now = mc_now_ms();
+    for (size_t i = 0; i < n; i++)
+        if (!ops[i].rc && now > ops[i].deadline_ms) ops[i].rc = MC_ERR_LEASE_EXPIRED;
 out:
     if (rc)
         for (size_t i = 0; i < n; i++)
@@ -610,10 +649,53 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
     return rc;
 }
 
+/* The ops whose cached replica failed them (the read failed, or outlasted the
+ * lease) go through the master again, their cache entries dropped. */
+static void st_get_retry(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ops[i].cached && ops[i].rc;
+    if (!k) return;
+    st_op_t *rops = malloc(k * sizeof *rops);
+    mc_store_iov_t *ralloc = alloc ? calloc(k, sizeof *ralloc) : NULL;
+    size_t *idx = malloc(k * sizeof *idx);
+    if (!rops || !idx || (alloc && !ralloc)) goto out; /* they keep their errors */
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        st_op_t *op = &ops[i];
+        if (!op->cached || !op->rc) continue;
+        mc__lcache_drop(s->lcache, op->key);
+        if (alloc) {
+            free(alloc[i].ptr);
+            alloc[i] = (mc_store_iov_t){0};
+        }
+        rops[k] = *op;
+        rops[k].rc = 0;
+        rops[k].cached = 0;
+        rops[k].iov = op->iov0;
+        rops[k].niov = op->niov0;
+        rops[k].total = op->total0;
+        idx[k++] = i;
+    }
+    st_get_core_run(s, rops, k, ralloc, 0);
+    for (size_t j = 0; j < k; j++) {
+        ops[idx[j]] = rops[j];
+        if (alloc) {
+            alloc[idx[j]] = ralloc[j];
+            if (!rops[j].rc) ops[idx[j]].iov = &alloc[idx[j]];
+        }
+    }
+out:
+    free(rops);
+    free(ralloc);
+    free(idx);
+}
+
 static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
 {
     uint64_t t0 = mc_now_ns();
-    int rc = st_get_core_run(s, ops, n, alloc);
+    int rc = st_get_core_run(s, ops, n, alloc, 1);
+    if (s->lcache) st_get_retry(s, ops, n, alloc);
     st_note(s, MC__STORE_OP_GET, ops, n, t0);
     return rc;
 }
@@ -638,6 +720,9 @@ static int st_op_init(mc_store_t *s, st_op_t *op, const char *key, const mc_stor
     op->niov = niov;
     int bad = !key || !*key || (niov && !iov);
     op->total = bad ? 0 : st_iov_total(iov, niov, &bad);
+    op->iov0 = iov;
+    op->niov0 = niov;
+    op->total0 = op->total;
     if (bad) return op->rc = MC_ERR_INVALID_PARAMS;
     if (staged && op->total > s->lbuf_size) {
         MC_LOGW(TAG, "key '%s': %llu bytes do not fit the local buffer of %llu bytes", key,

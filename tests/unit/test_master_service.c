@@ -376,7 +376,15 @@ static void test_leases_and_remove(void **state)
     assert_int_equal(put1(m, "e", 100, 2000), 0);
     assert_int_equal(mc_master_exist(m, "e", 2000), 1);
     assert_int_equal(mc_master_remove(m, "e", 0, 2100), MC_ERR_OBJECT_HAS_LEASE);
+    uint64_t before = allocated(m);
     assert_int_equal(mc_master_remove(m, "e", 1, 2100), 0);
+    /* a forced removal under a lease parks the range until the lease's end
+     * (2500): a reader holding the lease never sees it reused */
+    assert_int_equal(allocated(m), before);
+    mc_master_tick(m, 2499);
+    assert_int_equal(allocated(m), before);
+    mc_master_tick(m, 2500);
+    assert_true(allocated(m) < before);
     /* in-progress object: not ready even with force */
     mc_replicate_config_t c = rcfg(1);
     assert_int_equal(mc_master_put_start(m, CA, "p", 100, &c, 3000, &r, &n), 0);
@@ -581,6 +589,7 @@ static void test_remove_all_and_regex(void **state)
     /* remove_all skips leased and in-progress; force takes leased ones */
     assert_int_equal(mc_master_remove_all(m, 0, 2500), 2); /* b1 b2 */
     assert_int_equal(mc_master_remove_all(m, 1, 2500), 1); /* a1 */
+    mc_master_tick(m, 3000); /* a1's range was parked until its lease ended (3000) */
     int cnt = 0;
     mc_master_each_key(m, count_key, &cnt);
     assert_int_equal(cnt, 1); /* a-inprogress */
@@ -1066,7 +1075,9 @@ static void test_threads(void **state)
     atomic_store(&stop, 1);
     pthread_join(tk, NULL);
     /* every put ended or was revoked: a forced remove_all empties the pool */
-    mc_master_remove_all(m, 1, atomic_load(&clock));
+    uint64_t end = atomic_load(&clock);
+    mc_master_remove_all(m, 1, end);
+    mc_master_tick(m, end + cfg.default_kv_lease_ttl_ms); /* ranges parked under leases */
     mc_master_stats_t st;
     mc_master_get_stats(m, &st);
     assert_int_equal(st.key_count, 0);

@@ -1,0 +1,43 @@
+/* store_lcache.h: the store client's cache of leased replica descriptors.
+ *
+ * A get asks the master for a key's replicas, and the master grants a read
+ * lease with them: until it ends, the object is neither evicted, nor removed
+ * (a forced removal parks the object's ranges until the lease's end), nor
+ * upserted, nor moved, so its bytes stay where the descriptor says. While
+ * that lease runs, a later get of the same key by the same client can read
+ * those bytes without asking the master again: one round trip (the data's)
+ * instead of two. The cache holds the replica a get picked and the lease's
+ * end on this client's clock (the time the request was sent plus the TTL the
+ * master answered, never later than the master's own deadline); a hit is
+ * taken only while a margin of the lease is left, and the caller re-checks
+ * the deadline after the transfer, as for any get.
+ *
+ * Direct-mapped slots (a new key replaces whatever hashed to its slot),
+ * striped locks. Thread rule: any thread. */
+#ifndef MC_STORE_LCACHE_H
+#define MC_STORE_LCACHE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master_client.h"
+
+typedef struct mc__lcache mc__lcache_t;
+
+/* A cache of `slots` entries (rounded up to a power of two); slots 0 gives
+ * *out = NULL, the cache off (every call below accepts NULL). Returns 0 or
+ * MC_ERR_INTERNAL (no memory). */
+int mc__lcache_new(size_t slots, mc__lcache_t **out);
+void mc__lcache_free(mc__lcache_t *c);
+/* 1 and *rep, *deadline_ms when key is cached with a lease that ends after
+ * now_ms plus the margin; 0 otherwise. */
+int mc__lcache_get(mc__lcache_t *c, const char *key, uint64_t now_ms, mc_replica_t *rep,
+                   uint64_t *deadline_ms);
+/* Caches rep for key until deadline_ms, granted for a lease of ttl_ms (the
+ * margin is a tenth of it). Keys longer than the slot's room are not cached. */
+void mc__lcache_put(mc__lcache_t *c, const char *key, const mc_replica_t *rep, uint64_t deadline_ms,
+                    uint64_t ttl_ms);
+/* Forgets key (its read failed, or this client removed or upserted it). */
+void mc__lcache_drop(mc__lcache_t *c, const char *key);
+/* Forgets everything (remove_all, a remount, a new master). */
+void mc__lcache_clear(mc__lcache_t *c);
+#endif
