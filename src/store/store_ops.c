@@ -487,10 +487,6 @@ static void st_stage_disk(mc_store_t *s, st_op_t *ops, size_t n, st_stage_t *g)
     free(done);
 }
 
-/* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total.
- * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
- * replica's size in alloc[i], which ops[i].iov then points to; the caller
- * frees it. */
 /* Takes from the lease cache the replica of every op it holds; returns how
  * many ops are left for the master. */
 static size_t st_from_cache(mc_store_t *s, st_op_t *ops, size_t n, uint64_t now)
@@ -513,6 +509,10 @@ static size_t st_from_cache(mc_store_t *s, st_op_t *ops, size_t n, uint64_t now)
     return left;
 }
 
+/* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total.
+ * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
+ * replica's size in alloc[i], which ops[i].iov then points to; the caller
+ * frees it. use_cache: take replicas from the lease cache and fill it. */
 static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc,
                            int use_cache)
 {
