@@ -3,14 +3,15 @@ fresh venv, inside a mount namespace where the system's copies of the C
 libraries the tree links are hidden).
 
     <venv>/bin/python python/tools/wheel_check.py --readme README.md \
-        --expect-version 0.1.0 [--hidden LIB ...]
+        --expect-version 0.1.0 [--allowed SONAME ...] [--hidden LIB ...]
 
 What it proves, in order (any failure exits 1 with the reason):
   1. every --hidden path is really unreadable here (the hiding worked);
   2. every ELF file of the installed package (mooncake/_core, _buf, the
      daemons in mooncake/bin) resolves each needed library (`ldd`) either
-     inside the installation (auditwheel's mooncake_c.libs) or to glibc's own
-     libraries, and none is "not found";
+     inside the installation (auditwheel's mooncake_c.libs) or to one the
+     manylinux policy lets the system provide (--allowed: glibc's, libz, ...),
+     and none is "not found";
   3. each console script (mooncake_master, mooncake_client,
      mooncake_http_metadata_server, mooncake_proxy, transfer_engine_bench)
      answers --version with "<name> (mooncake-c) <v>", and <v> is
@@ -32,8 +33,8 @@ import subprocess
 import sys
 import threading
 
-GLIBC = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
-         "ld-linux-x86-64.so.2", "linux-vdso.so.1", "libresolv.so.2", "libutil.so.1"}
+# the kernel's and the loader's; --allowed adds the manylinux policy's list
+ALLOWED = {"ld-linux-x86-64.so.2", "linux-vdso.so.1"}
 SCRIPTS = ["mooncake_master", "mooncake_client", "mooncake_http_metadata_server",
            "mooncake_proxy", "transfer_engine_bench"]
 
@@ -72,7 +73,10 @@ def check_ldd(pkg_root):
                 if not is_elf(path):
                     continue
                 n += 1
-                out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+                r = subprocess.run(["ldd", path], capture_output=True, text=True)
+                out = r.stdout
+                if r.returncode != 0 or r.stderr.strip() or "=>" not in out:
+                    fail("ldd %s: rc %d: %s" % (path, r.returncode, (r.stderr or out).strip()))
                 for line in out.splitlines():
                     line = line.strip()
                     m = re.match(r"(\S+)(?: => (\S+))?", line)
@@ -82,7 +86,7 @@ def check_ldd(pkg_root):
                     if "not found" in line:
                         fail("%s: %s not found" % (path, name))
                     base = os.path.basename(name)
-                    if base in GLIBC:
+                    if base in ALLOWED:
                         continue
                     real = os.path.realpath(where or name)
                     if not real.startswith(os.path.realpath(pkg_root) + os.sep):
@@ -216,7 +220,9 @@ def main():
     ap.add_argument("--readme", required=True)
     ap.add_argument("--expect-version", required=True)
     ap.add_argument("--hidden", nargs="*", default=[])
+    ap.add_argument("--allowed", nargs="*", default=[])
     a = ap.parse_args()
+    ALLOWED.update(a.allowed)
     for h in a.hidden:
         with open(h, "rb") as f:
             if f.read(4):
