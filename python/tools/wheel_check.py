@@ -15,7 +15,7 @@ What it proves, in order (any failure exits 1 with the reason):
   3. each console script (mooncake_master, mooncake_client,
      mooncake_http_metadata_server, mooncake_proxy, transfer_engine_bench)
      answers --version with "<name> (mooncake-c) <v>", and <v> is
-     mooncake.__version__ and --expect-version;
+     mooncake.__version__ and --expect-version; mc_store_rest_server --help works;
   4. the README's "Python quick start" store and engine snippets, run as
      written against the console script's mooncake_master (only the fixed
      ports 8080 / 50051 replaced by free ones), plus a put/get of every
@@ -109,6 +109,10 @@ def check_versions(expect):
         want = "%s (mooncake-c) %s" % (s, expect)
         if r.returncode != 0 or r.stdout.strip() != want:
             fail("%s --version: rc %d, %r (want %r)" % (s, r.returncode, r.stdout, want))
+    exe = os.path.join(bindir, "mc_store_rest_server")  # python -m mooncake.mooncake_store_service
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 or "--max-wait-time" not in r.stdout:
+        fail("mc_store_rest_server --help: rc %d: %s" % (r.returncode, r.stderr[-2000:]))
 
 
 def readme_snippets(path):
