@@ -3,6 +3,8 @@
 #   make demo-te   the transfer-engine demo
 #   make test   install what is missing, build (clang, ASan+UBSan, -Werror, fuzzers), run every test
 #   make test-tensor  the tensor API tests (torch, own venv build/tensor-venv)
+#   make test-wheel   the manylinux wheel (auditwheel), installed in fresh 3.10 / 3.11 venvs with the
+#                     system's copies of its C libraries hidden; README quick starts (root: unshare)
 #   make test-browser  the master's dashboard in headless Chromium (installs chromium, ~300 MB)
 #   make build  release build only (build/release)
 #   make asan   sanitizer build only (build/test)
@@ -70,6 +72,13 @@ test-py: asan
 test-tensor: build
 	bash scripts/tensor-venv.sh
 	MC_BIN_DIR=$(CURDIR)/$(REL)/bin build/tensor-venv/bin/python -m pytest -q tests/py/tensor
+
+# The manylinux cp310-abi3 wheel: built, repaired (auditwheel), installed into fresh venvs and
+# checked with the system's copies of its libraries hidden (scripts/test-wheel.sh; docs/python.md
+# "The wheel"). Not in `make test`: about 2 minutes and a full CMake build of its own.
+.PHONY: test-wheel
+test-wheel: deps
+	bash scripts/test-wheel.sh
 
 # The master's web dashboard in headless Chromium (tests/py/ops/test_ops_dashboard.py). Not in
 # `make test`: chromium is ~300 MB, installed here by scripts/install-browser.sh.

@@ -25,3 +25,7 @@ def mooncake_http_metadata_server():
 
 def transfer_engine_bench():
     _exec("transfer_engine_bench")
+
+
+def mooncake_proxy():
+    _exec("mooncake_proxy")

@@ -263,13 +263,17 @@ static void bufh_dealloc(PyObject *o)
     Py_DECREF((PyObject *)tp);
 }
 
-static int bufh_getbuffer(PyObject *o, Py_buffer *view, int flags)
+/* the exported bytes, for mooncake._buf's bf_getbuffer (py_buf.h) */
+static int bufh_info(PyObject *o, void **ptr, Py_ssize_t *len)
 {
-    bufh_t *b = (bufh_t *)o;
-    return PyBuffer_FillInfo(view, o, b->ptr, b->len, 0, flags);
+    if (!PyObject_TypeCheck(o, mc__py_BufferHandle_Type)) {
+        PyErr_SetString(PyExc_BufferError, "not a BufferHandle");
+        return -1;
+    }
+    *ptr = ((bufh_t *)o)->ptr;
+    *len = ((bufh_t *)o)->len;
+    return 0;
 }
-
-static void bufh_releasebuffer(PyObject *o, Py_buffer *view) { (void)o, (void)view; }
 
 static Py_ssize_t bufh_len(PyObject *o) { return ((bufh_t *)o)->len; }
 
@@ -280,22 +284,43 @@ static PyObject *bufh_ptr(PyObject *o, PyObject *unused)
 
 static PyObject *bufh_size(PyObject *o, PyObject *unused) { return PyLong_FromSsize_t(((bufh_t *)o)->len); }
 
+static PyObject *bufh_tobytes(PyObject *o, PyObject *unused)
+{
+    bufh_t *b = (bufh_t *)o;
+    return PyBytes_FromStringAndSize(b->ptr ? (const char *)b->ptr : "", b->len);
+}
+
 static PyMethodDef bufh_methods[] = {
+    {"tobytes", bufh_tobytes, METH_NOARGS, "A copy of the bytes."},
     {"ptr", bufh_ptr, METH_NOARGS, "Address of the data."},
     {"size", bufh_size, METH_NOARGS, "Size in bytes."},
     {"len", bufh_size, METH_NOARGS, "Size in bytes."},
     {NULL, NULL, 0, NULL},
 };
 
+/* The buffer slot comes from mooncake._buf where it is loaded (Python >= 3.11;
+ * its slot number, 1, is the stable ABI's Py_bf_getbuffer); the last entry is
+ * the terminator. The exported memory is the handle's own, so nothing is to
+ * do on release. */
 static PyType_Slot bufh_slots[] = {
-    {Py_tp_dealloc, bufh_dealloc},   {Py_bf_getbuffer, bufh_getbuffer},
-    {Py_bf_releasebuffer, bufh_releasebuffer}, {Py_sq_length, bufh_len},
-    {Py_tp_methods, bufh_methods},   {Py_tp_doc, "Bytes of one object, owned; supports memoryview()."},
-    {0, NULL},
+    {Py_tp_dealloc, bufh_dealloc}, {Py_sq_length, bufh_len}, {Py_tp_methods, bufh_methods},
+    {Py_tp_doc, "Bytes of one object, owned; memoryview() on Python >= 3.11, tobytes() everywhere."},
+    {0, NULL}, {0, NULL},
 };
 
-PyType_Spec mc__py_bufh_spec = {"mooncake._core.BufferHandle", sizeof(bufh_t), 0,
+static PyType_Spec bufh_spec = {"mooncake._core.BufferHandle", sizeof(bufh_t), 0,
                                 Py_TPFLAGS_DEFAULT, bufh_slots};
+
+PyTypeObject *mc__py_bufh_type_make(void)
+{
+    mc_pybuf_api_t *api = mc__py_buf_api();
+    if (api) {
+        api->info = bufh_info;
+        bufh_slots[4].slot = 1; /* Py_bf_getbuffer */
+        bufh_slots[4].pfunc = api->getbuffer_slot;
+    }
+    return (PyTypeObject *)PyType_FromSpec(&bufh_spec);
+}
 
 /* Takes ownership of ptr (malloc'd). */
 PyObject *mc__py_bufh_new(void *ptr, size_t len)

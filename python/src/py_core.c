@@ -1,7 +1,7 @@
 /* py_core.c: the `mooncake._core` extension module (its init, error names
  * and MooncakeHostMemAllocator here; the rest in py_args.c, py_store.c and
  * py_engine.c, shared declarations in py_int.h), written against the
- * CPython limited API (abi3, 3.11+). It exposes two types over the C core:
+ * CPython limited API (abi3, 3.10+; the buffer protocol through py_buf.h). It exposes two types over the C core:
  *
  *   MooncakeDistributedStore  (libmooncake_store, mooncake/store.h)
  *   TransferEngine            (libmooncake_te, mooncake/te.h)
@@ -183,7 +183,11 @@ PyMODINIT_FUNC PyInit__core(void)
 {
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
-    mc__py_BufferHandle_Type = (PyTypeObject *)PyType_FromSpec(&mc__py_bufh_spec);
+    if (mc__py_buf_init() < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    mc__py_BufferHandle_Type = mc__py_bufh_type_make();
     PyObject *st = PyType_FromSpec(&mc__py_store_spec);
     PyObject *te = PyType_FromSpec(&mc__py_te_spec);
     mc__py_EngineHandle_Type = (PyTypeObject *)PyType_FromSpec(&mc__py_eng_spec);

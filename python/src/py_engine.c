@@ -585,8 +585,8 @@ static PyObject *te_write_bytes(PyObject *o, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOO:write_bytes_to_buffer", &a, &src, &l) ||
         mc__py_arg_u64(a, "dest_address", &addr) || mc__py_arg_u64(l, "length", &len))
         return NULL;
-    Py_buffer b;
-    if (PyObject_GetBuffer(src, &b, PyBUF_SIMPLE) < 0) {
+    mc_pybuf_t b;
+    if (mc__py_buf_get(src, &b) < 0) {
         PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "src_ptr must be a bytes-like object");
         return NULL;
@@ -596,7 +596,7 @@ static PyObject *te_write_bytes(PyObject *o, PyObject *args)
         memcpy((void *)(uintptr_t)addr, b.buf, len);
         rc = 0;
     }
-    PyBuffer_Release(&b);
+    mc__py_buf_release(&b);
     return PyLong_FromLong(rc);
 }
 

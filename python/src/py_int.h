@@ -6,7 +6,8 @@
  * conventions are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
 #define MC_PY_INT_H
-#define Py_LIMITED_API 0x030B0000
+/* abi3 for 3.10+: the buffer protocol goes through py_buf.h */
+#define Py_LIMITED_API 0x030A0000
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -19,6 +20,7 @@
 #include "mooncake/store.h"
 #include "mooncake/te.h"
 #include "store_srv.h"
+#include "py_buf.h"
 
 typedef struct {
     PyObject **refs;
@@ -55,9 +57,11 @@ typedef struct {
 #define WR_BEGIN(self)                                                                             \
     Py_BEGIN_ALLOW_THREADS pthread_rwlock_wrlock(&(self)->lk);
 
+/* BufferHandle's type (py_args.c; after mc__py_buf_init) */
+PyTypeObject *mc__py_bufh_type_make(void);
 /* the types, made from their specs at module init (py_core.c) */
 extern PyTypeObject *mc__py_BufferHandle_Type, *mc__py_TE_Type, *mc__py_EngineHandle_Type;
-extern PyType_Spec mc__py_bufh_spec, mc__py_store_spec, mc__py_te_spec, mc__py_eng_spec,
+extern PyType_Spec mc__py_store_spec, mc__py_te_spec, mc__py_eng_spec,
     mc__py_alloc_spec, mc__py_metasrv_spec;
 
 /* py_args.c: argument helpers (TypeError/ValueError naming the argument) */

@@ -402,8 +402,8 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
         return NULL;
     const char *key;
     if (mc__py_arg_str(k, "key", &key)) return NULL;
-    Py_buffer b;
-    if (PyObject_GetBuffer(val, &b, PyBUF_SIMPLE) < 0) {
+    mc_pybuf_t b;
+    if (mc__py_buf_get(val, &b) < 0) {
         PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "value must be a bytes-like object");
         return NULL;
@@ -411,7 +411,7 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
     cfgh_t h;
     int cr = cfg_from(c, &h);
     if (cr) {
-        PyBuffer_Release(&b);
+        mc__py_buf_release(&b);
         return cr < 0 ? NULL : PyLong_FromLong(MC_ERR_NOT_SUPPORTED);
     }
     int rc;
@@ -419,7 +419,7 @@ static PyObject *store_put_common(PyObject *o, PyObject *args, PyObject *kw, int
     rc = upsert ? mc_store_upsert(self->s, key, b.buf, (size_t)b.len, &h.c)
                 : mc_store_put(self->s, key, b.buf, (size_t)b.len, &h.c);
     RD_END(self)
-    PyBuffer_Release(&b);
+    mc__py_buf_release(&b);
     cfg_free(&h);
     return PyLong_FromLong(rc);
 }
@@ -452,7 +452,7 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
     const char *key;
     if (mc__py_arg_str(PyTuple_GetItem(args, 0), "key", &key)) return NULL;
     size_t np = (size_t)(n - 1);
-    Py_buffer *bs = calloc(np + 1, sizeof *bs);
+    mc_pybuf_t *bs = calloc(np + 1, sizeof *bs);
     mc_store_iov_t *iov = calloc(np + 1, sizeof *iov);
     size_t got = 0;
     PyObject *ret = NULL;
@@ -463,13 +463,12 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
         goto out;
     }
     for (; got < np; got++) {
-        if (PyObject_GetBuffer(PyTuple_GetItem(args, (Py_ssize_t)got + 1), &bs[got],
-                               PyBUF_SIMPLE) < 0) {
+        if (mc__py_buf_get(PyTuple_GetItem(args, (Py_ssize_t)got + 1), &bs[got]) < 0) {
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "parts must be bytes-like objects");
             goto out;
         }
-        iov[got].ptr = bs[got].buf;
+        iov[got].ptr = (void *)(uintptr_t)bs[got].buf; /* read only: a put */
         iov[got].len = (size_t)bs[got].len;
     }
     int cr = cfg_from(c, &h);
@@ -485,7 +484,7 @@ static PyObject *store_parts_common(PyObject *o, PyObject *args, PyObject *kw, i
     RD_END(self)
     ret = PyLong_FromLong(rc);
 out:
-    for (size_t i = 0; i < got; i++) PyBuffer_Release(&bs[i]);
+    for (size_t i = 0; i < got; i++) mc__py_buf_release(&bs[i]);
     if (hok) cfg_free(&h);
     free(bs);
     free(iov);
@@ -512,7 +511,7 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
         return nv < 0 ? NULL : PyLong_FromLong(MC_ERR_INVALID_PARAMS);
     }
     size_t n = keys.n, got = 0;
-    Py_buffer *bs = calloc(n + 1, sizeof *bs);
+    mc_pybuf_t *bs = calloc(n + 1, sizeof *bs);
     const void **vals = calloc(n + 1, sizeof *vals);
     size_t *lens = calloc(n + 1, sizeof *lens);
     int *rcs = calloc(n + 1, sizeof *rcs);
@@ -524,7 +523,7 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
     }
     for (; got < n; got++) {
         PyObject *it = PySequence_GetItem(vs, (Py_ssize_t)got);
-        int r = it ? PyObject_GetBuffer(it, &bs[got], PyBUF_SIMPLE) : -1;
+        int r = it ? mc__py_buf_get(it, &bs[got]) : -1;
         Py_XDECREF(it);
         if (r < 0) {
             PyErr_Clear();
@@ -552,7 +551,7 @@ static PyObject *store_batch_common(PyObject *o, PyObject *args, PyObject *kw, i
     RD_END(self)
     ret = PyLong_FromLong(rc);
 out:
-    for (size_t i = 0; i < got; i++) PyBuffer_Release(&bs[i]);
+    for (size_t i = 0; i < got; i++) mc__py_buf_release(&bs[i]);
     if (hok) cfg_free(&h);
     free(bs);
     free(vals);

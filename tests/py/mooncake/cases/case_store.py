@@ -88,7 +88,15 @@ def case_put_parts_and_buffers():
     assert s.get(k2) == b"xy"
     h = s.get_buffer(k)
     assert h is not None and len(h) == 7 and h.size() == 7 and h.ptr() != 0
-    assert bytes(memoryview(h)) == b"abcdefg"
+    assert bytes(memoryview(h)) == b"abcdefg" and h.tobytes() == b"abcdefg"
+    # the buffer protocol only: an iterable of ints is not bytes-like (docs/python.md "The wheel")
+    for bad in ([1, 2], (3,), "str", 5):
+        try:
+            s.put(uniq("bad"), bad)
+            raise AssertionError("put accepted %r" % (bad,))
+        except TypeError:
+            pass
+    import mooncake._buf  # noqa: F401  (loaded by _core on Python >= 3.11)
     hs = s.batch_get_buffer([k, uniq("miss")])
     assert bytes(memoryview(hs[0])) == b"abcdefg" and hs[1] is None
     assert s.get_buffer(uniq("miss")) is None

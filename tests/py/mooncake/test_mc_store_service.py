@@ -1,0 +1,115 @@
+"""`python -m mooncake.mooncake_store_service`: a store client with upstream's
+REST routes (python/mooncake/mooncake_store_service.py), against a real
+master; the service runs in a child python with the sanitizer build's
+extension (mc_fixtures.child_env)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from mc_fixtures import SAN_RE, _readline, child_env  # noqa: E402
+
+
+def call(port, method, path, body=None):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()
+
+
+def start(master, tmp_path, extra=()):
+    env = child_env()
+    env["MOONCAKE_MASTER"] = master.rpc
+    err = open(tmp_path / "svc.err", "wb")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mooncake.mooncake_store_service", "--port", "0",
+         "-Dlocal_hostname=127.0.0.1", "-Dmetadata_server=" + master.meta,
+         "-Dprotocol=TCP", "-Dglobal_segment_size=32MB", "-Dlocal_buffer_size=16MB",
+         "-Dnot_a_field=1", "-Dnovalue"] + list(extra),
+        env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    return p, err
+
+
+def test_store_service_routes(master, tmp_path):
+    p, err = start(master, tmp_path)
+    try:
+        line = _readline(p, 60)
+        assert line, (tmp_path / "svc.err").read_text()[-4000:]
+        port = int(re.search(r"serving on port (\d+)", line).group(1))
+        value = "v\u00e9" * 1000 + "end"
+        assert call(port, "PUT", "/api/put", {"key": "k 1", "value": value})[0] == 200
+        st, ct, body = call(port, "GET", "/api/get/k%201")
+        assert (st, ct, body) == (200, "application/octet-stream", value.encode())
+        assert json.loads(call(port, "GET", "/api/exist/k%201")[2]) == {"exists": True}
+        assert json.loads(call(port, "GET", "/api/exist/nope")[2]) == {"exists": False}
+        st, _, body = call(port, "GET", "/api/get/nope")
+        assert st == 404 and json.loads(body) == {"error": "Key not found"}
+        # a key that exists keeps its value (the put answers 0, as the store's)
+        assert call(port, "PUT", "/api/put", {"key": "k 1", "value": "x"})[0] == 200
+        assert call(port, "GET", "/api/get/k%201")[2] == value.encode()
+        assert call(port, "PUT", "/api/put", {"key": "k2"})[0] == 400
+        assert call(port, "PUT", "/api/put", b"{not json")[0] == 400
+        assert call(port, "PUT", "/api/put", {"key": "", "value": "x"})[0] == 400
+        st, _, body = call(port, "PUT", "/api/put", {"key": "e", "value": ""})
+        assert st == 500 and json.loads(body)["code"] < 0  # the store refuses an empty value
+        for route in ("mount", "unmount", "mount_shm", "unmount_shm", "unmount_local_disk",
+                      "reconfigure"):
+            st, _, body = call(port, "POST", "/api/" + route, {"segment_ids": []})
+            assert st == 500 and json.loads(body)["code"] == -1012, (route, body)
+            assert call(port, "POST", "/api/" + route, b"[1]")[0] == 400
+        assert call(port, "POST", "/api/bogus", {})[0] == 404
+        # the gets above hold a read lease (500 ms on this master): -706 until it ends
+        deadline = time.monotonic() + 20
+        while True:
+            st, _, body = call(port, "DELETE", "/api/remove/k%201")
+            if st == 200 or time.monotonic() > deadline:
+                break
+            assert json.loads(body)["code"] == -706, body
+            time.sleep(0.05)
+        assert st == 200, body
+        assert call(port, "GET", "/api/get/k%201")[0] == 404
+        assert call(port, "DELETE", "/api/remove/k%201")[0] == 500
+        assert call(port, "PUT", "/api/put", {"key": "a", "value": "1"})[0] == 200
+        assert call(port, "PUT", "/api/put", {"key": "b", "value": "2"})[0] == 200
+        st, _, body = call(port, "DELETE", "/api/remove_all")
+        assert st == 200 and json.loads(body) == {"status": "success removed 2 keys"}
+        assert json.loads(call(port, "GET", "/api/exist/a")[2]) == {"exists": False}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(30)
+        err.close()
+    log = (tmp_path / "svc.err").read_text()
+    assert rc == 0, log[-4000:]
+    assert "not_a_field" in log and "novalue" in log, log[-4000:]
+    assert not SAN_RE.search(log), log[-4000:]
+
+
+def test_store_service_gives_up(master, tmp_path):
+    """No master at that address: setup is retried until --max-wait-time, then exit 1."""
+    env = child_env()
+    env["MOONCAKE_MASTER"] = "127.0.0.1:1"
+    p = subprocess.run(
+        [sys.executable, "-m", "mooncake.mooncake_store_service", "--port", "0",
+         "--max-wait-time", "1.5", "-Dlocal_hostname=127.0.0.1", "-Dmetadata_server=" + master.meta],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr[-4000:]
+    assert "attempt 2" in p.stderr and "store startup failed within 1.5 s" in p.stderr, p.stderr[-4000:]
+    assert not SAN_RE.search(p.stderr), p.stderr[-4000:]
+
+
+def test_store_service_flags():
+    p = subprocess.run([sys.executable, "-m", "mooncake.mooncake_store_service", "--help"],
+                       env=child_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    for flag in ("--config", "--define", "--port", "--max-wait-time"):
+        assert flag in p.stdout
