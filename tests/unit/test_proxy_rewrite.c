@@ -333,6 +333,38 @@ static void test_args(void **st)
     assert_int_equal(c.n_inst[1], 1);
     assert_int_equal(c.sched, MC_PROXY_SCHED_LEAST_LOADED);
 
+    /* routing and health options (issue 19), with their defaults */
+    assert_int_equal(parse(&c, err, "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_ROUND_ROBIN);
+    assert_int_equal(c.cb_failures, 3);
+    assert_int_equal(c.cb_backoff_ms, 1000);
+    assert_int_equal(c.cb_backoff_max_ms, 30000);
+    assert_int_equal(c.prefill_retries, 1);
+    assert_int_equal(c.cache_balance_abs, 8);
+    assert_true(c.cache_balance_rel == 1.5);
+    assert_int_equal(parse(&c, err, "--scheduling=cache_aware", "--cache-balance-abs", "4",
+                           "--cache-balance-rel=2.5", "--circuit-failures", "5",
+                           "--circuit-backoff-ms", "200", "--circuit-backoff-max-ms", "800",
+                           "--prefill-retries", "0", "--prefill", "http://p:1", "--decode", "x:1",
+                           NULL),
+                     0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_CACHE_AWARE);
+    assert_int_equal(c.cache_balance_abs, 4);
+    assert_true(c.cache_balance_rel == 2.5);
+    assert_int_equal(c.cb_failures, 5);
+    assert_int_equal(c.cb_backoff_ms, 200);
+    assert_int_equal(c.cb_backoff_max_ms, 800);
+    assert_int_equal(c.prefill_retries, 0);
+    assert_int_equal(c.n_inst[0], 1); /* --prefill-retries is not --prefill */
+    assert_int_equal(parse(&c, err, "--scheduling", "least_tokens", "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_LEAST_TOKENS);
+    assert_int_equal(parse(&c, err, "--cache-balance-rel", "0.5", "--decode", "x:1", NULL),
+                     -EINVAL);
+    assert_int_equal(parse(&c, err, "--cache-balance-rel", "2x", "--decode", "x:1", NULL),
+                     -EINVAL);
+    assert_int_equal(parse(&c, err, "--prefill-retries", "17", "--decode", "x:1", NULL), -EINVAL);
+    assert_int_equal(parse(&c, err, "--circuit-failures", "0", "--decode", "x:1", NULL), -EINVAL);
+
     assert_int_equal(parse(&c, err, "--scheduling", "random", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--port", "70000", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--bogus", NULL), -EINVAL);
