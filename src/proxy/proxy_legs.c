@@ -540,7 +540,10 @@ int mc__proxy_probe_start(mc_proxy_t *px, inst_t *in, int step)
         snprintf(url, sizeof url, "http://%s%s%s:%u/query", strchr(in->host, ':') ? "[" : "",
                  in->host, strchr(in->host, ':') ? "]" : "", in->boot_port);
     else
-        snprintf(url, sizeof url, "%s%s", in->base, step == STEP_MODELS ? "/v1/models" : "/health");
+        snprintf(url, sizeof url, "%s%s", in->base,
+                 step == STEP_MODELS    ? "/v1/models"
+                 : step == STEP_METRICS ? "/metrics"
+                                        : "/health");
     struct curl_slist *h = NULL;
     if (px->openai_key) {
         char line[600];
@@ -598,6 +601,17 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
                  l->status);
     int connector_p = px->cfg.mode == MC_PROXY_MODE_CONNECTOR && in->group == MC_PROXY_PREFILL;
     int next = -1;
+    /* cache_aware weighs vLLM's own queue: read after every passed health check */
+    int want_load = px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE && in->admitted;
+    if (l->step == STEP_METRICS) { /* optional: an engine without it is not unhealthy */
+        unsigned run = 0, wait = 0;
+        in->engine_load_known =
+            ok && mc__proxy_parse_engine_load(l->resp.p ? l->resp.p : "", l->resp.len, &run,
+                                              &wait) == 0;
+        in->eng_running = in->engine_load_known ? run : 0;
+        in->eng_waiting = in->engine_load_known ? wait : 0;
+        ok = 1;
+    }
 
     if (ok && l->step == STEP_MODELS) {
         char id[256];
@@ -626,7 +640,10 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
         }
     } else if (ok && l->step == STEP_HEALTH && connector_p) { /* engine ids change on restart */
         next = STEP_QUERY;
+    } else if (ok && l->step == STEP_HEALTH && want_load) {
+        next = STEP_METRICS;
     }
+    if (ok && l->step == STEP_QUERY && want_load) next = STEP_METRICS;
 
     leg_free(l); /* detached already */
     if (in->removed) {

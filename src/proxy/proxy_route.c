@@ -19,6 +19,10 @@
  * oldest entry of a set replaced: memory is fixed, old prompts are forgotten,
  * a lookup costs one probe per block.
  *
+ * Load is the instance's outstanding requests through us, or vLLM's own
+ * running + waiting requests from its /metrics (read after each passed health
+ * check under cache_aware) when those are more.
+ *
  * Circuit breaker: every failure of an instance (a health check, or a leg
  * that could not reach it) takes it out of rotation until a check passes;
  * after --circuit-failures consecutive failures the next check waits a backoff
@@ -218,9 +222,13 @@ static void pmatch(mc__proxy_route_t *rt, const req_t *r, int match[MC_PROXY_SLO
 
 /* ---------------------------------------------------------------- pick */
 
+/* Our outstanding requests, or vLLM's running + waiting when its /metrics says
+ * more (other clients, or requests our count no longer sees); the latter is as
+ * old as the last health check. */
 unsigned mc__proxy_inst_load(const inst_t *in)
 {
-    return in->inflight;
+    unsigned eng = in->eng_running + in->eng_waiting;
+    return in->engine_load_known && eng > in->inflight ? eng : in->inflight;
 }
 
 static void record(mc_proxy_t *px, int g, const req_t *r, const inst_t *in, int reason, int match)
@@ -289,7 +297,7 @@ inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid)
         int imbalanced = hi - lo > (unsigned)px->cfg.cache_balance_abs &&
                          (double)hi > px->cfg.cache_balance_rel * (double)lo;
         if (imbalanced)
-            reason = RS_LOAD_IMBALANCE;
+            reason = hit == best ? RS_CACHE_HIT : RS_LOAD_IMBALANCE;
         else if (hit)
             best = hit, best_i = hit_i, reason = RS_CACHE_HIT;
         else
@@ -366,6 +374,10 @@ void mc__proxy_route_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o
         json_object_set_new(o, "backoff_ms", json_integer((json_int_t)in->backoff_ms));
     if (in->group == MC_PROXY_PREFILL && px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE)
         json_object_set_new(o, "cache_blocks", json_integer((json_int_t)in->cache_blocks));
+    if (in->engine_load_known) {
+        json_object_set_new(o, "engine_running", json_integer((json_int_t)in->eng_running));
+        json_object_set_new(o, "engine_waiting", json_integer((json_int_t)in->eng_waiting));
+    }
 }
 
 json_t *mc__proxy_route_status(const mc_proxy_t *px)

@@ -51,7 +51,7 @@
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
 enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2 };
-enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH };
+enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH, STEP_METRICS };
 enum { RQ_READING = 0, RQ_STARTED };
 enum { R_COMPLETIONS = 0, R_CHAT, R_ADD, R_REMOVE };
 
@@ -101,6 +101,8 @@ struct inst {
     uint64_t backoff_ms;
     int slot;              /* bit of the prefix index (prefill group), -1 = none */
     uint64_t cache_blocks; /* prefix blocks the index attributes to this instance */
+    int engine_load_known; /* its /metrics gave vLLM's queue (cache_aware) */
+    unsigned eng_running, eng_waiting;
     char **engine_ids;
     int n_dp;
     unsigned dp_rr;

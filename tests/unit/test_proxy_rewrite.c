@@ -284,6 +284,33 @@ static void test_uuid(void **st)
     assert_int_equal(a[14], '4');
 }
 
+static void test_engine_load(void **st)
+{
+    (void)st;
+    unsigned run = 7, wait = 7;
+    static const char m[] =
+        "# HELP vllm:num_requests_running Number of requests.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        "vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3.0\n"
+        "vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 2\n"
+        "vllm:num_requests_waiting{engine=\"0\",odd=\"a}b\\\"c\"} 4.0 1700000000000\n"
+        "vllm:num_requests_waiting_by_reason{reason=\"x\"} 99\n"
+        "vllm:num_requests_running_x 50\n"
+        "vllm:num_requests_waiting{engine=\"2\"} NaN\n"
+        "vllm:num_requests_waiting{engine=\"3\"} -5\n"
+        "vllm:num_requests_waiting{engine=\"4\"} 12abc\n"
+        "vllm:num_requests_running{engine=\"5\"";
+    assert_int_equal(mc__proxy_parse_engine_load(m, sizeof m - 1, &run, &wait), 0);
+    assert_int_equal(run, 5);
+    assert_int_equal(wait, 4);
+    static const char big[] = "vllm:num_requests_waiting 1e300\n";
+    assert_int_equal(mc__proxy_parse_engine_load(big, sizeof big - 1, &run, &wait), 0);
+    assert_int_equal(wait, 1000000);
+    static const char none[] = "# nothing\nother_metric 3\n";
+    assert_int_equal(mc__proxy_parse_engine_load(none, sizeof none - 1, &run, &wait), -ENOENT);
+    assert_int_equal(mc__proxy_parse_engine_load("", 0, &run, &wait), -ENOENT);
+}
+
 static int parse(mc_proxy_config_t *c, char *err, ...)
 {
     char *argv[32] = {"mooncake_proxy"};
@@ -388,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_key_equal),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_engine_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -207,3 +207,41 @@ def test_cache_aware_load_wins_past_the_threshold(fakes, proxy):
                   type="prefill", reason="load_imbalance") == 1
     pre = [x for x in px.status()["recent_decisions"] if x["type"] == "prefill"]
     assert pre[0]["reason"] == "load_imbalance" and pre[0]["instance"] == other.addr
+
+
+def vllm_metrics(running, waiting):
+    return ("# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            'vllm:num_requests_running{engine="0",model_name="test-model"} %.1f\n'
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            'vllm:num_requests_waiting{engine="0",model_name="test-model"} %.1f\n'
+            'vllm:num_requests_waiting_by_reason{engine="0",reason="x"} 99.0\n'
+            % (running, waiting))
+
+
+def test_cache_aware_weighs_the_engines_own_queue(fakes, proxy):
+    """The load cache_aware weighs includes vLLM's running and waiting requests from each
+    instance's /metrics: a busy engine loses a cache hit once the gap passes the threshold."""
+    ps = [fakes("P0"), fakes("P1")]
+    ps[0].metrics_text = vllm_metrics(20, 30)  # busy with other clients
+    ps[1].metrics_text = vllm_metrics(0, 0)
+    ds, px = None, None
+    ds = [fakes("D0")]
+    px = proxy(["--model", "test-model", "-p", ps[0].addr, ps[1].addr, "-d", ds[0].addr,
+                "--scheduling", "cache_aware"])
+    px.wait_ready(pred=lambda s: [i.get("engine_waiting") for i in s["prefill"]] == [30, 0])
+    conv = conversation(0, 3)
+    assert px.request("POST", "/v1/completions", {"prompt": conv[0]})[0] == 200
+    assert len(ps[1].completions()) == 1  # miss: the idle engine
+    assert px.request("POST", "/v1/completions", {"prompt": conv[1]})[0] == 200
+    assert len(ps[1].completions()) == 2  # hit
+    ps[1].metrics_text = vllm_metrics(60, 40)  # now P1 is the busy one: 100 against 50
+    px.wait_ready(pred=lambda s: s["prefill"][1].get("engine_running") == 60)
+    assert px.status()["prefill"][1]["load"] == 100
+    assert px.request("POST", "/v1/completions", {"prompt": conv[2]})[0] == 200
+    assert len(ps[0].completions()) == 1
+    pre = [x for x in px.status()["recent_decisions"] if x["type"] == "prefill"]
+    assert pre[0]["reason"] == "load_imbalance" and pre[0]["instance"] == ps[0].addr
+    # the first two: the group was imbalanced already (50 against 0), and the least loaded
+    # instance was the cache hit the second time
+    assert [x["reason"] for x in pre[1:3]] == ["cache_hit", "load_imbalance"]
