@@ -24,7 +24,7 @@
  *
  * usage: bench_proxy [--proxy PATH] [--mode connector|toy|demo] [--clients C]
  *                    [--seconds D] [--slices S] [--requests N] [--chunks K]
- *                    [--proxies P]
+ *                    [--proxies P] [--scheduling POLICY]
  *                    [--only non_streaming|streaming|side_by_side]
  *                    [--vllm DIR [--python PY] [--vllm-requests N] [--vllm-log FILE]]
  * --vllm DIR (an unpacked vLLM source distribution) adds the side by side: for
@@ -532,6 +532,8 @@ static void rates(const char *direct, const char *const *via, int n_via, const c
 
 /* --------------------------------------------------------- proxy process */
 
+static const char *g_sched = "round_robin"; /* --scheduling of our proxy */
+
 static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_t dp,
                          uint16_t *port)
 {
@@ -552,12 +554,14 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
         setenv("MC_LOG_LEVEL", "warn", 1);
         if (strcmp(mode, "toy") == 0)
             execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port", ps,
-                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, (char *)NULL);
+                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, "--scheduling", g_sched,
+                  (char *)NULL);
         else if (strcmp(mode, "demo") == 0)
             execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", phost, "-d", dhost,
-                  (char *)NULL);
+                  "--scheduling", g_sched, (char *)NULL);
         else
-            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, (char *)NULL);
+            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, "--scheduling",
+                  g_sched, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -820,6 +824,8 @@ int main(int argc, char **argv)
             vllm_dir = v;
         else if (!strcmp(a, "--python"))
             python = v;
+        else if (!strcmp(a, "--scheduling"))
+            g_sched = v;
         else if (!strcmp(a, "--vllm-log"))
             g_vllm_log = v;
         else if (!strcmp(a, "--vllm-requests"))
@@ -946,11 +952,12 @@ int main(int argc, char **argv)
     MHD_stop_daemon(pd);
     MHD_stop_daemon(dd);
 
-    printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n"
+    printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"scheduling\": \"%s\",\n"
+           "  \"cpus\": %ld,\n"
            "  \"clients\": %d,\n  \"proxies\": %d,\n  \"rate_seconds\": %.1f,\n"
            "  \"rate_slices\": %d,\n  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n"
            "  \"loadavg_start\": [%.2f, %.2f, %.2f],\n  \"loadavg_end\": [%.2f, %.2f, %.2f],\n",
-           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
+           mode, g_sched, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
            g_chunks, load0[0], load0[1], load0[2], load1[0], load1[1], load1[2]);
     const char *names[2] = {"non_streaming", "streaming"};
     for (int k = 0; k < 2; k++) {
