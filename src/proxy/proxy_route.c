@@ -120,17 +120,19 @@ void mc__proxy_route_inst_removed(mc_proxy_t *px, inst_t *in)
 
 /* ------------------------------------------------- request preparation */
 
-/* Bytes of the prompt that name its prefix: the "prompt" string, the serialised
- * "prompt" (token ids, a list) or the serialised "messages". *out is malloc'd
- * when *own is set. NULL when the body has none. */
-static const char *prompt_text(const json_t *body, size_t *len, char **own)
+/* Bytes of the prompt that name its prefix: the "prompt" string, or (when
+ * serialise) the serialised "prompt" (token ids, a list) or "messages", then
+ * malloc'd into *own. NULL (and *len 0) when the body has none. */
+static const char *prompt_text(const json_t *body, size_t *len, char **own, int serialise)
 {
     *own = NULL;
+    *len = 0;
     const json_t *p = json_object_get(body, "prompt");
     if (json_is_string(p)) {
         *len = json_string_length(p);
         return json_string_value(p);
     }
+    if (!serialise) return NULL; /* only the policies that use it pay for the dump */
     if (!p) p = json_object_get(body, "messages");
     if (!p || json_is_null(p)) return NULL;
     *own = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -146,7 +148,10 @@ void mc__proxy_route_prepare(mc_proxy_t *px, req_t *r)
 {
     size_t len = 0;
     char *own = NULL;
-    const char *t = prompt_text(r->json, &len, &own);
+    int sched = px->cfg.sched;
+    const char *t = prompt_text(r->json, &len, &own,
+                                sched == MC_PROXY_SCHED_LEAST_TOKENS ||
+                                    sched == MC_PROXY_SCHED_CACHE_AWARE);
     json_t *mt = json_object_get(r->json, "max_tokens");
     if (!mt) mt = json_object_get(r->json, "max_completion_tokens");
     json_int_t max_tokens = json_is_integer(mt) ? json_integer_value(mt) : 16;
