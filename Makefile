@@ -154,11 +154,16 @@ bench-master: build
 	python3 bench/master/scale_bench.py --bin-dir $(REL)/bin --out build/bench/master_scale.jsonl \
 	  --plot build/bench/master_scale.png
 
-# mooncake_proxy against direct backend access (release build); JSON to build/bench/proxy.json.
+# mooncake_proxy against direct backend access, then side by side with vLLM's three Python
+# proxies (fetched at bench time from the vLLM sdist on PyPI into build/bench, never committed)
+# in front of the same backends (release build); JSON to build/bench/proxy.json.
 .PHONY: bench-proxy
 bench-proxy: build
 	mkdir -p build/bench
-	$(REL)/bin/bench_proxy --seconds 5 --requests 5000 | tee build/bench/proxy.json
+	bash bench/proxy/vllm_proxies_setup.sh build/bench
+	$(REL)/bin/bench_proxy --seconds 5 --requests 5000 --vllm build/bench/vllm_proxies \
+	  --python build/bench/vllm-proxy-venv/bin/python --vllm-log build/bench/vllm_proxies.log \
+	  | tee build/bench/proxy.json
 
 # Side by side with upstream Mooncake and Redis (bench/compare); not part of `make test`.
 # setup.sh installs what it needs (redis-server, venvs under build/bench) and is quick when done.

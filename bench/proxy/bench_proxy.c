@@ -24,12 +24,19 @@
  *
  * usage: bench_proxy [--proxy PATH] [--mode connector|toy|demo] [--clients C]
  *                    [--seconds D] [--slices S] [--requests N] [--chunks K]
- *                    [--proxies P]
- *                    [--only non_streaming|streaming] */
+ *                    [--proxies P] [--scheduling POLICY]
+ *                    [--only non_streaming|streaming|side_by_side]
+ *                    [--vllm DIR [--python PY] [--vllm-requests N] [--vllm-log FILE]]
+ * --vllm DIR (an unpacked vLLM source distribution) adds the side by side: for
+ * each of vLLM's three Python proxies, ours in the matching mode and theirs in
+ * front of the same backends, driven by the same clients in turns (latency and
+ * rate slices alternate direct / ours / theirs), non-streaming requests; the
+ * ratios ours/theirs of requests/s, added p50/p99 and proxy CPU per request. */
 #include "base_time.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -39,7 +46,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +59,15 @@ static const char ANSWER[] =
     "{\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"model\":\"bench-model\","
     "\"choices\":[{\"index\":0,\"text\":\"Paris is the capital of France.\",\"finish_reason\":"
     "\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":8,\"total_tokens\":15}}";
+/* The prefill backend's answer to a prefill leg (one that carries
+ * kv_transfer_params): what a vLLM prefiller returns for the decode leg. */
+static const char ANSWER_KV[] =
+    "{\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"model\":\"bench-model\","
+    "\"choices\":[{\"index\":0,\"text\":\"P\",\"finish_reason\":\"length\"}],"
+    "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1,\"total_tokens\":8},"
+    "\"kv_transfer_params\":{\"do_remote_prefill\":true,\"do_remote_decode\":false,"
+    "\"remote_engine_id\":\"bench-engine\",\"remote_block_ids\":[1,2,3],"
+    "\"remote_host\":\"127.0.0.1\",\"remote_port\":5600}}";
 static const char EVENT[] =
     "data: {\"id\":\"cmpl-bench\",\"choices\":[{\"index\":0,\"text\":\"tok\"}]}"
     "\n\n";
@@ -116,6 +135,9 @@ static enum MHD_Result backend(void *cls, struct MHD_Connection *c, const char *
         if (!s) return MHD_NO;
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_reader, s, free);
         ct = "text/event-stream";
+    } else if (cls && b && b->p && strstr(b->p, "kv_transfer_params")) { /* a prefill leg */
+        r = MHD_create_response_from_buffer(sizeof ANSWER_KV - 1, (void *)ANSWER_KV,
+                                            MHD_RESPMEM_PERSISTENT);
     } else {
         r = MHD_create_response_from_buffer(sizeof ANSWER - 1, (void *)ANSWER,
                                             MHD_RESPMEM_PERSISTENT);
@@ -139,11 +161,13 @@ static void backend_done(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-static struct MHD_Daemon *backend_start(uint16_t *port)
+/* is_prefill: the daemon answers prefill legs with kv_transfer_params. */
+static struct MHD_Daemon *backend_start(uint16_t *port, int is_prefill)
 {
+    static int prefill_tag;
     struct MHD_Daemon *d =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, backend,
-                         NULL, MHD_OPTION_NOTIFY_COMPLETED, backend_done, NULL,
+                         is_prefill ? &prefill_tag : NULL, MHD_OPTION_NOTIFY_COMPLETED, backend_done, NULL,
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (!d) return NULL;
     *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
@@ -243,15 +267,35 @@ static cpu_t backend_cpu(int b)
     return t;
 }
 
-/* The proxy is one thread, so its main thread's schedstat is all of it. */
+/* CPU of a whole process: user/kernel ticks of /proc/PID/stat (all threads,
+ * live and dead), run time summed over the schedstat of its live threads (ours
+ * is one thread; a Python proxy may run helper threads). */
+static cpu_t process_cpu(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d", (int)pid);
+    cpu_t t = task_cpu(dir), run = {0, 0, 0};
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d) return t;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            char td[320];
+            snprintf(td, sizeof td, "/proc/%d/task/%s", (int)pid, e->d_name);
+            run = cpu_add(run, task_cpu(td));
+        }
+    closedir(d);
+    if (run.run > 0) t.run = run.run;
+    return t;
+}
+
+/* CPU of the proxies under measurement (g_proxy_pids). */
 static cpu_t proxy_cpu(void)
 {
     cpu_t t = {0, 0, 0};
-    for (int i = 0; i < g_n_proxies; i++) {
-        char dir[64];
-        snprintf(dir, sizeof dir, "/proc/%d", (int)g_proxy_pids[i]);
-        t = cpu_add(t, task_cpu(dir));
-    }
+    for (int i = 0; i < g_n_proxies; i++)
+        t = cpu_add(t, process_cpu(g_proxy_pids[i]));
     return t;
 }
 
@@ -362,32 +406,41 @@ static void percentiles(uint64_t *t, int n, result_t *out)
     out->p99_us = (double)t[(n * 99) / 100] / 1e3;
 }
 
-/* Sequential requests, alternating direct and through the proxy, so that both
- * series see the same noise of this shared machine. */
+/* Sequential requests to n_urls URLs in turn (direct, proxy, ...), so that all
+ * series see the same noise of this shared machine; p50/p99 into out[i]. */
+static int latency_multi(const char *const *urls, int n_urls, const char *body, size_t want,
+                         int n, result_t *const *out)
+{
+    client_t c[4];
+    uint64_t *t[4];
+    if (n_urls > 4) return -1;
+    for (int u = 0; u < n_urls; u++) {
+        if (client_init(&c[u], urls[u], body)) return -1;
+        t[u] = calloc((size_t)n, sizeof *t[u]);
+        if (!t[u]) return -1;
+    }
+    for (int i = 0; i < n / 5 + 10; i++) /* warm-up */
+        for (int u = 0; u < n_urls; u++)
+            client_do(&c[u], want);
+    for (int i = 0; i < n; i++)
+        for (int u = 0; u < n_urls; u++) {
+            t[u][i] = client_do(&c[u], want);
+            if (!t[u][i]) out[u]->errors++, t[u][i] = UINT64_MAX;
+        }
+    for (int u = 0; u < n_urls; u++) {
+        percentiles(t[u], n, out[u]);
+        free(t[u]);
+        client_free(&c[u]);
+    }
+    return 0;
+}
+
 static int latency(const char *direct, const char *via, const char *body, size_t want, int n,
                    result_t *d, result_t *v)
 {
-    client_t cd, cv;
-    if (client_init(&cd, direct, body) || client_init(&cv, via, body)) return -1;
-    uint64_t *td = calloc((size_t)n, sizeof *td), *tv = calloc((size_t)n, sizeof *tv);
-    if (!td || !tv) return -1;
-    for (int i = 0; i < n / 5 + 10; i++) { /* warm-up */
-        client_do(&cd, want);
-        client_do(&cv, want);
-    }
-    for (int i = 0; i < n; i++) {
-        td[i] = client_do(&cd, want);
-        tv[i] = client_do(&cv, want);
-        if (!td[i]) d->errors++, td[i] = UINT64_MAX;
-        if (!tv[i]) v->errors++, tv[i] = UINT64_MAX;
-    }
-    percentiles(td, n, d);
-    percentiles(tv, n, v);
-    free(td);
-    free(tv);
-    client_free(&cd);
-    client_free(&cv);
-    return 0;
+    const char *urls[2] = {direct, via};
+    result_t *out[2] = {d, v};
+    return latency_multi(urls, 2, body, want, n, out);
 }
 
 typedef struct {
@@ -479,6 +532,8 @@ static void rates(const char *direct, const char *const *via, int n_via, const c
 
 /* --------------------------------------------------------- proxy process */
 
+static const char *g_sched = "round_robin"; /* --scheduling of our proxy */
+
 static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_t dp,
                          uint16_t *port)
 {
@@ -499,12 +554,14 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
         setenv("MC_LOG_LEVEL", "warn", 1);
         if (strcmp(mode, "toy") == 0)
             execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port", ps,
-                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, (char *)NULL);
+                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, "--scheduling", g_sched,
+                  (char *)NULL);
         else if (strcmp(mode, "demo") == 0)
             execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", phost, "-d", dhost,
-                  (char *)NULL);
+                  "--scheduling", g_sched, (char *)NULL);
         else
-            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, (char *)NULL);
+            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, "--scheduling",
+                  g_sched, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -555,10 +612,187 @@ static void json_result(const char *name, const result_t *r, int last)
     printf("}%s\n", last ? "" : ",");
 }
 
+/* ------------------------------------------------ vLLM's Python proxies */
+
+/* The three proxies vLLM ships (paths inside its source distribution) and the
+ * mode of ours that does the same job. */
+typedef struct {
+    const char *name, *path, *mode;
+} vproxy_t;
+static const vproxy_t VPROXIES[] = {
+    {"mooncake_connector_proxy.py",
+     "examples/disaggregated/mooncake_connector/mooncake_connector_proxy.py", "connector"},
+    {"toy_proxy_server.py", "tests/v1/kv_connector/nixl_integration/toy_proxy_server.py", "toy"},
+    {"disagg_proxy_demo.py", "examples/disaggregated/disaggregated_serving/disagg_proxy_demo.py",
+     "demo"},
+};
+
+/* A port the kernel says is free now (the Python proxies need one given). */
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    uint16_t port = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static const char *g_vllm_log = "/dev/null"; /* --vllm-log: the Python proxies' output */
+
+/* Starts `python DIR/vp->path` in front of the backends on `port`, with the
+ * command line its documentation gives; its output goes to g_vllm_log. */
+static pid_t spawn_vllm(const char *python, const char *dir, const vproxy_t *vp, uint16_t pp,
+                        uint16_t dp, uint16_t port)
+{
+    char script[PATH_MAX], ps[16], ds[16], xs[16], purl[64], durl[64], phost[64], dhost[64];
+    snprintf(script, sizeof script, "%s/%s", dir, vp->path);
+    snprintf(ps, sizeof ps, "%u", pp);
+    snprintf(ds, sizeof ds, "%u", dp);
+    snprintf(xs, sizeof xs, "%u", port);
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%u", pp);
+    snprintf(durl, sizeof durl, "http://127.0.0.1:%u", dp);
+    snprintf(phost, sizeof phost, "127.0.0.1:%u", pp);
+    snprintf(dhost, sizeof dhost, "127.0.0.1:%u", dp);
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    int fd = open(g_vllm_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    if (!strcmp(vp->mode, "connector")) /* bootstrap /query is served on the prefill port */
+        execl(python, python, script, "--host", "127.0.0.1", "--port", xs, "--prefill", purl, ps,
+              "--decode", durl, (char *)NULL);
+    else if (!strcmp(vp->mode, "toy"))
+        execl(python, python, script, "--host", "127.0.0.1", "--port", xs, "--prefiller-host",
+              "127.0.0.1", "--prefiller-port", ps, "--decoder-host", "127.0.0.1",
+              "--decoder-port", ds, (char *)NULL);
+    else
+        execl(python, python, script, "--model", "bench-model", "-p", phost, "-d", dhost,
+              "--port", xs, (char *)NULL);
+    _exit(127);
+}
+
+/* Readiness: a completion through url answered 200 with the whole answer.
+ * Returns 0, or -1 when pid exited or timeout_s passed. */
+static int wait_ready(const char *url, const char *body, size_t want, pid_t pid, int timeout_s)
+{
+    uint64_t end = mc_now_ns() + (uint64_t)timeout_s * 1000000000ull;
+    while (mc_now_ns() < end) {
+        client_t c;
+        if (client_init(&c, url, body)) return -1;
+        curl_easy_setopt(c.e, CURLOPT_TIMEOUT, 2L);
+        uint64_t ok = client_do(&c, want);
+        client_free(&c);
+        if (ok) return 0;
+        if (waitpid(pid, NULL, WNOHANG) != 0) return -1;
+        usleep(50000); /* between attempts only: readiness is the 200 above */
+    }
+    return -1;
+}
+
+static void stop_process(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 100; i++) { /* uvicorn shuts down gracefully; give it 5 s */
+        if (waitpid(pid, NULL, WNOHANG) == pid) return;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+typedef struct {
+    const vproxy_t *vp;
+    int ok;
+    result_t r[3]; /* direct, ours, theirs */
+} side_t;
+
+/* One side-by-side pair: our proxy in vp->mode and vLLM's script, in front of
+ * the same backends, with the same clients: latency in turns (direct, ours,
+ * theirs), then rate slices in turns, each slice charging the CPU of the one
+ * proxy it drives. Non-streaming requests. */
+static int side_by_side(const char *bin, const char *python, const char *dir, const vproxy_t *vp,
+                        uint16_t pp, uint16_t dp, const char *direct, const char *body,
+                        size_t want, int requests, int clients, double secs, int slices,
+                        side_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->vp = vp;
+    uint16_t oport = 0, tport = free_port();
+    pid_t ours = spawn_proxy(bin, vp->mode, pp, dp, &oport);
+    if (ours <= 0 || !oport || !tport) return -1;
+    pid_t theirs = spawn_vllm(python, dir, vp, pp, dp, tport);
+    char ourl[128], turl[128];
+    snprintf(ourl, sizeof ourl, "http://127.0.0.1:%u/v1/completions", oport);
+    snprintf(turl, sizeof turl, "http://127.0.0.1:%u/v1/completions", tport);
+    int rc = -1;
+    if (theirs <= 0) goto done;
+    if (wait_ready(ourl, body, want, ours, 30) || wait_ready(turl, body, want, theirs, 60)) {
+        fprintf(stderr, "side by side: %s did not become ready\n", vp->name);
+        goto done;
+    }
+    const char *urls[3] = {direct, ourl, turl};
+    result_t *res[3] = {&out->r[0], &out->r[1], &out->r[2]};
+    latency_multi(urls, 3, body, want, requests, res);
+    pid_t pids[3] = {0, ours, theirs};
+    int saved_n = g_n_proxies;
+    pid_t saved0 = g_proxy_pids[0];
+    for (int s = 0; s < slices; s++)
+        for (int u = 0; u < 3; u++) {
+            g_n_proxies = u ? 1 : 0;
+            g_proxy_pids[0] = pids[u];
+            rate(&urls[u], 1, body, want, clients, secs / slices, res[u]);
+        }
+    g_n_proxies = saved_n;
+    g_proxy_pids[0] = saved0;
+    for (int u = 0; u < 3; u++)
+        res[u]->rps = res[u]->elapsed > 0 ? (double)res[u]->done / res[u]->elapsed : 0;
+    out->ok = 1;
+    rc = 0;
+done:
+    if (theirs > 0) stop_process(theirs);
+    stop_process(ours);
+    return rc;
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : 0.0;
+}
+
+static void json_side(const side_t *sd, int last)
+{
+    const result_t *d = &sd->r[0], *o = &sd->r[1], *t = &sd->r[2];
+    double n_o = o->done > 0 ? (double)o->done : 1, n_t = t->done > 0 ? (double)t->done : 1;
+    double cpu_o = o->cpu.proxy.run * 1e6 / n_o, cpu_th = t->cpu.proxy.run * 1e6 / n_t;
+    double a50_o = o->p50_us - d->p50_us, a50_t = t->p50_us - d->p50_us;
+    double a99_o = o->p99_us - d->p99_us, a99_t = t->p99_us - d->p99_us;
+    printf("    \"%s\": {\"ours_mode\": \"%s\", \"ok\": %s,\n      \"results\": {\n",
+           sd->vp->name, sd->vp->mode, sd->ok ? "true" : "false");
+    json_result("direct", d, 0);
+    json_result("ours", o, 0);
+    json_result("theirs", t, 1);
+    printf("      },\n      \"added_p50_us\": {\"ours\": %.1f, \"theirs\": %.1f},"
+           " \"added_p99_us\": {\"ours\": %.1f, \"theirs\": %.1f},\n"
+           "      \"proxy_cpu_us_per_request\": {\"ours\": %.1f, \"theirs\": %.1f},\n"
+           "      \"rps_ratio_ours_over_theirs\": %.2f, \"added_p50_ratio_ours_over_theirs\": %.3f,"
+           " \"added_p99_ratio_ours_over_theirs\": %.3f, \"cpu_ratio_ours_over_theirs\": %.3f,\n"
+           "      \"targets_met\": {\"rps_10x\": %s, \"added_p50_tenth\": %s,"
+           " \"cpu_tenth\": %s}}%s\n",
+           a50_o, a50_t, a99_o, a99_t, cpu_o, cpu_th, ratio(o->rps, t->rps), ratio(a50_o, a50_t),
+           ratio(a99_o, a99_t), ratio(cpu_o, cpu_th), ratio(o->rps, t->rps) >= 10 ? "true" : "false",
+           a50_t > 0 && a50_o <= a50_t / 10 ? "true" : "false",
+           cpu_th > 0 && cpu_o <= cpu_th / 10 ? "true" : "false", last ? "" : ",");
+}
+
 int main(int argc, char **argv)
 {
     char bin[PATH_MAX] = "";
-    const char *mode = "connector", *only = "";
+    const char *mode = "connector", *only = "", *vllm_dir = NULL, *python = "python3";
+    int vllm_requests = 0;
     int clients = 4, requests = 2000, slices = 10, n_proxies = 1;
     double secs = 3.0;
     for (int i = 1; i < argc; i++) {
@@ -586,6 +820,16 @@ int main(int argc, char **argv)
             slices = atoi(v);
         else if (!strcmp(a, "--only"))
             only = v;
+        else if (!strcmp(a, "--vllm"))
+            vllm_dir = v;
+        else if (!strcmp(a, "--python"))
+            python = v;
+        else if (!strcmp(a, "--scheduling"))
+            g_sched = v;
+        else if (!strcmp(a, "--vllm-log"))
+            g_vllm_log = v;
+        else if (!strcmp(a, "--vllm-requests"))
+            vllm_requests = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -595,8 +839,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "--mode must be connector, toy or demo\n");
         return 2;
     }
-    if (*only && strcmp(only, "non_streaming") && strcmp(only, "streaming")) {
-        fprintf(stderr, "--only must be non_streaming or streaming\n");
+    if (*only && strcmp(only, "non_streaming") && strcmp(only, "streaming") &&
+        strcmp(only, "side_by_side")) {
+        fprintf(stderr, "--only must be non_streaming, streaming or side_by_side\n");
         return 2;
     }
     if (clients < 1 || requests < 10 || secs <= 0 || g_chunks < 1 || slices < 1 || n_proxies < 1 ||
@@ -618,7 +863,7 @@ int main(int argc, char **argv)
     for (int b = 0; b < 2; b++) { /* note the threads each daemon starts */
         pid_t before[MAX_TIDS * 3], after[MAX_TIDS * 3];
         int nb = list_tids(before, MAX_TIDS * 3);
-        daemons[b] = backend_start(b == 0 ? &pport : &dport);
+        daemons[b] = backend_start(b == 0 ? &pport : &dport, b == 0);
         int na = list_tids(after, MAX_TIDS * 3);
         for (int i = 0; i < na; i++) {
             int seen = 0;
@@ -674,7 +919,11 @@ int main(int argc, char **argv)
     result_t r[4];
     memset(r, 0, sizeof r);
     int sreq = requests / 4 > 10 ? requests / 4 : 10;
-    int do_plain = strcmp(only, "streaming") != 0, do_stream = strcmp(only, "non_streaming") != 0;
+    double load0[3] = {0, 0, 0}, load1[3] = {0, 0, 0};
+    getloadavg(load0, 3);
+    int do_side = vllm_dir && (!*only || !strcmp(only, "side_by_side"));
+    int do_plain = !*only || !strcmp(only, "non_streaming");
+    int do_stream = !*only || !strcmp(only, "streaming");
     if (do_plain) {
         latency(direct, vias[0], plain, want_plain, requests, &r[0], &r[1]);
         rates(direct, vias, n_proxies, plain, want_plain, clients, secs, slices, &r[0], &r[1]);
@@ -683,6 +932,14 @@ int main(int argc, char **argv)
         latency(direct, vias[0], stream, want_stream, sreq, &r[2], &r[3]);
         rates(direct, vias, n_proxies, stream, want_stream, clients, secs, slices, &r[2], &r[3]);
     }
+
+    side_t side[3];
+    int n_side = do_side ? 3 : 0;
+    if (vllm_requests < 10) vllm_requests = requests / 5 > 100 ? requests / 5 : 100;
+    for (int k = 0; k < n_side; k++)
+        side_by_side(bin, python, vllm_dir, &VPROXIES[k], pport, dport, direct, plain, want_plain,
+                     vllm_requests, clients, secs, slices, &side[k]);
+    getloadavg(load1, 3);
 
     int exit_code = 0;
     for (int k = 0; k < g_n_proxies; k++) {
@@ -695,11 +952,13 @@ int main(int argc, char **argv)
     MHD_stop_daemon(pd);
     MHD_stop_daemon(dd);
 
-    printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"cpus\": %ld,\n"
+    printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"scheduling\": \"%s\",\n"
+           "  \"cpus\": %ld,\n"
            "  \"clients\": %d,\n  \"proxies\": %d,\n  \"rate_seconds\": %.1f,\n"
-           "  \"rate_slices\": %d,\n  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n",
-           mode, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
-           g_chunks);
+           "  \"rate_slices\": %d,\n  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n"
+           "  \"loadavg_start\": [%.2f, %.2f, %.2f],\n  \"loadavg_end\": [%.2f, %.2f, %.2f],\n",
+           mode, g_sched, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
+           g_chunks, load0[0], load0[1], load0[2], load1[0], load1[1], load1[2]);
     const char *names[2] = {"non_streaming", "streaming"};
     for (int k = 0; k < 2; k++) {
         result_t *d = &r[2 * k], *v = &r[2 * k + 1];
@@ -715,7 +974,15 @@ int main(int argc, char **argv)
                d->rps > 0 ? v->rps / d->rps : 0.0, cv > 0 ? cd / cv : 0.0, v->p50_us - d->p50_us,
                ",");
     }
-    printf("  \"targets\": {\"rate_ratio_min\": 0.5, \"added_p50_us_max\": 300},\n"
+    if (n_side) {
+        printf("  \"side_by_side\": {\"latency_requests\": %d, \"python\": \"%s\",\n",
+               vllm_requests, python);
+        for (int k = 0; k < n_side; k++)
+            json_side(&side[k], k == n_side - 1);
+        printf("  },\n");
+    }
+    printf("  \"targets\": {\"added_p50_us_max\": 300, \"side_by_side_rps_ratio_min\": 10,"
+           " \"side_by_side_added_p50_ratio_max\": 0.1, \"side_by_side_cpu_ratio_max\": 0.1},\n"
            "  \"proxy_exit\": %d\n}\n",
            exit_code);
     curl_global_cleanup();

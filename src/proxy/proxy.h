@@ -16,7 +16,13 @@
 #include <stdint.h>
 
 enum { MC_PROXY_MODE_CONNECTOR = 0, MC_PROXY_MODE_TOY = 1, MC_PROXY_MODE_DEMO = 2 };
-enum { MC_PROXY_SCHED_ROUND_ROBIN = 0, MC_PROXY_SCHED_LEAST_LOADED = 1 };
+enum {
+    MC_PROXY_SCHED_ROUND_ROBIN = 0,
+    MC_PROXY_SCHED_LEAST_LOADED = 1,
+    MC_PROXY_SCHED_LEAST_TOKENS = 2,
+    MC_PROXY_SCHED_CACHE_AWARE = 3,
+    MC_PROXY_N_SCHED
+};
 enum { MC_PROXY_PREFILL = 0, MC_PROXY_DECODE = 1 };
 
 #define MC_PROXY_MAX_CLI_INST 64
@@ -40,6 +46,12 @@ typedef struct {
     int health_interval_ms;    /* health check period, default 5 s */
     size_t max_body;           /* largest accepted client body, default 8 MiB */
     int max_conns;             /* front connection limit, default 4096 */
+    int cb_failures;           /* consecutive failures that open an instance's circuit (3) */
+    int cb_backoff_ms;         /* first backoff of an open circuit, doubling (1000) */
+    int cb_backoff_max_ms;     /* largest backoff (30000) */
+    int prefill_retries;       /* failed prefill legs started again elsewhere, at most (1) */
+    int cache_balance_abs;     /* cache_aware: load wins when max - min load exceeds this (8) */
+    double cache_balance_rel;  /* ... and max load exceeds this times the min (1.5) */
 } mc_proxy_config_t;
 
 /* Fills *cfg from argv (argv[0] is skipped). Returns 0; 1 when --help was asked

@@ -161,7 +161,7 @@ void mc__proxy_dispatch_admin(mc_proxy_t *px, req_t *r)
 
 /* ------------------------------------------------------- GET endpoints */
 
-static json_t *inst_json(const inst_t *in)
+static json_t *inst_json(const mc_proxy_t *px, const inst_t *in)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:I, s:I}", "instance", in->name, "url",
                           in->base, "state", state_name[in->state], "healthy",
@@ -176,6 +176,7 @@ static json_t *inst_json(const inst_t *in)
         json_object_set_new(o, "engine_ids", a);
     }
     if (in->last_error[0]) json_object_set_new(o, "last_error", json_string(in->last_error));
+    mc__proxy_route_inst_json(px, in, o);
     return o;
 }
 
@@ -184,7 +185,7 @@ static char *status_json(mc_proxy_t *px)
     json_t *o = json_object();
     json_object_set_new(o, "mode", json_string(mode_name[px->cfg.mode]));
     json_object_set_new(o, "scheduling",
-                        json_string(px->cfg.sched ? "least_loaded" : "round_robin"));
+                        json_string(mc__proxy_sched_name[px->cfg.sched]));
     json_object_set_new(o, "model", json_string(px->cfg.model[0] ? px->cfg.model : px->model_id));
     json_object_set_new(o, "ready",
                         json_boolean(mc__proxy_connector_ready(px) &&
@@ -195,7 +196,7 @@ static char *status_json(mc_proxy_t *px)
         json_t *names = json_array(), *det = json_array();
         for (int i = 0; i < px->ngrp[g]; i++) {
             json_array_append_new(names, json_string(px->grp[g][i]->name));
-            json_array_append_new(det, inst_json(px->grp[g][i]));
+            json_array_append_new(det, inst_json(px, px->grp[g][i]));
         }
         snprintf(k, sizeof k, "%s_node_count", mc__proxy_group_name[g]);
         json_object_set_new(o, k, json_integer(px->ngrp[g]));
@@ -206,11 +207,14 @@ static char *status_json(mc_proxy_t *px)
     json_t *dr = json_array();
     for (inst_t *in = px->all; in; in = in->next_all)
         if (in->removed) {
-            json_t *x = inst_json(in);
+            json_t *x = inst_json(px, in);
             json_object_set_new(x, "type", json_string(mc__proxy_group_name[in->group]));
             json_array_append_new(dr, x);
         }
     json_object_set_new(o, "draining", dr);
+    json_t *rs = mc__proxy_route_status(px);
+    if (rs) json_object_update(o, rs);
+    json_decref(rs);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -275,6 +279,7 @@ static char *metrics_text(mc_proxy_t *px)
               mc__proxy_group_name[g], px->grp[g][i]->name,
               (unsigned long long)px->grp[g][i]->total);
 #undef P
+    oom |= mc__proxy_route_metrics(px, &b);
     if (oom || mc__proxy_buf_append(&b, "", 1) != 0) {
         mc__proxy_buf_free(&b);
         return NULL;

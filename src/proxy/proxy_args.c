@@ -29,7 +29,13 @@ void mc_proxy_usage(void *fp)
           "  --port N                    listen port (default 8000; 0 = any)\n"
           "  --log_format text|json      log lines on stderr (default text; MC_LOG_FORMAT)\n"
           "  --version                   print the version and exit\n"
-          "  --scheduling round_robin|least_loaded   (default round_robin)\n"
+          "  --scheduling round_robin|least_loaded|least_tokens|cache_aware (default round_robin)\n"
+          "  --cache-balance-abs N       cache_aware: load wins past this load gap (default 8)\n"
+          "  --cache-balance-rel R       ... and when max load > R x min load (default 1.5)\n"
+          "  --circuit-failures N        failures in a row that open a circuit (default 3)\n"
+          "  --circuit-backoff-ms N      first backoff of an open circuit, doubling (default 1000)\n"
+          "  --circuit-backoff-max-ms N  largest backoff (default 30000)\n"
+          "  --prefill-retries N         failed prefill legs retried elsewhere (default 1)\n"
           "  --connect-timeout-ms N      upstream connect timeout (default 10000)\n"
           "  --first-byte-timeout-ms N   upstream first-byte timeout (default 21600000)\n"
           "  --health-interval-ms N      health check period (default 5000)\n"
@@ -115,6 +121,12 @@ static void defaults(mc_proxy_config_t *c)
     c->health_interval_ms = 5000;
     c->max_body = 8u << 20;
     c->max_conns = 4096;
+    c->cb_failures = 3;
+    c->cb_backoff_ms = 1000;
+    c->cb_backoff_max_ms = 30000;
+    c->prefill_retries = 1;
+    c->cache_balance_abs = 8;
+    c->cache_balance_rel = 1.5;
 }
 
 int mc_proxy_parse_args(int argc, char **argv, mc_proxy_config_t *c, char *err, size_t errlen)
@@ -181,14 +193,35 @@ int mc_proxy_parse_args(int argc, char **argv, mc_proxy_config_t *c, char *err, 
         NUM_OPT("--health-interval-ms", 10, 3600000, c->health_interval_ms)
         NUM_OPT("--max-body-bytes", 1024, 1L << 30, c->max_body)
         NUM_OPT("--max-connections", 1, 1000000, c->max_conns)
+        NUM_OPT("--circuit-failures", 1, 1000, c->cb_failures)
+        NUM_OPT("--circuit-backoff-ms", 1, 3600000, c->cb_backoff_ms)
+        NUM_OPT("--circuit-backoff-max-ms", 1, 86400000, c->cb_backoff_max_ms)
+        NUM_OPT("--prefill-retries", 0, 16, c->prefill_retries)
+        NUM_OPT("--cache-balance-abs", 0, 1000000, c->cache_balance_abs)
+        if (match(a, "--cache-balance-rel", &inl)) {
+            NEED_VAL();
+            char *end = NULL;
+            double r = strtod(val, &end);
+            if (!end || end == val || *end || !(r >= 1.0 && r <= 1e6)) {
+                snprintf(err, errlen, "--cache-balance-rel: '%s' is not a number in 1..1e6", val);
+                return -EINVAL;
+            }
+            c->cache_balance_rel = r;
+            continue;
+        }
         if (match(a, "--scheduling", &inl)) {
             NEED_VAL();
             if (strcmp(val, "round_robin") == 0) {
                 c->sched = MC_PROXY_SCHED_ROUND_ROBIN;
             } else if (strcmp(val, "least_loaded") == 0) {
                 c->sched = MC_PROXY_SCHED_LEAST_LOADED;
+            } else if (strcmp(val, "least_tokens") == 0) {
+                c->sched = MC_PROXY_SCHED_LEAST_TOKENS;
+            } else if (strcmp(val, "cache_aware") == 0) {
+                c->sched = MC_PROXY_SCHED_CACHE_AWARE;
             } else {
-                snprintf(err, errlen, "--scheduling must be round_robin or least_loaded");
+                snprintf(err, errlen, "--scheduling must be round_robin, least_loaded, "
+                                      "least_tokens or cache_aware");
                 return -EINVAL;
             }
             continue;

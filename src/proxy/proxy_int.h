@@ -53,6 +53,13 @@ void mc__proxy_free_ids(char **ids, int n);
 int mc__proxy_models_match(const char *resp, size_t len, const char *model, char *first_id,
                            size_t idlen);
 
+/* Reads the engine's queue from a vLLM GET /metrics answer (Prometheus text):
+ * the sums over all label sets of vllm:num_requests_running and
+ * vllm:num_requests_waiting (values clamped to 0..1e6, non-finite ones skipped).
+ * Returns 0 when at least one of the two was present, -ENOENT otherwise. */
+int mc__proxy_parse_engine_load(const char *text, size_t len, unsigned *running,
+                                unsigned *waiting);
+
 /* Validates an admin "host:port" string (host: letters, digits, '.', '-', '_';
  * or [v6]; port 1..65535; at most 255 bytes). Returns 0 with host/port filled,
  * -EINVAL with a reason in err. */

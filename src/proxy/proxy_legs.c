@@ -120,6 +120,7 @@ void mc__proxy_inst_maybe_free(mc_proxy_t *px, inst_t *in)
 void mc__proxy_group_del(mc_proxy_t *px, inst_t *in)
 {
     int g = in->group;
+    mc__proxy_route_inst_removed(px, in);
     for (int i = 0; i < px->ngrp[g]; i++) {
         if (px->grp[g][i] == in) {
             memmove(&px->grp[g][i], &px->grp[g][i + 1],
@@ -176,6 +177,7 @@ inst_t *mc__proxy_inst_add(mc_proxy_t *px, int g, const char *url, uint16_t boot
     ng[px->ngrp[g]++] = in;
     in->next_all = px->all;
     px->all = in;
+    mc__proxy_route_inst_added(px, in);
     return in;
 fail:
     free(in);
@@ -190,30 +192,9 @@ int mc__proxy_inst_eligible(const mc_proxy_t *px, const inst_t *in)
     return 1;
 }
 
-/* Picks an instance of group g by the configured policy, or NULL when none is eligible. */
 static inst_t *pick(mc_proxy_t *px, int g)
 {
-    int n = px->ngrp[g];
-    if (n == 0) return NULL;
-    unsigned start = px->rr[g] % (unsigned)n;
-    inst_t *best = NULL;
-    int best_i = -1;
-    for (int k = 0; k < n; k++) {
-        int i = (int)((start + (unsigned)k) % (unsigned)n);
-        inst_t *in = px->grp[g][i];
-        if (!mc__proxy_inst_eligible(px, in)) continue;
-        if (px->cfg.sched == MC_PROXY_SCHED_ROUND_ROBIN) {
-            best = in;
-            best_i = i;
-            break;
-        }
-        if (!best || in->inflight < best->inflight) {
-            best = in;
-            best_i = i;
-        }
-    }
-    if (best) px->rr[g] = (unsigned)best_i + 1;
-    return best;
+    return mc__proxy_pick(px, g, NULL, NULL);
 }
 
 int mc__proxy_pick_noadvance(mc_proxy_t *px, int g)
@@ -265,6 +246,7 @@ void mc__proxy_req_unref(req_t *r)
     leg_free(r->d);
     mc__proxy_buf_free(&r->body);
     json_decref(r->json);
+    free(r->hashes);
     free(r->auth);
     free(r->resp_json);
     free(r);
@@ -347,6 +329,10 @@ static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const ch
         } else {
             in->inflight++;
             in->total++;
+            if (r) {
+                l->tokens = kind == LEG_PREFILL ? r->tok_prefill : r->tok_decode;
+                in->out_tokens += l->tokens;
+            }
         }
     }
     px->kick = 1;
@@ -381,10 +367,12 @@ static void leg_detach(mc_proxy_t *px, leg_t *l)
     l->prev = l->next = NULL;
     inst_t *in = l->inst;
     if (in) {
-        if (l->kind == LEG_PROBE)
+        if (l->kind == LEG_PROBE) {
             in->probe = NULL;
-        else
+        } else {
             in->inflight--;
+            in->out_tokens -= l->tokens;
+        }
     }
 }
 
@@ -543,20 +531,6 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* A transport-level failure takes the instance out of rotation until a check passes. */
-static void inst_mark_failed(mc_proxy_t *px, inst_t *in, const char *why)
-{
-    in->failures++;
-    snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
-    if (in->state == ST_HEALTHY) {
-        MC_LOGW(TAG, "%s instance %s out of rotation: %s", mc__proxy_group_name[in->group],
-                in->name, why);
-        in->state = ST_UNHEALTHY;
-    }
-    uint64_t soon = mc_now_ms() + 100;
-    if (in->next_check_ms > soon) in->next_check_ms = soon;
-}
-
 /* ------------------------------------------------------------- probes */
 
 int mc__proxy_probe_start(mc_proxy_t *px, inst_t *in, int step)
@@ -566,7 +540,10 @@ int mc__proxy_probe_start(mc_proxy_t *px, inst_t *in, int step)
         snprintf(url, sizeof url, "http://%s%s%s:%u/query", strchr(in->host, ':') ? "[" : "",
                  in->host, strchr(in->host, ':') ? "]" : "", in->boot_port);
     else
-        snprintf(url, sizeof url, "%s%s", in->base, step == STEP_MODELS ? "/v1/models" : "/health");
+        snprintf(url, sizeof url, "%s%s", in->base,
+                 step == STEP_MODELS    ? "/v1/models"
+                 : step == STEP_METRICS ? "/metrics"
+                                        : "/health");
     struct curl_slist *h = NULL;
     if (px->openai_key) {
         char line[600];
@@ -624,6 +601,17 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
                  l->status);
     int connector_p = px->cfg.mode == MC_PROXY_MODE_CONNECTOR && in->group == MC_PROXY_PREFILL;
     int next = -1;
+    /* cache_aware weighs vLLM's own queue: read after every passed health check */
+    int want_load = px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE && in->admitted;
+    if (l->step == STEP_METRICS) { /* optional: an engine without it is not unhealthy */
+        unsigned run = 0, wait = 0;
+        in->engine_load_known =
+            ok && mc__proxy_parse_engine_load(l->resp.p ? l->resp.p : "", l->resp.len, &run,
+                                              &wait) == 0;
+        in->eng_running = in->engine_load_known ? run : 0;
+        in->eng_waiting = in->engine_load_known ? wait : 0;
+        ok = 1;
+    }
 
     if (ok && l->step == STEP_MODELS) {
         char id[256];
@@ -652,7 +640,10 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
         }
     } else if (ok && l->step == STEP_HEALTH && connector_p) { /* engine ids change on restart */
         next = STEP_QUERY;
+    } else if (ok && l->step == STEP_HEALTH && want_load) {
+        next = STEP_METRICS;
     }
+    if (ok && l->step == STEP_QUERY && want_load) next = STEP_METRICS;
 
     leg_free(l); /* detached already */
     if (in->removed) {
@@ -674,16 +665,16 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
         in->admitted = 1;
         in->last_error[0] = 0;
         in->next_check_ms = now + (uint64_t)iv;
+        mc__proxy_inst_passed(px, in);
         mc__proxy_admin_reply(px, in, 1);
         return;
     }
-    snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
-    in->next_check_ms = now + (uint64_t)(iv < 500 ? iv : 500);
-    if (in->state == ST_HEALTHY) {
+    if (in->state == ST_HEALTHY)
         MC_LOGW(TAG, "%s instance %s failed its health check: %s", mc__proxy_group_name[in->group],
                 in->name, why);
-        in->state = ST_UNHEALTHY;
-    }
+    else
+        snprintf(in->last_error, sizeof in->last_error, "%.199s", why);
+    mc__proxy_inst_failed(px, in, why, 1);
     if (in->admin_waiter || (!in->admitted && !in->from_cli)) {
         /* An admin add that fails its check is not added. */
         MC_LOGW(TAG, "admin: %s instance %s rejected: %s", mc__proxy_group_name[in->group],
@@ -699,7 +690,7 @@ static void probe_finished(mc_proxy_t *px, leg_t *l)
 
 static int start_decode(mc_proxy_t *px, req_t *r, const mc__proxy_rw_t *rw)
 {
-    inst_t *d = pick(px, MC_PROXY_DECODE);
+    inst_t *d = mc__proxy_pick(px, MC_PROXY_DECODE, r, NULL);
     if (!d) {
         mc__proxy_req_answer(r, 503,
                              mc__proxy_error_json(503, "service_unavailable", "decode", NULL,
@@ -819,22 +810,42 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
 }
 
 /* A completion leg that could not even connect (nothing reached the instance) is
- * started once more on another eligible instance. Not for connector-mode prefill
- * legs: the decode leg already names that prefiller. The leg is detached; on
- * success it is replaced in its request and freed. Returns 0 when retried. */
+ * started once more on another eligible instance. A prefill leg that failed
+ * otherwise (transport error, timeout, 5xx answer) before the client got any
+ * byte is started again on another instance, at most --prefill-retries times per
+ * request: its answer was never used, so this is safe. A connector-mode prefill
+ * leg restarts both legs (the decode leg names the prefiller). The leg is
+ * detached; on success it is replaced in its request and freed. Returns 0 when
+ * retried. */
 static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p);
+
+/* 1 when l's failure is one the bounded prefill retry covers. */
+static int prefill_retryable(const mc_proxy_t *px, const leg_t *l)
+{
+    if (l->kind != LEG_PREFILL || l->req->prefill_tries >= px->cfg.prefill_retries) return 0;
+    if (l->rc == CURLE_WRITE_ERROR) return 0; /* answer too large: another would be too */
+    return l->rc != CURLE_OK || l->status >= 500;
+}
 
 static int leg_retry(mc_proxy_t *px, leg_t *l)
 {
     req_t *r = l->req;
-    if (l->rc != CURLE_COULDNT_CONNECT || l->retried || l->cancelled || !r || r->client_gone ||
-        r->resp_status || r->queued || r->stream_ready || !l->body)
+    if (l->cancelled || !r || r->client_gone || r->resp_status || r->queued || r->stream_ready ||
+        !l->body)
         return -EINVAL;
+    int connect_once = l->rc == CURLE_COULDNT_CONNECT && !l->retried;
+    int bounded = prefill_retryable(px, l);
+    if (!connect_once && !bounded) return -EINVAL;
     int g = l->kind == LEG_PREFILL ? MC_PROXY_PREFILL : MC_PROXY_DECODE;
-    inst_t *alt = pick(px, g);
-    if (!alt || alt == l->inst) return -ENOENT;
-    MC_LOGW(TAG, "req %s: %s leg could not connect to %s; retrying on %s", r->reqid,
-            mc__proxy_group_name[g], l->inst ? l->inst->name : "?", alt->name);
+    inst_t *alt = mc__proxy_pick(px, g, r, l->inst);
+    if (!alt) return -ENOENT;
+    if (bounded && !connect_once) {
+        r->prefill_tries++;
+        mc__proxy_route_count_retry(px);
+    }
+    MC_LOGW(TAG, "req %s: %s leg to %s failed (%s); retrying on %s", r->reqid,
+            mc__proxy_group_name[g], l->inst ? l->inst->name : "?",
+            l->rc != CURLE_OK ? curl_easy_strerror(l->rc) : "HTTP 5xx", alt->name);
     if (l->kind == LEG_PREFILL && px->cfg.mode == MC_PROXY_MODE_CONNECTOR) {
         /* The decode leg names the dead prefiller: start both legs again. */
         leg_t *od = r->d;
@@ -883,7 +894,7 @@ void mc__proxy_leg_finished(mc_proxy_t *px, leg_t *l)
     leg_detach(px, l);
     if (l->rc != CURLE_OK && l->rc != CURLE_WRITE_ERROR && l->kind != LEG_PROBE && in &&
         !(r && (r->client_gone || r->resp_status)))
-        inst_mark_failed(px, in, l->err[0] ? l->err : curl_easy_strerror(l->rc));
+        mc__proxy_inst_failed(px, in, l->err[0] ? l->err : curl_easy_strerror(l->rc), 0);
     if (l->kind == LEG_PROBE) {
         probe_finished(px, l);
         return;
@@ -935,8 +946,7 @@ void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r)
                                                   "no healthy decode instance"));
         return;
     }
-    inst_t *p = pick(px, MC_PROXY_PREFILL);
-    if (!p) {
+    if (!mc__proxy_pick_noadvance(px, MC_PROXY_PREFILL)) {
         mc__proxy_req_answer(r, 503,
                              mc__proxy_error_json(503, "service_unavailable", "prefill", NULL,
                                                   "no healthy prefill instance"));
@@ -957,6 +967,14 @@ void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r)
         char line[520];
         snprintf(line, sizeof line, "Bearer %s", px->openai_key);
         r->auth = strdup(line);
+    }
+    mc__proxy_route_prepare(px, r);
+    inst_t *p = mc__proxy_pick(px, MC_PROXY_PREFILL, r, NULL);
+    if (!p) { /* cannot happen after the check above; kept for safety */
+        mc__proxy_req_answer(r, 503,
+                             mc__proxy_error_json(503, "service_unavailable", "prefill", NULL,
+                                                  "no healthy prefill instance"));
+        return;
     }
     start_legs(px, r, p);
 }

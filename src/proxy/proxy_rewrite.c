@@ -309,6 +309,71 @@ const char *mc__proxy_model_base(const char *model, size_t *len)
     return model + s;
 }
 
+/* One sample line "name[{labels}] value [timestamp]": the value of the two
+ * gauges we read; 1 when the line is one of them (into *which), else 0. */
+static int load_sample(const char *line, size_t n, int *which, double *val)
+{
+    static const char run[] = "vllm:num_requests_running", wait[] = "vllm:num_requests_waiting";
+    size_t nl = sizeof run - 1; /* both names have this length */
+    if (n <= nl || (line[nl] != '{' && line[nl] != ' ')) return 0;
+    if (memcmp(line, run, nl) == 0)
+        *which = 0;
+    else if (memcmp(line, wait, nl) == 0)
+        *which = 1;
+    else
+        return 0;
+    size_t i = nl;
+    if (line[i] == '{') { /* label values may hold '}' only when quoted */
+        int quoted = 0;
+        for (i++; i < n; i++) {
+            if (quoted && line[i] == '\\') {
+                i++;
+            } else if (line[i] == '"') {
+                quoted = !quoted;
+            } else if (!quoted && line[i] == '}') {
+                break;
+            }
+        }
+        if (i >= n) return 0;
+        i++;
+    }
+    while (i < n && line[i] == ' ')
+        i++;
+    char num[48];
+    size_t k = 0;
+    while (i < n && line[i] != ' ' && k < sizeof num - 1)
+        num[k++] = line[i++];
+    num[k] = 0;
+    if (k == 0) return 0;
+    char *end = NULL;
+    double v = strtod(num, &end);
+    if (end != num + k || !(v == v) || v < 0) return 0; /* NaN and negatives skipped */
+    *val = v > 1e6 ? 1e6 : v;
+    return 1;
+}
+
+int mc__proxy_parse_engine_load(const char *text, size_t len, unsigned *running,
+                                unsigned *waiting)
+{
+    double sum[2] = {0, 0};
+    int found = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        int which;
+        double v;
+        if (n && text[pos] != '#' && load_sample(text + pos, n, &which, &v)) {
+            if (sum[which] + v <= 1e6) sum[which] += v;
+            found = 1;
+        }
+        pos += n + 1;
+    }
+    *running = (unsigned)sum[0];
+    *waiting = (unsigned)sum[1];
+    return found ? 0 : -ENOENT;
+}
+
 int mc__proxy_models_match(const char *resp, size_t len, const char *model, char *first_id,
                            size_t idlen)
 {

@@ -483,6 +483,7 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     curl_multi_setopt(px->multi, CURLMOPT_SOCKETDATA, px);
     curl_multi_setopt(px->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(px->multi, CURLMOPT_TIMERDATA, px);
+    if (mc__proxy_route_init(px) != 0) goto fail;
 
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < cfg->n_inst[g]; i++)
@@ -555,6 +556,7 @@ void mc_proxy_free(mc_proxy_t *px)
     }
     free(px->grp[0]);
     free(px->grp[1]);
+    mc__proxy_route_free(px);
     while (px->n_easy > 0)
         curl_easy_cleanup(px->easy_pool[--px->n_easy]);
     if (px->multi) curl_multi_cleanup(px->multi);

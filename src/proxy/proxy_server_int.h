@@ -44,10 +44,14 @@
 #define WHOLE_MAX (1u << 20)    /* non-SSE decode answers up to this size are sent whole */
 #define ERR_KEEP (4u << 10)     /* bytes of a decode leg's 5xx body kept for the 502 */
 #define MAX_INST_PER_GROUP 1024
+#define MC_PROXY_SLOTS 64         /* prefill instances the prefix index can tell apart */
+#define MC_PROXY_BLOCK_BYTES 64   /* prompt bytes per prefix block */
+#define MC_PROXY_MAX_BLOCKS 4096  /* blocks of a prompt looked at (256 KiB) */
+#define MC_PROXY_RING 32          /* recent routing decisions kept for /status */
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
 enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2 };
-enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH };
+enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH, STEP_METRICS };
 enum { RQ_READING = 0, RQ_STARTED };
 enum { R_COMPLETIONS = 0, R_CHAT, R_ADD, R_REMOVE };
 
@@ -56,6 +60,27 @@ typedef struct {
     size_t len, off, cap;
 } buf_t;
 
+/* Why an instance was picked (the reason label of the route metrics). */
+enum {
+    RS_RR = 0,
+    RS_LEAST_LOADED,
+    RS_LEAST_TOKENS,
+    RS_CACHE_HIT,
+    RS_CACHE_MISS,
+    RS_LOAD_IMBALANCE,
+    RS_N
+};
+
+typedef struct {
+    uint64_t t_ms;
+    int group, reason, match_blocks, prompt_blocks;
+    unsigned load;
+    uint64_t tokens;
+    char reqid[130];
+    char inst[300];
+} mc__proxy_decision_t;
+
+typedef struct mc__proxy_route mc__proxy_route_t;
 typedef struct inst inst_t;
 typedef struct leg leg_t;
 typedef struct req req_t;
@@ -69,7 +94,15 @@ struct inst {
     uint16_t port, boot_port;
     int state, removed, admitted, from_cli;
     unsigned inflight;
+    uint64_t out_tokens; /* estimated tokens of the legs in flight */
     uint64_t total, failures;
+    unsigned fail_streak; /* consecutive failures (checks and unreachable legs) */
+    int circuit_open;     /* fail_streak reached --circuit-failures: checks back off */
+    uint64_t backoff_ms;
+    int slot;              /* bit of the prefix index (prefill group), -1 = none */
+    uint64_t cache_blocks; /* prefix blocks the index attributes to this instance */
+    int engine_load_known; /* its /metrics gave vLLM's queue (cache_aware) */
+    unsigned eng_running, eng_waiting;
     char **engine_ids;
     int n_dp;
     unsigned dp_rr;
@@ -86,6 +119,7 @@ struct leg {
     int whole;   /* decode: a small non-SSE answer, relayed in one piece when complete */
     int failed;  /* decode: a 5xx answer, kept (bounded) for the 502 instead of relayed */
     int retried; /* completion legs are retried once elsewhere when the connect failed */
+    uint32_t tokens; /* estimated tokens, counted in inst->out_tokens while in flight */
     size_t body_len;
     req_t *req;
     inst_t *inst;
@@ -119,6 +153,10 @@ struct req {
     char prefill_host[256];
     inst_t *admin_inst;
     uint64_t t0;
+    uint32_t tok_prefill, tok_decode; /* token estimates of the legs */
+    uint64_t *hashes;                 /* chained prefix block hashes (cache_aware) */
+    int n_hashes;
+    int prefill_tries;                /* prefill legs started again after a failure */
 };
 
 struct mc_proxy {
@@ -136,6 +174,7 @@ struct mc_proxy {
     inst_t **grp[2];
     int ngrp[2];
     unsigned rr[2];
+    mc__proxy_route_t *route;
     leg_t *legs; /* active legs */
     req_t *reqs;
     char *admin_key;
@@ -209,6 +248,36 @@ void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r);
 void mc__proxy_dispatch_admin(mc_proxy_t *px, req_t *r);
 /* GET /health, /healthcheck, /status, /metrics, /v1/models. */
 enum MHD_Result mc__proxy_serve_get(mc_proxy_t *px, struct MHD_Connection *c, const char *url);
+
+/* ---- proxy_route.c: policies, the prefix index, circuit breaker, decisions */
+
+extern const char *const mc__proxy_sched_name[MC_PROXY_N_SCHED];
+int mc__proxy_route_init(mc_proxy_t *px);
+void mc__proxy_route_free(mc_proxy_t *px);
+/* A new instance (takes a prefix-index slot in the prefill group). */
+void mc__proxy_route_inst_added(mc_proxy_t *px, inst_t *in);
+/* An instance leaves its group: its slot and its index bits are dropped. */
+void mc__proxy_route_inst_removed(mc_proxy_t *px, inst_t *in);
+/* Reads what routing needs from r->json: token estimates, prefix block hashes. */
+void mc__proxy_route_prepare(mc_proxy_t *px, req_t *r);
+/* Picks an eligible instance of group g other than avoid by the configured
+ * policy, or NULL. With r (a completion) the pick is recorded and, for
+ * cache_aware prefill, the prompt's blocks are attributed to the instance. */
+inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid);
+/* The load cache_aware and least_loaded compare: outstanding requests. */
+unsigned mc__proxy_inst_load(const inst_t *in);
+/* A failure of in (from_check: its health check; else a leg that could not reach
+ * it): out of rotation, and the circuit opens after --circuit-failures in a row. */
+void mc__proxy_inst_failed(mc_proxy_t *px, inst_t *in, const char *why, int from_check);
+/* A passed check: the failure streak ends, the circuit closes. */
+void mc__proxy_inst_passed(mc_proxy_t *px, inst_t *in);
+void mc__proxy_route_count_retry(mc_proxy_t *px);
+/* Adds per-instance routing fields to an instance's /status object. */
+void mc__proxy_route_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o);
+/* {"cache_aware": {...}, "recent_decisions": [...]} (new reference). */
+json_t *mc__proxy_route_status(const mc_proxy_t *px);
+/* Appends the route metrics; 0 or -ENOMEM. */
+int mc__proxy_route_metrics(const mc_proxy_t *px, buf_t *b);
 
 /* ---- proxy_server.c */
 

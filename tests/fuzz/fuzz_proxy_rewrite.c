@@ -4,7 +4,8 @@
  * as an object with max_tokens == 1 and stream == false and without
  * stream_options / min_tokens, and the decode body spliced into the client's
  * bytes must equal the re-serialised one. The answer goes through the kv_transfer_params
- * extractor, the bootstrap /query parser and the /v1/models matcher; both
+ * extractor, the bootstrap /query parser, the /metrics load reader and the
+ * /v1/models matcher; both
  * halves go through the admin instance validator and the key comparison. */
 #include "proxy.h"
 #include "proxy_int.h"
@@ -83,6 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!ids[i] || !ids[i][0]) abort();
     }
     mc__proxy_free_ids(ids, n);
+
+    unsigned run = 0, wait = 0;
+    if (mc__proxy_parse_engine_load(ans, alen, &run, &wait) == 0 && (run > 1000000 || wait > 1000000))
+        abort();
 
     char *b = strndup(in, blen), *a = strndup(ans, alen);
     if (b && a) {

@@ -284,6 +284,33 @@ static void test_uuid(void **st)
     assert_int_equal(a[14], '4');
 }
 
+static void test_engine_load(void **st)
+{
+    (void)st;
+    unsigned run = 7, wait = 7;
+    static const char m[] =
+        "# HELP vllm:num_requests_running Number of requests.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        "vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3.0\n"
+        "vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 2\n"
+        "vllm:num_requests_waiting{engine=\"0\",odd=\"a}b\\\"c\"} 4.0 1700000000000\n"
+        "vllm:num_requests_waiting_by_reason{reason=\"x\"} 99\n"
+        "vllm:num_requests_running_x 50\n"
+        "vllm:num_requests_waiting{engine=\"2\"} NaN\n"
+        "vllm:num_requests_waiting{engine=\"3\"} -5\n"
+        "vllm:num_requests_waiting{engine=\"4\"} 12abc\n"
+        "vllm:num_requests_running{engine=\"5\"";
+    assert_int_equal(mc__proxy_parse_engine_load(m, sizeof m - 1, &run, &wait), 0);
+    assert_int_equal(run, 5);
+    assert_int_equal(wait, 4);
+    static const char big[] = "vllm:num_requests_waiting 1e300\n";
+    assert_int_equal(mc__proxy_parse_engine_load(big, sizeof big - 1, &run, &wait), 0);
+    assert_int_equal(wait, 1000000);
+    static const char none[] = "# nothing\nother_metric 3\n";
+    assert_int_equal(mc__proxy_parse_engine_load(none, sizeof none - 1, &run, &wait), -ENOENT);
+    assert_int_equal(mc__proxy_parse_engine_load("", 0, &run, &wait), -ENOENT);
+}
+
 static int parse(mc_proxy_config_t *c, char *err, ...)
 {
     char *argv[32] = {"mooncake_proxy"};
@@ -333,6 +360,38 @@ static void test_args(void **st)
     assert_int_equal(c.n_inst[1], 1);
     assert_int_equal(c.sched, MC_PROXY_SCHED_LEAST_LOADED);
 
+    /* routing and health options (issue 19), with their defaults */
+    assert_int_equal(parse(&c, err, "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_ROUND_ROBIN);
+    assert_int_equal(c.cb_failures, 3);
+    assert_int_equal(c.cb_backoff_ms, 1000);
+    assert_int_equal(c.cb_backoff_max_ms, 30000);
+    assert_int_equal(c.prefill_retries, 1);
+    assert_int_equal(c.cache_balance_abs, 8);
+    assert_true(c.cache_balance_rel == 1.5);
+    assert_int_equal(parse(&c, err, "--scheduling=cache_aware", "--cache-balance-abs", "4",
+                           "--cache-balance-rel=2.5", "--circuit-failures", "5",
+                           "--circuit-backoff-ms", "200", "--circuit-backoff-max-ms", "800",
+                           "--prefill-retries", "0", "--prefill", "http://p:1", "--decode", "x:1",
+                           NULL),
+                     0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_CACHE_AWARE);
+    assert_int_equal(c.cache_balance_abs, 4);
+    assert_true(c.cache_balance_rel == 2.5);
+    assert_int_equal(c.cb_failures, 5);
+    assert_int_equal(c.cb_backoff_ms, 200);
+    assert_int_equal(c.cb_backoff_max_ms, 800);
+    assert_int_equal(c.prefill_retries, 0);
+    assert_int_equal(c.n_inst[0], 1); /* --prefill-retries is not --prefill */
+    assert_int_equal(parse(&c, err, "--scheduling", "least_tokens", "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.sched, MC_PROXY_SCHED_LEAST_TOKENS);
+    assert_int_equal(parse(&c, err, "--cache-balance-rel", "0.5", "--decode", "x:1", NULL),
+                     -EINVAL);
+    assert_int_equal(parse(&c, err, "--cache-balance-rel", "2x", "--decode", "x:1", NULL),
+                     -EINVAL);
+    assert_int_equal(parse(&c, err, "--prefill-retries", "17", "--decode", "x:1", NULL), -EINVAL);
+    assert_int_equal(parse(&c, err, "--circuit-failures", "0", "--decode", "x:1", NULL), -EINVAL);
+
     assert_int_equal(parse(&c, err, "--scheduling", "random", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--port", "70000", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--bogus", NULL), -EINVAL);
@@ -356,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_key_equal),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_engine_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

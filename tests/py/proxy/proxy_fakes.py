@@ -35,7 +35,7 @@ class FakeOpenAI:
     abruptly after that many chunks), kv_params (returned in non-streamed
     answers), status (HTTP status of completions), error_body (the body of a
     non-200 status), body_override (bytes), hold (a threading.Event: completions
-    wait for it, at most 30 s, before answering)."""
+    wait for it, at most 30 s, before answering), metrics_text (GET /metrics)."""
 
     def __init__(self, name="fake", model="test-model"):
         self.name = name
@@ -51,6 +51,7 @@ class FakeOpenAI:
         self.error_body = b'{"error":"fake failure"}'
         self.hold = None
         self.pad = 0  # extra bytes of padding in every SSE chunk
+        self.metrics_text = None  # GET /metrics answer (Prometheus text); None = 404
         self.socks = set()
         self.requests = []
         self.aborted = 0  # streams the client (the proxy) hung up on
@@ -149,6 +150,8 @@ class FakeOpenAI:
                 self._record(b"")
                 if self.path == "/health":
                     self._send(fake.health_status, b"{}")
+                elif self.path == "/metrics" and fake.metrics_text is not None:
+                    self._send(200, fake.metrics_text.encode(), "text/plain; version=0.0.4")
                 elif self.path == "/v1/models":
                     self._send(200, json.dumps({"object": "list", "data": [{"id": fake.model, "object": "model"}]}).encode())
                 else:
