@@ -54,28 +54,39 @@ void mc__lcache_free(mc__lcache_t *c)
     free(c);
 }
 
-/* The slot key would live in and its lock. */
-static lc_slot_t *lc_slot(mc__lcache_t *c, const char *key, size_t len, uint64_t *hash,
-                          pthread_mutex_t **mu)
+/* The slot key would live in, locked; NULL (nothing locked) when c is off or
+ * the key too long to cache. *len and *hash: the key's. */
+static lc_slot_t *lc_lock(mc__lcache_t *c, const char *key, size_t *len, uint64_t *hash)
 {
-    *hash = XXH3_64bits(key, len);
+    if (!c) return NULL;
+    *len = strlen(key);
+    if (*len >= LC_KEY_MAX) return NULL;
+    *hash = XXH3_64bits(key, *len);
     size_t i = (size_t)*hash & c->mask;
-    *mu = &c->mu[i % LC_STRIPES];
+    pthread_mutex_lock(&c->mu[i % LC_STRIPES]);
     return &c->slots[i];
+}
+
+static void lc_unlock(mc__lcache_t *c, lc_slot_t *sl)
+{
+    pthread_mutex_unlock(&c->mu[(size_t)(sl - c->slots) % LC_STRIPES]);
+}
+
+/* 1 when sl holds key (an entry, live or not). Caller holds sl's lock. */
+static int lc_holds(const lc_slot_t *sl, const char *key, size_t len, uint64_t hash)
+{
+    return sl->hash == hash && memcmp(sl->key, key, len + 1) == 0;
 }
 
 int mc__lcache_get(mc__lcache_t *c, const char *key, uint64_t now_ms, mc_replica_t *rep,
                    uint64_t *deadline_ms)
 {
-    if (!c) return 0;
-    size_t len = strlen(key);
-    if (len >= LC_KEY_MAX) return 0;
+    size_t len;
     uint64_t h;
-    pthread_mutex_t *mu;
-    lc_slot_t *sl = lc_slot(c, key, len, &h, &mu);
+    lc_slot_t *sl = lc_lock(c, key, &len, &h);
+    if (!sl) return 0;
     int hit = 0;
-    pthread_mutex_lock(mu);
-    if (sl->deadline_ms && sl->hash == h && memcmp(sl->key, key, len + 1) == 0) {
+    if (sl->deadline_ms && lc_holds(sl, key, len, h)) {
         if (now_ms + sl->margin_ms < sl->deadline_ms) {
             *rep = sl->rep;
             *deadline_ms = sl->deadline_ms;
@@ -84,39 +95,33 @@ int mc__lcache_get(mc__lcache_t *c, const char *key, uint64_t now_ms, mc_replica
             sl->deadline_ms = 0; /* the lease is (nearly) over: ask the master */
         }
     }
-    pthread_mutex_unlock(mu);
+    lc_unlock(c, sl);
     return hit;
 }
 
 void mc__lcache_put(mc__lcache_t *c, const char *key, const mc_replica_t *rep, uint64_t deadline_ms,
                     uint64_t ttl_ms)
 {
-    if (!c || !deadline_ms) return;
-    size_t len = strlen(key);
-    if (len >= LC_KEY_MAX) return;
+    size_t len;
     uint64_t h;
-    pthread_mutex_t *mu;
-    lc_slot_t *sl = lc_slot(c, key, len, &h, &mu);
-    pthread_mutex_lock(mu);
+    lc_slot_t *sl = deadline_ms ? lc_lock(c, key, &len, &h) : NULL;
+    if (!sl) return;
     sl->hash = h;
     sl->deadline_ms = deadline_ms;
     sl->margin_ms = ttl_ms / 10 + 1;
     sl->rep = *rep;
     memcpy(sl->key, key, len + 1);
-    pthread_mutex_unlock(mu);
+    lc_unlock(c, sl);
 }
 
 void mc__lcache_drop(mc__lcache_t *c, const char *key)
 {
-    if (!c) return;
-    size_t len = strlen(key);
-    if (len >= LC_KEY_MAX) return;
+    size_t len;
     uint64_t h;
-    pthread_mutex_t *mu;
-    lc_slot_t *sl = lc_slot(c, key, len, &h, &mu);
-    pthread_mutex_lock(mu);
-    if (sl->hash == h && memcmp(sl->key, key, len + 1) == 0) sl->deadline_ms = 0;
-    pthread_mutex_unlock(mu);
+    lc_slot_t *sl = lc_lock(c, key, &len, &h);
+    if (!sl) return;
+    if (lc_holds(sl, key, len, h)) sl->deadline_ms = 0;
+    lc_unlock(c, sl);
 }
 
 void mc__lcache_clear(mc__lcache_t *c)
