@@ -394,8 +394,9 @@ static void run_group(mc_te_t *te, mc__te_piece_t **pcs, size_t n)
         pthread_mutex_lock(&p->lock);
         int shm = p->shm_state == 1, rdma = p->rdma_state == 1;
         pthread_mutex_unlock(&p->lock);
-        if (rdma)
-            ; /* one piece at a time; each is already spread over every NIC */
+        if (rdma && pcs[0]->tcp)
+            moved = mc__te_rdma_xfer_many(te, p, pcs[0]->opcode, pcs, n, &rest_rc,
+                                          &rest_timed_out);
         else if (shm && pcs[0]->shm)
             moved = mc__te_shm_xfer_many(te, p, pcs[0]->opcode, pcs, n);
         else if (!shm && pcs[0]->tcp)

@@ -166,6 +166,7 @@ typedef struct mc__te_peer {
      * peer endpoint (valid when the bit of rdma_av_set is set); under lock */
     uint64_t rdma_fi[MC_TE_RDMA_MAX_NICS][MC_TE_RDMA_MAX_EPS];
     uint64_t rdma_av_set;
+    int rdma_down; /* its listener refused while rdma slices hung: checked first */
     int idle[MC_TE_MAX_LANES];
     int nidle, nopen;
     uint64_t last_warn_ms; /* connect failures are logged at most once a second */
@@ -188,6 +189,7 @@ extern const mc__te_transport_t mc__te_rdma;
 
 /* ---- rdma on libfabric (transport/te_rdma.c) ---- */
 typedef struct mc__te_rdma mc__te_rdma_t;
+typedef struct mc__te_piece mc__te_piece_t;
 /* Opens the NICs named in devices (comma-separated libfabric domain names;
  * NULL/"": see docs/transfer-engine.md "RDMA") with MC_TE_RDMA_EPS endpoints
  * each, libfabric loaded with dlopen. Returns 0 with te->rdma set, or -1 after
@@ -207,6 +209,10 @@ void mc__te_rdma_dereg(mc_te_t *te, mc__te_buf_t *b);
 void mc__te_rdma_self_desc(mc_te_t *te, mc__te_desc_t *d);
 /* 1 when peer descriptor d can be reached over our rdma NICs. */
 int mc__te_rdma_usable(mc_te_t *te, const mc__te_desc_t *d);
+/* As mc__te_tcp_xfer_many, over rdma: the slices of n pieces (one
+ * direction, all to p) in flight together under one deadline. */
+size_t mc__te_rdma_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                             size_t n, int *rest_rc, int *rest_timed_out);
 /* Bytes each local NIC moved (initiator side) since start, for tests and
  * benches; returns the number of NICs (0 without rdma). */
 size_t mc__te_rdma_nic_bytes(mc_te_t *te, uint64_t *out, size_t cap);

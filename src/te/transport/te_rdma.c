@@ -37,6 +37,7 @@
 #include "base_mem.h"
 #include "base_log.h"
 #include "base_time.h"
+#include "net_sock.h"
 #include "te_int.h"
 
 #define TAG "te-rdma"
@@ -46,6 +47,7 @@
 #include <dlfcn.h>
 #include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
@@ -102,6 +104,8 @@ typedef struct {
     xfer_t *x;
     uint64_t len;
     int nic;
+    int state; /* under x->mu: -1 posted, 0 completed, > 0 failed (fi errno) */
+    uint32_t piece;
 } op_t;
 
 /* One piece in flight: its slices' contexts, freed by whoever drops the last
@@ -115,7 +119,8 @@ struct xfer {
     int err;       /* first failed completion (positive fi errno) */
     int abandoned; /* the waiter left: on the engine's abandoned list */
     xfer_t *next;
-    struct fid_mr *tmp_mr[MC_TE_RDMA_MAX_NICS]; /* FI_MR_LOCAL, unregistered source */
+    struct fid_mr **tmp_mr; /* FI_MR_LOCAL, unregistered sources: piece x NIC */
+    size_t ntmp;
     size_t nops;
     op_t ops[];
 };
@@ -162,8 +167,9 @@ typedef struct {
 
 static void xfer_free(xfer_t *x)
 {
-    for (size_t i = 0; i < MC_TE_RDMA_MAX_NICS; i++)
+    for (size_t i = 0; i < x->ntmp; i++)
         if (x->tmp_mr[i]) fi_close(&x->tmp_mr[i]->fid);
+    free(x->tmp_mr);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
     free(x);
@@ -177,6 +183,7 @@ static void op_done(mc__te_rdma_t *r, void *ctx, int err)
     xfer_t *x = o->x;
     pthread_mutex_lock(&x->mu);
     if (err && !x->err) x->err = err;
+    o->state = err;
     if (!err) atomic_fetch_add(&r->nics[o->nic].bytes, o->len);
     x->left--;
     int last = --x->refs == 0, abandoned = x->abandoned;
@@ -574,23 +581,47 @@ static const mc__te_buf_t *find_buf(const mc__te_desc_t *d, uint64_t addr, uint6
     return addr + len >= addr && addr + len <= b->addr + b->length ? b : NULL;
 }
 
-/* Waits for x's slices until deadline; drops the waiter's reference (x is
- * freed here, or later by the last completion). Returns the slices left and
- * the first error in *err. */
-static int xfer_wait(mc__te_rdma_t *r, xfer_t *x, uint64_t deadline_ms, int *err)
+/* Whether the peer's listener still accepts connections: a process that
+ * died leaves none (refused at once); a stopped or slow one still has it. */
+static int peer_listening(mc__te_peer_t *p)
 {
-    struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, deadline_ms > mc_now_ms()
-                                                            ? deadline_ms - mc_now_ms()
-                                                            : 0);
+    char ip[64];
+    pthread_mutex_lock(&p->lock);
+    snprintf(ip, sizeof ip, "%s", p->desc.ip);
+    uint16_t port = p->desc.port;
+    pthread_mutex_unlock(&p->lock);
+    int fd = -1, rc = mc_sock_connect(ip, port, 200, &fd);
+    if (fd >= 0) close(fd);
+    return rc != -ECONNREFUSED;
+}
+
+/* Waits for x's slices until deadline, checking every 500 ms after the first
+ * that the peer is still there; copies each op's state to st[] and drops the
+ * waiter's reference (x is freed here, or later by its last completion).
+ * Returns 1 when the peer's process is gone, else 0. */
+static int xfer_wait(mc__te_rdma_t *r, mc__te_peer_t *p, xfer_t *x, uint64_t deadline_ms,
+                     int *st)
+{
+    int gone = 0;
     pthread_mutex_lock(&x->mu);
-    while (x->left > 0 && pthread_cond_timedwait(&x->cv, &x->mu, &ts) != ETIMEDOUT)
-        ;
+    for (uint64_t t0 = mc_now_ms(), now = t0; x->left > 0 && now < deadline_ms && !gone;) {
+        uint64_t step = deadline_ms - now < 500 ? deadline_ms - now : 500;
+        struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, step);
+        while (x->left > 0 && pthread_cond_timedwait(&x->cv, &x->mu, &ts) != ETIMEDOUT)
+            ;
+        now = mc_now_ms();
+        if (x->left > 0 && now < deadline_ms) {
+            pthread_mutex_unlock(&x->mu);
+            gone = !peer_listening(p);
+            pthread_mutex_lock(&x->mu);
+        }
+    }
     pthread_mutex_unlock(&x->mu);
     /* our reference keeps x alive until here; ab_lock before x->mu */
     pthread_mutex_lock(&r->ab_lock);
     pthread_mutex_lock(&x->mu);
-    int left = x->left;
-    *err = x->err;
+    for (size_t i = 0; i < x->nops; i++)
+        st[i] = x->ops[i].state;
     int last = --x->refs == 0;
     if (!last) { /* the waiter gives up: the last completion frees x */
         x->abandoned = 1;
@@ -600,147 +631,272 @@ static int xfer_wait(mc__te_rdma_t *r, xfer_t *x, uint64_t deadline_ms, int *err
     pthread_mutex_unlock(&x->mu);
     pthread_mutex_unlock(&r->ab_lock);
     if (last) xfer_free(x);
-    return left;
+    return gone;
+}
+
+/* Looks up what n pieces to p need: the key and base of each remote range,
+ * our address-vector entries for the peer's endpoints. Returns 0,
+ * MC_TE_ERR_NOT_IMPLEMENTED (no rdma to p), MC__TE_STALE (a range the
+ * descriptor lacks) or MC_TE_ERR_ENDPOINT. */
+static int peer_route(mc__te_rdma_t *r, mc__te_peer_t *p, mc__te_piece_t *const *pcs, size_t n,
+                      uint64_t (*key)[MC_TE_RDMA_MAX_NICS], uint64_t *base,
+                      fi_addr_t (*dest)[MC_TE_RDMA_MAX_EPS])
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    if (!p->have_desc || p->rdma_state != 1) rc = MC_TE_ERR_NOT_IMPLEMENTED;
+    size_t pn = p->desc.rdma_nnics;
+    for (size_t k = 0; !rc && k < n; k++) {
+        const mc__te_buf_t *b = find_buf(&p->desc, pcs[k]->remote, pcs[k]->len);
+        if (!b) rc = MC__TE_STALE;
+        for (size_t i = 0; !rc && i < r->nnics; i++)
+            key[k][i] = b->rkey[i % pn];
+        if (!rc) base[k] = b->addr;
+    }
+    for (size_t i = 0; i < r->nnics && !rc; i++) {
+        const mc__te_nic_t *pnic = &p->desc.rdma_nics[i % pn];
+        for (size_t j = 0; j < r->neps && !rc; j++) {
+            size_t e = j % pnic->neps;
+            uint64_t bit = 1ull << (i * MC_TE_RDMA_MAX_EPS + e);
+            if (!(p->rdma_av_set & bit)) {
+                fi_addr_t fa = FI_ADDR_NOTAVAIL;
+                if (fi_av_insert(r->nics[i].av, pnic->addr[e], 1, &fa, 0, NULL) != 1)
+                    rc = MC_TE_ERR_ENDPOINT;
+                p->rdma_fi[i][e] = fa;
+                if (!rc) p->rdma_av_set |= bit;
+            }
+            dest[i][j] = (fi_addr_t)p->rdma_fi[i][e];
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (rc == MC_TE_ERR_ENDPOINT)
+        MC_LOGW(TAG, "segment '%s': its endpoint address was refused", p->name);
+    return rc;
+}
+
+/* Moves n pieces (one direction, all to p) as one set of slices spread over
+ * every (NIC, endpoint), under one deadline for all their bytes. res[k] gets
+ * each piece's result: 0, MC__TE_STALE (a refused key or range),
+ * MC_TE_ERR_SOCKET, MC_TE_ERR_INVALID_ARGUMENT (a bad local pointer);
+ * *timed_out when slices were still in flight at the deadline (those pieces
+ * get MC_TE_ERR_SOCKET). Returns 0, or an error that applies to every piece. */
+static int rdma_run(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                    size_t n, int *res, int *timed_out)
+{
+    mc__te_rdma_t *r = te->rdma;
+    if (!r) return MC_TE_ERR_NOT_IMPLEMENTED;
+    /* a peer found gone fails at once while its listener stays closed */
+    pthread_mutex_lock(&p->lock);
+    int down = p->rdma_down;
+    pthread_mutex_unlock(&p->lock);
+    if (down && !peer_listening(p)) {
+        for (size_t k = 0; k < n; k++)
+            res[k] = MC_TE_ERR_SOCKET;
+        return 0;
+    }
+    fi_addr_t dest[MC_TE_RDMA_MAX_NICS][MC_TE_RDMA_MAX_EPS];
+    uint64_t(*key)[MC_TE_RDMA_MAX_NICS] = malloc(n * sizeof *key);
+    uint64_t *base = malloc(n * sizeof *base), total = 0;
+    size_t nops = 0;
+    int rc = key && base ? peer_route(r, p, pcs, n, key, base, dest) : MC_TE_ERR_MEMORY;
+    for (size_t k = 0; k < n; k++) {
+        /* the provider copies into or out of an unregistered source in
+         * software (the tcp provider) or pins it (FI_MR_LOCAL): a bad pointer
+         * is an error here, as on the other transports, never a fault in a
+         * progress thread */
+        res[k] = 0;
+        if (!mc_te_is_registered(te, pcs[k]->local, pcs[k]->len) &&
+            mc_mem_check(pcs[k]->local, pcs[k]->len, opcode != MC_TE_OP_WRITE)) {
+            MC_LOGW(TAG, "local buffer %p (+%llu) is not %s", pcs[k]->local,
+                    (unsigned long long)pcs[k]->len,
+                    opcode == MC_TE_OP_WRITE ? "readable" : "writable");
+            res[k] = MC_TE_ERR_INVALID_ARGUMENT;
+            continue;
+        }
+        nops += (size_t)(pcs[k]->len / r->slice + (pcs[k]->len % r->slice != 0));
+        total += pcs[k]->len;
+    }
+    xfer_t *x = rc ? NULL : calloc(1, sizeof *x + nops * sizeof(op_t));
+    int *st = rc ? NULL : malloc((nops ? nops : 1) * sizeof *st);
+    if (!rc && (!x || !st)) rc = MC_TE_ERR_MEMORY;
+    if (rc) {
+        free(x);
+        free(st);
+        free(key);
+        free(base);
+        return rc;
+    }
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->cv, NULL);
+    x->refs = 1;
+    /* local memory descriptors where the provider needs them (FI_MR_LOCAL):
+     * the registered buffer that holds the source, or a registration for
+     * this piece. The engine's table stays shared-locked while slices fly,
+     * so that a local unregister waits for them. */
+    void **ldesc = NULL;
+    int locked = 0;
+    if (r->mr_local) {
+        ldesc = calloc(n * r->nnics, sizeof *ldesc);
+        x->tmp_mr = calloc(n * r->nnics, sizeof *x->tmp_mr);
+        x->ntmp = x->tmp_mr ? n * r->nnics : 0;
+        pthread_rwlock_rdlock(&te->bufs_lock);
+        locked = 1;
+        mc__te_desc_t view = {.nbufs = te->nbufs, .bufs = te->bufs};
+        for (size_t k = 0; k < n && ldesc && x->tmp_mr; k++) {
+            const mc__te_buf_t *lb =
+                find_buf(&view, (uint64_t)(uintptr_t)pcs[k]->local, pcs[k]->len);
+            reg_t *g = lb ? lb->rdma_mr : NULL;
+            for (size_t i = 0; i < r->nnics && !res[k]; i++) {
+                struct fid_mr *mr = g ? g->mr[i] : NULL, **tmp = &x->tmp_mr[k * r->nnics + i];
+                if (!mr && mr_reg(r, i, pcs[k]->local, pcs[k]->len, FI_READ | FI_WRITE, tmp) == 0)
+                    mr = *tmp;
+                if (mr) ldesc[k * r->nnics + i] = fi_mr_desc(mr);
+                if (!mr) {
+                    MC_LOGW(TAG, "NIC '%s': cannot register the local %llu bytes at %p",
+                            r->nics[i].name, (unsigned long long)pcs[k]->len, pcs[k]->local);
+                    res[k] = MC_TE_ERR_MEMORY;
+                }
+            }
+        }
+        if (!ldesc || !x->tmp_mr)
+            for (size_t k = 0; k < n; k++)
+                if (!res[k]) res[k] = MC_TE_ERR_MEMORY;
+    }
+    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), total);
+    size_t nslots = r->nnics * r->neps, s = 0;
+    unsigned start = atomic_fetch_add(&r->rr, 1);
+    int post_err = 0, post_gone = 0, post_timeout = 0;
+    uint64_t eagain_ms = 0;
+    for (size_t k = 0; k < n && !post_err; k++) {
+        for (uint64_t off = 0; !res[k] && off < pcs[k]->len && !post_err; off += r->slice, s++) {
+            size_t slot = (start + s) % nslots, i = slot / r->neps, j = slot % r->neps;
+            uint64_t l = pcs[k]->len - off < r->slice ? pcs[k]->len - off : r->slice;
+            op_t *o = &x->ops[x->nops];
+            *o = (op_t){.x = x, .len = l, .nic = (int)i, .state = -1, .piece = (uint32_t)k};
+            char *lp = pcs[k]->local + off;
+            void *ld = ldesc ? ldesc[k * r->nnics + i] : NULL;
+            uint64_t raddr = (r->virt ? pcs[k]->remote : pcs[k]->remote - base[k]) + off;
+            pthread_mutex_lock(&x->mu);
+            x->refs++, x->left++, x->nops++; /* before posting: the completion may come first */
+            pthread_mutex_unlock(&x->mu);
+            for (;;) {
+                struct fid_ep *ep = r->nics[i].eps[j].ep;
+                ssize_t prc = opcode == MC_TE_OP_WRITE
+                                  ? fi_write(ep, lp, l, ld, dest[i][j], raddr, key[k][i], &o->ctx)
+                                  : fi_read(ep, lp, l, ld, dest[i][j], raddr, key[k][i], &o->ctx);
+                if (prc == 0) break;
+                uint64_t now = mc_now_ms();
+                if (prc == -FI_EAGAIN && now < deadline) {
+                    /* queue full, or no connection yet: let it drain, and
+                     * every 500 ms check that the peer is still there */
+                    if (!eagain_ms) eagain_ms = now;
+                    if (now - eagain_ms >= 500) {
+                        eagain_ms = now;
+                        if (!peer_listening(p)) {
+                            post_gone = 1;
+                            prc = -FI_ECONNREFUSED;
+                        }
+                    }
+                    if (!post_gone) {
+                        pthread_mutex_lock(&x->mu);
+                        struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, 1);
+                        pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+                        pthread_mutex_unlock(&x->mu);
+                        continue;
+                    }
+                }
+                pthread_mutex_lock(&x->mu);
+                x->refs--, x->left--, x->nops--;
+                pthread_mutex_unlock(&x->mu);
+                if (prc == -FI_EAGAIN) post_timeout = 1;
+                post_err = prc == -FI_EAGAIN ? FI_ETIMEDOUT : (int)-prc;
+                break;
+            }
+        }
+        if (post_err) { /* this piece and the ones after it were not (all) posted */
+            MC_LOGW(TAG, "segment '%s': cannot post: %s", p->name, fierr(post_err));
+            for (size_t q = k; q < n; q++)
+                if (!res[q]) res[q] = MC_TE_ERR_SOCKET;
+        }
+    }
+    size_t posted = x->nops;
+    int gone = xfer_wait(r, p, x, deadline, st); /* x is not ours any more */
+    if (locked) pthread_rwlock_unlock(&te->bufs_lock);
+    free(ldesc);
+    int pending = 0, failed = 0, first_err = 0;
+    for (size_t i = 0; i < posted; i++) {
+        if (st[i] < 0) pending++;
+        if (st[i] > 0 && !first_err) first_err = st[i];
+        if (st[i] > 0) failed++;
+    }
+    /* per piece, from its slices (their order is the pieces' order) */
+    for (size_t k = 0, i = 0; k < n; k++) {
+        if (res[k]) continue;
+        size_t cnt = (size_t)(pcs[k]->len / r->slice + (pcs[k]->len % r->slice != 0));
+        int pend = 0, err = 0;
+        for (size_t c = 0; c < cnt && i < posted; c++, i++) {
+            pend |= st[i] < 0;
+            if (st[i] > 0 && !err) err = st[i];
+        }
+        if (pend)
+            res[k] = MC_TE_ERR_SOCKET;
+        else if (err == FI_EACCES || err == FI_EINVAL || err == FI_EKEYREJECTED ||
+                 err == FI_EFAULT || err == FI_ENOKEY || err == FI_EPERM)
+            res[k] = MC__TE_STALE; /* a refused key or range: the target re-registered */
+        else if (err)
+            res[k] = MC_TE_ERR_SOCKET;
+    }
+    gone |= post_gone;
+    /* after a failure the next transfer first checks that the peer listens */
+    pthread_mutex_lock(&p->lock);
+    p->rdma_down = gone || failed || post_err;
+    pthread_mutex_unlock(&p->lock);
+    if (post_timeout && !gone) *timed_out = 1;
+    if (gone)
+        MC_LOGW(TAG, "segment '%s': its process is gone (%d of %zu slices not completed)",
+                p->name, pending, posted);
+    else if (pending) {
+        MC_LOGW(TAG, "segment '%s': %d of %zu slices (%llu bytes) not completed by their deadline",
+                p->name, pending, posted, (unsigned long long)total);
+        *timed_out = 1;
+    }
+    if (failed)
+        MC_LOGW(TAG, "segment '%s': %d of %zu slices of %s failed: %s", p->name, failed, posted,
+                opcode == MC_TE_OP_WRITE ? "WRITE" : "READ", fierr(first_err));
+    free(st);
+    free(key);
+    free(base);
+    return 0;
 }
 
 static int rdma_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uint64_t remote,
                      uint64_t len, int *timed_out)
 {
-    mc__te_rdma_t *r = te->rdma;
-    if (!r) return MC_TE_ERR_NOT_IMPLEMENTED;
-    fi_addr_t dest[MC_TE_RDMA_MAX_NICS][MC_TE_RDMA_MAX_EPS];
-    uint64_t key[MC_TE_RDMA_MAX_NICS], base;
-    /* the peer's key and endpoints, our address-vector entries for them */
-    pthread_mutex_lock(&p->lock);
-    if (!p->have_desc || p->rdma_state != 1) {
-        pthread_mutex_unlock(&p->lock);
-        return MC_TE_ERR_NOT_IMPLEMENTED;
+    mc__te_piece_t pc = {.opcode = opcode, .local = local, .remote = remote, .len = len};
+    mc__te_piece_t *pcs[1] = {&pc};
+    int res = 0, rc = rdma_run(te, p, opcode, pcs, 1, &res, timed_out);
+    return rc ? rc : res;
+}
+
+size_t mc__te_rdma_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                             size_t n, int *rest_rc, int *rest_timed_out)
+{
+    *rest_rc = 0;
+    *rest_timed_out = 0;
+    int *res = malloc(n * sizeof *res), timed_out = 0;
+    if (!res || rdma_run(te, p, opcode, pcs, n, res, &timed_out)) {
+        free(res);
+        return 0;
     }
-    const mc__te_buf_t *b = find_buf(&p->desc, remote, len);
-    if (!b) {
-        pthread_mutex_unlock(&p->lock);
-        return MC__TE_STALE;
+    size_t moved = 0;
+    while (moved < n && res[moved] == 0)
+        moved++;
+    if (timed_out) { /* the peer is stuck: the rest fail without trying again */
+        *rest_rc = MC_TE_ERR_SOCKET;
+        *rest_timed_out = 1;
     }
-    base = b->addr;
-    size_t pn = p->desc.rdma_nnics;
-    int rc = 0;
-    for (size_t i = 0; i < r->nnics && !rc; i++) {
-        const mc__te_nic_t *pnic = &p->desc.rdma_nics[i % pn];
-        key[i] = b->rkey[i % pn];
-        for (size_t j = 0; j < r->neps && !rc; j++) {
-            size_t k = j % pnic->neps;
-            uint64_t bit = 1ull << (i * MC_TE_RDMA_MAX_EPS + k);
-            if (!(p->rdma_av_set & bit)) {
-                fi_addr_t fa = FI_ADDR_NOTAVAIL;
-                if (fi_av_insert(r->nics[i].av, pnic->addr[k], 1, &fa, 0, NULL) != 1)
-                    rc = MC_TE_ERR_ENDPOINT;
-                p->rdma_fi[i][k] = fa;
-                if (!rc) p->rdma_av_set |= bit;
-            }
-            dest[i][j] = (fi_addr_t)p->rdma_fi[i][k];
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (rc) {
-        MC_LOGW(TAG, "segment '%s': its endpoint address was refused", p->name);
-        return rc;
-    }
-    /* the provider copies into or out of an unregistered source in software
-     * (the tcp provider) or pins it (FI_MR_LOCAL): a bad pointer is an error
-     * here, as on the other transports, never a fault in a progress thread */
-    if (!mc_te_is_registered(te, local, len) &&
-        mc_mem_check(local, len, opcode != MC_TE_OP_WRITE)) {
-        MC_LOGW(TAG, "local buffer %p (+%llu) is not %s", local, (unsigned long long)len,
-                opcode == MC_TE_OP_WRITE ? "readable" : "writable");
-        return MC_TE_ERR_INVALID_ARGUMENT;
-    }
-    size_t nops = (size_t)(len / r->slice + (len % r->slice != 0));
-    xfer_t *x = calloc(1, sizeof *x + nops * sizeof(op_t));
-    if (!x) return MC_TE_ERR_MEMORY;
-    pthread_mutex_init(&x->mu, NULL);
-    pthread_cond_init(&x->cv, NULL);
-    x->refs = 1;
-    x->nops = nops;
-    /* local memory descriptors where the provider needs them (FI_MR_LOCAL):
-     * the registered buffer that holds the source, or a registration for this
-     * piece. The engine's table stays shared-locked while slices fly, so that
-     * a local unregister waits for them. */
-    void *ldesc[MC_TE_RDMA_MAX_NICS] = {0};
-    int locked = 0;
-    if (r->mr_local) {
-        pthread_rwlock_rdlock(&te->bufs_lock);
-        locked = 1;
-        mc__te_desc_t view = {.nbufs = te->nbufs, .bufs = te->bufs};
-        const mc__te_buf_t *lb = find_buf(&view, (uint64_t)(uintptr_t)local, len);
-        reg_t *g = lb ? lb->rdma_mr : NULL;
-        for (size_t i = 0; i < r->nnics && !rc; i++) {
-            struct fid_mr *mr = g ? g->mr[i] : NULL;
-            if (!mr && mr_reg(r, i, local, len, FI_READ | FI_WRITE, &x->tmp_mr[i]) == 0)
-                mr = x->tmp_mr[i];
-            if (!mr) rc = MC_TE_ERR_MEMORY;
-            if (mr) ldesc[i] = fi_mr_desc(mr);
-        }
-    }
-    uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), len);
-    size_t nslots = r->nnics * r->neps;
-    unsigned start = atomic_fetch_add(&r->rr, 1);
-    int post_err = 0;
-    for (size_t s = 0; s < nops && !rc && !post_err; s++) {
-        size_t slot = (start + s) % nslots, i = slot / r->neps, j = slot % r->neps;
-        uint64_t off = s * r->slice, l = len - off < r->slice ? len - off : r->slice;
-        op_t *o = &x->ops[s];
-        o->x = x;
-        o->len = l;
-        o->nic = (int)i;
-        char *lp = (char *)local + off;
-        uint64_t raddr = (r->virt ? remote : remote - base) + off;
-        pthread_mutex_lock(&x->mu);
-        x->refs++, x->left++; /* before posting: the completion may come first */
-        pthread_mutex_unlock(&x->mu);
-        for (;;) {
-            struct fid_ep *ep = r->nics[i].eps[j].ep;
-            ssize_t prc = opcode == MC_TE_OP_WRITE
-                              ? fi_write(ep, lp, l, ldesc[i], dest[i][j], raddr, key[i], &o->ctx)
-                              : fi_read(ep, lp, l, ldesc[i], dest[i][j], raddr, key[i], &o->ctx);
-            if (prc == 0) break;
-            if (prc == -FI_EAGAIN && mc_now_ms() < deadline) { /* queue full: let it drain */
-                pthread_mutex_lock(&x->mu);
-                struct timespec ts = mc_deadline_ts(CLOCK_REALTIME, 1);
-                pthread_cond_timedwait(&x->cv, &x->mu, &ts);
-                pthread_mutex_unlock(&x->mu);
-                continue;
-            }
-            pthread_mutex_lock(&x->mu);
-            x->refs--, x->left--;
-            pthread_mutex_unlock(&x->mu);
-            post_err = prc == -FI_EAGAIN ? -FI_ETIMEDOUT : (int)prc;
-            break;
-        }
-    }
-    int err = 0;
-    int left = xfer_wait(r, x, deadline, &err); /* x is not ours any more */
-    if (locked) pthread_rwlock_unlock(&te->bufs_lock);
-    if (rc) {
-        MC_LOGW(TAG, "segment '%s': cannot register the local %llu bytes at %p", p->name,
-                (unsigned long long)len, local);
-        return rc;
-    }
-    if (left) {
-        MC_LOGW(TAG, "segment '%s': %d of %zu slices (%llu bytes) not completed by their deadline",
-                p->name, left, nops, (unsigned long long)len);
-        *timed_out = 1;
-        return MC_TE_ERR_SOCKET;
-    }
-    if (!err && post_err) err = -post_err;
-    if (!err) return 0;
-    MC_LOGW(TAG, "segment '%s': %s of %llu bytes at 0x%llx failed: %s", p->name,
-            opcode == MC_TE_OP_WRITE ? "WRITE" : "READ", (unsigned long long)len,
-            (unsigned long long)remote, fierr(err));
-    /* a refused key or range: the target's registrations changed */
-    if (err == FI_EACCES || err == FI_EINVAL || err == FI_EKEYREJECTED || err == FI_EFAULT ||
-        err == FI_ENOKEY || err == FI_EPERM)
-        return MC__TE_STALE;
-    return MC_TE_ERR_SOCKET;
+    free(res);
+    return moved;
 }
 
 #else /* no libfabric at build time: "rdma" falls back to tcp */
@@ -800,6 +956,15 @@ static int rdma_xfer(mc_te_t *te, mc__te_peer_t *p, int opcode, void *local, uin
 {
     (void)te, (void)p, (void)opcode, (void)local, (void)remote, (void)len, (void)timed_out;
     return MC_TE_ERR_NOT_IMPLEMENTED;
+}
+
+size_t mc__te_rdma_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                             size_t n, int *rest_rc, int *rest_timed_out)
+{
+    (void)te, (void)p, (void)opcode, (void)pcs, (void)n;
+    *rest_rc = 0;
+    *rest_timed_out = 0;
+    return 0;
 }
 #endif
 
