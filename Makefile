@@ -10,6 +10,7 @@
 #   make asan   sanitizer build only (build/test)
 #   make bench  bench-te then bench-store (release); JSON lines under build/bench
 #   make bench-te     transfer engine benchmark: 4 MiB blocks, 2 threads, 10 s per cell
+#   make bench-rdma   transfer_engine_bench --protocol rdma (software provider) next to tcp, same run
 #   make bench-store  store benchmark: the issue-3 target cells (shm and tcp)
 #   make bench-meta   metadata get/put latency: http (embedded server) vs etcd vs redis
 #   make bench-tls    TLS on the master RPC: CPU per round trip, store cells with and without
@@ -100,6 +101,14 @@ bench: bench-te bench-store
 bench-te: build
 	mkdir -p build/bench
 	BENCH_JSON=build/bench/te.jsonl bash scripts/demo-te.sh $(REL)/bin 10 4194304
+
+# rdma on libfabric's software provider (FI_PROVIDER=tcp) and tcp against one
+# target, alternating rounds; JSON lines with the load average in build/bench/rdma.jsonl.
+.PHONY: bench-rdma
+bench-rdma: build
+	mkdir -p build/bench
+	: > build/bench/rdma.jsonl
+	BENCH_JSON=build/bench/rdma.jsonl bash scripts/bench-rdma.sh $(REL)/bin 5 2
 
 # Each run spawns its own mooncake_master; figures are ratios to the memcpy of the same run.
 SB := $(REL)/bin/mooncake_store_bench --spawn --json

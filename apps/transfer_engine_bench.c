@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,9 +45,10 @@ static void usage(FILE *f)
             "                        (default http://127.0.0.1:8080/metadata)\n"
             "  --local_server_name N this segment's name, host[:port] (default 127.0.0.1)\n"
             "  --segment_id N        initiator: the target's segment name\n"
-            "  --protocol P          tcp (force tcp), shm or auto (shm for same-host peers;\n"
-            "                        default auto; rdma is accepted and runs as auto)\n"
-            "  --device_name D       accepted for compatibility, unused\n"
+            "  --protocol P          tcp (force tcp), shm, auto (shm for same-host peers;\n"
+            "                        default) or rdma (libfabric; a peer that has it too is\n"
+            "                        reached over rdma, also on this host; no device: tcp)\n"
+            "  --device_name D       rdma: NICs (libfabric domains), comma-separated\n"
             "  --operation read|write  (default read)\n"
             "  --threads N           initiator threads (default 2)\n"
             "  --batch_size N        requests per batch (default 16)\n"
@@ -150,10 +152,17 @@ static void *alloc_buffer(uint64_t size)
     return p;
 }
 
+/* The engine's protocol: "rdma" when asked for, else tcp (with shm for
+ * same-host peers unless --protocol tcp set MC_FORCE_TCP). */
+static const char *engine_protocol(const opts_t *o)
+{
+    return !strcasecmp(o->protocol, "rdma") ? "rdma" : NULL;
+}
+
 static int run_target(const opts_t *o)
 {
     mc_te_t *te;
-    if (mc_te_create(&te) || mc_te_init(te, o->local_name, o->metadata, NULL, o->device)) {
+    if (mc_te_create(&te) || mc_te_init(te, o->local_name, o->metadata, engine_protocol(o), o->device)) {
         fprintf(stderr, "transfer_engine_bench: engine start failed\n");
         return 1;
     }
@@ -306,7 +315,7 @@ static int run_initiator(const opts_t *o)
 {
     if (!strcmp(o->protocol, "tcp")) setenv("MC_FORCE_TCP", "1", 1);
     mc_te_t *te;
-    if (mc_te_create(&te) || mc_te_init(te, o->local_name, o->metadata, NULL, o->device)) {
+    if (mc_te_create(&te) || mc_te_init(te, o->local_name, o->metadata, engine_protocol(o), o->device)) {
         fprintf(stderr, "transfer_engine_bench: engine start failed\n");
         return 1;
     }
@@ -393,7 +402,12 @@ int main(int argc, char **argv)
 {
     if (mc_version_flag(argc, argv, "transfer_engine_bench")) return 0;
     opts_t o;
-    if (parse_opts(argc, argv, &o)) {
+    if (parse_opts(argc, argv, &o) ||
+        (strcmp(o.protocol, "tcp") && strcmp(o.protocol, "shm") && strcmp(o.protocol, "auto") &&
+         strcasecmp(o.protocol, "rdma") &&
+         (fprintf(stderr, "transfer_engine_bench: unknown --protocol '%s' (tcp, shm, auto, rdma)\n",
+                  o.protocol),
+          1))) {
         usage(stderr);
         return 2;
     }

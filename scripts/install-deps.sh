@@ -6,7 +6,7 @@ set -euo pipefail
 APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
           libxxhash-dev libcmocka-dev libpcre2-dev libssl-dev libgnutls28-dev libhiredis-dev
-          liburing-dev fio openssl
+          liburing-dev fio openssl libfabric-dev libfabric1
           python3 python3-dev python3-pip curl
           etcd-server etcd-client redis-server
           iproute2 nftables iperf3 tmux)

@@ -2,8 +2,11 @@
  * by its local server name; the caller registers buffers inside it, and peers
  * read and write those buffers one-sidedly by absolute address, in batches.
  *
- * Transports: "tcp" (any host) and "shm" (same host, chosen automatically for
- * local peers unless MC_FORCE_TCP=1). Metadata: "http://host:port/metadata" or
+ * Transports: "tcp" (any host), "shm" (same host, chosen automatically for
+ * local peers unless MC_FORCE_TCP=1) and "rdma" (libfabric: verbs/EFA NICs,
+ * one-sided RMA into registered memory; chosen for every peer whose engine
+ * has it too, same-host peers included; docs/transfer-engine.md "RDMA").
+ * Metadata: "http://host:port/metadata" or
  * "P2PHANDSHAKE" (the segment name becomes "<ip>:<rpc_port>").
  *
  * Thread rule: every function except mc_te_destroy may be called from many
@@ -73,8 +76,14 @@ typedef struct mc_te mc_te_t;
 int mc_te_create(mc_te_t **out);
 /* Starts the engine: binds its listener, installs transports, publishes the
  * segment. local_name is "host" or "host:port"; conn is the metadata string;
- * protocol is "tcp" (or NULL/"" for tcp; "rdma" is refused with
- * MC_TE_ERR_DEVICE_NOT_FOUND on machines without it); devices may be NULL.
+ * protocol is "tcp" (or NULL/"") or "rdma" (any case); any other string is
+ * refused with MC_TE_ERR_INVALID_ARGUMENT after a line naming the accepted
+ * ones. "rdma" opens the NICs named in devices (comma-separated libfabric
+ * domain names, e.g. "mlx5_0,mlx5_1"; NULL/"": every NIC of the first
+ * hardware provider); where libfabric or such a device is missing, one
+ * warning names what was looked for and what was found, and the engine runs
+ * tcp (and shm), as with "tcp". Software providers (tcp;ofi_rxm) are used
+ * only when FI_PROVIDER names them (CI).
  * A name whose rpc_meta record belongs to a live engine is refused
  * (MC_TE_ERR_METADATA, logged with its address); a record left by an engine
  * that is gone (killed, say) is taken over (docs/transfer-engine.md "Naming"). */
@@ -164,7 +173,7 @@ int mc_te_probe(mc_te_t *te, const char *segment);
 
 /* Human-readable text for an MC_TE_ERR_* code. */
 const char *mc_te_strerror(int err);
-/* Name of the transport the engine uses for a segment: "local", "shm" or "tcp". */
+/* Name of the transport the engine uses for a segment: "local", "shm", "tcp" or "rdma". */
 const char *mc_te_segment_transport(mc_te_t *te, int32_t handle);
 
 #ifdef __cplusplus

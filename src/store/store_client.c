@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -313,6 +314,13 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
                     const char *master_server_addr)
 {
     int rc;
+    /* the transfer engine's protocols; anything else is a mistake to report,
+     * not a reason to run tcp quietly ("rdma" without a device still runs tcp,
+     * after the engine's warning) */
+    if (protocol && *protocol && strcasecmp(protocol, "tcp") && strcasecmp(protocol, "rdma")) {
+        MC_LOGE(TAG, "setup: unknown protocol '%s' (accepted: tcp, rdma)", protocol);
+        return MC_ERR_INVALID_PARAMS;
+    }
     snprintf(s->master_addr, sizeof s->master_addr, "%s", master_server_addr);
     s->client_id = st_uuid();
     s->hb_interval_ms = (int)mc_env_int("MC_STORE_HEARTBEAT_MS", 1000, 10, 60000);

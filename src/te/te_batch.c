@@ -295,6 +295,30 @@ static int run_piece(mc_te_t *te, mc__te_piece_t *pc, int *timed_out)
     }
     mc__te_peer_t *p = mc__te_peer_get(te, pc->target);
     int rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
+    pthread_mutex_lock(&p->lock);
+    int rdma = p->rdma_state == 1;
+    pthread_mutex_unlock(&p->lock);
+    if (rc == 0 && rdma) {
+        rc = mc__te_rdma.xfer(te, p, pc->opcode, pc->local, pc->remote, pc->len, timed_out);
+        /* a refused key (the target re-registered) or a failure (it may have
+         * restarted): read its descriptor again, check the range, once more */
+        if ((rc == MC__TE_STALE || (rc == MC_TE_ERR_SOCKET && !*timed_out)) &&
+            mc__te_peer_refresh(te, p) == 0) {
+            int was = rc;
+            rc = mc__te_peer_check_range(te, p, pc->remote, pc->len);
+            pthread_mutex_lock(&p->lock);
+            rdma = p->rdma_state == 1;
+            pthread_mutex_unlock(&p->lock);
+            if (rc == 0 && rdma)
+                rc = mc__te_rdma.xfer(te, p, pc->opcode, pc->local, pc->remote, pc->len,
+                                      timed_out);
+            else if (rc == 0)
+                rc = was == MC__TE_STALE ? MC__TE_STALE : MC_TE_ERR_NOT_IMPLEMENTED;
+        }
+        if (rc == MC__TE_STALE) rc = MC_TE_ERR_ADDRESS_NOT_REGISTERED;
+        if (rc != MC_TE_ERR_NOT_IMPLEMENTED) return rc;
+        rc = 0; /* the peer speaks no rdma any more: the paths below */
+    }
     int use_tcp = 0;
     for (int attempt = 0; rc == 0 && attempt < 3; attempt++) {
         pthread_mutex_lock(&p->lock);
@@ -368,9 +392,12 @@ static void run_group(mc_te_t *te, mc__te_piece_t **pcs, size_t n)
     if (n > 1) {
         mc__te_peer_t *p = mc__te_peer_get(te, pcs[0]->target);
         pthread_mutex_lock(&p->lock);
-        int shm = p->shm_state == 1;
+        int shm = p->shm_state == 1, rdma = p->rdma_state == 1;
         pthread_mutex_unlock(&p->lock);
-        if (shm && pcs[0]->shm)
+        if (rdma && pcs[0]->tcp)
+            moved = mc__te_rdma_xfer_many(te, p, pcs[0]->opcode, pcs, n, &rest_rc,
+                                          &rest_timed_out);
+        else if (shm && pcs[0]->shm)
             moved = mc__te_shm_xfer_many(te, p, pcs[0]->opcode, pcs, n);
         else if (!shm && pcs[0]->tcp)
             moved = mc__te_tcp_xfer_many(te, p, pcs[0]->opcode, pcs, n, &rest_rc,

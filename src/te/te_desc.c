@@ -15,13 +15,97 @@
 
 #define MAX_BUFS 65536
 
+static int copy_str(json_t *o, const char *key, char *dst, size_t cap, int required, char *why);
+
+/* The "rdma" object: {"provider", "virt_addr", "devices": [{"name",
+ * "endpoints": [hex address, ...]}]} (docs/protocol.md). */
+static json_t *rdma_encode(const mc__te_desc_t *d)
+{
+    static const char hex[] = "0123456789abcdef";
+    json_t *devs = json_array();
+    for (size_t i = 0; devs && i < d->rdma_nnics; i++) {
+        const mc__te_nic_t *n = &d->rdma_nics[i];
+        json_t *eps = json_array();
+        for (size_t j = 0; eps && j < n->neps; j++) {
+            char a[2 * MC_TE_RDMA_ADDR_MAX + 1];
+            for (size_t k = 0; k < n->addr_len; k++)
+                a[2 * k] = hex[n->addr[j][k] >> 4], a[2 * k + 1] = hex[n->addr[j][k] & 15];
+            a[2 * n->addr_len] = '\0';
+            json_array_append_new(eps, json_string(a));
+        }
+        json_array_append_new(devs, json_pack("{s:s, s:o}", "name", n->name, "endpoints", eps));
+    }
+    return json_pack("{s:s, s:b, s:o}", "provider", d->rdma_prov, "virt_addr", d->rdma_virt,
+                     "devices", devs);
+}
+
+/* Parses the "rdma" object into d; 0 or -1 with why. Addresses must be even
+ * hex of equal length up to MC_TE_RDMA_ADDR_MAX bytes, and every buffer must
+ * carry one key per device. */
+static int rdma_decode(json_t *r, mc__te_desc_t *d, char *why)
+{
+    json_t *prov = json_object_get(r, "provider"), *virt = json_object_get(r, "virt_addr");
+    json_t *devs = json_object_get(r, "devices");
+    if (!json_is_object(r) || !json_is_string(prov) || json_string_length(prov) == 0 ||
+        json_string_length(prov) >= sizeof d->rdma_prov || !json_is_boolean(virt) ||
+        !json_is_array(devs) || json_array_size(devs) == 0 ||
+        json_array_size(devs) > MC_TE_RDMA_MAX_NICS) {
+        snprintf(why, 256, "field 'rdma' needs 'provider', 'virt_addr' and 1..%d 'devices'",
+                 MC_TE_RDMA_MAX_NICS);
+        return -1;
+    }
+    memcpy(d->rdma_prov, json_string_value(prov), json_string_length(prov) + 1);
+    d->rdma_virt = json_is_true(virt);
+    for (size_t i = 0; i < json_array_size(devs); i++) {
+        json_t *dev = json_array_get(devs, i), *eps = json_object_get(dev, "endpoints");
+        mc__te_nic_t *n = &d->rdma_nics[i];
+        if (copy_str(dev, "name", n->name, sizeof n->name, 1, why)) return -1;
+        if (!json_is_array(eps) || json_array_size(eps) == 0 ||
+            json_array_size(eps) > MC_TE_RDMA_MAX_EPS) {
+            snprintf(why, 256, "rdma device %zu needs 1..%d 'endpoints'", i, MC_TE_RDMA_MAX_EPS);
+            return -1;
+        }
+        for (size_t j = 0; j < json_array_size(eps); j++) {
+            json_t *e = json_array_get(eps, j);
+            size_t hl = json_is_string(e) ? json_string_length(e) : 0;
+            const char *h = json_is_string(e) ? json_string_value(e) : "";
+            if (hl == 0 || hl % 2 || hl / 2 > MC_TE_RDMA_ADDR_MAX ||
+                (n->addr_len && hl / 2 != n->addr_len) ||
+                (i > 0 && hl / 2 != d->rdma_nics[0].addr_len)) {
+                snprintf(why, 256, "rdma device %zu endpoint %zu: bad address", i, j);
+                return -1;
+            }
+            for (size_t k = 0; k < hl; k++) {
+                char c = h[k];
+                int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+                if (v < 0) {
+                    snprintf(why, 256, "rdma device %zu endpoint %zu: bad address", i, j);
+                    return -1;
+                }
+                n->addr[j][k / 2] = (uint8_t)(k % 2 ? n->addr[j][k / 2] | v : v << 4);
+            }
+            n->addr_len = hl / 2;
+        }
+        n->neps = json_array_size(eps);
+    }
+    d->rdma_nnics = json_array_size(devs);
+    return 0;
+}
+
 char *mc__te_desc_encode(const mc__te_desc_t *d)
 {
     json_t *bufs = json_array();
-    for (size_t i = 0; bufs && i < d->nbufs; i++)
-        json_array_append_new(bufs, json_pack("{s:s, s:I, s:I}", "name", d->bufs[i].location,
-                                              "addr", (json_int_t)d->bufs[i].addr, "length",
-                                              (json_int_t)d->bufs[i].length));
+    for (size_t i = 0; bufs && i < d->nbufs; i++) {
+        json_t *b = json_pack("{s:s, s:I, s:I}", "name", d->bufs[i].location, "addr",
+                              (json_int_t)d->bufs[i].addr, "length", (json_int_t)d->bufs[i].length);
+        if (b && d->rdma_nnics) { /* keys as the 64-bit pattern (int64 in JSON) */
+            json_t *keys = json_array();
+            for (size_t k = 0; keys && k < d->rdma_nnics; k++)
+                json_array_append_new(keys, json_integer((json_int_t)d->bufs[i].rkey[k]));
+            json_object_set_new(b, "rkey", keys);
+        }
+        json_array_append_new(bufs, b);
+    }
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
     json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "name",
@@ -31,6 +115,7 @@ char *mc__te_desc_encode(const mc__te_desc_t *d)
                           "mc_start_time", (json_int_t)d->start_time, "mc_gen_addr",
                           (json_int_t)d->gen_addr, "mc_gen", (json_int_t)d->gen, "buffers", bufs);
     if (!o) return NULL;
+    if (d->rdma_nnics) json_object_set_new(o, "rdma", rdma_encode(d));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -138,6 +223,23 @@ int mc__te_desc_decode(const char *text, size_t len, mc__te_desc_t *d, char *why
         d->bufs[i].length = (uint64_t)l;
     }
     d->nbufs = n;
+    json_t *rdma = json_object_get(o, "rdma");
+    if (rdma && rdma_decode(rdma, d, why)) goto fail;
+    for (size_t i = 0; d->rdma_nnics && i < n; i++) {
+        json_t *keys = json_object_get(json_array_get(bufs, i), "rkey");
+        if (!json_is_array(keys) || json_array_size(keys) != d->rdma_nnics) {
+            snprintf(why, 256, "buffer %zu needs one 'rkey' per rdma device", i);
+            goto fail;
+        }
+        for (size_t k = 0; k < d->rdma_nnics; k++) {
+            json_t *v = json_array_get(keys, k);
+            if (!json_is_integer(v)) {
+                snprintf(why, 256, "buffer %zu: 'rkey' entries must be integers", i);
+                goto fail;
+            }
+            d->bufs[i].rkey[k] = (uint64_t)json_integer_value(v);
+        }
+    }
     if (n) qsort(d->bufs, n, sizeof *d->bufs, cmp_buf);
     for (size_t i = 1; i < n; i++)
         if (d->bufs[i - 1].addr + d->bufs[i - 1].length > d->bufs[i].addr) {

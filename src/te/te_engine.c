@@ -120,12 +120,13 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
     if (!te || te->initialized || !local_name || !*local_name || !conn ||
         strlen(local_name) >= sizeof te->local_name)
         return MC_TE_ERR_INVALID_ARGUMENT;
-    if (protocol && *protocol && strcasecmp(protocol, "tcp") != 0)
-        MC_LOGW(TAG,
-                "protocol '%s' is not available on this build; using tcp (and shm for "
-                "same-host peers)",
-                protocol);
-    (void)devices;
+    /* "tcp" (or none) and "rdma"; anything else is refused, so that a typo
+     * is not silently another transport */
+    int want_rdma = protocol && !strcasecmp(protocol, "rdma");
+    if (protocol && *protocol && !want_rdma && strcasecmp(protocol, "tcp") != 0) {
+        MC_LOGE(TAG, "unknown protocol '%s' (accepted: tcp, rdma)", protocol);
+        return MC_TE_ERR_INVALID_ARGUMENT;
+    }
     snprintf(te->local_name, sizeof te->local_name, "%s", local_name);
     int rc = mc_meta_open(conn, &te->meta);
     if (rc) {
@@ -167,6 +168,9 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
         return MC_TE_ERR_SOCKET;
     }
     mc_auth_note_listener(TAG, "transfer engine", te->ip, te->port);
+    /* rdma with no usable device: one warning (what was looked for, what was
+     * found), then tcp, so that configs saying "rdma" keep working */
+    if (want_rdma) mc__te_rdma_open(te, devices);
     if (te->p2p)
         snprintf(te->seg_name, sizeof te->seg_name, "%s:%u", te->ip, te->port);
     else
@@ -197,6 +201,7 @@ void mc_te_destroy(mc_te_t *te)
     }
     mc__te_server_stop(te);
     if (te->workers) mc__te_workers_stop(te);
+    mc__te_rdma_close(te); /* closes the buffers' registrations too */
     mc__te_batches_free(te);
     mc__te_peers_free(te);
     mc_te_notify_free(te->notifies, te->nnotify);
@@ -255,7 +260,8 @@ int mc__te_self_desc(mc_te_t *te, mc__te_desc_t *d)
 {
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", te->seg_name);
-    snprintf(d->protocol, sizeof d->protocol, "tcp");
+    snprintf(d->protocol, sizeof d->protocol, "%s", te->rdma ? "rdma" : "tcp");
+    mc__te_rdma_self_desc(te, d);
     snprintf(d->ip, sizeof d->ip, "%s", te->ip);
     snprintf(d->host_id, sizeof d->host_id, "%s", te->host_id);
     d->port = te->port;
@@ -301,10 +307,11 @@ int mc_te_republish(mc_te_t *te)
     return rc ? rc : mc__te_publish(te);
 }
 
-static int add_buf_locked(mc_te_t *te, void *addr, size_t len, const char *location)
+/* Inserts b (its range checked here, its rdma registration made by the
+ * caller) into the table. */
+static int add_buf_locked(mc_te_t *te, const mc__te_buf_t *b)
 {
-    uint64_t a = (uint64_t)(uintptr_t)addr;
-    if (!addr || len == 0 || a + len < a) return MC_TE_ERR_INVALID_ARGUMENT;
+    uint64_t a = b->addr, len = b->length;
     size_t i = upper_bound_locked(te, a);
     if ((i > 0 && te->bufs[i - 1].addr + te->bufs[i - 1].length > a) ||
         (i < te->nbufs && a + len > te->bufs[i].addr))
@@ -317,10 +324,7 @@ static int add_buf_locked(mc_te_t *te, void *addr, size_t len, const char *locat
         te->capbufs = cap;
     }
     memmove(&te->bufs[i + 1], &te->bufs[i], (te->nbufs - i) * sizeof *te->bufs);
-    te->bufs[i].addr = a;
-    te->bufs[i].length = len;
-    snprintf(te->bufs[i].location, sizeof te->bufs[i].location, "%s",
-             location && *location ? location : "*");
+    te->bufs[i] = *b;
     te->nbufs++;
     return 0;
 }
@@ -341,16 +345,39 @@ int mc_te_register_batch(mc_te_t *te, void *const *addrs, const size_t *lens, si
                          const char *location)
 {
     if (!te || !te->initialized || (n && (!addrs || !lens))) return MC_TE_ERR_INVALID_ARGUMENT;
+    if (n == 0) return 0;
+    mc__te_buf_t *bs = calloc(n, sizeof *bs);
+    if (!bs) return MC_TE_ERR_MEMORY;
+    /* the rdma registrations first, outside the table's lock (pinning can be
+     * slow); stop at the first that fails */
     int rc = 0;
-    size_t done = 0;
+    size_t ready = 0, done = 0;
+    for (; ready < n && rc == 0; ready++) {
+        mc__te_buf_t *b = &bs[ready];
+        b->addr = (uint64_t)(uintptr_t)addrs[ready];
+        b->length = lens[ready];
+        snprintf(b->location, sizeof b->location, "%s", location && *location ? location : "*");
+        if (!addrs[ready] || lens[ready] == 0 || b->addr + b->length < b->addr)
+            rc = MC_TE_ERR_INVALID_ARGUMENT;
+        else
+            rc = mc__te_rdma_reg(te, b);
+    }
+    size_t nok = rc ? ready - 1 : ready; /* bs[nok] failed, when rc */
     pthread_rwlock_wrlock(&te->bufs_lock);
-    for (; done < n && rc == 0; done++)
-        rc = add_buf_locked(te, addrs[done], lens[done], location);
+    int arc = 0;
+    for (; done < nok && arc == 0; done++)
+        arc = add_buf_locked(te, &bs[done]);
     __atomic_add_fetch(&te->reg_gen, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&te->bufs_lock);
+    size_t added = arc ? done - 1 : done;
+    for (size_t i = added; i < nok; i++) /* refused by the table: not published */
+        mc__te_rdma_dereg(te, &bs[i]);
+    if (arc) rc = arc;
+    size_t bad = arc ? done - 1 : ready - 1;
     if (rc)
-        MC_LOGW(TAG, "register %p (+%zu): %s", addrs[done - 1], lens[done - 1], mc_te_strerror(rc));
-    int prc = done > (rc ? 1u : 0u) ? mc__te_publish(te) : 0;
+        MC_LOGW(TAG, "register %p (+%zu): %s", addrs[bad], lens[bad], mc_te_strerror(rc));
+    free(bs);
+    int prc = added ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
 }
 
@@ -375,6 +402,8 @@ int mc_te_unregister_batch(mc_te_t *te, void *const *addrs, size_t n)
     /* tcp transfers that were checked against these buffers before they went
      * are cut, not waited for: after this no server thread touches them */
     mc__te_server_fence(te, removed, nrem);
+    for (size_t i = 0; i < nrem; i++) /* the NICs refuse remote access from here on */
+        mc__te_rdma_dereg(te, &removed[i]);
     if (removed != &one) free(removed);
     int prc = nrem ? mc__te_publish(te) : 0;
     return rc ? rc : prc;
@@ -429,9 +458,9 @@ const char *mc_te_segment_transport(mc_te_t *te, int32_t handle)
     mc__te_peer_t *p = mc__te_peer_get(te, handle);
     if (!p) return "none";
     pthread_mutex_lock(&p->lock);
-    int shm = p->shm_state == 1;
+    int shm = p->shm_state == 1, rdma = p->rdma_state == 1 && te->rdma;
     pthread_mutex_unlock(&p->lock);
-    return shm ? "shm" : "tcp";
+    return rdma ? "rdma" : shm ? "shm" : "tcp";
 }
 
 /* Logs a drop: the first of a burst at once, then at most one line every 10 s

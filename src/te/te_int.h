@@ -94,11 +94,25 @@ int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status
 int mc__te_auth_client(mc_te_t *te, int fd, const char *ip, uint16_t port, uint64_t deadline_ms);
 
 /* ---- segment descriptor (te_desc.c) ---- */
+/* NICs (libfabric domains) and endpoints per NIC of the rdma transport. */
+#define MC_TE_RDMA_MAX_NICS 8
+#define MC_TE_RDMA_MAX_EPS 4
+#define MC_TE_RDMA_ADDR_MAX 64 /* bytes of one endpoint address (fi_getname) */
 typedef struct {
     uint64_t addr;
     uint64_t length;
     char location[32];
+    /* rdma: the remote key of this buffer on each NIC (descriptor "rkey");
+     * locally also the transport's registration record (never encoded) */
+    uint64_t rkey[MC_TE_RDMA_MAX_NICS];
+    void *rdma_mr;
 } mc__te_buf_t;
+
+typedef struct {
+    char name[64]; /* the domain, e.g. "mlx5_0", "lo" */
+    size_t neps, addr_len;
+    uint8_t addr[MC_TE_RDMA_MAX_EPS][MC_TE_RDMA_ADDR_MAX];
+} mc__te_nic_t;
 
 typedef struct {
     char name[256];
@@ -112,6 +126,12 @@ typedef struct {
     uint64_t gen;        /* the generation this descriptor describes */
     size_t nbufs;
     mc__te_buf_t *bufs; /* sorted by addr, non-overlapping */
+    /* rdma ("rdma" object): provider name, remote addressing by virtual
+     * address (1) or offset in the buffer (0), the NICs with their endpoints */
+    char rdma_prov[64];
+    int rdma_virt;
+    size_t rdma_nnics;
+    mc__te_nic_t rdma_nics[MC_TE_RDMA_MAX_NICS];
 } mc__te_desc_t;
 
 /* Encodes d as compact JSON (malloc'd). NULL on allocation failure. */
@@ -141,6 +161,12 @@ typedef struct mc__te_peer {
     int stale;     /* the store reported a change of its records: re-read before use */
     int shm_state; /* 1 usable, 0 not (other host, forced tcp, or refused) */
     int pidfd;     /* of the peer process while shm_state == 1, else -1 */
+    int rdma_state; /* 1: both ends speak the same rdma provider (before shm) */
+    /* rdma: the peer's endpoints in our address vectors, per local NIC and
+     * peer endpoint (valid when the bit of rdma_av_set is set); under lock */
+    uint64_t rdma_fi[MC_TE_RDMA_MAX_NICS][MC_TE_RDMA_MAX_EPS];
+    uint64_t rdma_av_set;
+    int rdma_down; /* its listener refused while rdma slices hung: checked first */
     int idle[MC_TE_MAX_LANES];
     int nidle, nopen;
     uint64_t last_warn_ms; /* connect failures are logged at most once a second */
@@ -159,6 +185,37 @@ typedef struct {
 #define MC__TE_STALE (-10000)
 extern const mc__te_transport_t mc__te_tcp;
 extern const mc__te_transport_t mc__te_shm;
+extern const mc__te_transport_t mc__te_rdma;
+
+/* ---- rdma on libfabric (transport/te_rdma.c) ---- */
+typedef struct mc__te_rdma mc__te_rdma_t;
+typedef struct mc__te_piece mc__te_piece_t;
+/* Opens the NICs named in devices (comma-separated libfabric domain names;
+ * NULL/"": see docs/transfer-engine.md "RDMA") with MC_TE_RDMA_EPS endpoints
+ * each, libfabric loaded with dlopen. Returns 0 with te->rdma set, or -1 after
+ * one warning line naming what was looked for and what was found (the engine
+ * then runs tcp). Before the engine publishes anything. */
+int mc__te_rdma_open(mc_te_t *te, const char *devices);
+/* Stops the progress threads and frees every endpoint, registration and
+ * domain. After the workers stopped. NULL te->rdma is a no-op. */
+void mc__te_rdma_close(mc_te_t *te);
+/* Registers [b->addr, +b->length) with every NIC for remote read and write;
+ * sets b->rkey and b->rdma_mr. 0 (also without rdma) or MC_TE_ERR_MEMORY after
+ * a line naming the NIC and the cause (nothing stays registered). */
+int mc__te_rdma_reg(mc_te_t *te, mc__te_buf_t *b);
+/* Closes b's registrations: remote access to it fails from here on. */
+void mc__te_rdma_dereg(mc_te_t *te, mc__te_buf_t *b);
+/* Fills d's "rdma" part (provider, addressing, NICs) for our descriptor. */
+void mc__te_rdma_self_desc(mc_te_t *te, mc__te_desc_t *d);
+/* 1 when peer descriptor d can be reached over our rdma NICs. */
+int mc__te_rdma_usable(mc_te_t *te, const mc__te_desc_t *d);
+/* As mc__te_tcp_xfer_many, over rdma: the slices of n pieces (one
+ * direction, all to p) in flight together under one deadline. */
+size_t mc__te_rdma_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *const *pcs,
+                             size_t n, int *rest_rc, int *rest_timed_out);
+/* Bytes each local NIC moved (initiator side) since start, for tests and
+ * benches; returns the number of NICs (0 without rdma). */
+size_t mc__te_rdma_nic_bytes(mc_te_t *te, uint64_t *out, size_t cap);
 typedef struct mc__te_piece mc__te_piece_t;
 /* Moves n pieces (one direction, all to same-host peer p) with
  * process_vm_readv/writev calls of many iovecs each; before each call it checks
@@ -269,6 +326,7 @@ struct mc_te {
     uint64_t piece_min;
     int io_timeout_ms;
     int connect_timeout_ms;
+    mc__te_rdma_t *rdma; /* NULL: no rdma (protocol tcp, or no usable device) */
     /* "mooncake/[<cluster>/]": what the metadata watch covers (etcd only) */
     char meta_prefix[512];
 };

@@ -171,11 +171,19 @@ int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
         pthread_mutex_unlock(&p->lock);
         return rc;
     }
-    int shm = !te->force_tcp && d.host_id[0] && !strcmp(d.host_id, te->host_id) && d.pid > 0;
+    /* both ends on the same rdma provider: rdma, also for a same-host peer
+     * (the NIC loops back), so that protocol "rdma" means rdma */
+    int rdma = mc__te_rdma_usable(te, &d);
+    int shm = !rdma && !te->force_tcp && d.host_id[0] && !strcmp(d.host_id, te->host_id) &&
+              d.pid > 0;
     int pidfd = shm ? mc__te_shm_attach(d.pid, d.start_time) : -1;
     if (shm && pidfd < 0) shm = 0; /* stale descriptor of a process that is gone */
     pthread_mutex_lock(&p->lock);
     int moved = p->have_desc && (strcmp(p->desc.ip, d.ip) || p->desc.port != d.port);
+    if (!p->have_desc || p->desc.rdma_nnics != d.rdma_nnics ||
+        memcmp(p->desc.rdma_nics, d.rdma_nics, sizeof d.rdma_nics))
+        p->rdma_av_set = 0; /* other endpoints (a restart): look them up again */
+    p->rdma_state = rdma;
     mc__te_desc_clear(&p->desc);
     p->desc = d;
     p->have_desc = 1;
@@ -186,7 +194,7 @@ int mc__te_peer_refresh(mc_te_t *te, mc__te_peer_t *p)
     pthread_mutex_unlock(&p->lock);
     if (moved) mc__te_peer_drop_conns(p);
     MC_LOGD(TAG, "segment '%s': %zu buffers at %s:%u via %s", p->name, d.nbufs, d.ip, d.port,
-            shm ? "shm" : "tcp");
+            rdma ? "rdma" : shm ? "shm" : "tcp");
     return 0;
 }
 

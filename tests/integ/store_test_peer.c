@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     mc_store_t *s;
     if (mc_store_create(&s)) return 1;
-    int rc = mc_store_setup(s, "127.0.0.1", argv[2], strtoull(argv[3], NULL, 10), 32u << 20, "tcp",
+    int rc = mc_store_setup(s, "127.0.0.1", argv[2], strtoull(argv[3], NULL, 10), 32u << 20, th_protocol(),
                             NULL, argv[1]);
     if (rc) {
         printf("FAIL %d\n", rc);

@@ -318,3 +318,14 @@ int th_peer_start(th_peer_t *peer, const char *name, const char *metadata, uint6
     int rc = th_peer_spawn(peer, name, metadata, size, NULL);
     return rc ? rc : th_peer_ready(peer, timeout_ms);
 }
+
+const char *th_protocol(void)
+{
+    const char *p = getenv("MC_TEST_PROTOCOL");
+    return p && *p ? p : "tcp";
+}
+
+const char *th_net_transport(void)
+{
+    return strcmp(th_protocol(), "rdma") ? "tcp" : "rdma";
+}

@@ -57,6 +57,12 @@ int th_signal(th_proc_t *p, int sig);
 /* Kills and reaps every child still alive (for teardown after a failure). */
 void th_reap_all(void);
 
+/* The protocol the tests' network engines use: $MC_TEST_PROTOCOL ("rdma" in
+ * the *_rdma ctest variants, with FI_PROVIDER=tcp), else "tcp". */
+const char *th_protocol(void);
+/* What mc_te_segment_transport names for a peer reached that way: "rdma" or "tcp". */
+const char *th_net_transport(void);
+
 /* "$MC_BIN_DIR/<name>" into buf; -ENOENT when MC_BIN_DIR is unset. */
 int th_bin_path(char *buf, size_t cap, const char *name);
 /* Starts mooncake_http_metadata_server on 127.0.0.1 with a kernel-chosen port

@@ -201,7 +201,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     mc_te_t *te = NULL;
     int rc = mc_te_create(&te);
-    if (rc == 0) rc = mc_te_init(te, name, metadata, "tcp", NULL);
+    if (rc == 0) rc = mc_te_init(te, name, metadata, th_protocol(), getenv("MC_TEST_RDMA_DEVICES"));
     if (rc == 0 && !(bufs[0].addr = map(size))) rc = MC_TE_ERR_MEMORY;
     if (rc == 0) {
         bufs[0].len = size;

@@ -134,7 +134,7 @@ static int store_new(mc_store_t **s, uint64_t seg, char *name, size_t cap)
 {
     int rc = mc_store_create(s);
     if (rc) return rc;
-    rc = mc_store_setup(*s, "127.0.0.1", g_meta_url, seg, LBUF_SIZE, "tcp", NULL, g_master_addr);
+    rc = mc_store_setup(*s, "127.0.0.1", g_meta_url, seg, LBUF_SIZE, th_protocol(), NULL, g_master_addr);
     if (rc) {
         mc_store_destroy(*s);
         *s = NULL;

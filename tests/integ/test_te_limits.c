@@ -627,7 +627,7 @@ static void test_notify_bound(void **state)
 
     mc_te_t *te = NULL;
     assert_int_equal(mc_te_create(&te), 0);
-    assert_int_equal(mc_te_init(te, "te-limits-sender", meta_url, "tcp", NULL), 0);
+    assert_int_equal(mc_te_init(te, "te-limits-sender", meta_url, th_protocol(), NULL), 0);
     char *msg = malloc(NOTE_LEN + 1);
     assert_non_null(msg);
     uint64_t rss0 = vmrss(p.proc.pid);

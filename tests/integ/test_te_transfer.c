@@ -70,7 +70,7 @@ static mc_te_t *engine(const char *name, const char *conn, int force_tcp)
     mc_te_t *te = NULL;
     if (mc_te_create(&te)) return NULL;
     if (force_tcp) setenv("MC_FORCE_TCP", "1", 1);
-    int rc = mc_te_init(te, name, conn, "tcp", NULL);
+    int rc = mc_te_init(te, name, conn, force_tcp ? th_protocol() : "tcp", NULL);
     unsetenv("MC_FORCE_TCP");
     if (rc) {
         fprintf(stderr, "engine %s: %s\n", name, mc_te_strerror(rc));
@@ -282,7 +282,7 @@ static void test_small_batches_shm(void **state)
 static void test_transfer_tcp(void **state)
 {
     (void)state;
-    transfers(te_tcp, a_tcp, "tcp");
+    transfers(te_tcp, a_tcp, th_net_transport());
 }
 
 static void test_transfer_shm(void **state)
@@ -970,7 +970,7 @@ static void test_p2p(void **state)
     assert_true(port > 0 && port < 65536);
     mc_te_t *tes[2] = {engine("127.0.0.1", "P2PHANDSHAKE", 1),
                        engine("127.0.0.1", "P2PHANDSHAKE", 0)};
-    const char *want[2] = {"tcp", "shm"};
+    const char *want[2] = {th_net_transport(), "shm"};
     for (int i = 0; i < 2; i++) {
         mc_te_t *te = tes[i];
         if (!te) fail_msg("P2P engine %d did not start", i);
@@ -995,7 +995,9 @@ static void test_p2p(void **state)
         close(fd);
     }
     peer_cmd(&pp, r, sizeof r, "NOTIFIES");
-    assert_string_equal(r, "2 tcp=p2p-one shm=p2p-two");
+    char want_r[64];
+    snprintf(want_r, sizeof want_r, "2 %s=p2p-one shm=p2p-two", th_net_transport());
+    assert_string_equal(r, want_r);
     for (int i = 0; i < 2; i++)
         mc_te_destroy(tes[i]);
     assert_int_equal(th_finish(&pp.proc, T_MS), 0); /* clean exit, leak-free under ASan */

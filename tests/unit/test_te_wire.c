@@ -61,7 +61,8 @@ static void test_header_rejects(void **state)
 static void test_desc_round_trip(void **state)
 {
     (void)state;
-    mc__te_buf_t bufs[2] = {{0x20000, 4096, "cpu:0"}, {0x10000, 8192, "cpu:1"}};
+    mc__te_buf_t bufs[2] = {{.addr = 0x20000, .length = 4096, .location = "cpu:0"},
+                              {.addr = 0x10000, .length = 8192, .location = "cpu:1"}};
     mc__te_desc_t d = {.name = "10.0.0.1:12345", .protocol = "tcp", .ip = "127.0.0.1",
                        .port = 15123, .host_id = "boot/pid:[1]", .pid = 4242,
                        .start_time = 987654, .nbufs = 2, .bufs = bufs};
@@ -85,6 +86,62 @@ static void test_desc_round_trip(void **state)
     assert_int_equal(out.bufs[1].length, 4096);
     mc__te_desc_clear(&out);
     free(json);
+}
+
+/* The rdma part: provider, addressing, NICs with endpoint addresses, one key
+ * per NIC on every buffer (keys above INT64_MAX included); and what is refused. */
+static void test_desc_rdma(void **state)
+{
+    (void)state;
+    mc__te_buf_t bufs[2] = {{.addr = 0x20000, .length = 4096, .location = "a", .rkey = {7, 9}},
+                            {.addr = 0x10000, .length = 8192, .location = "b",
+                             .rkey = {UINT64_MAX - 1, 3}}};
+    mc__te_desc_t d = {.name = "n", .protocol = "rdma", .ip = "127.0.0.1", .port = 1,
+                       .nbufs = 2, .bufs = bufs, .rdma_prov = "verbs;ofi_rxm", .rdma_virt = 1,
+                       .rdma_nnics = 2};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(d.rdma_nics[i].name, sizeof d.rdma_nics[i].name, "mlx5_%zu", i);
+        d.rdma_nics[i].neps = 2;
+        d.rdma_nics[i].addr_len = 16;
+        for (size_t j = 0; j < 2; j++)
+            for (size_t k = 0; k < 16; k++)
+                d.rdma_nics[i].addr[j][k] = (uint8_t)(i * 100 + j * 16 + k * 15);
+    }
+    char *json = mc__te_desc_encode(&d), why[256] = "";
+    assert_non_null(json);
+    mc__te_desc_t out;
+    assert_int_equal(mc__te_desc_decode(json, strlen(json), &out, why), 0);
+    assert_string_equal(out.rdma_prov, "verbs;ofi_rxm");
+    assert_int_equal(out.rdma_virt, 1);
+    assert_int_equal(out.rdma_nnics, 2);
+    assert_string_equal(out.rdma_nics[1].name, "mlx5_1");
+    assert_memory_equal(out.rdma_nics, d.rdma_nics, sizeof d.rdma_nics);
+    assert_true(out.bufs[0].addr == 0x10000 && out.bufs[0].rkey[0] == UINT64_MAX - 1);
+    assert_true(out.bufs[1].rkey[1] == 9);
+    mc__te_desc_clear(&out);
+    free(json);
+    const char *bad[] = {
+        /* a key missing for the second NIC */
+        "{\"name\":\"n\",\"protocol\":\"rdma\",\"tcp_data_port\":1,\"buffers\":[{\"name\":\"a\","
+        "\"addr\":4096,\"length\":1,\"rkey\":[1]}],\"rdma\":{\"provider\":\"p\",\"virt_addr\":"
+        "true,\"devices\":[{\"name\":\"x\",\"endpoints\":[\"00\"]},{\"name\":\"y\","
+        "\"endpoints\":[\"01\"]}]}}",
+        /* odd-length and non-hex addresses, addresses of two lengths */
+        "{\"name\":\"n\",\"protocol\":\"rdma\",\"tcp_data_port\":1,\"rdma\":{\"provider\":\"p\","
+        "\"virt_addr\":false,\"devices\":[{\"name\":\"x\",\"endpoints\":[\"0\"]}]}}",
+        "{\"name\":\"n\",\"protocol\":\"rdma\",\"tcp_data_port\":1,\"rdma\":{\"provider\":\"p\","
+        "\"virt_addr\":false,\"devices\":[{\"name\":\"x\",\"endpoints\":[\"zz\"]}]}}",
+        "{\"name\":\"n\",\"protocol\":\"rdma\",\"tcp_data_port\":1,\"rdma\":{\"provider\":\"p\","
+        "\"virt_addr\":false,\"devices\":[{\"name\":\"x\",\"endpoints\":[\"00\",\"0000\"]}]}}",
+        /* no devices */
+        "{\"name\":\"n\",\"protocol\":\"rdma\",\"tcp_data_port\":1,\"rdma\":{\"provider\":\"p\","
+        "\"virt_addr\":false,\"devices\":[]}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(mc__te_desc_decode(bad[i], strlen(bad[i]), &out, why),
+                         MC_TE_ERR_MALFORMED_JSON);
+        assert_true(why[0] != '\0');
+    }
 }
 
 static void test_desc_upstream_shape(void **state)
@@ -144,7 +201,8 @@ static void test_desc_rejects(void **state)
 static void test_desc_contains(void **state)
 {
     (void)state;
-    mc__te_buf_t bufs[2] = {{0x1000, 0x1000, "a"}, {0x4000, 0x100, "b"}};
+    mc__te_buf_t bufs[2] = {{.addr = 0x1000, .length = 0x1000, .location = "a"},
+                              {.addr = 0x4000, .length = 0x100, .location = "b"}};
     mc__te_desc_t d = {.nbufs = 2, .bufs = bufs};
     assert_true(mc__te_desc_contains(&d, 0x1000, 0x1000));
     assert_true(mc__te_desc_contains(&d, 0x1fff, 1));
@@ -190,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_round_trip), cmocka_unit_test(test_header_rejects),
         cmocka_unit_test(test_desc_round_trip),   cmocka_unit_test(test_desc_upstream_shape),
+        cmocka_unit_test(test_desc_rdma),
         cmocka_unit_test(test_desc_rejects),      cmocka_unit_test(test_desc_contains),
         cmocka_unit_test(test_rpc_and_notify),
     };

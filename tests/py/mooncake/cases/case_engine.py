@@ -244,3 +244,15 @@ def case_vllm_p2p_connector_sequence():
     assert p.batch_transfer_sync_write(session, [kp], [d_v + half - 100], [blk]) != 0
     assert nblk == 128
     d.close()
+
+
+def case_protocol_strings():
+    # unknown: refused; "rdma" without a usable device or without libfabric at
+    # all (MC_TE_LIBFABRIC names a library that is not there): tcp after a warning
+    assert TransferEngine().initialize("127.0.0.1", "P2PHANDSHAKE", "bogus", "") == -1
+    os.environ["MC_TE_LIBFABRIC"] = "/nonexistent/libfabric.so.1"
+    te = TransferEngine()
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "rdma", "mlx5_0") == 0
+    b, bp = buf(4096)
+    assert te.register_memory(bp, 4096) == 0
+    assert te.unregister_memory(bp) == 0

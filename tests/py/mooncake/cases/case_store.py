@@ -477,3 +477,17 @@ def case_shared_engine():
     assert s3.close() == 0
     gc.collect()
     other.close()
+
+
+def case_protocol_strings():
+    # an unknown protocol is refused with INVALID_PARAMS (-600) before anything
+    # starts; "rdma" on a machine without an RDMA device (no FI_PROVIDER) warns
+    # once and runs tcp, so that vLLM's default "rdma" keeps working
+    s = MooncakeDistributedStore()
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "bogus", "", RPC) == -600
+    assert s.get_hostname() == ""
+    os.environ.pop("FI_PROVIDER", None)
+    assert s.setup("127.0.0.1", META, 16 * MB, 16 * MB, "rdma", "erdma_0", RPC) == 0
+    k = uniq()
+    assert s.put(k, b"over tcp") == 0 and s.get(k) == b"over tcp"
+    s.close()
