@@ -17,7 +17,10 @@ def uniq(prefix="k"):
 
 def mk_store(seg=16 * MB, lbuf=16 * MB, host="127.0.0.1", meta=None):
     s = MooncakeDistributedStore()
-    rc = s.setup(host, meta or META, seg, lbuf, "tcp", "", RPC)
+    # MC_TEST_PROTOCOL / MC_TEST_DEVICE: the same cases over another transport
+    # (test_mc_store_rdma.py: rdma on libfabric's software provider)
+    rc = s.setup(host, meta or META, seg, lbuf, os.environ.get("MC_TEST_PROTOCOL", "tcp"),
+                 os.environ.get("MC_TEST_DEVICE", ""), RPC)
     assert rc == 0, rc
     return s
 
