@@ -162,58 +162,102 @@ static int send_all(int fd, const void *buf, size_t len, int timeout_ms)
     return 0;
 }
 
-/* Serves one STAGE: reads each key into the staging buffer under one token. */
+/* Serves one STAGE: stages room for each key under one token, then reads
+ * them all with one batched submission (mc_ssd_disk_read_many). */
 static void serve_stage(struct mc_ssd_tier *t, sconn_t *c, const mc_ssd_stage_req_t *q)
 {
     uint64_t now = mc_now_ms();
     pthread_mutex_lock(&t->stg_mu);
     uint64_t token = ++t->next_token;
     pthread_mutex_unlock(&t->stg_mu);
-    size_t tl = strlen(t->s->te_name);
-    size_t cap = MC_SSD_SRV_HDR + 4 + tl + 8 + 4 + (size_t)q->n * 20;
+    size_t tl = strlen(t->s->te_name), n = q->n;
+    size_t cap = MC_SSD_SRV_HDR + 4 + tl + 8 + 4 + n * 20;
     uint8_t *out = malloc(cap);
-    if (!out) return;
+    char **keys = calloc(n ? n : 1, sizeof *keys);
+    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    uint64_t *caps = calloc(n ? n : 1, sizeof *caps), *sizes = calloc(n ? n : 1, sizeof *sizes);
+    const uint8_t **datas = calloc(n ? n : 1, sizeof *datas);
+    int *rcs = calloc(n ? n : 1, sizeof *rcs);
+    size_t *want = calloc(n ? n : 1, sizeof *want); /* the keys read, by position */
+    if (!out || !keys || !bufs || !caps || !sizes || !datas || !rcs || !want) goto done;
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = strndup((const char *)q->key[i], q->klen[i]);
+        if (!keys[i]) {
+            rcs[i] = MC_ERR_INTERNAL;
+            continue;
+        }
+        uint64_t rl = mc_ssd_disk_rec_len(t->disk, keys[i], NULL, NULL), off = 0;
+        if (!rl) {
+            rcs[i] = MC_ERR_OBJECT_NOT_FOUND;
+            continue;
+        }
+        pthread_mutex_lock(&t->stg_mu);
+        int arc = stg_alloc_locked(t, rl, now, &token, &off);
+        pthread_mutex_unlock(&t->stg_mu);
+        if (arc) {
+            rcs[i] = MC_ERR_NO_AVAILABLE_HANDLE; /* staging buffer full: retry later */
+            continue;
+        }
+        bufs[nw] = t->stg + off;
+        caps[nw] = rl;
+        want[nw++] = i;
+    }
+    /* the batch's keys, packed in the order of want */
+    const char **wk = (const char **)calloc(nw ? nw : 1, sizeof *wk);
+    int *wrc = calloc(nw ? nw : 1, sizeof *wrc);
+    const uint8_t **wd = (const uint8_t **)calloc(nw ? nw : 1, sizeof *wd);
+    uint64_t *ws = calloc(nw ? nw : 1, sizeof *ws);
+    if (!wk || !wrc || !wd || !ws) {
+        for (size_t j = 0; j < nw; j++)
+            rcs[want[j]] = MC_ERR_INTERNAL;
+        nw = 0;
+    }
+    for (size_t j = 0; j < nw; j++)
+        wk[j] = keys[want[j]];
+    if (nw) mc_ssd_disk_read_many(t->disk, wk, nw, bufs, caps, wd, ws, wrc);
+    for (size_t j = 0; j < nw; j++) {
+        size_t i = want[j];
+        rcs[i] = wrc[j];
+        datas[i] = wd[j];
+        sizes[i] = ws[j];
+        if (wrc[j] == MC_ERR_CHECKSUM_MISMATCH) {
+            int drc = 0; /* never served again: tell the master */
+            (void)mc_master_client_disk_drop(t->s->mc, t->s->client_id, &wk[j], 1, &drc);
+        }
+    }
+    free(wk);
+    free(wrc);
+    free(wd);
+    free(ws);
     mc_wr_t w = mc_wr_init(out + MC_SSD_SRV_HDR, cap - MC_SSD_SRV_HDR);
     mc_wr_u32(&w, (uint32_t)tl);
     mc_wr_bytes(&w, t->s->te_name, tl);
     mc_wr_u64(&w, token);
-    mc_wr_u32(&w, q->n);
-    for (uint32_t i = 0; i < q->n; i++) {
-        char key[MC_SSD_KEY_MAX + 1];
-        memcpy(key, q->key[i], q->klen[i]);
-        key[q->klen[i]] = '\0';
-        int32_t rc = 0;
-        uint64_t addr = 0, size = 0, off = 0;
-        uint64_t rl = mc_ssd_disk_rec_len(t->disk, key, NULL, NULL);
-        if (!rl) {
-            rc = MC_ERR_OBJECT_NOT_FOUND;
-        } else {
-            pthread_mutex_lock(&t->stg_mu);
-            int arc = stg_alloc_locked(t, rl, now, &token, &off);
-            pthread_mutex_unlock(&t->stg_mu);
-            if (arc) {
-                rc = MC_ERR_NO_AVAILABLE_HANDLE; /* staging buffer full: retry later */
-            } else {
-                const uint8_t *data;
-                rc = mc_ssd_disk_read(t->disk, key, t->stg + off, rl, &data, &size);
-                if (rc == 0) addr = (uint64_t)(uintptr_t)data;
-                if (rc == MC_ERR_CHECKSUM_MISMATCH) {
-                    int drc = 0; /* never served again: tell the master */
-                    const char *k = key;
-                    (void)mc_master_client_disk_drop(t->s->mc, t->s->client_id, &k, 1, &drc);
-                }
-            }
-        }
-        mc_wr_u32(&w, (uint32_t)rc);
-        mc_wr_u64(&w, addr);
-        mc_wr_u64(&w, size);
-        if (rc == 0) __atomic_fetch_add(&t->served, 1, __ATOMIC_RELAXED);
+    mc_wr_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        int ok = rcs[i] == 0;
+        mc_wr_u32(&w, (uint32_t)rcs[i]);
+        mc_wr_u64(&w, ok ? (uint64_t)(uintptr_t)datas[i] : 0);
+        mc_wr_u64(&w, ok ? sizes[i] : 0);
+        if (ok) __atomic_fetch_add(&t->served, 1, __ATOMIC_RELAXED);
     }
     size_t plen = (size_t)(w.p - (out + MC_SSD_SRV_HDR));
     mc_ssd_hdr_t h = {MC_SSD_OP_STAGE | 0x80, 0, (uint32_t)plen};
     mc_ssd_hdr_encode(&h, out);
     if (send_all(c->fd, out, MC_SSD_SRV_HDR + plen, 5000))
         MC_LOGW(TAG, "staging reply to %s failed: %s", c->peer, strerror(errno));
+done:
+    if (keys)
+        for (size_t i = 0; i < n; i++)
+            free(keys[i]);
+    free(keys);
+    free(bufs);
+    free(caps);
+    free(sizes);
+    free(datas);
+    free(rcs);
+    free(want);
     free(out);
 }
 

@@ -130,6 +130,11 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
  * ring per calling thread). */
 int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
                      const uint8_t **data, uint64_t *size);
+/* mc_ssd_disk_read of n keys at once: one index look-up for the batch, all
+ * the reads submitted together (64 in flight at most), each checked;
+ * rcs[i], datas[i], sizes[i] as mc_ssd_disk_read's. Returns 0. */
+int mc_ssd_disk_read_many(mc_ssd_disk_t *d, const char *const *keys, size_t n, void *const *bufs,
+                          const uint64_t *caps, const uint8_t **datas, uint64_t *sizes, int *rcs);
 /* Bytes a read of key needs (its record and the 4 KiB blocks around it,
  * for O_DIRECT), 0 when absent. */
 uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, uint64_t *stamp);

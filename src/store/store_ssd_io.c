@@ -42,6 +42,8 @@ typedef struct bucket {
     uint64_t alloc; /* length of the file (the tail bucket is allocated ahead) */
     uint64_t live;  /* bytes of live records */
     uint64_t nlive;
+    unsigned refs; /* readers reading it now (under mu) */
+    int dropped;   /* out of the table and unlinked: the last reader closes and frees it */
 } bucket_t;
 
 typedef struct {
@@ -113,7 +115,8 @@ typedef struct {
 static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
 {
     size_t next = 0, inflight = 0, done = 0;
-    uint64_t *moved = calloc(n ? n : 1, sizeof *moved);
+    uint64_t small[RING_DEPTH] = {0};
+    uint64_t *moved = n <= RING_DEPTH ? small : calloc(n, sizeof *moved);
     if (!moved) return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         ops[i].res = 0;
@@ -178,7 +181,7 @@ static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
         io_uring_cqe_seen(r, cqe);
         inflight--;
     }
-    free(moved);
+    if (moved != small) free(moved);
     return err;
 }
 
@@ -242,12 +245,18 @@ static int bucket_add(mc_ssd_disk_t *d, bucket_t *b)
     return 0;
 }
 
-static void bucket_unlink(mc_ssd_disk_t *d, bucket_t *b)
+/* Removes b's file from the directory (its descriptor stays open). */
+static void bucket_unlink_path(mc_ssd_disk_t *d, bucket_t *b)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/bucket-%016" PRIx64 ".dat", d->path, b->id);
-    close(b->fd);
     if (unlink(p) != 0) MC_LOGW(TAG, "unlink %s: %s", p, strerror(errno));
+}
+
+static void bucket_unlink(mc_ssd_disk_t *d, bucket_t *b)
+{
+    close(b->fd);
+    bucket_unlink_path(d, b);
 }
 
 /* ---- index ---- */
@@ -948,52 +957,116 @@ uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, 
     return rl;
 }
 
+/* Releases the buckets a batch of reads held (under no lock). */
+static void buckets_put(mc_ssd_disk_t *d, bucket_t *const *bs, size_t n)
+{
+    bucket_t *freed[RING_DEPTH];
+    size_t nf = 0;
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (!bs[i]) continue;
+        if (--bs[i]->refs == 0 && bs[i]->dropped) freed[nf++] = bs[i];
+    }
+    pthread_mutex_unlock(&d->mu);
+    for (size_t i = 0; i < nf; i++) {
+        close(freed[i]->fd);
+        free(freed[i]);
+    }
+}
+
+/* One chunk of mc_ssd_disk_read_many: n <= RING_DEPTH. */
+static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *keys, size_t n,
+                      void *const *bufs, const uint64_t *caps, const uint8_t **datas,
+                      uint64_t *sizes, int *rcs)
+{
+    ent_t copy[RING_DEPTH];
+    bucket_t *held[RING_DEPTH];
+    io_op_t ops[RING_DEPTH];
+    size_t idx[RING_DEPTH], nops = 0;
+    /* one look-up of the whole batch; a bucket is held (not closed or freed
+     * by a drop) while its read is in flight */
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < n; i++) {
+        held[i] = NULL;
+        ent_t *e = mc_map_get(d->index, keys[i]);
+        if (!e) {
+            rcs[i] = MC_ERR_OBJECT_NOT_FOUND;
+            continue;
+        }
+        copy[i] = *e;
+        uint64_t skip = e->off % MC_SSD_ALIGN, span = span_len(e->off, e->rec_len);
+        if (span > caps[i]) {
+            rcs[i] = MC_ERR_BUFFER_OVERFLOW;
+            continue;
+        }
+        e->b->refs++;
+        held[i] = e->b;
+        rcs[i] = 0;
+        ops[nops] = (io_op_t){e->b->fd, bufs[i], span, e->off - skip, 0};
+        idx[nops++] = i;
+    }
+    pthread_mutex_unlock(&d->mu);
+    /* all the batch's reads in one submission */
+    int err = nops ? ring_run(r, ops, nops, 0) : 0;
+    buckets_put(d, held, n);
+    uint64_t bytes = 0;
+    for (size_t j = 0; j < nops; j++) {
+        size_t i = idx[j];
+        const char *key = keys[i];
+        if (err || ops[j].res != (int64_t)ops[j].len) {
+            MC_LOGW(TAG, "read of '%.128s' at %" PRIu64 ": %s", key, copy[i].off,
+                    err              ? strerror(-err)
+                    : ops[j].res < 0 ? strerror((int)-ops[j].res)
+                                     : "short read");
+            rcs[i] = MC_ERR_TRANSFER_FAIL;
+            continue;
+        }
+        mc_ssd_rec_t rec;
+        const char *why;
+        size_t kl = strlen(key);
+        const uint8_t *p = (const uint8_t *)bufs[i] + copy[i].off % MC_SSD_ALIGN;
+        if (mc_ssd_rec_verify(p, copy[i].rec_len, &rec, &why) || rec.key_len != kl ||
+            memcmp(p + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy[i].data_len) {
+            MC_LOGW(TAG, "record of '%.128s' (bucket offset %" PRIu64 "): %s; dropped, not served",
+                    key, copy[i].off, rec.key_len != kl ? "another key" : why);
+            pthread_mutex_lock(&d->mu);
+            d->corrupt++;
+            ent_t *now = mc_map_get(d->index, key);
+            if (now && now->b == copy[i].b && now->off == copy[i].off) ent_unlink_locked(d, key);
+            pthread_mutex_unlock(&d->mu);
+            rcs[i] = MC_ERR_CHECKSUM_MISMATCH;
+            continue;
+        }
+        bytes += copy[i].rec_len;
+        datas[i] = p + MC_SSD_REC_HDR + kl;
+        sizes[i] = rec.data_len;
+    }
+    if (bytes) __atomic_fetch_add(&d->read, bytes, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int mc_ssd_disk_read_many(mc_ssd_disk_t *d, const char *const *keys, size_t n, void *const *bufs,
+                          const uint64_t *caps, const uint8_t **datas, uint64_t *sizes, int *rcs)
+{
+    struct io_uring *r = read_ring(d);
+    for (size_t i = 0; i < n; i += RING_DEPTH) {
+        size_t k = n - i < RING_DEPTH ? n - i : RING_DEPTH;
+        if (!r) {
+            for (size_t j = 0; j < k; j++)
+                rcs[i + j] = MC_ERR_INTERNAL;
+            continue;
+        }
+        read_chunk(d, r, keys + i, k, bufs + i, caps + i, datas + i, sizes + i, rcs + i);
+    }
+    return 0;
+}
+
 int mc_ssd_disk_read(mc_ssd_disk_t *d, const char *key, void *buf, uint64_t cap,
                      const uint8_t **data, uint64_t *size)
 {
-    pthread_mutex_lock(&d->mu);
-    ent_t *e = mc_map_get(d->index, key);
-    ent_t copy = e ? *e : (ent_t){0};
-    int fd = e ? dup(e->b->fd) : -1; /* the bucket may be dropped meanwhile */
-    pthread_mutex_unlock(&d->mu);
-    if (!e) return MC_ERR_OBJECT_NOT_FOUND;
-    if (fd < 0) return MC_ERR_INTERNAL;
-    uint64_t skip = copy.off % MC_SSD_ALIGN, span = span_len(copy.off, copy.rec_len);
-    if (span > cap) {
-        close(fd);
-        return MC_ERR_BUFFER_OVERFLOW;
-    }
-    struct io_uring *r = read_ring(d);
-    int rc = 0;
-    io_op_t op = {fd, buf, span, copy.off - skip, 0};
-    if (!r || ring_run(r, &op, 1, 0) || op.res != (int64_t)span) {
-        MC_LOGW(TAG, "read of '%.128s' at %" PRIu64 ": %s", key, copy.off,
-                op.res < 0 ? strerror((int)-op.res) : "short read");
-        rc = MC_ERR_TRANSFER_FAIL;
-    }
-    close(fd);
-    if (rc) return rc;
-    mc_ssd_rec_t rec;
-    const char *why;
-    size_t kl = strlen(key);
-    const uint8_t *p = (const uint8_t *)buf + skip;
-    if (mc_ssd_rec_verify(p, copy.rec_len, &rec, &why) || rec.key_len != kl ||
-        memcmp(p + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy.data_len) {
-        MC_LOGW(TAG, "record of '%.128s' (bucket offset %" PRIu64 "): %s; dropped, not served", key,
-                copy.off, rec.key_len != kl ? "another key" : why);
-        pthread_mutex_lock(&d->mu);
-        d->corrupt++;
-        ent_t *now = mc_map_get(d->index, key);
-        if (now && now->b == copy.b && now->off == copy.off) ent_unlink_locked(d, key);
-        pthread_mutex_unlock(&d->mu);
-        return MC_ERR_CHECKSUM_MISMATCH;
-    }
-    pthread_mutex_lock(&d->mu);
-    d->read += copy.rec_len;
-    pthread_mutex_unlock(&d->mu);
-    *data = p + MC_SSD_REC_HDR + kl;
-    *size = rec.data_len;
-    return 0;
+    int rc;
+    mc_ssd_disk_read_many(d, &key, 1, &buf, &cap, data, size, &rc);
+    return rc;
 }
 
 void mc_ssd_disk_delete(mc_ssd_disk_t *d, const char *key)
@@ -1105,13 +1178,19 @@ void mc_ssd_disk_drop_bucket(mc_ssd_disk_t *d, uint64_t id)
     d->evicted++;
     uint64_t gone = foot(b);
     pthread_mutex_unlock(&d->mu);
-    bucket_unlink(d, b); /* readers hold dup'd descriptors */
+    bucket_unlink_path(d, b);
     /* its bytes leave the quota once its file is gone, never before: the
-     * writer cannot take them while the disk still holds them */
+     * writer cannot take them while the disk still holds them (a reader still
+     * reading it holds it open until it is done: a few blocks, briefly) */
     pthread_mutex_lock(&d->mu);
     d->used -= gone;
+    int last = b->refs == 0;
+    if (!last) b->dropped = 1;
     pthread_mutex_unlock(&d->mu);
-    free(b);
+    if (last) {
+        close(b->fd);
+        free(b);
+    }
 }
 
 void mc_ssd_keys_free(char **keys, size_t n)
@@ -1132,7 +1211,7 @@ void mc_ssd_disk_stats(mc_ssd_disk_t *d, mc_ssd_disk_stats_t *st)
     st->quota = d->cfg.quota;
     st->buckets = d->nb;
     st->written_bytes = d->written;
-    st->read_bytes = d->read;
+    st->read_bytes = __atomic_load_n(&d->read, __ATOMIC_RELAXED);
     st->dropped_corrupt = d->corrupt;
     st->evicted_buckets = d->evicted;
     pthread_mutex_unlock(&d->mu);

@@ -3,7 +3,9 @@
  * last partly written block of the one before), objects larger than a write
  * piece, a reopen (the scan stops at the allocated zeros of the tail bucket)
  * followed by more appends and another reopen, a torn batch (a zeroed block)
- * and the quota counted on the files. Every value is checked byte for byte. */
+ * and the quota counted on the files, batched reads (more keys than the
+ * ring holds, missing keys and too small buffers among them) and buckets
+ * dropped while readers read them. Every value is checked byte for byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,12 +228,124 @@ static void test_quota(void **state)
     mc_ssd_disk_close(d);
 }
 
+/* One mc_ssd_disk_read_many of 150 keys (more than one ring's 64), with
+ * missing keys and a too small buffer among them: each gets its own answer. */
+static void test_read_many(void **state)
+{
+    (void)state;
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 8ull << 20);
+    write_range(d, 0, 140, 11);
+    enum { N = 150 };
+    char keys[N][32];
+    const char *kp[N];
+    void *bufs[N];
+    uint64_t caps[N], sizes[N];
+    const uint8_t *datas[N];
+    int rcs[N];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "obj-%zu", i); /* 140.. are missing */
+        kp[i] = keys[i];
+        uint64_t need = mc_ssd_disk_rec_len(d, keys[i], NULL, NULL);
+        caps[i] = need ? need : MC_SSD_ALIGN;
+        if (i == 5) caps[i] = need - MC_SSD_ALIGN; /* too small */
+        assert_int_equal(posix_memalign(&bufs[i], MC_SSD_ALIGN, caps[i] + MC_SSD_ALIGN), 0);
+        rcs[i] = 12345;
+    }
+    assert_int_equal(mc_ssd_disk_read_many(d, kp, N, bufs, caps, datas, sizes, rcs), 0);
+    for (size_t i = 0; i < N; i++) {
+        if (i >= 140) {
+            assert_int_equal(rcs[i], MC_ERR_OBJECT_NOT_FOUND);
+        } else if (i == 5) {
+            assert_int_equal(rcs[i], MC_ERR_BUFFER_OVERFLOW);
+        } else {
+            assert_int_equal(rcs[i], 0);
+            assert_int_equal(sizes[i], obj_size(i));
+            uint8_t *want = malloc(sizes[i]);
+            obj_fill(i, want, sizes[i]);
+            assert_memory_equal(datas[i], want, sizes[i]);
+            free(want);
+        }
+        free(bufs[i]);
+    }
+    mc_ssd_disk_close(d);
+}
+
+typedef struct {
+    mc_ssd_disk_t *d;
+    volatile int stop;
+    size_t ok, gone;
+} drop_rd_t;
+
+static void *drop_reader(void *arg)
+{
+    drop_rd_t *r = arg;
+    uint8_t *buf = NULL;
+    if (posix_memalign((void **)&buf, MC_SSD_ALIGN, 4u << 20)) return NULL;
+    for (size_t n = 0; !r->stop || n < 200; n++) {
+        size_t i = n % 200;
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        const uint8_t *data;
+        uint64_t size;
+        int rc = mc_ssd_disk_read(r->d, key, buf, 4u << 20, &data, &size);
+        if (rc == MC_ERR_OBJECT_NOT_FOUND) {
+            r->gone++;
+            continue;
+        }
+        if (rc != 0 || size != obj_size(i)) {
+            r->ok = (size_t)-1; /* checked by the test: never a wrong answer */
+            break;
+        }
+        uint8_t *want = malloc(size);
+        obj_fill(i, want, size);
+        int same = memcmp(data, want, size) == 0;
+        free(want);
+        if (!same) {
+            r->ok = (size_t)-1;
+            break;
+        }
+        r->ok++;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Buckets dropped while two readers read their keys: a read either returns
+ * the exact bytes (the bucket stays open while the read is in flight) or
+ * OBJECT_NOT_FOUND; the dropped files leave the directory. */
+static void test_drop_while_reading(void **state)
+{
+    (void)state;
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 1ull << 20); /* many small buckets */
+    write_range(d, 0, 200, 10);
+    uint64_t before = files_bytes();
+    drop_rd_t r[2] = {{d, 0, 0, 0}, {d, 0, 0, 0}};
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, drop_reader, &r[k]), 0);
+    for (uint64_t id = 0; id < 3; id++)
+        mc_ssd_disk_drop_bucket(d, id);
+    for (int k = 0; k < 2; k++)
+        r[k].stop = 1;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(pthread_join(th[k], NULL), 0);
+        assert_true(r[k].ok != (size_t)-1);
+        assert_true(r[k].ok > 0);
+    }
+    assert_true(files_bytes() < before);
+    size_t left = check_range(d, 0, 200);
+    assert_true(left > 0 && left < 200);
+    mc_ssd_disk_close(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches_reopen_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_while_reading, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
