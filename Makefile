@@ -16,6 +16,7 @@
 #   make bench-tls    TLS on the master RPC: CPU per round trip, store cells with and without
 #   make bench-ha     HA failover time (leader kill -9 -> first put via the new leader), 10 kills
 #   make bench-secret the bench-store cells with and without a cluster secret, same run (ABBA rounds)
+#   make bench-tail   p99 of a 4 KiB tcp get while 4 MiB puts stream into the same peer, against idle
 #   make bench-master master keys/s against connections (1-64), batch (1, 64) and --rpc_thread_num (1, 2)
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
@@ -150,6 +151,11 @@ bench-ha: build
 
 # The cluster secret's cost: bench-store's cells with and without MC_CLUSTER_SECRET, 4 ABBA
 # rounds in one run (release build); JSON to build/bench/secret.jsonl.
+.PHONY: bench-tail
+bench-tail: build
+	mkdir -p build/bench
+	python3 bench/compare/tail_bench.py --rel $(REL) --seconds 3 --rounds 3 --out build/bench/tail.jsonl
+
 .PHONY: bench-secret
 bench-secret: build
 	mkdir -p build/bench
