@@ -150,13 +150,17 @@ def test_ssd_owner_killed_during_reads(ssd_master, tmp_path, monkeypatch):
     """Disk-only objects read in a loop while their owner is SIGKILLed: every get
     returns (an error) within the bound, none returns wrong bytes."""
     o = Owner(tmp_path, ssd_master, str(tmp_path / "disk"), monkeypatch)
-    run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
-             env_extra=_env(tmp_path, MC_TEST_N=32))
-    o.kill()
-    o.start()  # its memory copies are gone: the objects are on disk only
-    run_case(ssd_master, "case_ssd", "case_kill_owner_during_reads", timeout=120,
-             env_extra=_env(tmp_path, MC_TEST_N=32, MC_TEST_OWNER_PID=o.c.p.pid))
-    assert o.c.p.wait(10) == -9
+    try:
+        run_case(ssd_master, "case_ssd", "case_fill", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_N=32))
+        o.kill()
+        o.start()  # its memory copies are gone: the objects are on disk only
+        run_case(ssd_master, "case_ssd", "case_kill_owner_during_reads", timeout=120,
+                 env_extra=_env(tmp_path, MC_TEST_N=32, MC_TEST_OWNER_PID=o.c.p.pid))
+        assert o.c.p.wait(10) == -9
+    finally:  # a failed step must not leave the owner running
+        if o.c.p.poll() is None:
+            o.kill()
 
 
 @pytest.mark.parametrize("ssd_master", [["--promotion_on_hit",
