@@ -261,18 +261,23 @@ void mc__te_desc_clear(mc__te_desc_t *d)
     d->nbufs = 0;
 }
 
-int mc__te_desc_contains(const mc__te_desc_t *d, uint64_t addr, uint64_t len)
+const mc__te_buf_t *mc__te_desc_find(const mc__te_desc_t *d, uint64_t addr, uint64_t len)
 {
-    if (len == 0 || addr + len < addr) return 0;
+    if (addr + len < addr) return NULL;
     size_t lo = 0, hi = d->nbufs;
     while (lo < hi) { /* first buffer with addr > target */
         size_t mid = (lo + hi) / 2;
         if (d->bufs[mid].addr <= addr) lo = mid + 1;
         else hi = mid;
     }
-    if (lo == 0) return 0;
+    if (lo == 0) return NULL;
     const mc__te_buf_t *b = &d->bufs[lo - 1];
-    return addr - b->addr <= b->length && len <= b->length - (addr - b->addr);
+    return addr - b->addr <= b->length && len <= b->length - (addr - b->addr) ? b : NULL;
+}
+
+int mc__te_desc_contains(const mc__te_desc_t *d, uint64_t addr, uint64_t len)
+{
+    return len != 0 && mc__te_desc_find(d, addr, len) != NULL;
 }
 
 char *mc__te_rpc_encode(const char *ip, uint16_t port)

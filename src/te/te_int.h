@@ -142,6 +142,9 @@ int mc__te_desc_decode(const char *json, size_t len, mc__te_desc_t *d, char *why
 void mc__te_desc_clear(mc__te_desc_t *d);
 /* 1 when [addr, addr+len) lies inside one buffer of d (len > 0, no overflow). */
 int mc__te_desc_contains(const mc__te_desc_t *d, uint64_t addr, uint64_t len);
+/* The buffer of d that holds all of [addr, +len) (len 0: addr inside or at
+ * its end), or NULL. */
+const mc__te_buf_t *mc__te_desc_find(const mc__te_desc_t *d, uint64_t addr, uint64_t len);
 /* rpc_meta record {"ip_or_host_name","rpc_port"}. */
 char *mc__te_rpc_encode(const char *ip, uint16_t port);
 int mc__te_rpc_decode(const char *json, char *ip, size_t iplen, uint16_t *port);

@@ -565,22 +565,6 @@ size_t mc__te_rdma_nic_bytes(mc_te_t *te, uint64_t *out, size_t cap)
     return r->nnics;
 }
 
-/* The buffer of d that holds [addr, +len), or NULL. */
-static const mc__te_buf_t *find_buf(const mc__te_desc_t *d, uint64_t addr, uint64_t len)
-{
-    size_t lo = 0, hi = d->nbufs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (d->bufs[mid].addr <= addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (!lo) return NULL;
-    const mc__te_buf_t *b = &d->bufs[lo - 1];
-    return addr + len >= addr && addr + len <= b->addr + b->length ? b : NULL;
-}
-
 /* Whether the peer's listener still accepts connections: a process that
  * died leaves none (refused at once); a stopped or slow one still has it. */
 static int peer_listening(mc__te_peer_t *p)
@@ -647,7 +631,7 @@ static int peer_route(mc__te_rdma_t *r, mc__te_peer_t *p, mc__te_piece_t *const 
     if (!p->have_desc || p->rdma_state != 1) rc = MC_TE_ERR_NOT_IMPLEMENTED;
     size_t pn = p->desc.rdma_nnics;
     for (size_t k = 0; !rc && k < n; k++) {
-        const mc__te_buf_t *b = find_buf(&p->desc, pcs[k]->remote, pcs[k]->len);
+        const mc__te_buf_t *b = mc__te_desc_find(&p->desc, pcs[k]->remote, pcs[k]->len);
         if (!b) rc = MC__TE_STALE;
         for (size_t i = 0; !rc && i < r->nnics; i++)
             key[k][i] = b->rkey[i % pn];
@@ -744,7 +728,7 @@ static int rdma_run(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_piece_t *c
         mc__te_desc_t view = {.nbufs = te->nbufs, .bufs = te->bufs};
         for (size_t k = 0; k < n && ldesc && x->tmp_mr; k++) {
             const mc__te_buf_t *lb =
-                find_buf(&view, (uint64_t)(uintptr_t)pcs[k]->local, pcs[k]->len);
+                mc__te_desc_find(&view, (uint64_t)(uintptr_t)pcs[k]->local, pcs[k]->len);
             reg_t *g = lb ? lb->rdma_mr : NULL;
             for (size_t i = 0; i < r->nnics && !res[k]; i++) {
                 struct fid_mr *mr = g ? g->mr[i] : NULL, **tmp = &x->tmp_mr[k * r->nnics + i];
