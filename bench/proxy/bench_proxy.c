@@ -534,18 +534,29 @@ static void rates(const char *direct, const char *const *via, int n_via, const c
 
 static const char *g_sched = "round_robin"; /* --scheduling of our proxy */
 
+/* The prefill (pp) and decode (dp) backends' addresses in the spellings the
+ * proxies' command lines take: port, URL, host:port. */
+typedef struct {
+    char ps[16], ds[16], purl[64], durl[64], phost[64], dhost[64];
+} backend_args_t;
+
+static void backend_args(backend_args_t *b, uint16_t pp, uint16_t dp)
+{
+    snprintf(b->ps, sizeof b->ps, "%u", pp);
+    snprintf(b->ds, sizeof b->ds, "%u", dp);
+    snprintf(b->purl, sizeof b->purl, "http://127.0.0.1:%u", pp);
+    snprintf(b->durl, sizeof b->durl, "http://127.0.0.1:%u", dp);
+    snprintf(b->phost, sizeof b->phost, "127.0.0.1:%u", pp);
+    snprintf(b->dhost, sizeof b->dhost, "127.0.0.1:%u", dp);
+}
+
 static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_t dp,
                          uint16_t *port)
 {
     int fds[2];
     if (pipe(fds) != 0) return -1;
-    char ps[16], ds[16], purl[64], durl[64], phost[64], dhost[64];
-    snprintf(ps, sizeof ps, "%u", pp);
-    snprintf(ds, sizeof ds, "%u", dp);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%u", pp);
-    snprintf(durl, sizeof durl, "http://127.0.0.1:%u", dp);
-    snprintf(phost, sizeof phost, "127.0.0.1:%u", pp);
-    snprintf(dhost, sizeof dhost, "127.0.0.1:%u", dp);
+    backend_args_t b;
+    backend_args(&b, pp, dp);
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -553,15 +564,15 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
         close(fds[0]);
         setenv("MC_LOG_LEVEL", "warn", 1);
         if (strcmp(mode, "toy") == 0)
-            execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port", ps,
-                  "--decoder-host", "127.0.0.1", "--decoder-port", ds, "--scheduling", g_sched,
-                  (char *)NULL);
+            execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port",
+                  b.ps, "--decoder-host", "127.0.0.1", "--decoder-port", b.ds, "--scheduling",
+                  g_sched, (char *)NULL);
         else if (strcmp(mode, "demo") == 0)
-            execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", phost, "-d", dhost,
+            execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", b.phost, "-d", b.dhost,
                   "--scheduling", g_sched, (char *)NULL);
         else
-            execl(bin, bin, "--port", "0", "--prefill", purl, ps, "--decode", durl, "--scheduling",
-                  g_sched, (char *)NULL);
+            execl(bin, bin, "--port", "0", "--prefill", b.purl, b.ps, "--decode", b.durl,
+                  "--scheduling", g_sched, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -649,28 +660,24 @@ static const char *g_vllm_log = "/dev/null"; /* --vllm-log: the Python proxies' 
 static pid_t spawn_vllm(const char *python, const char *dir, const vproxy_t *vp, uint16_t pp,
                         uint16_t dp, uint16_t port)
 {
-    char script[PATH_MAX], ps[16], ds[16], xs[16], purl[64], durl[64], phost[64], dhost[64];
+    char script[PATH_MAX], xs[16];
     snprintf(script, sizeof script, "%s/%s", dir, vp->path);
-    snprintf(ps, sizeof ps, "%u", pp);
-    snprintf(ds, sizeof ds, "%u", dp);
     snprintf(xs, sizeof xs, "%u", port);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%u", pp);
-    snprintf(durl, sizeof durl, "http://127.0.0.1:%u", dp);
-    snprintf(phost, sizeof phost, "127.0.0.1:%u", pp);
-    snprintf(dhost, sizeof dhost, "127.0.0.1:%u", dp);
+    backend_args_t b;
+    backend_args(&b, pp, dp);
     pid_t pid = fork();
     if (pid != 0) return pid;
     int fd = open(g_vllm_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
     if (!strcmp(vp->mode, "connector")) /* bootstrap /query is served on the prefill port */
-        execl(python, python, script, "--host", "127.0.0.1", "--port", xs, "--prefill", purl, ps,
-              "--decode", durl, (char *)NULL);
+        execl(python, python, script, "--host", "127.0.0.1", "--port", xs, "--prefill", b.purl,
+              b.ps, "--decode", b.durl, (char *)NULL);
     else if (!strcmp(vp->mode, "toy"))
         execl(python, python, script, "--host", "127.0.0.1", "--port", xs, "--prefiller-host",
-              "127.0.0.1", "--prefiller-port", ps, "--decoder-host", "127.0.0.1",
-              "--decoder-port", ds, (char *)NULL);
+              "127.0.0.1", "--prefiller-port", b.ps, "--decoder-host", "127.0.0.1",
+              "--decoder-port", b.ds, (char *)NULL);
     else
-        execl(python, python, script, "--model", "bench-model", "-p", phost, "-d", dhost,
+        execl(python, python, script, "--model", "bench-model", "-p", b.phost, "-d", b.dhost,
               "--port", xs, (char *)NULL);
     _exit(127);
 }
