@@ -133,10 +133,13 @@ int mc_te_batch_submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *re
 /* As mc_te_batch_submit, but the calling thread moves the requests itself and
  * returns when they are done (their status is final). For small batches, where
  * handing pieces to the workers and back costs more than moving them; larger
- * ones are better submitted, so that the workers share them. A batch with any
- * request to a peer reached over tcp is queued instead, exactly as by
- * mc_te_batch_submit (a slow peer then holds workers, not the caller, and
- * mc_te_batch_wait's deadline still applies): wait for it as usual. */
+ * ones are better submitted, so that the workers share them. Requests to one
+ * peer reached over the network (tcp, rdma) run here too, as one pipeline: a
+ * stalled peer then holds the caller until the engine's frame deadline
+ * (MC_TE_IO_TIMEOUT_MS, plus the bytes at the minimum rate), which
+ * mc_te_batch_wait's own deadline does not shorten. A batch with requests to
+ * two or more such peers is queued instead, exactly as by mc_te_batch_submit,
+ * so that the workers move them side by side: wait for it as usual. */
 int mc_te_batch_run(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n);
 /* Up to this many bytes in all, the sync helpers (mc_te_transfer_sync, the
  * store's transfers) use mc_te_batch_run. */

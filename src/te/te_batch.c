@@ -168,17 +168,22 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
     if (!b || (!reqs && n)) return MC_TE_ERR_INVALID_ARGUMENT;
     if (n == 0) return 0;
     size_t npieces = 0;
+    int32_t net_peer = 0; /* the one peer reached over the network, if any */
     for (size_t i = 0; i < n; i++) {
         const mc_te_request_t *r = &reqs[i];
         if ((r->opcode != MC_TE_READ && r->opcode != MC_TE_WRITE) || (r->length && !r->source) ||
             r->target_id < 0 || (r->target_id > 0 && !mc__te_peer_get(te, r->target_id)))
             return MC_TE_ERR_INVALID_ARGUMENT;
         npieces += (size_t)pieces_for(te, r);
-        if (run && r->target_id > 0) { /* tcp pieces go to the workers: see mc_te_batch_run */
+        if (run && r->target_id > 0 && r->target_id != net_peer) {
+            /* pieces to two peers over the network go to the workers, which
+             * run them side by side: see mc_te_batch_run */
             mc__te_peer_t *p = mc__te_peer_get(te, r->target_id);
             pthread_mutex_lock(&p->lock);
-            if (p->shm_state != 1) run = 0;
+            int shm = p->shm_state == 1;
             pthread_mutex_unlock(&p->lock);
+            if (!shm && net_peer) run = 0;
+            if (!shm) net_peer = r->target_id;
         }
     }
     pthread_mutex_lock(&b->lock);

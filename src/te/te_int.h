@@ -82,6 +82,15 @@ int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_
 struct iovec;
 int mc__te_iov_send_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms, int io_ms,
                        int *cur_ms);
+/* One recv of at most cap bytes (whatever has arrived, at least one byte) under
+ * the rules of mc__te_io_by: returns the bytes received or a negative errno. */
+ssize_t mc__te_recv_some_by(int fd, void *buf, size_t cap, uint64_t deadline_ms, int io_ms,
+                            int *cur_ms);
+/* The same with recvmsg into iov[0..n) (which it does not advance). */
+ssize_t mc__te_iov_recv_some_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms,
+                                int io_ms, int *cur_ms);
+/* Steps *iov / *n over `done` bytes and over the empty entries that follow. */
+void mc__te_iov_advance(struct iovec **iov, size_t *n, size_t done);
 /* mc__te_send_frame under a deadline, as mc__te_io_by, header and payload in one call. */
 int mc__te_send_frame_by(int fd, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
                          uint64_t length, const void *payload, uint64_t deadline_ms, int io_ms,

@@ -1,7 +1,10 @@
 /* te_server.c: the engine's listener. One thread accepts; each connection gets
  * a thread that reads frames and serves them: READ/WRITE move bytes straight
- * between the socket and registered memory (no user-space copy), META returns
- * our descriptor, NOTIFY queues a notification, PROBE answers.
+ * between the socket and registered memory (no user-space copy but for the
+ * start of a WRITE's payload that came in with the read-ahead), META returns
+ * our descriptor, NOTIFY queues a notification, PROBE answers. Requests are
+ * read ahead (RBUF_LEN) and their replies queued until no whole request is
+ * left, so a pipeline of small pieces is answered with one sendmsg.
  *
  * Limits (docs/transfer-engine.md "Server limits"): at most MC_TE_MAX_CONNS
  * connections (idle ones included; more are closed at accept, logged once a
@@ -47,7 +50,23 @@ typedef struct mc__te_conn {
     /* the cluster secret's exchange (net_auth.h): authed once PROOF checked */
     int authed, hello_seen;
     uint8_t nonce_c[MC_AUTH_NONCE_LEN], nonce_s[MC_AUTH_NONCE_LEN];
+    /* read-ahead: received bytes not yet served are rbuf[rpos..rlen) */
+    uint8_t *rbuf;
+    size_t rpos, rlen;
+    /* replies queued for one sendmsg (flush_replies): nq headers in qhdr, their
+     * iovecs (a READ's payload points into registered memory) in qiov */
+    uint8_t (*qhdr)[MC_TE_HDR_LEN];
+    struct iovec *qiov;
+    size_t nq, nqiov;
+    uint64_t qbytes, qstart_ms;
 } conn_t;
+
+/* Read-ahead per connection: a pipeline of small requests arrives in one recv. */
+#define RBUF_LEN (64 * 1024)
+/* Queued replies go out when this many are queued or hold this many bytes, and
+ * always before the thread waits for more requests. */
+#define QMAX 256
+#define QBYTES_MAX (1024 * 1024)
 
 static void conn_forget(mc_te_t *te, conn_t *c)
 {
@@ -60,6 +79,9 @@ static void conn_forget(mc_te_t *te, conn_t *c)
     close(c->fd);
     pthread_cond_broadcast(&te->conns_cond);
     pthread_mutex_unlock(&te->conns_lock);
+    free(c->rbuf);
+    free(c->qhdr);
+    free(c->qiov);
     free(c);
 }
 
@@ -98,9 +120,56 @@ static int conn_io(conn_t *c, void *buf, size_t len, int dir_send)
                         &c->cur_ms);
 }
 
+/* Reads len bytes of the current frame: first what the read-ahead holds, the
+ * rest straight from the socket into buf. */
+static int conn_read(conn_t *c, void *buf, size_t len)
+{
+    size_t have = c->rlen - c->rpos, k = have < len ? have : len;
+    memcpy(buf, c->rbuf + c->rpos, k);
+    c->rpos += k;
+    return len > k ? conn_io(c, (char *)buf + k, len - k, 0) : 0;
+}
+
+/* Sends the queued replies, all in one sendmsg where the socket takes them,
+ * under the deadline of their bytes from when the first was queued. The
+ * memory of the queued READs is no longer touched afterwards. */
+static int flush_replies(conn_t *c)
+{
+    if (!c->nq) return 0;
+    c->deadline_ms = mc__te_frame_deadline(c->te, c->qstart_ms, c->qbytes);
+    int rc = mc__te_iov_send_by(c->fd, c->qiov, c->nqiov, c->deadline_ms, c->te->io_timeout_ms,
+                                &c->cur_ms);
+    if (rc) log_io_fail(c, c->nq > 1 ? "pipelined replies" : "reply", c->qbytes, rc);
+    pthread_mutex_lock(&c->te->conns_lock);
+    c->op_len = 0;
+    pthread_cond_broadcast(&c->te->conns_cond);
+    pthread_mutex_unlock(&c->te->conns_lock);
+    c->nq = c->nqiov = 0;
+    c->qbytes = 0;
+    return rc;
+}
+
+/* Queues a reply (payload: length bytes that stay valid until the flush). */
+static int queue_reply(conn_t *c, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
+                       uint64_t length, const void *payload)
+{
+    if (c->nq == QMAX && flush_replies(c)) return -1;
+    if (!c->nq) c->qstart_ms = mc_now_ms();
+    mc__te_hdr_t h = {MC_TE_MAGIC, MC_TE_VERSION, opcode, 0, req_id, status, addr, length};
+    mc__te_hdr_encode(&h, c->qhdr[c->nq]);
+    c->qiov[c->nqiov++] = (struct iovec){c->qhdr[c->nq++], MC_TE_HDR_LEN};
+    if (length && payload) {
+        c->qiov[c->nqiov++] = (struct iovec){(void *)(uintptr_t)payload, (size_t)length};
+        c->qbytes += length;
+    }
+    return c->qbytes >= QBYTES_MAX ? flush_replies(c) : 0;
+}
+
+/* A reply sent at once, after any queued before it. */
 static int conn_reply(conn_t *c, uint8_t opcode, uint32_t req_id, int32_t status, uint64_t addr,
                       uint64_t length, const void *payload)
 {
+    if (flush_replies(c)) return -1;
     return mc__te_send_frame_by(c->fd, opcode, req_id, status, addr, length, payload,
                                 c->deadline_ms, c->te->io_timeout_ms, &c->cur_ms);
 }
@@ -118,7 +187,7 @@ static int read_payload(conn_t *c, const mc__te_hdr_t *h, char **out)
     }
     char *p = malloc(len + 1);
     if (!p) return -1;
-    int rc = conn_io(c, p, len, 0);
+    int rc = conn_read(c, p, len);
     if (rc) {
         log_io_fail(c, "control payload", len, rc);
         free(p);
@@ -132,7 +201,9 @@ static int read_payload(conn_t *c, const mc__te_hdr_t *h, char **out)
 /* Serves one READ or WRITE. The range is checked and the op recorded under
  * bufs_lock (shared); the bytes then move with no lock held, so unregister
  * never waits for the peer: it shuts this connection down instead
- * (mc__te_server_fence). Returns 0 to keep the connection, -1 to close it. */
+ * (mc__te_server_fence). A READ's reply is queued with its payload in place
+ * (registered memory, sent at the flush); the op span recorded covers every
+ * queued READ until then. Returns 0 to keep the connection, -1 to close it. */
 static int serve_data(conn_t *c, const mc__te_hdr_t *h)
 {
     mc_te_t *te = c->te;
@@ -141,8 +212,15 @@ static int serve_data(conn_t *c, const mc__te_hdr_t *h)
     int ok = mc__te_local_contains_locked(te, h->addr, h->length);
     if (ok) {
         pthread_mutex_lock(&te->conns_lock);
-        c->op_addr = h->addr;
-        c->op_len = h->length;
+        if (!c->op_len) {
+            c->op_addr = h->addr;
+            c->op_len = h->length;
+        } else { /* queued READs too: the span of them all */
+            uint64_t lo = c->op_addr < h->addr ? c->op_addr : h->addr;
+            uint64_t hi = c->op_addr + c->op_len, e = h->addr + h->length;
+            c->op_addr = lo;
+            c->op_len = (hi > e ? hi : e) - lo;
+        }
         pthread_mutex_unlock(&te->conns_lock);
     }
     pthread_rwlock_unlock(&te->bufs_lock);
@@ -150,30 +228,31 @@ static int serve_data(conn_t *c, const mc__te_hdr_t *h)
         MC_LOGW(TAG, "peer %s: %s of %llu bytes at 0x%llx is outside registered memory; refused",
                 c->peer, write ? "WRITE" : "READ", (unsigned long long)h->length,
                 (unsigned long long)h->addr);
-        conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE, h->addr, 0,
-                   NULL);
-        return write ? -1 : 0; /* a refused WRITE leaves its payload unread: resync by closing */
+        if (write) { /* its payload stays unread: resync by closing */
+            conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE, h->addr,
+                       0, NULL);
+            return -1;
+        }
+        return queue_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OUT_OF_RANGE,
+                           h->addr, 0, NULL);
     }
     void *mem = (void *)(uintptr_t)h->addr;
-    int rc;
-    if (write)
-        rc = conn_io(c, mem, h->length, 0);
-    else
-        rc = conn_reply(c, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr,
-                        h->length, mem);
+    if (!write)
+        return queue_reply(c, MC_TE_OP_READ | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr,
+                           h->length, mem);
+    int rc = conn_read(c, mem, h->length);
     /* a cut op logs before it lets a fencing unregister return, so the line
      * is there by the time the application sees the unregister done */
-    if (rc) log_io_fail(c, write ? "WRITE" : "READ", h->length, rc);
-    pthread_mutex_lock(&te->conns_lock);
-    c->op_len = 0; /* the memory is no longer touched */
-    pthread_cond_broadcast(&te->conns_cond);
-    pthread_mutex_unlock(&te->conns_lock);
-    if (rc == 0 && write) {
-        rc = conn_reply(c, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr, 0,
-                        NULL);
-        if (rc) log_io_fail(c, "WRITE reply", 0, rc);
+    if (rc) log_io_fail(c, "WRITE", h->length, rc);
+    if (rc || !c->qbytes) { /* no queued READ left in the span: the memory is no longer touched */
+        pthread_mutex_lock(&te->conns_lock);
+        c->op_len = 0;
+        pthread_cond_broadcast(&te->conns_cond);
+        pthread_mutex_unlock(&te->conns_lock);
     }
-    return rc ? -1 : 0;
+    if (rc) return -1;
+    return queue_reply(c, MC_TE_OP_WRITE | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, h->addr, 0,
+                       NULL);
 }
 
 static int serve_control(conn_t *c, const mc__te_hdr_t *h)
@@ -236,7 +315,7 @@ static int serve_auth(conn_t *c, const mc__te_hdr_t *h)
                 hello ? "AUTH_HELLO" : "AUTH_PROOF", (unsigned long long)h->length, want);
         return -1;
     }
-    int rc = conn_io(c, p, want, 0);
+    int rc = conn_read(c, p, want);
     if (rc) {
         log_io_fail(c, "auth payload", want, rc);
         return -1;
@@ -278,6 +357,55 @@ static int serve_auth(conn_t *c, const mc__te_hdr_t *h)
     return conn_reply(c, h->opcode | MC_TE_OP_REPLY, h->req_id, MC_TE_ST_OK, 0, 0, NULL) ? -1 : 0;
 }
 
+/* Makes the next frame's header whole in the read-ahead. What has arrived is
+ * taken without waiting; before the thread waits for more, the queued replies
+ * go out, so a pipeline is answered with one send. Returns 0, 1 when the
+ * connection ended between frames (closed, reset, the engine stopping: not an
+ * error), or -1 after a logged failure. */
+static int next_header(conn_t *c)
+{
+    mc_te_t *te = c->te;
+    size_t have = c->rlen - c->rpos;
+    if (have >= MC_TE_HDR_LEN) return 0;
+    memmove(c->rbuf, c->rbuf + c->rpos, have);
+    c->rpos = 0;
+    c->rlen = have;
+    ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_LEN - c->rlen, MSG_DONTWAIT);
+    if (n > 0) c->rlen += (size_t)n;
+    if (c->rlen >= MC_TE_HDR_LEN) return 0;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        if (!c->rlen) return 1;
+        MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer,
+                n == 0 ? "closed" : strerror(errno));
+        return -1;
+    }
+    if (flush_replies(c)) return -1;
+    while (!c->rlen) { /* between frames a connection may idle as long as the peer keeps it
+                        * (pooled lanes); it counts against MC_TE_MAX_CONNS meanwhile */
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, -1);
+        if (pr < 0 && errno != EINTR) return 1;
+        if (atomic_load(&te->stopping)) return 1;
+        if (pr > 0) break;
+    }
+    c->deadline_ms = mc__te_frame_deadline(te, mc_now_ms(), 0);
+    while (c->rlen < MC_TE_HDR_LEN) {
+        ssize_t k = mc__te_recv_some_by(c->fd, c->rbuf + c->rlen, RBUF_LEN - c->rlen,
+                                        c->deadline_ms, te->io_timeout_ms, &c->cur_ms);
+        if (k < 0) {
+            if (!c->rlen && k != -ETIME) return 1; /* closed or reset between frames */
+            if (k == -ETIME)
+                log_io_fail(c, "frame header", MC_TE_HDR_LEN, (int)k);
+            else
+                MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer,
+                        strerror((int)-k));
+            return -1;
+        }
+        c->rlen += (size_t)k;
+    }
+    return 0;
+}
+
 static void *conn_main(void *arg)
 {
     conn_t *c = arg;
@@ -285,29 +413,21 @@ static void *conn_main(void *arg)
     c->cur_ms = te->io_timeout_ms;
     c->authed = te->auth_key == NULL;
     mc_sock_set_timeout(c->fd, te->io_timeout_ms);
-    for (;;) {
-        /* between frames a connection may idle as long as the peer keeps it
-         * (pooled lanes); it counts against MC_TE_MAX_CONNS meanwhile */
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        if (poll(&pfd, 1, -1) < 0 && errno != EINTR) break;
-        if (atomic_load(&te->stopping)) break;
-        uint8_t buf[MC_TE_HDR_LEN];
-        ssize_t peek = recv(c->fd, buf, 1, MSG_PEEK);
-        if (peek < 0 && errno == EINTR) continue;
-        if (peek <= 0) break; /* closed or reset between frames: not an error */
+    c->rbuf = malloc(RBUF_LEN);
+    c->qhdr = malloc(QMAX * sizeof *c->qhdr);
+    c->qiov = malloc(2 * QMAX * sizeof *c->qiov);
+    if (!c->rbuf || !c->qhdr || !c->qiov) {
+        MC_LOGE(TAG, "out of memory serving peer %s; closing", c->peer);
+        conn_forget(te, c);
+        return NULL;
+    }
+    while (next_header(c) == 0) {
         uint64_t start = mc_now_ms();
-        c->deadline_ms = mc__te_frame_deadline(te, start, 0);
-        int rc = conn_io(c, buf, sizeof buf, 0);
-        if (rc) { /* part of a header, then close, reset or timeout */
-            if (rc == -ETIME)
-                log_io_fail(c, "frame header", sizeof buf, rc);
-            else
-                MC_LOGW(TAG, "peer %s: truncated header (%s); closing", c->peer, strerror(-rc));
-            break;
-        }
         mc__te_hdr_t h;
         const char *why;
-        if (mc__te_hdr_decode(buf, sizeof buf, &h, &why) != 0) {
+        int bad = mc__te_hdr_decode(c->rbuf + c->rpos, MC_TE_HDR_LEN, &h, &why);
+        c->rpos += MC_TE_HDR_LEN;
+        if (bad) {
             MC_LOGW(TAG, "peer %s: %s; closing", c->peer, why);
             break;
         }
@@ -331,6 +451,7 @@ static void *conn_main(void *arg)
                                                                              : serve_control(c, &h);
         if (keep) break;
     }
+    flush_replies(c); /* what was served before a bad frame is still answered */
     conn_forget(te, c);
     return NULL;
 }

@@ -135,6 +135,49 @@ int mc__te_io_by(int fd, void *buf, size_t len, int dir_send, uint64_t deadline_
     return 0;
 }
 
+ssize_t mc__te_recv_some_by(int fd, void *buf, size_t cap, uint64_t deadline_ms, int io_ms,
+                            int *cur_ms)
+{
+    for (;;) {
+        int rc = fit_timeout(fd, deadline_ms, io_ms, cur_ms);
+        if (rc) return rc;
+        ssize_t n = recv(fd, buf, cap, 0);
+        if (n > 0) return n;
+        if (n == 0) return -ECONNRESET;
+        if ((rc = io_error(io_ms, *cur_ms)) == 1) continue;
+        return rc;
+    }
+}
+
+ssize_t mc__te_iov_recv_some_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms,
+                                int io_ms, int *cur_ms)
+{
+    for (;;) {
+        int rc = fit_timeout(fd, deadline_ms, io_ms, cur_ms);
+        if (rc) return rc;
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n < IOV_MAX ? n : IOV_MAX};
+        ssize_t k = recvmsg(fd, &mh, 0);
+        if (k > 0) return k;
+        if (k == 0) return -ECONNRESET;
+        if ((rc = io_error(io_ms, *cur_ms)) == 1) continue;
+        return rc;
+    }
+}
+
+void mc__te_iov_advance(struct iovec **iov, size_t *n, size_t done)
+{
+    while (*n && (done || !(*iov)->iov_len)) {
+        if (!(*iov)->iov_len) { /* sent or filled, or empty from the start */
+            (*iov)++, (*n)--;
+            continue;
+        }
+        size_t step = done < (*iov)->iov_len ? done : (*iov)->iov_len;
+        (*iov)->iov_base = (char *)(*iov)->iov_base + step;
+        (*iov)->iov_len -= step;
+        done -= step;
+    }
+}
+
 int mc__te_iov_send_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms, int io_ms,
                        int *cur_ms)
 {
@@ -151,13 +194,7 @@ int mc__te_iov_send_by(int fd, struct iovec *iov, size_t n, uint64_t deadline_ms
             if ((rc = io_error(io_ms, *cur_ms)) == 1) continue;
             return rc;
         }
-        for (size_t done = (size_t)k; done;) { /* step over what went */
-            size_t step = done < iov->iov_len ? done : iov->iov_len;
-            iov->iov_base = (char *)iov->iov_base + step;
-            iov->iov_len -= step;
-            done -= step;
-            if (!iov->iov_len) iov++, n--;
-        }
+        mc__te_iov_advance(&iov, &n, (size_t)k); /* step over what went */
     }
     return 0;
 }

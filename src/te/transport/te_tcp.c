@@ -6,7 +6,9 @@
  * one, after re-reading the peer's descriptor. Small pieces in a row to one
  * peer run as a pipeline (mc__te_tcp_xfer_many): all requests out in one
  * sendmsg, then the replies in order, so a batch of them costs about one round
- * trip plus its bytes. The server half is te_server.c. */
+ * trip plus its bytes; the replies are read with recvmsg straight into place
+ * (read_replies). The server half is te_server.c, which answers a pipeline
+ * with one send. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,61 @@ static int read_reply(int fd, int opcode, uint32_t req_id, void *local, uint64_t
     if (rc == 0 && opcode == MC_TE_OP_READ)
         rc = h.length != len ? -EPROTO : mc__te_io_by(fd, local, len, 0, deadline, io, cur);
     return rc;
+}
+
+/* Reads the replies of a pipeline of n pieces, scattered straight into place:
+ * reply header i into hdrs[i] (the request headers are no longer needed), a
+ * READ's payload into its piece, as many replies a recvmsg as have arrived.
+ * Returns how many pieces, in order, came back whole and right; *rc is then 0,
+ * 1 when reply `moved` refused its range, or a negative errno (-EPROTO: not
+ * the reply expected). After a bad reply the bytes that followed it may have
+ * landed in the buffers of the pieces not moved, which the caller runs again
+ * or fails; the connection must then be closed. */
+static size_t read_replies(int fd, int opcode, mc__te_piece_t *const *pcs, size_t n,
+                           uint8_t (*hdrs)[MC_TE_HDR_LEN], struct iovec *iov, uint64_t deadline,
+                           int io, int *cur, int *rc)
+{
+    int read = opcode == MC_TE_OP_READ;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        iov[k++] = (struct iovec){hdrs[i], MC_TE_HDR_LEN};
+        if (read) iov[k++] = (struct iovec){pcs[i]->local, pcs[i]->len};
+    }
+    struct iovec *next = iov;
+    uint64_t got = 0, off = 0; /* bytes received; where reply `moved` starts */
+    size_t moved = 0;
+    int checked = 0; /* whether the header of reply `moved` was checked */
+    *rc = 0;
+    while (moved < n) {
+        ssize_t r = mc__te_iov_recv_some_by(fd, next, k, deadline, io, cur);
+        if (r < 0) {
+            *rc = (int)r;
+            break;
+        }
+        got += (uint64_t)r;
+        mc__te_iov_advance(&next, &k, (size_t)r);
+        while (moved < n && got >= off + MC_TE_HDR_LEN) {
+            uint64_t len = read ? pcs[moved]->len : 0;
+            if (!checked) {
+                mc__te_hdr_t h;
+                const char *why;
+                if (mc__te_hdr_decode(hdrs[moved], MC_TE_HDR_LEN, &h, &why) ||
+                    h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != (uint32_t)moved)
+                    *rc = -EPROTO;
+                else if (h.status != MC_TE_ST_OK)
+                    *rc = 1;
+                else if (read && h.length != len)
+                    *rc = -EPROTO;
+                if (*rc) return moved;
+                checked = 1;
+            }
+            if (got < off + MC_TE_HDR_LEN + len) break; /* its payload is still coming */
+            off += MC_TE_HDR_LEN + len;
+            moved++;
+            checked = 0;
+        }
+    }
+    return moved;
 }
 
 static int exchange(mc_te_t *te, int fd, int opcode, void *local, uint64_t remote, uint64_t len)
@@ -125,12 +182,8 @@ size_t mc__te_tcp_xfer_many(mc_te_t *te, mc__te_peer_t *p, int opcode, mc__te_pi
     int io = te->io_timeout_ms, cur = io;
     uint64_t deadline = mc__te_frame_deadline(te, mc_now_ms(), total);
     int rc = mc__te_iov_send_by(fd, iov, k, deadline, io, &cur);
-    size_t moved = 0;
-    while (rc == 0 && moved < n) { /* a refused range (1) is left to the single path to report */
-        rc = read_reply(fd, opcode, (uint32_t)moved, pcs[moved]->local, pcs[moved]->len, deadline,
-                        io, &cur);
-        if (rc == 0) moved++;
-    }
+    size_t moved = rc == 0 ? read_replies(fd, opcode, pcs, n, hdrs, iov, deadline, io, &cur, &rc)
+                           : 0;
     if (rc == 0 && cur != io) mc_sock_set_timeout(fd, io); /* back in the pool as it was */
     /* replies left unread (or a refused WRITE's payload): the connection goes */
     mc__te_conn_put(te, p, fd, moved != n);
