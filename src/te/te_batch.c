@@ -160,6 +160,8 @@ static uint64_t pieces_for(const mc_te_t *te, const mc_te_request_t *r)
 
 static void run_list(mc_te_t *te, mc__te_piece_t *head);
 
+#define PEER_LISTS 16 /* see submit */
+
 /* Submits n requests: queued for the workers, or (run) moved by the calling
  * thread before it returns. */
 static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, size_t n, int run)
@@ -203,7 +205,18 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
     atomic_fetch_add(&b->pending, (unsigned)n);
     pthread_mutex_unlock(&b->lock);
 
-    mc__te_piece_t *head = NULL, **tail = &head;
+    /* Pieces to the same target are listed together, in the order of their
+     * first request: the groups (consecutive pieces to one peer, see
+     * groups_with) are then as long as the batch allows when its keys are
+     * spread over several owners. Targets past the first PEER_LISTS share the
+     * last list. */
+    struct {
+        int32_t target;
+        mc__te_piece_t *head, **tail;
+    } lists[PEER_LISTS + 1];
+    size_t nlists = 0;
+    lists[PEER_LISTS].head = NULL;
+    lists[PEER_LISTS].tail = &lists[PEER_LISTS].head;
     size_t used = 0;
     int32_t shm_id = 0; /* the last remote target looked up, and whether it was shm */
     int shm = 0;
@@ -228,6 +241,17 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
             pthread_mutex_unlock(&peer->lock);
             shm_id = r->target_id;
         }
+        size_t li = 0;
+        while (li < nlists && lists[li].target != r->target_id)
+            li++;
+        if (li == nlists && nlists < PEER_LISTS) {
+            lists[li].target = r->target_id;
+            lists[li].head = NULL;
+            lists[li].tail = &lists[li].head;
+            nlists++;
+        } else if (li == nlists) {
+            li = PEER_LISTS;
+        }
         uint64_t step = r->length / k + (r->length % k != 0), off = 0;
         for (uint64_t j = 0; j < k; j++) {
             mc__te_piece_t *p = &c->pieces[used++];
@@ -243,9 +267,16 @@ static int submit(mc_te_t *te, uint64_t batch_id, const mc_te_request_t *reqs, s
                                   r->target_id > 0 && shm,
                                   r->target_id > 0 && !shm && te->tcp_pipeline};
             off += len;
-            *tail = p;
-            tail = &p->next;
+            *lists[li].tail = p;
+            lists[li].tail = &p->next;
         }
+    }
+    mc__te_piece_t *head = NULL, **tail = &head;
+    for (size_t li = 0; li <= PEER_LISTS; li++) {
+        if (li == nlists) li = PEER_LISTS;
+        if (!lists[li].head) continue;
+        *tail = lists[li].head;
+        tail = lists[li].tail;
     }
     if (head && run) {
         run_list(te, head);
