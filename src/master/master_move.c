@@ -66,6 +66,9 @@ typedef struct mjob {
     char msg[512];
     mc_map_t *tries; /* key -> failed tries (as uintptr_t) */
     uint64_t next_plan_ms;
+    uint64_t max_inflight; /* its bound on tasks in flight */
+    char **targets;        /* the only segments it may move to (names or endpoints); NULL: any */
+    size_t ntargets;
     struct mjob *next;
 } mjob_t;
 
@@ -136,6 +139,9 @@ static void task_free(mtask_t *t)
 
 static void job_free(mjob_t *j)
 {
+    for (size_t i = 0; i < j->ntargets; i++)
+        free(j->targets[i]);
+    free(j->targets);
     mc_map_free(j->tries, NULL);
     free(j);
 }
@@ -236,13 +242,27 @@ static void target_release_locked(mc_master_t *m, mtask_t *t, int maybe_written,
 
 int mc_master_move_start(mc_master_t *m, const char *segment, uint64_t *job)
 {
+    return mc_master_move_start_opts(m, segment, NULL, 0, 0, job);
+}
+
+int mc_master_move_start_opts(mc_master_t *m, const char *segment, const char *const *targets,
+                              size_t ntargets, uint64_t max_inflight, uint64_t *job)
+{
     struct mmoves *v = m->moves;
     mjob_t *j = calloc(1, sizeof *j);
     if (!j) return MC_ERR_INTERNAL;
-    if (!(j->tries = mc_map_new())) {
-        free(j);
+    if (!(j->tries = mc_map_new()) ||
+        (ntargets && !(j->targets = calloc(ntargets, sizeof *j->targets)))) {
+        job_free(j);
         return MC_ERR_INTERNAL;
     }
+    for (size_t i = 0; i < ntargets; i++, j->ntargets++)
+        if (!(j->targets[i] = strdup(targets[i]))) {
+            job_free(j);
+            return MC_ERR_INTERNAL;
+        }
+    j->max_inflight =
+        max_inflight && max_inflight < v->job_inflight ? max_inflight : v->job_inflight;
     snprintf(j->seg, sizeof j->seg, "%s", segment);
     int found = 0;
     pthread_rwlock_rdlock(&m->seg_lock);
@@ -655,8 +675,8 @@ static int cmp_free_desc(const void *a, const void *b)
 
 /* A range of o's size on a segment that takes replicas and holds none of o,
  * most free bytes first. Caller holds o's shard lock and the table's read lock. */
-static int pick_target(mc_master_t *m, const mobj_t *o, mseg_t **dst, mc_alloc_blk_t **blk,
-                       uint64_t *addr)
+static int pick_target(mc_master_t *m, const mobj_t *o, char *const *only, size_t nonly,
+                       mseg_t **dst, mc_alloc_blk_t **blk, uint64_t *addr)
 {
     mseg_t **c = malloc((m->nsegs ? m->nsegs : 1) * sizeof *c);
     if (!c) return 0;
@@ -664,6 +684,10 @@ static int pick_target(mc_master_t *m, const mobj_t *o, mseg_t **dst, mc_alloc_b
     for (size_t i = 0; i < m->nsegs; i++) {
         mseg_t *s = m->segs[i];
         if (atomic_load(&s->draining) || s->capacity < o->size) continue;
+        int allowed = nonly == 0;
+        for (size_t t = 0; t < nonly && !allowed; t++)
+            allowed = !strcmp(only[t], s->info.name) || !strcmp(only[t], s->info.te_endpoint);
+        if (!allowed) continue;
         int used = 0;
         for (size_t r = 0; r < o->nrep && !used; r++)
             used = strcmp(o->rep[r].seg->info.name, s->info.name) == 0;
@@ -688,7 +712,8 @@ static int pick_target(mc_master_t *m, const mobj_t *o, mseg_t **dst, mc_alloc_b
 
 /* Makes a task for key when its object still has a complete replica on the
  * job's segment. Returns 1 when the job stopped (failed, ended). */
-static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, const char *key, uint64_t now)
+static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, char *const *only,
+                    size_t nonly, const char *key, uint64_t now)
 {
     struct mmoves *v = m->moves;
     shard_t *sh = mc__master_shard_of(m, key);
@@ -706,7 +731,7 @@ static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, const char *
     mseg_t *dst = NULL;
     mc_alloc_blk_t *blk = NULL;
     uint64_t addr = 0;
-    int got = !r->seg->gone && pick_target(m, o, &dst, &blk, &addr);
+    int got = !r->seg->gone && pick_target(m, o, only, nonly, &dst, &blk, &addr);
     pthread_mutex_lock(&v->mu);
     mjob_t *j = job_find_locked(v, jid);
     mtask_t *t = NULL;
@@ -714,10 +739,10 @@ static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, const char *
         stop = 1;
     } else if (!got) {
         job_fail_locked(v, j,
-                        "no room elsewhere: no segment other than '%s' has %" PRIu64
+                        "no room elsewhere: no segment other than '%s'%s has %" PRIu64
                         " free contiguous bytes for '%.128s' (the others are full, draining or "
                         "hold a replica of it already)",
-                        j->seg, o->size, key);
+                        j->seg, j->ntargets ? " among the job's targets" : "", o->size, key);
         stop = 1;
     } else if (!(t = calloc(1, sizeof *t)) || !(t->key = strdup(key))) {
         free(t);
@@ -747,7 +772,7 @@ static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, const char *
         v->tasks = t;
         atomic_fetch_add(&v->ntasks, 1);
         j->inflight++;
-        stop = j->inflight >= v->job_inflight;
+        stop = j->inflight >= j->max_inflight;
         o->moving = 1;
     }
     pthread_mutex_unlock(&v->mu);
@@ -778,15 +803,33 @@ static void plan_job(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, size_t want
         if (j) j->seg_gone = 1;
         pthread_mutex_unlock(&v->mu);
     }
+    /* the job's targets, copied: the job may be forgotten meanwhile */
+    char **only = NULL;
+    size_t nonly = 0;
+    int oom = 0;
+    if (c.n) {
+        struct mmoves *v = m->moves;
+        pthread_mutex_lock(&v->mu);
+        mjob_t *j = job_find_locked(v, jid);
+        if (j && j->ntargets && (only = calloc(j->ntargets, sizeof *only)))
+            for (; nonly < j->ntargets && !oom; nonly++)
+                oom = !(only[nonly] = strdup(j->targets[nonly]));
+        oom |= j && j->ntargets && !only;
+        pthread_mutex_unlock(&v->mu);
+    }
     size_t i = 0;
-    for (; i < c.n; i++) {
-        int stop = plan_one(m, jid, seg_id, c.keys[i], now);
+    for (; i < c.n && !oom; i++) {
+        int stop = plan_one(m, jid, seg_id, only, nonly, c.keys[i], now);
         free(c.keys[i]);
         if (stop) break;
     }
     for (i++; i < c.n; i++)
         free(c.keys[i]);
+    if (oom && c.n) free(c.keys[0]);
     free(c.keys);
+    for (size_t k = 0; k < nonly; k++)
+        free(only[k]);
+    free(only);
 }
 
 void mc__move_tick(mc_master_t *m, uint64_t now)
@@ -819,12 +862,12 @@ void mc__move_tick(mc_master_t *m, uint64_t now)
     size_t np = 0;
     pthread_mutex_lock(&v->mu);
     for (mjob_t *j = v->jobs; j && np < 16; j = j->next) {
-        if (j->state != MC_MOVE_RUNNING || j->inflight >= v->job_inflight || now < j->next_plan_ms)
+        if (j->state != MC_MOVE_RUNNING || j->inflight >= j->max_inflight || now < j->next_plan_ms)
             continue;
         j->next_plan_ms = now + MOVE_PLAN_EVERY_MS;
         plan[np].id = j->id;
         plan[np].seg = j->seg_id;
-        plan[np++].want = (size_t)(v->job_inflight - j->inflight);
+        plan[np++].want = (size_t)(j->max_inflight - j->inflight);
     }
     pthread_mutex_unlock(&v->mu);
     for (size_t i = 0; i < np; i++)

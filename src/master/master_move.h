@@ -47,6 +47,12 @@ typedef struct {
 /* Starts moving every object off the mounted segment name. *job: its id.
  * MC_ERR_SEGMENT_NOT_FOUND, MC_ERR_INTERNAL. */
 int mc_master_move_start(mc_master_t *m, const char *segment, uint64_t *job);
+/* The same with upstream's drain options: targets (segment names or TE
+ * endpoints; NULL/0: any other segment) are the only segments objects may
+ * move to; max_inflight (0: MC_MASTER_MOVE_JOB_INFLIGHT) bounds its tasks in
+ * flight, and is capped by that bound. */
+int mc_master_move_start_opts(mc_master_t *m, const char *segment, const char *const *targets,
+                              size_t ntargets, uint64_t max_inflight, uint64_t *job);
 /* The job's progress; MC_ERR_INVALID_PARAMS for an unknown id. */
 int mc_master_move_info(mc_master_t *m, uint64_t job, mc_master_move_info_t *out);
 /* No new tasks for job: those not fetched yet are revoked, fetched ones may
