@@ -504,6 +504,9 @@ static int task_end(mc_master_t *m, uint64_t id, const mc_uuid_t *client, int ho
         j->moved_objs++;
         j->moved_bytes += t->size;
     }
+    if (t->ut && !done)
+        MC_LOGW(TAG, "%s task of '%.128s' (%" PRIu64 " bytes) to segment '%s' failed: %s",
+                t->copy ? "copy" : "move", t->key, t->size, t->dst_ep, why);
     if (t->ut) utask_step_locked(v, t->ut, done, why);
     if (!done) {
         /* reported: the client stopped writing; a deadline: it may still be */
