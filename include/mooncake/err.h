@@ -44,6 +44,8 @@ extern "C" {
     X(MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS, -1010, "unavailable in current status")                \
     X(MC_ERR_UNAVAILABLE_IN_CURRENT_MODE, -1011, "unavailable in current mode")                    \
     X(MC_ERR_NOT_SUPPORTED, -1012, "not supported")                                                \
+    X(MC_ERR_TASK_NOT_FOUND, -1400, "task not found")                                              \
+    X(MC_ERR_TASK_PENDING_LIMIT_EXCEEDED, -1401, "too many pending tasks")                         \
     X(MC_ERR_AUTH_REQUIRED, -1020, "the cluster secret must be proved first")                     \
     X(MC_ERR_AUTH_FAILED, -1021, "cluster secret mismatch")                                        \
     X(MC_ERR_AUTH_OFF, -1022, "the peer has no cluster secret configured")

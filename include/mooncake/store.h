@@ -246,6 +246,35 @@ typedef struct {
 int mc_store_get_replica_desc(mc_store_t *s, const char *key, mc_store_replica_desc_t **out,
                               size_t *n);
 
+/* ---- copy / move tasks (upstream's create_copy_task & co.; docs/python.md) ---- */
+/* A task's id: upstream's UUID, a pair of u64 (its text "hi-lo"). */
+typedef struct {
+    uint64_t hi, lo;
+} mc_store_task_id_t;
+typedef struct {
+    mc_store_task_id_t id;
+    int type;   /* upstream's TaskType: 0 REPLICA_COPY, 1 REPLICA_MOVE */
+    int status; /* upstream's TaskStatus: 0 PENDING, 1 PROCESSING, 2 FAILED, 3 SUCCESS */
+    int64_t created_at_ms_epoch, last_updated_at_ms_epoch;
+    mc_store_task_id_t assigned_client; /* the client that copies (the source's owner) */
+    char message[256];                  /* why it failed */
+} mc_store_task_info_t;
+/* key gets a replica on each of targets (segment names; one that holds a
+ * replica already is skipped), copied by the owner of one of its replicas;
+ * the source stays. 0 and *id, else INVALID_PARAMS (no targets, an unmounted
+ * one), OBJECT_NOT_FOUND, UNAVAILABLE_IN_CURRENT_STATUS (a target drains),
+ * TASK_PENDING_LIMIT_EXCEEDED; *id then 0-0. The copy runs later: its
+ * outcome is mc_store_query_task's. */
+int mc_store_create_copy_task(mc_store_t *s, const char *key, const char *const *targets,
+                              size_t n, mc_store_task_id_t *id);
+/* key's replica on source moves to target. Errors as copy's, and
+ * INVALID_PARAMS for source = target or no replica on source. */
+int mc_store_create_move_task(mc_store_t *s, const char *key, const char *source,
+                              const char *target, mc_store_task_id_t *id);
+/* The task's record; TASK_NOT_FOUND (unknown, or pruned from the master's
+ * history of finished tasks). */
+int mc_store_query_task(mc_store_t *s, mc_store_task_id_t id, mc_store_task_info_t *out);
+
 /* ---- registered memory (TE registration of caller memory) ---- */
 int mc_store_register_buffer(mc_store_t *s, void *buf, size_t len);
 int mc_store_unregister_buffer(mc_store_t *s, void *buf);

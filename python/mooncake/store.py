@@ -14,6 +14,7 @@ from .store_ext import StoreExtras, bind_to_numa_node, get_alloc_func_addr, get_
 from .store_tensor import (TensorMethods, _deserialize_tensor, _serialize_tensor,  # noqa: F401
                            _tensor_metadata_size)
 from .store_tensor_parallel import ParallelAxis, ParallelTensorMethods, ReadTarget, TensorParallelism
+from .store_tasks import QueryTaskResponse, StoreTasks
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -118,7 +119,7 @@ _SETUP_KEYS = frozenset(("local_hostname", "metadata_server", "global_segment_si
 _SETUP_ALIASES = {"master_server_address": "master_server_addr"}
 
 
-class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras,
+class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras, StoreTasks,
                                _core.MooncakeDistributedStore):
     """A store client: contributes global_segment_size bytes of DRAM to the
     pool and reads/writes objects through the master at master_server_addr."""
@@ -207,7 +208,8 @@ class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras
 
 
 __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateConfig",
-           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
+           "SoftPinAction", "ReplicaStatus", "ObjectDataType", "TaskType", "TaskStatus", "QueryTaskResponse",
+           "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
            "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
            "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
            "get_free_func_addr", "ParallelAxis", "TensorParallelism", "ReadTarget"]

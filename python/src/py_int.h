@@ -1,7 +1,8 @@
 /* py_int.h: what the files of the `mooncake._core` extension share (py_core.c:
  * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
  * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
- * py_store_ranges.c: its zero-copy ranged reads;
+ * py_store_ranges.c: its zero-copy ranged reads; py_store_tasks.c: its
+ * copy / move tasks;
  * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's
  * conventions are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
@@ -86,6 +87,10 @@ PyObject *mc__py_int_list32(const int *v, size_t n);
 PyObject *mc__py_bufh_new(void *ptr, size_t len);
 /* py_store_ranges.c: MooncakeDistributedStore._read_ranges */
 PyObject *mc__py_store_read_ranges(PyObject *o, PyObject *args);
+/* py_store_tasks.c: MooncakeDistributedStore._copy_task / _move_task / _query_task */
+PyObject *mc__py_store_copy_task(PyObject *o, PyObject *args);
+PyObject *mc__py_store_move_task(PyObject *o, PyObject *args);
+PyObject *mc__py_store_query_task(PyObject *o, PyObject *args);
 /* py_engine.c: the engine of a TransferEngine or EngineHandle argument */
 int mc__py_engine_arg(PyObject *o, mc_te_t **te);
 #endif

@@ -1198,6 +1198,9 @@ static PyMethodDef store_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_mem_ok", store_mem_ok, METH_VARARGS, NULL},
     {"_read_ranges", mc__py_store_read_ranges, METH_VARARGS, NULL},
+    {"_copy_task", mc__py_store_copy_task, METH_VARARGS, NULL},
+    {"_move_task", mc__py_store_move_task, METH_VARARGS, NULL},
+    {"_query_task", mc__py_store_query_task, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

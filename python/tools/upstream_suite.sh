@@ -18,8 +18,15 @@
 # each), in its phases: the transfer-engine pair with transfer_engine_target.py
 # running; the store files against the master; the standalone mooncake_client
 # started before the dummy-client files (test_multi_dummy_clients.py twice at
-# once, --client-id client1 / client2, counted by exit status). Prints one
-# summary line; JUnit XML and logs under $OUT_DIR (default /tmp/upstream-suite).
+# once, --client-id client1 / client2, counted by exit status). The files that
+# are scripts rather than tests run as upstream runs them, counted by exit
+# status: scripts/test_drain_http_api.py as its CI step does (--timeout-sec 90;
+# it creates its stores on 127.0.0.1:19001 / 19002 and drives the master's
+# admin port 9003, which is bound to loopback here: our master serves its
+# state-changing endpoints only there or with an admin key), and
+# test_meta_server.py with the arguments its header gives (127.0.0.1 8).
+# Prints one summary line; JUnit XML and logs under $OUT_DIR (default
+# /tmp/upstream-suite).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-build/release}
@@ -61,6 +68,7 @@ mooncake_http_metadata_server --port 8080 >"$OUT_DIR/metadata.log" 2>&1 &
 PIDS+=($!)
 wait_port 8080 $! metadata_server || exit 1
 mooncake_master --default_kv_lease_ttl=500 --enable_http_metadata_server=false \
+    --metrics_host=127.0.0.1 \
     >"$OUT_DIR/master.log" 2>&1 &
 PIDS+=($!)
 wait_port 50051 $! mooncake_master || exit 1
@@ -72,6 +80,23 @@ PYTEST=(python3 -m pytest -q -p no:cacheprovider --timeout=300 -rfE)
 # (MooncakeConfig.load_from_env); its wheel tests read their own defaults
 SCRIPT_ENV=(MOONCAKE_MASTER=127.0.0.1:50051 MOONCAKE_TE_META_DATA_SERVER=http://127.0.0.1:8080/metadata
     MOONCAKE_PROTOCOL=tcp LOCAL_HOSTNAME=127.0.0.1)
+run_script() { # file args...
+    local f=$1 name envs=()
+    shift
+    name=$(basename "$f" .py)
+    case "$f" in "$WORK"/scripts/*) envs=("${SCRIPT_ENV[@]}") ;; esac
+    env "${envs[@]}" python3 "$f" "$@" >"$OUT_DIR/$name.log" 2>&1
+    local rc=$?
+    echo $rc >"$OUT_DIR/script-$name.rc"
+    echo "$name: exit status $rc (script)"
+}
+run_one() { # file: as a script or with pytest
+    case "$(basename "$1")" in
+    test_drain_http_api.py) run_script "$1" --timeout-sec 90 ;;
+    test_meta_server.py) run_script "$1" 127.0.0.1 8 ;;
+    *) run_file "$1" ;;
+    esac
+}
 run_file() { # file [pytest args]
     local f=$1 name envs=()
     shift
@@ -106,7 +131,7 @@ PY
 if [ -n "${ONLY:-}" ]; then
     for name in $ONLY; do
         for f in "$name" "$WORK/scripts/$name"; do
-            [ -f "$f" ] && run_file "$f"
+            [ -f "$f" ] && run_one "$f"
         done
     done
     summary
@@ -129,7 +154,7 @@ kill $TARGET 2>/dev/null
 DUMMY="test_dummy_client.py test_multi_dummy_clients.py"
 for f in test_*.py "$WORK"/scripts/test_*.py; do
     case " $DUMMY " in *" $(basename "$f") "*) continue ;; esac
-    run_file "$f"
+    run_one "$f"
 done
 
 # 3. the standalone client, then the dummy-client files

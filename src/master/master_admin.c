@@ -4,8 +4,10 @@
  * at request time (no cache: /metrics is scraped every few seconds at most,
  * and each call costs a pass over the segment table or the stats counters).
  * Bodies are built with open_memstream or jansson and handed to MHD, which
- * frees them. Requests carry no body; one announced over AD_MAX_BODY is
- * refused with 413, smaller ones are read and dropped. Nothing a client sends
+ * frees them. Requests carry no body but upstream's drain-job creation
+ * (POST /api/v1/drain_jobs with a JSON object, read into a per-request
+ * buffer); one announced over AD_MAX_BODY is refused with 413, other bodies
+ * are read and dropped. Nothing a client sends
  * stops the server: refused requests and connections that closed without a
  * valid request are logged in one line naming the peer.
  *
@@ -68,6 +70,15 @@ struct mc_master_admin {
 
 static const char *const ad_tag = "admin";
 static int ad_mark; /* con_cls of a request in progress (no per-request state) */
+
+/* The body of a request that takes one (ad_takes_body), its con_cls. */
+typedef struct {
+    size_t len;
+    int over; /* more than AD_MAX_BODY arrived (no Content-Length announced it) */
+    char buf[];
+} ad_body_t;
+/* The body of the request being routed on this MHD thread (NULL: none). */
+static _Thread_local const ad_body_t *ad_cur_body;
 
 /* Queues body (len bytes) with status. own: body is malloc'd and MHD frees it;
  * otherwise it is a static string. */
@@ -443,10 +454,92 @@ static enum MHD_Result ad_drain_answer(struct MHD_Connection *conn, int rc, json
     return ad_json(conn, st, ad_error_json(rc, what));
 }
 
-/* POST /api/v1/drain_jobs?segment=NAME */
+/* Upstream's HTTP status of an error code (WriteErrorResponse's mapping). */
+static unsigned ad_err_status(int rc)
+{
+    switch (rc) {
+    case MC_ERR_INVALID_PARAMS: return MHD_HTTP_BAD_REQUEST;
+    case MC_ERR_SEGMENT_NOT_FOUND: return MHD_HTTP_NOT_FOUND;
+    case MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS: return MHD_HTTP_CONFLICT;
+    default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+/* A JSON array of strings (at most max) into v[]: the count, or -1. */
+static int ad_str_array(json_t *arr, const char **v, int max)
+{
+    if (!json_is_array(arr) || (int)json_array_size(arr) > max) return -1;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *x = json_string_value(json_array_get(arr, i));
+        if (!x || !*x || strlen(x) >= MC_NAME_MAX) return -1;
+        v[i] = x;
+    }
+    return (int)json_array_size(arr);
+}
+
+/* POST /api/v1/drain_jobs with upstream's body {"segments": [NAME],
+ * "target_segments": [...], "max_concurrency": N}: one segment per job here;
+ * the segment stays DRAINED after a success. Answer: upstream's
+ * {"success", "job_id", "status": "CREATED", "error_code", "error_message"}
+ * and our job as "job". */
+static enum MHD_Result ad_drain_start_body(mc_master_admin_t *a, struct MHD_Connection *conn,
+                                           const char *url, const ad_body_t *b)
+{
+    json_error_t err;
+    json_t *req = b->over ? NULL : json_loadb(b->buf, b->len, JSON_REJECT_DUPLICATES, &err);
+    const char *segs[2], *tg[64];
+    int ns = -1, nt = 0;
+    json_int_t conc = 0;
+    char why[256] = "";
+    if (!json_is_object(req)) {
+        snprintf(why, sizeof why, "Invalid JSON body: %s",
+                 b->over ? "over 64 KiB" : req ? "not an object" : err.text);
+    } else {
+        json_t *mc = json_object_get(req, "max_concurrency");
+        ns = ad_str_array(json_object_get(req, "segments"), segs, 2);
+        json_t *t = json_object_get(req, "target_segments");
+        nt = t && !json_is_null(t) ? ad_str_array(t, tg, 64) : 0;
+        conc = mc ? (json_is_integer(mc) ? json_integer_value(mc) : -1) : 0;
+        if (ns < 1)
+            snprintf(why, sizeof why, "segments: a list of one or more segment names");
+        else if (ns > 1)
+            snprintf(why, sizeof why, "segments: one segment per drain job here");
+        else if (nt < 0)
+            snprintf(why, sizeof why, "target_segments: a list of segment names (at most 64)");
+        else if (conc < 0 || (mc && conc == 0))
+            snprintf(why, sizeof why, "max_concurrency: a positive integer");
+        for (int i = 0; !why[0] && i < nt; i++)
+            for (int k = 0; k < i; k++)
+                if (!strcmp(tg[i], tg[k])) snprintf(why, sizeof why, "target_segments: duplicates");
+    }
+    if (why[0]) {
+        json_decref(req);
+        MC_LOGW(ad_tag, "POST %s refused: %s", url, why);
+        return ad_json(conn, MHD_HTTP_BAD_REQUEST, ad_error_json(MC_ERR_INVALID_PARAMS, why));
+    }
+    json_t *j = NULL;
+    int rc = mc_master_drain_start_opts(a->drains, segs[0], tg, (size_t)nt, (uint64_t)conc, 1, &j);
+    json_decref(req);
+    if (rc) {
+        json_decref(j);
+        const char *what = rc == MC_ERR_SEGMENT_NOT_FOUND ? "segment not mounted"
+                           : j                            ? "a drain job already runs on it"
+                                                          : mc_err_name(rc);
+        return ad_json(conn, j && rc == MC_ERR_INVALID_PARAMS ? MHD_HTTP_CONFLICT
+                                                               : ad_err_status(rc),
+                       ad_error_json(rc, what));
+    }
+    json_t *o = json_pack("{s:b, s:O, s:s, s:i, s:s, s:o}", "success", 1, "job_id",
+                          json_object_get(j, "job_id"), "status", "CREATED", "error_code", 0,
+                          "error_message", "", "job", j);
+    return ad_json(conn, MHD_HTTP_OK, o);
+}
+
+/* POST /api/v1/drain_jobs?segment=NAME, or upstream's JSON body */
 static enum MHD_Result ad_drain_start(mc_master_admin_t *a, struct MHD_Connection *conn,
                                       const char *url)
 {
+    if (ad_cur_body && ad_cur_body->len) return ad_drain_start_body(a, conn, url, ad_cur_body);
     const char *seg = ad_arg(conn, "segment");
     if (!seg || !*seg) return ad_refuse(conn, "POST", url, 400, "missing segment", NULL);
     json_t *j = NULL;
@@ -476,6 +569,25 @@ static enum MHD_Result ad_drain_cancel(mc_master_admin_t *a, struct MHD_Connecti
     json_t *j = NULL;
     int rc = mc_master_drain_cancel(a->drains, id, &j);
     return ad_drain_answer(conn, rc, j, "no such drain job");
+}
+
+/* GET /api/v1/segments/status?segment=NAME: upstream's segment status */
+static enum MHD_Result ad_segment_status(mc_master_admin_t *a, struct MHD_Connection *conn,
+                                         const char *url)
+{
+    const char *seg = ad_arg(conn, "segment");
+    if (!seg || !*seg)
+        return ad_json(conn, MHD_HTTP_BAD_REQUEST,
+                       ad_error_json(MC_ERR_INVALID_PARAMS, "Missing segment query parameter"));
+    const char *name = NULL;
+    int code = 0;
+    int rc = mc_master_drain_segment_status(a->drains, seg, &name, &code);
+    (void)url;
+    if (rc) return ad_json(conn, MHD_HTTP_NOT_FOUND, ad_error_json(rc, "segment not mounted"));
+    return ad_json(conn, MHD_HTTP_OK,
+                   json_pack("{s:b, s:s, s:i, s:s, s:i, s:s}", "success", 1, "segment", seg,
+                             "status", code, "status_name", name, "error_code", 0,
+                             "error_message", ""));
 }
 
 static enum MHD_Result ad_status(mc_master_admin_t *a, struct MHD_Connection *conn, const char *url)
@@ -524,7 +636,9 @@ static const struct {
     {"/api/v1/remove_all", AD_POST, ad_remove_all_h, AD_MUT,
      "removes every object without a lease or a put in progress"},
     {"/api/v1/drain_jobs", AD_POST, ad_drain_start, AD_MUT,
-     "?segment=NAME: no new replicas there until it is empty"},
+     "?segment=NAME (or upstream's JSON body): no new replicas there until it is empty"},
+    {"/api/v1/segments/status", AD_GET, ad_segment_status, 0,
+     "?segment=NAME: OK, DRAINING or DRAINED (JSON)"},
     {"/api/v1/drain_jobs", AD_GET, ad_drain_query, 0, "every drain job"},
     {"/api/v1/drain_jobs/query", AD_GET, ad_drain_query, 0, "?job_id=N: one drain job"},
     {"/api/v1/drain_jobs/cancel", AD_POST, ad_drain_cancel, AD_MUT,
@@ -681,8 +795,26 @@ static enum MHD_Result ad_route(mc_master_admin_t *a, struct MHD_Connection *con
     return ad_refuse(conn, method, url, MHD_HTTP_NOT_FOUND, "not found", NULL);
 }
 
+/* 1 for the requests whose body is read: upstream's drain-job creation. */
+static int ad_takes_body(const char *method, const char *url)
+{
+    return !strcmp(method, MHD_HTTP_METHOD_POST) && !strcmp(url, "/api/v1/drain_jobs");
+}
+
+/* MHD's request-completed callback: frees a request's body. */
+static void ad_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (*con_cls && *con_cls != &ad_mark) free(*con_cls);
+    *con_cls = NULL;
+}
+
 /* Access handler (MHD threads): first call after the headers (refuses large
- * bodies at once), then body chunks (dropped), then the answer. */
+ * bodies at once), then body chunks (kept for ad_takes_body, else dropped),
+ * then the answer. */
 static enum MHD_Result ad_handle(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
@@ -695,14 +827,28 @@ static enum MHD_Result ad_handle(void *cls, struct MHD_Connection *conn, const c
         if (cl && strtoull(cl, NULL, 10) > AD_MAX_BODY)
             return ad_refuse(conn, method, url, MHD_HTTP_CONTENT_TOO_LARGE,
                              "request body too large", NULL);
-        *con_cls = &ad_mark;
+        ad_body_t *b = ad_takes_body(method, url) ? calloc(1, sizeof *b + AD_MAX_BODY) : NULL;
+        *con_cls = b ? (void *)b : (void *)&ad_mark;
         return MHD_YES;
     }
     if (*upload_size) {
-        *upload_size = 0; /* admin requests take no body */
+        if (*con_cls != &ad_mark) {
+            ad_body_t *b = *con_cls;
+            size_t n = *upload_size;
+            if (n > AD_MAX_BODY - b->len) {
+                b->over = 1;
+                n = AD_MAX_BODY - b->len;
+            }
+            memcpy(b->buf + b->len, upload, n);
+            b->len += n;
+        }
+        *upload_size = 0; /* other admin requests take no body */
         return MHD_YES;
     }
-    return ad_route(a, conn, url, method);
+    ad_cur_body = *con_cls != &ad_mark ? *con_cls : NULL;
+    enum MHD_Result ret = ad_route(a, conn, url, method);
+    ad_cur_body = NULL;
+    return ret;
 }
 
 /* Binds host:port itself (port 0 and the bound port are ours to report) and
@@ -767,6 +913,7 @@ int mc_master_admin_start_opts(mc_master_t *m, const mc_master_admin_opts_t *o,
     const struct MHD_OptionItem opts[] = {
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, AD_THREADS, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)ad_completed, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     a->http.log_silent = 1;

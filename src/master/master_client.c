@@ -1310,3 +1310,54 @@ int mc_master_client_task_complete(mc_master_client_t *c, mc_uuid_t client, uint
     mc_mp_arena_free(&a);
     return rc;
 }
+
+int mc_master_client_copy_task(mc_master_client_t *c, const char *key, const char *const *targets,
+                               size_t n, mc_uuid_t *task)
+{
+    mc_mp_arena_t a = {0};
+    *task = (mc_uuid_t){0, 0};
+    if (!key || (n && !targets)) return MC_ERR_INVALID_PARAMS;
+    mc_mp_task_copy_req_t q = {.key = key, .targets = targets, .n_targets = n};
+    mc_mp_task_copy_rep_t rep;
+    int rc;
+    CALL(task_copy, &q, &rep, &a, rc);
+    if (rc == 0) *task = rep.task;
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_move_task(mc_master_client_t *c, const char *key, const char *source,
+                               const char *target, mc_uuid_t *task)
+{
+    mc_mp_arena_t a = {0};
+    *task = (mc_uuid_t){0, 0};
+    if (!key || !source || !target) return MC_ERR_INVALID_PARAMS;
+    mc_mp_task_move_req_t q = {.key = key, .source = source, .target = target};
+    mc_mp_task_move_rep_t rep;
+    int rc;
+    CALL(task_move, &q, &rep, &a, rc);
+    if (rc == 0) *task = rep.task;
+    mc_mp_arena_free(&a);
+    return rc;
+}
+
+int mc_master_client_task_query(mc_master_client_t *c, mc_uuid_t task, mc_master_task_info_t *out)
+{
+    mc_mp_arena_t a = {0};
+    memset(out, 0, sizeof *out);
+    mc_mp_task_query_req_t q = {.task = task};
+    mc_mp_task_query_rep_t rep;
+    int rc;
+    CALL(task_query, &q, &rep, &a, rc);
+    if (rc == 0) {
+        out->id = rep.task;
+        out->type = rep.type;
+        out->status = rep.status;
+        out->created_ms = rep.created_ms;
+        out->updated_ms = rep.updated_ms;
+        out->assigned_client = rep.assigned_client;
+        snprintf(out->message, sizeof out->message, "%s", rep.message ? rep.message : "");
+    }
+    mc_mp_arena_free(&a);
+    return rc;
+}

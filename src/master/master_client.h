@@ -129,4 +129,11 @@ int mc_master_client_task_fetch(mc_master_client_t *c, mc_uuid_t client, uint32_
                                 mc_master_task_t **out, size_t *n);
 /* Reports task id done (rc 0: the target holds the bytes). */
 int mc_master_client_task_complete(mc_master_client_t *c, mc_uuid_t client, uint64_t id, int rc);
+/* Upstream's CreateCopyTask / CreateMoveTask / QueryTask (TASK_COPY,
+ * TASK_MOVE, TASK_QUERY; mc_master_copy_task & co. give the errors). */
+int mc_master_client_copy_task(mc_master_client_t *c, const char *key, const char *const *targets,
+                               size_t n, mc_uuid_t *task);
+int mc_master_client_move_task(mc_master_client_t *c, const char *key, const char *source,
+                               const char *target, mc_uuid_t *task);
+int mc_master_client_task_query(mc_master_client_t *c, mc_uuid_t task, mc_master_task_info_t *out);
 #endif

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t move;            /* its move job in the core */
     mc_master_move_info_t mv; /* the move job's progress when last read */
     char message[512];        /* why it failed */
+    int keep;                 /* upstream's form: DRAINED (no new replicas) once it succeeded */
 } dj_t;
 
 struct mc_master_drains {
@@ -79,13 +80,28 @@ static void dj_find(const mc_master_segment_info_t *si, void *arg)
     q->used = si->used_bytes;
 }
 
+typedef struct {
+    const char *name;
+    int found, draining;
+} dj_seg_t;
+
+static void dj_seg_visit(const mc_master_segment_info_t *si, void *arg)
+{
+    dj_seg_t *q = arg;
+    if (q->found || strcmp(si->seg.name, q->name) != 0) return;
+    q->found = 1;
+    q->draining = si->draining;
+}
+
 /* Brings a running job up to date. Caller holds d->mu. */
 static void dj_end_locked(mc_master_drains_t *d, dj_t *j, dj_state_t state, int found)
 {
     j->state = state;
     j->finished_ms = dj_wall_ms();
     mc_master_move_stop(d->m, j->move); /* tasks in flight finish or are revoked */
-    if (found) mc_master_set_draining(d->m, j->segment, 0, NULL); /* takes replicas again */
+    /* takes replicas again, unless upstream's DRAINED state: until it is unmounted */
+    if (found && !(state == DJ_SUCCEEDED && j->keep))
+        mc_master_set_draining(d->m, j->segment, 0, NULL);
 }
 
 static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
@@ -115,6 +131,9 @@ static void dj_refresh_locked(mc_master_drains_t *d, dj_t *j)
 static json_t *dj_json(const dj_t *j)
 {
     static const char *const names[] = {"RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"};
+    /* upstream's JobStatus names and numbers (CREATED 0, PLANNING 1, RUNNING 2, ...) */
+    static const char *const up_names[] = {"RUNNING", "SUCCEEDED", "FAILED", "CANCELED"};
+    static const int up_codes[] = {2, 3, 4, 5};
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)j->id);
     double pct = j->initial_bytes
@@ -124,7 +143,7 @@ static json_t *dj_json(const dj_t *j)
                                                             : j->initial_bytes)) /
                            (double)j->initial_bytes
                      : 100.0;
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I, s:I, s:s}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I, s:I, s:s}",
                      "job_id", id, "segment", j->segment, "status", names[j->state], "created_ms",
                      (json_int_t)j->created_ms, "finished_ms", (json_int_t)j->finished_ms,
                      "initial_bytes", (json_int_t)j->initial_bytes, "remaining_bytes",
@@ -132,6 +151,19 @@ static json_t *dj_json(const dj_t *j)
                      j->gone, "moved_objects", (json_int_t)j->mv.moved_objects, "moved_bytes",
                      (json_int_t)j->mv.moved_bytes, "tasks_in_flight", (json_int_t)j->mv.in_flight,
                      "failed_tasks", (json_int_t)j->mv.failed_tasks, "message", j->message);
+    /* upstream's fields of a drain job's query, next to ours */
+    json_t *up = json_pack(
+        "{s:b, s:i, s:s, s:i, s:s, s:I, s:I, s:[s], s:I, s:I, s:I, s:I, s:I}", "success", 1,
+        "type", 0, "type_name", "DRAIN", "status_code", up_codes[j->state], "status_name",
+        up_names[j->state], "created_at_ms_epoch", (json_int_t)j->created_ms,
+        "last_updated_at_ms_epoch", (json_int_t)(j->finished_ms ? j->finished_ms : dj_wall_ms()),
+        "segments", j->segment, "succeeded_units", (json_int_t)j->mv.moved_objects,
+        "failed_units", (json_int_t)j->mv.failed_tasks, "blocked_units", (json_int_t)0,
+        "active_units", (json_int_t)j->mv.in_flight, "migrated_bytes",
+        (json_int_t)j->mv.moved_bytes);
+    if (o && up) json_object_update(o, up);
+    json_decref(up);
+    return o;
 }
 
 static dj_t *dj_get_locked(mc_master_drains_t *d, uint64_t id)
@@ -142,6 +174,13 @@ static dj_t *dj_get_locked(mc_master_drains_t *d, uint64_t id)
 }
 
 int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **out)
+{
+    return mc_master_drain_start_opts(d, segment, NULL, 0, 0, 0, out);
+}
+
+int mc_master_drain_start_opts(mc_master_drains_t *d, const char *segment,
+                               const char *const *targets, size_t ntargets,
+                               uint64_t max_concurrency, int keep_drained, json_t **out)
 {
     *out = NULL;
     if (!segment || !*segment || strlen(segment) >= MC_NAME_MAX) return MC_ERR_INVALID_PARAMS;
@@ -156,9 +195,28 @@ int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **o
             goto out;
         }
     }
+    for (size_t i = 0; i < ntargets; i++) { /* upstream's checks of the targets */
+        dj_find_t q = {targets[i], 0, 0};
+        dj_seg_t t = {targets[i], 0, 0};
+        mc_master_each_segment(d->m, dj_find, &q);
+        mc_master_each_segment(d->m, dj_seg_visit, &t);
+        if (!strcmp(targets[i], segment)) {
+            rc = MC_ERR_INVALID_PARAMS;
+            goto out;
+        }
+        if (!q.found) {
+            rc = MC_ERR_SEGMENT_NOT_FOUND;
+            goto out;
+        }
+        if (t.draining) {
+            rc = MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS;
+            goto out;
+        }
+    }
     uint64_t used = 0, move = 0;
     if ((rc = mc_master_set_draining(d->m, segment, 1, &used))) goto out;
-    if ((rc = mc_master_move_start(d->m, segment, &move))) {
+    if ((rc = mc_master_move_start_opts(d->m, segment, targets, ntargets, max_concurrency,
+                                        &move))) {
         mc_master_set_draining(d->m, segment, 0, NULL);
         goto out;
     }
@@ -193,6 +251,7 @@ int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **o
     j->created_ms = dj_wall_ms();
     j->initial_bytes = j->remaining_bytes = used;
     j->move = move;
+    j->keep = keep_drained;
     dj_refresh_locked(d, j);
     *out = dj_json(j);
 out:
@@ -234,4 +293,24 @@ int mc_master_drain_cancel(mc_master_drains_t *d, uint64_t id, json_t **out)
     }
     pthread_mutex_unlock(&d->mu);
     return j ? 0 : MC_ERR_INVALID_PARAMS;
+}
+
+int mc_master_drain_segment_status(mc_master_drains_t *d, const char *segment, const char **name,
+                                   int *code)
+{
+    dj_seg_t q = {segment, 0, 0};
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->n; i++) /* jobs that just ended clear or keep their mark */
+        if (d->jobs[i].state == DJ_RUNNING && !strcmp(d->jobs[i].segment, segment))
+            dj_refresh_locked(d, &d->jobs[i]);
+    mc_master_each_segment(d->m, dj_seg_visit, &q);
+    int running = 0;
+    for (size_t i = 0; i < d->n && !running; i++)
+        running = d->jobs[i].state == DJ_RUNNING && !strcmp(d->jobs[i].segment, segment);
+    pthread_mutex_unlock(&d->mu);
+    if (!q.found) return MC_ERR_SEGMENT_NOT_FOUND;
+    /* upstream's SegmentStatus: OK 1, DRAINING 2, DRAINED 3 */
+    *name = !q.draining ? "OK" : running ? "DRAINING" : "DRAINED";
+    *code = !q.draining ? 1 : running ? 2 : 3;
+    return 0;
 }

@@ -6,7 +6,9 @@
  * segment holds no bytes and no task is in flight (or it was unmounted
  * empty), FAILED (with a message) when an object finds no room elsewhere,
  * fails to move too often, or the segment leaves with bytes on it, and
- * CANCELLED on request; at its end the mark is cleared. Jobs live in memory
+ * CANCELLED on request; at its end the mark is cleared (upstream's form keeps
+ * it after a success: the segment is DRAINED, taking no new replica until it
+ * is unmounted). Jobs live in memory
  * (a restart forgets them and their marks; every finished move is in the
  * journal). Thread rule: every call is thread-safe (one mutex). */
 #ifndef MC_MASTER_DRAIN_H
@@ -24,6 +26,19 @@ void mc_master_drains_free(mc_master_drains_t *d);
  * MC_ERR_SEGMENT_NOT_FOUND, MC_ERR_INVALID_PARAMS (a job already runs on it;
  * *out is that job), MC_ERR_INTERNAL. */
 int mc_master_drain_start(mc_master_drains_t *d, const char *segment, json_t **out);
+/* Upstream's form (a JSON body): objects move only to targets (segment names
+ * or TE endpoints; none: any other segment), at most max_concurrency tasks at
+ * a time (0: the default bound), and with keep_drained the segment stays
+ * DRAINED after a success. */
+int mc_master_drain_start_opts(mc_master_drains_t *d, const char *segment,
+                               const char *const *targets, size_t ntargets,
+                               uint64_t max_concurrency, int keep_drained, json_t **out);
+/* Upstream's segment status of a mounted segment: *name "OK" (takes
+ * replicas), "DRAINING" (a job runs on it) or "DRAINED" (drained and kept out
+ * of placement), *code upstream's SegmentStatus number (1, 2, 3). Returns 0
+ * or MC_ERR_SEGMENT_NOT_FOUND. */
+int mc_master_drain_segment_status(mc_master_drains_t *d, const char *segment, const char **name,
+                                   int *code);
 /* The job id (0: {"jobs":[every job]}) as JSON, its state brought up to date.
  * Returns 0, or MC_ERR_INVALID_PARAMS for an unknown id. */
 int mc_master_drain_query(mc_master_drains_t *d, uint64_t id, json_t **out);

@@ -10,6 +10,16 @@
  * is retried a bounded number of times. Owners learn that tasks wait from
  * their heartbeat's reply (MC_CLIENT_TASKS_PENDING). The core (master_move.c)
  * keeps the tasks and a move job per drain job; the tick plans and expires.
+ *
+ * Copy and move tasks (upstream's CreateCopyTask / CreateMoveTask /
+ * QueryTask) run on the same machinery: a *user task*, named by a random
+ * UUID, is one or more of these tasks (one per target segment) for the
+ * owner of the source replica; a copy adds the target as a new replica
+ * (the source stays), a move swaps it as a drain does. Either journals the
+ * object's new replica set when it completes. The user task's record
+ * (PENDING until its owner fetches it, PROCESSING, then SUCCESS or FAILED
+ * with a message) lives in memory, as upstream's: the last
+ * MC_MASTER_TASK_HISTORY (10000) finished ones are kept for query_task.
  * Thread rule: every call is thread-safe. */
 #ifndef MC_MASTER_MOVE_H
 #define MC_MASTER_MOVE_H
@@ -37,6 +47,12 @@ typedef struct {
 /* Starts moving every object off the mounted segment name. *job: its id.
  * MC_ERR_SEGMENT_NOT_FOUND, MC_ERR_INTERNAL. */
 int mc_master_move_start(mc_master_t *m, const char *segment, uint64_t *job);
+/* The same with upstream's drain options: targets (segment names or TE
+ * endpoints; NULL/0: any other segment) are the only segments objects may
+ * move to; max_inflight (0: MC_MASTER_MOVE_JOB_INFLIGHT) bounds its tasks in
+ * flight, and is capped by that bound. */
+int mc_master_move_start_opts(mc_master_t *m, const char *segment, const char *const *targets,
+                              size_t ntargets, uint64_t max_inflight, uint64_t *job);
 /* The job's progress; MC_ERR_INVALID_PARAMS for an unknown id. */
 int mc_master_move_info(mc_master_t *m, uint64_t job, mc_master_move_info_t *out);
 /* No new tasks for job: those not fetched yet are revoked, fetched ones may
@@ -44,6 +60,39 @@ int mc_master_move_info(mc_master_t *m, uint64_t job, mc_master_move_info_t *out
 void mc_master_move_stop(mc_master_t *m, uint64_t job);
 /* Forgets a stopped or failed job (its remaining tasks are detached from it). */
 void mc_master_move_forget(mc_master_t *m, uint64_t job);
+
+/* ---- copy / move tasks (upstream's numbers: TaskType, TaskStatus) ---- */
+enum { MC_TASK_REPLICA_COPY = 0, MC_TASK_REPLICA_MOVE = 1 };
+enum { MC_TASK_PENDING = 0, MC_TASK_PROCESSING = 1, MC_TASK_FAILED = 2, MC_TASK_SUCCESS = 3 };
+
+typedef struct {
+    mc_uuid_t id;
+    int type, status;                   /* MC_TASK_* */
+    int64_t created_ms, updated_ms;     /* since the epoch (wall clock) */
+    mc_uuid_t assigned_client;          /* the owner of the source replica */
+    char message[256];                  /* why it failed; empty otherwise */
+} mc_master_task_info_t;
+
+/* Upstream's CreateCopyTask: key gets a replica on each of targets (segment
+ * names or TE endpoints; a target that holds one already is skipped), copied
+ * by the owner of one of its complete memory replicas. *id: the task.
+ * Errors (no task made): INVALID_PARAMS (no targets, over 64, an unmounted
+ * target), OBJECT_NOT_FOUND, UNAVAILABLE_IN_CURRENT_STATUS (a target is
+ * draining), INTERNAL (no complete memory replica to copy from),
+ * TASK_PENDING_LIMIT_EXCEEDED. What fails later (no room on a target, the
+ * object busy with another task) is the task's FAILED status. now_ms: the
+ * core's clock. */
+int mc_master_copy_task(mc_master_t *m, const char *key, const char *const *targets, size_t n,
+                        uint64_t now_ms, mc_uuid_t *id);
+/* Upstream's CreateMoveTask: key's replica on source moves to target (when
+ * target holds one already, the source replica is just dropped). Errors:
+ * OBJECT_NOT_FOUND, INVALID_PARAMS (source = target, target unmounted, no
+ * replica on source), UNAVAILABLE_IN_CURRENT_STATUS (target draining),
+ * TASK_PENDING_LIMIT_EXCEEDED. */
+int mc_master_move_task(mc_master_t *m, const char *key, const char *source, const char *target,
+                        uint64_t now_ms, mc_uuid_t *id);
+/* The task's record; TASK_NOT_FOUND when unknown or pruned. */
+int mc_master_task_query(mc_master_t *m, mc_uuid_t id, mc_master_task_info_t *out);
 
 /* 1 when tasks wait for client (not fetched yet). */
 int mc_master_tasks_pending(mc_master_t *m, mc_uuid_t client);

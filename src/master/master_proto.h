@@ -138,6 +138,14 @@ typedef struct {
     F(STRS, keys) F(U64S, sizes) F(U64S, src_addrs) F(U64S, dst_addrs) F(STRS, dst_endpoints)
 #define MC_MP_TASK_COMPLETE_REQ(F) F(UUID, client) F(U64, id) F(I32, rc)
 #define MC_MP_DISK_CONFIG_REP(F) F(U8, enabled) F(STR, root_fs_dir)
+/* copy / move tasks of upstream's API (master_move.h) */
+#define MC_MP_TASK_COPY_REQ(F) F(STR, key) F(STRS, targets)
+#define MC_MP_TASK_MOVE_REQ(F) F(STR, key) F(STR, source) F(STR, target)
+#define MC_MP_TASK_ID_REP(F) F(UUID, task)
+#define MC_MP_TASK_QUERY_REQ(F) F(UUID, task)
+#define MC_MP_TASK_QUERY_REP(F)                                                                    \
+    F(UUID, task) F(U8, type) F(U8, status) F(I64, created_ms) F(I64, updated_ms)                  \
+    F(UUID, assigned_client) F(STR, message)
 
 /* X(NAME, method id, lower_name, request fields, reply fields) */
 #define MC_MP_METHODS(X)                                                                           \
@@ -176,7 +184,10 @@ typedef struct {
     X(DISK_UNMOUNT, 0x35, disk_unmount, MC_MP_CLIENT_REQ, MC_MP_NONE)                              \
     X(DISK_CONFIG, 0x36, disk_config, MC_MP_CLIENT_REQ, MC_MP_DISK_CONFIG_REP)                    \
     X(TASK_FETCH, 0x38, task_fetch, MC_MP_TASK_FETCH_REQ, MC_MP_TASK_FETCH_REP)                    \
-    X(TASK_COMPLETE, 0x39, task_complete, MC_MP_TASK_COMPLETE_REQ, MC_MP_NONE)
+    X(TASK_COMPLETE, 0x39, task_complete, MC_MP_TASK_COMPLETE_REQ, MC_MP_NONE)                          \
+    X(TASK_COPY, 0x3A, task_copy, MC_MP_TASK_COPY_REQ, MC_MP_TASK_ID_REP)                          \
+    X(TASK_MOVE, 0x3B, task_move, MC_MP_TASK_MOVE_REQ, MC_MP_TASK_ID_REP)                          \
+    X(TASK_QUERY, 0x3C, task_query, MC_MP_TASK_QUERY_REQ, MC_MP_TASK_QUERY_REP)
 
 #define MC__MP_ENUM(N, id, l, rq, rp) MC_MP_##N = id,
 typedef enum { MC_MP_METHODS(MC__MP_ENUM) } mc_mp_method_t;

@@ -328,6 +328,38 @@ int mc__rpc_serve(rpc_ctx_t *x, const mc_mp_hdr_t *h, const uint8_t *p, size_t l
         e = mc_mp_encode_task_complete_rep(o, id, rc, &(mc_mp_task_complete_rep_t){0});
         break;
     }
+    case MC_MP_TASK_COPY: {
+        mc_mp_task_copy_req_t q;
+        DECODE(task_copy, q);
+        mc_uuid_t t = {0, 0};
+        rc = mc_master_copy_task(m, q.key, q.targets, q.n_targets, now, &t);
+        e = mc_mp_encode_task_copy_rep(o, id, rc, &(mc_mp_task_copy_rep_t){.task = t});
+        break;
+    }
+    case MC_MP_TASK_MOVE: {
+        mc_mp_task_move_req_t q;
+        DECODE(task_move, q);
+        mc_uuid_t t = {0, 0};
+        rc = mc_master_move_task(m, q.key, q.source, q.target, now, &t);
+        e = mc_mp_encode_task_move_rep(o, id, rc, &(mc_mp_task_move_rep_t){.task = t});
+        break;
+    }
+    case MC_MP_TASK_QUERY: {
+        mc_mp_task_query_req_t q;
+        DECODE(task_query, q);
+        mc_master_task_info_t ti;
+        rc = mc_master_task_query(m, q.task, &ti);
+        e = mc_mp_encode_task_query_rep(o, id, rc,
+                                        &(mc_mp_task_query_rep_t){.task = ti.id,
+                                                                  .type = (uint8_t)ti.type,
+                                                                  .status = (uint8_t)ti.status,
+                                                                  .created_ms = ti.created_ms,
+                                                                  .updated_ms = ti.updated_ms,
+                                                                  .assigned_client =
+                                                                      ti.assigned_client,
+                                                                  .message = ti.message});
+        break;
+    }
     case MC_MP_BATCH_REPLICA_CLEAR: {
         mc_mp_batch_replica_clear_req_t q;
         DECODE(batch_replica_clear, q);

@@ -8,8 +8,12 @@
  * until none is left. The heartbeat goes on meanwhile: a long copy never
  * makes the master expire us. A task whose source is not inside our segment
  * is refused (reported failed), never read. A close stops between tasks
- * (the master revokes what is left at its deadline). */
+ * (the master revokes what is left at its deadline). The same tasks carry
+ * upstream's copy and move tasks (mc_store_create_copy_task & co., whose
+ * requests are at the end of this file). */
 #include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "base_log.h"
@@ -117,4 +121,46 @@ void mc__store_stop_tasks(mc_store_t *s)
     if (running) pthread_join(s->task_thread, NULL);
     s->task_running = 0;
     s->task_wake = 0;
+}
+
+/* ---- upstream's copy / move tasks: the requests ---- */
+
+int mc_store_create_copy_task(mc_store_t *s, const char *key, const char *const *targets,
+                              size_t n, mc_store_task_id_t *id)
+{
+    if (id) *id = (mc_store_task_id_t){0, 0};
+    if (!s || !s->ready || !key || !id || (n && !targets)) return MC_ERR_INVALID_PARAMS;
+    mc_uuid_t u;
+    int rc = mc_master_client_copy_task(s->mc, key, targets, n, &u);
+    if (rc == 0) *id = (mc_store_task_id_t){u.hi, u.lo};
+    return rc;
+}
+
+int mc_store_create_move_task(mc_store_t *s, const char *key, const char *source,
+                              const char *target, mc_store_task_id_t *id)
+{
+    if (id) *id = (mc_store_task_id_t){0, 0};
+    if (!s || !s->ready || !key || !source || !target || !id) return MC_ERR_INVALID_PARAMS;
+    mc_uuid_t u;
+    int rc = mc_master_client_move_task(s->mc, key, source, target, &u);
+    if (rc == 0) *id = (mc_store_task_id_t){u.hi, u.lo};
+    return rc;
+}
+
+int mc_store_query_task(mc_store_t *s, mc_store_task_id_t id, mc_store_task_info_t *out)
+{
+    if (!out) return MC_ERR_INVALID_PARAMS;
+    memset(out, 0, sizeof *out);
+    if (!s || !s->ready) return MC_ERR_INVALID_PARAMS;
+    mc_master_task_info_t ti;
+    int rc = mc_master_client_task_query(s->mc, (mc_uuid_t){id.hi, id.lo}, &ti);
+    if (rc) return rc;
+    out->id = (mc_store_task_id_t){ti.id.hi, ti.id.lo};
+    out->type = ti.type;
+    out->status = ti.status;
+    out->created_at_ms_epoch = ti.created_ms;
+    out->last_updated_at_ms_epoch = ti.updated_ms;
+    out->assigned_client = (mc_store_task_id_t){ti.assigned_client.hi, ti.assigned_client.lo};
+    snprintf(out->message, sizeof out->message, "%s", ti.message);
+    return 0;
 }

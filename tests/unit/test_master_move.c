@@ -25,6 +25,11 @@
 
 static mc_uuid_t CA = {1, 1}, CB = {2, 2};
 
+static int mc__uuid_eq_t(mc_uuid_t a, mc_uuid_t b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
 static void mount(mc_master_t *m, mc_uuid_t client, uint64_t idlo, const char *name, uint64_t base,
                   uint64_t size)
 {
@@ -349,6 +354,208 @@ static void test_move_waits_for_put_end(void **st)
     mc_master_free(m);
 }
 
+/* ---- copy / move tasks of upstream's API ---- */
+
+static mc_uuid_t CC = {3, 3};
+
+static mc_master_t *three_segments(uint64_t c_size)
+{
+    mc_master_t *m = two_segments(64 * MiB);
+    mount(m, CC, 1, "C", 3ull << 32, c_size);
+    return m;
+}
+
+/* The endpoints of key's replicas, sorted, joined by ',' into buf. */
+static const char *eps_of(mc_master_t *m, const char *key, uint64_t now, char *buf, size_t cap)
+{
+    mc_replica_t *r = NULL;
+    size_t n = 0;
+    buf[0] = 0;
+    if (mc_master_get_replicas(m, key, now, &r, &n, NULL) != 0) return buf;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(r[j].endpoint, r[i].endpoint) < 0) {
+                mc_replica_t x = r[i];
+                r[i] = r[j];
+                r[j] = x;
+            }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, cap - l, "%s%s", i ? "," : "", r[i].endpoint);
+    }
+    free(r);
+    return buf;
+}
+
+static int status_of(mc_master_t *m, mc_uuid_t id)
+{
+    mc_master_task_info_t ti;
+    if (mc_master_task_query(m, id, &ti) != 0) return -1;
+    return ti.status;
+}
+
+static void test_task_copy(void **st)
+{
+    (void)st;
+    mc_master_t *m = three_segments(64 * MiB);
+    put_on(m, "k", 64 * KiB, "A", 0);
+    uint64_t now = 10000;
+    char eps[256];
+    const char *tg[] = {"B", "te-C", "A", "B"}; /* names or endpoints; A has it; B twice */
+    mc_uuid_t id;
+    assert_int_equal(mc_master_copy_task(m, "k", tg, 4, now, &id), 0);
+    assert_true(id.hi || id.lo);
+    assert_int_equal((id.hi >> 52) & 0xF, 4); /* a version 4 UUID (its 7th byte) */
+    mc_master_task_info_t ti;
+    assert_int_equal(mc_master_task_query(m, id, &ti), 0);
+    assert_int_equal(ti.type, MC_TASK_REPLICA_COPY);
+    assert_int_equal(ti.status, MC_TASK_PENDING);
+    assert_true(ti.created_ms > 1600000000000ll && ti.updated_ms >= ti.created_ms);
+    assert_true(mc__uuid_eq_t(ti.assigned_client, CA));
+    assert_true(mc_master_tasks_pending(m, CA));
+    mc_master_task_t *t = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_task_fetch(m, CA, 8, now, &t, &n), 0);
+    assert_int_equal(n, 2); /* B and C; A already holds it */
+    assert_int_equal(status_of(m, id), MC_TASK_PROCESSING);
+    /* until done, readers see the source only */
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-A");
+    assert_int_equal(mc_master_task_complete(m, CA, t[0].id, 0, now), 0);
+    assert_int_equal(status_of(m, id), MC_TASK_PROCESSING);
+    assert_int_equal(mc_master_task_complete(m, CA, t[1].id, 0, now), 0);
+    assert_int_equal(status_of(m, id), MC_TASK_SUCCESS);
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-A,te-B,te-C");
+    mc_master_tasks_free(t, n);
+    /* a copy to segments that hold it already succeeds at once, changing nothing */
+    const char *tb[] = {"B"};
+    assert_int_equal(mc_master_copy_task(m, "k", tb, 1, now, &id), 0);
+    assert_int_equal(status_of(m, id), MC_TASK_SUCCESS);
+    assert_false(mc_master_tasks_pending(m, CA));
+    /* the replicas are real: removing the object frees them all */
+    assert_int_equal(mc_master_remove(m, "k", 1, now + 100000), 0);
+    assert_int_equal(used_a(m), 0);
+    mc_master_free(m);
+}
+
+static void test_task_move(void **st)
+{
+    (void)st;
+    mc_master_t *m = three_segments(64 * MiB);
+    put_on(m, "k", 64 * KiB, "A", 0);
+    uint64_t now = 10000;
+    char eps[256];
+    mc_uuid_t id;
+    assert_int_equal(mc_master_move_task(m, "k", "A", "C", now, &id), 0);
+    mc_master_task_t *t = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_task_fetch(m, CA, 8, now, &t, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(t[0].dst_endpoint, "te-C");
+    /* the object is busy meanwhile: another task of it fails */
+    mc_uuid_t id2;
+    const char *tb[] = {"B"};
+    assert_int_equal(mc_master_copy_task(m, "k", tb, 1, now, &id2), 0);
+    mc_master_task_info_t ti;
+    assert_int_equal(mc_master_task_query(m, id2, &ti), 0);
+    assert_int_equal(ti.status, MC_TASK_FAILED);
+    assert_non_null(strstr(ti.message, "OBJECT_HAS_REPLICATION_TASK"));
+    assert_int_equal(mc_master_task_complete(m, CA, t[0].id, 0, now), 0);
+    mc_master_tasks_free(t, n);
+    assert_int_equal(status_of(m, id), MC_TASK_SUCCESS);
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-C");
+    /* a move onto a segment holding a replica drops the source one */
+    const char *ta[] = {"A"};
+    assert_int_equal(mc_master_copy_task(m, "k", ta, 1, now, &id), 0);
+    assert_int_equal(mc_master_task_fetch(m, CC, 8, now, &t, &n), 0); /* C's owner copies */
+    assert_int_equal(n, 1);
+    assert_int_equal(mc_master_task_complete(m, CC, t[0].id, 0, now), 0);
+    mc_master_tasks_free(t, n);
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-A,te-C");
+    assert_int_equal(mc_master_move_task(m, "k", "te-C", "A", now + 100000, &id), 0);
+    assert_int_equal(status_of(m, id), MC_TASK_SUCCESS);
+    assert_string_equal(eps_of(m, "k", now + 100000, eps, sizeof eps), "te-A");
+    mc_master_free(m);
+}
+
+static void test_task_errors(void **st)
+{
+    (void)st;
+    mc_master_t *m = three_segments(16 * KiB); /* C is small */
+    put_on(m, "k", 64 * KiB, "A", 0);
+    uint64_t now = 10000;
+    mc_uuid_t id;
+    const char *none[] = {"nowhere"}, *b[] = {"B"}, *c[] = {"C"};
+    assert_int_equal(mc_master_copy_task(m, "k", b, 0, now, &id), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_master_copy_task(m, "missing", b, 1, now, &id), MC_ERR_OBJECT_NOT_FOUND);
+    assert_int_equal(mc_master_copy_task(m, "k", none, 1, now, &id), MC_ERR_INVALID_PARAMS);
+    assert_true(id.hi == 0 && id.lo == 0);
+    assert_int_equal(mc_master_move_task(m, "missing", "A", "B", now, &id),
+                     MC_ERR_OBJECT_NOT_FOUND);
+    assert_int_equal(mc_master_move_task(m, "k", "A", "A", now, &id), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_master_move_task(m, "k", "A", "te-A", now, &id), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_master_move_task(m, "k", "A", "nowhere", now, &id), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_master_move_task(m, "k", "B", "C", now, &id), MC_ERR_INVALID_PARAMS);
+    assert_int_equal(mc_master_task_query(m, (mc_uuid_t){5, 5}, &(mc_master_task_info_t){0}),
+                     MC_ERR_TASK_NOT_FOUND);
+    /* a draining target */
+    assert_int_equal(mc_master_set_draining(m, "B", 1, NULL), 0);
+    assert_int_equal(mc_master_copy_task(m, "k", b, 1, now, &id),
+                     MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS);
+    assert_int_equal(mc_master_move_task(m, "k", "A", "B", now, &id),
+                     MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS);
+    assert_int_equal(mc_master_set_draining(m, "B", 0, NULL), 0);
+    /* no room on the target: the task is made, and FAILED */
+    assert_int_equal(mc_master_copy_task(m, "k", c, 1, now, &id), 0);
+    mc_master_task_info_t ti;
+    assert_int_equal(mc_master_task_query(m, id, &ti), 0);
+    assert_int_equal(ti.status, MC_TASK_FAILED);
+    assert_non_null(strstr(ti.message, "NO_AVAILABLE_HANDLE"));
+    /* the client reports an error: FAILED with the reason, the object unchanged */
+    assert_int_equal(mc_master_copy_task(m, "k", b, 1, now, &id), 0);
+    mc_master_task_t *t = NULL;
+    size_t n = 0;
+    assert_int_equal(mc_master_task_fetch(m, CA, 8, now, &t, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(mc_master_task_complete(m, CA, t[0].id, MC_ERR_TRANSFER_FAIL, now), 0);
+    mc_master_tasks_free(t, n);
+    assert_int_equal(mc_master_task_query(m, id, &ti), 0);
+    assert_int_equal(ti.status, MC_TASK_FAILED);
+    assert_non_null(strstr(ti.message, "-800"));
+    char eps[256];
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-A");
+    /* nobody fetches: past the budget the task fails and its target is freed */
+    assert_int_equal(mc_master_move_task(m, "k", "A", "B", now, &id), 0);
+    mc_master_tick(m, now + 10000000);
+    assert_int_equal(status_of(m, id), MC_TASK_FAILED);
+    assert_string_equal(eps_of(m, "k", now, eps, sizeof eps), "te-A");
+    mc_master_free(m);
+}
+
+static void test_task_history_and_limit(void **st)
+{
+    (void)st;
+    setenv("MC_MASTER_TASK_HISTORY", "2", 1);
+    setenv("MC_MASTER_TASK_PENDING_MAX", "1", 1);
+    mc_master_t *m = three_segments(64 * MiB);
+    unsetenv("MC_MASTER_TASK_HISTORY");
+    unsetenv("MC_MASTER_TASK_PENDING_MAX");
+    put_on(m, "k", 4 * KiB, "A", 0);
+    put_on(m, "j", 4 * KiB, "A", 0);
+    uint64_t now = 10000;
+    mc_uuid_t id[3], p;
+    const char *a[] = {"A"}, *b[] = {"B"};
+    for (int i = 0; i < 3; i++) /* finished at once */
+        assert_int_equal(mc_master_copy_task(m, "k", a, 1, now, &id[i]), 0);
+    assert_int_equal(status_of(m, id[0]), -1); /* pruned: only the last 2 are kept */
+    assert_int_equal(status_of(m, id[1]), MC_TASK_SUCCESS);
+    assert_int_equal(status_of(m, id[2]), MC_TASK_SUCCESS);
+    assert_int_equal(mc_master_copy_task(m, "k", b, 1, now, &p), 0);
+    assert_int_equal(status_of(m, p), MC_TASK_PENDING);
+    assert_int_equal(mc_master_copy_task(m, "j", b, 1, now, &id[0]),
+                     MC_ERR_TASK_PENDING_LIMIT_EXCEEDED);
+    mc_master_free(m); /* a master freed with tasks in flight frees them */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +566,10 @@ int main(void)
         cmocka_unit_test(test_move_bounds_deadline_stop),
         cmocka_unit_test(test_move_target_segment_unmounted),
         cmocka_unit_test(test_move_waits_for_put_end),
+        cmocka_unit_test(test_task_copy),
+        cmocka_unit_test(test_task_move),
+        cmocka_unit_test(test_task_errors),
+        cmocka_unit_test(test_task_history_and_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

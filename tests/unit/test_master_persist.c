@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "master_move.h"
 #include "master_persist.h"
 #include "master_persist_rec.h"
 #include "master_service.h"
@@ -493,6 +494,64 @@ static void test_lock(void **state)
     assert_non_null(strstr(err, "cannot create"));
 }
 
+/* Copy and move tasks journal the object's new replica set: after a restart
+ * the copied key has both replicas, the moved one only its target. */
+static void test_tasks_logged(void **state)
+{
+    (void)state;
+    const mc_uuid_t id2 = {78, 1}, id3 = {79, 1};
+    mp_t x = mp_open(1000);
+    mc_segment_t s1 = segdesc(SEG, 0x100000, 1 << 20), s2 = segdesc(id2, 0x900000, 1 << 20),
+                 s3 = segdesc(id3, 0x1900000, 1 << 20);
+    assert_int_equal(mc_master_mount_segment(x.m, &s1, CA, 1000), 0);
+    assert_int_equal(mc_master_mount_segment(x.m, &s2, CA, 1000), 0);
+    assert_int_equal(mc_master_mount_segment(x.m, &s3, CA, 1000), 0);
+    const char *pref = s1.name;
+    mc_replicate_config_t c = {.replica_num = 1, .npreferred = 1, .preferred_segments = &pref};
+    mc_replica_t *r;
+    size_t n;
+    const char *keys2[] = {"copied", "moved"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mc_master_put_start(x.m, CA, keys2[i], 4096, &c, 1000, &r, &n), 0);
+        assert_string_equal(r[0].endpoint, s1.name);
+        free(r);
+        assert_int_equal(mc_master_put_end(x.m, CA, keys2[i], 1000), 0);
+    }
+    mc_uuid_t t1, t2;
+    const char *tg[] = {s2.name};
+    assert_int_equal(mc_master_copy_task(x.m, "copied", tg, 1, 1000, &t1), 0);
+    assert_int_equal(mc_master_move_task(x.m, "moved", s1.name, s3.name, 1000, &t2), 0);
+    mc_master_task_t *t = NULL;
+    size_t nt = 0;
+    assert_int_equal(mc_master_task_fetch(x.m, CA, 8, 1000, &t, &nt), 0);
+    assert_int_equal(nt, 2);
+    uint64_t moved_to = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (strcmp(t[i].key, "moved") == 0) moved_to = t[i].dst_addr;
+        assert_int_equal(mc_master_task_complete(x.m, CA, t[i].id, 0, 1000), 0);
+    }
+    mc_master_tasks_free(t, nt);
+    assert_true(moved_to >= s3.base && moved_to < s3.base + s3.size);
+    mp_close(&x);
+
+    x = mp_open(5000);
+    assert_int_equal(mc_master_remount_segments(x.m, &s1, 1, CA, 5000), 0);
+    assert_int_equal(mc_master_remount_segments(x.m, &s2, 1, CA, 5000), 0);
+    assert_int_equal(mc_master_remount_segments(x.m, &s3, 1, CA, 5000), 0);
+    assert_int_equal(keys(x.m), 2);
+    assert_int_equal(mc_master_get_replicas(x.m, "copied", 5000, &r, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_true(strcmp(r[0].endpoint, r[1].endpoint) != 0);
+    assert_true(strcmp(r[0].endpoint, s2.name) == 0 || strcmp(r[1].endpoint, s2.name) == 0);
+    free(r);
+    assert_int_equal(mc_master_get_replicas(x.m, "moved", 5000, &r, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].endpoint, s3.name);
+    assert_int_equal(r[0].addr, moved_to);
+    free(r);
+    mp_close(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +563,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_lock, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replica_clear_logged, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_tasks_logged, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,3 +241,77 @@ def test_master_killed_mid_drain(tmp_path):
     finally:
         stop_peers(a, b)
         m.stop()
+
+
+def post_json(m, path, body):
+    """POST a JSON body (raw bytes or an object); (HTTP status, JSON answer)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request("http://%s%s" % (m.admin, path), method="POST", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def seg_status(m, name):
+    return admin(m, "/api/v1/segments/status?segment=" + name)
+
+
+def test_drain_upstream_body_form(start_master, tmp_path):
+    """Upstream's form of a drain job: a JSON body naming the segment, the
+    only target segment and a concurrency. The segment goes OK -> DRAINING ->
+    DRAINED, objects move to the named target only (not to the other
+    segment with room), the job's upstream fields count them, a DRAINED
+    segment takes no new replica, and every key reads its own bytes from the
+    target. Bad bodies get upstream's 400 / 404 error objects."""
+    m = start_master(LOOP)
+    a, b, c = (Peer(tmp_path, m, 16 << 20), Peer(tmp_path, m, 64 << 20),
+               Peer(tmp_path, m, 64 << 20))
+    try:
+        objs = fill(a, 24, a.name, "up")
+        assert seg_status(m, a.name)["status_name"] == "OK"
+        for bad, code in ((b"{not json", 400), ({"segments": []}, 400),
+                          ({"segments": [a.name, b.name]}, 400),
+                          ({"segments": [a.name], "max_concurrency": 0}, 400),
+                          ({"segments": [a.name], "target_segments": [a.name]}, 400),
+                          ({"segments": [a.name], "target_segments": ["nowhere:1"]}, 404),
+                          ({"segments": ["nowhere:1"]}, 404)):
+            st, r = post_json(m, "/api/v1/drain_jobs", bad)
+            assert st == code and r["success"] is False and r["error_code"] < 0, (bad, st, r)
+        assert seg_status(m, a.name)["status_name"] == "OK"  # nothing started
+        st, r = post_json(m, "/api/v1/drain_jobs", {"segments": [a.name],
+                                                     "target_segments": [c.name],
+                                                     "max_concurrency": 1})
+        assert st == 200 and r["success"] is True and r["status"] == "CREATED", r
+        jid = r["job_id"]
+        # a second job on the same segment: refused
+        st, r2 = post_json(m, "/api/v1/drain_jobs", {"segments": [a.name]})
+        assert st == 409 and r2["success"] is False, r2
+        wait_for(lambda: job(m, jid)["status_name"] != "RUNNING", 60, "the drain's end")
+        j = job(m, jid)
+        assert j["status_name"] == "SUCCEEDED" and j["success"] is True, j
+        assert j["active_units"] == 0 and j["succeeded_units"] == 24, j
+        assert j["segments"] == [a.name] and j["type_name"] == "DRAIN", j
+        assert seg_status(m, a.name)["status_name"] == "DRAINED"
+        assert seg_status(m, b.name)["status_name"] == "OK"
+        st, r = 0, None
+        try:
+            seg_status(m, "nowhere:1")
+        except urllib.error.HTTPError as e:
+            st = e.code
+        assert st == 404
+        conn = Conn(m.rpc)
+        conn.ready()
+        for key, size, seed in objs:
+            s, reps = conn.get_replicas(key)
+            assert s == 0 and [x[2] for x in reps] == [c.name], (key, s, reps)
+            assert b.get(key, size, seed) == size
+        # DRAINED: a put that prefers A lands elsewhere
+        assert a.put("after", 4096, 1, a.name) == 0
+        s, reps = conn.get_replicas("after")
+        assert s == 0 and a.name not in [x[2] for x in reps], reps
+        conn.close()
+    finally:
+        stop_peers(a, b, c)
