@@ -88,8 +88,20 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
     mkdir(dir, 0755);
     uint64_t total = 1ull << 30; /* written per cell */
     int bad_run = 0;
+    /* MC_BENCH_SSD_SIZES: a comma-separated subset of the sizes (bytes) */
+    const char *only = getenv("MC_BENCH_SSD_SIZES");
     for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
         uint64_t size = sizes[c];
+        if (only && *only) {
+            int hit = 0;
+            for (const char *q = only; *q; q++) {
+                char *e;
+                unsigned long long v = strtoull(q, &e, 10);
+                if (e != q && v == size) hit = 1;
+                q = *e ? e : e - 1;
+            }
+            if (!hit) continue;
+        }
         char sub[4096];
         snprintf(sub, sizeof sub, "%s/tier-%" PRIu64, dir, size);
         char rm[4200];
