@@ -106,7 +106,13 @@ static struct io_uring *read_ring(mc_ssd_disk_t *d)
     if (r) return r;
     r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    int rc = io_uring_queue_init(RING_DEPTH, r, 0);
+    /* this thread alone submits to it and always waits for its completions:
+     * they run when it waits (no interrupt of the task per completion), as
+     * fio sets up its rings; plain on kernels without these flags */
+    int rc = io_uring_queue_init(RING_DEPTH, r,
+                                 IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+                                     IORING_SETUP_DEFER_TASKRUN);
+    if (rc == -EINVAL) rc = io_uring_queue_init(RING_DEPTH, r, 0);
     if (rc) {
         MC_LOGE(TAG, "io_uring_queue_init: %s", strerror(-rc));
         free(r);
