@@ -121,7 +121,13 @@ int mc_bench_ssd_main(const char *dir, int qd, double seconds)
         char **keys = calloc(n, sizeof *keys);
         uint8_t *val = malloc(size);
         mc_bench_pattern(val, size);
-        size_t batch = 1024; /* what the offload thread hands the disk at most per call */
+        /* what the offload thread hands the disk per call: about 256 MiB of
+         * objects, 16 to 4096 of them (store_ssd.c, TASKS_PER_POLL_*);
+         * MC_BENCH_SSD_BATCH to try another */
+        size_t batch = (size_t)((256ull << 20) / size);
+        batch = batch < 16 ? 16 : batch > 4096 ? 4096 : batch;
+        if (getenv("MC_BENCH_SSD_BATCH") && atoi(getenv("MC_BENCH_SSD_BATCH")) > 0)
+            batch = (size_t)atoi(getenv("MC_BENCH_SSD_BATCH"));
         const void **srcs = calloc(batch, sizeof *srcs);
         uint64_t *szs = calloc(batch, sizeof *szs), *stamps = calloc(batch, sizeof *stamps);
         int *rcs = calloc(batch, sizeof *rcs);
