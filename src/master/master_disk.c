@@ -14,6 +14,7 @@
  * a replica. Removal and upsert drop both the replica and the task, and tell
  * the owner to delete its copy. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ struct mdisk {
     uint64_t lease_ttl_ms;
     uint64_t bytes; /* of attached entries... of all entries (mu) */
     _Atomic uint64_t offloads, promotions, promotions_deferred;
+    _Atomic uint64_t hold_expired; /* objects evicted before their disk copy landed */
 };
 
 /* ---- small helpers ---- */
@@ -265,7 +267,14 @@ int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
             hold = now < p->queued_ms + MC_MASTER_DISK_HOLD_MS;
             /* it goes now: a copy finishing later would be of a range
              * that may hold another object by then */
-            if (!hold) free(mc_map_del(d->pend, o->key));
+            if (!hold) {
+                uint64_t k = atomic_fetch_add(&d->hold_expired, 1) + 1;
+                if ((k & (k - 1)) == 0) /* 1, 2, 4, ...: not a line per object */
+                    MC_LOGW(TAG, "'%.128s' evicted before its disk copy landed (offload %s %" PRIu64
+                            " ms ago; %" PRIu64 " so far)", o->key,
+                            p->stamp ? "handed out" : "queued", now - p->queued_ms, k);
+                free(mc_map_del(d->pend, o->key));
+            }
         } else if (d->offload_on_evict) {
             dclient_t *c = owner_of_locked(d, o);
             hold = c && queue_offload_locked(d, c, o->key, now) == 0;
@@ -273,6 +282,22 @@ int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
     }
     pthread_mutex_unlock(&d->mu);
     return hold;
+}
+
+static int extend_visit(const char *key, void *val, void *arg)
+{
+    (void)key;
+    ((dpend_t *)val)->queued_ms += *(const uint64_t *)arg;
+    return 0;
+}
+
+void mc__disk_extend_holds(mc_master_t *m, uint64_t gap_ms)
+{
+    struct mdisk *d = m->disk;
+    if (!d || !gap_ms) return;
+    pthread_mutex_lock(&d->mu);
+    mc_map_each(d->pend, extend_visit, &gap_ms);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static void fill_rep(const dent_t *e, mc_replica_t *r)

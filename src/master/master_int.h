@@ -295,6 +295,10 @@ void mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
 /* Eviction is about to erase o: 1 to keep it a while longer (its offload is
  * queued or running, --offload_on_evict), 0 to go ahead. */
 int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
+/* The master did not run for gap_ms (stopped or starved): no owner could
+ * poll or report an offload meanwhile, so every hold is extended by it (as
+ * the clients' deadlines are). Takes the disk lock alone. */
+void mc__disk_extend_holds(mc_master_t *m, uint64_t gap_ms);
 /* Appends the LOCAL_DISK replica of key (if any) to the malloc'd array out (n entries). */
 int mc__disk_append(mc_master_t *m, const char *key, uint64_t now, mc_replica_t **out, size_t *n);
 /* A get that found no readable memory replica: key's disk replica, with a

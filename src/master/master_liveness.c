@@ -356,10 +356,11 @@ void mc__master_stalled(mc_master_t *m, uint64_t start_ms, uint64_t end_ms, cons
     }
     size_t n = mc_map_size(m->clients);
     pthread_mutex_unlock(&m->client_mu);
+    mc__disk_extend_holds(m, gap); /* no offload could land meanwhile either */
     if (gap)
         MC_LOGW(TAG,
                 "the %s did not run for %llu ms (process stopped or starved): %zu clients' "
-                "deadlines extended by %llu ms",
+                "deadlines extended by %llu ms, the offload holds too",
                 who, (unsigned long long)(end_ms - start_ms), n, (unsigned long long)gap);
 }
 

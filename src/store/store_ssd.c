@@ -46,7 +46,16 @@
 #define SRV_FRAME_TIMEOUT_MS 10000
 #define SRV_IDLE_TIMEOUT_MS 60000
 #define STAGE_MAX 4096 /* staged reads held at once */
-#define TASKS_PER_POLL 1024
+/* Offload tasks asked for per poll: about OFFLOAD_BATCH_BYTES of the last
+ * poll's object size, within [TASKS_PER_POLL_MIN, TASKS_PER_POLL_MAX] (the
+ * master answers 4096 at most). Small objects come in large batches (each
+ * disk write call ends by waiting for its writes: 4096 objects of 4 KiB are
+ * 16 MiB per wait, not 4), large ones in batches the disk writes in well
+ * under the master's offload hold (MC_MASTER_DISK_HOLD_MS). */
+#define TASKS_PER_POLL_MIN 16
+#define TASKS_PER_POLL_MAX 4096
+#define TASKS_PER_POLL_FIRST 1024
+#define OFFLOAD_BATCH_BYTES (256ull << 20)
 #define SSD_ROOT_DIRS_MAX 1024 /* store-N directories tried under the master's --root_fs_dir */
 #define ADD_CHUNK 1024
 
@@ -76,6 +85,7 @@ struct mc_ssd_tier {
     int offload_on_evict, promotion_on_hit;
     uint32_t promotion_threshold;
     int poll_ms;
+    uint32_t poll_n; /* tasks asked for per poll (offload thread) */
     uint64_t stage_ttl_ms;
 
     /* staging buffer */
@@ -731,7 +741,8 @@ static void *off_main(void *arg)
             }
         } else {
             mc_master_client_disk_tasks_t tk;
-            int rc = mc_master_client_disk_tasks(s->mc, s->client_id, TASKS_PER_POLL, &tk);
+            uint32_t want = t->poll_n;
+            int rc = mc_master_client_disk_tasks(s->mc, s->client_id, want, &tk);
             if (rc == MC_ERR_CLIENT_NOT_FOUND) { /* the master forgot us: mount again */
                 pthread_mutex_lock(&t->mu);
                 t->need_mount = 1;
@@ -742,7 +753,16 @@ static void *off_main(void *arg)
                 do_offloads(t, &tk);
                 for (size_t i = 0; i < tk.npromotes; i++)
                     do_promote(t, tk.promotes[i]);
-                int busy = tk.n == TASKS_PER_POLL;
+                int busy = tk.n == want;
+                if (tk.n) { /* the next poll: about OFFLOAD_BATCH_BYTES of such objects */
+                    uint64_t bytes = 0;
+                    for (size_t i = 0; i < tk.n; i++)
+                        bytes += tk.sizes[i];
+                    uint64_t avg = bytes / tk.n ? bytes / tk.n : 1, k = OFFLOAD_BATCH_BYTES / avg;
+                    t->poll_n = k < TASKS_PER_POLL_MIN   ? TASKS_PER_POLL_MIN
+                                : k > TASKS_PER_POLL_MAX ? TASKS_PER_POLL_MAX
+                                                         : (uint32_t)k;
+                }
                 mc_master_client_disk_tasks_free(&tk);
                 do_evict(t);
                 pthread_mutex_lock(&t->mu);
@@ -858,6 +878,7 @@ int mc__ssd_start(mc_store_t *s)
     pthread_cond_init(&t->cond, &ca);
     pthread_condattr_destroy(&ca);
     t->poll_ms = (int)mc_env_int("MC_STORE_OFFLOAD_POLL_MS", 50, 1, 60000);
+    t->poll_n = TASKS_PER_POLL_FIRST;
     t->stage_ttl_ms =
         (uint64_t)mc_env_int("MOONCAKE_OFFLOAD_CLIENT_BUFFER_GC_TTL_MS", 5000, 100, 3600000);
     t->quota = env_bytes("MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES", 2ull << 40);

@@ -49,6 +49,32 @@ int mc_ssd_rec_decode(const uint8_t *buf, size_t len, mc_ssd_rec_t *r, const cha
  * checksum, the value checksum. 0 or -1 with *why. */
 int mc_ssd_rec_verify(const uint8_t *buf, size_t len, mc_ssd_rec_t *r, const char **why);
 
+/* ---- store_ssd_rec.c: version 3, values in whole blocks ----
+ * A bucket written since version 3 is two files: `bucket-<id>.dat` holds the
+ * values only, and `bucket-<id>.idx`, its journal, one entry per value,
+ * packed on 64-byte boundaries: a 64-byte header, the key, zeros up to the
+ * next 64-byte boundary. Header (LE): u32 magic "MCSJ", u16 version 3, u16
+ * header length 64, u32 key length, u32 0, u64 value offset in the .dat
+ * file, u64 value length, u64 stamp, u64 XXH3 of the value, u64 XXH3 of the
+ * key, u64 XXH3 of the 56 bytes before it. A value of 4 KiB or more starts
+ * on a 4 KiB boundary (a 4 KiB value is one block); a smaller one is packed
+ * on 64 bytes and never crosses a 4 KiB boundary (mc_ssd_val_off). A value
+ * is checked against its entry's checksum at every read and at the scan. */
+typedef struct {
+    uint32_t key_len;
+    uint64_t off, data_len, stamp, data_sum, key_sum;
+} mc_ssd_jent_t;
+#define MC_SSD_JENT_HDR 64u
+/* Bytes of a journal entry with a key of key_len bytes. */
+uint64_t mc_ssd_jent_len(size_t key_len);
+/* Where a value of size bytes goes in a .dat file whose tail is at tail. */
+uint64_t mc_ssd_val_off(uint64_t tail, uint64_t size);
+void mc_ssd_jent_encode(const mc_ssd_jent_t *e, uint8_t out[MC_SSD_JENT_HDR]);
+/* Parses and checks an entry from buf[0..len) (the header, its checksum,
+ * the lengths, the value's placement, the key's checksum): 0, or -1 with
+ * *why (static). The key is buf[64 .. 64 + key_len). */
+int mc_ssd_jent_decode(const uint8_t *buf, size_t len, mc_ssd_jent_t *e, const char **why);
+
 /* ---- store_ssd_rec.c: the staging protocol (TCP, little-endian) ----
  * Frame: u32 magic "MCSS", u8 version 1, u8 op (| 0x80 in replies), u16 0,
  * i32 status (0 in requests), u32 payload length (<= 1 MiB).

@@ -22,6 +22,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -37,18 +38,25 @@
 
 typedef struct bucket {
     uint64_t id;
-    int fd;
-    uint64_t size;  /* end of the last record: the tail */
+    int fd;         /* bucket-<id>.dat */
+    int jfd;        /* bucket-<id>.idx, its journal (version 3); -1: a legacy bucket */
+    uint64_t size;  /* end of the last record (value): the tail */
     uint64_t alloc; /* length of the file (the tail bucket is allocated ahead) */
+    uint64_t jsize; /* end of the journal's last entry */
+    uint64_t jalloc; /* length of the journal file */
     uint64_t live;  /* bytes of live records */
     uint64_t nlive;
     unsigned refs; /* readers reading it now (under mu) */
     int dropped;   /* out of the table and unlinked: the last reader closes and frees it */
 } bucket_t;
 
+/* A key on disk. Version 3 (legacy 0): off and rec_len are the value's
+ * offset and length in the .dat file, data_sum its checksum (from the
+ * journal). Legacy (versions 1, 2): the record (header, key, value) at off. */
 typedef struct {
     bucket_t *b;
-    uint64_t off, rec_len, data_len, stamp;
+    uint64_t off, rec_len, data_len, stamp, data_sum;
+    int legacy;
 } ent_t;
 
 struct mc_ssd_disk {
@@ -70,8 +78,15 @@ struct mc_ssd_disk {
      * the next batch rewrites (carry_len 0: none) */
     uint8_t carry[MC_SSD_ALIGN];
     uint64_t carry_bucket, carry_off, carry_len;
+    /* the same for the tail bucket's journal, and the writer's journal
+     * buffer (the entries of one batch and bucket) */
+    uint8_t jcarry[MC_SSD_ALIGN];
+    uint64_t jcarry_bucket, jcarry_off, jcarry_len;
+    uint8_t *jbuf;
+    uint64_t jcap;
     struct io_uring wring;
     int wring_ok;
+    int wfixed; /* wbuf is registered with wring */
     pthread_key_t rkey; /* a read ring per thread */
     uint64_t written, read, corrupt, evicted;
 };
@@ -91,7 +106,13 @@ static struct io_uring *read_ring(mc_ssd_disk_t *d)
     if (r) return r;
     r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    int rc = io_uring_queue_init(RING_DEPTH, r, 0);
+    /* this thread alone submits to it and always waits for its completions:
+     * they run when it waits (no interrupt of the task per completion), as
+     * fio sets up its rings; plain on kernels without these flags */
+    int rc = io_uring_queue_init(RING_DEPTH, r,
+                                 IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+                                     IORING_SETUP_DEFER_TASKRUN);
+    if (rc == -EINVAL) rc = io_uring_queue_init(RING_DEPTH, r, 0);
     if (rc) {
         MC_LOGE(TAG, "io_uring_queue_init: %s", strerror(-rc));
         free(r);
@@ -185,10 +206,22 @@ static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
     return err;
 }
 
-/* Bytes a bucket takes from the quota: its file, or its records. */
-static uint64_t foot(const bucket_t *b)
+/* Bytes a bucket's .dat takes from the quota: its file, or its records. */
+static uint64_t dfoot(const bucket_t *b)
 {
     return b->size > b->alloc ? b->size : b->alloc;
+}
+
+/* Bytes a bucket takes from the quota: both its files. */
+static uint64_t foot(const bucket_t *b)
+{
+    return dfoot(b) + b->jalloc;
+}
+
+/* The bytes of an entry's read: its offset and length. */
+static uint64_t ent_bytes(const ent_t *e)
+{
+    return e->legacy ? e->rec_len : e->data_len;
 }
 
 /* Bytes of the 4 KiB blocks a record at off of rec_len bytes touches. */
@@ -199,10 +232,14 @@ static uint64_t span_len(uint64_t off, uint64_t rec_len)
 
 /* ---- buckets ---- */
 
-static int bucket_open(mc_ssd_disk_t *d, uint64_t id, int create, bucket_t **out)
+static void bucket_path(const mc_ssd_disk_t *d, uint64_t id, const char *ext, char *p, size_t n)
 {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/bucket-%016" PRIx64 ".dat", d->path, id);
+    snprintf(p, n, "%s/bucket-%016" PRIx64 ".%s", d->path, id, ext);
+}
+
+/* Opens one of a bucket's files (O_DIRECT unless the filesystem refuses). */
+static int file_open(mc_ssd_disk_t *d, const char *p, int create)
+{
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
     int fd = open(p, flags | (d->direct ? O_DIRECT : 0), 0644);
     if (fd < 0 && d->direct && errno == EINVAL) {
@@ -210,17 +247,42 @@ static int bucket_open(mc_ssd_disk_t *d, uint64_t id, int create, bucket_t **out
         d->direct = 0;
         fd = open(p, flags, 0644);
     }
-    if (fd < 0) {
-        MC_LOGE(TAG, "open %s: %s", p, strerror(errno));
-        return MC_ERR_INTERNAL;
+    if (fd < 0) MC_LOGE(TAG, "open %s: %s", p, strerror(errno));
+    return fd;
+}
+
+static void bucket_close(bucket_t *b)
+{
+    close(b->fd);
+    if (b->jfd >= 0) close(b->jfd);
+}
+
+/* Opens bucket id: created (both files, version 3), or found, with its
+ * journal (version 3) or without one (legacy). */
+static int bucket_open(mc_ssd_disk_t *d, uint64_t id, int create, bucket_t **out)
+{
+    char p[4096], j[4096];
+    bucket_path(d, id, "dat", p, sizeof p);
+    bucket_path(d, id, "idx", j, sizeof j);
+    int fd = file_open(d, p, create), jfd = -1;
+    if (fd < 0) return MC_ERR_INTERNAL;
+    if (create || access(j, F_OK) == 0) {
+        jfd = file_open(d, j, create);
+        if (jfd < 0) {
+            close(fd);
+            if (create) unlink(p);
+            return MC_ERR_INTERNAL;
+        }
     }
     bucket_t *b = calloc(1, sizeof *b);
     if (!b) {
         close(fd);
+        if (jfd >= 0) close(jfd);
         return MC_ERR_INTERNAL;
     }
     b->id = id;
     b->fd = fd;
+    b->jfd = jfd;
     *out = b;
     return 0;
 }
@@ -245,17 +307,23 @@ static int bucket_add(mc_ssd_disk_t *d, bucket_t *b)
     return 0;
 }
 
-/* Removes b's file from the directory (its descriptor stays open). */
+/* Removes b's files from the directory (its descriptors stay open): the
+ * journal first (a .dat left alone by a crash is scanned as legacy: nothing
+ * in it parses, nothing is served). */
 static void bucket_unlink_path(mc_ssd_disk_t *d, bucket_t *b)
 {
     char p[4096];
-    snprintf(p, sizeof p, "%s/bucket-%016" PRIx64 ".dat", d->path, b->id);
+    if (b->jfd >= 0) {
+        bucket_path(d, b->id, "idx", p, sizeof p);
+        if (unlink(p) != 0) MC_LOGW(TAG, "unlink %s: %s", p, strerror(errno));
+    }
+    bucket_path(d, b->id, "dat", p, sizeof p);
     if (unlink(p) != 0) MC_LOGW(TAG, "unlink %s: %s", p, strerror(errno));
 }
 
 static void bucket_unlink(mc_ssd_disk_t *d, bucket_t *b)
 {
-    close(b->fd);
+    bucket_close(b);
     bucket_unlink_path(d, b);
 }
 
@@ -265,24 +333,23 @@ static void ent_unlink_locked(mc_ssd_disk_t *d, const char *key)
 {
     ent_t *e = mc_map_del(d->index, key);
     if (!e) return;
-    e->b->live -= e->rec_len;
+    e->b->live -= ent_bytes(e);
     e->b->nlive--;
     free(e);
 }
 
-static int ent_put_locked(mc_ssd_disk_t *d, const char *key, bucket_t *b, uint64_t off,
-                          uint64_t rec_len, uint64_t data_len, uint64_t stamp)
+static int ent_put_locked(mc_ssd_disk_t *d, const char *key, const ent_t *v)
 {
     ent_t *e = calloc(1, sizeof *e);
     if (!e) return -1;
-    *e = (ent_t){b, off, rec_len, data_len, stamp};
+    *e = *v;
     ent_unlink_locked(d, key);
     if (mc_map_put(d->index, key, e, NULL) != 0) {
         free(e);
         return -1;
     }
-    b->live += rec_len;
-    b->nlive++;
+    e->b->live += ent_bytes(e);
+    e->b->nlive++;
     return 0;
 }
 
@@ -421,9 +488,8 @@ static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *c
                 char key[MC_SSD_KEY_MAX + 1];
                 memcpy(key, *buf + pos + MC_SSD_REC_HDR, rec.key_len);
                 key[rec.key_len] = '\0';
-                if (strlen(key) == rec.key_len && ent_put_locked(d, key, b, aoff + pos, rec.rec_len,
-                                                                 rec.data_len, rec.stamp) == 0)
-                    nrec++;
+                ent_t v = {b, aoff + pos, rec.rec_len, rec.data_len, rec.stamp, rec.data_sum, 1};
+                if (strlen(key) == rec.key_len && ent_put_locked(d, key, &v) == 0) nrec++;
             }
             pos += rec.rec_len;
         }
@@ -438,6 +504,126 @@ static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *c
                 "bucket %016" PRIx64 ": %s at offset %" PRIu64 " of %" PRIu64
                 "; the rest is dropped (appends continue there)",
                 b->id, stop, off, fsize);
+    if (ndrop || nrec)
+        MC_LOGI(TAG, "bucket %016" PRIx64 ": %" PRIu64 " records, %" PRIu64 " dropped", b->id, nrec,
+                ndrop);
+    return 0;
+}
+
+/* A window on a file for the scan: win_get(w, off, n) gives bytes
+ * [off, off + n) of the file, read with io_uring from 4 KiB boundaries,
+ * SCAN_CHUNK at a time (more for a longer range); NULL past the end of the
+ * file or on a read error. */
+typedef struct {
+    int fd;
+    struct io_uring *r;
+    uint8_t *buf;
+    uint64_t cap, start, len, fsize;
+} win_t;
+
+static const uint8_t *win_get(win_t *w, uint64_t off, uint64_t n)
+{
+    if (off + n > w->fsize || off + n < off) return NULL;
+    if (off >= w->start && off + n <= w->start + w->len) return w->buf + (off - w->start);
+    uint64_t a = off / MC_SSD_ALIGN * MC_SSD_ALIGN, want = MC_SSD_ALIGN_UP(off + n) - a;
+    if (want < SCAN_CHUNK) want = SCAN_CHUNK;
+    if (want > MC_SSD_ALIGN_UP(w->fsize) - a) want = MC_SSD_ALIGN_UP(w->fsize) - a;
+    if (want > w->cap) {
+        uint8_t *nb = NULL;
+        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, want)) return NULL;
+        free(w->buf);
+        w->buf = nb;
+        w->cap = want;
+    }
+    w->len = 0;
+    io_op_t op = {w->fd, w->buf, want, a, 0};
+    if (ring_run(w->r, &op, 1, 0) || op.res < (int64_t)(off + n - a)) return NULL;
+    w->start = a;
+    w->len = (uint64_t)op.res;
+    return w->buf + (off - a);
+}
+
+/* Scans a version-3 bucket: its journal front to back, each entry's value
+ * read from the .dat file and checked against the entry. Zeros at an entry
+ * are the end (at a 4 KiB boundary) or a batch's padding (the scan goes on
+ * at the next block). An entry whose header fails ends the journal: the
+ * rest of its block is zeroed and the file cut after it, so appends continue
+ * there and the next scan reads them. An entry whose value fails its
+ * checksum (torn, corrupt) is dropped with a log line. Sets b->size to the
+ * end of the last good value, b->jsize to the journal's good end. */
+static int scan_bucket_v3(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *cap)
+{
+    struct stat st, jst;
+    if (fstat(b->fd, &st) != 0 || fstat(b->jfd, &jst) != 0) return -1;
+    struct io_uring *r = read_ring(d);
+    if (!r) return -1;
+    win_t jw = {b->jfd, r, *buf, *cap, 0, 0, (uint64_t)jst.st_size};
+    win_t dw = {b->fd, r, NULL, 0, 0, 0, (uint64_t)st.st_size};
+    uint64_t pos = 0, dend = 0, nrec = 0, ndrop = 0;
+    const char *stop = NULL;
+    while (pos + MC_SSD_JENT_HDR <= jw.fsize) {
+        const uint8_t *h = win_get(&jw, pos, MC_SSD_JENT_HDR);
+        if (!h) {
+            stop = "read error";
+            break;
+        }
+        if (all_zero(h, MC_SSD_JENT_HDR)) {
+            if (pos % MC_SSD_ALIGN == 0) break; /* the end */
+            pos = MC_SSD_ALIGN_UP(pos);         /* a batch's padding */
+            continue;
+        }
+        mc_ssd_jent_t e;
+        const char *why;
+        uint64_t klen = h[8] | (uint64_t)h[9] << 8 | (uint64_t)h[10] << 16 | (uint64_t)h[11] << 24;
+        uint64_t jl = mc_ssd_jent_len(klen <= MC_SSD_KEY_MAX ? klen : 0);
+        if (klen > MC_SSD_KEY_MAX || !(h = win_get(&jw, pos, jl))) h = win_get(&jw, pos, 64);
+        if (!h || mc_ssd_jent_decode(h, jw.start + jw.len - pos, &e, &why)) {
+            stop = h ? why : "read error";
+            break;
+        }
+        jl = mc_ssd_jent_len(e.key_len);
+        const uint8_t *v = win_get(&dw, e.off, e.data_len);
+        if (!v || XXH3_64bits(v, e.data_len) != e.data_sum) {
+            MC_LOGW(TAG, "bucket %016" PRIx64 " value at %" PRIu64 " (journal %" PRIu64 "): %s; "
+                    "record dropped", b->id, e.off, pos,
+                    v ? "value checksum mismatch" : "value past the end of the file");
+            ndrop++;
+            d->corrupt++;
+        } else {
+            char key[MC_SSD_KEY_MAX + 1];
+            memcpy(key, h + MC_SSD_JENT_HDR, e.key_len);
+            key[e.key_len] = '\0';
+            ent_t en = {b, e.off, e.data_len, e.data_len, e.stamp, e.data_sum, 0};
+            if (strlen(key) == e.key_len && ent_put_locked(d, key, &en) == 0) nrec++;
+            if (e.off + e.data_len > dend) dend = e.off + e.data_len;
+        }
+        pos += jl;
+    }
+    *buf = jw.buf;
+    *cap = jw.cap;
+    free(dw.buf);
+    b->size = dend;
+    b->alloc = (uint64_t)st.st_size;
+    b->jsize = pos;
+    b->jalloc = jw.fsize;
+    if (stop) {
+        MC_LOGW(TAG,
+                "bucket %016" PRIx64 ": journal %s at offset %" PRIu64 " of %" PRIu64
+                "; the rest is dropped (appends continue there)",
+                b->id, stop, pos, jw.fsize);
+        /* zeros after the good entries, in their block, and nothing after it */
+        uint64_t a = pos / MC_SSD_ALIGN * MC_SSD_ALIGN;
+        if (pos > a) {
+            io_op_t op = {b->jfd, *buf, MC_SSD_ALIGN, a, 0};
+            if (ring_run(r, &op, 1, 0) == 0 && op.res == (int64_t)MC_SSD_ALIGN) {
+                memset(*buf + (pos - a), 0, MC_SSD_ALIGN - (pos - a));
+                op = (io_op_t){b->jfd, *buf, MC_SSD_ALIGN, a, 0};
+                if (ring_run(r, &op, 1, 1) || op.res != (int64_t)MC_SSD_ALIGN) return -1;
+            }
+        }
+        if (ftruncate(b->jfd, (off_t)MC_SSD_ALIGN_UP(pos)) != 0) return -1;
+        b->jalloc = MC_SSD_ALIGN_UP(pos);
+    }
     if (ndrop || nrec)
         MC_LOGI(TAG, "bucket %016" PRIx64 ": %" PRIu64 " records, %" PRIu64 " dropped", b->id, nrec,
                 ndrop);
@@ -505,6 +691,10 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
         goto fail;
     }
     d->wring_ok = 1;
+    struct iovec iov = {d->wbuf, d->piece * d->nslot};
+    d->wfixed = io_uring_register_buffers(&d->wring, &iov, 1) == 0;
+    d->jcap = 256u << 10;
+    if (posix_memalign((void **)&d->jbuf, MC_SSD_ALIGN, d->jcap)) goto fail;
     dir = opendir(d->path);
     if (!dir) goto fail;
     struct dirent *de;
@@ -527,11 +717,12 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
         bucket_t *b;
         if (bucket_open(d, ids[i], 0, &b)) goto fail;
         if (bucket_add(d, b) != 0) {
-            close(b->fd);
+            bucket_close(b);
             free(b);
             goto fail;
         }
-        if (scan_bucket(d, b, &buf, &cap) != 0) goto fail;
+        if ((b->jfd >= 0 ? scan_bucket_v3(d, b, &buf, &cap) : scan_bucket(d, b, &buf, &cap)) != 0)
+            goto fail;
         d->used += foot(b);
     }
     MC_LOGI(TAG, "%s: %zu objects in %zu buckets, %" PRIu64 " of %" PRIu64 " bytes used%s", d->path,
@@ -554,7 +745,7 @@ void mc_ssd_disk_close(mc_ssd_disk_t *d)
 {
     if (!d) return;
     for (size_t i = 0; i < d->nb; i++) {
-        close(d->b[i]->fd);
+        bucket_close(d->b[i]);
         free(d->b[i]);
     }
     free(d->b);
@@ -568,6 +759,7 @@ void mc_ssd_disk_close(mc_ssd_disk_t *d)
     pthread_key_delete(d->rkey);
     if (d->lock_fd >= 0) close(d->lock_fd);
     free(d->wbuf);
+    free(d->jbuf);
     free(d->path);
     pthread_mutex_destroy(&d->mu);
     free(d);
@@ -584,29 +776,41 @@ int mc_ssd_disk_direct(const mc_ssd_disk_t *d)
 }
 
 /* ---- writes ----
- * The writer stages records in nslot pieces of `piece` bytes (1 MiB) and
+ * The writer stages values in nslot pieces of `piece` bytes (1 MiB) and
  * keeps up to qd of them in flight: while the disk writes the pieces already
  * full, the writer copies and checksums the next objects into a free one, so
- * the copy overlaps the I/O. Records are packed (64-byte aligned) one after
- * the other; every write is 4 KiB aligned, so the last, partly filled block
- * of a batch is written padded and kept (`carry`): the next batch starts by
- * rewriting that block with the same bytes and more records after them. No
- * fsync: a record becomes a replica once its write completed, and a crash
- * loses at most a torn tail, which the scan drops. */
+ * the copy overlaps the I/O. Values go one after the other, each where
+ * mc_ssd_val_off puts it (4 KiB aligned from 4 KiB up, packed on 64 bytes
+ * below); their journal entries gather in one buffer per batch and bucket,
+ * written in one piece at the batch's end (or when the writer moves to a new
+ * bucket), while the last values are written. Every write is 4 KiB aligned,
+ * so the last, partly filled block of a batch (values and journal) is
+ * written padded and kept (`carry`, `jcarry`): the next batch starts by
+ * rewriting that block with the same bytes and more after them. No fsync: a
+ * value becomes a replica once its writes (value and entry) completed, and a
+ * crash loses at most a torn tail, whose checksums the scan finds wrong. The
+ * pieces are registered with the ring (fixed buffers) when the kernel and
+ * RLIMIT_MEMLOCK allow: no page pinning per write. */
+
+#define JSLOT MC_SSD_WRITE_SLOTS_MAX /* io[] and busy[] of the journal's write */
 
 typedef struct {
     mc_ssd_disk_t *d;
-    bucket_t *b;   /* the bucket being appended to */
-    uint64_t base; /* file offset of the current piece (4 KiB aligned) */
-    uint64_t fill; /* bytes in the current piece */
-    unsigned cur;  /* the piece being filled */
+    bucket_t *b;    /* the bucket being appended to */
+    uint64_t base;  /* file offset of the current piece (4 KiB aligned) */
+    uint64_t fill;  /* bytes in the current piece */
+    uint64_t jbase; /* journal file offset of d->jbuf[0] (4 KiB aligned) */
+    uint64_t jfill; /* bytes in d->jbuf */
+    size_t jnew;    /* entries appended to it in this batch */
+    unsigned cur;   /* the piece being filled */
     unsigned inflight;
-    uint8_t busy[MC_SSD_WRITE_SLOTS_MAX];
+    uint8_t busy[MC_SSD_WRITE_SLOTS_MAX + 1];
     struct {
-        int fd;
+        int fd, fixed;
+        uint8_t *buf;
         uint64_t off, len, done;
         uint64_t bucket;
-    } io[MC_SSD_WRITE_SLOTS_MAX];
+    } io[MC_SSD_WRITE_SLOTS_MAX + 1];
     int err;
 } wr_t;
 
@@ -618,8 +822,9 @@ static uint8_t *wr_slot(wr_t *w, unsigned i)
 static void wr_fail(wr_t *w, unsigned i, int res)
 {
     if (!w->err)
-        MC_LOGE(TAG, "write to bucket %016" PRIx64 " at %" PRIu64 ": %s", w->io[i].bucket,
-                w->io[i].off, res < 0 ? strerror(-res) : "no progress");
+        MC_LOGE(TAG, "write to bucket %016" PRIx64 "%s at %" PRIu64 ": %s", w->io[i].bucket,
+                i == JSLOT ? " (journal)" : "", w->io[i].off,
+                res < 0 ? strerror(-res) : "no progress");
     w->err = MC_ERR_WRITE_FAIL;
 }
 
@@ -632,9 +837,31 @@ static void wr_prep(wr_t *w, unsigned i)
         wr_fail(w, i, -EAGAIN);
         return;
     }
-    io_uring_prep_write(sqe, w->io[i].fd, wr_slot(w, i) + w->io[i].done,
-                        (unsigned)(w->io[i].len - w->io[i].done), w->io[i].off + w->io[i].done);
+    uint8_t *p = w->io[i].buf + w->io[i].done;
+    unsigned n = (unsigned)(w->io[i].len - w->io[i].done);
+    uint64_t off = w->io[i].off + w->io[i].done;
+    if (w->io[i].fixed)
+        io_uring_prep_write_fixed(sqe, w->io[i].fd, p, n, off, 0);
+    else
+        io_uring_prep_write(sqe, w->io[i].fd, p, n, off);
     io_uring_sqe_set_data64(sqe, i);
+}
+
+/* Starts write i of len bytes at buf to (fd, off). */
+static void wr_start(wr_t *w, unsigned i, int fd, uint8_t *buf, uint64_t len, uint64_t off,
+                     int fixed)
+{
+    w->io[i].fd = fd;
+    w->io[i].fixed = fixed;
+    w->io[i].buf = buf;
+    w->io[i].bucket = w->b->id;
+    w->io[i].off = off;
+    w->io[i].len = len;
+    w->io[i].done = 0;
+    w->busy[i] = 1;
+    w->inflight++;
+    wr_prep(w, i);
+    if (w->busy[i]) io_uring_submit(&w->d->wring);
 }
 
 /* Waits for one completion and books it (a short write is resubmitted). */
@@ -653,7 +880,7 @@ static void wr_reap(wr_t *w)
     unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&w->d->wring, cqe);
-    if (i >= w->d->nslot || !w->busy[i]) { /* a completion we never asked for */
+    if ((i >= w->d->nslot && i != JSLOT) || !w->busy[i]) { /* a completion we never asked for */
         MC_LOGE(TAG, "io_uring: stray completion %u", i);
         abort();
     }
@@ -681,15 +908,7 @@ static void wr_submit(wr_t *w)
     uint64_t len = MC_SSD_ALIGN_UP(w->fill);
     if (w->fill && !w->err) {
         memset(wr_slot(w, i) + w->fill, 0, len - w->fill);
-        w->io[i].fd = w->b->fd;
-        w->io[i].bucket = w->b->id;
-        w->io[i].off = w->base;
-        w->io[i].len = len;
-        w->io[i].done = 0;
-        w->busy[i] = 1;
-        w->inflight++;
-        wr_prep(w, i);
-        if (w->busy[i]) io_uring_submit(&w->d->wring);
+        wr_start(w, i, w->b->fd, wr_slot(w, i), len, w->base, w->d->wfixed);
     }
     w->base += len;
     w->fill = 0;
@@ -717,50 +936,115 @@ static void wr_bytes(wr_t *w, const void *src, uint64_t n)
     }
 }
 
-/* Books the bytes appended to the current bucket (its tail and the usage). */
+/* n zero bytes (the padding before a value). */
+static void wr_zero(wr_t *w, uint64_t n)
+{
+    while (n && !w->err) {
+        uint64_t room = w->d->piece - w->fill, k = n < room ? n : room;
+        memset(wr_slot(w, w->cur) + w->fill, 0, k);
+        w->fill += k;
+        n -= k;
+        if (w->fill == w->d->piece) wr_submit(w);
+    }
+}
+
+/* Appends a journal entry (header and key) to the batch's journal buffer. */
+static void wr_jent(wr_t *w, const mc_ssd_jent_t *e, const char *key)
+{
+    mc_ssd_disk_t *d = w->d;
+    uint64_t jl = mc_ssd_jent_len(e->key_len);
+    if (w->jfill + jl + MC_SSD_ALIGN > d->jcap) { /* no write of it is in flight */
+        uint64_t nc = d->jcap * 2;
+        while (w->jfill + jl + MC_SSD_ALIGN > nc)
+            nc *= 2;
+        uint8_t *nb = NULL;
+        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, nc)) {
+            w->err = MC_ERR_INTERNAL;
+            return;
+        }
+        memcpy(nb, d->jbuf, w->jfill);
+        free(d->jbuf);
+        d->jbuf = nb;
+        d->jcap = nc;
+    }
+    uint8_t *p = d->jbuf + w->jfill;
+    mc_ssd_jent_encode(e, p);
+    memcpy(p + MC_SSD_JENT_HDR, key, e->key_len);
+    memset(p + MC_SSD_JENT_HDR + e->key_len, 0, jl - MC_SSD_JENT_HDR - e->key_len);
+    w->jfill += jl;
+    w->jnew++;
+}
+
+/* Writes the journal buffer (padded to 4 KiB) when it has new entries;
+ * wait: until it landed (the buffer is then free for the next bucket). */
+static void wr_jflush(wr_t *w, int wait)
+{
+    if (!w->b || w->err || !w->jnew) return;
+    uint64_t len = MC_SSD_ALIGN_UP(w->jfill);
+    memset(w->d->jbuf + w->jfill, 0, len - w->jfill);
+    wr_start(w, JSLOT, w->b->jfd, w->d->jbuf, len, w->jbase, 0);
+    while (wait && w->busy[JSLOT])
+        wr_reap(w);
+}
+
+/* Books the bytes appended to the current bucket (its tails, the usage). */
 static void wr_commit(wr_t *w)
 {
     if (!w->b) return;
-    uint64_t tail = w->base + w->fill;
+    uint64_t tail = w->base + w->fill, jtail = w->jbase + w->jfill;
     pthread_mutex_lock(&w->d->mu);
     uint64_t old = foot(w->b);
     if (tail > w->b->size) w->b->size = tail;
+    if (jtail > w->b->jsize) w->b->jsize = jtail;
+    if (MC_SSD_ALIGN_UP(jtail) > w->b->jalloc) w->b->jalloc = MC_SSD_ALIGN_UP(jtail);
     w->d->used += foot(w->b) - old;
     pthread_mutex_unlock(&w->d->mu);
 }
 
-/* Continues the last bucket at its tail: its last block rewritten from the
- * carry, or, without one (after a restart or a failed write), from the next
- * 4 KiB boundary. */
+/* Continues the last bucket at its tails: their last blocks rewritten from
+ * the carries, or, without one (after a restart or a failed write), from
+ * the next 4 KiB boundary. A legacy bucket is not continued. */
 static void wr_begin(wr_t *w)
 {
     mc_ssd_disk_t *d = w->d;
     pthread_mutex_lock(&d->mu);
-    w->b = d->nb ? d->b[d->nb - 1] : NULL;
-    uint64_t size = w->b ? w->b->size : 0;
+    w->b = d->nb && d->b[d->nb - 1]->jfd >= 0 ? d->b[d->nb - 1] : NULL;
+    uint64_t size = w->b ? w->b->size : 0, jsize = w->b ? w->b->jsize : 0;
     pthread_mutex_unlock(&d->mu);
-    if (!w->b) return;
-    if (d->carry_len && d->carry_bucket == w->b->id && d->carry_off + d->carry_len == size) {
-        w->base = d->carry_off;
-        memcpy(wr_slot(w, w->cur), d->carry, d->carry_len);
-        w->fill = d->carry_len;
-    } else {
-        w->base = MC_SSD_ALIGN_UP(size);
+    if (w->b) {
+        if (d->carry_len && d->carry_bucket == w->b->id && d->carry_off + d->carry_len == size) {
+            w->base = d->carry_off;
+            memcpy(wr_slot(w, w->cur), d->carry, d->carry_len);
+            w->fill = d->carry_len;
+        } else {
+            w->base = MC_SSD_ALIGN_UP(size);
+        }
+        if (d->jcarry_len && d->jcarry_bucket == w->b->id &&
+            d->jcarry_off + d->jcarry_len == jsize) {
+            w->jbase = d->jcarry_off;
+            memcpy(d->jbuf, d->jcarry, d->jcarry_len);
+            w->jfill = d->jcarry_len;
+        } else {
+            w->jbase = MC_SSD_ALIGN_UP(jsize);
+        }
     }
     d->carry_len = 0;
+    d->jcarry_len = 0;
 }
 
-/* Length a new bucket is allocated to, for a first record of need bytes. */
+/* Length a new bucket is allocated to, for a first value of need bytes. */
 static uint64_t bucket_len(const mc_ssd_disk_t *d, uint64_t need)
 {
     return MC_SSD_ALIGN_UP(need > d->cfg.bucket ? need : d->cfg.bucket);
 }
 
 /* Starts a new bucket for the writer (the pieces of the old one stay in
- * flight), of at least `need` bytes. The file is allocated to its full size
- * up front: writes inside the file's size run in parallel on filesystems
- * that serialise the ones extending it (ext4), and the zeros after the last
- * record end the scan. The old bucket is cut to its tail. */
+ * flight; its journal is written first), of at least `need` bytes. The file
+ * is allocated to its full size up front: writes inside the file's size run
+ * in parallel on filesystems that serialise the ones extending it (ext4),
+ * and its values are where the journal says. The old bucket is cut to its
+ * tail when that is short of its length (ext4 waits for the writes in flight
+ * to a file it cuts: a full bucket is left alone). */
 static int wr_new_bucket(wr_t *w, uint64_t need)
 {
     mc_ssd_disk_t *d = w->d;
@@ -768,15 +1052,18 @@ static int wr_new_bucket(wr_t *w, uint64_t need)
         wr_commit(w);
         uint64_t end = MC_SSD_ALIGN_UP(w->base + w->fill);
         if (w->fill) wr_submit(w);
-        if (ftruncate(w->b->fd, (off_t)end) == 0) {
-            pthread_mutex_lock(&d->mu);
-            uint64_t old = foot(w->b);
-            w->b->alloc = end;
-            d->used = d->used - old + foot(w->b);
-            pthread_mutex_unlock(&d->mu);
-        } else {
-            MC_LOGW(TAG, "bucket %016" PRIx64 ": cannot cut to %" PRIu64 ": %s", w->b->id, end,
-                    strerror(errno));
+        wr_jflush(w, 1);
+        if (end < w->b->alloc) {
+            if (ftruncate(w->b->fd, (off_t)end) == 0) {
+                pthread_mutex_lock(&d->mu);
+                uint64_t old = foot(w->b);
+                w->b->alloc = end;
+                d->used = d->used - old + foot(w->b);
+                pthread_mutex_unlock(&d->mu);
+            } else {
+                MC_LOGW(TAG, "bucket %016" PRIx64 ": cannot cut to %" PRIu64 ": %s", w->b->id, end,
+                        strerror(errno));
+            }
         }
     }
     if (w->err) return w->err;
@@ -803,16 +1090,21 @@ static int wr_new_bucket(wr_t *w, uint64_t need)
     w->b = b;
     w->base = 0;
     w->fill = 0;
+    w->jbase = 0;
+    w->jfill = 0;
+    w->jnew = 0;
     return 0;
 }
 
-/* Ends a batch: the partly filled piece goes out (wr_drain then waits for
- * everything in flight), the last partial block is kept for the next batch. */
+/* Ends a batch: the partly filled piece and the journal go out (wr_drain
+ * then waits for everything in flight), the last partial blocks are kept
+ * for the next batch. */
 static void wr_end(wr_t *w)
 {
     mc_ssd_disk_t *d = w->d;
     wr_commit(w);
-    if (w->fill && !w->err) {
+    if (!w->b || w->err) return;
+    if (w->fill) {
         uint64_t blk = w->fill / MC_SSD_ALIGN * MC_SSD_ALIGN;
         d->carry_len = w->fill - blk;
         memcpy(d->carry, wr_slot(w, w->cur) + blk, d->carry_len);
@@ -820,6 +1112,12 @@ static void wr_end(wr_t *w)
         d->carry_bucket = w->b->id;
         wr_submit(w);
     }
+    uint64_t jblk = w->jfill / MC_SSD_ALIGN * MC_SSD_ALIGN;
+    d->jcarry_len = w->jfill - jblk;
+    memcpy(d->jcarry, d->jbuf + jblk, d->jcarry_len);
+    d->jcarry_off = w->jbase + jblk;
+    d->jcarry_bucket = w->b->id;
+    wr_jflush(w, 0);
 }
 
 /* 1 while b is still in the table (eviction may drop an older bucket). */
@@ -836,11 +1134,13 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
     wr_t w;
     memset(&w, 0, sizeof w);
     w.d = d;
-    uint64_t *offs = calloc(n ? n : 1, sizeof *offs);
-    bucket_t **bk = calloc(n ? n : 1, sizeof *bk);
-    uint8_t *early = calloc(n ? n : 1, 1); /* indexed before the last writes completed */
-    if (!offs || !bk || !early) {
+    size_t m = n ? n : 1;
+    uint64_t *offs = calloc(m, sizeof *offs), *sums = calloc(m, sizeof *sums);
+    bucket_t **bk = calloc(m, sizeof *bk);
+    uint8_t *early = calloc(m, 1); /* indexed before the last writes completed */
+    if (!offs || !sums || !bk || !early) {
         free(offs);
+        free(sums);
         free(bk);
         free(early);
         for (size_t i = 0; i < n; i++)
@@ -850,10 +1150,10 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
     wr_begin(&w);
     pthread_mutex_lock(&d->mu);
     /* usage at the start (drops only lower it meanwhile), what the current
-     * bucket took then, what the buckets this call left took more */
-    uint64_t used0 = d->used, foot0 = w.b ? foot(w.b) : 0, added = 0;
+     * bucket's .dat took then, what the buckets this call left took more,
+     * the journal bytes this call added (and a block of rounding per bucket) */
+    uint64_t used0 = d->used, foot0 = w.b ? dfoot(w.b) : 0, added = 0, jadd = MC_SSD_ALIGN;
     pthread_mutex_unlock(&d->mu);
-    static const uint8_t zeros[MC_SSD_REC_ALIGN];
     for (size_t i = 0; i < n; i++) {
         size_t kl = strlen(keys[i]);
         rcs[i] = 0;
@@ -861,34 +1161,33 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
             rcs[i] = MC_ERR_INVALID_PARAMS;
             continue;
         }
-        uint64_t rl = mc_ssd_rec_len(kl, sizes[i]);
-        uint64_t tail = w.b ? w.base + w.fill : 0;
-        int fresh = !w.b || (tail > 0 && tail + rl > d->cfg.bucket);
-        uint64_t alloc = w.b ? w.b->alloc : 0, end = tail + rl > alloc ? tail + rl : alloc;
-        uint64_t grow = fresh ? bucket_len(d, rl) : end - foot0;
-        if (used0 + added + grow > d->cfg.quota) {
+        uint64_t jl = mc_ssd_jent_len(kl);
+        uint64_t tail = w.b ? w.base + w.fill : 0, voff = mc_ssd_val_off(tail, sizes[i]);
+        int fresh = !w.b || (tail > 0 && voff + sizes[i] > d->cfg.bucket);
+        if (fresh) voff = 0;
+        uint64_t alloc = w.b ? w.b->alloc : 0, end = voff + sizes[i] > alloc ? voff + sizes[i] : alloc;
+        uint64_t grow = fresh ? bucket_len(d, sizes[i]) : end - foot0;
+        if (used0 + added + grow + jadd + jl > d->cfg.quota) {
             rcs[i] = MC_ERR_NO_AVAILABLE_HANDLE;
             continue;
         }
         if (fresh) {
-            if (w.b) added += MC_SSD_ALIGN_UP(tail) - foot0; /* it is cut to its tail */
-            if (wr_new_bucket(&w, rl)) break;
+            if (w.b) { /* it is cut to its tail */
+                added += MC_SSD_ALIGN_UP(tail) - foot0;
+                jadd += MC_SSD_ALIGN;
+            }
+            if (wr_new_bucket(&w, sizes[i])) break;
             foot0 = 0;
         }
-        mc_ssd_rec_t rec = {(uint32_t)kl,
-                            sizes[i],
-                            stamps[i],
-                            XXH3_64bits(srcs[i], sizes[i]),
-                            XXH3_64bits(keys[i], kl),
-                            rl};
-        uint8_t hdr[MC_SSD_REC_HDR];
-        mc_ssd_rec_encode(&rec, hdr);
-        offs[i] = w.base + w.fill;
+        wr_zero(&w, voff - (w.base + w.fill));
+        sums[i] = XXH3_64bits(srcs[i], sizes[i]);
+        mc_ssd_jent_t e = {(uint32_t)kl, voff, sizes[i], stamps[i], sums[i],
+                           XXH3_64bits(keys[i], kl)};
+        offs[i] = voff;
         bk[i] = w.b;
-        wr_bytes(&w, hdr, sizeof hdr);
-        wr_bytes(&w, keys[i], kl);
         wr_bytes(&w, srcs[i], sizes[i]);
-        wr_bytes(&w, zeros, rl - (MC_SSD_REC_HDR + kl + sizes[i]));
+        wr_jent(&w, &e, keys[i]);
+        jadd += jl;
         if (w.err) break;
     }
     wr_end(&w);
@@ -902,21 +1201,12 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
         if (rcs[i] || !bk[i] || mc_map_get(d->index, keys[i])) continue;
         if (bk[i] != ok && !bucket_live_locked(d, bk[i])) continue;
         ok = bk[i];
-        ent_t *e = calloc(1, sizeof *e);
-        if (!e) continue;
-        *e =
-            (ent_t){bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]), sizes[i], stamps[i]};
-        if (mc_map_put(d->index, keys[i], e, NULL) != 0) {
-            free(e);
-            continue;
-        }
-        bk[i]->live += e->rec_len;
-        bk[i]->nlive++;
-        early[i] = 1;
+        ent_t v = {bk[i], offs[i], sizes[i], sizes[i], stamps[i], sums[i], 0};
+        if (ent_put_locked(d, keys[i], &v) == 0) early[i] = 1;
     }
     pthread_mutex_unlock(&d->mu);
     wr_drain(&w);
-    if (w.err) d->carry_len = 0;
+    if (w.err) d->carry_len = d->jcarry_len = 0;
     ok = NULL;
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < n; i++) {
@@ -932,13 +1222,12 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
             continue;
         }
         ok = bk[i];
-        if (!early[i] &&
-            ent_put_locked(d, keys[i], bk[i], offs[i], mc_ssd_rec_len(strlen(keys[i]), sizes[i]),
-                           sizes[i], stamps[i]) != 0)
-            rcs[i] = MC_ERR_INTERNAL;
+        ent_t v = {bk[i], offs[i], sizes[i], sizes[i], stamps[i], sums[i], 0};
+        if (!early[i] && ent_put_locked(d, keys[i], &v) != 0) rcs[i] = MC_ERR_INTERNAL;
     }
     pthread_mutex_unlock(&d->mu);
     free(offs);
+    free(sums);
     free(bk);
     free(early);
     return w.err;
@@ -950,7 +1239,7 @@ uint64_t mc_ssd_disk_rec_len(mc_ssd_disk_t *d, const char *key, uint64_t *size, 
 {
     pthread_mutex_lock(&d->mu);
     ent_t *e = mc_map_get(d->index, key);
-    uint64_t rl = e ? span_len(e->off, e->rec_len) : 0;
+    uint64_t rl = e ? span_len(e->off, ent_bytes(e)) : 0;
     if (e && size) *size = e->data_len;
     if (e && stamp) *stamp = e->stamp;
     pthread_mutex_unlock(&d->mu);
@@ -969,7 +1258,7 @@ static void buckets_put(mc_ssd_disk_t *d, bucket_t *const *bs, size_t n)
     }
     pthread_mutex_unlock(&d->mu);
     for (size_t i = 0; i < nf; i++) {
-        close(freed[i]->fd);
+        bucket_close(freed[i]);
         free(freed[i]);
     }
 }
@@ -994,7 +1283,7 @@ static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *k
             continue;
         }
         copy[i] = *e;
-        uint64_t skip = e->off % MC_SSD_ALIGN, span = span_len(e->off, e->rec_len);
+        uint64_t skip = e->off % MC_SSD_ALIGN, span = span_len(e->off, ent_bytes(e));
         if (span > caps[i]) {
             rcs[i] = MC_ERR_BUFFER_OVERFLOW;
             continue;
@@ -1021,14 +1310,23 @@ static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *k
             rcs[i] = MC_ERR_TRANSFER_FAIL;
             continue;
         }
-        mc_ssd_rec_t rec;
-        const char *why;
+        mc_ssd_rec_t rec = {0};
+        const char *why = NULL;
         size_t kl = strlen(key);
-        const uint8_t *p = (const uint8_t *)bufs[i] + copy[i].off % MC_SSD_ALIGN;
-        if (mc_ssd_rec_verify(p, copy[i].rec_len, &rec, &why) || rec.key_len != kl ||
-            memcmp(p + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy[i].data_len) {
+        const uint8_t *p = (const uint8_t *)bufs[i] + copy[i].off % MC_SSD_ALIGN, *val = p;
+        int bad;
+        if (copy[i].legacy) { /* the whole record: header, key, value */
+            bad = mc_ssd_rec_verify(p, copy[i].rec_len, &rec, &why) || rec.key_len != kl ||
+                  memcmp(p + MC_SSD_REC_HDR, key, kl) != 0 || rec.data_len != copy[i].data_len;
+            if (!why && bad) why = "another key";
+            val = p + MC_SSD_REC_HDR + kl;
+        } else { /* the value, against its journal entry's checksum */
+            bad = XXH3_64bits(p, copy[i].data_len) != copy[i].data_sum;
+            why = "value checksum mismatch";
+        }
+        if (bad) {
             MC_LOGW(TAG, "record of '%.128s' (bucket offset %" PRIu64 "): %s; dropped, not served",
-                    key, copy[i].off, rec.key_len != kl ? "another key" : why);
+                    key, copy[i].off, why);
             pthread_mutex_lock(&d->mu);
             d->corrupt++;
             ent_t *now = mc_map_get(d->index, key);
@@ -1037,9 +1335,9 @@ static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *k
             rcs[i] = MC_ERR_CHECKSUM_MISMATCH;
             continue;
         }
-        bytes += copy[i].rec_len;
-        datas[i] = p + MC_SSD_REC_HDR + kl;
-        sizes[i] = rec.data_len;
+        bytes += ent_bytes(&copy[i]);
+        datas[i] = val;
+        sizes[i] = copy[i].data_len;
     }
     if (bytes) __atomic_fetch_add(&d->read, bytes, __ATOMIC_RELAXED);
     return 0;
@@ -1188,7 +1486,7 @@ void mc_ssd_disk_drop_bucket(mc_ssd_disk_t *d, uint64_t id)
     if (!last) b->dropped = 1;
     pthread_mutex_unlock(&d->mu);
     if (last) {
-        close(b->fd);
+        bucket_close(b);
         free(b);
     }
 }

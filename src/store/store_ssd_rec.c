@@ -72,6 +72,68 @@ int mc_ssd_rec_verify(const uint8_t *buf, size_t len, mc_ssd_rec_t *r, const cha
     return 0;
 }
 
+/* ---- version 3: journal entries, values in whole blocks ---- */
+
+#define JENT_MAGIC 0x4A53434Du /* "MCSJ" */
+#define JENT_VERSION 3
+
+uint64_t mc_ssd_jent_len(size_t key_len)
+{
+    uint64_t n = MC_SSD_JENT_HDR + key_len;
+    return (n + MC_SSD_REC_ALIGN - 1) / MC_SSD_REC_ALIGN * MC_SSD_REC_ALIGN;
+}
+
+uint64_t mc_ssd_val_off(uint64_t tail, uint64_t size)
+{
+    if (size >= MC_SSD_ALIGN) return MC_SSD_ALIGN_UP(tail);
+    uint64_t off = (tail + MC_SSD_REC_ALIGN - 1) / MC_SSD_REC_ALIGN * MC_SSD_REC_ALIGN;
+    if (off / MC_SSD_ALIGN != (off + size - 1) / MC_SSD_ALIGN) off = MC_SSD_ALIGN_UP(off);
+    return off;
+}
+
+void mc_ssd_jent_encode(const mc_ssd_jent_t *e, uint8_t out[MC_SSD_JENT_HDR])
+{
+    mc_wr_t w = mc_wr_init(out, MC_SSD_JENT_HDR);
+    mc_wr_u32(&w, JENT_MAGIC);
+    mc_wr_u16(&w, JENT_VERSION);
+    mc_wr_u16(&w, MC_SSD_JENT_HDR);
+    mc_wr_u32(&w, e->key_len);
+    mc_wr_u32(&w, 0);
+    mc_wr_u64(&w, e->off);
+    mc_wr_u64(&w, e->data_len);
+    mc_wr_u64(&w, e->stamp);
+    mc_wr_u64(&w, e->data_sum);
+    mc_wr_u64(&w, e->key_sum);
+    mc_wr_u64(&w, XXH3_64bits(out, 56));
+}
+
+int mc_ssd_jent_decode(const uint8_t *buf, size_t len, mc_ssd_jent_t *e, const char **why)
+{
+    if (len < MC_SSD_JENT_HDR) return *why = "short entry", -1;
+    mc_rd_t rd = mc_rd_init(buf, MC_SSD_JENT_HDR);
+    uint32_t magic = mc_rd_u32(&rd);
+    uint16_t ver = mc_rd_u16(&rd), hl = mc_rd_u16(&rd);
+    e->key_len = mc_rd_u32(&rd);
+    uint32_t zero = mc_rd_u32(&rd);
+    e->off = mc_rd_u64(&rd);
+    e->data_len = mc_rd_u64(&rd);
+    e->stamp = mc_rd_u64(&rd);
+    e->data_sum = mc_rd_u64(&rd);
+    e->key_sum = mc_rd_u64(&rd);
+    uint64_t sum = mc_rd_u64(&rd);
+    if (magic != JENT_MAGIC) return *why = "bad magic", -1;
+    if (sum != XXH3_64bits(buf, 56)) return *why = "entry checksum mismatch", -1;
+    if (ver != JENT_VERSION || hl != MC_SSD_JENT_HDR || zero) return *why = "unknown version", -1;
+    if (e->key_len == 0 || e->key_len > MC_SSD_KEY_MAX) return *why = "bad key length", -1;
+    if (e->data_len == 0 || e->data_len > MC_SSD_DATA_MAX || e->off > MC_SSD_DATA_MAX)
+        return *why = "bad value length", -1;
+    if (e->off != mc_ssd_val_off(e->off, e->data_len)) return *why = "misplaced value", -1;
+    if (len < mc_ssd_jent_len(e->key_len)) return *why = "torn entry", -1;
+    if (XXH3_64bits(buf + MC_SSD_JENT_HDR, e->key_len) != e->key_sum)
+        return *why = "key checksum mismatch", -1;
+    return 0;
+}
+
 /* ---- staging protocol ---- */
 
 void mc_ssd_hdr_encode(const mc_ssd_hdr_t *h, uint8_t out[MC_SSD_SRV_HDR])

@@ -1,9 +1,10 @@
 /* libFuzzer target: the SSD tier's decoders of bytes from disk and from the
  * network (store_ssd_rec.c): record headers and whole records read back from
  * bucket files, the staging protocol's frame headers (both directions), STAGE
- * requests and replies. The first byte picks the decoder. A record accepted
- * by the decoder is re-encoded and must give back the same header (version 2,
- * what is written; version 1 records, padded to 4 KiB, are only read). */
+ * requests and replies, and version 3's journal entries. The first byte
+ * picks the decoder. A record or entry accepted by the decoder is re-encoded
+ * and must give back the same header (version 1 and 2 records are only read:
+ * version 2 headers re-encode as they were). */
 #include <stdint.h>
 #include <string.h>
 
@@ -16,7 +17,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     const char *why = NULL;
-    switch (which % 5) {
+    switch (which % 6) {
+    case 5: {
+        mc_ssd_jent_t e;
+        if (mc_ssd_jent_decode(p, n, &e, &why) == 0) {
+            if (e.key_len == 0 || e.key_len > MC_SSD_KEY_MAX || mc_ssd_jent_len(e.key_len) > n ||
+                mc_ssd_val_off(e.off, e.data_len) != e.off)
+                __builtin_trap();
+            uint8_t again[MC_SSD_JENT_HDR];
+            mc_ssd_jent_encode(&e, again);
+            if (memcmp(again, p, MC_SSD_JENT_HDR) != 0) __builtin_trap();
+        } else if (!why) {
+            __builtin_trap();
+        }
+        break;
+    }
     case 0: {
         mc_ssd_rec_t r;
         if (mc_ssd_rec_decode(p, n, &r, &why) == 0) {
@@ -39,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2:
     case 3: {
         mc_ssd_hdr_t h;
-        if (mc_ssd_hdr_decode(p, n, which % 5 == 3, &h, &why) == 0 && h.len > MC_SSD_SRV_FRAME_MAX)
+        if (mc_ssd_hdr_decode(p, n, which % 6 == 3, &h, &why) == 0 && h.len > MC_SSD_SRV_FRAME_MAX)
             __builtin_trap();
         break;
     }

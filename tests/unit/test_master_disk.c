@@ -3,7 +3,9 @@
  * disk replicas, eviction leaves them on disk only, and a promotion never
  * takes the pool past the high watermark (it waits; promoting by eviction
  * churned, each copy pushing out the one promoted before it). Also the
- * DISK_CONFIG answer of --root_fs_dir. */
+ * DISK_CONFIG answer of --root_fs_dir; with --offload_on_evict, eviction
+ * holds an object while its offload is pending, and a stall of the master
+ * (no owner could poll meanwhile) extends the hold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "master_disk.h"
+#include "master_int.h"
 #include "master_service.h"
 #include "mooncake/err.h"
 
@@ -157,6 +160,63 @@ static void test_promotion_stays_under_high_watermark(void **state)
     mc_master_free(m);
 }
 
+/* --offload_on_evict: the pool past its watermark, eviction keeps the
+ * objects whose offloads are pending for MC_MASTER_DISK_HOLD_MS; a stall of
+ * the master (its loop did not run) extends that by the stall, since no
+ * owner could take or report a copy meanwhile; past it they go. */
+/* Runs the master's tick (and the owner's heartbeat) from `from` to `to` in
+ * steps of 200 ms: a larger jump of the fake clock would read as a stall. */
+static void run_until(mc_master_t *m, uint64_t from, uint64_t to)
+{
+    for (uint64_t t = from; t <= to; t += 200) {
+        int st;
+        (void)mc_master_ping(m, CA, t, &st);
+        mc_master_tick(m, t);
+    }
+}
+
+static void test_hold_extended_by_stall(void **state)
+{
+    (void)state;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    cfg.enable_offload = 1;
+    cfg.offload_on_evict = 1;
+    cfg.default_kv_lease_ttl_ms = 100; /* the gets below hold objects that long */
+    mc_master_t *m;
+    assert_int_equal(mc_master_new(&cfg, &m), 0);
+    uint64_t now = 1000000;
+    mount_all(m, 10 * MiB, now);
+    char key[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        put(m, key, MiB, now + (uint64_t)i);
+    }
+    int mem, disk;
+    mc_master_tick(m, now + 100); /* eviction: k0's offload queued, k0 held */
+    assert_int_equal(kinds(m, "k0", now + 101, &mem, &disk), 0);
+    assert_int_equal(mem, 1);
+    /* the master stopped for 8 s: past the hold of an unstalled master ... */
+    mc__master_stalled(m, now + 100, now + 8100, "test");
+    uint64_t t = now + 8100 + 1000;
+    run_until(m, now + 8100, t);
+    for (int i = 0; i < 10; i++) { /* ... every object is still held */
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(kinds(m, key, t + 1, &mem, &disk), 0);
+        assert_int_equal(mem, 1);
+    }
+    /* and past the extended hold, with no copy reported, objects go */
+    uint64_t late = now + 100 + 8000 + MC_MASTER_DISK_HOLD_MS + 1000;
+    run_until(m, t, late);
+    int left = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        left += kinds(m, key, late + 1, &mem, &disk) == 0;
+    }
+    assert_true(left < 10);
+    mc_master_free(m);
+}
+
 static void test_disk_config(void **state)
 {
     (void)state;
@@ -182,6 +242,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_stays_under_high_watermark),
         cmocka_unit_test(test_disk_config),
+        cmocka_unit_test(test_hold_extended_by_stall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

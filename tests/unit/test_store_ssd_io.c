@@ -5,7 +5,11 @@
  * followed by more appends and another reopen, a torn batch (a zeroed block)
  * and the quota counted on the files, batched reads (more keys than the
  * ring holds, missing keys and too small buffers among them) and buckets
- * dropped while readers read them. Every value is checked byte for byte. */
+ * dropped while readers read them; the version-3 format: a 4 KiB value in
+ * one 4 KiB block, a torn journal entry (the entries before it kept, appends
+ * after it found by the next scan), a corrupt value dropped by the scan, and
+ * a legacy (version 2) bucket still read. Every value is checked byte for
+ * byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +24,8 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "mooncake/err.h"
 #include "store_ssd.h"
@@ -338,6 +344,227 @@ static void test_drop_while_reading(void **state)
     mc_ssd_disk_close(d);
 }
 
+/* Writes objects [from, to) of `size` bytes each, batch at a time. */
+static void write_sized(mc_ssd_disk_t *d, size_t from, size_t to, size_t batch, uint64_t size)
+{
+    for (size_t i = from; i < to; i += batch) {
+        size_t n = to - i < batch ? to - i : batch;
+        char keys[64][32];
+        const char *kp[64];
+        const void *src[64];
+        uint64_t sz[64], st[64];
+        int rc[64];
+        assert_true(n <= 64);
+        for (size_t k = 0; k < n; k++) {
+            snprintf(keys[k], sizeof keys[k], "obj-%zu", i + k);
+            kp[k] = keys[k];
+            sz[k] = size;
+            st[k] = 1000 + i + k;
+            uint8_t *v = malloc(size);
+            obj_fill(i + k, v, size);
+            src[k] = v;
+        }
+        assert_int_equal(mc_ssd_disk_write(d, kp, src, sz, st, n, rc), 0);
+        for (size_t k = 0; k < n; k++) {
+            assert_int_equal(rc[k], 0);
+            free((void *)src[k]);
+        }
+    }
+}
+
+/* Reads objects [from, to) of `size` bytes; how many were found (all exact). */
+static size_t check_sized(mc_ssd_disk_t *d, size_t from, size_t to, uint64_t size)
+{
+    size_t found = 0;
+    uint8_t *buf = NULL, *want = malloc(size);
+    assert_int_equal(posix_memalign((void **)&buf, MC_SSD_ALIGN, size + 2 * MC_SSD_ALIGN), 0);
+    for (size_t i = from; i < to; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        const uint8_t *data = NULL;
+        uint64_t got = 0;
+        int rc = mc_ssd_disk_read(d, key, buf, size + 2 * MC_SSD_ALIGN, &data, &got);
+        if (rc == MC_ERR_OBJECT_NOT_FOUND) continue;
+        assert_int_equal(rc, 0);
+        assert_int_equal(got, size);
+        obj_fill(i, want, size);
+        assert_memory_equal(data, want, size);
+        found++;
+    }
+    free(buf);
+    free(want);
+    return found;
+}
+
+static void path_of(char *p, size_t n, uint64_t id, const char *ext)
+{
+    snprintf(p, n, "%s/bucket-%016llx.%s", dir, (unsigned long long)id, ext);
+}
+
+/* Version 3: a 4 KiB value is read as one 4 KiB block (its header and key
+ * are in the journal), in odd batches (each batch rewrites the journal's
+ * last block) and after a reopen; smaller values never cross a block. */
+static void test_block_values(void **state)
+{
+    (void)state;
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 8ull << 20);
+    write_sized(d, 0, 300, 7, 4096);
+    for (size_t i = 0; i < 300; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        assert_int_equal(mc_ssd_disk_rec_len(d, key, NULL, NULL), MC_SSD_ALIGN);
+    }
+    mc_ssd_disk_close(d);
+    d = open_disk(4ull << 30, 8ull << 20);
+    assert_int_equal(check_sized(d, 0, 300, 4096), 300);
+    mc_ssd_disk_stats_t st;
+    mc_ssd_disk_stats(d, &st);
+    assert_int_equal(st.dropped_corrupt, 0);
+    /* values of 1000 bytes: four to a block, none across two */
+    write_sized(d, 300, 340, 9, 1000);
+    for (size_t i = 300; i < 340; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        assert_int_equal(mc_ssd_disk_rec_len(d, key, NULL, NULL), MC_SSD_ALIGN);
+    }
+    assert_int_equal(check_sized(d, 300, 340, 1000), 40);
+    mc_ssd_disk_close(d);
+    assert_int_equal(mc_ssd_val_off(4095, 4096), 4096);
+    assert_int_equal(mc_ssd_val_off(4000, 200), 4096);
+    assert_int_equal(mc_ssd_val_off(4000, 64), 4032);
+    assert_int_equal(mc_ssd_val_off(1, 10), 64);
+}
+
+/* A journal entry corrupted in the middle of the tail bucket's journal: the
+ * entries before it are served, none after it; appends continue and the
+ * next scan finds them (the rest of the bad entry's block was zeroed). */
+static void test_torn_journal(void **state)
+{
+    (void)state;
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 64ull << 20);
+    write_sized(d, 0, 100, 10, 8192);
+    mc_ssd_disk_close(d);
+    char p[512];
+    path_of(p, sizeof p, 0, "idx");
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    /* entries are 128 bytes here ("obj-N" keys): entry 50 at 6400 */
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, 50 * 128 + 20), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, 50 * 128 + 20), 1);
+    close(fd);
+    d = open_disk(4ull << 30, 64ull << 20);
+    assert_int_equal(check_sized(d, 0, 50, 8192), 50);
+    assert_int_equal(check_sized(d, 50, 100, 8192), 0);
+    write_sized(d, 100, 130, 7, 8192);
+    assert_int_equal(check_sized(d, 100, 130, 8192), 30);
+    mc_ssd_disk_close(d);
+    d = open_disk(4ull << 30, 64ull << 20);
+    assert_int_equal(check_sized(d, 0, 50, 8192), 50);
+    assert_int_equal(check_sized(d, 50, 100, 8192), 0);
+    assert_int_equal(check_sized(d, 100, 130, 8192), 30);
+    mc_ssd_disk_close(d);
+}
+
+/* A byte of a value flipped on disk: the scan drops that key (counted), the
+ * others are served; flipped while open: the read refuses it and drops it. */
+static void test_corrupt_value(void **state)
+{
+    (void)state;
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 64ull << 20);
+    write_sized(d, 0, 20, 20, 4096);
+    mc_ssd_disk_close(d);
+    char p[512];
+    path_of(p, sizeof p, 0, "dat");
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, 3 * 4096 + 7), 1);
+    b ^= 1;
+    assert_int_equal(pwrite(fd, &b, 1, 3 * 4096 + 7), 1);
+    d = open_disk(4ull << 30, 64ull << 20);
+    mc_ssd_disk_stats_t st;
+    mc_ssd_disk_stats(d, &st);
+    assert_int_equal(st.dropped_corrupt, 1);
+    assert_int_equal(st.keys, 19);
+    assert_int_equal(check_sized(d, 0, 20, 4096), 19);
+    assert_int_equal(check_sized(d, 3, 4, 4096), 0);
+    /* and while it is open: value 5 */
+    assert_int_equal(pread(fd, &b, 1, 5 * 4096 + 100), 1);
+    b ^= 1;
+    assert_int_equal(pwrite(fd, &b, 1, 5 * 4096 + 100), 1);
+    close(fd);
+    uint8_t *buf = NULL;
+    assert_int_equal(posix_memalign((void **)&buf, MC_SSD_ALIGN, 8192), 0);
+    const uint8_t *data;
+    uint64_t got;
+    assert_int_equal(mc_ssd_disk_read(d, "obj-5", buf, 8192, &data, &got),
+                     MC_ERR_CHECKSUM_MISMATCH);
+    assert_int_equal(mc_ssd_disk_read(d, "obj-5", buf, 8192, &data, &got),
+                     MC_ERR_OBJECT_NOT_FOUND);
+    free(buf);
+    assert_int_equal(check_sized(d, 0, 20, 4096), 18);
+    mc_ssd_disk_close(d);
+}
+
+/* A version-2 bucket (records with their headers inline, no journal), as
+ * written before version 3: read and checked; appends go to a new bucket. */
+static void test_legacy_bucket(void **state)
+{
+    (void)state;
+    char p[512];
+    path_of(p, sizeof p, 0, "dat");
+    int fd = open(p, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    uint64_t off = 0;
+    for (size_t i = 0; i < 10; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        size_t kl = strlen(key);
+        uint64_t sz = 3000 + 100 * i;
+        uint8_t *v = malloc(sz);
+        obj_fill(i, v, sz);
+        mc_ssd_rec_t r = {(uint32_t)kl,          sz, 1000 + i, XXH3_64bits(v, sz),
+                          XXH3_64bits(key, kl), mc_ssd_rec_len(kl, sz)};
+        uint8_t *rec = calloc(1, r.rec_len);
+        mc_ssd_rec_encode(&r, rec);
+        memcpy(rec + MC_SSD_REC_HDR, key, kl);
+        memcpy(rec + MC_SSD_REC_HDR + kl, v, sz);
+        assert_int_equal(pwrite(fd, rec, r.rec_len, (off_t)off), (ssize_t)r.rec_len);
+        off += r.rec_len;
+        free(rec);
+        free(v);
+    }
+    assert_int_equal(ftruncate(fd, (off_t)MC_SSD_ALIGN_UP(off)), 0);
+    close(fd);
+    mc_ssd_disk_t *d = open_disk(4ull << 30, 8ull << 20);
+    uint8_t *buf = NULL, want[4000];
+    assert_int_equal(posix_memalign((void **)&buf, MC_SSD_ALIGN, 3 * MC_SSD_ALIGN), 0);
+    for (size_t i = 0; i < 10; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "obj-%zu", i);
+        const uint8_t *data;
+        uint64_t got;
+        assert_int_equal(mc_ssd_disk_read(d, key, buf, 3 * MC_SSD_ALIGN, &data, &got), 0);
+        assert_int_equal(got, 3000 + 100 * i);
+        obj_fill(i, want, got);
+        assert_memory_equal(data, want, got);
+    }
+    free(buf);
+    write_sized(d, 10, 20, 5, 4096);
+    char j[512];
+    path_of(j, sizeof j, 1, "idx");
+    assert_int_equal(access(j, F_OK), 0); /* a new, version-3 bucket */
+    mc_ssd_disk_close(d);
+    d = open_disk(4ull << 30, 8ull << 20);
+    assert_int_equal(check_sized(d, 10, 20, 4096), 10);
+    mc_ssd_disk_stats_t st;
+    mc_ssd_disk_stats(d, &st);
+    assert_int_equal(st.keys, 20);
+    mc_ssd_disk_close(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +573,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_while_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_bucket, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,16 +110,14 @@ def test_ssd_corrupt_record_not_served(ssd_master, tmp_path, monkeypatch):
     o.kill()
     buckets = sorted(glob.glob(os.path.join(disk, "bucket-*.dat")))
     assert buckets
-    # record 0 of the first bucket: value starts after the 64-byte header and the key
-    _flip(buckets[0], 64 + 8 + 100)
+    # the first value of the first bucket (a .dat file holds values only, each
+    # of 4 KiB or more on a 4 KiB boundary: these 64 KiB values lie back to back)
+    _flip(buckets[0], 100)
     o.start()
     try:
         assert "value checksum mismatch" in o.c.stderr()
-        # while running: the second record, which starts where the first ends
-        # (the record length is the header's u64 at byte 48)
-        with open(buckets[0], "rb") as f:
-            first_len = int.from_bytes(f.read(64)[48:56], "little")
-        _flip(buckets[0], first_len + 64 + 8 + 100)
+        # while running: the second value, right after the first
+        _flip(buckets[0], 65536 + 100)
         run_case(ssd_master, "case_ssd", "case_check", timeout=120,
                  env_extra=_env(tmp_path, MC_TEST_N=16, MC_TEST_SZ=65536, MC_TEST_ALLOW_MISS=1,
                                 MC_TEST_MIN_OK=14, MC_TEST_DISK_ONLY=1))

@@ -60,7 +60,10 @@ def check_all(s, ks, allow_miss):
         v = s.get(k)
         if v == b"":
             miss += 1
-            assert allow_miss, "miss of %s" % k
+            if not allow_miss:  # say where the master thinks it is
+                desc = [(d.is_memory_replica(), d.is_local_disk_replica())
+                        for d in s.get_replica_desc(k)]
+                assert False, "miss of %s (replicas now, (memory, disk): %s)" % (k, desc)
             continue
         assert v == value(k, SZ), "wrong bytes for %s (%d bytes)" % (k, len(v))
         ok += 1
