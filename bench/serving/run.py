@@ -61,13 +61,15 @@ import wide_model  # noqa: E402
 MiB, GiB = 1 << 20, 1 << 30
 BLOCK = 128          # vLLM CPU's block size: one store key per block (all layers)
 WORDS = 2000         # + BOS = 2001 tokens; 15 full blocks = 1920 tokens loaded on a hit
+WARM_WORDS = 300     # the warm-up round's prompt (2 blocks): every path once, little pool room
 MODELS = {
     # name: (dir, KV bytes a token, vLLM args, pool segment per vLLM instance)
-    "tiny": (os.path.join(ROOT, "build", "e2e", "model"), 2 * 8 * 4 * 64 * 4, [], "768MB"),
+    "tiny": (os.path.join(ROOT, "build", "e2e", "model"), 2 * 8 * 4 * 64 * 4,
+             ["--kv-cache-memory-bytes", str(128 * BLOCK * 2 * 8 * 4 * 64 * 4)], "768MB"),
     "wide": (os.path.join(OUT, "model-wide"), wide_model.KV_BYTES_PER_TOKEN,
              # 20 blocks of 32 MiB: one prompt and its decode; the local cache is reset anyway
              ["--kv-cache-memory-bytes", str(20 * BLOCK * wide_model.KV_BYTES_PER_TOKEN),
-              "--max-model-len", str(18 * BLOCK)], "3GB"),
+              "--max-model-len", str(18 * BLOCK)], "2GB"),
 }
 SYSTEMS = ["ours", "upstream", "lmcache"]
 TARGETS = {  # (phase, what, other system, need): other's median / ours >= need
@@ -192,7 +194,7 @@ class Serving:
         return self.redis_client.info("stats").get("total_net_output_bytes")
 
 
-def start_system(ctx, name, model, quick):
+def start_system(ctx, name, model):
     mdir, kv_tok, vargs, segment = MODELS[model]
     s = Serving(name)
     env = {"VLLM_SERVER_DEV_MODE": "1"}  # POST /reset_prefix_cache
@@ -202,7 +204,13 @@ def start_system(ctx, name, model, quick):
         cfg = ctx.store_config(s.master, name="%s-%s.json" % (name, model),
                                global_segment_size=segment, local_buffer_size="256MB")
         env["MOONCAKE_CONFIG_PATH"] = cfg
-        kv = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"}
+        # lookup_rpc_port names the IPC socket between vLLM's scheduler and its worker
+        # (vllm/distributed/kv_transfer/kv_connector/v1/mooncake/store/worker.py,
+        # get_zmq_rpc_path_lookup): the default (0) is the same path for every instance on a
+        # host, so a second instance takes the first one's socket and each scheduler asks the
+        # other's worker whether a block is stored (and skips saving what the other saved).
+        kv = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both",
+              "kv_connector_extra_config": {"lookup_rpc_port": ctx.free_port()}}
         py = venv_py("vllm-" + name)
     else:
         import redis
@@ -259,6 +267,8 @@ def stream_first(url, prompt, max_tokens=2):
             if not line.startswith("data:") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[5:])
+            if "choices" not in chunk:
+                raise AssertionError("stream error: %s" % line[:300])
             t = chunk["choices"][0].get("text", "")
             if first is None and t:
                 first = time.perf_counter() - t0
@@ -297,10 +307,11 @@ def reset_local(s, timeout=120):
         time.sleep(0.1)
 
 
-def one_round(ctx, s, prompt, kv_tok):
-    """Recompute, pool hit, local hit of one fresh prompt on system s."""
-    full = (WORDS + 1) // BLOCK
-    # LMCache stores a prompt's 15 chunks as more than one Redis key each: wait for any growth
+def one_round(ctx, s, prompt, kv_tok, hits=1, words=WORDS):
+    """Recompute of one fresh prompt on system s, then `hits` pool hits (vLLM's local cache
+    reset before each), then a local hit."""
+    full = (words + 1) // BLOCK
+    # LMCache stores a prompt's chunks as more than one Redis key each: wait for any growth
     want = full if s.redis_client is None else 1
     load0 = loadavg()
     n0 = s.stored(ctx)
@@ -313,39 +324,45 @@ def one_round(ctx, s, prompt, kv_tok):
             n = s.stored(ctx)
             if n != last:
                 last, stable = n, time.monotonic()
-    reset_local(s)
-    ext0, loc0 = hit_counters(ctx, s)
-    rb0 = s.redis_read_bytes()
-    t_hit, text_hit = stream_first(s.vllm.url, prompt)
-    ext1, loc1 = hit_counters(ctx, s)
-    rb1 = s.redis_read_bytes()
+    row = {"system": s.name, "load_avg_1m": load0, "recompute_s": t_rec, "pool_hits_s": [],
+           "pool_hit_tokens": [], "text": text_rec, "texts_equal": True, "hit_ok": True}
+    for _ in range(hits):
+        reset_local(s)
+        ext0, loc0 = hit_counters(ctx, s)
+        rb0 = s.redis_read_bytes()
+        t_hit, text_hit = stream_first(s.vllm.url, prompt)
+        ext1, loc1 = hit_counters(ctx, s)
+        rb1 = s.redis_read_bytes()
+        row["pool_hits_s"].append(t_hit)
+        row["pool_hit_tokens"].append(int(ext1 - ext0))
+        row["texts_equal"] &= text_hit == text_rec
+        row["hit_ok"] &= ext1 - ext0 >= full * BLOCK and loc1 - loc0 < BLOCK
+        if rb0 is not None:
+            row.setdefault("redis_bytes_sent_during_hit", []).append(rb1 - rb0)
     t_loc, text_loc = stream_first(s.vllm.url, prompt)
-    row = {"system": s.name, "load_avg_1m": load0, "recompute_s": t_rec, "pool_hit_s": t_hit,
-           "local_hit_s": t_loc, "pool_hit_tokens": int(ext1 - ext0),
-           "local_tokens_during_hit": int(loc1 - loc0),
-           "text": text_rec, "texts_equal": text_rec == text_hit == text_loc,
-           "hit_ok": ext1 - ext0 >= full * BLOCK and loc1 - loc0 < BLOCK}
-    row["pool_hit_bytes"] = row["pool_hit_tokens"] * kv_tok
-    if rb0 is not None:
-        row["redis_bytes_sent_during_hit"] = rb1 - rb0
+    row["local_hit_s"] = t_loc
+    row["texts_equal"] &= text_loc == text_rec
+    row["pool_hit_s"] = statistics.median(row["pool_hits_s"])
+    row["pool_hit_bytes"] = max(row["pool_hit_tokens"]) * kv_tok
     return row
 
 
-def run_vllm_phase(ctx, model, systems, rounds, quick, report):
+def run_vllm_phase(ctx, model, systems, rounds, hits, report):
     mdir, kv_tok, _, _ = MODELS[model]
     ctx.set_scenario("serving-" + model)
     ctx.log_dir = os.path.join(OUT, "logs", model)
     os.makedirs(ctx.log_dir, exist_ok=True)
     phase = {"phase": model, "model_dir": os.path.relpath(mdir, ROOT), "kv_bytes_per_token":
              kv_tok, "prompt_tokens": WORDS + 1, "loaded_tokens": (WORDS + 1) // BLOCK * BLOCK,
-             "rounds": rounds, "systems": [], "samples": [], "errors": {},
+             "rounds": rounds, "hits_per_round": hits, "systems": [], "samples": [],
+             "errors": {},
              "load_avg_start": loadavg()}
     phase["kv_bytes_per_hit"] = phase["loaded_tokens"] * kv_tok
     live = []
     try:
         for name in systems:
             try:
-                live.append(start_system(ctx, name, model, quick))
+                live.append(start_system(ctx, name, model))
             except Exception as e:  # reported; the other systems go on
                 phase["errors"][name] = "start: %s" % e
                 print("bench-serving: %s %s not started: %s" % (model, name, e), file=sys.stderr)
@@ -360,7 +377,8 @@ def run_vllm_phase(ctx, model, systems, rounds, quick, report):
         # warm-up round (not kept): first requests pay for lazy set-up on every path
         for s in live:
             try:
-                one_round(ctx, s, prompt_words(WORDS, seed=9000 + len(model)), kv_tok)
+                one_round(ctx, s, prompt_words(WARM_WORDS, seed=9000 + len(model)), kv_tok,
+                          words=WARM_WORDS)
             except Exception as e:
                 phase["errors"][s.name] = "warm-up: %s" % e
         live = [s for s in live if s.name not in phase["errors"]]
@@ -369,7 +387,7 @@ def run_vllm_phase(ctx, model, systems, rounds, quick, report):
             k = r % max(1, len(live))
             for s in live[k:] + live[:k]:
                 try:
-                    row = one_round(ctx, s, prompt, kv_tok)
+                    row = one_round(ctx, s, prompt, kv_tok, hits=hits)
                 except Exception as e:
                     phase["errors"].setdefault(s.name + "-rounds", []).append(str(e))
                     continue
@@ -391,9 +409,10 @@ def run_vllm_phase(ctx, model, systems, rounds, quick, report):
         rows = [x for x in phase["samples"] if x["system"] == name and x["hit_ok"]]
         if not rows:
             continue
-        med = {k: statistics.median(x[k] for x in rows)
-               for k in ("recompute_s", "pool_hit_s", "local_hit_s")}
+        med = {k: statistics.median(x[k] for x in rows) for k in ("recompute_s", "local_hit_s")}
+        med["pool_hit_s"] = statistics.median(t for x in rows for t in x["pool_hits_s"])
         med["n"] = len(rows)
+        med["n_hits"] = sum(len(x["pool_hits_s"]) for x in rows)
         med["hit_minus_local_s"] = med["pool_hit_s"] - med["local_hit_s"]
         med["checks_ok"] = all(x["texts_equal"] for x in rows)
         phase["medians"][name] = med
@@ -403,13 +422,12 @@ def run_vllm_phase(ctx, model, systems, rounds, quick, report):
 
 
 # ---- LMCache's own connector (the other helper's driver) ------------------------------------
-def run_driver_phase(ctx, reps, rounds, report):
-    drv = os.path.join(HERE, "lmcache_driver.py")
+def run_driver_phase(ctx, drv, reps, rounds, report):
     ph = {"phase": "driver", "sizes": [int(x) for x in DRIVER_SIZES.split(",")], "reps": reps,
           "rounds": rounds, "samples": [], "errors": {}, "load_avg_start": loadavg()}
     report["phases"].append(ph)
     if not os.path.exists(drv):
-        ph["skipped"] = "bench/serving/lmcache_driver.py not in this tree (another change brings it)"
+        ph["skipped"] = "%s not there (another change brings it)" % os.path.relpath(drv, ROOT)
         return ph
     ctx.set_scenario("serving-driver")
     ctx.log_dir = os.path.join(OUT, "logs", "driver")
@@ -546,15 +564,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a few minutes)")
     ap.add_argument("--only", default="tiny,wide,driver", help="phases: tiny,wide,driver")
-    ap.add_argument("--systems", default=",".join(SYSTEMS), help="of: ours,upstream,lmcache")
-    ap.add_argument("--rounds", type=int, help="vLLM rounds per phase (quick 2, full 5)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="tiny phase's systems, of ours,upstream,lmcache")
+    ap.add_argument("--wide-systems", default="ours,upstream", help="wide phase's systems")
+    ap.add_argument("--rounds", type=int, help="tiny rounds (quick 2, full 5; 1 pool hit each)")
+    ap.add_argument("--wide-rounds", type=int,
+                    help="wide rounds (quick 1, full 3; 2 pool hits each)")
     ap.add_argument("--driver-rounds", type=int, help="driver runs per system (quick 1, full 3)")
     ap.add_argument("--driver-reps", type=int, help="--reps given to the driver (quick 3, full 5)")
+    ap.add_argument("--driver", default=os.path.join(HERE, "lmcache_driver.py"),
+                    help="LMCache driver (the driver phase)")
     ap.add_argument("--out", default=os.path.join(OUT, "serving.json"))
     a = ap.parse_args()
-    rounds = a.rounds or (2 if a.quick else 5)
+    plan = {"tiny": ([x for x in a.systems.split(",") if x], a.rounds or (2 if a.quick else 5), 1),
+            "wide": ([x for x in a.wide_systems.split(",") if x],
+                     a.wide_rounds or (1 if a.quick else 3), 2)}
     only = a.only.split(",")
-    systems = [s for s in a.systems.split(",") if s]
     rel = os.path.join(ROOT, "build", "release")
     if not os.path.exists(os.path.join(rel, "bin", "mooncake_master")):
         sys.exit("bench-serving: build/release missing: run `make build` first")
@@ -562,20 +587,18 @@ def main():
     report = {"bench": "serving", "quick": a.quick, "date": time.strftime("%Y-%m-%d %H:%M UTC",
               time.gmtime()), "cpus": os.cpu_count(), "load_avg_start": loadavg(),
               "notes": check_peers(only), "phases": []}
-    for name in list(systems):
-        if name in report["notes"]:
-            print("bench-serving: %s cannot run: %s" % (name, report["notes"][name]),
-                  file=sys.stderr)
-            systems.remove(name)
+    for name, why in report["notes"].items():
+        print("bench-serving: %s cannot run: %s" % (name, why), file=sys.stderr)
     ctx = Ctx("serving", bin_dir=os.path.join(rel, "bin"))
     t0 = time.monotonic()
     try:
         for model in ("tiny", "wide"):
             if model in only:
-                run_vllm_phase(ctx, model, systems, max(1, rounds - (model == "wide" and 2)),
-                               a.quick, report)
+                systems, rounds, hits = plan[model]
+                run_vllm_phase(ctx, model, [x for x in systems if x not in report["notes"]],
+                               rounds, hits, report)
         if "driver" in only:
-            run_driver_phase(ctx, a.driver_reps or (3 if a.quick else 5),
+            run_driver_phase(ctx, a.driver, a.driver_reps or (3 if a.quick else 5),
                              a.driver_rounds or (1 if a.quick else 3), report)
     finally:
         ctx.close()
