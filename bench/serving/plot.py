@@ -99,6 +99,18 @@ def markdown(report):
             out.append("| %s | %.3f s | %.3f s | %.3f s | %.3f s |" % (
                 name, m["recompute_s"], m["pool_hit_s"], m["local_hit_s"],
                 m["hit_minus_local_s"]))
+        prof = {n: ops for n, ops in ph.get("connector_profile", {}).items() if ops}
+        if prof:
+            out.append("")
+            out.append("vLLM's own timing of its connector's operations over the phase (its "
+                       "\"KV Transfer metrics\" log lines; mean ms per call, calls):")
+            out.append("")
+            out.append("| system | " + " | ".join(["operation"] * 0) + "operations |")
+            out.append("|---|---|")
+            for n, ops in prof.items():
+                out.append("| %s | %s |" % (n, ", ".join(
+                    "%s %.1f ms ×%d" % (op, o["avg_ms"], o["count"])
+                    for op, o in sorted(ops.items()))))
     d = next((p for p in report["phases"] if p["phase"] == "driver"), None)
     if d and d.get("medians"):
         out.append("")
@@ -107,11 +119,20 @@ def markdown(report):
                        d["rounds"], d["load_avg_start"], d["load_avg_end"]))
         out.append("")
         names = list(d["medians"])
-        out.append("| figure | " + " | ".join(names) + " |")
-        out.append("|---|" + "---|" * len(names))
-        for k in sorted(set().union(*[set(v) for v in d["medians"].values()])):
-            out.append("| %s | %s |" % (k, " | ".join(
-                "%.2f" % d["medians"][n][k] if k in d["medians"][n] else "" for n in names)))
+        both = {"ours", "upstream"} <= set(names)
+        out.append("| figure (ms) | " + " | ".join(names) + (" | upstream / ours |" if both else " |"))
+        out.append("|---|" + "---|" * (len(names) + both))
+        med = d["medians"]
+        for k in sorted(set().union(*[set(v) for v in med.values()])):
+            cells = ["%.2f" % med[n][k] if k in med[n] else "" for n in names]
+            if both:
+                cells.append("%.2f×" % (med["upstream"][k] / med["ours"][k])
+                             if k in med["ours"] and k in med["upstream"] else "")
+            out.append("| %s | %s |" % (k, " | ".join(cells)))
+        for n, c in d.get("byte_checks", {}).items():
+            out.append("")
+            out.append("%s: %d chunks read back and compared byte for byte, %d wrong or missing." % (
+                n, c["checked"], c["bad"]))
     return "\n".join(out)
 
 

@@ -51,6 +51,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "build", "serving")
+LOGS = os.path.join(OUT, "logs")  # next to --out's JSON
 sys.path.insert(0, os.path.join(ROOT, "e2e", "lib"))
 sys.path.insert(0, HERE)
 from harness import Ctx, metric_sum  # noqa: E402
@@ -347,10 +348,49 @@ def one_round(ctx, s, prompt, kv_tok, hits=1, words=WORDS):
     return row
 
 
+def kv_transfer_profile(log_path):
+    """vLLM's own per-operation timing of its connector, from the "KV Transfer metrics:" lines
+    it logs every 10 s (count and average ms per interval), summed over the phase:
+    {op: {"count": n, "avg_ms": weighted mean, "keys": total keys, "bytes": total bytes}}.
+    MooncakeStoreConnector names its ops load_get, lookup_exists, save_put, save_exists, ...;
+    LMCacheMPConnector logs "LMCache MP lookup count" / "... avg latency (ms)"."""
+    ops = {}
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [line for line in f if "KV Transfer metrics:" in line]
+    except OSError:
+        return ops
+    for line in lines:
+        kv = {}
+        for part in line.split("KV Transfer metrics:", 1)[1].split(", "):
+            k, _, v = part.strip().rpartition("=")
+            try:
+                kv[k] = float(v)
+            except ValueError:
+                pass
+        for k, n in kv.items():
+            if k.endswith("_count"):
+                op, avg = k[:-6], kv.get(k[:-6] + "_avg_ms")
+            elif k.endswith(" count"):
+                op, avg = k[:-6], kv.get(k[:-6] + " avg latency (ms)")
+            else:
+                continue
+            if avg is None or not n:
+                continue
+            o = ops.setdefault(op, {"count": 0, "ms_total": 0.0, "keys": 0, "bytes": 0})
+            o["count"] += n
+            o["ms_total"] += n * avg
+            o["keys"] += kv.get(op + "_total_keys", 0)
+            o["bytes"] += kv.get(op + "_total_bytes", 0)
+    for o in ops.values():
+        o["avg_ms"] = o.pop("ms_total") / o["count"]
+    return ops
+
+
 def run_vllm_phase(ctx, model, systems, rounds, hits, report):
     mdir, kv_tok, _, _ = MODELS[model]
     ctx.set_scenario("serving-" + model)
-    ctx.log_dir = os.path.join(OUT, "logs", model)
+    ctx.log_dir = os.path.join(LOGS, model)
     os.makedirs(ctx.log_dir, exist_ok=True)
     phase = {"phase": model, "model_dir": os.path.relpath(mdir, ROOT), "kv_bytes_per_token":
              kv_tok, "prompt_tokens": WORDS + 1, "loaded_tokens": (WORDS + 1) // BLOCK * BLOCK,
@@ -401,6 +441,7 @@ def run_vllm_phase(ctx, model, systems, rounds, hits, report):
                           row["load_avg_1m"]), file=sys.stderr)
     finally:
         ctx.close()
+        phase["connector_profile"] = {s.name: kv_transfer_profile(s.vllm.log_path) for s in live}
     phase["load_avg_end"] = loadavg()
     texts = {row["text"] for row in phase["samples"] if row["round"] == 0}
     phase["same_text_on_every_system"] = len(texts) <= 1
@@ -430,7 +471,7 @@ def run_driver_phase(ctx, drv, reps, rounds, report):
         ph["skipped"] = "%s not there (another change brings it)" % os.path.relpath(drv, ROOT)
         return ph
     ctx.set_scenario("serving-driver")
-    ctx.log_dir = os.path.join(OUT, "logs", "driver")
+    ctx.log_dir = os.path.join(LOGS, "driver")
     os.makedirs(ctx.log_dir, exist_ok=True)
     try:
         masters = {}
@@ -468,26 +509,32 @@ def run_driver_phase(ctx, drv, reps, rounds, report):
     return ph
 
 
-def flatten(d, pre=""):
+def human(n):
+    return "%d KiB" % (n >> 10) if n < MiB else "%d MiB" % (n >> 20)
+
+
+def driver_figures(result):
+    """{"batched_get 4 MiB": ms, ...} from one driver JSON: its per-size medians (the *_ms
+    numbers of each entry of "sizes")."""
     out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(flatten(v, "%s%s%s" % (pre, "." if pre else "", k)))
-    elif isinstance(d, list):
-        for i, v in enumerate(d):
-            out.update(flatten(v, "%s[%d]" % (pre, i)))
-    else:
-        out[pre] = d
+    for e in result.get("sizes", []) if isinstance(result, dict) else []:
+        for k, v in e.items():
+            if k.endswith("_ms") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out["%s %s" % (k[:-3], human(e.get("size", 0)))] = v
     return out
 
 
 def driver_medians(ph):
-    """Per system, the median over rounds of every numeric *ms* figure the driver printed."""
-    by = {}
+    """Per system: the median over rounds of each figure, and the byte checks summed."""
+    by, checks = {}, {}
     for s in ph["samples"]:
-        for k, v in flatten(s["result"]).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and "ms" in k:
-                by.setdefault(s["system"], {}).setdefault(k, []).append(v)
+        for k, v in driver_figures(s["result"]).items():
+            by.setdefault(s["system"], {}).setdefault(k, []).append(v)
+        c = checks.setdefault(s["system"], {"checked": 0, "bad": 0})
+        for e in s["result"].get("sizes", []) if isinstance(s["result"], dict) else []:
+            c["checked"] += e.get("checked", 0)
+            c["bad"] += e.get("bad", 0)
+    ph["byte_checks"] = checks
     return {name: {k: statistics.median(v) for k, v in figs.items()} for name, figs in by.items()}
 
 
@@ -534,9 +581,20 @@ def print_table(report):
                   "over %d rounds" % ph["rounds"])
             if ph.get("skipped"):
                 print("  skipped: %s" % ph["skipped"])
-            for name, figs in ph.get("medians", {}).items():
-                for k, v in sorted(figs.items()):
-                    print("  %-9s %-50s %9.2f ms" % (name, k, v))
+            med = ph.get("medians", {})
+            names = list(med)
+            if names:
+                print("  %-22s" % "figure" + "".join("%12s" % n for n in names) +
+                      ("   upstream/ours" if {"ours", "upstream"} <= set(names) else ""))
+            for k in sorted(set().union(*[set(v) for v in med.values()]) if med else []):
+                line = "  %-22s" % k + "".join("%9.2f ms" % med[n][k] if k in med[n] else
+                                                "%12s" % "-" for n in names)
+                if {"ours", "upstream"} <= set(names) and k in med["ours"] and k in med["upstream"]:
+                    line += "   %.2fx" % (med["upstream"][k] / med["ours"][k])
+                print(line)
+            for n, c in ph.get("byte_checks", {}).items():
+                print("  %s: %d chunks read back and compared, %d wrong or missing" % (
+                    n, c["checked"], c["bad"]))
             continue
         print("\nvLLM %s model: %d-token prompt, %d tokens loaded on a hit (%.0f MiB of KV); "
               "memcpy %.1f GB/s (floor of the hit's copy %.3f s); load %.1f -> %.1f" % (
@@ -549,6 +607,10 @@ def print_table(report):
             print("  %-9s %10.3f s %10.3f s %10.3f s %12.3f s %4d%s" % (
                 name, m["recompute_s"], m["pool_hit_s"], m["local_hit_s"],
                 m["hit_minus_local_s"], m["n"], "" if m["checks_ok"] else "  TEXT MISMATCH"))
+        for name, ops in ph.get("connector_profile", {}).items():
+            if ops:
+                print("  %-9s vLLM's connector timing: %s" % (name, ", ".join(
+                    "%s %.1f ms x%d" % (op, o["avg_ms"], o["count"]) for op, o in sorted(ops.items()))))
         for k, v in ph["errors"].items():
             print("  error %s: %s" % (k, str(v)[:300]))
     print("\ntargets (same-run ratios: the other's median / ours)")
@@ -583,7 +645,9 @@ def main():
     rel = os.path.join(ROOT, "build", "release")
     if not os.path.exists(os.path.join(rel, "bin", "mooncake_master")):
         sys.exit("bench-serving: build/release missing: run `make build` first")
-    shutil.rmtree(os.path.join(OUT, "logs"), ignore_errors=True)
+    global LOGS
+    LOGS = os.path.join(os.path.dirname(os.path.abspath(a.out)), "logs")
+    shutil.rmtree(LOGS, ignore_errors=True)
     report = {"bench": "serving", "quick": a.quick, "date": time.strftime("%Y-%m-%d %H:%M UTC",
               time.gmtime()), "cpus": os.cpu_count(), "load_avg_start": loadavg(),
               "notes": check_peers(only), "phases": []}
