@@ -392,7 +392,7 @@ def run_vllm_phase(ctx, model, systems, rounds, hits, report):
     ctx.set_scenario("serving-" + model)
     ctx.log_dir = os.path.join(LOGS, model)
     os.makedirs(ctx.log_dir, exist_ok=True)
-    phase = {"phase": model, "model_dir": os.path.relpath(mdir, ROOT), "kv_bytes_per_token":
+    phase = {"phase": model, "planned": list(systems), "model_dir": os.path.relpath(mdir, ROOT), "kv_bytes_per_token":
              kv_tok, "prompt_tokens": WORDS + 1, "loaded_tokens": (WORDS + 1) // BLOCK * BLOCK,
              "rounds": rounds, "hits_per_round": hits, "systems": [], "samples": [],
              "errors": {},
@@ -436,7 +436,7 @@ def run_vllm_phase(ctx, model, systems, rounds, hits, report):
                 print("  %-5s r%d %-8s recompute %6.3f s  pool hit %6.3f s  local %6.3f s  "
                       "(%d tokens from the pool%s)  load %.1f" % (
                           model, r, s.name, row["recompute_s"], row["pool_hit_s"],
-                          row["local_hit_s"], row["pool_hit_tokens"],
+                          row["local_hit_s"], min(row["pool_hit_tokens"]),
                           "" if row["hit_ok"] and row["texts_equal"] else ", CHECK FAILED",
                           row["load_avg_1m"]), file=sys.stderr)
     finally:
@@ -545,6 +545,8 @@ def targets(report):
         med = ph.get("medians", {})
         if ph["phase"] in TARGETS:
             for title, other, need in TARGETS[ph["phase"]]:
+                if other not in ph["planned"]:
+                    continue
                 t = {"target": title, "need": need, "metric": "pool-hit TTFT median"}
                 if "ours" in med and other in med:
                     t.update(ours_s=med["ours"]["pool_hit_s"], other_s=med[other]["pool_hit_s"],
@@ -629,16 +631,16 @@ def main():
     ap.add_argument("--systems", default=",".join(SYSTEMS),
                     help="tiny phase's systems, of ours,upstream,lmcache")
     ap.add_argument("--wide-systems", default="ours,upstream", help="wide phase's systems")
-    ap.add_argument("--rounds", type=int, help="tiny rounds (quick 2, full 5; 1 pool hit each)")
+    ap.add_argument("--rounds", type=int, help="tiny rounds (quick 2, full 4; 1 pool hit each)")
     ap.add_argument("--wide-rounds", type=int,
                     help="wide rounds (quick 1, full 3; 2 pool hits each)")
-    ap.add_argument("--driver-rounds", type=int, help="driver runs per system (quick 1, full 3)")
+    ap.add_argument("--driver-rounds", type=int, help="driver runs per system (quick 1, full 2)")
     ap.add_argument("--driver-reps", type=int, help="--reps given to the driver (quick 3, full 5)")
     ap.add_argument("--driver", default=os.path.join(HERE, "lmcache_driver.py"),
                     help="LMCache driver (the driver phase)")
     ap.add_argument("--out", default=os.path.join(OUT, "serving.json"))
     a = ap.parse_args()
-    plan = {"tiny": ([x for x in a.systems.split(",") if x], a.rounds or (2 if a.quick else 5), 1),
+    plan = {"tiny": ([x for x in a.systems.split(",") if x], a.rounds or (2 if a.quick else 4), 1),
             "wide": ([x for x in a.wide_systems.split(",") if x],
                      a.wide_rounds or (1 if a.quick else 3), 2)}
     only = a.only.split(",")
@@ -663,7 +665,7 @@ def main():
                                rounds, hits, report)
         if "driver" in only:
             run_driver_phase(ctx, a.driver, a.driver_reps or (3 if a.quick else 5),
-                             a.driver_rounds or (1 if a.quick else 3), report)
+                             a.driver_rounds or (1 if a.quick else 2), report)
     finally:
         ctx.close()
     report["wall_s"] = time.monotonic() - t0
