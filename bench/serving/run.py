@@ -657,23 +657,28 @@ def main():
         print("bench-serving: %s cannot run: %s" % (name, why), file=sys.stderr)
     ctx = Ctx("serving", bin_dir=os.path.join(rel, "bin"))
     t0 = time.monotonic()
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+
+    def save():  # after every phase too: a run stopped half way keeps what it measured
+        report["wall_s"] = time.monotonic() - t0
+        report["load_avg_end"] = loadavg()
+        report["targets"] = targets(report)
+        with open(a.out, "w") as f:
+            json.dump(report, f, indent=1)
+
     try:
         for model in ("tiny", "wide"):
             if model in only:
                 systems, rounds, hits = plan[model]
                 run_vllm_phase(ctx, model, [x for x in systems if x not in report["notes"]],
                                rounds, hits, report)
+                save()
         if "driver" in only:
             run_driver_phase(ctx, a.driver, a.driver_reps or (3 if a.quick else 5),
                              a.driver_rounds or (1 if a.quick else 2), report)
     finally:
         ctx.close()
-    report["wall_s"] = time.monotonic() - t0
-    report["load_avg_end"] = loadavg()
-    report["targets"] = targets(report)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(report, f, indent=1)
+    save()
     print_table(report)
     try:
         import plot
