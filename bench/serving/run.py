@@ -17,7 +17,7 @@ order round by round, so that they share the machine's load:
                            L2 (redis-server from Debian) and the `skip_l1` store policy: a key
                            leaves L1 once Redis holds it, so every hit is read from Redis
                on the e2e tiny model (16 KiB of KV a token) and on the large-KV model of
-               bench/serving/wide_model.py (256 KiB a token: 480 MiB loaded per hit).
+               bench/serving/wide_model.py (128 KiB a token: 240 MiB loaded per hit).
                A round, per system: a fresh 2001-token prompt (recompute TTFT; its KV is
                saved), then once the save has landed, vLLM's local prefix cache reset
                (POST /reset_prefix_cache, VLLM_SERVER_DEV_MODE=1) and the same prompt again
@@ -68,7 +68,7 @@ MODELS = {
     "tiny": (os.path.join(ROOT, "build", "e2e", "model"), 2 * 8 * 4 * 64 * 4,
              ["--kv-cache-memory-bytes", str(128 * BLOCK * 2 * 8 * 4 * 64 * 4)], "768MB"),
     "wide": (os.path.join(OUT, "model-wide"), wide_model.KV_BYTES_PER_TOKEN,
-             # 20 blocks of 32 MiB: one prompt and its decode; the local cache is reset anyway
+             # 20 blocks of 16 MiB: one prompt and its decode; the local cache is reset anyway
              ["--kv-cache-memory-bytes", str(20 * BLOCK * wide_model.KV_BYTES_PER_TOKEN),
               "--max-model-len", str(18 * BLOCK)], "2GB"),
 }

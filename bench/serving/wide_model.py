@@ -4,8 +4,8 @@ The tiny model's KV is 16 KiB a token (2 x 8 layers x 4 KV heads x 64 x 4 bytes)
 the 1920 tokens a 2001-token prompt loads from the pool: next to a prefill of about a second,
 the store's share of a pool hit is too small to see. This model keeps the tiny model's width
 (hidden 512) and depth (8 layers), so its projections stay cheap, and widens attention to
-16 heads of 128 with as many KV heads (no grouping): 2 x 8 x 16 x 128 x 4 bytes = 256 KiB a
-token, 32 MiB a 128-token block, 480 MiB for the 1920 loaded tokens. Same tokenizer, same
+16 heads of 128 with as many KV heads (no grouping): 2 x 8 x 16 x 128 x 4 bytes = 128 KiB a
+token, 16 MiB a 128-token block, 240 MiB for the 1920 loaded tokens (8x the tiny model). Same tokenizer, same
 fixed seed, random weights (e2e/lib/model.py).
 
 Usage: python bench/serving/wide_model.py OUT_DIR   (does nothing if OUT_DIR is complete)
