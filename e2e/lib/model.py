@@ -32,9 +32,15 @@ def prompt_words(n, seed):
     return " ".join(f"w{rng.randrange(VOCAB - 3)}" for _ in range(n))
 
 
-def generate(out_dir):
+# The tiny model's dimensions; generate(**dims) overrides some (bench/serving/wide_model.py).
+DIMS = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+            num_attention_heads=8, num_key_value_heads=4, head_dim=64)
+
+
+def generate(out_dir, stamp=STAMP, **dims):
+    """The model under out_dir (nothing to do when its STAMP file says `stamp`)."""
     stamp_path = os.path.join(out_dir, "STAMP")
-    if os.path.exists(stamp_path) and open(stamp_path).read().strip() == STAMP:
+    if os.path.exists(stamp_path) and open(stamp_path).read().strip() == stamp:
         return out_dir
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -61,12 +67,7 @@ def generate(out_dir):
 
     config = LlamaConfig(
         vocab_size=VOCAB,
-        hidden_size=512,
-        intermediate_size=1536,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=64,
+        **dict(DIMS, **dims),
         max_position_embeddings=4096,
         initializer_range=0.2,
         rms_norm_eps=1e-5,
@@ -81,7 +82,7 @@ def generate(out_dir):
     with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": 1, "eos_token_id": 2, "do_sample": False}, f)
     with open(stamp_path, "w") as f:
-        f.write(STAMP + "\n")
+        f.write(stamp + "\n")
     return out_dir
 
 
