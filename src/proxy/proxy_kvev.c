@@ -289,9 +289,9 @@ static int drain(mc__proxy_kvidx_t *k, mc__proxy_kvsub_t *s)
 
 /* --------------------------------------------------------- the proxy side */
 
-int mc__proxy_kvev_init(mc_proxy_t *px)
+int mc__proxy_kvev_init(mc_proxy_t *px, int force)
 {
-    if (px->cfg.n_kvev == 0) return 0;
+    if (px->kv || (px->cfg.n_kvev == 0 && !force)) return 0;
     if (px->cfg.sched != MC_PROXY_SCHED_CACHE_AWARE)
         MC_LOGW(TAG, "--kv-events is used only by --scheduling cache_aware; subscribing anyway");
     mc__proxy_kvidx_t *k = calloc(1, sizeof *k);
@@ -514,9 +514,9 @@ int mc__proxy_kvev_metrics(const mc_proxy_t *px, buf_t *b)
 
 #else /* built without libzmq / msgpack-c */
 
-int mc__proxy_kvev_init(mc_proxy_t *px)
+int mc__proxy_kvev_init(mc_proxy_t *px, int force)
 {
-    if (px->cfg.n_kvev == 0) return 0;
+    if (px->cfg.n_kvev == 0) return force ? -ENOTSUP : 0;
     MC_LOGE(TAG, "--kv-events: this build has no libzmq/msgpack-c (scripts/install-deps.sh)");
     return -ENOTSUP;
 }

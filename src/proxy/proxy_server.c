@@ -490,7 +490,7 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     curl_multi_setopt(px->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(px->multi, CURLMOPT_TIMERDATA, px);
     if (mc__proxy_route_init(px) != 0) goto fail;
-    if ((rc = mc__proxy_kvev_init(px)) != 0) goto fail;
+    if ((rc = mc__proxy_kvev_init(px, 0)) != 0) goto fail;
     rc = -ENOMEM;
 
     for (int g = 0; g < 2; g++)

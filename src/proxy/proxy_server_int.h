@@ -288,8 +288,9 @@ int mc__proxy_route_metrics(const mc_proxy_t *px, buf_t *b);
 
 /* ---- proxy_kvev.c: vLLM KV events, the precise prefix index (stubs without libzmq) */
 
-/* Creates the index when --kv-events was given; 0, -ENOMEM or -ENOTSUP. */
-int mc__proxy_kvev_init(mc_proxy_t *px);
+/* Creates the index when --kv-events was given (or force: the admin API's first
+ * "kv_events"); 0, -ENOMEM or -ENOTSUP (built without libzmq/msgpack-c). */
+int mc__proxy_kvev_init(mc_proxy_t *px, int force);
 void mc__proxy_kvev_free(mc_proxy_t *px);
 /* Subscribes to endpoint for prefill instance in (which has a slot); 0 or -EINVAL. */
 int mc__proxy_kvev_attach(mc_proxy_t *px, inst_t *in, const char *endpoint);

@@ -230,3 +230,32 @@ def test_bad_events_are_counted_and_dropped(fakes, proxy, pubs):
     assert send(px, ps, list(range(40))) == 0
     assert last_prefill(px)["match_tokens"] == 32
     assert kv(px, ps[1])["bad_messages"] == 0
+
+
+def test_admin_add_with_kv_events(fakes, proxy, pubs):
+    """/instances/add {"kv_events": endpoint} subscribes a prefiller added at run time (the
+    proxy was started without --kv-events); /instances/remove closes the subscription."""
+    ps, ds, px = demo(fakes, proxy, n_p=1, n_d=1,
+                      extra=["--scheduling", "cache_aware", "--kv-events-topic", TOPIC.decode()])
+    key = {"X-API-Key": "s3cret"}
+    new = fakes("P9")
+    (ev,) = pubs(1)
+    st, b = px.json("POST", "/instances/add", {"type": "decode", "instance": new.addr,
+                                                "kv_events": ev.endpoint}, key)
+    assert st == 400 and "kv_events" in b["error"]["message"]
+    st, b = px.json("POST", "/instances/add", {"type": "prefill", "instance": new.addr,
+                                                "kv_events": 5}, key)
+    assert st == 400
+    st, b = px.json("POST", "/instances/add", {"type": "prefill", "instance": new.addr,
+                                                "kv_events": ev.endpoint}, key)
+    assert st == 200, b
+    assert ev.wait_subscribed() == b"\x01" + TOPIC
+    toks = list(range(300, 364))
+    ev.batch([stored(toks, 0, None)])
+    wait_for(lambda: (kv(px, new) or {}).get("blocks") == 4)
+    both = [ps[0], new]
+    assert send(px, both, toks) == 1
+    assert last_prefill(px)["match_source"] == "kv_events"
+    st, b = px.json("POST", "/instances/remove", {"type": "prefill", "instance": new.addr}, key)
+    assert st == 200
+    assert ev.wait_subscribed() == b"\x00" + TOPIC  # the SUB socket went away
