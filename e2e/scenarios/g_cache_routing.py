@@ -37,7 +37,7 @@ TURNS = 5
 SYSTEM_TOKENS = 128  # one block, shared by every conversation of a round
 OPEN_TOKENS = 128
 TURN_TOKENS = 512
-ROUNDS = 2         # per policy, alternating
+ROUNDS = int(os.environ.get("E2E_G_ROUNDS", "2"))  # per policy, alternating
 HIT_RATIO_TARGET = 1.5
 TOPIC = "kv"
 
@@ -153,6 +153,7 @@ def run(ctx):
             one["match_sources"] = sorted({d["match_source"] for d in st["recent_decisions"]
                                            if d["type"] == "prefill"})
         results[policy].append(one)
+        print(f"    G round {r} {policy}: " + json.dumps(one, sort_keys=True), flush=True)
         ctx.stop(proxy)
         assert one["proxy_5xx"] == 0, f"{policy} round {r}: proxy answered 5xx: {one}"
 
