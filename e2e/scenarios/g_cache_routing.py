@@ -130,7 +130,13 @@ def run(ctx):
             wait_until("both prefillers' KV events in the proxy", live, timeout=120, interval=0.5)
         h0, q0 = cache_counters(ctx, prefills)
         load0 = loadavg()
-        ttfts = [ctx.ttft(None, prompt, max_tokens=2, url=proxy.url) for prompt in workload(r)]
+        prompts = workload(r)
+        ttfts = [ctx.ttft(None, prompt, max_tokens=2, url=proxy.url) for prompt in prompts]
+        # vLLM's engine publishes its counters a moment after it answers: wait until the
+        # round's every prompt token was queried (each prefill leg queries its whole prompt)
+        want_q = sum(len(p) for p in prompts)
+        wait_until("the prefillers' prefix cache counters", lambda: cache_counters(
+            ctx, prefills)[1] - q0 >= want_q, timeout=60, interval=0.5)
         h1, q1 = cache_counters(ctx, prefills)
         st = proxy_status(proxy)
         pm = ctx.metrics(proxy.url)
