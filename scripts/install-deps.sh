@@ -9,7 +9,8 @@ APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           liburing-dev fio openssl libfabric-dev libfabric1
           python3 python3-dev python3-pip curl
           etcd-server etcd-client redis-server
-          iproute2 nftables iperf3 tmux)
+          iproute2 nftables iperf3 tmux
+          libzmq3-dev libmsgpack-dev)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -26,8 +27,9 @@ fi
 
 # Python packages, as "import name:pip name": pytest runs the Python suites,
 # scikit-build-core builds `pip install ./python` (the mooncake wheel), numpy
-# arrays serve as zero-copy buffers in the Python tests (as in vLLM/LMCache).
-for entry in pytest:pytest scikit_build_core:scikit-build-core numpy:numpy; do
+# arrays serve as zero-copy buffers in the Python tests (as in vLLM/LMCache); pyzmq and
+# msgpack publish fake vLLM KV events in the proxy tests.
+for entry in pytest:pytest scikit_build_core:scikit-build-core numpy:numpy zmq:pyzmq msgpack:msgpack; do
   mod=${entry%%:*} pkg=${entry#*:}
   if ! python3 -c "import $mod" 2>/dev/null; then
     echo "install-deps: installing $pkg"

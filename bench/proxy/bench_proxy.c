@@ -24,15 +24,23 @@
  *
  * usage: bench_proxy [--proxy PATH] [--mode connector|toy|demo] [--clients C]
  *                    [--seconds D] [--slices S] [--requests N] [--chunks K]
- *                    [--proxies P] [--scheduling POLICY]
+ *                    [--proxies P] [--scheduling POLICY] [--prompt-tokens N [--kv-events 1]]
  *                    [--only non_streaming|streaming|side_by_side]
  *                    [--vllm DIR [--python PY] [--vllm-requests N] [--vllm-log FILE]]
  * --vllm DIR (an unpacked vLLM source distribution) adds the side by side: for
  * each of vLLM's three Python proxies, ours in the matching mode and theirs in
  * front of the same backends, driven by the same clients in turns (latency and
  * rate slices alternate direct / ours / theirs), non-streaming requests; the
- * ratios ours/theirs of requests/s, added p50/p99 and proxy CPU per request. */
+ * ratios ours/theirs of requests/s, added p50/p99 and proxy CPU per request.
+ * --prompt-tokens N sends the non-streamed prompt as N token ids (what the precise
+ * cache_aware mode matches); --kv-events 1 adds a fake vLLM KV event publisher
+ * (bench_proxy_kvev.c) that tells the proxy, before the runs, that the prefill
+ * backend holds all the prompt's 16-token blocks, so every request is matched
+ * block by block against the event index: the cost of the precise mode. */
 #include "base_time.h"
+#ifdef BENCH_KVEV
+#include "bench_proxy_kvev.h"
+#endif
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -533,6 +541,15 @@ static void rates(const char *direct, const char *const *via, int n_via, const c
 /* --------------------------------------------------------- proxy process */
 
 static const char *g_sched = "round_robin"; /* --scheduling of our proxy */
+static int g_prompt_tokens;                  /* --prompt-tokens: the prompt as token ids */
+static int g_kvev;                           /* --kv-events: publish the prompt's blocks */
+static uint16_t g_kv_port;                   /* the fake publisher's port */
+#define KV_BLOCK 16
+
+static uint32_t prompt_token(int i)
+{
+    return (uint32_t)(i * 7919 % 50000) + 3;
+}
 
 /* The prefill (pp) and decode (dp) backends' addresses in the spellings the
  * proxies' command lines take: port, URL, host:port. */
@@ -563,16 +580,35 @@ static pid_t spawn_proxy(const char *bin, const char *mode, uint16_t pp, uint16_
         dup2(fds[1], 1);
         close(fds[0]);
         setenv("MC_LOG_LEVEL", "warn", 1);
-        if (strcmp(mode, "toy") == 0)
-            execl(bin, bin, "--port", "0", "--prefiller-host", "127.0.0.1", "--prefiller-port",
-                  b.ps, "--decoder-host", "127.0.0.1", "--decoder-port", b.ds, "--scheduling",
-                  g_sched, (char *)NULL);
-        else if (strcmp(mode, "demo") == 0)
-            execl(bin, bin, "--port", "0", "--model", "bench-model", "-p", b.phost, "-d", b.dhost,
-                  "--scheduling", g_sched, (char *)NULL);
-        else
-            execl(bin, bin, "--port", "0", "--prefill", b.purl, b.ps, "--decode", b.durl,
-                  "--scheduling", g_sched, (char *)NULL);
+        char kv[128];
+        const char *av[32];
+        int n = 0;
+        av[n++] = bin;
+        av[n++] = "--port";
+        av[n++] = "0";
+        if (strcmp(mode, "toy") == 0) {
+            const char *t[] = {"--prefiller-host", "127.0.0.1", "--prefiller-port", b.ps,
+                               "--decoder-host",   "127.0.0.1", "--decoder-port",   b.ds};
+            for (size_t k = 0; k < sizeof t / sizeof *t; k++)
+                av[n++] = t[k];
+        } else if (strcmp(mode, "demo") == 0) {
+            const char *t[] = {"--model", "bench-model", "-p", b.phost, "-d", b.dhost};
+            for (size_t k = 0; k < sizeof t / sizeof *t; k++)
+                av[n++] = t[k];
+        } else {
+            const char *t[] = {"--prefill", b.purl, b.ps, "--decode", b.durl};
+            for (size_t k = 0; k < sizeof t / sizeof *t; k++)
+                av[n++] = t[k];
+        }
+        av[n++] = "--scheduling";
+        av[n++] = g_sched;
+        if (g_kvev) {
+            snprintf(kv, sizeof kv, "%s=tcp://127.0.0.1:%u", b.phost, g_kv_port);
+            av[n++] = "--kv-events";
+            av[n++] = kv;
+        }
+        av[n] = NULL;
+        execv(bin, (char *const *)av);
         _exit(127);
     }
     close(fds[1]);
@@ -833,6 +869,10 @@ int main(int argc, char **argv)
             python = v;
         else if (!strcmp(a, "--scheduling"))
             g_sched = v;
+        else if (!strcmp(a, "--prompt-tokens"))
+            g_prompt_tokens = atoi(v);
+        else if (!strcmp(a, "--kv-events"))
+            g_kvev = atoi(v);
         else if (!strcmp(a, "--vllm-log"))
             g_vllm_log = v;
         else if (!strcmp(a, "--vllm-requests"))
@@ -867,6 +907,21 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     uint16_t pport = 0, dport = 0, xport = 0;
     struct MHD_Daemon *daemons[2] = {NULL, NULL};
+    if (g_kvev && (n_proxies != 1 || g_prompt_tokens < KV_BLOCK)) {
+        fprintf(stderr, "--kv-events 1 needs --prompt-tokens >= %d and one proxy\n", KV_BLOCK);
+        return 2;
+    }
+#ifdef BENCH_KVEV
+    if (g_kvev && bench_kvev_open(&g_kv_port) != 0) {
+        fprintf(stderr, "cannot bind the KV event publisher\n");
+        return 1;
+    }
+#else
+    if (g_kvev) {
+        fprintf(stderr, "--kv-events: built without libzmq/msgpack-c\n");
+        return 2;
+    }
+#endif
     for (int b = 0; b < 2; b++) { /* note the threads each daemon starts */
         pid_t before[MAX_TIDS * 3], after[MAX_TIDS * 3];
         int nb = list_tids(before, MAX_TIDS * 3);
@@ -917,8 +972,54 @@ int main(int argc, char **argv)
         }
     }
 
-    static const char plain[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of France "
-                                "is\",\"max_tokens\":16,\"temperature\":0.7}";
+    static const char plain_text[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of "
+                                     "France is\",\"max_tokens\":16,\"temperature\":0.7}";
+    const char *plain = plain_text;
+    char *plain_tokens = NULL;
+    if (g_prompt_tokens > 0) { /* {"model":...,"prompt":[t0,t1,...],...} */
+        size_t cap = 128 + (size_t)g_prompt_tokens * 12, off = 0;
+        plain_tokens = malloc(cap);
+        if (!plain_tokens) return 1;
+        off += (size_t)snprintf(plain_tokens, cap, "{\"model\":\"bench-model\",\"prompt\":[");
+        for (int i = 0; i < g_prompt_tokens; i++)
+            off += (size_t)snprintf(plain_tokens + off, cap - off, "%s%u", i ? "," : "",
+                                    prompt_token(i));
+        snprintf(plain_tokens + off, cap - off, "],\"max_tokens\":16,\"temperature\":0.7}");
+        plain = plain_tokens;
+    }
+#ifdef BENCH_KVEV
+    if (g_kvev) { /* the prefill backend holds every block of the prompt */
+        uint32_t *t = malloc((size_t)g_prompt_tokens * sizeof *t);
+        if (!t) return 1;
+        for (int i = 0; i < g_prompt_tokens; i++)
+            t[i] = prompt_token(i);
+        int nb = bench_kvev_publish(t, g_prompt_tokens, KV_BLOCK, 10000);
+        free(t);
+        char want[64], health[128];
+        snprintf(want, sizeof want, "\"blocks\":%d,", nb);
+        snprintf(health, sizeof health, "http://127.0.0.1:%u/status", xport);
+        int seen = 0;
+        for (int i = 0; nb > 0 && i < 500 && !seen; i++) {
+            client_t c;
+            client_init(&c, health, NULL);
+            curl_easy_setopt(c.e, CURLOPT_HTTPGET, 1L);
+            static char buf[65536];
+            FILE *m = fmemopen(buf, sizeof buf, "w");
+            curl_easy_setopt(c.e, CURLOPT_WRITEFUNCTION, NULL);
+            curl_easy_setopt(c.e, CURLOPT_WRITEDATA, m);
+            CURLcode rc = curl_easy_perform(c.e);
+            fclose(m);
+            client_free(&c);
+            buf[sizeof buf - 1] = 0;
+            seen = rc == CURLE_OK && strstr(buf, want) != NULL;
+            if (!seen) usleep(20000);
+        }
+        if (!seen) {
+            fprintf(stderr, "the proxy did not take the KV events (%d blocks)\n", nb);
+            return 1;
+        }
+    }
+#endif
     static const char stream[] = "{\"model\":\"bench-model\",\"prompt\":\"The capital of France "
                                  "is\",\"max_tokens\":1000,\"stream\":true}";
     size_t want_plain = sizeof ANSWER - 1;
@@ -960,11 +1061,11 @@ int main(int argc, char **argv)
     MHD_stop_daemon(dd);
 
     printf("{\n  \"bench\": \"mooncake_proxy\",\n  \"mode\": \"%s\",\n  \"scheduling\": \"%s\",\n"
-           "  \"cpus\": %ld,\n"
+           "  \"prompt_tokens\": %d,\n  \"kv_events\": %d,\n  \"cpus\": %ld,\n"
            "  \"clients\": %d,\n  \"proxies\": %d,\n  \"rate_seconds\": %.1f,\n"
            "  \"rate_slices\": %d,\n  \"latency_requests\": %d,\n  \"stream_chunks\": %d,\n"
            "  \"loadavg_start\": [%.2f, %.2f, %.2f],\n  \"loadavg_end\": [%.2f, %.2f, %.2f],\n",
-           mode, g_sched, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
+           mode, g_sched, g_prompt_tokens, g_kvev, sysconf(_SC_NPROCESSORS_ONLN), clients, n_proxies, secs, slices, requests,
            g_chunks, load0[0], load0[1], load0[2], load1[0], load1[1], load1[2]);
     const char *names[2] = {"non_streaming", "streaming"};
     for (int k = 0; k < 2; k++) {
@@ -992,6 +1093,10 @@ int main(int argc, char **argv)
            " \"side_by_side_added_p50_ratio_max\": 0.1, \"side_by_side_cpu_ratio_max\": 0.1},\n"
            "  \"proxy_exit\": %d\n}\n",
            exit_code);
+    free(plain_tokens);
+#ifdef BENCH_KVEV
+    bench_kvev_close();
+#endif
     curl_global_cleanup();
     return 0;
 }

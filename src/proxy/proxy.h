@@ -33,6 +33,14 @@ typedef struct {
     uint16_t bootstrap_port; /* connector-mode prefillers; 0 elsewhere */
 } mc_proxy_inst_arg_t;
 
+#define MC_PROXY_MAX_KV_EVENTS 64
+
+/* --kv-events INSTANCE=ENDPOINT: where a prefill instance publishes vLLM KV events. */
+typedef struct {
+    char inst[300];     /* "host:port", as the instance's name in /status */
+    char endpoint[256]; /* ZMQ endpoint to connect a SUB socket to, "tcp://host:port" */
+} mc_proxy_kvev_arg_t;
+
 typedef struct {
     int mode;
     char host[256]; /* listen address, default 127.0.0.1 */
@@ -52,6 +60,9 @@ typedef struct {
     int prefill_retries;       /* failed prefill legs started again elsewhere, at most (1) */
     int cache_balance_abs;     /* cache_aware: load wins when max - min load exceeds this (8) */
     double cache_balance_rel;  /* ... and max load exceeds this times the min (1.5) */
+    int n_kvev;                /* --kv-events subscriptions */
+    mc_proxy_kvev_arg_t kvev[MC_PROXY_MAX_KV_EVENTS];
+    char kvev_topic[128];      /* --kv-events-topic: ZMQ subscription prefix (default "") */
 } mc_proxy_config_t;
 
 /* Fills *cfg from argv (argv[0] is skipped). Returns 0; 1 when --help was asked

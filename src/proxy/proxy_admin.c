@@ -140,9 +140,30 @@ void mc__proxy_dispatch_admin(mc_proxy_t *px, req_t *r)
             boot = (uint16_t)bv;
         }
     }
+    /* "kv_events": "tcp://host:port" (prefill): where its vLLM publishes KV events */
+    json_t *jk = json_object_get(j, "kv_events");
+    const char *kv_ep = json_string_value(jk);
+    if (jk && (g != MC_PROXY_PREFILL || !kv_ep || !strstr(kv_ep, "://") || strlen(kv_ep) > 255 ||
+               (!px->kv && mc__proxy_kvev_init(px, 1) != 0))) {
+        mc__proxy_req_answer(
+            r, 400,
+            mc__proxy_error_json(400, "invalid_request_error", NULL, NULL,
+                                 "\"kv_events\" must be a ZMQ endpoint (tcp://host:port) of a "
+                                 "prefill instance, in a proxy built with libzmq"));
+        return;
+    }
     char url[320];
     snprintf(url, sizeof url, "http://%s", inst);
     inst_t *in = mc__proxy_inst_add(px, g, url, boot, 0);
+    if (in && kv_ep && !in->kv && mc__proxy_kvev_attach(px, in, kv_ep) != 0) {
+        in->removed = 1;
+        mc__proxy_group_del(px, in);
+        mc__proxy_inst_maybe_free(px, in);
+        mc__proxy_req_answer(r, 400,
+                             mc__proxy_error_json(400, "invalid_request_error", NULL, NULL,
+                                                  "cannot subscribe to \"kv_events\" %s", kv_ep));
+        return;
+    }
     if (!in || mc__proxy_probe_start(px, in, STEP_MODELS) != 0) {
         if (in) {
             in->removed = 1;

@@ -32,6 +32,9 @@ void mc_proxy_usage(void *fp)
           "  --scheduling round_robin|least_loaded|least_tokens|cache_aware (default round_robin)\n"
           "  --cache-balance-abs N       cache_aware: load wins past this load gap (default 8)\n"
           "  --cache-balance-rel R       ... and when max load > R x min load (default 1.5)\n"
+          "  --kv-events HOST:PORT=ENDPOINT  cache_aware: read the vLLM KV events the prefill\n"
+          "                              instance HOST:PORT publishes on ZMQ ENDPOINT (repeatable)\n"
+          "  --kv-events-topic T         ZMQ topic of those events (default: all)\n"
           "  --circuit-failures N        failures in a row that open a circuit (default 3)\n"
           "  --circuit-backoff-ms N      first backoff of an open circuit, doubling (default 1000)\n"
           "  --circuit-backoff-max-ms N  largest backoff (default 30000)\n"
@@ -108,6 +111,33 @@ static int add_inst(mc_proxy_config_t *c, int g, const char *url, uint16_t boot,
     }
     a->bootstrap_port = boot;
     c->n_inst[g]++;
+    return 0;
+}
+
+/* "INSTANCE=ENDPOINT": INSTANCE is host:port (an http:// prefix and a trailing
+ * slash are dropped), ENDPOINT a ZMQ endpoint such as tcp://host:port. */
+static int parse_kvev(mc_proxy_config_t *c, const char *val, char *err, size_t errlen)
+{
+    if (c->n_kvev >= MC_PROXY_MAX_KV_EVENTS) {
+        snprintf(err, errlen, "too many --kv-events (max %d)", MC_PROXY_MAX_KV_EVENTS);
+        return -EINVAL;
+    }
+    mc_proxy_kvev_arg_t *k = &c->kvev[c->n_kvev];
+    const char *eq = strchr(val, '=');
+    const char *host = val;
+    if (strncmp(host, "http://", 7) == 0) host += 7;
+    else if (strncmp(host, "https://", 8) == 0) host += 8;
+    size_t hl = eq ? (size_t)(eq - host) : 0;
+    while (hl > 0 && host[hl - 1] == '/')
+        hl--;
+    if (!eq || eq < host || hl == 0 || hl >= sizeof k->inst || !strstr(eq + 1, "://") ||
+        snprintf(k->endpoint, sizeof k->endpoint, "%s", eq + 1) >= (int)sizeof k->endpoint) {
+        snprintf(err, errlen, "--kv-events: '%s' is not HOST:PORT=tcp://HOST:PORT", val);
+        return -EINVAL;
+    }
+    memcpy(k->inst, host, hl);
+    k->inst[hl] = 0;
+    c->n_kvev++;
     return 0;
 }
 
@@ -207,6 +237,20 @@ int mc_proxy_parse_args(int argc, char **argv, mc_proxy_config_t *c, char *err, 
                 return -EINVAL;
             }
             c->cache_balance_rel = r;
+            continue;
+        }
+        if (match(a, "--kv-events", &inl)) {
+            NEED_VAL();
+            if (parse_kvev(c, val, err, errlen) != 0) return -EINVAL;
+            continue;
+        }
+        if (match(a, "--kv-events-topic", &inl)) {
+            NEED_VAL();
+            if (snprintf(c->kvev_topic, sizeof c->kvev_topic, "%s", val) >=
+                (int)sizeof c->kvev_topic) {
+                snprintf(err, errlen, "--kv-events-topic too long");
+                return -EINVAL;
+            }
             continue;
         }
         if (match(a, "--scheduling", &inl)) {

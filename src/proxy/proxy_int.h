@@ -75,4 +75,41 @@ void mc__proxy_uuid(char out[37]);
 
 /* Last path component of a model name ("org/name/" -> "name"). */
 const char *mc__proxy_model_base(const char *model, size_t *len);
+/* ---- proxy_kvev_decode.c: vLLM KV cache events (msgpack payload frames) */
+
+enum { MC_KVEV_STORED = 1, MC_KVEV_REMOVED, MC_KVEV_CLEARED, MC_KVEV_OTHER };
+#define MC_KVEV_MAX_PAYLOAD (64u << 20)  /* larger payload frames are bad */
+#define MC_KVEV_MAX_BLOCKS 65536         /* block hashes per event */
+#define MC_KVEV_MAX_BLOCK_SIZE 65536     /* tokens per block */
+
+/* One decoded event. Block hashes (bytes or integers on the wire) are reduced
+ * to 64-bit keys (XXH3); the arrays belong to the decoder and live only during
+ * the callback. */
+typedef struct {
+    int kind;               /* MC_KVEV_* */
+    uint32_t n_hashes;
+    uint64_t *hashes;       /* stored/removed: the blocks, parent first */
+    int has_parent;         /* stored: parent_block_hash not nil */
+    uint64_t parent;
+    uint32_t block_size;    /* stored: tokens per block */
+    uint32_t n_tokens;      /* stored: n_hashes * block_size */
+    uint32_t *tokens;
+    int lora;               /* stored: lora_id or lora_name set */
+    char medium[16];        /* "" when nil */
+} mc__proxy_kvev_t;
+typedef void (*mc__proxy_kvev_cb)(void *ud, const mc__proxy_kvev_t *ev);
+
+/* Decodes one event batch payload and calls cb for every well-formed event in
+ * order; an event of a known type with bad fields is skipped and counted in
+ * *n_bad, an unknown type is passed as MC_KVEV_OTHER. Returns 0, -EINVAL when
+ * the payload is not an event batch at all (nothing was called), or -ENOMEM. */
+int mc__proxy_kvev_decode(const void *payload, size_t len, mc__proxy_kvev_cb cb, void *ud,
+                          unsigned *n_events, unsigned *n_bad);
+/* 0 when every container header of the msgpack value in buf fits in the bytes
+ * left and nesting is shallow (what msgpack-c needs checked first). */
+int mc__proxy_kvev_bounded(const void *buf, size_t len);
+/* The proxy's key of a block: XXH3 of its token ids (u32 little-endian) seeded
+ * with the key of the block before it (MC_KVEV_ROOT for the first); never 0. */
+uint64_t mc__proxy_kvev_chain(uint64_t parent, const uint32_t *tokens, uint32_t n);
+#define MC_KVEV_ROOT 0x6b762d6576656e74ull
 #endif

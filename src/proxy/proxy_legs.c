@@ -247,6 +247,7 @@ void mc__proxy_req_unref(req_t *r)
     mc__proxy_buf_free(&r->body);
     json_decref(r->json);
     free(r->hashes);
+    free(r->toks);
     free(r->auth);
     free(r->resp_json);
     free(r);

@@ -99,6 +99,7 @@ void mc__proxy_route_inst_added(mc_proxy_t *px, inst_t *in)
         if (!px->route->slot[s]) {
             px->route->slot[s] = in;
             in->slot = s;
+            mc__proxy_kvev_inst_added(px, in);
             return;
         }
 }
@@ -107,6 +108,7 @@ void mc__proxy_route_inst_removed(mc_proxy_t *px, inst_t *in)
 {
     mc__proxy_route_t *rt = px->route;
     if (!rt || in->slot < 0) return;
+    mc__proxy_kvev_inst_removed(px, in);
     uint64_t bit = 1ull << in->slot;
     if (rt->tab)
         for (size_t i = 0; i < (size_t)SETS * WAYS; i++) {
@@ -173,6 +175,7 @@ void mc__proxy_route_prepare(mc_proxy_t *px, req_t *r)
             r->n_hashes = (int)n;
         }
     }
+    if (px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE) mc__proxy_kvev_prepare(px, r);
     free(own);
 }
 
@@ -236,7 +239,8 @@ unsigned mc__proxy_inst_load(const inst_t *in)
     return in->engine_load_known && eng > in->inflight ? eng : in->inflight;
 }
 
-static void record(mc_proxy_t *px, int g, const req_t *r, const inst_t *in, int reason, int match)
+static void record(mc_proxy_t *px, int g, const req_t *r, const inst_t *in, int reason, int match,
+                   int match_tokens, int from_events)
 {
     mc__proxy_route_t *rt = px->route;
     rt->m_pick[px->cfg.sched][g][reason]++;
@@ -247,11 +251,22 @@ static void record(mc_proxy_t *px, int g, const req_t *r, const inst_t *in, int 
     d->group = g;
     d->reason = reason;
     d->match_blocks = match;
+    d->match_tokens = match_tokens;
+    d->from_events = from_events;
     d->prompt_blocks = r->n_hashes;
     d->load = in->inflight;
     d->tokens = in->out_tokens;
     snprintf(d->reqid, sizeof d->reqid, "%s", r->reqid);
     snprintf(d->inst, sizeof d->inst, "%s", in->name);
+}
+
+/* The match compared between instances, in (estimated) prompt tokens: what the
+ * instance's KV events say it holds when it publishes them (ptok[slot] >= 0),
+ * else the approximate index's blocks at MC_PROXY_BLOCK_BYTES / 4 tokens each. */
+static int slot_match(const int *match, const int *ptok, int slot)
+{
+    if (ptok && ptok[slot] >= 0) return ptok[slot];
+    return match[slot] * (MC_PROXY_BLOCK_BYTES / 4);
 }
 
 inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid)
@@ -260,10 +275,14 @@ inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid)
     if (n == 0) return NULL;
     int sched = px->cfg.sched;
     mc__proxy_route_t *rt = px->route;
-    int match[MC_PROXY_SLOTS];
+    int match[MC_PROXY_SLOTS], ptok[MC_PROXY_SLOTS];
     int cache = sched == MC_PROXY_SCHED_CACHE_AWARE && g == MC_PROXY_PREFILL && r && rt &&
-                r->n_hashes > 0;
-    if (cache) pmatch(rt, r, match);
+                (r->n_hashes > 0 || r->n_toks > 0);
+    int precise = 0;
+    if (cache) {
+        pmatch(rt, r, match);
+        precise = mc__proxy_kvev_match(px, r, ptok);
+    }
     unsigned start = px->rr[g] % (unsigned)n;
     inst_t *best = NULL, *hit = NULL;
     int best_i = -1, hit_i = -1, hit_len = 0;
@@ -288,7 +307,7 @@ inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid)
             better = load < mc__proxy_inst_load(best);
         if (better) best = in, best_i = i;
         if (cache && in->slot >= 0) {
-            int m = match[in->slot];
+            int m = slot_match(match, precise ? ptok : NULL, in->slot);
             if (m > hit_len || (m == hit_len && m > 0 && load < mc__proxy_inst_load(hit)))
                 hit = in, hit_i = i, hit_len = m;
         }
@@ -311,7 +330,12 @@ inst_t *mc__proxy_pick(mc_proxy_t *px, int g, req_t *r, const inst_t *avoid)
     px->rr[g] = (unsigned)best_i + 1;
     if (r) {
         if (cache) pinsert(rt, r, best);
-        if (rt) record(px, g, r, best, reason, cache && best->slot >= 0 ? match[best->slot] : 0);
+        if (rt) {
+            int s = cache ? best->slot : -1;
+            record(px, g, r, best, reason, s >= 0 ? match[s] : 0,
+                   s >= 0 ? slot_match(match, precise ? ptok : NULL, s) : 0,
+                   s >= 0 && precise && ptok[s] >= 0);
+        }
     }
     return best;
 }
@@ -379,6 +403,7 @@ void mc__proxy_route_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o
         json_object_set_new(o, "backoff_ms", json_integer((json_int_t)in->backoff_ms));
     if (in->group == MC_PROXY_PREFILL && px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE)
         json_object_set_new(o, "cache_blocks", json_integer((json_int_t)in->cache_blocks));
+    mc__proxy_kvev_inst_json(px, in, o);
     if (in->engine_load_known) {
         json_object_set_new(o, "engine_running", json_integer((json_int_t)in->eng_running));
         json_object_set_new(o, "engine_waiting", json_integer((json_int_t)in->eng_waiting));
@@ -401,11 +426,13 @@ json_t *mc__proxy_route_status(const mc_proxy_t *px)
         const mc__proxy_decision_t *d =
             &rt->ring[(rt->ring_next + MC_PROXY_RING - 1 - k) % MC_PROXY_RING];
         json_array_append_new(
-            a, json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I}", "t_ms",
+            a, json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:I}", "t_ms",
                          (json_int_t)d->t_ms, "request_id", d->reqid, "type",
                          mc__proxy_group_name[d->group], "instance", d->inst, "reason",
                          mc__proxy_reason_name[d->reason], "match_blocks", d->match_blocks,
-                         "prompt_blocks", d->prompt_blocks, "load", (int)d->load, "tokens",
+                         "prompt_blocks", d->prompt_blocks, "match_tokens", d->match_tokens,
+                         "match_source", d->from_events ? "kv_events" : "approximate", "load",
+                         (int)d->load, "tokens",
                          (json_int_t)d->tokens));
     }
     json_object_set_new(o, "recent_decisions", a);
@@ -451,5 +478,6 @@ int mc__proxy_route_metrics(const mc_proxy_t *px, buf_t *b)
                 b, "mooncake_proxy_instance_outstanding_tokens{type=\"%s\",instance=\"%s\"} %llu\n",
                 mc__proxy_group_name[g], px->grp[g][i]->name,
                 (unsigned long long)px->grp[g][i]->out_tokens);
+    oom |= mc__proxy_kvev_metrics(px, b) != 0;
     return oom ? -ENOMEM : 0;
 }

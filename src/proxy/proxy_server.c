@@ -311,6 +311,7 @@ static void tick(mc_proxy_t *px)
     uint64_t now = mc_now_ms();
     if (now < px->next_tick_ms) return;
     px->next_tick_ms = now + 20;
+    mc__proxy_kvev_poll(px); /* ZMQ_FD signals changes of state, not each message */
     /* first-byte timeouts */
     for (leg_t *l = px->legs, *nx; l; l = nx) {
         nx = l->next;
@@ -386,7 +387,7 @@ static void loop_once(mc_proxy_t *px, int max_ms)
     struct epoll_event evs[64];
     MHD_UNSIGNED_LONG_LONG mt;
     int to = px->kick ? 0 : max_ms;
-    int mhd_now = 0;
+    int mhd_now = 0, kv_now = 0;
     px->kick = 0;
     if (MHD_get_timeout(px->mhd, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)to) to = (int)mt;
     uint64_t now = mc_now_ns();
@@ -402,6 +403,10 @@ static void loop_once(mc_proxy_t *px, int max_ms)
             mhd_now = 1;
             continue;
         }
+        if (px->kv && mc__proxy_kvev_owns(px, fd)) {
+            kv_now = 1;
+            continue;
+        }
         int fl = 0;
         if (evs[i].events & (EPOLLIN | EPOLLHUP)) fl |= CURL_CSELECT_IN;
         if (evs[i].events & EPOLLOUT) fl |= CURL_CSELECT_OUT;
@@ -414,6 +419,7 @@ static void loop_once(mc_proxy_t *px, int max_ms)
         curl_multi_socket_action(px->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
     drain_curl(px);
+    if (kv_now) mc__proxy_kvev_poll(px);
 }
 
 int mc_proxy_run(mc_proxy_t *px)
@@ -484,6 +490,8 @@ int mc_proxy_new(const mc_proxy_config_t *cfg, mc_proxy_t **out)
     curl_multi_setopt(px->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(px->multi, CURLMOPT_TIMERDATA, px);
     if (mc__proxy_route_init(px) != 0) goto fail;
+    if ((rc = mc__proxy_kvev_init(px, 0)) != 0) goto fail;
+    rc = -ENOMEM;
 
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < cfg->n_inst[g]; i++)
@@ -556,6 +564,7 @@ void mc_proxy_free(mc_proxy_t *px)
     }
     free(px->grp[0]);
     free(px->grp[1]);
+    mc__proxy_kvev_free(px); /* the subscriptions of the instances just freed */
     mc__proxy_route_free(px);
     while (px->n_easy > 0)
         curl_easy_cleanup(px->easy_pool[--px->n_easy]);

@@ -74,6 +74,7 @@ enum {
 typedef struct {
     uint64_t t_ms;
     int group, reason, match_blocks, prompt_blocks;
+    int match_tokens, from_events; /* the compared match (estimated tokens) and its source */
     unsigned load;
     uint64_t tokens;
     char reqid[130];
@@ -81,6 +82,8 @@ typedef struct {
 } mc__proxy_decision_t;
 
 typedef struct mc__proxy_route mc__proxy_route_t;
+typedef struct mc__proxy_kvidx mc__proxy_kvidx_t; /* proxy_kvev.c: the precise index */
+typedef struct mc__proxy_kvsub mc__proxy_kvsub_t; /* one instance's event subscription */
 typedef struct inst inst_t;
 typedef struct leg leg_t;
 typedef struct req req_t;
@@ -101,6 +104,7 @@ struct inst {
     uint64_t backoff_ms;
     int slot;              /* bit of the prefix index (prefill group), -1 = none */
     uint64_t cache_blocks; /* prefix blocks the index attributes to this instance */
+    mc__proxy_kvsub_t *kv;  /* its vLLM KV events (--kv-events), or NULL */
     int engine_load_known; /* its /metrics gave vLLM's queue (cache_aware) */
     unsigned eng_running, eng_waiting;
     char **engine_ids;
@@ -156,6 +160,8 @@ struct req {
     uint32_t tok_prefill, tok_decode; /* token estimates of the legs */
     uint64_t *hashes;                 /* chained prefix block hashes (cache_aware) */
     int n_hashes;
+    uint32_t *toks;                   /* the prompt's token ids, when it is a list of them */
+    uint32_t n_toks;                  /* (only while --kv-events subscriptions exist) */
     int prefill_tries;                /* prefill legs started again after a failure */
 };
 
@@ -175,6 +181,7 @@ struct mc_proxy {
     int ngrp[2];
     unsigned rr[2];
     mc__proxy_route_t *route;
+    mc__proxy_kvidx_t *kv; /* NULL without --kv-events */
     leg_t *legs; /* active legs */
     req_t *reqs;
     char *admin_key;
@@ -278,6 +285,32 @@ void mc__proxy_route_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o
 json_t *mc__proxy_route_status(const mc_proxy_t *px);
 /* Appends the route metrics; 0 or -ENOMEM. */
 int mc__proxy_route_metrics(const mc_proxy_t *px, buf_t *b);
+
+/* ---- proxy_kvev.c: vLLM KV events, the precise prefix index (stubs without libzmq) */
+
+/* Creates the index when --kv-events was given (or force: the admin API's first
+ * "kv_events"); 0, -ENOMEM or -ENOTSUP (built without libzmq/msgpack-c). */
+int mc__proxy_kvev_init(mc_proxy_t *px, int force);
+void mc__proxy_kvev_free(mc_proxy_t *px);
+/* Subscribes to endpoint for prefill instance in (which has a slot); 0 or -EINVAL. */
+int mc__proxy_kvev_attach(mc_proxy_t *px, inst_t *in, const char *endpoint);
+/* A new prefill instance: subscribes when --kv-events names it. */
+void mc__proxy_kvev_inst_added(mc_proxy_t *px, inst_t *in);
+/* Closes in's subscription and forgets its blocks. */
+void mc__proxy_kvev_inst_removed(mc_proxy_t *px, inst_t *in);
+/* 1 when fd (from the loop's epoll set) is a subscription's ZMQ_FD. */
+int mc__proxy_kvev_owns(const mc_proxy_t *px, int fd);
+/* Applies every event waiting on every subscription (non-blocking, bounded). */
+void mc__proxy_kvev_poll(mc_proxy_t *px);
+/* 1 when in publishes events and its block size is known. */
+int mc__proxy_kvev_live(const inst_t *in);
+/* Copies a "prompt" that is a list of token ids into r->toks; 0 or -ENOMEM. */
+int mc__proxy_kvev_prepare(mc_proxy_t *px, req_t *r);
+/* ptok[slot] = prompt tokens held by the instance in that slot per its events,
+ * -1 for slots without live events. Returns 1 when any slot was matched. */
+int mc__proxy_kvev_match(mc_proxy_t *px, const req_t *r, int ptok[MC_PROXY_SLOTS]);
+void mc__proxy_kvev_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o);
+int mc__proxy_kvev_metrics(const mc_proxy_t *px, buf_t *b);
 
 /* ---- proxy_server.c */
 
