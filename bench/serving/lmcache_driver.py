@@ -43,9 +43,9 @@ def parse():
                     help="chunk sizes in bytes, comma separated (multiples of 1024)")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
-    ap.add_argument("--segment", type=int, default=1024 * MiB,
+    ap.add_argument("--segment", type=int, default=256 * MiB,
                     help="global_segment_size this client contributes (bytes)")
-    ap.add_argument("--local-buffer", type=int, default=256 * MiB, help="local_buffer_size")
+    ap.add_argument("--local-buffer", type=int, default=128 * MiB, help="local_buffer_size")
     ap.add_argument("--hostname", default="127.0.0.1", help="local_hostname")
     ap.add_argument("--label", default="", help="copied into the JSON (e.g. ours / upstream)")
     ap.add_argument("--json", default="", help="write the JSON object here too")
@@ -79,7 +79,7 @@ def make_connector(a, size, loop):
         "transfer_timeout": 30,
     }
     # room for the source chunks, the chunks read back and LMCache's slack
-    cpu_gb = max(1.0, (4 * BATCH * size + 64 * MiB) / (1 << 30))
+    cpu_gb = max(0.125, (4 * BATCH * size + 64 * MiB) / (1 << 30))
     cfg = LMCacheEngineConfig.from_defaults(
         chunk_size=chunk_tokens, local_cpu=False, max_local_cpu_size=cpu_gb,
         remote_url=url, remote_serde="naive", extra_config=extra)

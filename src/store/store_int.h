@@ -36,6 +36,7 @@ struct mc_store {
 
     void *lbuf; /* staging buffer, registered */
     uint64_t lbuf_size;
+    struct mc__gbuf *gbuf; /* lbuf's arena of get buffers (store_gbuf.h); owns the mapping */
 
     pthread_t hb_thread;
     int hb_running;
