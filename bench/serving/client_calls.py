@@ -154,7 +154,7 @@ def main():
             bad += sum(x != size for x in g)
             bad += ctypes.string_at(dp, BATCH * size) != ctypes.string_at(sp, BATCH * size)
             for k in ks + kz + kv:
-                st.remove(k)
+                st.remove(k, True)  # force: the gets above hold leases
         res["sizes"].append({"size": size, "calls": {k: v.out() for k, v in cells.items()}})
     res["bad"] = bad
     res["loadavg_end"] = list(os.getloadavg())

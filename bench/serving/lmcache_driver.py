@@ -151,7 +151,7 @@ def run_size(a, size, loop):
         store = getattr(getattr(conn, "_connector", conn), "store", None)
         if store is not None:
             for k in keys:
-                store.remove(k.to_string())
+                store.remove(k.to_string(), True)  # force: the gets above hold leases
     for o in src:
         o.ref_count_down()
     loop.run_until_complete(conn.close())

@@ -276,6 +276,7 @@ static void st_stop_heartbeat(mc_store_t *s)
 static void st_teardown(mc_store_t *s)
 {
     st_stop_heartbeat(s);
+    mc__store_prefault_stop(s);
     if (s->mc) {
         mc_master_client_close(s->mc);
         s->mc = NULL;
@@ -386,6 +387,7 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
 
     if (global_segment_size) {
         if ((rc = st_alloc_segment(s, global_segment_size))) goto fail;
+        mc__store_prefault_start(s);
         if ((rc = mc_te_register(s->te, s->seg, s->seg_size, "cpu:0"))) {
             MC_LOGE(TAG, "registering the segment: %s", mc_te_strerror(rc));
             rc = MC_ERR_INTERNAL;
