@@ -13,7 +13,8 @@ LocalCPUBackend), then times, per repetition:
   batched_get  the same 8 chunks (batch_get_buffer, then a copy into a fresh
                MemoryObj of LMCache's allocator)
   single_get   batched_get of one chunk (LMCache has no single-key get: its
-               get() raises; a one-key batch is what it does)
+               get() raises; a one-key batch is what it does), a chunk put (untimed)
+               in that repetition and not read before
 
 Every byte of every chunk read back is compared with what was put (a wrong
 or missing chunk is counted in "bad" and fails the run with exit 1). Prints
@@ -27,6 +28,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import statistics
 import sys
 import time
@@ -43,13 +45,24 @@ def parse():
                     help="chunk sizes in bytes, comma separated (multiples of 1024)")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
-    ap.add_argument("--segment", type=int, default=256 * MiB,
-                    help="global_segment_size this client contributes (bytes)")
+    ap.add_argument("--segment", type=int, default=0,
+                    help="global_segment_size this client contributes (bytes; default: room "
+                         "for every chunk of the run at that size, under the eviction mark)")
     ap.add_argument("--local-buffer", type=int, default=128 * MiB, help="local_buffer_size")
     ap.add_argument("--hostname", default="127.0.0.1", help="local_hostname")
     ap.add_argument("--label", default="", help="copied into the JSON (e.g. ours / upstream)")
     ap.add_argument("--json", default="", help="write the JSON object here too")
     return ap.parse_args()
+
+
+def segment_for(a, size):
+    """Every repetition puts new keys and none is removed (a removal right after the gets
+    meets their read leases; forced, it parks the space until they end), so the segment
+    holds the whole run: 1.5 x its bytes, 64 MiB more."""
+    if a.segment:
+        return a.segment
+    need = (a.warmup + a.reps) * BATCH * (size + 4096)
+    return (need * 3 // 2 + 64 * MiB) // MiB * MiB
 
 
 def make_connector(a, size, loop):
@@ -72,7 +85,7 @@ def make_connector(a, size, loop):
         # upstream's setup(dict) reads only master_server_addr (without it its client goes to
         # 127.0.0.1:50051); LMCache forwards mooncake_-prefixed keys with the prefix dropped
         "mooncake_master_server_addr": a.master,
-        "global_segment_size": str(a.segment),
+        "global_segment_size": str(segment_for(a, size)),
         "local_buffer_size": str(a.local_buffer),
         "protocol": "tcp",
         "device_name": "",
@@ -117,29 +130,33 @@ def run_size(a, size, loop):
     if fmt is None:
         from lmcache.v1.memory_management import MemoryFormat
         fmt = MemoryFormat.KV_2LTD
-    src = [backend.allocate(shapes, dtypes, fmt) for _ in range(BATCH)]
+    # BATCH chunks for the batched calls, one more for the single get (put untimed, never read
+    # before: a get of a key this client just read would be served by ours' lease cache)
+    src = [backend.allocate(shapes, dtypes, fmt) for _ in range(BATCH + 1)]
     if any(o is None for o in src):
         raise SystemExit("LMCache's allocator gave no buffer for %d-byte chunks" % size)
     t_put, t_get, t_one = [], [], []
     bad = 0
     reps = a.warmup + a.reps
+    salt = random.getrandbits(20) << 44  # runs against the same master never share keys
     for r in range(reps):
-        keys = [CacheEngineKey("lmc-bench", 1, 0, (size << 20) + r * BATCH + i, torch.bfloat16)
-                for i in range(BATCH)]
+        keys = [CacheEngineKey("lmc-bench", 1, 0, salt + (size << 20) + r * (BATCH + 1) + i,
+                               torch.bfloat16) for i in range(BATCH + 1)]
         for i, o in enumerate(src):
-            fill(o, size * 1000 + r * BATCH + i)
+            fill(o, size * 1000 + r * (BATCH + 1) + i)
         for o in src:
             o.ref_count_up()  # LMCache's batched_put drops one reference per object
+        loop.run_until_complete(conn.batched_put(keys[BATCH:], src[BATCH:]))
         t0 = time.perf_counter()
-        loop.run_until_complete(conn.batched_put(keys, src))
+        loop.run_until_complete(conn.batched_put(keys[:BATCH], src[:BATCH]))
         t1 = time.perf_counter()
-        got = loop.run_until_complete(conn.batched_get(keys))
+        got = loop.run_until_complete(conn.batched_get(keys[:BATCH]))
         t2 = time.perf_counter()
-        one = loop.run_until_complete(conn.batched_get([keys[r % BATCH]]))
+        one = loop.run_until_complete(conn.batched_get(keys[BATCH:]))
         t3 = time.perf_counter()
         for i in range(BATCH):
             bad += not same(src[i], got[i] if i < len(got) else None)
-        bad += not same(src[r % BATCH], one[0] if one else None)
+        bad += not same(src[BATCH], one[0] if one else None)
         for o in list(got) + list(one):
             if o is not None:
                 o.ref_count_down()
@@ -147,11 +164,6 @@ def run_size(a, size, loop):
             t_put.append((t1 - t0) * 1e3)
             t_get.append((t2 - t1) * 1e3)
             t_one.append((t3 - t2) * 1e3)
-        # drop this repetition's objects so the segment never fills
-        store = getattr(getattr(conn, "_connector", conn), "store", None)
-        if store is not None:
-            for k in keys:
-                store.remove(k.to_string(), True)  # force: the gets above hold leases
     for o in src:
         o.ref_count_down()
     loop.run_until_complete(conn.close())
@@ -163,7 +175,7 @@ def run_size(a, size, loop):
         "batched_get_all_ms": [round(x, 3) for x in t_get],
         "single_get_all_ms": [round(x, 3) for x in t_one],
         "batched_get_MBps": BATCH * size / MiB / (med(t_get) / 1e3),
-        "checked": reps * (BATCH + 1), "bad": bad,
+        "checked": reps * (BATCH + 1), "bad": bad, "segment": segment_for(a, size),
     }
 
 
