@@ -50,6 +50,11 @@ def parse():
                          "for every chunk of the run at that size, under the eviction mark)")
     ap.add_argument("--local-buffer", type=int, default=128 * MiB, help="local_buffer_size")
     ap.add_argument("--hostname", default="127.0.0.1", help="local_hostname")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch.set_num_threads (0: torch's default). LMCache's copy of each "
+                         "chunk is a torch copy_; with one intra-op thread per core on a loaded "
+                         "machine it waits for every core's thread to be scheduled (stalls of "
+                         "~200 ms seen at load 30), which has nothing to do with the store")
     ap.add_argument("--label", default="", help="copied into the JSON (e.g. ours / upstream)")
     ap.add_argument("--json", default="", help="write the JSON object here too")
     return ap.parse_args()
@@ -184,12 +189,15 @@ def main():
     logging.getLogger("lmcache").setLevel(logging.WARNING)
     os.environ.setdefault("LMCACHE_LOG_LEVEL", "WARNING")
     import mooncake
+    import torch
+    if a.torch_threads > 0:
+        torch.set_num_threads(a.torch_threads)
     loop = asyncio.new_event_loop()
     out = {
         "bench": "lmcache_mooncakestore", "label": a.label,
         "mooncake": getattr(mooncake, "__file__", "?"),
         "mooncake_version": getattr(mooncake, "__version__", "?"),
-        "python": sys.version.split()[0],
+        "python": sys.version.split()[0], "torch_threads": a.torch_threads,
         "loadavg_start": list(os.getloadavg()),
         "sizes": [],
     }
