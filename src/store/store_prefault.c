@@ -7,12 +7,15 @@
  * as long as it takes to go once through the segment. Here a thread started
  * at setup populates the segment (MADV_POPULATE_WRITE, Linux 5.14+) in steps
  * of PF_STEP bytes, so that setup returns at once and close can stop it
- * between two steps. Populating writes nothing into the pages (it only
+ * between two steps. The thread runs under SCHED_IDLE: it takes only CPU time
+ * nothing else wants, so a busy machine (or a short-lived store) is not
+ * slowed by it; pages it has not reached yet fault on demand, as without it. Populating writes nothing into the pages (it only
  * faults in those not yet present), so puts may land in the segment
  * meanwhile. MC_STORE_PREFAULT=0 leaves the segment to fault on demand (its
  * memory is then committed only as it fills); on a kernel without
  * MADV_POPULATE_WRITE the thread stops at its first step. */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,7 +26,7 @@
 #include "store_int.h"
 
 #define TAG "store"
-#define PF_STEP (64ull << 20)
+#define PF_STEP (16ull << 20)
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -32,6 +35,8 @@
 static void *pf_main(void *arg)
 {
     mc_store_t *s = arg;
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* best effort */
     uint64_t t0 = mc_now_ms(), off = 0;
     int err = 0;
     while (off < s->seg_size && !atomic_load_explicit(&s->pf_stop, memory_order_relaxed)) {
