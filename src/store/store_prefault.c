@@ -7,15 +7,15 @@
  * as long as it takes to go once through the segment. Here a thread started
  * at setup populates the segment (MADV_POPULATE_WRITE, Linux 5.14+) in steps
  * of PF_STEP bytes, so that setup returns at once and close can stop it
- * between two steps. The thread runs under SCHED_IDLE: it takes only CPU time
- * nothing else wants, so a busy machine (or a short-lived store) is not
- * slowed by it; pages it has not reached yet fault on demand, as without it. Populating writes nothing into the pages (it only
+ * between two steps. The thread keeps the normal priority: populating holds
+ * the process's mmap lock (for reading) during a step, so a thread starved
+ * under SCHED_IDLE would hold up every mmap/munmap of the process (a priority
+ * inversion); steps of 16 MiB keep each hold short. Populating writes nothing into the pages (it only
  * faults in those not yet present), so puts may land in the segment
  * meanwhile. MC_STORE_PREFAULT=0 leaves the segment to fault on demand (its
  * memory is then committed only as it fills); on a kernel without
  * MADV_POPULATE_WRITE the thread stops at its first step. */
 #include <errno.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,8 +35,6 @@
 static void *pf_main(void *arg)
 {
     mc_store_t *s = arg;
-    struct sched_param sp = {0};
-    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* best effort */
     uint64_t t0 = mc_now_ms(), off = 0;
     int err = 0;
     while (off < s->seg_size && !atomic_load_explicit(&s->pf_stop, memory_order_relaxed)) {
