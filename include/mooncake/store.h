@@ -200,6 +200,22 @@ int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len);
  * free()) and lens[i]; outs[i] NULL otherwise. Returns the first error or 0. */
 int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **outs, size_t *lens,
                        int *rcs);
+/* Get buffers: the allocating get without a fresh allocation per object. Each
+ * object is read into a block of this store's local buffer (local_buffer_size
+ * at setup; memory registered with its engine, whose pages stay mapped and
+ * warm from one get to the next), or into a malloc'd block when the local
+ * buffer has no room left. Per key: rcs[i] and, on success, bufs[i] (NULL
+ * otherwise); same errors as mc_store_batch_get. A buffer holds its bytes
+ * until mc_store_buffer_release, which any thread may call, also after the
+ * store was closed or destroyed (the local buffer is unmapped when the last
+ * buffer is released). Returns the first error or 0. */
+typedef struct mc_store_buffer mc_store_buffer_t;
+int mc_store_batch_get_buffers(mc_store_t *s, const char *const *keys, size_t n,
+                               mc_store_buffer_t **bufs, int *rcs);
+int mc_store_get_buffer(mc_store_t *s, const char *key, mc_store_buffer_t **buf);
+void *mc_store_buffer_data(const mc_store_buffer_t *b);
+size_t mc_store_buffer_size(const mc_store_buffer_t *b);
+void mc_store_buffer_release(mc_store_buffer_t *b);
 /* n objects, one master round trip, one TE batch; res[i] bytes or negative. */
 int mc_store_batch_get_into(mc_store_t *s, const char *const *keys, void *const *bufs,
                             const size_t *caps, size_t n, int64_t *res);

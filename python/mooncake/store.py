@@ -110,13 +110,13 @@ _SETUP_DEFAULTS = {"global_segment_size": 16 << 20, "local_buffer_size": 16 << 2
 
 
 # The keys setup(dict) reads (upstream's list), and the spellings other clients use for them
-# (LMCache passes master_server_address).
+# (LMCache passes master_server_address, and device_name for the positional form's devices).
 _SETUP_KEYS = frozenset(("local_hostname", "metadata_server", "global_segment_size",
                          "local_buffer_size", "protocol", "rdma_devices", "master_server_addr",
                          "ipc_socket_path", "enable_ssd_offload", "ssd_offload_path", "tenant_id",
                          "enable_client_http_server", "client_http_port", "cluster_secret_file",
                          "tls_cert_file", "tls_key_file", "tls_ca_file"))
-_SETUP_ALIASES = {"master_server_address": "master_server_addr"}
+_SETUP_ALIASES = {"master_server_address": "master_server_addr", "device_name": "rdma_devices"}
 
 
 class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras, StoreTasks,
@@ -153,8 +153,8 @@ class MooncakeDistributedStore(TensorMethods, ParallelTensorMethods, StoreExtras
             if alias not in c:
                 continue
             if key in c and c[key] != c[alias]:
-                _log.error("setup: %s=%r and %s=%r name two masters", key, c[key], alias,
-                           c[alias])
+                _log.error("setup: %s=%r and %s=%r name two %s", key, c[key], alias, c[alias],
+                           "masters" if key == "master_server_addr" else "different values")
                 return _INVALID_PARAMS
             c.setdefault(key, c.pop(alias))
         if not c.get("local_hostname") or not c.get("metadata_server"):

@@ -256,7 +256,10 @@ PyTypeObject *mc__py_BufferHandle_Type;
 static void bufh_dealloc(PyObject *o)
 {
     bufh_t *b = (bufh_t *)o;
-    free(b->ptr);
+    if (b->sb)
+        mc_store_buffer_release(b->sb);
+    else
+        free(b->ptr);
     PyTypeObject *tp = Py_TYPE(o);
     freefunc f = (freefunc)PyType_GetSlot(tp, Py_tp_free);
     f(o);
@@ -333,6 +336,21 @@ PyObject *mc__py_bufh_new(void *ptr, size_t len)
     }
     b->ptr = ptr;
     b->len = (Py_ssize_t)len;
+    b->sb = NULL;
+    return (PyObject *)b;
+}
+
+PyObject *mc__py_bufh_from_sb(mc_store_buffer_t *sb)
+{
+    allocfunc a = (allocfunc)PyType_GetSlot(mc__py_BufferHandle_Type, Py_tp_alloc);
+    bufh_t *b = (bufh_t *)a(mc__py_BufferHandle_Type, 0);
+    if (!b) {
+        mc_store_buffer_release(sb);
+        return NULL;
+    }
+    b->ptr = mc_store_buffer_data(sb);
+    b->len = (Py_ssize_t)mc_store_buffer_size(sb);
+    b->sb = sb;
     return (PyObject *)b;
 }
 

@@ -2,7 +2,7 @@
  * the module and MooncakeHostMemAllocator; py_args.c: argument helpers and
  * BufferHandle; py_store.c: MooncakeDistributedStore and ReplicateConfig;
  * py_store_ranges.c: its zero-copy ranged reads; py_store_tasks.c: its
- * copy / move tasks;
+ * copy / move tasks; py_store_getbuf.c: its get_buffer / batch_get_buffer;
  * py_engine.c: TransferEngine and EngineHandle; py_metasrv.c: MetadataServer). The module's
  * conventions are in py_core.c's top comment. */
 #ifndef MC_PY_INT_H
@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD void *ptr;
     Py_ssize_t len;
+    mc_store_buffer_t *sb; /* a get buffer (mc_store_get_buffer) holding ptr; NULL: ptr malloc'd */
 } bufh_t;
 
 /* MooncakeDistributedStore (py_store.c; py_store_ranges.c reads it too) */
@@ -85,6 +86,11 @@ int mc__py_iov2_ok(mc_te_t *te, const iov2_t *v, size_t n);
 PyObject *mc__py_int_list(const int64_t *v, size_t n);
 PyObject *mc__py_int_list32(const int *v, size_t n);
 PyObject *mc__py_bufh_new(void *ptr, size_t len);
+/* A BufferHandle over a get buffer (released with the handle); takes it over. */
+PyObject *mc__py_bufh_from_sb(mc_store_buffer_t *b);
+/* py_store_getbuf.c: get_buffer / batch_get_buffer (get buffers, store.h) */
+PyObject *mc__py_store_get_buffer(PyObject *o, PyObject *args);
+PyObject *mc__py_store_batch_get_buffer(PyObject *o, PyObject *args);
 /* py_store_ranges.c: MooncakeDistributedStore._read_ranges */
 PyObject *mc__py_store_read_ranges(PyObject *o, PyObject *args);
 /* py_store_tasks.c: MooncakeDistributedStore._copy_task / _move_task / _query_task */

@@ -712,25 +712,8 @@ static PyObject *store_get(PyObject *o, PyObject *args)
     return r;
 }
 
-/* get_buffer(key) -> BufferHandle or None */
-static PyObject *store_get_buffer(PyObject *o, PyObject *args)
-{
-    pystore_t *self = (pystore_t *)o;
-    PyObject *k;
-    const char *key;
-    if (!PyArg_ParseTuple(args, "O:get_buffer", &k) || mc__py_arg_str(k, "key", &key)) return NULL;
-    void *out = NULL;
-    size_t len = 0;
-    int rc;
-    RD_BEGIN(self)
-    rc = mc_store_get(self->s, key, &out, &len);
-    RD_END(self)
-    if (rc) Py_RETURN_NONE;
-    return mc__py_bufh_new(out, len);
-}
-
-/* get_batch(keys) -> list[bytes]; batch_get_buffer(keys) -> list[BufferHandle|None] */
-static PyObject *store_get_many(PyObject *o, PyObject *args, int handles)
+/* get_batch(keys) -> list[bytes] */
+static PyObject *store_get_batch(PyObject *o, PyObject *args)
 {
     pystore_t *self = (pystore_t *)o;
     PyObject *ks;
@@ -738,7 +721,7 @@ static PyObject *store_get_many(PyObject *o, PyObject *args, int handles)
     strv_t keys;
     if (mc__py_strv_from(ks, "keys", &keys)) return NULL;
     size_t n = keys.n;
-    if (n == 0 && !handles) {
+    if (n == 0) {
         mc__py_strv_free(&keys);
         PyObject *l = PyList_New(1);
         if (l) PyList_SetItem(l, 0, PyBytes_FromStringAndSize("", 0));
@@ -757,17 +740,8 @@ static PyObject *store_get_many(PyObject *o, PyObject *args, int handles)
     RD_END(self)
     l = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; l && i < n; i++) {
-        PyObject *x;
-        if (handles) {
-            if (rcs[i]) {
-                Py_INCREF(Py_None);
-                x = Py_None;
-            } else {
-                x = mc__py_bufh_new(outs[i], lens[i]);
-                outs[i] = NULL;
-            }
-        } else
-            x = PyBytes_FromStringAndSize(rcs[i] ? "" : outs[i], rcs[i] ? 0 : (Py_ssize_t)lens[i]);
+        PyObject *x =
+            PyBytes_FromStringAndSize(rcs[i] ? "" : outs[i], rcs[i] ? 0 : (Py_ssize_t)lens[i]);
         if (!x) {
             Py_CLEAR(l);
             break;
@@ -782,8 +756,6 @@ out:
     mc__py_strv_free(&keys);
     return l;
 }
-static PyObject *store_get_batch(PyObject *o, PyObject *a) { return store_get_many(o, a, 0); }
-static PyObject *store_batch_get_buffer(PyObject *o, PyObject *a) { return store_get_many(o, a, 1); }
 
 /* get_into(key, buffer_ptr, size) -> bytes or negative */
 static PyObject *store_get_into(PyObject *o, PyObject *args, PyObject *kw)
@@ -1170,9 +1142,9 @@ static PyMethodDef store_methods[] = {
     {"batch_put_from_multi_buffers", (PyCFunction)(void (*)(void))store_batch_put_multi,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"get", store_get, METH_VARARGS, NULL},
-    {"get_buffer", store_get_buffer, METH_VARARGS, NULL},
+    {"get_buffer", mc__py_store_get_buffer, METH_VARARGS, NULL},
     {"get_batch", store_get_batch, METH_VARARGS, NULL},
-    {"batch_get_buffer", store_batch_get_buffer, METH_VARARGS, NULL},
+    {"batch_get_buffer", mc__py_store_batch_get_buffer, METH_VARARGS, NULL},
     {"get_into", (PyCFunction)(void (*)(void))store_get_into, METH_VARARGS | METH_KEYWORDS, NULL},
     {"batch_get_into", (PyCFunction)(void (*)(void))store_batch_get_into,
      METH_VARARGS | METH_KEYWORDS, NULL},

@@ -173,6 +173,38 @@ static uint64_t task_budget(const struct mmoves *v, uint64_t size)
     return v->timeout_ms + size / 1024;
 }
 
+/* A task that copies o's replica r into [blk) of dst at addr, queued for r's
+ * owner to fetch (the caller sets its job, or its upstream task). If not
+ * fetched by its deadline, its owner is not polling (gone, or a client
+ * without tasks). Caller holds the moves lock. NULL when out of memory. */
+static mtask_t *task_queue_locked(mc_master_t *m, mobj_t *o, const mrep_t *r, mseg_t *dst,
+                                  mc_alloc_blk_t *blk, uint64_t addr, uint64_t now)
+{
+    struct mmoves *v = m->moves;
+    mtask_t *t = calloc(1, sizeof *t);
+    if (!t || !(t->key = strdup(o->key))) {
+        free(t);
+        return NULL;
+    }
+    t->id = v->next_task++;
+    t->obj = o;
+    t->src = r->seg;
+    t->size = o->size;
+    t->src_rep = r->id;
+    t->dst_rep = atomic_fetch_add(&m->next_replica_id, 1);
+    t->src_addr = mc_alloc_blk_addr(r->blk);
+    t->dst_addr = addr;
+    t->dst = dst;
+    t->blk = blk;
+    snprintf(t->dst_ep, sizeof t->dst_ep, "%s", dst->info.te_endpoint);
+    t->client = r->seg->client;
+    t->deadline_ms = now + task_budget(v, t->size);
+    t->next = v->tasks;
+    v->tasks = t;
+    atomic_fetch_add(&v->ntasks, 1);
+    return t;
+}
+
 static mjob_t *job_find_locked(struct mmoves *v, uint64_t id)
 {
     for (mjob_t *j = v->jobs; j; j = j->next)
@@ -747,33 +779,13 @@ static int plan_one(mc_master_t *m, uint64_t jid, mc_uuid_t seg_id, char *const 
                         "hold a replica of it already)",
                         j->seg, j->ntargets ? " among the job's targets" : "", o->size, key);
         stop = 1;
-    } else if (!(t = calloc(1, sizeof *t)) || !(t->key = strdup(key))) {
-        free(t);
-        t = NULL;
+    } else if (!(t = task_queue_locked(m, o, r, dst, blk, addr, now))) {
         stop = 1;
     }
     if (!t) {
         if (got) mc__master_range_free(m, dst, blk);
     } else {
-        t->id = v->next_task++;
         t->job = j;
-        t->obj = o;
-        t->src = r->seg;
-        t->size = o->size;
-        t->src_rep = r->id;
-        t->dst_rep = atomic_fetch_add(&m->next_replica_id, 1);
-        t->src_addr = mc_alloc_blk_addr(r->blk);
-        t->dst_addr = addr;
-        t->dst = dst;
-        t->blk = blk;
-        snprintf(t->dst_ep, sizeof t->dst_ep, "%s", dst->info.te_endpoint);
-        t->client = r->seg->client;
-        /* not fetched by then: its owner is not polling (gone, or a client
-         * without tasks) */
-        t->deadline_ms = now + task_budget(v, t->size);
-        t->next = v->tasks;
-        v->tasks = t;
-        atomic_fetch_add(&v->ntasks, 1);
         j->inflight++;
         stop = j->inflight >= j->max_inflight;
         o->moving = 1;
@@ -971,30 +983,10 @@ static utask_t *utask_new_locked(struct mmoves *v, int type, mc_uuid_t client, i
 static int utask_add_locked(mc_master_t *m, utask_t *ut, mobj_t *o, const mrep_t *r, mseg_t *dst,
                             mc_alloc_blk_t *blk, uint64_t addr, int copy, uint64_t now)
 {
-    struct mmoves *v = m->moves;
-    mtask_t *t = calloc(1, sizeof *t);
-    if (!t || !(t->key = strdup(o->key))) {
-        free(t);
-        return -1;
-    }
-    t->id = v->next_task++;
+    mtask_t *t = task_queue_locked(m, o, r, dst, blk, addr, now);
+    if (!t) return -1;
     t->ut = ut;
     t->copy = copy;
-    t->obj = o;
-    t->src = r->seg;
-    t->size = o->size;
-    t->src_rep = r->id;
-    t->dst_rep = atomic_fetch_add(&m->next_replica_id, 1);
-    t->src_addr = mc_alloc_blk_addr(r->blk);
-    t->dst_addr = addr;
-    t->dst = dst;
-    t->blk = blk;
-    snprintf(t->dst_ep, sizeof t->dst_ep, "%s", dst->info.te_endpoint);
-    t->client = r->seg->client;
-    t->deadline_ms = now + task_budget(v, t->size);
-    t->next = v->tasks;
-    v->tasks = t;
-    atomic_fetch_add(&v->ntasks, 1);
     ut->left++;
     o->moving++;
     return 0;

@@ -25,6 +25,7 @@
 #include "mooncake/meta.h"
 #include "net_sock.h"
 #include "master_view.h"
+#include "store_gbuf.h"
 #include "store_int.h"
 #include "store_lcache.h"
 
@@ -275,6 +276,7 @@ static void st_stop_heartbeat(mc_store_t *s)
 static void st_teardown(mc_store_t *s)
 {
     st_stop_heartbeat(s);
+    mc__store_prefault_stop(s);
     if (s->mc) {
         mc_master_client_close(s->mc);
         s->mc = NULL;
@@ -293,7 +295,11 @@ static void st_teardown(mc_store_t *s)
     s->te_owned = 0;
     s->seg_registered = s->lbuf_registered = 0;
     if (s->seg) munmap(s->seg, s->seg_size);
-    if (s->lbuf) munmap(s->lbuf, s->lbuf_size);
+    if (s->gbuf)
+        mc__gbuf_put(s->gbuf); /* unmaps lbuf once no get buffer is out */
+    else if (s->lbuf)
+        munmap(s->lbuf, s->lbuf_size);
+    s->gbuf = NULL;
     if (s->port_fd >= 0) close(s->port_fd);
     s->seg = s->lbuf = NULL;
     s->seg_size = s->lbuf_size = 0;
@@ -367,8 +373,10 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
             rc = MC_ERR_INTERNAL;
             goto fail;
         }
+        (void)madvise(p, local_buffer_size, MADV_HUGEPAGE); /* best effort, as the segment */
         s->lbuf = p;
         s->lbuf_size = local_buffer_size;
+        s->gbuf = mc__gbuf_new(p, local_buffer_size); /* NULL: allocating gets use malloc */
         if ((rc = mc_te_register(s->te, s->lbuf, s->lbuf_size, "cpu:0"))) {
             MC_LOGE(TAG, "registering the local buffer: %s", mc_te_strerror(rc));
             rc = MC_ERR_INTERNAL;
@@ -379,6 +387,7 @@ static int st_setup(mc_store_t *s, mc_te_t *te, const char *local_hostname,
 
     if (global_segment_size) {
         if ((rc = st_alloc_segment(s, global_segment_size))) goto fail;
+        mc__store_prefault_start(s);
         if ((rc = mc_te_register(s->te, s->seg, s->seg_size, "cpu:0"))) {
             MC_LOGE(TAG, "registering the segment: %s", mc_te_strerror(rc));
             rc = MC_ERR_INTERNAL;

@@ -36,6 +36,11 @@ struct mc_store {
 
     void *lbuf; /* staging buffer, registered */
     uint64_t lbuf_size;
+    struct mc__gbuf *gbuf; /* lbuf's arena of get buffers (store_gbuf.h); owns the mapping */
+    pthread_t pf_thread;   /* segment prefault (store_prefault.c) */
+    int pf_running;
+    _Atomic int pf_stop;
+    _Atomic uint64_t pf_done; /* bytes of seg populated so far */
 
     pthread_t hb_thread;
     int hb_running;
@@ -60,6 +65,15 @@ struct mc_store {
     struct mc_ssd_tier *ssd;
     uint64_t disk_reads; /* objects this store read from a LOCAL_DISK replica (atomic) */
 };
+
+/* ---- segment prefault (store_prefault.c) ---- */
+/* Setup, once the segment is allocated: a thread faults its pages in, step
+ * by step (MC_STORE_PREFAULT=0: not). */
+void mc__store_prefault_start(mc_store_t *s);
+/* Teardown, before the segment is unmapped: stops and joins that thread. */
+void mc__store_prefault_stop(mc_store_t *s);
+/* Bytes populated so far (tests, metrics). */
+uint64_t mc__store_prefaulted(const mc_store_t *s);
 
 /* ---- move tasks of drain jobs (store_task.c, master_move.h) ---- */
 /* Writes [src_addr, +size) of our own segment to dst_addr of the TE segment

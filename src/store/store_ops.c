@@ -20,6 +20,7 @@
 #include "base_log.h"
 #include "base_time.h"
 #include "base_mem.h"
+#include "store_gbuf.h"
 #include "store_int.h"
 #include "store_lcache.h"
 #include "store_ssd.h"
@@ -512,9 +513,11 @@ static size_t st_from_cache(mc_store_t *s, st_op_t *ops, size_t n, uint64_t now)
 /* The get core. Per-key results in ops[i].rc; object sizes in ops[i].total.
  * alloc (allocating gets, else NULL): each op gets a malloc'd buffer of its
  * replica's size in alloc[i], which ops[i].iov then points to; the caller
- * frees it. use_cache: take replicas from the lease cache and fill it. */
+ * frees it (mc__gbuf_free with the same arena). arena: where those buffers
+ * come from first (store_gbuf.h; NULL: malloc only). use_cache: take replicas
+ * from the lease cache and fill it. */
 static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc,
-                           int use_cache)
+                           mc__gbuf_t *arena, int use_cache)
 {
     int rc = 0;
     uint64_t ttl = 0;
@@ -588,7 +591,8 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
         }
         if (alloc) {
             uint64_t size = op->reps[pick].size;
-            void *buf = size <= s->lbuf_size ? malloc(size ? size : 1) : NULL;
+            void *buf = size <= s->lbuf_size ? mc__gbuf_alloc(arena, size) : NULL;
+            if (!buf && size <= s->lbuf_size) buf = malloc(size ? size : 1);
             if (!buf) {
                 op->rc = size <= s->lbuf_size ? MC_ERR_INTERNAL : MC_ERR_INVALID_PARAMS;
                 continue;
@@ -651,7 +655,8 @@ static int st_put_core(mc_store_t *s, st_op_t *ops, size_t n, const mc_store_con
 
 /* The ops whose cached replica failed them (the read failed, or outlasted the
  * lease) go through the master again, their cache entries dropped. */
-static void st_get_retry(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+static void st_get_retry(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc,
+                         mc__gbuf_t *arena)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) k += ops[i].cached && ops[i].rc;
@@ -666,7 +671,7 @@ static void st_get_retry(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *
         if (!op->cached || !op->rc) continue;
         mc__lcache_drop(s->lcache, op->key);
         if (alloc) {
-            free(alloc[i].ptr);
+            mc__gbuf_free(arena, alloc[i].ptr, alloc[i].len);
             alloc[i] = (mc_store_iov_t){0};
         }
         rops[k] = *op;
@@ -677,7 +682,7 @@ static void st_get_retry(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *
         rops[k].total = op->total0;
         idx[k++] = i;
     }
-    st_get_core_run(s, rops, k, ralloc, 0);
+    st_get_core_run(s, rops, k, ralloc, arena, 0);
     for (size_t j = 0; j < k; j++) {
         ops[idx[j]] = rops[j];
         if (alloc) {
@@ -691,11 +696,12 @@ out:
     free(idx);
 }
 
-static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc)
+static int st_get_core(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t *alloc,
+                       mc__gbuf_t *arena)
 {
     uint64_t t0 = mc_now_ns();
-    int rc = st_get_core_run(s, ops, n, alloc, 1);
-    if (s->lcache) st_get_retry(s, ops, n, alloc);
+    int rc = st_get_core_run(s, ops, n, alloc, arena, 1);
+    if (s->lcache) st_get_retry(s, ops, n, alloc, arena);
     st_note(s, MC__STORE_OP_GET, ops, n, t0);
     return rc;
 }
@@ -888,7 +894,7 @@ int64_t mc_store_get_into(mc_store_t *s, const char *key, void *buf, size_t cap)
     mc_store_iov_t iov = {buf, cap};
     st_op_t op;
     st_op_init(s, &op, key, &iov, 1, 0);
-    st_get_core(s, &op, 1, NULL);
+    st_get_core(s, &op, 1, NULL, NULL);
     return op.rc ? op.rc : (int64_t)op.total;
 }
 
@@ -904,8 +910,8 @@ int mc_store_get(mc_store_t *s, const char *key, void **out, size_t *len)
  * round trip (GetReplicaList or its batch form) is all; the objects are then
  * read into buffers of that size in one TE batch. The size limit is the local
  * buffer's, as for puts. */
-int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **outs, size_t *lens,
-                       int *rcs)
+static int st_get_alloc(mc_store_t *s, const char *const *keys, size_t n, void **outs,
+                        size_t *lens, int *rcs, mc__gbuf_t *arena)
 {
     if (n && (!keys || !outs || !lens || !rcs)) return MC_ERR_INVALID_PARAMS;
     for (size_t i = 0; i < n; i++) {
@@ -930,12 +936,12 @@ int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **
     for (size_t i = 0; i < n; i++) {
         st_op_init(s, &ops[i], keys[i], NULL, 0, 0);
     }
-    st_get_core(s, ops, n, alloc);
+    st_get_core(s, ops, n, alloc, arena);
     int first = 0;
     for (size_t i = 0; i < n; i++) {
         rcs[i] = ops[i].rc;
         if (ops[i].rc) {
-            free(alloc[i].ptr);
+            mc__gbuf_free(arena, alloc[i].ptr, alloc[i].len);
             if (!first) first = ops[i].rc;
             continue;
         }
@@ -945,6 +951,75 @@ int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **
     if (ops != sops) free(ops);
     if (alloc != salloc) free(alloc);
     return first;
+}
+
+int mc_store_batch_get(mc_store_t *s, const char *const *keys, size_t n, void **outs, size_t *lens,
+                       int *rcs)
+{
+    return st_get_alloc(s, keys, n, outs, lens, rcs, NULL);
+}
+
+/* Get buffers: the allocating get, read into blocks of the local buffer's
+ * arena (store_gbuf.h), each wrapped so that it can be released on its own. */
+struct mc_store_buffer {
+    mc__gbuf_t *arena; /* the block's arena; NULL: malloc'd */
+    void *ptr;
+    uint64_t len;
+};
+
+int mc_store_batch_get_buffers(mc_store_t *s, const char *const *keys, size_t n,
+                               mc_store_buffer_t **bufs, int *rcs)
+{
+    if (n && (!keys || !bufs || !rcs)) return MC_ERR_INVALID_PARAMS;
+    for (size_t i = 0; i < n; i++)
+        bufs[i] = NULL;
+    void *souts[ST_STACK_OPS];
+    size_t slens[ST_STACK_OPS];
+    void **outs = n > ST_STACK_OPS ? calloc(n, sizeof *outs) : souts;
+    size_t *lens = n > ST_STACK_OPS ? calloc(n, sizeof *lens) : slens;
+    if (!outs || !lens) {
+        if (outs != souts) free(outs);
+        if (lens != slens) free(lens);
+        for (size_t i = 0; rcs && i < n; i++)
+            rcs[i] = MC_ERR_INTERNAL;
+        return MC_ERR_INTERNAL;
+    }
+    mc__gbuf_t *arena = s ? s->gbuf : NULL;
+    int first = st_get_alloc(s, keys, n, outs, lens, rcs, arena);
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i]) continue;
+        mc_store_buffer_t *b = malloc(sizeof *b);
+        if (!b) {
+            mc__gbuf_free(arena, outs[i], lens[i]);
+            rcs[i] = MC_ERR_INTERNAL;
+            if (!first) first = MC_ERR_INTERNAL;
+            continue;
+        }
+        *b = (mc_store_buffer_t){mc__gbuf_owns(arena, outs[i]) ? arena : NULL, outs[i], lens[i]};
+        bufs[i] = b;
+    }
+    if (outs != souts) free(outs);
+    if (lens != slens) free(lens);
+    return first;
+}
+
+int mc_store_get_buffer(mc_store_t *s, const char *key, mc_store_buffer_t **buf)
+{
+    if (!buf) return MC_ERR_INVALID_PARAMS;
+    int rc;
+    mc_store_batch_get_buffers(s, &key, 1, buf, &rc);
+    return rc;
+}
+
+void *mc_store_buffer_data(const mc_store_buffer_t *b) { return b ? b->ptr : NULL; }
+
+size_t mc_store_buffer_size(const mc_store_buffer_t *b) { return b ? (size_t)b->len : 0; }
+
+void mc_store_buffer_release(mc_store_buffer_t *b)
+{
+    if (!b) return;
+    mc__gbuf_free(b->arena, b->ptr, b->len);
+    free(b);
 }
 
 static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *bufs,
@@ -973,7 +1048,7 @@ static int st_get_batch(mc_store_t *s, const char *const *keys, void *const *buf
             st_op_init(s, &ops[i], keys[i], &iov[i], 1, 0);
         }
     }
-    int rc = st_get_core(s, ops, n, NULL);
+    int rc = st_get_core(s, ops, n, NULL, NULL);
     for (size_t i = 0; i < n; i++)
         res[i] = ops[i].rc ? ops[i].rc : (int64_t)ops[i].total;
     if (ops != sops) free(ops);

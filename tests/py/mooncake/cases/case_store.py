@@ -230,17 +230,19 @@ def case_setup_variants():
             seen.append(record.getMessage())
     logging.getLogger("mooncake.store").addHandler(Keep())
     alias = {k: v for k, v in cfg.items() if k != "master_server_addr"}
-    alias.update(master_server_address=RPC, colour="blue")
+    alias.update(master_server_address=RPC, colour="blue", device_name="")
     s4 = MooncakeDistributedStore()
     assert s4.setup(alias) == 0
     k = uniq()
     assert s4.put(k, b"alias") == 0 and s4.get(k) == b"alias"
     s4.close()
     assert any("unknown key 'colour'" in m for m in seen), seen
-    assert not any("master_server_address" in m for m in seen), seen
+    assert not any("master_server_address" in m or "device_name" in m for m in seen), seen
     s5 = MooncakeDistributedStore()
     assert s5.setup(dict(cfg, master_server_address="127.0.0.1:1")) == -600
     assert any("name two masters" in m for m in seen), seen
+    assert s5.setup(dict(cfg, rdma_devices="", device_name="mlx5_0")) == -600
+    assert any("name two different values" in m for m in seen), seen
     # no master address at all: the default is named (nothing listens there in this test)
     bare = {k: v for k, v in cfg.items() if k != "master_server_addr"}
     del seen[:]
