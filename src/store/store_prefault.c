@@ -14,11 +14,16 @@
  * faults in those not yet present), so puts may land in the segment
  * meanwhile. MC_STORE_PREFAULT=0 leaves the segment to fault on demand (its
  * memory is then committed only as it fills); on a kernel without
- * MADV_POPULATE_WRITE the thread stops at its first step. */
+ * MADV_POPULATE_WRITE the thread stops at its first step. It also stops,
+ * with one line, when free memory (sysinfo: free + buffers) would fall below
+ * an eighth of RAM: a segment larger than the host can back (several stores
+ * on one host, or a segment sized for a bigger machine) then faults in on
+ * demand as before, instead of pushing the host into the OOM killer. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 
 #include "base_env.h"
 #include "base_log.h"
@@ -39,6 +44,18 @@ static void *pf_main(void *arg)
     int err = 0;
     while (off < s->seg_size && !atomic_load_explicit(&s->pf_stop, memory_order_relaxed)) {
         uint64_t n = s->seg_size - off < PF_STEP ? s->seg_size - off : PF_STEP;
+        struct sysinfo si;
+        if (sysinfo(&si) == 0) {
+            uint64_t unit = si.mem_unit ? si.mem_unit : 1;
+            uint64_t avail = ((uint64_t)si.freeram + si.bufferram) * unit;
+            if (avail < (uint64_t)si.totalram * unit / 8 + n) {
+                MC_LOGI(TAG,
+                        "segment prefault stopped at %llu of %llu bytes: free memory is below "
+                        "an eighth of RAM; the rest faults in on demand",
+                        (unsigned long long)off, (unsigned long long)s->seg_size);
+                break;
+            }
+        }
         if (madvise((char *)s->seg + off, n, MADV_POPULATE_WRITE) != 0 && errno != EINTR) {
             err = errno;
             break;
