@@ -29,19 +29,26 @@
 /* Reads the reply to request req_id (opcode, len bytes at local) under the
  * deadline: for a READ its payload lands in local. Returns 0, 1 when the peer
  * refused the range, or a negative errno (-EPROTO: not the reply expected). */
+/* Checks a reply header to request req_id (opcode; a READ's payload must be
+ * len bytes): 0, 1 when the peer refused the range, -EPROTO otherwise. */
+static int check_reply(const uint8_t *buf, int opcode, uint32_t req_id, uint64_t len)
+{
+    mc__te_hdr_t h;
+    const char *why;
+    if (mc__te_hdr_decode(buf, MC_TE_HDR_LEN, &h, &why) || h.opcode != (opcode | MC_TE_OP_REPLY) ||
+        h.req_id != req_id)
+        return -EPROTO;
+    if (h.status != MC_TE_ST_OK) return 1;
+    return opcode == MC_TE_OP_READ && h.length != len ? -EPROTO : 0;
+}
+
 static int read_reply(int fd, int opcode, uint32_t req_id, void *local, uint64_t len,
                       uint64_t deadline, int io, int *cur)
 {
     uint8_t buf[MC_TE_HDR_LEN];
-    mc__te_hdr_t h;
-    const char *why;
     int rc = mc__te_io_by(fd, buf, sizeof buf, 0, deadline, io, cur);
-    if (rc == 0 && (mc__te_hdr_decode(buf, sizeof buf, &h, &why) ||
-                    h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != req_id))
-        rc = -EPROTO;
-    if (rc == 0 && h.status != MC_TE_ST_OK) rc = 1;
-    if (rc == 0 && opcode == MC_TE_OP_READ)
-        rc = h.length != len ? -EPROTO : mc__te_io_by(fd, local, len, 0, deadline, io, cur);
+    if (rc == 0) rc = check_reply(buf, opcode, req_id, len);
+    if (rc == 0 && opcode == MC_TE_OP_READ) rc = mc__te_io_by(fd, local, len, 0, deadline, io, cur);
     return rc;
 }
 
@@ -79,16 +86,7 @@ static size_t read_replies(int fd, int opcode, mc__te_piece_t *const *pcs, size_
         while (moved < n && got >= off + MC_TE_HDR_LEN) {
             uint64_t len = read ? pcs[moved]->len : 0;
             if (!checked) {
-                mc__te_hdr_t h;
-                const char *why;
-                if (mc__te_hdr_decode(hdrs[moved], MC_TE_HDR_LEN, &h, &why) ||
-                    h.opcode != (opcode | MC_TE_OP_REPLY) || h.req_id != (uint32_t)moved)
-                    *rc = -EPROTO;
-                else if (h.status != MC_TE_ST_OK)
-                    *rc = 1;
-                else if (read && h.length != len)
-                    *rc = -EPROTO;
-                if (*rc) return moved;
+                if ((*rc = check_reply(hdrs[moved], opcode, (uint32_t)moved, len))) return moved;
                 checked = 1;
             }
             if (got < off + MC_TE_HDR_LEN + len) break; /* its payload is still coming */
