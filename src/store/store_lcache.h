@@ -12,8 +12,9 @@
  * taken only while a margin of the lease is left, and the caller re-checks
  * the deadline after the transfer, as for any get.
  *
- * Direct-mapped slots (a new key replaces whatever hashed to its slot),
- * striped locks. Thread rule: any thread. */
+ * Slots in sets of 8 ways (a new key replaces the entry of its set whose
+ * lease ends first only when the set is full), striped locks. Thread rule:
+ * any thread. */
 #ifndef MC_STORE_LCACHE_H
 #define MC_STORE_LCACHE_H
 #include <stddef.h>
@@ -23,7 +24,7 @@
 
 typedef struct mc__lcache mc__lcache_t;
 
-/* A cache of `slots` entries (rounded up to a power of two); slots 0 gives
+/* A cache of `slots` entries (rounded up to a power of two, at least 8); slots 0 gives
  * *out = NULL, the cache off (every call below accepts NULL). Returns 0 or
  * MC_ERR_INTERNAL (no memory). */
 int mc__lcache_new(size_t slots, mc__lcache_t **out);
