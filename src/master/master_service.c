@@ -469,11 +469,10 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
             } else if (!upsert) { /* a promotion too: it is in memory already */
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_ALREADY_EXISTS;
-            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) || o->moving ||
-                       mc__obj_lease_active(o, now)) {
+            } else if (mc__obj_has_status(o, MC_REPLICA_PROCESSING) || o->moving) {
                 pthread_mutex_unlock(&sh->mu);
                 return MC_ERR_OBJECT_REPLICA_BUSY;
-            } else if (o->size == size) { /* update in place */
+            } else if (o->size == size && !mc__obj_lease_active(o, now)) { /* in place */
                 /* its bytes are about to change: no longer a completed object */
                 if (o->durable) mc__journal_remove_locked(m, o);
                 mc__disk_forget_locked(m, key);
@@ -491,7 +490,15 @@ int mc__master_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t
                 pthread_mutex_unlock(&sh->mu);
                 return rc;
             } else {
-                mc__master_erase_locked(m, sh, key, o);
+                /* Another size, or a read lease running: the new bytes go to
+                 * fresh ranges; the old ones are parked until the lease ends
+                 * (freed at once without one), so a reader under the lease
+                 * never sees its bytes change. */
+                if (soft < 0 && o->soft_pin) { /* PRESERVE keeps the soft pin */
+                    soft = 1;
+                    ttl = o->soft_pin_ttl_ms;
+                }
+                mc__master_erase_removed_locked(m, sh, key, o, now);
             }
         }
         if (m->disk) { /* a key on disk only: a put finds it, an upsert replaces it */

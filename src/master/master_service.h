@@ -129,9 +129,11 @@ int mc_master_put_start(mc_master_t *m, mc_uuid_t client, const char *key, uint6
 int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t now_ms);
 /* Drops the writer's PROCESSING replicas; the object goes if none is left. */
 int mc_master_put_revoke(mc_master_t *m, mc_uuid_t client, const char *key);
-/* Insert or update: a new key is a put; same size reuses the buffers; another
- * size drops the old replicas and allocates new ones. OBJECT_REPLICA_BUSY while
- * another write or a read lease holds the object. */
+/* Insert or update: a new key is a put; same size with no read lease running
+ * reuses the buffers; otherwise (another size, or a lease) the old replicas go
+ * and new ones are allocated, the old ranges parked until the lease ends so
+ * readers under it never see their bytes change. OBJECT_REPLICA_BUSY while
+ * another write or a move holds the object. */
 int mc_master_upsert_start(mc_master_t *m, mc_uuid_t client, const char *key, uint64_t size,
                            const mc_replicate_config_t *cfg, uint64_t now_ms, mc_replica_t **out,
                            size_t *n);

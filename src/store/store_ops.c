@@ -304,7 +304,11 @@ static int st_put_core_run(mc_store_t *s, st_op_t *ops, size_t n, const mc_store
         }
     }
 
-    /* 1. start */
+    /* 1. start; an upsert may replace a replica this store holds a lease on
+     * (the master parks the old range): later gets here must see the new bytes */
+    if (upsert)
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].rc) mc__lcache_drop(s->lcache, ops[i].key);
     if (n == 1) {
         for (size_t i = 0; i < n; i++) {
             st_op_t *op = &ops[i];

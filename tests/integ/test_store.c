@@ -498,6 +498,23 @@ static void test_exist_size_remove_lease(void **state)
     assert_int_equal(mc_store_get_into(g_a, "lease/3", got, sizeof got), (int64_t)sizeof other);
     assert_memory_equal(got, other, sizeof other);
 
+    /* Upsert while a read lease runs (same size): it succeeds at once; the
+     * upserting store's next get (its lease cache entry dropped) and another
+     * store's get see the new bytes. The old range's release after the lease
+     * is test_master_service's test_upsert. */
+    char third[1000];
+    th_pattern(third, sizeof third, 10);
+    assert_int_equal(mc_store_put(g_a, "lease/5", val, sizeof val, NULL), 0);
+    assert_int_equal(mc_store_get_into(g_b, "lease/5", got, sizeof got), (int64_t)sizeof val);
+    assert_memory_equal(got, val, sizeof val);
+    assert_int_equal(mc_store_upsert(g_b, "lease/5", third, sizeof third, NULL), 0);
+    assert_int_equal(mc_store_get_into(g_b, "lease/5", got, sizeof got), (int64_t)sizeof third);
+    assert_memory_equal(got, third, sizeof third);
+    assert_int_equal(mc_store_upsert(g_a, "lease/5", other, sizeof other, NULL), 0); /* leased */
+    assert_int_equal(mc_store_get_into(g_a, "lease/5", got, sizeof got), (int64_t)sizeof other);
+    assert_memory_equal(got, other, sizeof other);
+    assert_int_equal(mc_store_remove(g_a, "lease/5", 1), 0);
+
     /* Batch upsert (one master round trip): a new key and an existing one, new size. */
     assert_true(wait_for(removable, "lease/3", 5000));
     char big[3000];

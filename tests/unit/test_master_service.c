@@ -631,11 +631,35 @@ static void test_upsert(void **state)
     assert_int_equal(mc_master_put_end(m, CA, "u", 5), MC_ERR_ILLEGAL_CLIENT);
     assert_int_equal(mc_master_put_end(m, CB, "u", 5), 0);
     assert_int_equal(allocated(m), 1024);
-    /* leased: busy */
+    /* leased (until 110): same size, yet a fresh buffer; the old one stays
+     * allocated (parked) until the lease ends, then the tick frees it */
     assert_int_equal(mc_master_get_replicas(m, "u", 10, &r2, &n2, &ttl), 0);
     free(r2);
-    assert_int_equal(mc_master_upsert_start(m, CA, "u", 1000, &c, 50, &r2, &n2),
+    assert_int_equal(mc_master_upsert_start(m, CA, "u", 1000, &c, 50, &r2, &n2), 0);
+    assert_int_equal(n2, 1);
+    assert_true(r2[0].addr != r[0].addr);
+    assert_int_equal(r2[0].status, MC_REPLICA_PROCESSING);
+    uint64_t fresh = r2[0].addr;
+    free(r2);
+    assert_int_equal(allocated(m), 2048);
+    assert_int_equal(mc_master_get_replicas(m, "u", 51, &r2, &n2, &ttl),
+                     MC_ERR_REPLICA_IS_NOT_READY);
+    assert_int_equal(mc_master_put_end(m, CA, "u", 52), 0);
+    assert_int_equal(mc_master_get_replicas(m, "u", 53, &r2, &n2, &ttl), 0); /* lease to 153 */
+    assert_int_equal(r2[0].addr, fresh);
+    free(r2);
+    mc_master_tick(m, 109);
+    assert_int_equal(allocated(m), 2048);
+    mc_master_tick(m, 110);
+    assert_int_equal(allocated(m), 1024);
+    /* another write in progress or a move: busy, lease or not */
+    assert_int_equal(mc_master_upsert_start(m, CB, "u", 1000, &c, 60, &r2, &n2), 0);
+    free(r2);
+    assert_int_equal(mc_master_upsert_start(m, CA, "u", 1000, &c, 61, &r2, &n2),
                      MC_ERR_OBJECT_REPLICA_BUSY);
+    assert_int_equal(mc_master_put_end(m, CB, "u", 62), 0);
+    mc_master_tick(m, 153); /* the lease of the get at 53 ends: its range goes */
+    assert_int_equal(allocated(m), 1024);
     /* another size after the lease: new buffer of the new size, old one freed */
     assert_int_equal(mc_master_upsert_start(m, CA, "u", 200 * KiB, &c, 200, &r2, &n2), 0);
     assert_int_equal(n2, 1);
