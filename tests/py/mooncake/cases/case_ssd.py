@@ -38,7 +38,7 @@ def keys():
     return ["%s-%d" % (PREFIX, i) for i in range(N)]
 
 
-def put_retry(s, key, v, timeout=10.0):
+def put_retry(s, key, v, timeout=30.0):
     """A put; NO_AVAILABLE_HANDLE (-200) while evictions wait for their offloads
     is retried (bounded)."""
     deadline = time.monotonic() + timeout
@@ -205,7 +205,7 @@ def case_promotion():
     for _ in range(4):
         assert s.get(k) == value(k, SZ)
     promoted = until(lambda: any(d.is_memory_replica() for d in s.get_replica_desc(k)),
-                     timeout=15)
+                     timeout=30)
     assert promoted, s.get_replica_desc(k)
     assert s.get(k) == value(k, SZ)
     s.close()
