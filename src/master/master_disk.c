@@ -238,10 +238,10 @@ void mc__disk_forget_locked(mc_master_t *m, const char *key)
     pthread_mutex_unlock(&d->mu);
 }
 
-void mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
+int mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
 {
     struct mdisk *d = m->disk;
-    if (!d) return;
+    if (!d) return 0;
     pthread_mutex_lock(&d->mu);
     dent_t *e = mc_map_get(d->ents, o->key);
     if (e) { /* a promotion completed: the disk copy stays, the count restarts */
@@ -252,6 +252,7 @@ void mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
         if (c) (void)queue_offload_locked(d, c, o->key, now);
     }
     pthread_mutex_unlock(&d->mu);
+    return e != NULL;
 }
 
 int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now)
@@ -749,11 +750,13 @@ int mc_master_promote_start(mc_master_t *m, mc_uuid_t client, const char *key, u
     *out = NULL;
     *n = 0;
     if (!d) return MC_ERR_UNAVAILABLE_IN_CURRENT_MODE;
-    /* Promotion never evicts: a copy that would take the pool past the high
-     * watermark waits (the next get re-queues it). Promoting by eviction
-     * churns: each copy pushes out the one promoted before it. */
+    /* Promotion never evicts, and waits while the pool is at or past the
+     * high watermark (the next get re-queues it), as upstream gates it: on
+     * the pool's use before the copy, so a pool that eviction brought back
+     * under the watermark takes promotions. Promoting by eviction churns:
+     * each copy pushes out the one promoted before it. */
     uint64_t cap = atomic_load(&m->capacity), used = atomic_load(&m->allocated);
-    int rc = (double)(used + size) > m->cfg.eviction_high_watermark_ratio * (double)cap
+    int rc = (double)used >= m->cfg.eviction_high_watermark_ratio * (double)cap
                  ? MC_ERR_NO_AVAILABLE_HANDLE
                  : mc__master_start(m, client, key, size, cfg, now, out, n, MC__START_PROMOTE);
     if (rc == MC_ERR_NO_AVAILABLE_HANDLE) atomic_fetch_add(&d->promotions_deferred, 1);

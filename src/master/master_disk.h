@@ -78,7 +78,7 @@ int mc_master_promote_start(mc_master_t *m, mc_uuid_t client, const char *key, u
 
 typedef struct {
     uint64_t keys, bytes, clients, offloads, promotions;
-    uint64_t promotions_deferred; /* refused: the copy would pass the high watermark */
+    uint64_t promotions_deferred; /* refused: the pool at or past the high watermark */
 } mc_master_disk_stats_t;
 void mc_master_disk_stats(mc_master_t *m, mc_master_disk_stats_t *st);
 

@@ -290,8 +290,9 @@ int mc__disk_has_locked(mc_master_t *m, const char *key);
 /* key is being overwritten (upsert): its disk replica and any offload go;
  * the owner is told to delete its copy. */
 void mc__disk_forget_locked(mc_master_t *m, const char *key);
-/* o just completed: queue its offload (offload at put end). */
-void mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
+/* o just completed: queue its offload (offload at put end). Returns 1 when
+ * it was a promotion (o has a disk copy), 0 otherwise. */
+int mc__disk_put_end_locked(mc_master_t *m, const mobj_t *o, uint64_t now);
 /* Eviction is about to erase o: 1 to keep it a while longer (its offload is
  * queued or running, --offload_on_evict), 0 to go ahead. */
 int mc__disk_evict_hold_locked(mc_master_t *m, const mobj_t *o, uint64_t now);

@@ -597,7 +597,11 @@ int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_
         if (o->soft_pin && o->soft_pin_deadline_ms == 0)
             o->soft_pin_deadline_ms = now_ms + o->soft_pin_ttl_ms;
         mc__journal_put_locked(m, o, now_ms); /* in the log before the reply */
-        mc__disk_put_end_locked(m, o, now_ms);
+        /* a promotion: the copy of an object just read past the admission
+         * threshold, leased as a get's (eviction goes oldest lease first;
+         * with its put end's lease it went first, and promoting churned) */
+        if (mc__disk_put_end_locked(m, o, now_ms))
+            o->lease_ms = now_ms + m->cfg.default_kv_lease_ttl_ms;
     }
     pthread_mutex_unlock(&sh->mu);
     return rc;

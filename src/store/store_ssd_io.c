@@ -6,7 +6,7 @@
  * io_uring with O_DIRECT (buffered when the filesystem refuses O_DIRECT, with
  * a log line): writes gather many records into one large aligned buffer and
  * submit it in a few large writes; reads of a batch are submitted together.
- * At open the buckets are scanned: a torn tail ends a bucket (appends
+ * At open the buckets are scanned (store_ssd_scan.c): a torn tail ends a bucket (appends
  * continue there), a record whose checksums fail is dropped with a log line;
  * both are never served. The index (key -> bucket, offset, lengths, stamp)
  * is in memory, under one mutex; the writer is one thread at a time, readers
@@ -30,66 +30,9 @@
 
 #include "base_log.h"
 #include "base_map.h"
-#include "store_ssd.h"
+#include "store_ssd_internal.h"
 
 #define TAG "ssd"
-#define RING_DEPTH 64
-#define SCAN_CHUNK (8u << 20)
-
-typedef struct bucket {
-    uint64_t id;
-    int fd;         /* bucket-<id>.dat */
-    int jfd;        /* bucket-<id>.idx, its journal (version 3); -1: a legacy bucket */
-    uint64_t size;  /* end of the last record (value): the tail */
-    uint64_t alloc; /* length of the file (the tail bucket is allocated ahead) */
-    uint64_t jsize; /* end of the journal's last entry */
-    uint64_t jalloc; /* length of the journal file */
-    uint64_t live;  /* bytes of live records */
-    uint64_t nlive;
-    unsigned refs; /* readers reading it now (under mu) */
-    int dropped;   /* out of the table and unlinked: the last reader closes and frees it */
-} bucket_t;
-
-/* A key on disk. Version 3 (legacy 0): off and rec_len are the value's
- * offset and length in the .dat file, data_sum its checksum (from the
- * journal). Legacy (versions 1, 2): the record (header, key, value) at off. */
-typedef struct {
-    bucket_t *b;
-    uint64_t off, rec_len, data_len, stamp, data_sum;
-    int legacy;
-} ent_t;
-
-struct mc_ssd_disk {
-    mc_ssd_disk_config_t cfg;
-    char *path;
-    int lock_fd;
-    int direct;
-    mc_uuid_t id;
-    pthread_mutex_t mu;
-    mc_map_t *index;
-    bucket_t **b; /* by id, ascending */
-    size_t nb, capb;
-    uint64_t used; /* sum of bucket sizes */
-    uint64_t next_id;
-    uint8_t *wbuf;      /* the writer's staging: nslot pieces of `piece` bytes */
-    uint64_t piece;     /* bytes of one write */
-    unsigned nslot, qd; /* pieces; writes in flight at most (nslot - 1) */
-    /* the written part of the tail bucket's last, partly filled block, which
-     * the next batch rewrites (carry_len 0: none) */
-    uint8_t carry[MC_SSD_ALIGN];
-    uint64_t carry_bucket, carry_off, carry_len;
-    /* the same for the tail bucket's journal, and the writer's journal
-     * buffer (the entries of one batch and bucket) */
-    uint8_t jcarry[MC_SSD_ALIGN];
-    uint64_t jcarry_bucket, jcarry_off, jcarry_len;
-    uint8_t *jbuf;
-    uint64_t jcap;
-    struct io_uring wring;
-    int wring_ok;
-    int wfixed; /* wbuf is registered with wring */
-    pthread_key_t rkey; /* a read ring per thread */
-    uint64_t written, read, corrupt, evicted;
-};
 
 /* ---- rings ---- */
 
@@ -100,7 +43,7 @@ static void ring_free(void *p)
     free(r);
 }
 
-static struct io_uring *read_ring(mc_ssd_disk_t *d)
+struct io_uring *mc_ssd_read_ring(mc_ssd_disk_t *d)
 {
     struct io_uring *r = pthread_getspecific(d->rkey);
     if (r) return r;
@@ -122,18 +65,7 @@ static struct io_uring *read_ring(mc_ssd_disk_t *d)
     return r;
 }
 
-/* Runs n preads/pwrites of (fd, buf, len, off) on ring r, all submitted at
- * once (at most RING_DEPTH in flight). res[i]: bytes or -errno. Short
- * transfers are completed with further submissions. Returns 0 or -errno of
- * the ring itself. */
-typedef struct {
-    int fd;
-    void *buf;
-    uint64_t len, off;
-    int64_t res;
-} io_op_t;
-
-static int ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
+int mc_ssd_ring_run(struct io_uring *r, io_op_t *ops, size_t n, int write)
 {
     size_t next = 0, inflight = 0, done = 0;
     uint64_t small[RING_DEPTH] = {0};
@@ -338,7 +270,7 @@ static void ent_unlink_locked(mc_ssd_disk_t *d, const char *key)
     free(e);
 }
 
-static int ent_put_locked(mc_ssd_disk_t *d, const char *key, const ent_t *v)
+int mc_ssd_ent_put_locked(mc_ssd_disk_t *d, const char *key, const ent_t *v)
 {
     ent_t *e = calloc(1, sizeof *e);
     if (!e) return -1;
@@ -407,227 +339,6 @@ static int read_identity(mc_ssd_disk_t *d)
     }
     fclose(f);
     return rename(tmp, p);
-}
-
-static int all_zero(const uint8_t *p, uint64_t n)
-{
-    for (uint64_t i = 0; i < n; i++)
-        if (p[i]) return 0;
-    return 1;
-}
-
-/* Scans bucket b into the index; sets b->size to the end of its last good
- * record. Records are read in SCAN_CHUNK pieces from 4 KiB boundaries (a
- * record larger than that is read whole). Zeros up to the end of a 4 KiB
- * block are padding (a batch, or a writer restarted, began at the next
- * block): the scan goes on at the next block. */
-static int scan_bucket(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *cap)
-{
-    struct stat st;
-    if (fstat(b->fd, &st) != 0) return -1;
-    uint64_t fsize = (uint64_t)st.st_size / MC_SSD_ALIGN * MC_SSD_ALIGN, off = 0;
-    struct io_uring *r = read_ring(d);
-    if (!r) return -1;
-    uint64_t nrec = 0, ndrop = 0;
-    const char *stop = NULL;
-    int end = 0;
-    while (off < fsize && !end) {
-        uint64_t aoff = off / MC_SSD_ALIGN * MC_SSD_ALIGN, skip = off - aoff;
-        uint64_t want = fsize - aoff < SCAN_CHUNK ? fsize - aoff : SCAN_CHUNK;
-        io_op_t op = {b->fd, *buf, want, aoff, 0};
-        if (ring_run(r, &op, 1, 0) || op.res < (int64_t)MC_SSD_ALIGN) {
-            stop = "read error";
-            break;
-        }
-        uint64_t got = (uint64_t)op.res / MC_SSD_ALIGN * MC_SSD_ALIGN, pos = skip;
-        while (pos < got) {
-            mc_ssd_rec_t rec;
-            const char *why;
-            uint64_t blk_end = MC_SSD_ALIGN_UP(pos + 1);
-            if (all_zero(*buf + pos, blk_end - pos)) {
-                if (pos % MC_SSD_ALIGN == 0) { /* a zero block: the end (allocated, or torn) */
-                    end = 1;
-                    break;
-                }
-                pos = blk_end; /* padding */
-                continue;
-            }
-            if (mc_ssd_rec_decode(*buf + pos, got - pos, &rec, &why)) {
-                stop = why;
-                break;
-            }
-            if (pos + rec.rec_len > got) { /* runs past this chunk */
-                if (pos == skip) {         /* a record larger than the chunk: read it whole */
-                    uint64_t need = MC_SSD_ALIGN_UP(skip + rec.rec_len);
-                    if (need > *cap) {
-                        uint8_t *nb = NULL;
-                        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, need)) {
-                            stop = "out of memory";
-                            break;
-                        }
-                        free(*buf);
-                        *buf = nb;
-                        *cap = need;
-                    }
-                    io_op_t big = {b->fd, *buf, need, aoff, 0};
-                    if (ring_run(r, &big, 1, 0) || big.res < (int64_t)need) {
-                        stop = "torn record";
-                        break;
-                    }
-                    got = need;
-                } else {
-                    break; /* read on from here */
-                }
-            }
-            if (mc_ssd_rec_verify(*buf + pos, got - pos, &rec, &why)) {
-                MC_LOGW(TAG, "bucket %016" PRIx64 " offset %" PRIu64 ": %s; record dropped", b->id,
-                        aoff + pos, why);
-                ndrop++;
-                d->corrupt++;
-            } else {
-                char key[MC_SSD_KEY_MAX + 1];
-                memcpy(key, *buf + pos + MC_SSD_REC_HDR, rec.key_len);
-                key[rec.key_len] = '\0';
-                ent_t v = {b, aoff + pos, rec.rec_len, rec.data_len, rec.stamp, rec.data_sum, 1};
-                if (strlen(key) == rec.key_len && ent_put_locked(d, key, &v) == 0) nrec++;
-            }
-            pos += rec.rec_len;
-        }
-        uint64_t adv = pos - skip;
-        off += adv;
-        if (stop || (adv == 0 && !end)) break;
-    }
-    b->size = off < fsize ? off : fsize;
-    b->alloc = (uint64_t)st.st_size;
-    if (stop && off < fsize)
-        MC_LOGW(TAG,
-                "bucket %016" PRIx64 ": %s at offset %" PRIu64 " of %" PRIu64
-                "; the rest is dropped (appends continue there)",
-                b->id, stop, off, fsize);
-    if (ndrop || nrec)
-        MC_LOGI(TAG, "bucket %016" PRIx64 ": %" PRIu64 " records, %" PRIu64 " dropped", b->id, nrec,
-                ndrop);
-    return 0;
-}
-
-/* A window on a file for the scan: win_get(w, off, n) gives bytes
- * [off, off + n) of the file, read with io_uring from 4 KiB boundaries,
- * SCAN_CHUNK at a time (more for a longer range); NULL past the end of the
- * file or on a read error. */
-typedef struct {
-    int fd;
-    struct io_uring *r;
-    uint8_t *buf;
-    uint64_t cap, start, len, fsize;
-} win_t;
-
-static const uint8_t *win_get(win_t *w, uint64_t off, uint64_t n)
-{
-    if (off + n > w->fsize || off + n < off) return NULL;
-    if (off >= w->start && off + n <= w->start + w->len) return w->buf + (off - w->start);
-    uint64_t a = off / MC_SSD_ALIGN * MC_SSD_ALIGN, want = MC_SSD_ALIGN_UP(off + n) - a;
-    if (want < SCAN_CHUNK) want = SCAN_CHUNK;
-    if (want > MC_SSD_ALIGN_UP(w->fsize) - a) want = MC_SSD_ALIGN_UP(w->fsize) - a;
-    if (want > w->cap) {
-        uint8_t *nb = NULL;
-        if (posix_memalign((void **)&nb, MC_SSD_ALIGN, want)) return NULL;
-        free(w->buf);
-        w->buf = nb;
-        w->cap = want;
-    }
-    w->len = 0;
-    io_op_t op = {w->fd, w->buf, want, a, 0};
-    if (ring_run(w->r, &op, 1, 0) || op.res < (int64_t)(off + n - a)) return NULL;
-    w->start = a;
-    w->len = (uint64_t)op.res;
-    return w->buf + (off - a);
-}
-
-/* Scans a version-3 bucket: its journal front to back, each entry's value
- * read from the .dat file and checked against the entry. Zeros at an entry
- * are the end (at a 4 KiB boundary) or a batch's padding (the scan goes on
- * at the next block). An entry whose header fails ends the journal: the
- * rest of its block is zeroed and the file cut after it, so appends continue
- * there and the next scan reads them. An entry whose value fails its
- * checksum (torn, corrupt) is dropped with a log line. Sets b->size to the
- * end of the last good value, b->jsize to the journal's good end. */
-static int scan_bucket_v3(mc_ssd_disk_t *d, bucket_t *b, uint8_t **buf, uint64_t *cap)
-{
-    struct stat st, jst;
-    if (fstat(b->fd, &st) != 0 || fstat(b->jfd, &jst) != 0) return -1;
-    struct io_uring *r = read_ring(d);
-    if (!r) return -1;
-    win_t jw = {b->jfd, r, *buf, *cap, 0, 0, (uint64_t)jst.st_size};
-    win_t dw = {b->fd, r, NULL, 0, 0, 0, (uint64_t)st.st_size};
-    uint64_t pos = 0, dend = 0, nrec = 0, ndrop = 0;
-    const char *stop = NULL;
-    while (pos + MC_SSD_JENT_HDR <= jw.fsize) {
-        const uint8_t *h = win_get(&jw, pos, MC_SSD_JENT_HDR);
-        if (!h) {
-            stop = "read error";
-            break;
-        }
-        if (all_zero(h, MC_SSD_JENT_HDR)) {
-            if (pos % MC_SSD_ALIGN == 0) break; /* the end */
-            pos = MC_SSD_ALIGN_UP(pos);         /* a batch's padding */
-            continue;
-        }
-        mc_ssd_jent_t e;
-        const char *why;
-        uint64_t klen = h[8] | (uint64_t)h[9] << 8 | (uint64_t)h[10] << 16 | (uint64_t)h[11] << 24;
-        uint64_t jl = mc_ssd_jent_len(klen <= MC_SSD_KEY_MAX ? klen : 0);
-        if (klen > MC_SSD_KEY_MAX || !(h = win_get(&jw, pos, jl))) h = win_get(&jw, pos, 64);
-        if (!h || mc_ssd_jent_decode(h, jw.start + jw.len - pos, &e, &why)) {
-            stop = h ? why : "read error";
-            break;
-        }
-        jl = mc_ssd_jent_len(e.key_len);
-        const uint8_t *v = win_get(&dw, e.off, e.data_len);
-        if (!v || XXH3_64bits(v, e.data_len) != e.data_sum) {
-            MC_LOGW(TAG, "bucket %016" PRIx64 " value at %" PRIu64 " (journal %" PRIu64 "): %s; "
-                    "record dropped", b->id, e.off, pos,
-                    v ? "value checksum mismatch" : "value past the end of the file");
-            ndrop++;
-            d->corrupt++;
-        } else {
-            char key[MC_SSD_KEY_MAX + 1];
-            memcpy(key, h + MC_SSD_JENT_HDR, e.key_len);
-            key[e.key_len] = '\0';
-            ent_t en = {b, e.off, e.data_len, e.data_len, e.stamp, e.data_sum, 0};
-            if (strlen(key) == e.key_len && ent_put_locked(d, key, &en) == 0) nrec++;
-            if (e.off + e.data_len > dend) dend = e.off + e.data_len;
-        }
-        pos += jl;
-    }
-    *buf = jw.buf;
-    *cap = jw.cap;
-    free(dw.buf);
-    b->size = dend;
-    b->alloc = (uint64_t)st.st_size;
-    b->jsize = pos;
-    b->jalloc = jw.fsize;
-    if (stop) {
-        MC_LOGW(TAG,
-                "bucket %016" PRIx64 ": journal %s at offset %" PRIu64 " of %" PRIu64
-                "; the rest is dropped (appends continue there)",
-                b->id, stop, pos, jw.fsize);
-        /* zeros after the good entries, in their block, and nothing after it */
-        uint64_t a = pos / MC_SSD_ALIGN * MC_SSD_ALIGN;
-        if (pos > a) {
-            io_op_t op = {b->jfd, *buf, MC_SSD_ALIGN, a, 0};
-            if (ring_run(r, &op, 1, 0) == 0 && op.res == (int64_t)MC_SSD_ALIGN) {
-                memset(*buf + (pos - a), 0, MC_SSD_ALIGN - (pos - a));
-                op = (io_op_t){b->jfd, *buf, MC_SSD_ALIGN, a, 0};
-                if (ring_run(r, &op, 1, 1) || op.res != (int64_t)MC_SSD_ALIGN) return -1;
-            }
-        }
-        if (ftruncate(b->jfd, (off_t)MC_SSD_ALIGN_UP(pos)) != 0) return -1;
-        b->jalloc = MC_SSD_ALIGN_UP(pos);
-    }
-    if (ndrop || nrec)
-        MC_LOGI(TAG, "bucket %016" PRIx64 ": %" PRIu64 " records, %" PRIu64 " dropped", b->id, nrec,
-                ndrop);
-    return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -721,7 +432,7 @@ int mc_ssd_disk_open(const mc_ssd_disk_config_t *cfg, mc_ssd_disk_t **out)
             free(b);
             goto fail;
         }
-        if ((b->jfd >= 0 ? scan_bucket_v3(d, b, &buf, &cap) : scan_bucket(d, b, &buf, &cap)) != 0)
+        if ((b->jfd >= 0 ? mc_ssd_scan_bucket_v3(d, b, &buf, &cap) : mc_ssd_scan_bucket(d, b, &buf, &cap)) != 0)
             goto fail;
         d->used += foot(b);
     }
@@ -1202,7 +913,7 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
         if (bk[i] != ok && !bucket_live_locked(d, bk[i])) continue;
         ok = bk[i];
         ent_t v = {bk[i], offs[i], sizes[i], sizes[i], stamps[i], sums[i], 0};
-        if (ent_put_locked(d, keys[i], &v) == 0) early[i] = 1;
+        if (mc_ssd_ent_put_locked(d, keys[i], &v) == 0) early[i] = 1;
     }
     pthread_mutex_unlock(&d->mu);
     wr_drain(&w);
@@ -1223,7 +934,7 @@ int mc_ssd_disk_write(mc_ssd_disk_t *d, const char *const *keys, const void *con
         }
         ok = bk[i];
         ent_t v = {bk[i], offs[i], sizes[i], sizes[i], stamps[i], sums[i], 0};
-        if (!early[i] && ent_put_locked(d, keys[i], &v) != 0) rcs[i] = MC_ERR_INTERNAL;
+        if (!early[i] && mc_ssd_ent_put_locked(d, keys[i], &v) != 0) rcs[i] = MC_ERR_INTERNAL;
     }
     pthread_mutex_unlock(&d->mu);
     free(offs);
@@ -1296,7 +1007,7 @@ static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *k
     }
     pthread_mutex_unlock(&d->mu);
     /* all the batch's reads in one submission */
-    int err = nops ? ring_run(r, ops, nops, 0) : 0;
+    int err = nops ? mc_ssd_ring_run(r, ops, nops, 0) : 0;
     buckets_put(d, held, n);
     uint64_t bytes = 0;
     for (size_t j = 0; j < nops; j++) {
@@ -1346,7 +1057,7 @@ static int read_chunk(mc_ssd_disk_t *d, struct io_uring *r, const char *const *k
 int mc_ssd_disk_read_many(mc_ssd_disk_t *d, const char *const *keys, size_t n, void *const *bufs,
                           const uint64_t *caps, const uint8_t **datas, uint64_t *sizes, int *rcs)
 {
-    struct io_uring *r = read_ring(d);
+    struct io_uring *r = mc_ssd_read_ring(d);
     for (size_t i = 0; i < n; i += RING_DEPTH) {
         size_t k = n - i < RING_DEPTH ? n - i : RING_DEPTH;
         if (!r) {

@@ -176,6 +176,19 @@ def test_ssd_promotion_on_hit(ssd_master, tmp_path, monkeypatch):
         assert o.stop() == 0
 
 
+@pytest.mark.parametrize("ssd_master", [["--offload_on_evict", "--promotion_on_hit",
+                                         "--promotion_admission_threshold", "2"]], indirect=True)
+def test_ssd_promotion_under_pressure(ssd_master, tmp_path, monkeypatch):
+    """Promotion while eviction holds the pool near its high watermark
+    (upstream's test_promotion_on_hit scenario): the disk-only object gets a
+    memory replica, later gets skip the disk, all bytes exact."""
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", str(tmp_path / "disk"))
+    monkeypatch.setenv("MOONCAKE_OFFLOAD_LOCAL_BUFFER_SIZE_BYTES", str(64 << 20))
+    print(run_case(ssd_master, "case_ssd", "case_promotion_under_pressure", timeout=180,
+                   env_extra=_env(tmp_path, MC_TEST_N=48, MC_TEST_SZ=1 << 20,
+                                  MC_TEST_PREFIX="poh")))
+
+
 @pytest.mark.parametrize("ssd_master", [["--offload_on_evict"]], indirect=True)
 def test_ssd_self_owner(ssd_master, tmp_path, monkeypatch):
     """One process owns the disk and reads it (upstream's tests run so): its

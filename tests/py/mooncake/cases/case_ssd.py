@@ -38,7 +38,7 @@ def keys():
     return ["%s-%d" % (PREFIX, i) for i in range(N)]
 
 
-def put_retry(s, key, v, timeout=10.0):
+def put_retry(s, key, v, timeout=30.0):
     """A put; NO_AVAILABLE_HANDLE (-200) while evictions wait for their offloads
     is retried (bounded)."""
     deadline = time.monotonic() + timeout
@@ -205,9 +205,38 @@ def case_promotion():
     for _ in range(4):
         assert s.get(k) == value(k, SZ)
     promoted = until(lambda: any(d.is_memory_replica() for d in s.get_replica_desc(k)),
-                     timeout=15)
+                     timeout=30)
     assert promoted, s.get_replica_desc(k)
     assert s.get(k) == value(k, SZ)
+    s.close()
+
+
+def case_promotion_under_pressure():
+    """--offload_on_evict --promotion_on_hit, one process owning the disk (as
+    upstream's test_promotion_on_hit runs): N objects of SZ bytes overflow its
+    16 MiB segment, so eviction keeps the pool near its high watermark, within
+    one object of it. A disk-only object read past the admission threshold
+    still gets a memory replica (the gate is the pool's use before the copy,
+    as upstream's; use plus the copy refused it), the next get is served from
+    memory (no disk read), and every get is exact."""
+    s = MooncakeDistributedStore()
+    assert s.setup("127.0.0.1", META, 16 * MB, 64 * MB, "tcp", "", RPC, None, True) == 0
+    done = keys()
+    for k in done:
+        assert put_retry(s, k, value(k, SZ), timeout=30) == 0, k
+    assert until(lambda: any(disk_only(s, k) for k in done), timeout=30), "no key on disk only"
+    k = next(k for k in done if disk_only(s, k))
+    in_mem = sum(any(d.is_memory_replica() for d in s.get_replica_desc(x)) for x in done)
+    for _ in range(4):
+        assert s.get(k) == value(k, SZ), "wrong bytes for %s" % k
+    assert until(lambda: any(d.is_memory_replica() for d in s.get_replica_desc(k)),
+                 timeout=30), "not promoted: %s" % [
+                     (d.is_memory_replica(), d.is_local_disk_replica())
+                     for d in s.get_replica_desc(k)]
+    before = s.get_offload_rpc_read_count()
+    assert s.get(k) == value(k, SZ), "wrong bytes for %s after promotion" % k
+    assert s.get_offload_rpc_read_count() == before, "served from disk after promotion"
+    print(json.dumps({"put": len(done), "in_memory": in_mem, "promoted": k}))
     s.close()
 
 
