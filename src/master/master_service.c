@@ -600,8 +600,7 @@ int mc_master_put_end(mc_master_t *m, mc_uuid_t client, const char *key, uint64_
         /* a promotion: the copy of an object just read past the admission
          * threshold, leased as a get's (eviction goes oldest lease first;
          * with its put end's lease it went first, and promoting churned) */
-        if (mc__disk_put_end_locked(m, o, now_ms))
-            o->lease_ms = now_ms + m->cfg.default_kv_lease_ttl_ms;
+        if (mc__disk_put_end_locked(m, o, now_ms)) mc__master_grant_lease(m, o, now_ms);
     }
     pthread_mutex_unlock(&sh->mu);
     return rc;
