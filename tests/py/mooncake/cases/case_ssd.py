@@ -100,8 +100,9 @@ def case_check():
         ks = json.load(f)
     allow = os.environ.get("MC_TEST_ALLOW_MISS") == "1"
     if os.environ.get("MC_TEST_DISK_ONLY") == "1":  # a killed owner's segment goes after its ttl
-        until(lambda: not any(d.is_memory_replica() for d in s.get_replica_desc(ks[-1])),
-              timeout=30)
+        assert until(lambda: not any(d.is_memory_replica()
+                                     for d in s.get_replica_desc(ks[-1])),
+                     timeout=30), s.get_replica_desc(ks[-1])
     ok, miss = check_all(s, ks, allow)
     assert ok >= int(os.environ.get("MC_TEST_MIN_OK", "0")), (ok, miss)
     print(json.dumps({"ok": ok, "miss": miss}))
@@ -155,7 +156,8 @@ def case_kill_owner_during_reads():
     with open(MANIFEST) as f:
         ks = json.load(f)
     pid = int(os.environ["MC_TEST_OWNER_PID"])
-    until(lambda: not any(d.is_memory_replica() for d in s.get_replica_desc(ks[0])), timeout=30)
+    assert until(lambda: not any(d.is_memory_replica() for d in s.get_replica_desc(ks[0])),
+                 timeout=30), s.get_replica_desc(ks[0])
     worst = [0.0]
     results = {"ok": 0, "err": 0}
     started = threading.Event()
@@ -182,11 +184,11 @@ def case_kill_owner_during_reads():
     th.start()
     assert started.wait(30)
     os.kill(pid, signal.SIGKILL)
-    until(lambda: results["err"] >= 5, timeout=30)
+    enough_errors = until(lambda: results["err"] >= 5, timeout=30)
     stop.set()
     th.join(60)
     assert not th.is_alive(), "a get did not return"
-    assert results["err"] >= 5, results
+    assert enough_errors, results
     bound = float(os.environ.get("MC_TEST_GET_BOUND_S", "20"))
     assert worst[0] < bound, "a get took %.1f s" % worst[0]
     print(json.dumps({"ok": results["ok"], "err": results["err"], "worst_s": worst[0]}))
