@@ -1,25 +1,32 @@
-/* master_client.c: the typed, blocking client of the master RPC. One TCP
- * connection per client object carries pipelined requests from many threads.
- * A caller registers a waiter under `mu` (getting a request id), writes its
- * whole frame under `wmu`, and then either waits on its own condition
- * variable or, when no other caller is reading the socket, becomes the
- * "leader": it reads and parses reply frames itself, hands each to the
- * waiter with the same id, and gives the role to another waiter once its own
- * reply is in (leader/follower). A lone caller thus reads its own reply with
- * no thread switch, and concurrent callers never wait for each other's round
- * trips. A caller whose deadline passes returns RPC_TIMEOUT (a late reply is
- * dropped; the connection stays, except for a client that resolves its
- * master through etcd or redis: the next call resolves and connects again). When the connection
- * fails, the leader fails every waiter with RPC_FAIL and marks the connection broken; the next call
- * connects again (with the version handshake). Before sending, an idle connection is checked for a
- * hang-up, so a master restart costs no call. With TLS files (net_tls.h)
- * the connection is TLS from its first byte (mc_tls_sock_*), under the
- * secret's exchange and the version handshake. Lock order: mu before wmu. */
+/* master_client.c: the typed, blocking client of the master RPC. A client
+ * object holds up to MC_MASTER_LANES (default 4) connections, "lanes": a
+ * thread always calls on the same lane (threads are dealt lanes in turn at
+ * their first call), and a lane connects at its first call (the first one at
+ * connect, to check the address and version). On a lane, requests from many
+ * threads are pipelined: a caller registers a waiter under `mu` (getting a
+ * request id), writes its whole frame under `wmu`, and then either waits on
+ * its own condition variable or, when no other caller is reading the socket,
+ * becomes the "leader": it reads and parses reply frames itself, hands each
+ * to the waiter with the same id, and gives the role to another waiter once
+ * its own reply is in (leader/follower). A lone caller thus reads its own
+ * reply with no thread switch, and concurrent callers never wait for each
+ * other's round trips. A caller whose deadline passes returns RPC_TIMEOUT (a
+ * late reply is dropped; the connection stays, except for a client that
+ * resolves its master through etcd or redis: the next call resolves and
+ * connects again). When a connection fails, its leader fails every waiter
+ * with RPC_FAIL and marks it broken; the next call on the lane connects again
+ * (with the version handshake). Before sending on a lane idle for 10 ms, the
+ * connection is checked for a hang-up, so a master restart costs no call.
+ * The newest leader view is shared by the lanes. With TLS files (net_tls.h)
+ * a connection is TLS from its first byte (mc_tls_sock_*), under the
+ * secret's exchange and the version handshake. Lock order: a lane's mu
+ * before its wmu, then the client's resolve_mu. */
 #include "master_client.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,58 +57,75 @@ typedef struct waiter {
     pthread_cond_t cv;
 } waiter_t;
 
-struct mc_master_client {
-    char host[256];
+/* One connection to the master and the callers pipelining on it. */
+typedef struct lane {
+    struct mc_master_client *mc;
+    char host[256]; /* this lane's master (a resolve may move it) */
     uint16_t port;
-    int connect_timeout_ms, timeout_ms; /* <= 0: none */
-    pthread_mutex_t mu;                 /* everything below but the read buffer */
-    pthread_mutex_t wmu;                /* writes on fd; fd changes under mu + wmu */
-    pthread_condattr_t cattr;
+    pthread_mutex_t mu;     /* everything below but the read buffer */
+    pthread_mutex_t wmu;    /* writes on fd; fd changes under mu + wmu */
     int fd;                 /* -1: not connected */
     mc_tls_conn_t *tls;     /* fd's TLS session, NULL: plaintext; changes with fd */
     uint64_t gen;           /* connection generation */
     int broken;             /* the connection failed; the next call reconnects */
     int leader;             /* a caller is reading the socket */
     pthread_cond_t idle_cv; /* leader became 0 */
-    int closing;
     uint32_t next_id;
-    /* The newest leader view seen (replies, the resolver); sent in requests.
-     * A reply with an older view comes from a replaced leader. Under mu. */
-    uint64_t view;
-    mc_master_resolve_fn resolve; /* NULL: host/port are fixed */
-    void *resolve_arg;
+    uint64_t last_ns; /* when a request last went out (the idle check) */
     waiter_t *pending;
     /* read buffer: touched only by the leader */
     uint8_t *rbuf;
     size_t rlen, rcap;
+} lane_t;
+
+struct mc_master_client {
+    char host[256]; /* the master first connected to, for logs */
+    uint16_t port;
+    int connect_timeout_ms, timeout_ms; /* <= 0: none */
+    pthread_condattr_t cattr;
+    _Atomic int closing;
+    /* The newest leader view seen (replies, the resolver, on any lane); sent
+     * in requests. A reply with an older view comes from a replaced leader. */
+    _Atomic uint64_t view;
+    mc_master_resolve_fn resolve; /* NULL: host/port are fixed */
+    void *resolve_arg;
+    pthread_mutex_t resolve_mu; /* one resolve at a time (its arg is not thread-safe) */
+    size_t nlanes;
+    lane_t lanes[];
 };
+
+/* Raises the newest view seen to v (never lowers it). */
+static void view_raise(mc_master_client_t *mc, uint64_t v)
+{
+    uint64_t cur = atomic_load(&mc->view);
+    while (v > cur && !atomic_compare_exchange_weak(&mc->view, &cur, v)) {
+    }
+}
 
 /* ---------------------------------------------------------------- reading */
 
 /* Fails every pending waiter. Caller holds mu. */
-static void fail_all_locked(mc_master_client_t *c)
+static void fail_all_locked(lane_t *l)
 {
-    for (waiter_t *w = c->pending; w; w = w->next) {
+    for (waiter_t *w = l->pending; w; w = w->next) {
         w->done = 1;
         w->rc = MC_ERR_RPC_FAIL;
         pthread_cond_signal(&w->cv);
     }
-    c->pending = NULL;
+    l->pending = NULL;
 }
 
 /* Records the view of a reply. Returns -1 when it is older than the newest
  * one seen (the reply must not be trusted), else 0. */
-static int note_view(mc_master_client_t *c, uint64_t view)
+static int note_view(lane_t *l, uint64_t view)
 {
-    pthread_mutex_lock(&c->mu);
-    int stale = view < c->view;
-    if (!stale) c->view = view;
-    pthread_mutex_unlock(&c->mu);
-    return stale ? -1 : 0;
+    if (view < atomic_load(&l->mc->view)) return -1;
+    view_raise(l->mc, view);
+    return 0;
 }
 
 /* Hands one reply to its waiter (payload copied first, outside the lock). */
-static void deliver(mc_master_client_t *c, const mc_mp_hdr_t *h, const uint8_t *payload)
+static void deliver(lane_t *l, const mc_mp_hdr_t *h, const uint8_t *payload)
 {
     uint8_t *copy = NULL;
     if (h->length) {
@@ -109,8 +133,8 @@ static void deliver(mc_master_client_t *c, const mc_mp_hdr_t *h, const uint8_t *
         if (!copy) return; /* the waiter times out */
         memcpy(copy, payload, h->length);
     }
-    pthread_mutex_lock(&c->mu);
-    for (waiter_t **pp = &c->pending; *pp; pp = &(*pp)->next) {
+    pthread_mutex_lock(&l->mu);
+    for (waiter_t **pp = &l->pending; *pp; pp = &(*pp)->next) {
         waiter_t *w = *pp;
         if (w->id != h->req_id) continue;
         *pp = w->next;
@@ -121,19 +145,19 @@ static void deliver(mc_master_client_t *c, const mc_mp_hdr_t *h, const uint8_t *
         copy = NULL;
         break;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&l->mu);
     free(copy); /* nobody waits for it any more */
 }
 
 /* Delivers every complete frame in the read buffer and keeps a partial one
  * (growing the buffer to hold it). Returns 0, or -1 with *why on a bad frame. */
-static int parse_replies(mc_master_client_t *c, const char **why)
+static int parse_replies(lane_t *l, const char **why)
 {
     size_t off = 0, partial = 0; /* size of a frame not complete yet */
     int rc = 0;
-    while (c->rlen - off >= MC_MP_HDR_LEN) {
+    while (l->rlen - off >= MC_MP_HDR_LEN) {
         mc_mp_hdr_t h;
-        if (mc_mp_hdr_decode(c->rbuf + off, c->rlen - off, &h, why)) {
+        if (mc_mp_hdr_decode(l->rbuf + off, l->rlen - off, &h, why)) {
             rc = -1;
             break;
         }
@@ -142,31 +166,31 @@ static int parse_replies(mc_master_client_t *c, const char **why)
             rc = -1;
             break;
         }
-        if (note_view(c, h.view)) {
+        if (note_view(l, h.view)) {
             *why = "a reply under an older leader view (that master was replaced)";
             rc = -1;
             break;
         }
         size_t need = MC_MP_HDR_LEN + (size_t)h.length;
-        if (c->rlen - off < need) {
+        if (l->rlen - off < need) {
             partial = need;
             break;
         }
-        deliver(c, &h, c->rbuf + off + MC_MP_HDR_LEN);
+        deliver(l, &h, l->rbuf + off + MC_MP_HDR_LEN);
         off += need;
     }
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-    c->rlen -= off;
+    memmove(l->rbuf, l->rbuf + off, l->rlen - off);
+    l->rlen -= off;
     if (rc) return rc;
     size_t want = partial > RBUF_MIN ? partial : RBUF_MIN;
-    if (c->rcap != want && (partial > c->rcap || c->rcap > RBUF_MIN)) {
-        uint8_t *nb = realloc(c->rbuf, want); /* grow for a big frame, shrink after it */
+    if (l->rcap != want && (partial > l->rcap || l->rcap > RBUF_MIN)) {
+        uint8_t *nb = realloc(l->rbuf, want); /* grow for a big frame, shrink after it */
         if (!nb) {
             *why = "out of memory for a reply";
             return -1;
         }
-        c->rbuf = nb;
-        c->rcap = want;
+        l->rbuf = nb;
+        l->rcap = want;
     }
     return 0;
 }
@@ -174,17 +198,17 @@ static int parse_replies(mc_master_client_t *c, const char **why)
 /* The leader's work: reads replies from fd until w is answered or the
  * deadline (dl, CLOCK_MONOTONIC; NULL: none) passes. On a failure of the
  * connection marks it broken and fails every waiter (w included). Called
- * without mu, with c->leader set by the caller. */
-static void lead(mc_master_client_t *c, int fd, mc_tls_conn_t *t, waiter_t *w,
+ * without mu, with l->leader set by the caller. */
+static void lead(lane_t *l, int fd, mc_tls_conn_t *t, waiter_t *w,
                  const struct timespec *dl)
 {
     const char *why = NULL;
     char ebuf[128];
     int bad = 0;
     for (;;) {
-        pthread_mutex_lock(&c->mu);
+        pthread_mutex_lock(&l->mu);
         int done = w->done;
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&l->mu);
         if (done) return;
         int ms = -1;
         if (dl) {
@@ -196,12 +220,12 @@ static void lead(mc_master_client_t *c, int fd, mc_tls_conn_t *t, waiter_t *w,
             int64_t left = (left_ns + 999999) / 1000000; /* round up: no busy loop */
             ms = left > 1000000 ? 1000000 : (int)left;
         }
-        if (c->rcap - c->rlen == 0) { /* cannot happen: parse_replies keeps room */
+        if (l->rcap - l->rlen == 0) { /* cannot happen: parse_replies keeps room */
             why = "read buffer full";
             goto fail;
         }
         /* what already came first (TLS may hold decrypted bytes), then wait */
-        ssize_t n = mc_tls_sock_recv(t, fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        ssize_t n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -215,23 +239,23 @@ static void lead(mc_master_client_t *c, int fd, mc_tls_conn_t *t, waiter_t *w,
                                                 : strerror_r(errno, ebuf, sizeof ebuf);
             goto fail;
         }
-        c->rlen += (size_t)n;
-        if (parse_replies(c, &why)) {
+        l->rlen += (size_t)n;
+        if (parse_replies(l, &why)) {
             bad = 1;
             goto fail;
         }
     }
 fail:
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&l->mu);
     if (bad)
-        MC_LOGE(TAG, "master %s:%u: bad reply frame: %s; closing the connection", c->host, c->port,
+        MC_LOGE(TAG, "master %s:%u: bad reply frame: %s; closing the connection", l->host, l->port,
                 why);
-    else if (!c->closing)
-        MC_LOGW(TAG, "master %s:%u: connection lost (%s)", c->host, c->port, why);
-    c->broken = 1;
-    c->rlen = 0;
-    fail_all_locked(c);
-    pthread_mutex_unlock(&c->mu);
+    else if (!l->mc->closing)
+        MC_LOGW(TAG, "master %s:%u: connection lost (%s)", l->host, l->port, why);
+    l->broken = 1;
+    l->rlen = 0;
+    fail_all_locked(l);
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* ---------------------------------------------------------------- connect */
@@ -250,11 +274,11 @@ static void set_timeo(int fd, int opt, int ms)
  * its header in *h and, when its status is 0, its payload (malloc'd, at most
  * max bytes) in *payload. Returns 0 or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT
  * with *why. */
-static int round_trip(mc_master_client_t *c, int fd, const mc_mp_buf_t *b, size_t max,
+static int round_trip(lane_t *l, int fd, const mc_mp_buf_t *b, size_t max,
                       mc_mp_hdr_t *h, uint8_t **payload, const char **why)
 {
     *payload = NULL;
-    mc_tls_conn_t *t = c->tls;
+    mc_tls_conn_t *t = l->tls;
     int e = mc_tls_sock_send_all(t, fd, b->p, b->len);
     if (e) return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
     uint8_t hb[MC_MP_HDR_LEN];
@@ -283,11 +307,11 @@ static int round_trip(mc_master_client_t *c, int fd, const mc_mp_buf_t *b, size_
  * master's proof (net_auth.h), when this process has a cluster key. Returns
  * 0, MC_ERR_AUTH_OFF / MC_ERR_AUTH_FAILED / MC_ERR_INVALID_VERSION with one
  * error line saying which, or an RPC error. */
-static int prove_secret(mc_master_client_t *c, int fd)
+static int prove_secret(lane_t *l, int fd)
 {
     const mc_auth_key_t *k = mc_auth_cluster_key();
     if (!k) return 0;
-    mc_mp_buf_t b = {.view = c->view};
+    mc_mp_buf_t b = {.view = atomic_load(&l->mc->view)};
     mc_mp_arena_t a = {0};
     uint8_t *payload = NULL;
     const char *why = NULL;
@@ -295,7 +319,7 @@ static int prove_secret(mc_master_client_t *c, int fd)
     mc_mp_auth_hello_req_t q = {.auth_version = MC_AUTH_VERSION};
     int rc = MC_ERR_INTERNAL;
     if (mc_auth_nonce(q.nonce) || mc_mp_encode_auth_hello_req(&b, 0, &q)) goto out;
-    rc = round_trip(c, fd, &b, 4096, &h, &payload, &why);
+    rc = round_trip(l, fd, &b, 4096, &h, &payload, &why);
     if (rc) goto out;
     rc = MC_ERR_RPC_FAIL;
     if (h.method != (MC_MP_AUTH_HELLO | MC_MP_REPLY)) {
@@ -304,7 +328,7 @@ static int prove_secret(mc_master_client_t *c, int fd)
     }
     if (h.status) {
         rc = h.status;
-        MC_LOGE(TAG, "master %s:%u: %s", c->host, c->port,
+        MC_LOGE(TAG, "master %s:%u: %s", l->host, l->port,
                 h.status == MC_ERR_AUTH_OFF
                     ? "it has no cluster secret configured, and this client has one: not using it"
                 : h.status == MC_ERR_INVALID_VERSION
@@ -318,7 +342,7 @@ static int prove_secret(mc_master_client_t *c, int fd)
         MC_LOGE(TAG,
                 "master %s:%u proved another cluster secret than this client's (the cluster "
                 "secrets differ): not using it",
-                c->host, c->port);
+                l->host, l->port);
         rc = MC_ERR_AUTH_FAILED;
         goto out;
     }
@@ -331,17 +355,17 @@ static int prove_secret(mc_master_client_t *c, int fd)
         rc = MC_ERR_INTERNAL;
         goto out;
     }
-    rc = round_trip(c, fd, &b, 0, &h, &payload, &why);
+    rc = round_trip(l, fd, &b, 0, &h, &payload, &why);
     if (rc) goto out;
     if (h.method != (MC_MP_AUTH_PROOF | MC_MP_REPLY) || h.status) {
         rc = h.status ? h.status : MC_ERR_RPC_FAIL;
         MC_LOGE(TAG, "master %s:%u refused this client's proof (the cluster secrets differ)",
-                c->host, c->port);
+                l->host, l->port);
         goto out;
     }
     rc = 0;
 out:
-    if (rc && why) MC_LOGW(TAG, "master %s:%u: secret handshake failed: %s", c->host, c->port, why);
+    if (rc && why) MC_LOGW(TAG, "master %s:%u: secret handshake failed: %s", l->host, l->port, why);
     free(payload);
     mc_mp_arena_free(&a);
     mc_mp_buf_free(&b);
@@ -351,7 +375,7 @@ out:
 /* Sends SERVICE_READY on a fresh blocking fd and checks the master's version.
  * Returns 0, MC_ERR_INVALID_VERSION, MC_ERR_AUTH_*, or MC_ERR_RPC_FAIL /
  * MC_ERR_RPC_TIMEOUT. */
-static int handshake(mc_master_client_t *c, int fd)
+static int handshake(lane_t *l, int fd)
 {
     mc_mp_buf_t b = {0};
     mc_mp_arena_t a = {0};
@@ -359,22 +383,22 @@ static int handshake(mc_master_client_t *c, int fd)
     const char *why = NULL;
     int rc = MC_ERR_RPC_FAIL;
     mc_mp_service_ready_req_t q = {.version = MC_MASTER_VERSION};
-    b.view = c->view; /* caller holds mu */
-    set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
-    if ((rc = prove_secret(c, fd))) return rc;
+    b.view = atomic_load(&l->mc->view);
+    set_timeo(fd, SO_RCVTIMEO, l->mc->timeout_ms);
+    if ((rc = prove_secret(l, fd))) return rc;
     rc = MC_ERR_RPC_FAIL;
     if (mc_mp_encode_service_ready_req(&b, 0, &q)) goto out;
-    int e = mc_tls_sock_send_all(c->tls, fd, b.p, b.len);
+    int e = mc_tls_sock_send_all(l->tls, fd, b.p, b.len);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
         goto out;
     }
     uint8_t hb[MC_MP_HDR_LEN];
     mc_mp_hdr_t h;
-    e = mc_tls_sock_recv_all(c->tls, fd, hb, sizeof hb);
+    e = mc_tls_sock_recv_all(l->tls, fd, hb, sizeof hb);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
-        why = e == -EPROTO && c->tls ? mc_tls_conn_why(c->tls) : "no answer to SERVICE_READY";
+        why = e == -EPROTO && l->tls ? mc_tls_conn_why(l->tls) : "no answer to SERVICE_READY";
         goto out;
     }
     if (mc_mp_hdr_decode(hb, sizeof hb, &h, &why)) goto out;
@@ -387,7 +411,7 @@ static int handshake(mc_master_client_t *c, int fd)
         MC_LOGE(TAG,
                 "master %s:%u requires the cluster secret, and this client has none (set "
                 "MC_CLUSTER_SECRET or MC_CLUSTER_SECRET_FILE)",
-                c->host, c->port);
+                l->host, l->port);
         rc = MC_ERR_AUTH_REQUIRED;
         goto out;
     }
@@ -395,16 +419,16 @@ static int handshake(mc_master_client_t *c, int fd)
         why = "unexpected reply to SERVICE_READY";
         goto out;
     }
-    if (h.view < c->view) {
+    if (h.view < atomic_load(&l->mc->view)) {
         why = "it serves under an older leader view than one already seen (replaced)";
         goto out;
     }
-    c->view = h.view;
+    view_raise(l->mc, h.view);
     if (h.length > MC_MP_STR_MAX + 4 || !(payload = malloc(h.length + 1))) {
         why = "oversized SERVICE_READY reply";
         goto out;
     }
-    e = mc_tls_sock_recv_all(c->tls, fd, payload, h.length);
+    e = mc_tls_sock_recv_all(l->tls, fd, payload, h.length);
     if (e) {
         rc = e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
         goto out;
@@ -412,7 +436,7 @@ static int handshake(mc_master_client_t *c, int fd)
     mc_mp_service_ready_rep_t rep;
     if (mc_mp_decode_service_ready_rep(payload, h.length, &a, &rep, &why)) goto out;
     if (strcmp(rep.version, MC_MASTER_VERSION) != 0) {
-        MC_LOGE(TAG, "master %s:%u speaks version %s, this client %s", c->host, c->port,
+        MC_LOGE(TAG, "master %s:%u speaks version %s, this client %s", l->host, l->port,
                 rep.version, MC_MASTER_VERSION);
         rc = MC_ERR_INVALID_VERSION;
         goto out;
@@ -420,7 +444,7 @@ static int handshake(mc_master_client_t *c, int fd)
     set_timeo(fd, SO_RCVTIMEO, 0);
     rc = 0;
 out:
-    if (rc && why) MC_LOGW(TAG, "master %s:%u: handshake failed: %s", c->host, c->port, why);
+    if (rc && why) MC_LOGW(TAG, "master %s:%u: handshake failed: %s", l->host, l->port, why);
     free(payload);
     mc_mp_arena_free(&a);
     mc_mp_buf_free(&b);
@@ -428,91 +452,97 @@ out:
 }
 
 /* With TLS files, runs the TLS handshake on the fresh fd and keeps its
- * session in c->tls (nobody sends or reads yet: fd is not published).
+ * session in l->tls (nobody sends or reads yet: fd is not published).
  * Returns 0 or MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT after one line saying
  * why. Caller holds mu. */
-static int connect_tls_locked(mc_master_client_t *c, int fd)
+static int connect_tls_locked(lane_t *l, int fd)
 {
     if (!mc_tls_files()) return 0;
     char err[320];
-    c->tls = mc_tls_conn_new(0, c->host, err, sizeof err);
-    int e = c->tls ? 0 : -EPROTO;
-    if (c->tls) {
-        set_timeo(fd, SO_RCVTIMEO, c->timeout_ms);
-        e = mc_tls_sock_handshake(c->tls, fd, err, sizeof err);
+    l->tls = mc_tls_conn_new(0, l->host, err, sizeof err);
+    int e = l->tls ? 0 : -EPROTO;
+    if (l->tls) {
+        set_timeo(fd, SO_RCVTIMEO, l->mc->timeout_ms);
+        e = mc_tls_sock_handshake(l->tls, fd, err, sizeof err);
     }
     if (e == 0) return 0;
-    MC_LOGE(TAG, "master %s:%u: %s", c->host, c->port, err);
+    MC_LOGE(TAG, "master %s:%u: %s", l->host, l->port, err);
     return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
 }
 
-/* Marks an idle connection broken when the master hung up (it stopped or
- * restarted), so that the next request goes on a fresh connection. Caller
- * holds mu and nobody leads. */
-static void check_idle_locked(mc_master_client_t *c)
+/* Marks a connection idle for IDLE_CHECK_NS broken when the master hung up
+ * (it stopped or restarted, or closed an idle connection), so that the next
+ * request goes on a fresh connection. A busy lane is not polled: a master
+ * restart takes far longer than the gap between its requests. Caller holds
+ * mu and nobody leads. */
+#define IDLE_CHECK_NS (10 * 1000000ull)
+static void check_idle_locked(lane_t *l)
 {
-    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) c->broken = 1;
+    if (mc_now_ns() - l->last_ns < IDLE_CHECK_NS) return;
+    struct pollfd p = {.fd = l->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) l->broken = 1;
 }
 
 /* Makes sure a live connection exists: retires a broken one (after its
  * leader, woken by a shutdown, has failed the waiters) and connects again.
  * Caller holds mu (released while waiting for the leader). */
-static int ensure_connected_locked(mc_master_client_t *c)
+static int ensure_connected_locked(lane_t *l)
 {
     for (;;) {
-        if (c->fd >= 0 && !c->broken && !c->leader) check_idle_locked(c);
-        if (c->fd >= 0 && !c->broken) return 0;
-        if (!c->leader) break;
-        shutdown(c->fd, SHUT_RDWR);
-        pthread_cond_wait(&c->idle_cv, &c->mu);
+        if (l->fd >= 0 && !l->broken && !l->leader) check_idle_locked(l);
+        if (l->fd >= 0 && !l->broken) return 0;
+        if (!l->leader) break;
+        shutdown(l->fd, SHUT_RDWR);
+        pthread_cond_wait(&l->idle_cv, &l->mu);
     }
-    fail_all_locked(c); /* requests sent on the old connection get no answer */
-    if (c->fd >= 0) {
-        pthread_mutex_lock(&c->wmu);
-        close(c->fd);
-        c->fd = -1;
-        mc_tls_conn_free(c->tls);
-        c->tls = NULL;
-        c->gen++;
-        pthread_mutex_unlock(&c->wmu);
+    fail_all_locked(l); /* requests sent on the old connection get no answer */
+    if (l->fd >= 0) {
+        pthread_mutex_lock(&l->wmu);
+        close(l->fd);
+        l->fd = -1;
+        mc_tls_conn_free(l->tls);
+        l->tls = NULL;
+        l->gen++;
+        pthread_mutex_unlock(&l->wmu);
     }
-    c->broken = 0;
-    c->rlen = 0;
-    if (!c->rbuf) {
-        c->rbuf = malloc(RBUF_MIN);
-        if (!c->rbuf) return MC_ERR_INTERNAL;
-        c->rcap = RBUF_MIN;
+    l->broken = 0;
+    l->rlen = 0;
+    if (!l->rbuf) {
+        l->rbuf = malloc(RBUF_MIN);
+        if (!l->rbuf) return MC_ERR_INTERNAL;
+        l->rcap = RBUF_MIN;
     }
-    if (c->resolve) { /* find the leader again: it may have changed */
+    if (l->mc->resolve) { /* find the leader again: it may have changed */
         uint64_t view = 0;
-        int r = c->resolve(c->resolve_arg, c->host, sizeof c->host, &c->port, &view);
+        pthread_mutex_lock(&l->mc->resolve_mu);
+        int r = l->mc->resolve(l->mc->resolve_arg, l->host, sizeof l->host, &l->port, &view);
+        pthread_mutex_unlock(&l->mc->resolve_mu);
         if (r) return r;
-        if (view > c->view) c->view = view;
+        view_raise(l->mc, view);
     }
     int fd = -1;
-    int e = mc_sock_connect(c->host, c->port,
-                            c->connect_timeout_ms > 0 ? c->connect_timeout_ms : -1, &fd);
+    int e = mc_sock_connect(l->host, l->port,
+                            l->mc->connect_timeout_ms > 0 ? l->mc->connect_timeout_ms : -1, &fd);
     if (e) {
         char eb[128];
-        MC_LOGW(TAG, "connect to master %s:%u failed: %s", c->host, c->port,
+        MC_LOGW(TAG, "connect to master %s:%u failed: %s", l->host, l->port,
                 strerror_r(-e, eb, sizeof eb));
         return e == -ETIMEDOUT ? MC_ERR_RPC_TIMEOUT : MC_ERR_RPC_FAIL;
     }
     mc_sock_tune(fd);
-    set_timeo(fd, SO_SNDTIMEO, c->timeout_ms);
-    int rc = connect_tls_locked(c, fd);
-    if (rc == 0) rc = handshake(c, fd);
+    set_timeo(fd, SO_SNDTIMEO, l->mc->timeout_ms);
+    int rc = connect_tls_locked(l, fd);
+    if (rc == 0) rc = handshake(l, fd);
     if (rc) {
-        mc_tls_conn_free(c->tls);
-        c->tls = NULL;
+        mc_tls_conn_free(l->tls);
+        l->tls = NULL;
         close(fd);
         return rc;
     }
-    pthread_mutex_lock(&c->wmu);
-    c->fd = fd;
-    c->gen++;
-    pthread_mutex_unlock(&c->wmu);
+    pthread_mutex_lock(&l->wmu);
+    l->fd = fd;
+    l->gen++;
+    pthread_mutex_unlock(&l->wmu);
     return 0;
 }
 
@@ -521,11 +551,33 @@ int mc_master_client_connect(const char *addr, mc_master_client_t **out)
     return mc_master_client_connect_resolved(addr, NULL, NULL, out);
 }
 
+static void lane_init(mc_master_client_t *mc, lane_t *l)
+{
+    l->mc = mc;
+    memcpy(l->host, mc->host, sizeof l->host);
+    l->port = mc->port;
+    l->fd = -1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->wmu, NULL);
+    pthread_cond_init(&l->idle_cv, NULL);
+}
+
+static void lane_destroy(lane_t *l)
+{
+    if (l->fd >= 0) close(l->fd);
+    mc_tls_conn_free(l->tls);
+    free(l->rbuf);
+    pthread_cond_destroy(&l->idle_cv);
+    pthread_mutex_destroy(&l->wmu);
+    pthread_mutex_destroy(&l->mu);
+}
+
 int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn resolve, void *arg,
                                       mc_master_client_t **out)
 {
     *out = NULL;
-    mc_master_client_t *c = calloc(1, sizeof *c);
+    size_t n = (size_t)mc_env_int("MC_MASTER_LANES", 4, 1, 64);
+    mc_master_client_t *c = calloc(1, sizeof *c + n * sizeof(lane_t));
     if (!c) return MC_ERR_INTERNAL;
     c->resolve = resolve;
     c->resolve_arg = arg;
@@ -537,18 +589,24 @@ int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn res
     }
     c->connect_timeout_ms = (int)mc_env_int("MC_RPC_CONNECT_TIMEOUT_MS", 30000, -1, 86400000);
     c->timeout_ms = (int)mc_env_int("MC_RPC_TIMEOUT_MS", 30000, -1, 86400000);
-    c->fd = -1;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_init(&c->cattr);
     pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->idle_cv, NULL);
-    pthread_mutex_lock(&c->mu);
-    int rc = ensure_connected_locked(c);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_init(&c->resolve_mu, NULL);
+    c->nlanes = n;
+    for (size_t i = 0; i < n; i++) lane_init(c, &c->lanes[i]);
+    /* the first lane now, to check the address and the version; the others
+     * on their first call */
+    lane_t *l = &c->lanes[0];
+    pthread_mutex_lock(&l->mu);
+    int rc = ensure_connected_locked(l);
+    pthread_mutex_unlock(&l->mu);
     if (rc) {
         mc_master_client_close(c);
         return rc;
+    }
+    if (resolve) {
+        memcpy(c->host, l->host, sizeof c->host);
+        c->port = l->port;
     }
     *out = c;
     return 0;
@@ -557,25 +615,19 @@ int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn res
 void mc_master_client_close(mc_master_client_t *c)
 {
     if (!c) return;
-    pthread_mutex_lock(&c->mu);
-    c->closing = 1;
-    pthread_mutex_unlock(&c->mu);
-    if (c->fd >= 0) close(c->fd);
-    mc_tls_conn_free(c->tls);
-    free(c->rbuf);
-    pthread_cond_destroy(&c->idle_cv);
+    atomic_store(&c->closing, 1);
+    for (size_t i = 0; i < c->nlanes; i++) lane_destroy(&c->lanes[i]);
+    pthread_mutex_destroy(&c->resolve_mu);
     pthread_condattr_destroy(&c->cattr);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
 /* ---------------------------------------------------------------- calls */
 
 /* Removes w from the pending list if it is still there. Caller holds mu. */
-static void unlink_locked(mc_master_client_t *c, waiter_t *w)
+static void unlink_locked(lane_t *l, waiter_t *w)
 {
-    for (waiter_t **pp = &c->pending; *pp; pp = &(*pp)->next)
+    for (waiter_t **pp = &l->pending; *pp; pp = &(*pp)->next)
         if (*pp == w) {
             *pp = w->next;
             return;
@@ -584,9 +636,9 @@ static void unlink_locked(mc_master_client_t *c, waiter_t *w)
 
 /* When nobody leads, wakes the first waiter so that it takes the lead (a
  * waiter sleeps only while someone leads). Caller holds mu. */
-static void wake_successor_locked(mc_master_client_t *c)
+static void wake_successor_locked(lane_t *l)
 {
-    if (!c->leader && c->pending) pthread_cond_signal(&c->pending->cv);
+    if (!l->leader && l->pending) pthread_cond_signal(&l->pending->cv);
 }
 
 static int passed(const struct timespec *dl)
@@ -600,78 +652,79 @@ static int passed(const struct timespec *dl)
  * On 0 the reply's status is returned and, when it is 0, *payload (malloc'd,
  * may be NULL when empty) and *len hold the reply payload. Otherwise
  * MC_ERR_RPC_FAIL / MC_ERR_RPC_TIMEOUT, or the connect errors. */
-static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
+static int lane_rpc(lane_t *l, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
 {
     *payload = NULL;
     *len = 0;
     waiter_t w = {0};
     w.method = f->p[5];
-    pthread_cond_init(&w.cv, &c->cattr);
+    pthread_cond_init(&w.cv, &l->mc->cattr);
     struct timespec dl, *dlp = NULL;
-    if (c->timeout_ms > 0) {
-        dl = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)c->timeout_ms);
+    if (l->mc->timeout_ms > 0) {
+        dl = mc_deadline_ts(CLOCK_MONOTONIC, (uint64_t)l->mc->timeout_ms);
         dlp = &dl;
     }
-    pthread_mutex_lock(&c->mu);
-    int rc = c->closing ? MC_ERR_RPC_FAIL : ensure_connected_locked(c);
+    pthread_mutex_lock(&l->mu);
+    int rc = l->mc->closing ? MC_ERR_RPC_FAIL : ensure_connected_locked(l);
     if (rc) {
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&l->mu);
         goto out;
     }
-    w.id = ++c->next_id;
-    w.next = c->pending;
-    c->pending = &w;
-    uint64_t gen = c->gen, view = c->view;
-    int fd = c->fd;
-    pthread_mutex_unlock(&c->mu);
+    w.id = ++l->next_id;
+    w.next = l->pending;
+    l->pending = &w;
+    l->last_ns = mc_now_ns();
+    uint64_t gen = l->gen, view = atomic_load(&l->mc->view);
+    int fd = l->fd;
+    pthread_mutex_unlock(&l->mu);
 
     mc_wr_t wr = mc_wr_init(f->p + 8, 4);
     mc_wr_u32(&wr, w.id);
     mc_wr_t wv = mc_wr_init(f->p + 20, 8);
     mc_wr_u64(&wv, view);
-    pthread_mutex_lock(&c->wmu);
-    int e = gen == c->gen ? mc_tls_sock_send_all(c->tls, fd, f->p, f->len) : -EPIPE;
-    if (e && gen == c->gen) shutdown(fd, SHUT_RDWR); /* the stream is cut mid-frame */
-    pthread_mutex_unlock(&c->wmu);
+    pthread_mutex_lock(&l->wmu);
+    int e = gen == l->gen ? mc_tls_sock_send_all(l->tls, fd, f->p, f->len) : -EPIPE;
+    if (e && gen == l->gen) shutdown(fd, SHUT_RDWR); /* the stream is cut mid-frame */
+    pthread_mutex_unlock(&l->wmu);
     if (e) {
         char eb[128];
-        MC_LOGW(TAG, "master %s:%u: send failed: %s", c->host, c->port,
+        MC_LOGW(TAG, "master %s:%u: send failed: %s", l->host, l->port,
                 strerror_r(-e, eb, sizeof eb));
-        pthread_mutex_lock(&c->mu);
-        unlink_locked(c, &w);
-        if (gen == c->gen) c->broken = 1; /* the next call reconnects */
-        wake_successor_locked(c);
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_lock(&l->mu);
+        unlink_locked(l, &w);
+        if (gen == l->gen) l->broken = 1; /* the next call reconnects */
+        wake_successor_locked(l);
+        pthread_mutex_unlock(&l->mu);
         rc = MC_ERR_RPC_FAIL;
         goto out;
     }
 
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&l->mu);
     while (!w.done) {
-        if (!c->leader && (gen != c->gen || c->broken)) {
-            unlink_locked(c, &w); /* sent on a dead connection nobody reads */
+        if (!l->leader && (gen != l->gen || l->broken)) {
+            unlink_locked(l, &w); /* sent on a dead connection nobody reads */
             rc = MC_ERR_RPC_FAIL;
             break;
         }
-        if (!c->leader) {
-            c->leader = 1;
-            mc_tls_conn_t *t = c->tls; /* fd's: it stays while this thread leads */
-            pthread_mutex_unlock(&c->mu);
-            lead(c, fd, t, &w, dlp);
-            pthread_mutex_lock(&c->mu);
-            c->leader = 0;
-            pthread_cond_broadcast(&c->idle_cv);
+        if (!l->leader) {
+            l->leader = 1;
+            mc_tls_conn_t *t = l->tls; /* fd's: it stays while this thread leads */
+            pthread_mutex_unlock(&l->mu);
+            lead(l, fd, t, &w, dlp);
+            pthread_mutex_lock(&l->mu);
+            l->leader = 0;
+            pthread_cond_broadcast(&l->idle_cv);
             if (!w.done && dlp && passed(dlp)) {
-                unlink_locked(c, &w);
+                unlink_locked(l, &w);
                 rc = MC_ERR_RPC_TIMEOUT;
                 break;
             }
             continue;
         }
         if (!dlp) {
-            pthread_cond_wait(&w.cv, &c->mu);
-        } else if (pthread_cond_timedwait(&w.cv, &c->mu, dlp) == ETIMEDOUT && !w.done) {
-            unlink_locked(c, &w);
+            pthread_cond_wait(&w.cv, &l->mu);
+        } else if (pthread_cond_timedwait(&w.cv, &l->mu, dlp) == ETIMEDOUT && !w.done) {
+            unlink_locked(l, &w);
             rc = MC_ERR_RPC_TIMEOUT;
             break;
         }
@@ -679,13 +732,13 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
     /* An HA master that does not answer may have been replaced (a leader
      * stopped past its lease keeps its sockets open): the next call finds
      * the leader again instead of waiting on this connection. */
-    if (rc == MC_ERR_RPC_TIMEOUT && c->resolve && gen == c->gen) c->broken = 1;
-    wake_successor_locked(c);
-    pthread_mutex_unlock(&c->mu);
+    if (rc == MC_ERR_RPC_TIMEOUT && l->mc->resolve && gen == l->gen) l->broken = 1;
+    wake_successor_locked(l);
+    pthread_mutex_unlock(&l->mu);
     if (rc) {
         if (rc == MC_ERR_RPC_TIMEOUT)
-            MC_LOGW(TAG, "master %s:%u: %s timed out after %d ms", c->host, c->port,
-                    mc_mp_method_name(w.method), c->timeout_ms);
+            MC_LOGW(TAG, "master %s:%u: %s timed out after %d ms", l->host, l->port,
+                    mc_mp_method_name(w.method), l->mc->timeout_ms);
         goto out;
     }
     if (w.rc) {
@@ -693,7 +746,7 @@ static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_
         goto out;
     }
     if (w.hdr.method != (w.method | MC_MP_REPLY)) {
-        MC_LOGE(TAG, "master %s:%u: reply of another method to request %u", c->host, c->port, w.id);
+        MC_LOGE(TAG, "master %s:%u: reply of another method to request %u", l->host, l->port, w.id);
         rc = MC_ERR_RPC_FAIL;
         goto out;
     }
@@ -707,6 +760,18 @@ out:
     free(w.payload);
     pthread_cond_destroy(&w.cv);
     return rc;
+}
+
+/* A thread's lane number: threads take 0, 1, 2, ... in the order of their
+ * first call, so up to nlanes concurrent callers each have a connection of
+ * their own (its replies read by the caller itself, on its own master loop). */
+static _Atomic unsigned next_slot;
+static _Thread_local unsigned my_slot; /* slot + 1; 0: none yet */
+
+static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
+{
+    if (!my_slot) my_slot = atomic_fetch_add(&next_slot, 1) + 1;
+    return lane_rpc(&c->lanes[(my_slot - 1) % c->nlanes], f, payload, len);
 }
 
 static const uint8_t empty_[1];

@@ -1,7 +1,9 @@
-/* master_client.h: the client side of the master RPC, as typed calls. One
- * connection per client object, shared by many threads: requests are
- * pipelined (each carries a request id; replies are routed to callers by it), so
- * concurrent callers never wait for each other's round trips.
+/* master_client.h: the client side of the master RPC, as typed calls. A
+ * client object holds up to MC_MASTER_LANES (default 4, 1..64) connections,
+ * each opened at the first call of a thread dealt to it; the threads on one
+ * connection pipeline their requests (each carries a request id; replies are
+ * routed to callers by it), so concurrent callers never wait for each other's
+ * round trips.
  * Thread rule: all calls are thread-safe; mc_master_client_close is last.
  * Errors: 0 or a negative MC_ERR_* (transport failure MC_ERR_RPC_FAIL, no
  * answer within MC_RPC_TIMEOUT_MS (default 30000) MC_ERR_RPC_TIMEOUT, a master

@@ -289,6 +289,63 @@ static void test_threads(void **state)
     server_stop(&s);
 }
 
+/* The sum of master_rpc_connections over the loops, from /metrics. */
+static int connections(mc_master_rpc_t *rpc)
+{
+    char *text = metrics_text(rpc);
+    int sum = 0;
+    for (const char *p = text; (p = strstr(p, "\nmaster_rpc_connections{")); p++) {
+        const char *v = strchr(p, '}');
+        assert_non_null(v);
+        sum += atoi(v + 1);
+    }
+    free(text);
+    return sum;
+}
+
+/* One client object, many threads: a thread calls on its own lane
+ * (MC_MASTER_LANES connections at most, opened at their first call), every
+ * reply right; with one lane all threads share one connection. */
+static void test_lanes(void **state)
+{
+    (void)state;
+    enum { LOOPS = 2 };
+    server_t s;
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    assert_int_equal(mc_master_new(&cfg, &s.m), 0);
+    mc_master_rpc_opts_t o = {NULL, NULL, LOOPS};
+    assert_int_equal(mc_master_rpc_start_opts(s.m, "127.0.0.1", 0, &o, &s.rpc), 0);
+    snprintf(s.addr, sizeof s.addr, "127.0.0.1:%u", mc_master_rpc_port(s.rpc));
+    const char *lanes[] = {"3", "1"};
+    for (int round = 0; round < 2; round++) {
+        setenv("MC_MASTER_LANES", lanes[round], 1);
+        mc_master_client_t *c;
+        assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
+        assert_int_equal(connections(s.rpc), 1); /* the others wait for a caller */
+        if (round == 0) mount(c, 1, "127.0.0.1:20001");
+        pthread_t th[THREADS];
+        worker_t w[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            w[i] = (worker_t){c, i, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
+        }
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(th[i], NULL);
+            assert_true(w[i].ok);
+        }
+        assert_int_equal(connections(s.rpc), atoi(lanes[round]));
+        assert_int_equal(mc_master_client_remove_all(c, 1), THREADS * OPS);
+        mc_master_client_close(c);
+        /* the server notices the closes */
+        for (int i = 0; i < 5000 && connections(s.rpc); i++) usleep(1000);
+        assert_int_equal(connections(s.rpc), 0);
+    }
+    unsetenv("MC_MASTER_LANES");
+    mc_master_rpc_stop(s.rpc);
+    mc_master_free(s.m);
+}
+
 /* Several event loops (--rpc_thread_num): connections are dealt to the loops
  * in turn, each served by its own thread against the one core, every reply
  * right; a second server still cannot take the port; stop with connections
@@ -663,7 +720,14 @@ static void test_timeout_and_version(void **state)
     int st;
     assert_int_equal(mc_master_client_ping(c, CLIENT, &st), MC_ERR_RPC_TIMEOUT);
     assert_int_equal(mc_master_client_exist(c, "k"), MC_ERR_RPC_TIMEOUT);
-    /* several callers at once: each one times out (the reading role passes on) */
+    /* several callers at once on one connection: each one times out (the
+     * reading role passes on) */
+    mc_master_client_close(c);
+    pthread_join(th, NULL);
+    setenv("MC_MASTER_LANES", "1", 1);
+    assert_int_equal(pthread_create(&th, NULL, silent_main, &s), 0);
+    assert_int_equal(mc_master_client_connect(addr, &c), 0);
+    unsetenv("MC_MASTER_LANES");
     pthread_t tt[4];
     int trc[4];
     timeout_arg_t targ[4];
@@ -752,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_threads),   cmocka_unit_test(test_large_batches),
         cmocka_unit_test(test_reconnect), cmocka_unit_test(test_timeout_and_version),
         cmocka_unit_test(test_metrics),   cmocka_unit_test(test_loops),
+        cmocka_unit_test(test_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
