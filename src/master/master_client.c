@@ -17,7 +17,9 @@
  * with RPC_FAIL and marks it broken; the next call on the lane connects again
  * (with the version handshake). Before sending on a lane idle for 10 ms, the
  * connection is checked for a hang-up, so a master restart costs no call.
- * The newest leader view is shared by the lanes. With TLS files (net_tls.h)
+ * The newest leader view is shared by the lanes: a lane connected under an
+ * older view than one seen since reconnects at its next call, so the lane
+ * that finds a new leader (the heartbeat's, say) moves them all. With TLS files (net_tls.h)
  * a connection is TLS from its first byte (mc_tls_sock_*), under the
  * secret's exchange and the version handshake. Lock order: a lane's mu
  * before its wmu, then the client's resolve_mu. */
@@ -71,7 +73,8 @@ typedef struct lane {
     int leader;             /* a caller is reading the socket */
     pthread_cond_t idle_cv; /* leader became 0 */
     uint32_t next_id;
-    uint64_t last_ns; /* when a request last went out (the idle check) */
+    uint64_t last_ns;   /* when a request last went out (the idle check) */
+    uint64_t conn_view; /* the leader view the connection was made under */
     waiter_t *pending;
     /* read buffer: touched only by the leader */
     uint8_t *rbuf;
@@ -424,6 +427,7 @@ static int handshake(lane_t *l, int fd)
         goto out;
     }
     view_raise(l->mc, h.view);
+    l->conn_view = h.view;
     if (h.length > MC_MP_STR_MAX + 4 || !(payload = malloc(h.length + 1))) {
         why = "oversized SERVICE_READY reply";
         goto out;
@@ -489,6 +493,9 @@ static void check_idle_locked(lane_t *l)
 static int ensure_connected_locked(lane_t *l)
 {
     for (;;) {
+        /* another lane found a newer leader: this one talks to a replaced one */
+        if (l->fd >= 0 && l->mc->resolve && l->conn_view < atomic_load(&l->mc->view))
+            l->broken = 1;
         if (l->fd >= 0 && !l->broken && !l->leader) check_idle_locked(l);
         if (l->fd >= 0 && !l->broken) return 0;
         if (!l->leader) break;
