@@ -141,7 +141,7 @@ int mc_te_init(mc_te_t *te, const char *local_name, const char *conn, const char
      * path (measured on 2 cores: 2 workers 7.9-8.0 GB/s over tcp, 4 workers 5.4-5.9) */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     te->nworkers = (int)mc_env_int("MC_TE_WORKERS", ncpu < 2 ? 2 : ncpu > 16 ? 16 : ncpu, 1, 64);
-    te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 4 << 20, 4096, 1ll << 30);
+    te->piece_min = (uint64_t)mc_env_int("MC_TE_PIECE_MIN", 2 << 20, 4096, 1ll << 30);
     /* small tcp pieces in a row run as one pipeline (te_tcp.c); 0: one round trip each */
     te->tcp_pipeline = (int)mc_env_int("MC_TE_TCP_PIPELINE", 1, 0, 1);
     te->io_timeout_ms = (int)mc_env_int("MC_TE_IO_TIMEOUT_MS", 30000, 100, 3600000);
