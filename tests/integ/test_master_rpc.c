@@ -267,13 +267,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void test_threads(void **state)
+/* THREADS workers on client c at once, every one of their replies right. */
+static void run_workers(mc_master_client_t *c)
 {
-    server_t s;
-    server_start(&s, 0);
-    mc_master_client_t *c;
-    assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
-    mount(c, 1, "127.0.0.1:20001");
     pthread_t th[THREADS];
     worker_t w[THREADS];
     for (int i = 0; i < THREADS; i++) {
@@ -284,6 +280,16 @@ static void test_threads(void **state)
         pthread_join(th[i], NULL);
         assert_true(w[i].ok);
     }
+}
+
+static void test_threads(void **state)
+{
+    server_t s;
+    server_start(&s, 0);
+    mc_master_client_t *c;
+    assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
+    mount(c, 1, "127.0.0.1:20001");
+    run_workers(c);
     assert_int_equal(mc_master_client_remove_all(c, 1), THREADS * OPS);
     mc_master_client_close(c);
     server_stop(&s);
@@ -303,20 +309,25 @@ static int connections(mc_master_rpc_t *rpc)
     return sum;
 }
 
+/* A master on a free loopback port with `loops` event loops. */
+static void server_start_loops(server_t *s, int loops)
+{
+    mc_master_config_t cfg;
+    mc_master_config_default(&cfg);
+    assert_int_equal(mc_master_new(&cfg, &s->m), 0);
+    mc_master_rpc_opts_t o = {NULL, NULL, loops};
+    assert_int_equal(mc_master_rpc_start_opts(s->m, "127.0.0.1", 0, &o, &s->rpc), 0);
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%u", mc_master_rpc_port(s->rpc));
+}
+
 /* One client object, many threads: a thread calls on its own lane
  * (MC_MASTER_LANES connections at most, opened at their first call), every
  * reply right; with one lane all threads share one connection. */
 static void test_lanes(void **state)
 {
     (void)state;
-    enum { LOOPS = 2 };
     server_t s;
-    mc_master_config_t cfg;
-    mc_master_config_default(&cfg);
-    assert_int_equal(mc_master_new(&cfg, &s.m), 0);
-    mc_master_rpc_opts_t o = {NULL, NULL, LOOPS};
-    assert_int_equal(mc_master_rpc_start_opts(s.m, "127.0.0.1", 0, &o, &s.rpc), 0);
-    snprintf(s.addr, sizeof s.addr, "127.0.0.1:%u", mc_master_rpc_port(s.rpc));
+    server_start_loops(&s, 2);
     const char *lanes[] = {"3", "1"};
     for (int round = 0; round < 2; round++) {
         setenv("MC_MASTER_LANES", lanes[round], 1);
@@ -324,16 +335,7 @@ static void test_lanes(void **state)
         assert_int_equal(mc_master_client_connect(s.addr, &c), 0);
         assert_int_equal(connections(s.rpc), 1); /* the others wait for a caller */
         if (round == 0) mount(c, 1, "127.0.0.1:20001");
-        pthread_t th[THREADS];
-        worker_t w[THREADS];
-        for (int i = 0; i < THREADS; i++) {
-            w[i] = (worker_t){c, i, 0};
-            assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
-        }
-        for (int i = 0; i < THREADS; i++) {
-            pthread_join(th[i], NULL);
-            assert_true(w[i].ok);
-        }
+        run_workers(c);
         assert_int_equal(connections(s.rpc), atoi(lanes[round]));
         assert_int_equal(mc_master_client_remove_all(c, 1), THREADS * OPS);
         mc_master_client_close(c);
@@ -355,13 +357,9 @@ static void test_loops(void **state)
     (void)state;
     enum { LOOPS = 4, CONNS = 16 };
     server_t s;
-    mc_master_config_t cfg;
-    mc_master_config_default(&cfg);
-    assert_int_equal(mc_master_new(&cfg, &s.m), 0);
-    mc_master_rpc_opts_t o = {NULL, NULL, LOOPS};
-    assert_int_equal(mc_master_rpc_start_opts(s.m, "127.0.0.1", 0, &o, &s.rpc), 0);
+    server_start_loops(&s, LOOPS);
     assert_int_equal(mc_master_rpc_loops(s.rpc), LOOPS);
-    snprintf(s.addr, sizeof s.addr, "127.0.0.1:%u", mc_master_rpc_port(s.rpc));
+    mc_master_rpc_opts_t o = {NULL, NULL, LOOPS};
     mc_master_rpc_t *dup = NULL;
     assert_int_equal(
         mc_master_rpc_start_opts(s.m, "127.0.0.1", mc_master_rpc_port(s.rpc), &o, &dup),
