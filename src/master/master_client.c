@@ -19,10 +19,10 @@
  * connection is checked for a hang-up, so a master restart costs no call.
  * The newest leader view is shared by the lanes: a lane connected under an
  * older view than one seen since reconnects at its next call, so the lane
- * that finds a new leader (the heartbeat's, say) moves them all. With TLS files (net_tls.h)
- * a connection is TLS from its first byte (mc_tls_sock_*), under the
- * secret's exchange and the version handshake. Lock order: a lane's mu
- * before its wmu, then the client's resolve_mu. */
+ * that finds a new leader (the heartbeat's, say) moves them all. With TLS
+ * files (net_tls.h) a connection is TLS from its first byte (mc_tls_sock_*),
+ * under the secret's exchange and the version handshake. Lock order: a
+ * lane's mu before its wmu, and before the client's resolve_mu. */
 #include "master_client.h"
 
 #include <errno.h>
