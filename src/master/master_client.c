@@ -9,8 +9,9 @@
  * becomes the "leader": it reads and parses reply frames itself, hands each
  * to the waiter with the same id, and gives the role to another waiter once
  * its own reply is in (leader/follower). A lone caller thus reads its own
- * reply with no thread switch, and concurrent callers never wait for each
- * other's round trips. A caller whose deadline passes returns RPC_TIMEOUT (a
+ * reply with no thread switch (spinning for it first when that pays: see
+ * MC_RPC_SPIN_US below), and concurrent callers never wait for each other's
+ * round trips. A caller whose deadline passes returns RPC_TIMEOUT (a
  * late reply is dropped; the connection stays, except for a client that
  * resolves its master through etcd or redis: the next call resolves and
  * connects again). When a connection fails, its leader fails every waiter
@@ -75,6 +76,7 @@ typedef struct lane {
     uint32_t next_id;
     uint64_t last_ns;   /* when a request last went out (the idle check) */
     uint64_t conn_view; /* the leader view the connection was made under */
+    _Atomic uint64_t rtt_ns; /* recent round trips (a moving average, written under mu) */
     waiter_t *pending;
     /* read buffer: touched only by the leader */
     uint8_t *rbuf;
@@ -93,9 +95,22 @@ struct mc_master_client {
     mc_master_resolve_fn resolve; /* NULL: host/port are fixed */
     void *resolve_arg;
     pthread_mutex_t resolve_mu; /* one resolve at a time (its arg is not thread-safe) */
+    uint64_t spin_ns; /* MC_RPC_SPIN_US: how long a leader polls for its reply before sleeping */
     size_t nlanes;
     lane_t lanes[];
 };
+
+/* A leader spins for its reply (MC_RPC_SPIN_US, recv without waiting)
+ * before it sleeps in poll only when the spin is likely to pay: no other
+ * call of the process overlapped one in the last millisecond (other threads
+ * would need the core it takes), and the lane's recent round trips are shorter than the spin (a master
+ * across a network answers later: the spin would only burn the core). A
+ * sleep and wake-up on each side of a loopback round trip cost about as much
+ * as the master's work. */
+static _Atomic int spinning;  /* a leader spins now */
+static _Atomic int in_flight; /* calls of this process waiting for replies */
+static _Atomic uint64_t shared_until; /* no spin before this (mc_now_ns) */
+#define SHARED_HOLD_NS 1000000ull
 
 /* Raises the newest view seen to v (never lowers it). */
 static void view_raise(mc_master_client_t *mc, uint64_t v)
@@ -207,7 +222,8 @@ static void lead(lane_t *l, int fd, mc_tls_conn_t *t, waiter_t *w,
 {
     const char *why = NULL;
     char ebuf[128];
-    int bad = 0;
+    int bad = 0, spun = 0;
+    uint64_t spin_ns = l->mc->spin_ns;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         int done = w->done;
@@ -230,6 +246,21 @@ static void lead(lane_t *l, int fd, mc_tls_conn_t *t, waiter_t *w,
         /* what already came first (TLS may hold decrypted bytes), then wait */
         ssize_t n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !spun && spin_ns &&
+            atomic_load_explicit(&l->rtt_ns, memory_order_relaxed) < spin_ns &&
+            mc_now_ns() > atomic_load_explicit(&shared_until, memory_order_relaxed)) {
+            spun = 1;
+            if (!atomic_exchange(&spinning, 1)) {
+                uint64_t until = mc_now_ns() + spin_ns;
+                do {
+                    n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen,
+                                         MSG_DONTWAIT);
+                } while (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+                         mc_now_ns() < until);
+                atomic_store(&spinning, 0);
+                if (n < 0 && errno == EINTR) continue;
+            }
+        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
             int r = poll(&p, 1, ms);
@@ -596,6 +627,7 @@ int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn res
     }
     c->connect_timeout_ms = (int)mc_env_int("MC_RPC_CONNECT_TIMEOUT_MS", 30000, -1, 86400000);
     c->timeout_ms = (int)mc_env_int("MC_RPC_TIMEOUT_MS", 30000, -1, 86400000);
+    c->spin_ns = (uint64_t)mc_env_int("MC_RPC_SPIN_US", 50, 0, 1000) * 1000;
     pthread_condattr_init(&c->cattr);
     pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->resolve_mu, NULL);
@@ -680,7 +712,7 @@ static int lane_rpc(lane_t *l, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
     w.id = ++l->next_id;
     w.next = l->pending;
     l->pending = &w;
-    l->last_ns = mc_now_ns();
+    uint64_t t0 = l->last_ns = mc_now_ns();
     uint64_t gen = l->gen, view = atomic_load(&l->mc->view);
     int fd = l->fd;
     pthread_mutex_unlock(&l->mu);
@@ -740,6 +772,11 @@ static int lane_rpc(lane_t *l, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
      * stopped past its lease keeps its sockets open): the next call finds
      * the leader again instead of waiting on this connection. */
     if (rc == MC_ERR_RPC_TIMEOUT && l->mc->resolve && gen == l->gen) l->broken = 1;
+    if (!rc) {
+        uint64_t avg = atomic_load_explicit(&l->rtt_ns, memory_order_relaxed);
+        avg = (avg * 7 + (mc_now_ns() - t0)) / 8;
+        atomic_store_explicit(&l->rtt_ns, avg, memory_order_relaxed);
+    }
     wake_successor_locked(l);
     pthread_mutex_unlock(&l->mu);
     if (rc) {
@@ -778,7 +815,11 @@ static _Thread_local unsigned my_slot; /* slot + 1; 0: none yet */
 static int rpc(mc_master_client_t *c, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
 {
     if (!my_slot) my_slot = atomic_fetch_add(&next_slot, 1) + 1;
-    return lane_rpc(&c->lanes[(my_slot - 1) % c->nlanes], f, payload, len);
+    if (atomic_fetch_add(&in_flight, 1) > 0)
+        atomic_store_explicit(&shared_until, mc_now_ns() + SHARED_HOLD_NS, memory_order_relaxed);
+    int rc = lane_rpc(&c->lanes[(my_slot - 1) % c->nlanes], f, payload, len);
+    atomic_fetch_sub(&in_flight, 1);
+    return rc;
 }
 
 static const uint8_t empty_[1];
