@@ -101,16 +101,23 @@ struct mc_master_client {
 };
 
 /* A leader spins for its reply (MC_RPC_SPIN_US, recv without waiting)
- * before it sleeps in poll only when the spin is likely to pay: no other
- * call of the process overlapped one in the last millisecond (other threads
- * would need the core it takes), and the lane's recent round trips are shorter than the spin (a master
- * across a network answers later: the spin would only burn the core). A
- * sleep and wake-up on each side of a loopback round trip cost about as much
- * as the master's work. */
-static _Atomic int spinning;  /* a leader spins now */
+ * before it sleeps in poll only when the spin is likely to pay (spin_pays):
+ * no other call of the process overlapped one in the last millisecond (other
+ * threads would need the core it takes; so at most one caller spins), and
+ * the lane's recent round trips are shorter than the spin (a master across a
+ * network answers later: the spin would only burn the core). A sleep and
+ * wake-up on each side of a loopback round trip cost about as much as the
+ * master's work. */
 static _Atomic int in_flight; /* calls of this process waiting for replies */
 static _Atomic uint64_t shared_until; /* no spin before this (mc_now_ns) */
 #define SHARED_HOLD_NS 1000000ull
+
+static int spin_pays(const lane_t *l)
+{
+    uint64_t spin = l->mc->spin_ns;
+    return spin && atomic_load_explicit(&l->rtt_ns, memory_order_relaxed) < spin &&
+           mc_now_ns() > atomic_load_explicit(&shared_until, memory_order_relaxed);
+}
 
 /* Raises the newest view seen to v (never lowers it). */
 static void view_raise(mc_master_client_t *mc, uint64_t v)
@@ -223,7 +230,6 @@ static void lead(lane_t *l, int fd, mc_tls_conn_t *t, waiter_t *w,
     const char *why = NULL;
     char ebuf[128];
     int bad = 0, spun = 0;
-    uint64_t spin_ns = l->mc->spin_ns;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         int done = w->done;
@@ -243,24 +249,15 @@ static void lead(lane_t *l, int fd, mc_tls_conn_t *t, waiter_t *w,
             why = "read buffer full";
             goto fail;
         }
-        /* what already came first (TLS may hold decrypted bytes), then wait */
-        ssize_t n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen, MSG_DONTWAIT);
+        /* what already came first (TLS may hold decrypted bytes), for a while
+         * the first time round when a spin pays, then wait */
+        uint64_t until = !spun && spin_pays(l) ? mc_now_ns() + l->mc->spin_ns : 0;
+        spun = 1;
+        ssize_t n;
+        do
+            n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen, MSG_DONTWAIT);
+        while (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && until && mc_now_ns() < until);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !spun && spin_ns &&
-            atomic_load_explicit(&l->rtt_ns, memory_order_relaxed) < spin_ns &&
-            mc_now_ns() > atomic_load_explicit(&shared_until, memory_order_relaxed)) {
-            spun = 1;
-            if (!atomic_exchange(&spinning, 1)) {
-                uint64_t until = mc_now_ns() + spin_ns;
-                do {
-                    n = mc_tls_sock_recv(t, fd, l->rbuf + l->rlen, l->rcap - l->rlen,
-                                         MSG_DONTWAIT);
-                } while (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-                         mc_now_ns() < until);
-                atomic_store(&spinning, 0);
-                if (n < 0 && errno == EINTR) continue;
-            }
-        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
             int r = poll(&p, 1, ms);
