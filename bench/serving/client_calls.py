@@ -13,12 +13,16 @@ packages can be compared on counts that a loaded machine does not blur.
            batch_get_into(8 keys)                        save_chunk_meta=False
            put_from(key, ptr, size)                      save_chunk_meta=False
            batch_is_exist(8 keys), get_hostname()
-  vllm     batch_put_from_multi_buffers / batch_get_into_multi_buffers (8 keys,
-           2 pieces each), batch_is_exist, batch_get_replica_desc
+  vllm     batch_put_from_multi_buffers / batch_get_into_multi_buffers (--vllm-keys
+           keys, default 8, of --vllm-pieces pieces each, default 2: K and V halves;
+           vLLM's CPU backend on the wide model sends 15 keys of 32 pieces, one per
+           layer and K/V), batch_is_exist, batch_get_replica_desc
+  --only vllm runs the vllm cells alone.
 
 Every byte read back is compared with what was put. One JSON object on stdout.
 
   python client_calls.py --master HOST:PORT --metadata URL [--sizes ...] [--reps N]
+      [--vllm-keys N] [--vllm-pieces N] [--only vllm]
 """
 import argparse
 import ctypes
@@ -61,6 +65,48 @@ class Cell:
                 "wall_all_ms": [round(x, 3) for x in self.wall]}
 
 
+def lmcache_calls(st, cells, keep, size, src, sp, dp, ks, kz, hdr):
+    """LMCache's calls on the BATCH keys ks (kz: the zero-copy forms'); returns the bad count"""
+    bad = 0
+    # LMCache, save_chunk_meta=True: sequential put_parts, then batch_get_buffer
+    c = cells["put_parts"] if keep else Cell()
+    for i in range(BATCH):
+        view = memoryview(src)[i * size:(i + 1) * size]
+        rc = c.run(lambda: st.put_parts(ks[i], hdr, view))
+        bad += rc != 0
+    want = [hdr + bytes(memoryview(src)[i * size:(i + 1) * size]) for i in range(BATCH)]
+
+    def get_copy(keys):
+        bufs = st.batch_get_buffer(keys)
+        out = []
+        for b in bufs:
+            if b is None:
+                out.append(None)
+                continue
+            m = memoryview(b) if sys.version_info >= (3, 11) else b.tobytes()
+            out.append(bytes(m))  # LMCache copies into its own tensor
+        return out
+
+    got = (cells["batch_get_buffer+copy"] if keep else Cell()).run(lambda: get_copy(ks))
+    bad += sum(g != w for g, w in zip(got, want))
+    got = (cells["get_buffer1+copy"] if keep else Cell()).run(lambda: get_copy(ks[:1]))
+    bad += got[0] != want[0]
+    # the zero-copy forms
+    c = cells["put_from"] if keep else Cell()
+    for i in range(BATCH):
+        bad += c.run(lambda: st.put_from(kz[i], sp + i * size, size)) != 0
+    ctypes.memset(dp, 0, BATCH * size)
+    n = (cells["batch_get_into"] if keep else Cell()).run(
+        lambda: st.batch_get_into(kz, [dp + i * size for i in range(BATCH)],
+                                  [size] * BATCH))
+    bad += sum(x != size for x in n)
+    bad += ctypes.string_at(dp, BATCH * size) != ctypes.string_at(sp, BATCH * size)
+    e = (cells["batch_is_exist"] if keep else Cell()).run(lambda: st.batch_is_exist(kz))
+    bad += sum(x != 1 for x in e)
+    (cells["get_hostname"] if keep else Cell()).run(st.get_hostname)
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--master", required=True)
@@ -70,7 +116,12 @@ def main():
     ap.add_argument("--segment", type=int, default=256 * MiB)
     ap.add_argument("--local-buffer", type=int, default=128 * MiB)
     ap.add_argument("--label", default="")
+    ap.add_argument("--vllm-keys", type=int, default=BATCH)
+    ap.add_argument("--vllm-pieces", type=int, default=2)
+    ap.add_argument("--only", choices=("all", "vllm"), default="all")
     a = ap.parse_args()
+    if a.vllm_keys < 1 or a.vllm_pieces < 1:
+        ap.error("--vllm-keys and --vllm-pieces must be >= 1")
     from mooncake.store import MooncakeDistributedStore
     st = MooncakeDistributedStore()
     rc = st.setup("127.0.0.1", a.metadata, a.segment, a.local_buffer, "tcp", "", a.master)
@@ -80,80 +131,50 @@ def main():
     top = max(sizes)
     # caller memory: the source chunks and the destinations, registered (as LMCache's
     # pinned buffer and vLLM's KV cache are)
-    src = (ctypes.c_char * (BATCH * top))()
-    dst = (ctypes.c_char * (BATCH * top))()
+    nkeys = max(BATCH, a.vllm_keys)
+    src = (ctypes.c_char * (nkeys * top))()
+    dst = (ctypes.c_char * (nkeys * top))()
     sp, dp = ctypes.addressof(src), ctypes.addressof(dst)
-    st.register_buffer(sp, BATCH * top)
-    st.register_buffer(dp, BATCH * top)
+    st.register_buffer(sp, nkeys * top)
+    st.register_buffer(dp, nkeys * top)
     bad = 0
     res = {"label": a.label, "mooncake": __import__("mooncake").__file__,
            "loadavg_start": list(os.getloadavg()), "sizes": []}
     hdr = bytes(range(64))
     for size in sizes:
-        cells = {k: Cell() for k in ("put_parts", "batch_get_buffer+copy", "get_buffer1+copy",
-                                     "batch_get_into", "put_from", "batch_is_exist",
-                                     "get_hostname", "batch_put_from_multi_buffers",
-                                     "batch_get_into_multi_buffers", "batch_get_replica_desc")}
-        half = size // 2
+        names = ("put_parts", "batch_get_buffer+copy", "get_buffer1+copy", "batch_get_into",
+                 "put_from", "batch_is_exist", "get_hostname")
+        names = (() if a.only == "vllm" else names) + (
+            "batch_put_from_multi_buffers", "batch_get_into_multi_buffers",
+            "batch_get_replica_desc")
+        cells = {k: Cell() for k in names}
+        nv, npc = a.vllm_keys, a.vllm_pieces
+        piece = size // npc
         for r in range(a.reps + 2):
             keep = r >= 2
             pat = os.urandom(64) * (size // 64)
-            for i in range(BATCH):
-                ctypes.memmove(sp + i * size, pat[i:] + pat[:i], size)
+            for i in range(nkeys):
+                ctypes.memmove(sp + i * size, pat[i % 64:] + pat[:i % 64], size)
             ks = ["c%d-%d-%d" % (size, r, i) for i in range(BATCH)]
-            # LMCache, save_chunk_meta=True: sequential put_parts, then batch_get_buffer
-            c = cells["put_parts"] if keep else Cell()
-            for i in range(BATCH):
-                view = memoryview(src)[i * size:(i + 1) * size]
-                rc = c.run(lambda: st.put_parts(ks[i], hdr, view))
-                bad += rc != 0
-            want = [hdr + bytes(memoryview(src)[i * size:(i + 1) * size]) for i in range(BATCH)]
-
-            def get_copy(keys):
-                bufs = st.batch_get_buffer(keys)
-                out = []
-                for b in bufs:
-                    if b is None:
-                        out.append(None)
-                        continue
-                    m = memoryview(b) if sys.version_info >= (3, 11) else b.tobytes()
-                    out.append(bytes(m))  # LMCache copies into its own tensor
-                return out
-
-            got = (cells["batch_get_buffer+copy"] if keep else Cell()).run(lambda: get_copy(ks))
-            bad += sum(g != w for g, w in zip(got, want))
-            got = (cells["get_buffer1+copy"] if keep else Cell()).run(lambda: get_copy(ks[:1]))
-            bad += got[0] != want[0]
-            # the zero-copy forms
             kz = ["z" + k for k in ks]
-            c = cells["put_from"] if keep else Cell()
-            for i in range(BATCH):
-                bad += c.run(lambda: st.put_from(kz[i], sp + i * size, size)) != 0
-            ctypes.memset(dp, 0, BATCH * size)
-            n = (cells["batch_get_into"] if keep else Cell()).run(
-                lambda: st.batch_get_into(kz, [dp + i * size for i in range(BATCH)],
-                                          [size] * BATCH))
-            bad += sum(x != size for x in n)
-            bad += ctypes.string_at(dp, BATCH * size) != ctypes.string_at(sp, BATCH * size)
-            e = (cells["batch_is_exist"] if keep else Cell()).run(lambda: st.batch_is_exist(kz))
-            bad += sum(x != 1 for x in e)
-            (cells["get_hostname"] if keep else Cell()).run(st.get_hostname)
-            # vLLM's store connector: two pieces per key (K and V halves)
-            kv = ["v" + k for k in ks]
-            ptrs = [[sp + i * size, sp + i * size + half] for i in range(BATCH)]
-            lens = [[half, size - half] for _ in range(BATCH)]
+            if a.only == "all":
+                bad += lmcache_calls(st, cells, keep, size, src, sp, dp, ks, kz, hdr)
+            # vLLM's store connector: npc pieces per key (one per registered KV region)
+            kv = ["v%d-%d-%d" % (size, r, i) for i in range(nv)]
+            lens = [[piece] * (npc - 1) + [size - piece * (npc - 1)] for _ in range(nv)]
+            ptrs = [[sp + i * size + j * piece for j in range(npc)] for i in range(nv)]
             p = (cells["batch_put_from_multi_buffers"] if keep else Cell()).run(
                 lambda: st.batch_put_from_multi_buffers(kv, ptrs, lens))
             bad += sum(x != 0 for x in p)
             (cells["batch_get_replica_desc"] if keep else Cell()).run(
                 lambda: st.batch_get_replica_desc(kv))
-            ctypes.memset(dp, 0, BATCH * size)
-            dptrs = [[dp + i * size, dp + i * size + half] for i in range(BATCH)]
+            ctypes.memset(dp, 0, nv * size)
+            dptrs = [[dp + i * size + j * piece for j in range(npc)] for i in range(nv)]
             g = (cells["batch_get_into_multi_buffers"] if keep else Cell()).run(
                 lambda: st.batch_get_into_multi_buffers(kv, dptrs, lens))
             bad += sum(x != size for x in g)
-            bad += ctypes.string_at(dp, BATCH * size) != ctypes.string_at(sp, BATCH * size)
-            for k in ks + kz + kv:
+            bad += ctypes.string_at(dp, nv * size) != ctypes.string_at(sp, nv * size)
+            for k in (ks + kz if a.only == "all" else []) + kv:
                 st.remove(k, True)  # force: the gets above hold leases
         res["sizes"].append({"size": size, "calls": {k: v.out() for k, v in cells.items()}})
     res["bad"] = bad

@@ -84,6 +84,7 @@ def run_one(a, system, py, master, meta, logdir, rnd):
            "--sizes", a.sizes, "--reps", str(a.reps), "--label", system]
     if not a.calls:
         cmd += ["--json", out]
+    cmd += a.script_args.split()
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if system == "ours":
@@ -119,6 +120,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--calls", action="store_true", help="client_calls.py instead of the driver")
+    ap.add_argument("--script-args", default="",
+                    help="more arguments for the script, e.g. '--only vllm --vllm-keys 15'")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--json", default="")
     a = ap.parse_args()
