@@ -183,11 +183,14 @@ class Serving:
         self.master = self.redis = self.server = self.vllm = None
         self.redis_client = None
 
-    # how many keys the backend holds: the save of a prompt has landed when this grew
+    # how many keys the backend has taken in: the save of a prompt has landed when this grew.
+    # A full pool evicts as it takes new keys (the key count alone then stops growing), so
+    # a master's evicted keys are counted too (both masters export master_evicted_key_count).
     def stored(self, ctx):
         if self.redis_client is not None:
             return self.redis_client.dbsize()
-        return ctx.metrics(self.master.url).get("master_key_count", 0)
+        m = ctx.metrics(self.master.url)
+        return m.get("master_key_count", 0) + m.get("master_evicted_key_count", 0)
 
     def redis_read_bytes(self):
         if self.redis_client is None:
