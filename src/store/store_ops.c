@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base_copy.h"
 #include "base_log.h"
 #include "base_time.h"
 #include "base_mem.h"
@@ -103,8 +104,10 @@ static int st_replica_local(const mc_store_t *s, const mc_replica_t *r)
  * [0, op->total)). The caller's pieces outside memory registered with te are
  * checked first (mc_mem_check: readable for a put, writable for a get), so
  * that a bad pointer is an error, as it is on the kernel-copy paths (shm,
- * tcp), never a fault here. Returns 0 or INVALID_PARAMS (nothing copied). */
-static int st_local_copy(mc_te_t *te, const st_op_t *op, char *mem, int opcode)
+ * tcp), never a fault here. With stream (a large batch), pieces of
+ * MC_COPY_STREAM_PIECE bytes and more bypass the caches (base_copy.h).
+ * Returns 0 or INVALID_PARAMS (nothing copied). */
+static int st_local_copy(mc_te_t *te, const st_op_t *op, char *mem, int opcode, int stream)
 {
     uint64_t off = 0;
     for (size_t j = 0; j < op->niov && off < op->total; j++) {
@@ -122,10 +125,12 @@ static int st_local_copy(mc_te_t *te, const st_op_t *op, char *mem, int opcode)
     for (size_t j = 0; j < op->niov && off < op->total; j++) {
         uint64_t len = op->iov[j].len;
         if (len > op->total - off) len = op->total - off;
-        if (opcode == MC_TE_WRITE)
-            memcpy(mem + off, op->iov[j].ptr, len);
+        void *to = opcode == MC_TE_WRITE ? (void *)(mem + off) : op->iov[j].ptr;
+        const void *from = opcode == MC_TE_WRITE ? (const void *)op->iov[j].ptr : mem + off;
+        if (stream && len >= MC_COPY_STREAM_PIECE)
+            mc_copy_stream(to, from, len);
         else
-            memcpy(op->iov[j].ptr, mem + off, len);
+            memcpy(to, from, len);
         off += len;
     }
     return 0;
@@ -137,11 +142,13 @@ static int st_local_copy(mc_te_t *te, const st_op_t *op, char *mem, int opcode)
 static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
 {
     size_t cap = 0;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, all = 0;
     for (size_t i = 0; i < n; i++) {
         if (ops[i].rc || (opcode == MC_TE_WRITE && !ops[i].started)) continue;
         cap += ops[i].niov * (opcode == MC_TE_WRITE ? ops[i].nreps : 1);
+        all += ops[i].total;
     }
+    int stream = all >= MC_COPY_STREAM_BATCH;
     mc_te_request_t sreq[ST_STACK_REQS];
     size_t sowner[ST_STACK_REQS];
     mc_te_request_t *reqs = sreq;
@@ -177,7 +184,7 @@ static void st_transfer(mc_store_t *s, st_op_t *ops, size_t n, int opcode)
                 break;
             }
             if (local) {
-                int lrc = st_local_copy(s->te, op, (char *)(uintptr_t)rep->addr, opcode);
+                int lrc = st_local_copy(s->te, op, (char *)(uintptr_t)rep->addr, opcode, stream);
                 if (lrc) {
                     op->rc = lrc;
                     break;

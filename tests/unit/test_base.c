@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "base_codec.h"
+#include "base_copy.h"
 #include "base_env.h"
 #include "base_map.h"
 #include "mooncake/err.h"
@@ -112,6 +113,36 @@ static void test_err_names(void **state)
     assert_string_equal(mc_err_str(-12345), "unknown error");
 }
 
+/* mc_copy_stream equals memcpy for every alignment of both ends and every
+ * length around its head, line and 4-page boundaries, and touches nothing
+ * outside [dst, dst+n). */
+static void test_copy_stream(void **state)
+{
+    (void)state;
+    enum { MAX = 3 * 16384 + 1000, PAD = 64 };
+    unsigned char *src = malloc(MAX + PAD), *dst = malloc(MAX + 2 * PAD);
+    assert_non_null(src);
+    assert_non_null(dst);
+    for (size_t i = 0; i < MAX + PAD; i++)
+        src[i] = (unsigned char)(i * 131 + 7);
+    static const size_t lens[] = {0,    1,    63,   64,    255,   256,   257,   1000,
+                                  4095, 4096, 4097, 16383, 16384, 16385, 20000, MAX};
+    for (size_t so = 0; so < 3; so++)
+        for (size_t d = 0; d < PAD; d += 9)
+            for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+                size_t n = lens[k];
+                memset(dst, 0xEE, MAX + 2 * PAD);
+                mc_copy_stream(dst + PAD + d, src + so * 21, n);
+                assert_memory_equal(dst + PAD + d, src + so * 21, n);
+                for (size_t i = 0; i < PAD + d; i++)
+                    assert_int_equal(dst[i], 0xEE);
+                for (size_t i = PAD + d + n; i < MAX + 2 * PAD; i++)
+                    assert_int_equal(dst[i], 0xEE);
+            }
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_err_names),
+        cmocka_unit_test(test_copy_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
