@@ -63,6 +63,8 @@ typedef struct {
     int n_kvev;                /* --kv-events subscriptions */
     mc_proxy_kvev_arg_t kvev[MC_PROXY_MAX_KV_EVENTS];
     char kvev_topic[128];      /* --kv-events-topic: ZMQ subscription prefix (default "") */
+    int tokenize;              /* --tokenize auto (1, default) | off (0): text prompts' ids */
+    int tokenize_timeout_ms;   /* --tokenize-timeout-ms: bound of one /tokenize call (500) */
 } mc_proxy_config_t;
 
 /* Fills *cfg from argv (argv[0] is skipped). Returns 0; 1 when --help was asked

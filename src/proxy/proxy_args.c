@@ -35,6 +35,11 @@ void mc_proxy_usage(void *fp)
           "  --kv-events HOST:PORT=ENDPOINT  cache_aware: read the vLLM KV events the prefill\n"
           "                              instance HOST:PORT publishes on ZMQ ENDPOINT (repeatable)\n"
           "  --kv-events-topic T         ZMQ topic of those events (default: all)\n"
+          "  --tokenize auto|off         cache_aware with KV events: a text prompt's token ids\n"
+          "                              come from a publishing prefiller's POST /tokenize\n"
+          "                              before it is routed (default auto)\n"
+          "  --tokenize-timeout-ms N     bound of that call; past it the approximate index\n"
+          "                              routes (default 500)\n"
           "  --circuit-failures N        failures in a row that open a circuit (default 3)\n"
           "  --circuit-backoff-ms N      first backoff of an open circuit, doubling (default 1000)\n"
           "  --circuit-backoff-max-ms N  largest backoff (default 30000)\n"
@@ -157,6 +162,8 @@ static void defaults(mc_proxy_config_t *c)
     c->prefill_retries = 1;
     c->cache_balance_abs = 8;
     c->cache_balance_rel = 1.5;
+    c->tokenize = 1;
+    c->tokenize_timeout_ms = 500;
 }
 
 int mc_proxy_parse_args(int argc, char **argv, mc_proxy_config_t *c, char *err, size_t errlen)
@@ -228,6 +235,16 @@ int mc_proxy_parse_args(int argc, char **argv, mc_proxy_config_t *c, char *err, 
         NUM_OPT("--circuit-backoff-max-ms", 1, 86400000, c->cb_backoff_max_ms)
         NUM_OPT("--prefill-retries", 0, 16, c->prefill_retries)
         NUM_OPT("--cache-balance-abs", 0, 1000000, c->cache_balance_abs)
+        NUM_OPT("--tokenize-timeout-ms", 1, 600000, c->tokenize_timeout_ms)
+        if (match(a, "--tokenize", &inl)) {
+            NEED_VAL();
+            if (strcmp(val, "auto") != 0 && strcmp(val, "off") != 0) {
+                snprintf(err, errlen, "--tokenize must be auto or off");
+                return -EINVAL;
+            }
+            c->tokenize = strcmp(val, "auto") == 0;
+            continue;
+        }
         if (match(a, "--cache-balance-rel", &inl)) {
             NEED_VAL();
             char *end = NULL;

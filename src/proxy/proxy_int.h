@@ -75,6 +75,22 @@ void mc__proxy_uuid(char out[37]);
 
 /* Last path component of a model name ("org/name/" -> "name"). */
 const char *mc__proxy_model_base(const char *model, size_t *len);
+
+/* ---- proxy_tokenize.c: a vLLM POST /tokenize for a text prompt */
+
+/* The /tokenize body for client request `req` (chat: a /v1/chat/completions
+ * body): the fields that decide its tokens. Returns a malloc'd string and its
+ * length, or NULL when there is no single text to tokenize (a token-id prompt,
+ * a batch, an empty prompt, no messages) or on allocation failure. */
+char *mc__proxy_tokenize_body(const json_t *req, int chat, size_t *len);
+/* The token ids of a /tokenize answer ({"tokens": [ids...], ...}), at most max:
+ * 0 with a malloc'd array in *toks and its length in *n, -1 when the answer is
+ * not one (not JSON, no non-empty "tokens" list, an id outside 0..2^32-1). */
+int mc__proxy_tokenize_answer(const char *p, size_t len, uint32_t max, uint32_t **toks,
+                              uint32_t *n);
+/* 1 when a 404 answer carries an OpenAI "error" object (vLLM saying the model
+ * it names is not served), 0 for anything else (a server without the route). */
+int mc__proxy_tokenize_is_error(const char *p, size_t len);
 /* ---- proxy_kvev_decode.c: vLLM KV cache events (msgpack payload frames) */
 
 enum { MC_KVEV_STORED = 1, MC_KVEV_REMOVED, MC_KVEV_CLEARED, MC_KVEV_OTHER };

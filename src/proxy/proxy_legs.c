@@ -327,7 +327,7 @@ static leg_t *leg_start(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const ch
     if (in) {
         if (kind == LEG_PROBE) {
             in->probe = l;
-        } else {
+        } else if (kind != LEG_TOKENIZE) { /* a tokenize leg is not load */
             in->inflight++;
             in->total++;
             if (r) {
@@ -370,7 +370,7 @@ static void leg_detach(mc_proxy_t *px, leg_t *l)
     if (in) {
         if (l->kind == LEG_PROBE) {
             in->probe = NULL;
-        } else {
+        } else if (l->kind != LEG_TOKENIZE) {
             in->inflight--;
             in->out_tokens -= l->tokens;
         }
@@ -467,6 +467,22 @@ static int start_completion_leg(mc_proxy_t *px, req_t *r, int kind, inst_t *in, 
         r->p = l;
     else
         r->d = l;
+    return 0;
+}
+
+int mc__proxy_leg_start_post(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *path,
+                             char *body, size_t len, long timeout_ms)
+{
+    char url[400];
+    snprintf(url, sizeof url, "%s%s", in->base, path);
+    struct curl_slist *h = leg_headers(r, -1);
+    if (!h) {
+        free(body);
+        return -ENOMEM;
+    }
+    leg_t *l = leg_start(px, kind, r, in, url, body, len, h, timeout_ms);
+    if (!l) return -ENOMEM;
+    r->p = l;
     return 0;
 }
 
@@ -819,6 +835,7 @@ static void decode_finished(mc_proxy_t *px, leg_t *l)
  * detached; on success it is replaced in its request and freed. Returns 0 when
  * retried. */
 static void start_legs(mc_proxy_t *px, req_t *r, inst_t *p);
+static void route_and_start(mc_proxy_t *px, req_t *r);
 
 /* 1 when l's failure is one the bounded prefill retry covers. */
 static int prefill_retryable(const mc_proxy_t *px, const leg_t *l)
@@ -893,11 +910,23 @@ void mc__proxy_leg_finished(mc_proxy_t *px, leg_t *l)
         }
     }
     leg_detach(px, l);
-    if (l->rc != CURLE_OK && l->rc != CURLE_WRITE_ERROR && l->kind != LEG_PROBE && in &&
-        !(r && (r->client_gone || r->resp_status)))
+    if (l->rc != CURLE_OK && l->rc != CURLE_WRITE_ERROR && l->kind != LEG_PROBE &&
+        l->kind != LEG_TOKENIZE && in && !(r && (r->client_gone || r->resp_status)))
         mc__proxy_inst_failed(px, in, l->err[0] ? l->err : curl_easy_strerror(l->rc), 0);
     if (l->kind == LEG_PROBE) {
         probe_finished(px, l);
+        return;
+    }
+    if (l->kind == LEG_TOKENIZE) { /* then the request is routed, with or without its tokens */
+        if (r->p == l) r->p = NULL;
+        if (!(r->client_gone || r->resp_status || r->queued)) {
+            mc__proxy_tokenize_finished(px, l);
+            route_and_start(px, r);
+        }
+        l->inst = NULL;
+        leg_free(l);
+        if (in) mc__proxy_inst_maybe_free(px, in);
+        mc__proxy_req_unref(r);
         return;
     }
     if (leg_retry(px, l) == 0) {
@@ -970,8 +999,15 @@ void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r)
         r->auth = strdup(line);
     }
     mc__proxy_route_prepare(px, r);
+    if (mc__proxy_tokenize_start(px, r) == 0) return; /* routed when its answer comes */
+    route_and_start(px, r);
+}
+
+/* Picks the prefiller of r (prepared) and starts its legs, or answers 503. */
+static void route_and_start(mc_proxy_t *px, req_t *r)
+{
     inst_t *p = mc__proxy_pick(px, MC_PROXY_PREFILL, r, NULL);
-    if (!p) { /* cannot happen after the check above; kept for safety */
+    if (!p) { /* every prefiller left while r was being tokenized */
         mc__proxy_req_answer(r, 503,
                              mc__proxy_error_json(503, "service_unavailable", "prefill", NULL,
                                                   "no healthy prefill instance"));

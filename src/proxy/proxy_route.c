@@ -403,6 +403,7 @@ void mc__proxy_route_inst_json(const mc_proxy_t *px, const inst_t *in, json_t *o
         json_object_set_new(o, "backoff_ms", json_integer((json_int_t)in->backoff_ms));
     if (in->group == MC_PROXY_PREFILL && px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE)
         json_object_set_new(o, "cache_blocks", json_integer((json_int_t)in->cache_blocks));
+    if (in->no_tokenize) json_object_set_new(o, "tokenize", json_false());
     mc__proxy_kvev_inst_json(px, in, o);
     if (in->engine_load_known) {
         json_object_set_new(o, "engine_running", json_integer((json_int_t)in->eng_running));
@@ -416,11 +417,15 @@ json_t *mc__proxy_route_status(const mc_proxy_t *px)
     json_t *o = json_object();
     if (!o || !rt) return o;
     if (px->cfg.sched == MC_PROXY_SCHED_CACHE_AWARE)
-        json_object_set_new(o, "cache_aware",
-                            json_pack("{s:i, s:i, s:i, s:f}", "block_bytes", MC_PROXY_BLOCK_BYTES,
-                                      "capacity_blocks", (int)(SETS * WAYS), "balance_abs",
-                                      px->cfg.cache_balance_abs, "balance_rel",
-                                      px->cfg.cache_balance_rel));
+        json_object_set_new(
+            o, "cache_aware",
+            json_pack("{s:i, s:i, s:i, s:f, s:{s:s, s:i, s:I, s:I, s:I}}", "block_bytes",
+                      MC_PROXY_BLOCK_BYTES, "capacity_blocks", (int)(SETS * WAYS), "balance_abs",
+                      px->cfg.cache_balance_abs, "balance_rel", px->cfg.cache_balance_rel,
+                      "tokenize", "mode", px->cfg.tokenize ? "auto" : "off", "timeout_ms",
+                      px->cfg.tokenize_timeout_ms, "ok", (json_int_t)px->m_tokenize[TK_OK],
+                      "failed", (json_int_t)px->m_tokenize[TK_FAILED], "unsupported",
+                      (json_int_t)px->m_tokenize[TK_UNSUPPORTED]));
     json_t *a = json_array();
     for (unsigned k = 0; k < rt->ring_n; k++) { /* newest first */
         const mc__proxy_decision_t *d =
@@ -478,6 +483,15 @@ int mc__proxy_route_metrics(const mc_proxy_t *px, buf_t *b)
                 b, "mooncake_proxy_instance_outstanding_tokens{type=\"%s\",instance=\"%s\"} %llu\n",
                 mc__proxy_group_name[g], px->grp[g][i]->name,
                 (unsigned long long)px->grp[g][i]->out_tokens);
+    if (s == MC_PROXY_SCHED_CACHE_AWARE) {
+        static const char *const tk[TK_N] = {"ok", "failed", "unsupported"};
+        oom |= mc__proxy_buf_printf(
+            b, "# HELP mooncake_proxy_tokenize_total Text prompts sent to a prefiller's /tokenize "
+               "for the KV-event match, by result.\n# TYPE mooncake_proxy_tokenize_total counter\n");
+        for (int k = 0; k < TK_N; k++)
+            oom |= mc__proxy_buf_printf(b, "mooncake_proxy_tokenize_total{result=\"%s\"} %llu\n",
+                                        tk[k], (unsigned long long)px->m_tokenize[k]);
+    }
     oom |= mc__proxy_kvev_metrics(px, b) != 0;
     return oom ? -ENOMEM : 0;
 }

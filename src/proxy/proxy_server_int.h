@@ -50,7 +50,9 @@
 #define MC_PROXY_RING 32          /* recent routing decisions kept for /status */
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
-enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2 };
+enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2, LEG_TOKENIZE = 3 };
+/* What became of a /tokenize call (proxy_tokenize.c; the result label of its metric). */
+enum { TK_OK = 0, TK_FAILED, TK_UNSUPPORTED, TK_N };
 enum { STEP_MODELS = 0, STEP_QUERY, STEP_HEALTH, STEP_METRICS };
 enum { RQ_READING = 0, RQ_STARTED };
 enum { R_COMPLETIONS = 0, R_CHAT, R_ADD, R_REMOVE };
@@ -105,6 +107,8 @@ struct inst {
     int slot;              /* bit of the prefix index (prefill group), -1 = none */
     uint64_t cache_blocks; /* prefix blocks the index attributes to this instance */
     mc__proxy_kvsub_t *kv;  /* its vLLM KV events (--kv-events), or NULL */
+    int no_tokenize;        /* its POST /tokenize answered 404/405: not asked again */
+    int tokenize_warned;    /* a failed /tokenize was logged (until one succeeds) */
     int engine_load_known; /* its /metrics gave vLLM's queue (cache_aware) */
     unsigned eng_running, eng_waiting;
     char **engine_ids;
@@ -163,6 +167,7 @@ struct req {
     uint32_t *toks;                   /* the prompt's token ids, when it is a list of them */
     uint32_t n_toks;                  /* (only while --kv-events subscriptions exist) */
     int prefill_tries;                /* prefill legs started again after a failure */
+    int tokenized;                    /* its /tokenize leg was started (once per request) */
 };
 
 struct mc_proxy {
@@ -194,6 +199,7 @@ struct mc_proxy {
     /* metrics */
     uint64_t m_requests[2], m_status[6], m_upstream_err[2], m_disconnects, m_admin[2];
     uint64_t m_rejected, m_dur_count;
+    uint64_t m_tokenize[TK_N];
     double m_dur_sum;
     unsigned m_inflight;
 };
@@ -248,6 +254,19 @@ int mc__proxy_probe_start(mc_proxy_t *px, inst_t *in, int step);
 void mc__proxy_admin_reply(mc_proxy_t *px, inst_t *in, int ok);
 /* Body complete: parse, rewrite and start the legs, or answer an error. */
 void mc__proxy_dispatch_completion(mc_proxy_t *px, req_t *r);
+/* Starts a POST leg of kind to in's base URL + path for r, as r->p (body owned,
+ * freed on failure; timeout_ms 0: none). 0 or -ENOMEM. */
+int mc__proxy_leg_start_post(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *path,
+                             char *body, size_t len, long timeout_ms);
+
+/* ---- proxy_tokenize.c: token ids of text prompts from a prefiller's /tokenize */
+
+/* Starts r's /tokenize leg when cache_aware could match its text prompt against
+ * KV events; 0 when started (mc__proxy_leg_finished routes r when it ends),
+ * -1 when r is to be routed now. */
+int mc__proxy_tokenize_start(mc_proxy_t *px, req_t *r);
+/* The tokenize leg l ended (detached): its tokens into l->req, or why not. */
+void mc__proxy_tokenize_finished(mc_proxy_t *px, leg_t *l);
 
 /* ---- proxy_admin.c */
 

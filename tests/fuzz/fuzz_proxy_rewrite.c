@@ -5,14 +5,44 @@
  * stream_options / min_tokens, and the decode body spliced into the client's
  * bytes must equal the re-serialised one. The answer goes through the kv_transfer_params
  * extractor, the bootstrap /query parser, the /metrics load reader and the
- * /v1/models matcher; both
- * halves go through the admin instance validator and the key comparison. */
+ * /v1/models matcher and the /tokenize answer reader (at most 1000 ids, each
+ * < 2^32); the body also through the /tokenize body builder, whose output must
+ * parse back as an object holding a text "prompt" or a non-empty "messages"
+ * array and nothing but the fields it may copy; both halves go through the
+ * admin instance validator and the key comparison. */
 #include "proxy.h"
 #include "proxy_int.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void check_tokenize_body(const json_t *req, int chat)
+{
+    static const char *const allowed[] = {
+        "model",         "prompt",           "messages",          "add_generation_prompt",
+        "continue_final_message", "add_special_tokens", "chat_template",
+        "chat_template_kwargs", "tools",     "mm_processor_kwargs", "media_io_kwargs"};
+    size_t len = 0;
+    char *s = mc__proxy_tokenize_body(req, chat, &len);
+    if (!s) return;
+    json_t *j = json_loadb(s, len, 0, NULL);
+    if (!json_is_object(j)) abort();
+    if (chat ? json_array_size(json_object_get(j, "messages")) == 0
+             : json_string_length(json_object_get(j, "prompt")) == 0)
+        abort();
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) {
+        size_t i = 0;
+        while (i < sizeof allowed / sizeof allowed[0] && strcmp(k, allowed[i]) != 0)
+            i++;
+        if (i == sizeof allowed / sizeof allowed[0]) abort();
+        if (!json_equal(v, json_object_get(req, k))) abort(); /* copied, not changed */
+    }
+    json_decref(j);
+    free(s);
+}
 
 static void check_prefill(const char *s, size_t len)
 {
@@ -72,9 +102,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 free(out);
             }
         }
+        check_tokenize_body(body, 0);
+        check_tokenize_body(body, 1);
         json_decref(body);
     }
     json_decref(kv);
+
+    uint32_t *toks = NULL, nt = 0;
+    if (mc__proxy_tokenize_answer(ans, alen, 1000, &toks, &nt) == 0) {
+        if (!toks || nt == 0 || nt > 1000) abort();
+        free(toks);
+    }
+    (void)mc__proxy_tokenize_is_error(ans, alen);
 
     char **ids = NULL;
     int n = 0;

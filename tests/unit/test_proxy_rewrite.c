@@ -391,6 +391,20 @@ static void test_args(void **st)
                      -EINVAL);
     assert_int_equal(parse(&c, err, "--prefill-retries", "17", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--circuit-failures", "0", "--decode", "x:1", NULL), -EINVAL);
+    /* text prompts' token ids for the KV-event match */
+    assert_int_equal(parse(&c, err, "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.tokenize, 1);
+    assert_int_equal(c.tokenize_timeout_ms, 500);
+    assert_int_equal(parse(&c, err, "--tokenize", "off", "--tokenize-timeout-ms=50", "--decode",
+                           "x:1", NULL),
+                     0);
+    assert_int_equal(c.tokenize, 0);
+    assert_int_equal(c.tokenize_timeout_ms, 50);
+    assert_int_equal(parse(&c, err, "--tokenize=auto", "--decode", "x:1", NULL), 0);
+    assert_int_equal(c.tokenize, 1);
+    assert_int_equal(parse(&c, err, "--tokenize", "on", "--decode", "x:1", NULL), -EINVAL);
+    assert_int_equal(parse(&c, err, "--tokenize-timeout-ms", "0", "--decode", "x:1", NULL),
+                     -EINVAL);
 
     assert_int_equal(parse(&c, err, "--scheduling", "random", "--decode", "x:1", NULL), -EINVAL);
     assert_int_equal(parse(&c, err, "--port", "70000", "--decode", "x:1", NULL), -EINVAL);

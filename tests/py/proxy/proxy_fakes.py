@@ -35,7 +35,10 @@ class FakeOpenAI:
     abruptly after that many chunks), kv_params (returned in non-streamed
     answers), status (HTTP status of completions), error_body (the body of a
     non-200 status), body_override (bytes), hold (a threading.Event: completions
-    wait for it, at most 30 s, before answering), metrics_text (GET /metrics)."""
+    wait for it, at most 30 s, before answering), metrics_text (GET /metrics), tokenize
+    (POST /tokenize: a function of the request's JSON returning the token ids, or the
+    answer's bytes; None answers 404 with tokenize_404 as the body, FastAPI's route-not-found
+    when that is None), tokenize_delay (s before that answer)."""
 
     def __init__(self, name="fake", model="test-model"):
         self.name = name
@@ -52,6 +55,9 @@ class FakeOpenAI:
         self.hold = None
         self.pad = 0  # extra bytes of padding in every SSE chunk
         self.metrics_text = None  # GET /metrics answer (Prometheus text); None = 404
+        self.tokenize = None
+        self.tokenize_delay = 0.0
+        self.tokenize_404 = None
         self.socks = set()
         self.requests = []
         self.aborted = 0  # streams the client (the proxy) hung up on
@@ -81,6 +87,10 @@ class FakeOpenAI:
     def completions(self):
         with self.lock:
             return [r for r in self.requests if r.path.endswith("completions")]
+
+    def tokenize_calls(self):
+        with self.lock:
+            return [r for r in self.requests if r.path == "/tokenize"]
 
     def wait_completions(self, n, timeout=5.0):
         """completions() once at least n were recorded. A connector-mode prefill leg
@@ -169,7 +179,25 @@ class FakeOpenAI:
                     with fake.lock:
                         fake.active -= 1
 
+            def _tokenize(self, r):
+                if fake.tokenize_delay:
+                    time.sleep(fake.tokenize_delay)
+                if fake.tokenize is None:
+                    self._send(404, fake.tokenize_404 or b'{"detail":"Not Found"}')
+                    return
+                out = fake.tokenize(r.json)
+                if not isinstance(out, bytes):
+                    out = json.dumps({"count": len(out), "max_model_len": 4096,
+                                      "tokens": out, "token_strs": None}).encode()
+                try:
+                    self._send(200, out)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
             def _post(self, r):
+                if r.path == "/tokenize":
+                    self._tokenize(r)
+                    return
                 if fake.hold is not None:
                     fake.hold.wait(30)
                 if fake.delay:

@@ -90,7 +90,7 @@ def pubs():
         p.close()
 
 
-def start(fakes, proxy, pubs, n_live=2):
+def start(fakes, proxy, pubs, n_live=2, extra=()):
     """Demo mode, two prefillers, cache_aware; the first n_live get a publisher."""
     ev = pubs(n_live)
     ps_probe = [fakes("P%d" % i) for i in range(2)]
@@ -99,7 +99,7 @@ def start(fakes, proxy, pubs, n_live=2):
             "--scheduling", "cache_aware", "--kv-events-topic", TOPIC.decode()]
     for p, e in zip(ps_probe, ev):
         args += ["--kv-events", "%s=%s" % (p.addr, e.endpoint)]
-    px = proxy(args)
+    px = proxy(args + list(extra))
     px.wait_ready(pred=lambda s: all(i["healthy"] for i in s["prefill"] + s["decode"]))
     for e in ev:
         assert e.wait_subscribed() == b"\x01" + TOPIC
@@ -163,9 +163,11 @@ def test_routing_follows_kv_events(fakes, proxy, pubs):
     ev[0].batch([stored(toks[:32], 0, None, hashes_of=lambda i: 1 << 40 | i)])
     wait_for(lambda: kv(px, ps[0])["blocks"] == 2)
     assert send(px, ps, toks) == 0 and last_prefill(px)["match_tokens"] == 32
-    # a text prompt cannot be matched against token blocks: the approximate index decides
+    # a text prompt needs its token ids, and these fakes have no /tokenize (404): the
+    # approximate index decides, and that instance is not asked again
     assert px.request("POST", "/v1/completions", {"prompt": "hello " * 40})[0] == 200
     assert last_prefill(px)["match_source"] == "approximate"
+    assert metric(px, "mooncake_proxy_tokenize_total", result="unsupported") == 1
     assert metric(px, "mooncake_proxy_kv_blocks", instance=ps[0].addr) == 2
     assert metric(px, "mooncake_proxy_kv_events_total", instance=ps[1].addr, result="ok") == 3
 
@@ -259,3 +261,114 @@ def test_admin_add_with_kv_events(fakes, proxy, pubs):
     st, b = px.json("POST", "/instances/remove", {"type": "prefill", "instance": new.addr}, key)
     assert st == 200
     assert ev.wait_subscribed() == b"\x00" + TOPIC  # the SUB socket went away
+
+
+def words(text):
+    """The fakes' tokenizer: "t17 t18" -> [17, 18]."""
+    return [int(w[1:]) for w in text.split()]
+
+
+def text(ids):
+    return " ".join("t%d" % i for i in ids)
+
+
+def test_text_prompts_are_tokenized_and_matched_by_events(fakes, proxy, pubs):
+    """A text prompt, and a chat request, get their token ids from a publishing prefiller's
+    POST /tokenize and are then routed by the events like a token-id prompt; the body sent
+    there carries what decides the tokens and nothing else."""
+    ps, d, px, ev = start(fakes, proxy, pubs)
+    for p in ps:
+        p.tokenize = lambda q: words(q["prompt"]) if "prompt" in q else \
+            [9] + words(" ".join(m["content"] for m in q["messages"]))
+    toks = list(range(2000, 2064))
+    ev[1].batch([stored(toks[:48], 0, None)])
+    wait_for(lambda: kv(px, ps[1])["blocks"] == 3)
+    n_calls = sum(len(p.tokenize_calls()) for p in ps)
+    assert send(px, ps, text(toks)) == 1
+    dec = last_prefill(px)
+    assert (dec["reason"], dec["match_tokens"], dec["match_source"]) == ("cache_hit", 48,
+                                                                       "kv_events")
+    calls = [c for p in ps for c in p.tokenize_calls()][n_calls:]
+    assert len(calls) == 1
+    assert calls[0].json == {"prompt": text(toks)}  # "model" only when the request names one
+    assert calls[0].headers["content-type"] == "application/json"
+    # the completion itself goes out unchanged: the text, not the ids
+    assert ps[1].completions()[-1].json["prompt"] == text(toks)
+
+    # chat: the messages and their template options, tokenized the same way ([9] first)
+    ev[0].batch([stored([9] + toks[:31], 0, None)])
+    wait_for(lambda: kv(px, ps[0])["blocks"] == 2)
+    before = [len(p.completions()) for p in ps]
+    msgs = [{"role": "user", "content": text(toks[:40])}]
+    st = px.request("POST", "/v1/chat/completions",
+                    {"model": "test-model", "messages": msgs, "max_tokens": 2,
+                     "add_generation_prompt": True, "temperature": 0})[0]
+    assert st == 200 and served_by(ps, before) == 0
+    assert last_prefill(px)["match_tokens"] == 32
+    q = max((c for p in ps for c in p.tokenize_calls()), key=lambda c: c.t).json
+    assert q == {"model": "test-model", "messages": msgs, "add_generation_prompt": True}
+    assert metric(px, "mooncake_proxy_tokenize_total", result="ok") == 2
+    assert px.status()["cache_aware"]["tokenize"] == {
+        "mode": "auto", "timeout_ms": 500, "ok": 2, "failed": 0, "unsupported": 0}
+
+    # a token-id prompt, a batch of texts and an empty text are not sent to /tokenize
+    n_calls = sum(len(p.tokenize_calls()) for p in ps)
+    send(px, ps, toks)
+    send(px, ps, [text(toks), "t1"])
+    assert sum(len(p.tokenize_calls()) for p in ps) == n_calls
+
+
+def test_tokenize_failures_route_by_the_approximate_index(fakes, proxy, pubs):
+    """A /tokenize that is too slow, answers an error or garbage, or is missing never fails
+    the request nor takes the instance out of rotation: the approximate index routes it.
+    Each streak of failures is one log line naming the instance and the cause."""
+    ps, d, px, ev = start(fakes, proxy, pubs, n_live=1, extra=["--tokenize-timeout-ms", "200"])
+    p0 = ps[0]  # the only publisher: every tokenize goes there
+    ev[0].batch([stored(list(range(64)), 0, None)])
+    wait_for(lambda: kv(px, p0)["blocks"] == 4)
+    p0.tokenize = lambda q: words(q["prompt"])
+    p0.tokenize_delay = 1.0
+    t0 = time.monotonic()
+    assert px.request("POST", "/v1/completions", {"prompt": text(range(64))})[0] == 200
+    assert time.monotonic() - t0 < 0.9  # bounded by the timeout, not the slow answer
+    assert last_prefill(px)["match_source"] == "approximate"
+    p0.tokenize_delay = 0
+    p0.tokenize = lambda q: b'{"count": 2, "tokens": ["a", "b"]}'
+    assert px.request("POST", "/v1/completions", {"prompt": text(range(64))})[0] == 200
+    p0.tokenize = lambda q: b"not json"
+    assert px.request("POST", "/v1/completions", {"prompt": text(range(64))})[0] == 200
+    # vLLM's 404 for a model it does not serve is about the request, not the route
+    p0.tokenize = None
+    p0.tokenize_404 = b'{"error": {"message": "The model `x` does not exist.", "code": 404}}'
+    assert px.request("POST", "/v1/completions",
+                      {"prompt": text(range(64)), "model": "x"})[0] == 200
+    p0.tokenize_404 = None
+    assert metric(px, "mooncake_proxy_tokenize_total", result="failed") == 4
+    err = px.stderr()
+    lines = [ln for ln in err.splitlines() if "/tokenize on %s failed" % p0.addr in ln]
+    assert len(lines) == 1 and "timed out" in lines[0], err
+    assert all(i["healthy"] for i in px.status()["prefill"])
+    # a good answer ends the streak: routed by the events again
+    p0.tokenize = lambda q: words(q["prompt"])
+    assert send(px, ps, text(range(64))) == 0
+    assert last_prefill(px)["match_source"] == "kv_events"
+    # 404: one line, and the instance is not asked again
+    p0.tokenize = None
+    for _ in range(3):
+        assert px.request("POST", "/v1/completions", {"prompt": text(range(64))})[0] == 200
+    assert len(p0.tokenize_calls()) == 6
+    assert metric(px, "mooncake_proxy_tokenize_total", result="unsupported") == 1
+    assert [i.get("tokenize") for i in px.status()["prefill"]] == [False, None]
+    assert "%s has no POST /tokenize (HTTP 404)" % p0.addr in px.stderr()
+
+
+def test_tokenize_off(fakes, proxy, pubs):
+    ps, d, px, ev = start(fakes, proxy, pubs, extra=["--tokenize", "off"])
+    for p in ps:
+        p.tokenize = lambda q: words(q["prompt"])
+    ev[1].batch([stored(list(range(48)), 0, None)])
+    wait_for(lambda: kv(px, ps[1])["blocks"] == 3)
+    assert px.request("POST", "/v1/completions", {"prompt": text(range(48))})[0] == 200
+    assert last_prefill(px)["match_source"] == "approximate"
+    assert not any(p.tokenize_calls() for p in ps)
+    assert px.status()["cache_aware"]["tokenize"]["mode"] == "off"
