@@ -7,7 +7,9 @@ multi-turn and shares prefixes: CONVS conversations, each opening with a system 
 to all of them, and each turn's prompt is the previous turn's plus TURN_TOKENS new tokens
 (turn-major order: every conversation's turn 1, then every turn 2, ...). Prompts are token
 ids (the tiny model's word wK is token K+3, BOS is 1), the form the proxy's precise index
-matches against the token ids the events carry.
+matches against the token ids the events carry; with E2E_G_PROMPTS=text they are the same
+prompts as text (the words; the tokenizer adds the BOS), which the proxy first sends to a
+prefiller's POST /tokenize (--tokenize auto) to match them against the events.
 
 Rounds alternate round_robin / cache_aware (each with a fresh proxy, and fresh prompts, so no
 round profits from an earlier one); per round, from the two prefillers' /metrics deltas:
@@ -38,6 +40,7 @@ SYSTEM_TOKENS = 128  # one block, shared by every conversation of a round
 OPEN_TOKENS = 128
 TURN_TOKENS = 512
 ROUNDS = int(os.environ.get("E2E_G_ROUNDS", "2"))  # per policy, alternating
+TEXT = os.environ.get("E2E_G_PROMPTS", "tokens") == "text"
 HIT_RATIO_TARGET = 1.5
 TOPIC = "kv"
 
@@ -57,7 +60,13 @@ def workload(round_no):
             if t:
                 convs[c] = convs[c] + tokens(TURN_TOKENS, base + 50 + 10 * c + t)
             out.append(list(convs[c]))
+    if TEXT:  # the same tokens as text: word wK is token K+3, the tokenizer adds the BOS
+        out = [" ".join("w%d" % (t - 3) for t in p[1:]) for p in out]
     return out
+
+
+def prompt_tokens(p):
+    return len(p.split()) + 1 if isinstance(p, str) else len(p)
 
 
 def cache_counters(ctx, insts):
@@ -134,7 +143,7 @@ def run(ctx):
         ttfts = [ctx.ttft(None, prompt, max_tokens=2, url=proxy.url) for prompt in prompts]
         # vLLM's engine publishes its counters a moment after it answers: wait until the
         # round's every prompt token was queried (each prefill leg queries its whole prompt)
-        want_q = sum(len(p) for p in prompts)
+        want_q = sum(prompt_tokens(p) for p in prompts)
         wait_until("the prefillers' prefix cache counters", lambda: cache_counters(
             ctx, prefills)[1] - q0 >= want_q, timeout=60, interval=0.5)
         h1, q1 = cache_counters(ctx, prefills)
@@ -158,12 +167,13 @@ def run(ctx):
                                 for k in ("cache_hit", "cache_miss", "load_imbalance")}
             one["match_sources"] = sorted({d["match_source"] for d in st["recent_decisions"]
                                            if d["type"] == "prefill"})
+            one["tokenize"] = st["cache_aware"]["tokenize"]
         results[policy].append(one)
         print(f"    G round {r} {policy}: " + json.dumps(one, sort_keys=True), flush=True)
         ctx.stop(proxy)
         assert one["proxy_5xx"] == 0, f"{policy} round {r}: proxy answered 5xx: {one}"
 
-    out = {"rounds": results}
+    out = {"prompts": "text" if TEXT else "tokens", "rounds": results}
     for policy, rs in results.items():
         h = sum(x["hit_tokens"] for x in rs)
         q = sum(x["query_tokens"] for x in rs)
@@ -181,5 +191,7 @@ def run(ctx):
             assert k["messages"] > 0 and k["bad_messages"] == 0 and k["bad_events"] == 0, (
                 f"KV events of {inst}: {k}")
         assert "kv_events" in x["match_sources"], f"cache_aware picks not from events: {x}"
+        if TEXT:  # every text prompt got its ids from a prefiller
+            assert x["tokenize"]["ok"] == CONVS * TURNS and x["tokenize"]["failed"] == 0, x
     assert out["targets_met"]["hit_rate_ratio"], f"hit rate ratio below {HIT_RATIO_TARGET}: {out}"
     return out
