@@ -10,9 +10,11 @@ session reads its objects whole at start (batch_get_into into a private
 buffer) and copies ranges out of that snapshot, a put session assembles each
 object in a private buffer and stores it at session end with batch_put_from. Return conventions, error numbers and list shapes are
 upstream's; docs/python.md "Ranges and sessions" has the details."""
+import atexit
 import ctypes
 import logging
 import threading
+import weakref
 
 from . import _core
 
@@ -22,6 +24,27 @@ INVALID_PARAMS = -600
 INVALID_REPLICA = -702
 OBJECT_ALREADY_EXISTS = -705
 NOT_SUPPORTED = -1012
+
+
+# Stores set up and not yet garbage-collected. A process that ends without close() (a store
+# held in a module global or a test class, a script that falls off its end) would leave its
+# segment mounted on the master until its heartbeat expired (client_ttl, 10 s): the master
+# would go on placing replicas in memory that no longer exists, and puts in that window fail
+# on them. At interpreter exit, while threads still run, each one left is closed (unmounted).
+_live = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _close_at_exit():
+    with _live_lock:
+        left = list(_live)
+        _live.clear()
+    for st in left:
+        try:
+            st.close()
+        except Exception:  # exiting: nothing to report to
+            pass
 
 
 def _seq_len(v):
@@ -60,6 +83,8 @@ class StoreExtras:
         if rc == 0:
             self._ready, self._dummy = True, dummy
             self._local_buffer_size = local_buffer_size
+            with _live_lock:
+                _live.add(self)
         return rc
 
     def _sessions(self):
@@ -75,6 +100,8 @@ class StoreExtras:
 
     def close(self):
         rc = super().close()
+        with _live_lock:
+            _live.discard(self)
         self._ready, self._dummy, self._local_buffer_size = False, False, 0
         lk, gets, puts = self._sessions()
         with lk:

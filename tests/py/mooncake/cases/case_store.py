@@ -493,3 +493,56 @@ def case_protocol_strings():
     k = uniq()
     assert s.put(k, b"over tcp") == 0 and s.get(k) == b"over tcp"
     s.close()
+
+
+_EXITING_STORE = """
+import os, sys
+from util import mk_store
+
+
+import threading
+s = mk_store()
+# a daemon thread still holding it at exit (a worker, a background saver): its frame is
+# never torn down, so the store is never deallocated either
+threading.Thread(target=lambda st=s: threading.Event().wait(), daemon=True).start()
+print(s.get_hostname(), flush=True)
+del s
+sys.stdin.readline()  # the parent has looked at the master's segments
+if sys.argv[1] == "hard":
+    os._exit(0)  # no interpreter exit: nothing runs
+# falls off the end with the store still set up: the interpreter's exit closes it
+"""
+
+
+def _segments():
+    import urllib.request
+    url = "http://%s/get_all_segments" % os.environ["MC_TEST_ADMIN"]
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode().split()
+
+
+def case_exit_without_close_unmounts():
+    """A process that ends without close() unmounts its segment as it exits, instead of
+    leaving the master to place replicas in it until its heartbeat expires (client_ttl
+    10 s); one that dies without an interpreter exit (os._exit) is still left to the TTL."""
+    import subprocess
+    import sys
+    import time
+    here = os.path.dirname(os.path.abspath(__file__))
+    for how in ("normal", "hard"):
+        p = subprocess.Popen([sys.executable, "-c", _EXITING_STORE, how], cwd=here,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=here + os.pathsep +
+                                      os.environ.get("PYTHONPATH", "")))
+        name = p.stdout.readline().strip()
+        assert name and name in _segments(), (name, _segments())
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.wait(30) == 0
+        if how == "normal":  # gone at once (before the exit returned), not 10 s later
+            assert name not in _segments(), _segments()
+        else:
+            t0 = time.monotonic()
+            assert name in _segments()  # only the heartbeat TTL removes it
+            assert until(lambda: name not in _segments(), timeout=15)
+            assert time.monotonic() - t0 > 5
