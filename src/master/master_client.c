@@ -92,6 +92,9 @@ struct mc_master_client {
     /* The newest leader view seen (replies, the resolver, on any lane); sent
      * in requests. A reply with an older view comes from a replaced leader. */
     _Atomic uint64_t view;
+    /* Send time (mc_now_ns) of the newest request a serving master answered
+     * (mc_master_client_served_ms). */
+    _Atomic uint64_t served_ns;
     mc_master_resolve_fn resolve; /* NULL: host/port are fixed */
     void *resolve_arg;
     pthread_mutex_t resolve_mu; /* one resolve at a time (its arg is not thread-safe) */
@@ -648,6 +651,11 @@ int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn res
     return 0;
 }
 
+uint64_t mc_master_client_served_ms(mc_master_client_t *c)
+{
+    return c ? atomic_load(&c->served_ns) / 1000000u : 0;
+}
+
 void mc_master_client_close(mc_master_client_t *c)
 {
     if (!c) return;
@@ -792,6 +800,11 @@ static int lane_rpc(lane_t *l, mc_mp_buf_t *f, uint8_t **payload, uint32_t *len)
         goto out;
     }
     rc = w.hdr.status;
+    if (rc != MC_ERR_UNAVAILABLE_IN_CURRENT_STATUS) { /* its gate let the request in */
+        uint64_t was = atomic_load(&l->mc->served_ns);
+        while (was < t0 && !atomic_compare_exchange_weak(&l->mc->served_ns, &was, t0)) {
+        }
+    }
     if (rc == 0) {
         *payload = w.payload;
         *len = w.hdr.length;

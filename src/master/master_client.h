@@ -36,6 +36,12 @@ typedef int (*mc_master_resolve_fn)(void *arg, char *host, size_t hostlen, uint1
 int mc_master_client_connect_resolved(const char *addr, mc_master_resolve_fn resolve, void *arg,
                                       mc_master_client_t **out);
 void mc_master_client_close(mc_master_client_t *c);
+/* When (mc_now_ms) the newest request that a serving master answered was sent,
+ * any method and status but "not the leader" (-1010); 0 before any. An HA
+ * leader stops serving at least a second before etcd may expire its lease
+ * (master_ha.c SAFETY_MS), so no other leader can have been elected before
+ * this time + 1 s: what the store's lease cache relies on (store_lcache.h). */
+uint64_t mc_master_client_served_ms(mc_master_client_t *c);
 
 int mc_master_client_mount_segment(mc_master_client_t *c, const mc_segment_t *seg,
                                    mc_uuid_t client);

@@ -12,6 +12,15 @@
  * taken only while a margin of the lease is left, and the caller re-checks
  * the deadline after the transfer, as for any get.
  *
+ * A lease binds only the master that granted it. After an HA failover the
+ * new leader knows nothing of the old one's leases (it may even start from an
+ * empty index) and places new puts over those ranges at once, so a hit is
+ * also taken only within MC_LCACHE_SERVED_MS of the send time of the last
+ * request a serving master answered (mc_master_client_served_ms): a leader
+ * stops serving a second before a successor can be elected, so within that
+ * window no successor exists. A store's heartbeat (1 s) and every get that
+ * misses keep the window current; past it a get asks the master.
+ *
  * Slots in sets of 8 ways (a new key replaces the entry of its set whose
  * lease ends first only when the set is full), striped locks. Thread rule:
  * any thread. */
@@ -21,6 +30,9 @@
 #include <stdint.h>
 
 #include "master_client.h"
+
+/* A leader's second of safety (master_ha.c SAFETY_MS) less 100 ms of margin. */
+#define MC_LCACHE_SERVED_MS 900
 
 typedef struct mc__lcache mc__lcache_t;
 
