@@ -78,6 +78,11 @@ const char *mc__proxy_model_base(const char *model, size_t *len);
 
 /* ---- proxy_tokenize.c: a vLLM POST /tokenize for a text prompt */
 
+/* The token ids a prompt or a /tokenize answer holds: a non-empty JSON array of
+ * integers in 0..2^32-1, its first `max` read. 0 with a malloc'd array in *toks
+ * and its length in *n; -EINVAL when a is not such an array; -ENOMEM. */
+int mc__proxy_token_ids(const json_t *a, uint32_t max, uint32_t **toks, uint32_t *n);
+
 /* The /tokenize body for client request `req` (chat: a /v1/chat/completions
  * body): the fields that decide its tokens. Returns a malloc'd string and its
  * length, or NULL when there is no single text to tokenize (a token-id prompt,

@@ -45,7 +45,6 @@
 #define KSETS (1u << 16) /* x 4 ways: 262144 blocks per table */
 #define KWAYS 4
 #define POLL_BUDGET 1024 /* messages per subscription per poll */
-#define MAX_PROMPT_TOKENS (1u << 17)
 
 typedef struct {
     uint64_t key; /* chained token-block hash, 0 = empty */
@@ -413,24 +412,9 @@ int mc__proxy_kvev_live(const inst_t *in)
 int mc__proxy_kvev_prepare(mc_proxy_t *px, req_t *r)
 {
     if (!px->kv) return 0;
-    const json_t *p = json_object_get(r->json, "prompt");
-    size_t n = json_array_size(p);
-    if (!json_is_array(p) || n == 0) return 0;
-    if (n > MAX_PROMPT_TOKENS) n = MAX_PROMPT_TOKENS;
-    uint32_t *t = malloc(n * sizeof *t);
-    if (!t) return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(p, i);
-        json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (x < 0 || x > (json_int_t)UINT32_MAX) { /* not token ids (a batch, or text) */
-            free(t);
-            return 0;
-        }
-        t[i] = (uint32_t)x;
-    }
-    r->toks = t;
-    r->n_toks = (uint32_t)n;
-    return 0;
+    int rc = mc__proxy_token_ids(json_object_get(r->json, "prompt"), MC_PROXY_MAX_PROMPT_TOKENS,
+                                 &r->toks, &r->n_toks);
+    return rc == -ENOMEM ? rc : 0; /* -EINVAL: not token ids (text, a batch) */
 }
 
 int mc__proxy_kvev_match(mc_proxy_t *px, const req_t *r, int ptok[MC_PROXY_SLOTS])

@@ -450,18 +450,26 @@ fail:
     return NULL;
 }
 
+/* Starts a POST leg of request r to in's base URL + path with body (owned) and
+ * the standard headers; NULL (body freed) on failure. */
+static leg_t *leg_post(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *path,
+                       char *body, size_t len, int dp_rank, long timeout_ms)
+{
+    char url[400];
+    snprintf(url, sizeof url, "%s%s", in->base, path);
+    struct curl_slist *h = leg_headers(r, dp_rank);
+    if (!h) {
+        free(body);
+        return NULL;
+    }
+    return leg_start(px, kind, r, in, url, body, len, h, timeout_ms);
+}
+
 /* Starts a completion leg of request r to instance in with body (owned). 0 or -ENOMEM. */
 static int start_completion_leg(mc_proxy_t *px, req_t *r, int kind, inst_t *in, char *body,
                                 size_t len, int dp_rank)
 {
-    char url[400];
-    snprintf(url, sizeof url, "%s%s", in->base, route_path(r->route));
-    struct curl_slist *h = leg_headers(r, dp_rank);
-    if (!h) {
-        free(body);
-        return -ENOMEM;
-    }
-    leg_t *l = leg_start(px, kind, r, in, url, body, len, h, 0);
+    leg_t *l = leg_post(px, kind, r, in, route_path(r->route), body, len, dp_rank, 0);
     if (!l) return -ENOMEM;
     if (kind == LEG_PREFILL)
         r->p = l;
@@ -473,14 +481,7 @@ static int start_completion_leg(mc_proxy_t *px, req_t *r, int kind, inst_t *in, 
 int mc__proxy_leg_start_post(mc_proxy_t *px, int kind, req_t *r, inst_t *in, const char *path,
                              char *body, size_t len, long timeout_ms)
 {
-    char url[400];
-    snprintf(url, sizeof url, "%s%s", in->base, path);
-    struct curl_slist *h = leg_headers(r, -1);
-    if (!h) {
-        free(body);
-        return -ENOMEM;
-    }
-    leg_t *l = leg_start(px, kind, r, in, url, body, len, h, timeout_ms);
+    leg_t *l = leg_post(px, kind, r, in, path, body, len, -1, timeout_ms);
     if (!l) return -ENOMEM;
     r->p = l;
     return 0;

@@ -48,6 +48,7 @@
 #define MC_PROXY_BLOCK_BYTES 64   /* prompt bytes per prefix block */
 #define MC_PROXY_MAX_BLOCKS 4096  /* blocks of a prompt looked at (256 KiB) */
 #define MC_PROXY_RING 32          /* recent routing decisions kept for /status */
+#define MC_PROXY_MAX_PROMPT_TOKENS (1u << 17) /* token ids of a prompt the event index reads */
 
 enum { ST_CHECKING = 0, ST_HEALTHY, ST_UNHEALTHY };
 enum { LEG_PREFILL = 0, LEG_DECODE = 1, LEG_PROBE = 2, LEG_TOKENIZE = 3 };

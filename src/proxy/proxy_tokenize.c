@@ -7,15 +7,15 @@
  * (--tokenize-timeout-ms); the answer's "tokens" become r->toks and the
  * request is routed as a token-id prompt would be. Anything else — no such
  * instance, a 404 without an OpenAI error object (a server without the route:
- * that instance is not asked again), a timeout, a bad answer — leaves the request to the approximate index, never failing it. */
+ * that instance is not asked again), a timeout, a bad answer — leaves the
+ * request to the approximate index, never failing it. */
 #include "proxy_server_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base_log.h"
-
-#define TOKENIZE_MAX_TOKENS (1u << 17) /* as many as the event index looks at */
 
 /* The chat request fields vLLM's /tokenize reads besides "messages". */
 static const char *const chat_keys[] = {
@@ -87,31 +87,32 @@ int mc__proxy_tokenize_start(mc_proxy_t *px, req_t *r)
     return 0;
 }
 
+int mc__proxy_token_ids(const json_t *a, uint32_t max, uint32_t **toks, uint32_t *n)
+{
+    size_t k = json_array_size(a);
+    if (!json_is_array(a) || k == 0 || max == 0) return -EINVAL;
+    if (k > max) k = max;
+    uint32_t *v = malloc(k * sizeof *v);
+    if (!v) return -ENOMEM;
+    for (size_t i = 0; i < k; i++) {
+        const json_t *x = json_array_get(a, i);
+        json_int_t id = json_is_integer(x) ? json_integer_value(x) : -1;
+        if (id < 0 || id > (json_int_t)UINT32_MAX) {
+            free(v);
+            return -EINVAL;
+        }
+        v[i] = (uint32_t)id;
+    }
+    *toks = v;
+    *n = (uint32_t)k;
+    return 0;
+}
+
 int mc__proxy_tokenize_answer(const char *p, size_t len, uint32_t max, uint32_t **toks,
                               uint32_t *n)
 {
     json_t *a = p ? json_loadb(p, len, 0, NULL) : NULL;
-    json_t *t = json_object_get(a, "tokens");
-    size_t k = json_array_size(t);
-    int rc = -1;
-    if (json_is_array(t) && k > 0 && max > 0) {
-        if (k > max) k = max;
-        uint32_t *v = malloc(k * sizeof *v);
-        size_t i = 0;
-        for (; v && i < k; i++) {
-            json_t *x = json_array_get(t, i);
-            json_int_t id = json_is_integer(x) ? json_integer_value(x) : -1;
-            if (id < 0 || id > (json_int_t)UINT32_MAX) break;
-            v[i] = (uint32_t)id;
-        }
-        if (v && i == k) {
-            *toks = v;
-            *n = (uint32_t)k;
-            rc = 0;
-        } else {
-            free(v);
-        }
-    }
+    int rc = mc__proxy_token_ids(json_object_get(a, "tokens"), max, toks, n) == 0 ? 0 : -1;
     json_decref(a);
     return rc;
 }
@@ -120,7 +121,7 @@ int mc__proxy_tokenize_answer(const char *p, size_t len, uint32_t max, uint32_t 
 static int take_tokens(req_t *r, const char *p, size_t len)
 {
     uint32_t *v = NULL, n = 0;
-    if (mc__proxy_tokenize_answer(p, len, TOKENIZE_MAX_TOKENS, &v, &n) != 0) return -1;
+    if (mc__proxy_tokenize_answer(p, len, MC_PROXY_MAX_PROMPT_TOKENS, &v, &n) != 0) return -1;
     free(r->toks);
     r->toks = v;
     r->n_toks = n;

@@ -540,8 +540,10 @@ static int st_get_core_run(mc_store_t *s, st_op_t *ops, size_t n, mc_store_iov_t
     mc_replica_t **reps = NULL;
     size_t *nreps = NULL;
     /* the cache only while no other leader can exist (store_lcache.h) */
-    int fenced = t0 < mc_master_client_served_ms(s->mc) + MC_LCACHE_SERVED_MS;
-    size_t ask = use_cache && s->lcache && fenced ? st_from_cache(s, ops, n, t0) : n;
+    size_t ask = use_cache && s->lcache &&
+                         t0 < mc_master_client_served_ms(s->mc) + MC_LCACHE_SERVED_MS
+                     ? st_from_cache(s, ops, n, t0)
+                     : n;
     if (!ask) {
         /* every key from the cache */
     } else if (n == 1) {
