@@ -10,7 +10,8 @@ APT_PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev
           python3 python3-dev python3-pip curl
           etcd-server etcd-client redis-server
           iproute2 nftables iperf3 tmux
-          libzmq3-dev libmsgpack-dev)
+          libzmq3-dev libmsgpack-dev
+          m4 dpkg-dev autoconf automake libtool autopoint)  # the wheel's libraries from source (wheel-deps.sh)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

