@@ -3,7 +3,7 @@
 #   make demo-te   the transfer-engine demo
 #   make test   install what is missing, build (clang, ASan+UBSan, -Werror, fuzzers), run every test
 #   make test-tensor  the tensor API tests (torch, own venv build/tensor-venv)
-#   make test-wheel   the manylinux wheel (auditwheel), installed in fresh 3.10 / 3.11 venvs with the
+#   make test-wheel   the manylinux_2_28 wheel (auditwheel), installed in fresh 3.10 / 3.11 venvs with the
 #                     system's copies of its C libraries hidden; README quick starts (root: unshare)
 #   make test-browser  the master's dashboard in headless Chromium (installs chromium, ~300 MB)
 #   make build  release build only (build/release)
@@ -76,9 +76,10 @@ test-tensor: build
 	bash scripts/tensor-venv.sh
 	MC_BIN_DIR=$(CURDIR)/$(REL)/bin build/tensor-venv/bin/python -m pytest -q tests/py/tensor
 
-# The manylinux cp310-abi3 wheel: built, repaired (auditwheel), installed into fresh venvs and
-# checked with the system's copies of its libraries hidden (scripts/test-wheel.sh; docs/python.md
-# "The wheel"). Not in `make test`: about 2 minutes and a full CMake build of its own.
+# The manylinux_2_28 cp310-abi3 wheel: its C libraries built for glibc 2.28 (scripts/wheel-deps.sh),
+# repaired (auditwheel), installed into fresh venvs and checked with the system's copies of its
+# libraries hidden (scripts/test-wheel.sh; docs/python.md "The wheel"). Not in `make test`: about
+# 3 minutes and a CMake build of its own, plus about 20 the first time (the libraries).
 .PHONY: test-wheel
 test-wheel: deps
 	bash scripts/test-wheel.sh

@@ -20,7 +20,9 @@
 #      a private mount namespace (unshare -m, as root) where every system
 #      library that the unrepaired build resolves (ldd, glibc's own excepted)
 #      is covered by an empty file: the README quick starts, the console
-#      scripts' --version, ldd of every ELF file of the installation.
+#      scripts' --version, ldd of every ELF file of the installation, a
+#      put/get through a master with TLS files (the bundled OpenSSL, GnuTLS,
+#      libmicrohttpd and libcurl).
 # Without root / unshare the hiding step fails (it is the point of the test).
 #   WHEEL_PYTHONS="python3.10 python3"   the interpreters to try
 set -euo pipefail

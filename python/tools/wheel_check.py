@@ -21,7 +21,12 @@ What it proves, in order (any failure exits 1 with the reason):
      ports 8080 / 50051 replaced by free ones), plus a put/get of every
      buffer kind (bytes, bytearray, memoryview, slices) byte for byte, the
      buffer protocol of get_buffer on Python >= 3.11 (TypeError and
-     tobytes() on 3.10), and one transfer between two engines.
+     tobytes() on 3.10), and one transfer between two engines;
+  5. the same store put/get through a master with TLS files (certificates
+     made by the openssl CLI; client certificates required): the RPC on
+     OpenSSL at both ends, the HTTPS metadata server on libmicrohttpd and
+     GnuTLS, the store's metadata client on libcurl and OpenSSL, each the
+     wheel's own copy.
 Prints one JSON line with what it checked."""
 import argparse
 import json
@@ -31,6 +36,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 # the kernel's and the loader's; --allowed adds the manylinux policy's list
@@ -129,13 +135,13 @@ def readme_snippets(path):
 
 
 class Master:
-    def __init__(self, meta_port, rpc_port):
+    def __init__(self, meta_port, rpc_port, extra=()):
         exe = os.path.join(os.path.dirname(sys.executable), "mooncake_master")
         self.p = subprocess.Popen(
             [exe, "--enable_http_metadata_server=true",
              "--http_metadata_server_port", str(meta_port),
              "--http_metadata_server_host", "127.0.0.1", "--rpc_address", "127.0.0.1",
-             "--port", str(rpc_port), "--metrics_port", "0"],
+             "--port", str(rpc_port), "--metrics_port", "0"] + list(extra),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         got = []
         t = threading.Thread(target=self._scan, args=(got,), daemon=True)
@@ -219,6 +225,59 @@ print(mode)
 """
 
 
+TLS_CHECK = r"""
+from mooncake.store import MooncakeDistributedStore
+s = MooncakeDistributedStore()
+assert s.setup("127.0.0.1", "https://127.0.0.1:%(meta)d/metadata", 32 << 20, 16 << 20, "tcp", "",
+               "127.0.0.1:%(rpc)d") == 0
+blob = bytes(range(256)) * 1031
+assert s.put("tls_k", blob) == 0
+assert s.get("tls_k") == blob
+assert s.close() == 0
+print("ok")
+"""
+
+
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client one (openssl CLI)."""
+    def run(*args):
+        r = subprocess.run(["openssl"] + list(args), cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("openssl %s: %s" % (args[0], r.stderr[-1000:]))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca")
+    for name, san in (("server", "IP:127.0.0.1"), ("client", "DNS:client")):
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n" % san)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+    return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem",
+                                             "client.key")}
+
+
+def check_tls():
+    """The TLS paths of the bundled libraries: the master's RPC (OpenSSL on both ends), its
+    HTTPS metadata server (libmicrohttpd on GnuTLS) and the store's metadata client (libcurl on
+    OpenSSL), client certificates required."""
+    if not shutil.which("openssl"):
+        fail("the openssl CLI is needed to make the TLS check's certificates")
+    with tempfile.TemporaryDirectory() as d:
+        k = make_pki(d)
+        meta, rpc = free_ports(2)
+        m = Master(meta, rpc, ["--tls_cert_file", k["server.pem"], "--tls_key_file",
+                               k["server.key"], "--tls_ca_file", k["ca.pem"]])
+        try:
+            env = dict(os.environ, MC_TLS_CERT_FILE=k["client.pem"],
+                       MC_TLS_KEY_FILE=k["client.key"], MC_TLS_CA_FILE=k["ca.pem"])
+            r = subprocess.run([sys.executable, "-c", TLS_CHECK % {"meta": meta, "rpc": rpc}],
+                               capture_output=True, text=True, timeout=120, env=env)
+            if r.returncode != 0 or r.stdout.strip() != "ok":
+                fail("TLS check: rc %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+        finally:
+            m.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--readme", required=True)
@@ -252,9 +311,10 @@ def main():
         mode = r.stdout.strip()
     finally:
         m.stop()
+    check_tls()
     print(json.dumps({"python": "%d.%d" % sys.version_info[:2], "elf_files": nelf,
                       "hidden": len(a.hidden), "version": a.expect_version,
-                      "readme_store": "ok", "readme_engine": "ok", "get_buffer": mode,
+                      "readme_store": "ok", "readme_engine": "ok", "get_buffer": mode, "tls": "ok",
                       "ok": True}))
 
 
