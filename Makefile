@@ -79,7 +79,7 @@ test-tensor: build
 # The manylinux_2_28 cp310-abi3 wheel: its C libraries built for glibc 2.28 (scripts/wheel-deps.sh),
 # repaired (auditwheel), installed into fresh venvs and checked with the system's copies of its
 # libraries hidden (scripts/test-wheel.sh; docs/python.md "The wheel"). Not in `make test`: about
-# 3 minutes and a CMake build of its own, plus about 20 the first time (the libraries).
+# 3 minutes and a CMake build of its own, plus about 10 the first time (the libraries).
 .PHONY: test-wheel
 test-wheel: deps
 	bash scripts/test-wheel.sh

