@@ -15,6 +15,7 @@ from .store_tensor import (TensorMethods, _deserialize_tensor, _serialize_tensor
                            _tensor_metadata_size)
 from .store_tensor_parallel import ParallelAxis, ParallelTensorMethods, ReadTarget, TensorParallelism
 from .store_tasks import QueryTaskResponse, StoreTasks
+from .engram import EngramStore, EngramStoreConfig
 from .store_config import (ObjectDataType, ReplicaStatus, ReplicateConfig, SoftPinAction,
                            TaskStatus, TaskType)
 
@@ -212,4 +213,5 @@ __all__ = ["MooncakeDistributedStore", "MooncakeHostMemAllocator", "ReplicateCon
            "ReplicaDescriptor", "BufferHandle", "parse_byte_size", "BufferPool", "BufferLease",
            "BufferLeaseView", "RegisteredBufferPool", "RegisteredBufferLease",
            "RegisteredBufferLeaseView", "bind_to_numa_node", "get_alloc_func_addr",
-           "get_free_func_addr", "ParallelAxis", "TensorParallelism", "ReadTarget"]
+           "get_free_func_addr", "ParallelAxis", "TensorParallelism", "ReadTarget",
+           "EngramStore", "EngramStoreConfig"]

@@ -63,6 +63,11 @@ for d in mooncake-wheel/tests mooncake-wheel/mooncake scripts; do
     git --git-dir="$UPSTREAM_GIT" archive --prefix="$d/" "$UPSTREAM_REV:$d" |
         tar -x -C "$WORK" || exit 1
 done
+# scripts/test_engram_store.py imports `store` from upstream's native build
+# folder (<repo>/build/mooncake-integration, where its store.so lands): there,
+# a module that is our mooncake.store (python/tools/upstream_native_store.py)
+mkdir -p "$WORK/build/mooncake-integration"
+cp "$ROOT/python/tools/upstream_native_store.py" "$WORK/build/mooncake-integration/store.py"
 # the upstream tests' conftest adds upstream's Python sources to mooncake.__path__
 # only for modules our package lacks; ours come first.
 export PATH="$BUILD/bin:$PATH" PYTHONPATH="$BUILD/python"
