@@ -9,17 +9,18 @@
 # x86_64-linux-gnu.2.28`, from the PyPI package ziglang), which links against
 # stubs of glibc 2.28 and its headers of that version. The sources are
 # Debian's (`apt-get source`: the .dsc is checked against the signed Sources
-# index, Debian's patches are applied), the versions this machine's -dev
-# packages have or the newest the mirror serves.
+# index, Debian's patches are applied), each the newest version the mirror
+# serves.
 #
 #   scripts/wheel-deps.sh DIR     build into DIR/prefix (lib, include,
 #                                 lib/pkgconfig); DIR/bin gets zcc / zc++,
 #                                 the compiler wrappers the wheel build uses
 #
-# Idempotent: a library whose stamp (DIR/stamps/<pkg>) names the version
-# built is skipped. About 10 minutes on 2 cores the first time (8.4 here); nothing
-# when done. Needs: python3 with ziglang (the caller's tools venv: ZIG_PY),
-# dpkg-dev, autoconf, automake, libtool, autopoint, m4, cmake, ninja, perl
+# Idempotent: a library with a stamp (DIR/stamps/<pkg>, the Debian version
+# built) is skipped; remove DIR to build again from newer sources. About 10
+# minutes on 2 cores the first time (8.4 here), nothing when done.
+# Needs: python3 with ziglang (the caller's tools venv: ZIG_PY), dpkg-dev,
+# autoconf, automake, libtool, autopoint, m4, cmake, ninja, perl
 # (scripts/install-deps.sh installs them).
 set -euo pipefail
 D=$(realpath -m "${1:?usage: wheel-deps.sh DIR}")
@@ -75,7 +76,10 @@ fetch() {
             dir=$(ls -d "$D/src/$pkg"-*/ | head -1)
             # one mtime for every file: Debian's patches leave some inputs of
             # the autotools newer than what was generated from them, and make
-            # would re-run autoconf/automake of other versions
+            # would re-run autoconf/automake of other versions. A patch that
+            # changes only such inputs (curl's, for flavours and features not
+            # built here) then takes no effect; GnuTLS, whose code patches
+            # need theirs, regenerates (b_gnutls)
             find "$dir" -exec touch -h -d "@$(date +%s)" {} +
             echo "$v" > "$D/src/$pkg.version"
             echo "${dir%/}"
