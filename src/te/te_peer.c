@@ -227,6 +227,8 @@ void mc__te_on_meta_change(void *arg, const char *key, int deleted)
                 name = rest + 9;
         }
         mc__te_peer_t *p = name ? mc_map_get(te->peers_by_name, name) : NULL;
+        MC_LOGD(TAG, "metadata change: '%s' %s%s", key, deleted ? "deleted" : "written",
+                p ? "" : " (no cached peer)");
         if (p) mark_stale_locked(p, deleted ? "its record was deleted" : "it re-registered");
     }
     pthread_mutex_unlock(&te->peers_lock);

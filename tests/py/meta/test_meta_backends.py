@@ -237,7 +237,7 @@ def test_etcd_watch_sees_reregistered_peer(master, etcd):
     initiator's cached descriptor is dropped by the etcd watch before it is
     used again, so the next transfer goes straight to the new process."""
     name = "127.0.0.1:%d" % (20000 + os.getpid() % 20000)
-    init = Ctl(None, etcd.conn(), "initiator", env_extra={"MC_LOG_LEVEL": "info"})
+    init = Ctl(None, etcd.conn(), "initiator", env_extra={"MC_LOG_LEVEL": "debug"})
     t1 = Ctl(None, etcd.conn(), "target " + name)
     try:
         _, _, addr1 = t1.ready.split()
@@ -246,12 +246,17 @@ def test_etcd_watch_sees_reregistered_peer(master, etcd):
         t2 = Ctl(None, etcd.conn(), "target " + name)
         try:
             _, _, addr2 = t2.ready.split()
-            # readiness: the initiator logged the invalidation (the watch event)
-            assert init.wait_stderr("descriptor will be read again"), init.stderr()[-3000:]
+            # readiness: the initiator's watch delivered t1's deletion. From then on its
+            # descriptor is stale: dropped with an info line, or stale already when an event
+            # of t1's own registration reached the watch while the first read fetched it
+            gone = "metadata change: 'mooncake/ram/%s' deleted" % name
+            assert init.wait_stderr(gone), init.stderr()[-3000:]
             before = init.stderr()
             assert init.cmd("read %s %s 7" % (name, addr2)) == "OK"
             after = init.stderr()[len(before):]
             assert not re.search(r"not inside|cannot connect|transfer failed", after), after
+            # read again from the store, not served from the cache
+            assert re.search(r"segment '%s': 1 buffers at" % re.escape(name), after), after
         finally:
             t2.close()
     finally:
