@@ -1,7 +1,8 @@
 """`python -m mooncake.mooncake_store_service`: a store client with upstream's
 REST routes (python/mooncake/mooncake_store_service.py), against a real
 master; the service runs in a child python with the sanitizer build's
-extension (mc_fixtures.child_env)."""
+extension (mc_fixtures.child_env). The handlers' state and error mapping with
+a scripted store are cases/case_store_service.py, one child python each."""
 import json
 import os
 import re
@@ -14,7 +15,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from mc_fixtures import SAN_RE, _readline, child_env  # noqa: E402
+import pytest  # noqa: E402
+from mc_fixtures import RUNNER, SAN_RE, _readline, case_names, child_env  # noqa: E402
 
 
 def call(port, method, path, body=None):
@@ -57,16 +59,28 @@ def test_store_service_routes(master, tmp_path):
         # a key that exists keeps its value (the put answers 0, as the store's)
         assert call(port, "PUT", "/api/put", {"key": "k 1", "value": "x"})[0] == 200
         assert call(port, "GET", "/api/get/k%201")[2] == value.encode()
-        assert call(port, "PUT", "/api/put", {"key": "k2"})[0] == 400
+        assert call(port, "PUT", "/api/put", {"key": "k2"})[0] == 500  # upstream's answer
         assert call(port, "PUT", "/api/put", b"{not json")[0] == 400
         assert call(port, "PUT", "/api/put", {"key": "", "value": "x"})[0] == 400
         st, _, body = call(port, "PUT", "/api/put", {"key": "e", "value": ""})
         assert st == 500 and json.loads(body)["code"] < 0  # the store refuses an empty value
-        for route in ("mount", "unmount", "mount_shm", "unmount_shm", "unmount_local_disk",
-                      "reconfigure"):
-            st, _, body = call(port, "POST", "/api/" + route, {"segment_ids": []})
+        # this store mounts one segment: every segment call is NOT_SUPPORTED, a 500
+        sid = "00000000-0000-0000-0000-000000000001"
+        for route, req in (("mount", {"size": 4096}), ("unmount", {"segment_ids": [sid]}),
+                           ("mount_shm", {"name": "mc-seg", "size": 4096}),
+                           ("unmount_shm", {"segment_ids": sid}), ("unmount_local_disk", {}),
+                           ("reconfigure", {"mode": "decode", "path": "/dev/shm/x",
+                                            "size": 4096})):
+            st, _, body = call(port, "POST", "/api/" + route, req)
             assert st == 500 and json.loads(body)["code"] == -1012, (route, body)
             assert call(port, "POST", "/api/" + route, b"[1]")[0] == 400
+            assert call(port, "POST", "/api/" + route, b"{")[0] == 400
+        st, _, body = call(port, "POST", "/api/reconfigure", {"mode": "decode", "path": "/x",
+                                                              "size": 1})
+        assert json.loads(body)["mode"] == "prefill" and "rolled back" in json.loads(body)["error"]
+        st, _, body = call(port, "POST", "/api/reconfigure", {"mode": "prefill"})
+        assert (st, json.loads(body)) == (200, {"status": "success", "mode": "prefill"})
+        assert call(port, "POST", "/api/mount", {"size": 0})[0] == 400
         assert call(port, "POST", "/api/bogus", {})[0] == 404
         # the gets above hold a read lease (500 ms on this master): -706 until it ends
         deadline = time.monotonic() + 20
@@ -113,3 +127,39 @@ def test_store_service_flags():
     assert p.returncode == 0
     for flag in ("--config", "--define", "--port", "--max-wait-time"):
         assert flag in p.stdout
+
+
+def test_store_service_stops_during_startup(master, tmp_path):
+    """SIGTERM while setup is still being retried: exit 0 at once, not at --max-wait-time."""
+    env = child_env()
+    env["MOONCAKE_MASTER"] = "127.0.0.1:1"
+    err = open(tmp_path / "svc.err", "wb")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mooncake.mooncake_store_service", "--port", "0",
+         "--max-wait-time", "120", "-Dlocal_hostname=127.0.0.1",
+         "-Dmetadata_server=" + master.meta],
+        env=env, stdout=subprocess.PIPE, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while "attempt 1" not in (tmp_path / "svc.err").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        err.close()
+    log = (tmp_path / "svc.err").read_text()
+    assert rc == 0 and time.monotonic() - t0 < 10, log[-4000:]
+    assert "cancelled by a shutdown request" in log, log[-4000:]
+    assert not SAN_RE.search(log), log[-4000:]
+
+
+@pytest.mark.parametrize("case", case_names("case_store_service"))
+def test_store_service_case(case):
+    p = subprocess.run([sys.executable, RUNNER, "case_store_service", case], env=child_env(),
+                       capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-8000:]
+    assert not SAN_RE.search(out), out[-8000:]
