@@ -210,6 +210,18 @@ def _grace_period(data):
     return g, None
 
 
+async def _read_unmount(request):
+    """(segment ids, grace period, None) of an unmount body, or (None, None, 400 reply)."""
+    data, bad = await _read_object(request)
+    if bad:
+        return None, None, bad
+    ids, bad = _segment_ids(data)
+    if bad:
+        return None, None, bad
+    grace, bad = _grace_period(data)
+    return ids, grace, bad
+
+
 def _handler(label):
     """Wraps a handler: an exception (a store gone, a bad value) becomes a 500
     {"error": text}, logged, and never reaches the HTTP front."""
@@ -448,13 +460,7 @@ class MooncakeStoreService:
     async def handle_unmount_shm(self, request):
         """Unmounts segments id by id; the ones that went leave the decode set
         (an emptied set means prefill); 500 lists the ones that did not."""
-        data, bad = await _read_object(request)
-        if bad:
-            return bad
-        ids, bad = _segment_ids(data)
-        if bad:
-            return bad
-        grace, bad = _grace_period(data)
+        ids, grace, bad = await _read_unmount(request)
         if bad:
             return bad
         async with self._state_lock:
@@ -489,13 +495,7 @@ class MooncakeStoreService:
     @_handler("UNMOUNT")
     async def handle_unmount(self, request):
         """Unmounts segments /api/mount allocated and frees their memory."""
-        data, bad = await _read_object(request)
-        if bad:
-            return bad
-        ids, bad = _segment_ids(data)
-        if bad:
-            return bad
-        grace, bad = _grace_period(data)
+        ids, grace, bad = await _read_unmount(request)
         if bad:
             return bad
         rc = self.store.unmount_and_free_segment(ids, grace)
