@@ -44,6 +44,10 @@ ZIG_PY=$TOOLS/bin/python bash "$ROOT/scripts/wheel-deps.sh" "$DEPS"
 
 VERSION=$(sed -n 's/^project(mooncake_c VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 rm -rf "$W/dist" "$W/repaired"
+# a build dir configured with another compiler (before the glibc 2.28 build) starts afresh
+if [ -f "$W/cmake/CMakeCache.txt" ] && ! grep -q "^CMAKE_C_COMPILER:.*=$DEPS/bin/zcc$" "$W/cmake/CMakeCache.txt"; then
+    rm -rf "$W/cmake"
+fi
 # our sources too through zig's clang for glibc 2.28, finding only the
 # libraries built above (PKG_CONFIG_LIBDIR: none of the system's)
 CC=$DEPS/bin/zcc PKG_CONFIG_LIBDIR=$DEPS/prefix/lib/pkgconfig PKG_CONFIG_PATH= \
