@@ -39,6 +39,8 @@ import sys
 import tempfile
 import threading
 
+from tls_pki import key_of, make_pki  # python/tools, beside this file
+
 # the kernel's and the loader's; --allowed adds the manylinux policy's list
 ALLOWED = {"ld-linux-x86-64.so.2", "linux-vdso.so.1"}
 SCRIPTS = ["mooncake_master", "mooncake_client", "mooncake_http_metadata_server",
@@ -238,24 +240,6 @@ print("ok")
 """
 
 
-def make_pki(d):
-    """A CA, a server certificate for 127.0.0.1 and a client one (openssl CLI)."""
-    def run(*args):
-        r = subprocess.run(["openssl"] + list(args), cwd=d, capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("openssl %s: %s" % (args[0], r.stderr[-1000:]))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca")
-    for name, san in (("server", "IP:127.0.0.1"), ("client", "DNS:client")):
-        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
-        with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n" % san)
-        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
-    return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem",
-                                             "client.key")}
-
-
 def check_tls():
     """The TLS paths of the bundled libraries: the master's RPC (OpenSSL on both ends), its
     HTTPS metadata server (libmicrohttpd on GnuTLS) and the store's metadata client (libcurl on
@@ -263,13 +247,16 @@ def check_tls():
     if not shutil.which("openssl"):
         fail("the openssl CLI is needed to make the TLS check's certificates")
     with tempfile.TemporaryDirectory() as d:
-        k = make_pki(d)
-        meta, rpc = free_ports(2)
-        m = Master(meta, rpc, ["--tls_cert_file", k["server.pem"], "--tls_key_file",
-                               k["server.key"], "--tls_ca_file", k["ca.pem"]])
         try:
-            env = dict(os.environ, MC_TLS_CERT_FILE=k["client.pem"],
-                       MC_TLS_KEY_FILE=k["client.key"], MC_TLS_CA_FILE=k["ca.pem"])
+            k = make_pki(d)
+        except RuntimeError as e:
+            fail("TLS check's certificates: %s" % e)
+        meta, rpc = free_ports(2)
+        m = Master(meta, rpc, ["--tls_cert_file", k["server"], "--tls_key_file",
+                               key_of(k["server"]), "--tls_ca_file", k["ca"]])
+        try:
+            env = dict(os.environ, MC_TLS_CERT_FILE=k["client"],
+                       MC_TLS_KEY_FILE=key_of(k["client"]), MC_TLS_CA_FILE=k["ca"])
             r = subprocess.run([sys.executable, "-c", TLS_CHECK % {"meta": meta, "rpc": rpc}],
                                capture_output=True, text=True, timeout=120, env=env)
             if r.returncode != 0 or r.stdout.strip() != "ok":

@@ -8,41 +8,23 @@ import os
 import re
 import shutil
 import ssl
-import subprocess
+import sys
 
 import pytest
 
 from mc_fixtures import Master
 
-
-def _run(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "python", "tools"))
+import tls_pki as _tls_pki  # noqa: E402 (python/tools/tls_pki.py)
+from tls_pki import key_of  # noqa: E402,F401 (the tests take it from here)
 
 
 def make_pki(d):
-    """Writes the PEM files into d; returns {name: path} for ca, other (a
-    second CA), server, client and rogue (.pem, with .key next to each)."""
+    """tls_pki.make_pki (python/tools/tls_pki.py), skipped without the openssl CLI."""
     if not shutil.which("openssl"):
         pytest.skip("the openssl CLI is not installed")
-    d = str(d)
-    for ca in ("ca", "other"):
-        _run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2", "-subj", "/CN=" + ca,
-             cwd=d)
-    for name, ca, san in (("server", "ca", "IP:127.0.0.1,DNS:localhost"),
-                          ("client", "ca", "DNS:client"), ("rogue", "other", "DNS:rogue")):
-        _run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
-        with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n" % san)
-        _run("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-             cwd=d)
-    return {n: os.path.join(d, n + ".pem") for n in ("ca", "other", "server", "client", "rogue")}
-
-
-def key_of(pem):
-    return pem[:-len(".pem")] + ".key"
+    return _tls_pki.make_pki(d)
 
 
 def tls_env(pki, cert="client", ca="ca"):
