@@ -12,21 +12,13 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from mc_fixtures import RUNNER, SAN_RE, _readline, child_env  # noqa: E402
-
-
-def run_case(func):
-    p = subprocess.run([sys.executable, RUNNER, "case_metadata_server", func], env=child_env(),
-                       capture_output=True, text=True, timeout=60)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-8000:]
-    assert not SAN_RE.search(out), out[-8000:]
+from mc_fixtures import SAN_RE, _readline, child_env, run_case  # noqa: E402
 
 
 @pytest.mark.parametrize("func", ["case_http_and_in_process_share_one_store",
                                   "case_bind_failure_is_failed"])
 def test_kv_bootstrap_server(func):
-    run_case(func)
+    run_case(None, "case_metadata_server", func)
 
 
 def test_module_serves_and_stops_on_sigterm():

@@ -16,7 +16,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pytest  # noqa: E402
-from mc_fixtures import RUNNER, SAN_RE, _readline, case_names, child_env  # noqa: E402
+from mc_fixtures import SAN_RE, _readline, case_names, child_env, run_case  # noqa: E402
 
 
 def call(port, method, path, body=None):
@@ -158,8 +158,4 @@ def test_store_service_stops_during_startup(master, tmp_path):
 
 @pytest.mark.parametrize("case", case_names("case_store_service"))
 def test_store_service_case(case):
-    p = subprocess.run([sys.executable, RUNNER, "case_store_service", case], env=child_env(),
-                       capture_output=True, text=True, timeout=120)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-8000:]
-    assert not SAN_RE.search(out), out[-8000:]
+    run_case(None, "case_store_service", case, timeout=120)
